@@ -1,0 +1,40 @@
+# Every target makes and uses the project's virtual environment itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint up down services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	@bash .ci/services
+
+demo: $(STAMP) services
+	$(BIN)/dialer demo
+
+test: $(STAMP) services
+	$(BIN)/pytest -q tests
+
+bench: $(STAMP) services
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check campaigns workers simulator bench tests
+	$(BIN)/mypy campaigns workers simulator
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/data bench/out

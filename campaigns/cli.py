@@ -1,0 +1,80 @@
+"""`dialer`: the command line, one sub-command group per noun. Errors become one clear line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from campaigns import cli_campaign_control  # noqa: F401  (registers run/watch commands on campaign_app)
+from campaigns.cli_apikey import apikey_app
+from campaigns.cli_campaign import campaign_app
+from campaigns.errors import DialerError
+from workers import cli_processes
+from workers.cli_account import account_app
+
+app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(account_app, name="account")
+app.add_typer(apikey_app, name="apikey")
+app.command("worker")(cli_processes.worker)
+app.command("beat")(cli_processes.beat)
+app.command("api")(cli_processes.api)
+app.command("flower")(cli_processes.flower)
+
+err = Console(stderr=True)
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create the database if absent and apply schema.sql (idempotent)."""
+    from campaigns.config import get_settings
+    from campaigns.db import _redacted, init_database
+
+    created = init_database()
+    url = _redacted(get_settings().database_url)
+    typer.echo(f"{'created' if created else 'updated'} database {url}")
+
+
+@app.command("simulator")
+def simulator(
+    config: str = typer.Option(None, help="JSON file of accounts, limits, outcome mix and faults."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8765),
+    speed: float = typer.Option(1.0, help="Time scale: 60 makes a 30 s call take 0.5 s."),
+    seed: int = typer.Option(1),
+) -> None:
+    """Run the local carrier simulator (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth call APIs)."""
+    from simulator.cli import run_simulator
+
+    run_simulator(config=config, host=host, port=port, speed=speed, seed=seed)
+
+
+@app.command("demo")
+def demo(
+    cps: int = typer.Option(100, help="Calls per second of the simulated carrier account"),
+    rows: int = typer.Option(None, help="Dial only the first N rows of the sample"),
+    workers: int = typer.Option(2, help="Celery worker processes"),
+    results: str = typer.Option("demo-results.csv", help="Where to write the results CSV"),
+) -> None:
+    """Run the whole pipeline against the simulator with the shipped 10,000-row sample, then stop it all."""
+    from pathlib import Path
+
+    from workers.demo import DemoSettings, run_demo
+
+    run_demo(DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results)))
+
+
+def main() -> None:
+    try:
+        app()
+    except DialerError as exc:
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

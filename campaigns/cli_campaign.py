@@ -1,0 +1,182 @@
+"""`dialer campaign …`: load, inspect and control campaigns."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from campaigns.db import connect
+from campaigns.errors import BadInputFile, InvalidRequest, NotFound
+from campaigns.numbers import DEFAULT_BLOCKED_TYPES, RejectReason, parse_type_names
+
+campaign_app = typer.Typer(help="Campaigns: load a CSV, list, show, rejects.", no_args_is_help=True)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def resolve_account_id(conn: psycopg.Connection, account: str) -> int:
+    """A provider account given by id or by name."""
+    if account.isdigit():
+        row = conn.execute("SELECT id FROM provider_account WHERE id = %s", (int(account),)).fetchone()
+    else:
+        row = conn.execute("SELECT id FROM provider_account WHERE name = %s", (account,)).fetchone()
+    if row is None:
+        raise NotFound(f"no provider account {account!r}")
+    return int(row[0])
+
+
+class _LoadBar:
+    """A Rich progress bar over the file's bytes, with rows, rows/s and rejects so far."""
+
+    def __init__(self, progress: Progress, total: int | None) -> None:
+        self._progress = progress
+        self._started = time.monotonic()
+        self._task = progress.add_task("reading", total=total, rows="0", rate="", rejected="0")
+
+    def __call__(self, update) -> None:  # type: ignore[no-untyped-def]
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self._progress.update(self._task, completed=update.bytes_read, description=update.phase,
+                              rows=f"{update.rows_read:,}", rate=f"{update.rows_read / elapsed:,.0f}",
+                              rejected=f"{update.rows_rejected:,}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:>9}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s, "
+                               "{task.fields[rejected]} rejected"),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+@campaign_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Name of the new campaign."),
+    csv_path: Path = typer.Option(..., "--csv", exists=True, dir_okay=False, readable=True,
+                                  help="CSV file: a header row and a phone column."),
+    phone_column: str = typer.Option(None, help="Name of the phone column (default: found by name)."),
+    default_region: str = typer.Option("US", help="Region for numbers written without +country code."),
+    account: str = typer.Option(None, help="Provider account, by name or id (may be set later)."),
+    caller_id: str = typer.Option(None, help="Caller ID (E.164 or national in the default region)."),
+    default_timezone: str = typer.Option("UTC", "--timezone",
+                                         help="Zone of sip: URIs and numbers of unknown zone."),
+    block_types: str = typer.Option(",".join(sorted(DEFAULT_BLOCKED_TYPES)),
+                                    help="Number types rejected as blocked_type, comma-separated."),
+    workers: int = typer.Option(None, help="Parser processes (default: DIALER_LOADER_WORKERS)."),
+) -> None:
+    """Create a campaign from a CSV (all rows or nothing); rows that cannot be dialed become rejects."""
+    from campaigns.loader import LoadOptions, load_campaign_csv
+
+    try:
+        blocked = parse_type_names(block_types)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    account_id = None
+    if account:
+        with connect() as conn:
+            account_id = resolve_account_id(conn, account)
+    options = LoadOptions(default_region=default_region, phone_column=phone_column, account_id=account_id,
+                          caller_id=caller_id, blocked_types=blocked, default_timezone=default_timezone,
+                          workers=workers)
+    try:
+        with _progress() as progress:
+            report = load_campaign_csv(name=name, source=csv_path, options=options,
+                                       progress=_LoadBar(progress, csv_path.stat().st_size))
+    except BadInputFile as exc:
+        err.print(f"[red]refused ({exc.reason}):[/red] {exc}; nothing was loaded")
+        raise typer.Exit(1) from None
+    out.print(f"campaign [bold]{report.campaign_id}[/bold] {escape(repr(report.name))} created (draft) in "
+              f"{report.seconds:.1f} s: {report.rows_loaded:,} of {report.rows_total:,} rows loaded, "
+              f"{report.rows_rejected:,} rejected")
+    out.print(f"read as {report.encoding}, delimiter {report.delimiter!r}, "
+              f"phone column {escape(repr(report.phone_column))}")
+    if report.rejects_by_reason:
+        table = Table("reason", "rows", title="rejected rows")
+        for reason, count in sorted(report.rejects_by_reason.items()):
+            table.add_row(reason, f"{count:,}")
+        out.print(table)
+        out.print(f"see them with: dialer campaign rejects {report.campaign_id}")
+
+
+@campaign_app.command("list")
+def list_campaigns(
+    state: str = typer.Option(None, help="Only campaigns in this state."),
+    limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
+) -> None:
+    """Campaigns, newest first."""
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT id, name, state, rows_loaded, rows_rejected, created_at FROM campaign "
+            "WHERE %(state)s::text IS NULL OR state = %(state)s ORDER BY id DESC LIMIT %(limit)s",
+            {"state": state, "limit": limit}).fetchall()
+    table = Table("id", "name", "state", "destinations", "rejected", "created")
+    for id_, name, state_, loaded, rejected, created in rows:
+        table.add_row(str(id_), escape(name), state_, f"{loaded:,}", f"{rejected:,}",
+                      f"{created:%Y-%m-%d %H:%M}")
+    out.print(table if rows else "no campaigns")
+
+
+@campaign_app.command("show")
+def show(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
+    """One campaign: state, settings, destinations per status, rejects per reason."""
+    with connect() as conn:
+        row = conn.execute(
+            "SELECT c.name, c.state, c.state_reason, c.default_region, c.caller_id, a.name, c.rows_total, "
+            "c.rows_loaded, c.rows_rejected, c.created_at FROM campaign c "
+            "LEFT JOIN provider_account a ON a.id = c.account_id WHERE c.id = %s", (campaign_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        statuses = conn.execute("SELECT status, count(*) FROM destination WHERE campaign_id = %s "
+                                "GROUP BY status ORDER BY status", (campaign_id,)).fetchall()
+        reasons = conn.execute("SELECT reason, count(*) FROM rejected_row WHERE campaign_id = %s "
+                               "GROUP BY reason ORDER BY reason", (campaign_id,)).fetchall()
+    name, state, state_reason, region, caller_id, account, total, loaded, rejected, created = row
+    summary = Table.grid(padding=(0, 2))
+    for label, value in (("campaign", f"{campaign_id} {escape(repr(name))}"),
+                         ("state", state + (f" ({state_reason})" if state_reason else "")),
+                         ("account", account or "-"), ("caller ID", caller_id or "-"),
+                         ("default region", region), ("created", f"{created:%Y-%m-%d %H:%M:%S %Z}"),
+                         ("rows", f"{total:,} read, {loaded:,} loaded, {rejected:,} rejected")):
+        summary.add_row(label, value)
+    out.print(summary)
+    by_status = Table("status", "destinations", title="destinations")
+    for status, count in statuses:
+        by_status.add_row(status, f"{count:,}")
+    out.print(by_status)
+    if reasons:
+        by_reason = Table("reason", "rows", title="rejected rows")
+        for reason, count in reasons:
+            by_reason.add_row(reason, f"{count:,}")
+        out.print(by_reason)
+
+
+@campaign_app.command("rejects")
+def rejects(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    limit: int = typer.Option(100, min=1, help="At most this many rows, by line number."),
+    reason: str = typer.Option(None, help="Only this reason: " + ", ".join(r.value for r in RejectReason)),
+) -> None:
+    """The rows of the campaign's CSV that were not loaded, with line number and reason."""
+    if reason is not None and reason not in {r.value for r in RejectReason}:
+        raise InvalidRequest(f"unknown reason {reason!r}; one of {', '.join(r.value for r in RejectReason)}")
+    params = {"campaign_id": campaign_id, "reason": reason, "limit": limit}
+    where = "campaign_id = %(campaign_id)s AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
+    with connect() as conn:
+        if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        total = conn.execute(f"SELECT count(*) FROM rejected_row WHERE {where}", params).fetchone()
+        rows = conn.execute(f"SELECT line_no, reason, raw_value, detail FROM rejected_row WHERE {where} "
+                            "ORDER BY line_no, id LIMIT %(limit)s", params).fetchall()
+    table = Table("line", "reason", "value", "detail", title=f"rejected rows of campaign {campaign_id}")
+    for line_no, reason_, raw_value, detail in rows:
+        table.add_row(str(line_no), reason_, escape(raw_value), escape(detail or ""))
+    out.print(table if rows else "no rejected rows")
+    count = total[0] if total else 0
+    if count > len(rows):
+        out.print(f"showing {len(rows)} of {count:,}; use --limit or --reason")

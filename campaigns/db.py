@@ -1,0 +1,109 @@
+"""Connections to Postgres: a SQLAlchemy engine for SQLModel, raw psycopg connections for COPY and hot paths.
+
+Nothing is built at import time; an engine is made per URL on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+from sqlmodel import Session, create_engine
+
+from campaigns.config import get_settings
+from campaigns.errors import ServiceUnavailable
+
+# campaigns/schema.sql links to the canonical top-level schema.sql and ships as package data, so an installed
+# package (the Docker image) finds it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.sql"
+POSTGRES_START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def unavailable(url: str, exc: BaseException) -> ServiceUnavailable:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ServiceUnavailable(
+        f"Postgres is not reachable at {_redacted(url)} ({first_line}); start it with: {POSTGRES_START_HINT}"
+    )
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def get_engine() -> Engine:
+    return engine_for(get_settings().database_url)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A SQLModel session that commits on success and rolls back on error."""
+    try:
+        session = Session(get_engine())
+    except Exception as exc:  # pragma: no cover - engine creation does not connect
+        raise unavailable(get_settings().database_url, exc) from exc
+    with session:
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+
+def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A raw psycopg connection; an unreachable server becomes ServiceUnavailable with the way to start it."""
+    url = url or get_settings().psycopg_url
+    try:
+        return psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=autocommit, connect_timeout=5
+        )
+    except psycopg.OperationalError as exc:
+        raise unavailable(url, exc) from exc
+
+
+def create_database_if_absent(url: str) -> bool:
+    """Create the URL's database when it does not exist; True if it was created."""
+    info = psycopg.conninfo.conninfo_to_dict(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    dbname = str(info.get("dbname") or "postgres")
+    admin = {key: str(value) for key, value in info.items() if value is not None} | {"dbname": "postgres"}
+    try:
+        with psycopg.connect(
+            psycopg.conninfo.make_conninfo("", **admin), autocommit=True, connect_timeout=5
+        ) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            if exists:
+                return False
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            return True
+    except psycopg.OperationalError as exc:
+        raise unavailable(url, exc) from exc
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Apply schema.sql; every statement in it is idempotent."""
+    conn.execute(SCHEMA_PATH.read_text())  # type: ignore[arg-type]
+
+
+def init_database(url: str | None = None) -> bool:
+    """Create the database if absent and apply the schema. Returns True if the database was created."""
+    url = url or get_settings().psycopg_url
+    created = create_database_if_absent(url)
+    with connect(url) as conn:
+        # One advisory lock so several processes starting at once do not race on CREATE TABLE IF NOT EXISTS.
+        conn.execute("SELECT pg_advisory_xact_lock(7241001)")
+        apply_schema(conn)
+        conn.commit()
+    return created

@@ -1,0 +1,365 @@
+"""Loading a campaign from a CSV: stream rows -> normalise them in parallel -> COPY into Postgres.
+
+One transaction per campaign: the campaign row (state 'loading'), every destination and every rejected
+row commit together and the campaign becomes 'draft', or nothing remains. Memory stays constant: rows are
+read in chunks with a bounded number in flight, and duplicates and DNC numbers are found by Postgres in a
+TEMP staging table, never in a set held here.
+
+Small files (under PARALLEL_AFTER_ROWS rows) are normalised in this process; past that a pool of parser
+processes (Settings.loader_workers, 0 = one per core) takes the chunks while this process decodes the
+file and writes the COPY stream.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import sys
+import time
+import types
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import orjson
+
+from campaigns.csv_source import CsvLayout, CsvLimits, CsvStream
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.numbers import (
+    DEFAULT_BLOCKED_TYPES,
+    NumberPolicy,
+    RowLayout,
+    check_region,
+    normalise_caller_id,
+    normalise_row,
+    valid_timezone,
+)
+
+if TYPE_CHECKING:  # the parser processes import this module: keep psycopg and SQLAlchemy out of them
+    import psycopg
+
+    from campaigns.config import Settings
+
+CHUNK_ROWS = 5000
+PARALLEL_AFTER_ROWS = 20_000
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+STAGING_DDL = """
+CREATE TEMP TABLE load_staging (
+    line_no   INTEGER NOT NULL,
+    raw_value TEXT NOT NULL,
+    number    TEXT,
+    variables JSONB,
+    timezone  TEXT,
+    reason    TEXT,
+    detail    TEXT
+) ON COMMIT DROP
+"""
+STAGING_COPY = ("COPY load_staging (line_no, raw_value, number, variables, timezone, reason, detail) "
+                "FROM STDIN")
+
+# Rows rejected while parsing go straight across; the others are ranked by number in one pass: the first
+# line of a number becomes the destination (inserted in file order, so dialing follows the file), later
+# lines are duplicates, and a number on the DNC list is rejected on every line.
+REJECT_PARSED_SQL = """
+INSERT INTO rejected_row (campaign_id, line_no, raw_value, reason, detail)
+SELECT %(campaign_id)s, line_no, raw_value, reason, detail FROM load_staging WHERE reason IS NOT NULL
+ORDER BY line_no
+"""
+RANK_SQL = """
+CREATE TEMP TABLE load_ranked ON COMMIT DROP AS
+SELECT s.line_no, s.raw_value, s.number, s.variables, s.timezone,
+       min(s.line_no) OVER (PARTITION BY s.number) AS first_line,
+       EXISTS (SELECT 1 FROM dnc_number d WHERE d.number = s.number) AS on_dnc
+FROM load_staging s WHERE s.reason IS NULL
+"""
+INSERT_DESTINATIONS_SQL = """
+INSERT INTO destination (campaign_id, line_no, number, variables, timezone)
+SELECT %(campaign_id)s, line_no, number, variables, timezone FROM load_ranked
+WHERE line_no = first_line AND NOT on_dnc ORDER BY line_no
+"""
+REJECT_RANKED_SQL = """
+INSERT INTO rejected_row (campaign_id, line_no, raw_value, reason, detail)
+SELECT %(campaign_id)s, line_no, raw_value,
+       CASE WHEN on_dnc THEN 'dnc' ELSE 'duplicate' END,
+       CASE WHEN on_dnc THEN 'on the do-not-call list as ' || number
+            ELSE 'same number as line ' || first_line END
+FROM load_ranked WHERE on_dnc OR line_no <> first_line ORDER BY line_no
+"""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the caller decides about a campaign being loaded (the CLI flags, the API form fields)."""
+
+    default_region: str = "US"
+    phone_column: str | None = None
+    account_id: int | None = None
+    caller_id: str | None = None
+    blocked_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
+    default_timezone: str = "UTC"
+    workers: int | None = None  # None: Settings.loader_workers
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Where a load stands, passed to the progress callback after every chunk and at each phase."""
+
+    phase: str  # 'reading', 'finishing' (dedupe, DNC, inserts), 'done'
+    rows_read: int
+    rows_rejected: int  # so far: duplicates and DNC are known only when finishing
+    bytes_read: int
+    bytes_total: int | None
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The outcome of a committed load."""
+
+    campaign_id: int
+    name: str
+    rows_total: int
+    rows_loaded: int
+    rows_rejected: int
+    rejects_by_reason: dict[str, int]
+    encoding: str
+    delimiter: str
+    phone_column: str
+    seconds: float
+    columns: tuple[str, ...] = field(default=())
+
+
+ProgressCallback = Callable[[LoadProgress], None]
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+def format_copy_chunk(rows: list[tuple[int, list[str]]], layout: RowLayout,
+                      policy: NumberPolicy) -> tuple[str, int]:
+    """Normalise rows and render them as COPY text for load_staging; returns (text, rejected count)."""
+    out: list[str] = []
+    rejected = 0
+    dumps = orjson.dumps
+    for line_no, fields in rows:
+        row = normalise_row(line_no, fields, layout, policy)
+        raw = _copy_text(row.raw_value)
+        if row.reason is None:
+            # orjson escapes control characters itself; only backslashes need doubling for COPY text.
+            variables = dumps(row.variables).decode().replace("\\", "\\\\")
+            number = _copy_text(row.number or "")
+            out.append(f"{line_no}\t{raw}\t{number}\t{variables}\t{row.timezone}\t\\N\t\\N\n")
+        else:
+            rejected += 1
+            detail = "\\N" if row.detail is None else _copy_text(row.detail)
+            out.append(f"{line_no}\t{raw}\t\\N\t\\N\t\\N\t{row.reason.value}\t{detail}\n")
+    return "".join(out), rejected
+
+
+_worker_state: tuple[RowLayout, NumberPolicy] | None = None
+
+
+def _init_worker(layout: RowLayout, policy: NumberPolicy) -> None:
+    global _worker_state
+    _worker_state = (layout, policy)
+
+
+def _format_in_worker(rows: list[tuple[int, list[str]]]) -> tuple[str, int]:
+    assert _worker_state is not None
+    return format_copy_chunk(rows, *_worker_state)
+
+
+def _chunks(rows: Iterable[tuple[int, list[str]]], size: int) -> Iterator[list[tuple[int, list[str]]]]:
+    chunk: list[tuple[int, list[str]]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def worker_count(options: LoadOptions, settings: Settings) -> int:
+    configured = options.workers if options.workers is not None else settings.loader_workers
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+@contextmanager
+def _bare_main_module() -> Iterator[None]:
+    """While starting processes, hide the caller's __main__: multiprocessing re-imports it in every child
+    (the CLI, uvicorn or a script: ~50 MB of imports each, and whatever a script does at import)."""
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _start_pool(workers: int, layout: RowLayout, policy: NumberPolicy) -> Pool:
+    # forkserver, not fork: the caller may be a threaded server, and fork copies locks other threads hold.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["campaigns.loader"])
+    with _bare_main_module():
+        return context.Pool(workers, initializer=_init_worker, initargs=(layout, policy))
+
+
+def normalised_chunks(rows: Iterable[tuple[int, list[str]]], layout: RowLayout, policy: NumberPolicy,
+                      workers: int) -> Iterator[tuple[str, int, int]]:
+    """(COPY text, rows, rejected) per chunk, in file order; a process pool past PARALLEL_AFTER_ROWS."""
+    seen = 0
+    pool = None
+    inflight: deque[tuple[Any, int]] = deque()
+    try:
+        for chunk in _chunks(rows, CHUNK_ROWS):
+            if pool is None and (workers <= 1 or seen < PARALLEL_AFTER_ROWS):
+                text, rejected = format_copy_chunk(chunk, layout, policy)
+                seen += len(chunk)
+                yield text, len(chunk), rejected
+                continue
+            if pool is None:
+                pool = _start_pool(workers, layout, policy)
+            inflight.append((pool.apply_async(_format_in_worker, (chunk,)), len(chunk)))
+            seen += len(chunk)
+            if len(inflight) >= 2 * workers + 1:  # bounded: memory does not grow with the file
+                result, n = inflight.popleft()
+                text, rejected = result.get()
+                yield text, n, rejected
+        while inflight:
+            result, n = inflight.popleft()
+            text, rejected = result.get()
+            yield text, n, rejected
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _open_source(source: BinaryIO | str | os.PathLike[str], stack: ExitStack) -> tuple[BinaryIO, int | None]:
+    """The binary stream and its size when known (for the progress bar)."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        try:
+            stream: BinaryIO = stack.enter_context(path.open("rb"))
+        except FileNotFoundError:
+            raise NotFound(f"no such file: {path}") from None
+        return stream, path.stat().st_size
+    try:
+        size: int | None = os.fstat(source.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        size = None
+    return source, size
+
+
+def _checked_options(options: LoadOptions) -> tuple[NumberPolicy, str | None]:
+    """The number policy and caller ID, or InvalidRequest naming the bad option."""
+    try:
+        region = check_region(options.default_region)
+        caller_id = normalise_caller_id(options.caller_id, region) if options.caller_id else None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if valid_timezone(options.default_timezone) is None:
+        raise InvalidRequest(f"unknown time zone {options.default_timezone!r}")
+    policy = NumberPolicy(default_region=region, blocked_types=frozenset(options.blocked_types),
+                          default_timezone=options.default_timezone)
+    return policy, caller_id
+
+
+def _create_campaign(conn: psycopg.Connection, name: str, options: LoadOptions, policy: NumberPolicy,
+                     caller_id: str | None) -> int:
+    if options.account_id is not None:
+        found = conn.execute("SELECT 1 FROM provider_account WHERE id = %s", (options.account_id,)).fetchone()
+        if found is None:
+            raise NotFound(f"no provider account with id {options.account_id}")
+    row = conn.execute(
+        "INSERT INTO campaign (name, account_id, caller_id, default_region, state) "
+        "VALUES (%s, %s, %s, %s, 'loading') RETURNING id",
+        (name, options.account_id, caller_id, policy.default_region),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _finish(conn: psycopg.Connection, campaign_id: int, rows_total: int) -> tuple[int, dict[str, int]]:
+    """Dedupe, DNC, inserts; the campaign becomes 'draft'. Returns (rows loaded, rejects per reason)."""
+    params = {"campaign_id": campaign_id}
+    with conn.cursor() as cur:
+        cur.execute(REJECT_PARSED_SQL, params)
+        cur.execute(RANK_SQL)
+        cur.execute(INSERT_DESTINATIONS_SQL, params)
+        loaded = cur.rowcount
+        cur.execute(REJECT_RANKED_SQL, params)
+        cur.execute("SELECT reason, count(*) FROM rejected_row WHERE campaign_id = %s GROUP BY reason "
+                    "ORDER BY reason", (campaign_id,))
+        by_reason = {reason: int(count) for reason, count in cur.fetchall()}
+        cur.execute("UPDATE campaign SET state = 'draft', rows_total = %s, rows_loaded = %s, "
+                    "rows_rejected = %s, updated_at = now() WHERE id = %s",
+                    (rows_total, loaded, sum(by_reason.values()), campaign_id))
+    return loaded, by_reason
+
+
+def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
+                      options: LoadOptions | None = None, progress: ProgressCallback | None = None,
+                      settings: Settings | None = None) -> LoadReport:
+    """Create campaign `name` from a CSV (a path or a binary file-like object, read as a stream).
+
+    Raises BadInputFile (nothing stored) for a file that cannot be loaded, InvalidRequest for bad options,
+    NotFound for a missing file or account. Rows that cannot be dialed are stored as rejected_row.
+    """
+    from campaigns.config import get_settings
+    from campaigns.db import connect
+
+    started = time.monotonic()
+    options = options or LoadOptions()
+    settings = settings or get_settings()
+    policy, caller_id = _checked_options(options)
+    limits = CsvLimits(max_rows=settings.max_rows, max_field_bytes=settings.max_field_bytes,
+                       max_line_bytes=settings.max_line_bytes)
+    with ExitStack() as stack:
+        stream, size = _open_source(source, stack)
+        csv_stream = CsvStream(stream, phone_column=options.phone_column, limits=limits)
+        layout = csv_stream.layout
+        row_layout = RowLayout.build(layout.header, layout.phone_index, layout.timezone_index,
+                                     layout.delimiter)
+        conn = stack.enter_context(connect(settings.psycopg_url))
+        campaign_id = _create_campaign(conn, name, options, policy, caller_id)
+        conn.execute(STAGING_DDL)
+        rows_total, rejected = _stream_into_staging(conn, csv_stream, row_layout, policy,
+                                                    worker_count(options, settings), size, progress)
+        if progress:
+            progress(LoadProgress("finishing", rows_total, rejected, csv_stream.bytes_read, size))
+        loaded, by_reason = _finish(conn, campaign_id, rows_total)
+        conn.commit()
+    if progress:
+        progress(LoadProgress("done", rows_total, sum(by_reason.values()), csv_stream.bytes_read, size))
+    return _report(campaign_id, name, rows_total, loaded, by_reason, layout, time.monotonic() - started)
+
+
+def _stream_into_staging(conn: psycopg.Connection, csv_stream: CsvStream, layout: RowLayout,
+                         policy: NumberPolicy, workers: int, size: int | None,
+                         progress: ProgressCallback | None) -> tuple[int, int]:
+    rows_total = rejected = 0
+    with conn.cursor() as cur, cur.copy(STAGING_COPY) as copy:
+        for text, n, chunk_rejected in normalised_chunks(csv_stream, layout, policy, workers):
+            copy.write(text)
+            rows_total += n
+            rejected += chunk_rejected
+            if progress:
+                progress(LoadProgress("reading", rows_total, rejected, csv_stream.bytes_read, size))
+    return rows_total, rejected
+
+
+def _report(campaign_id: int, name: str, rows_total: int, loaded: int, by_reason: dict[str, int],
+            layout: CsvLayout, seconds: float) -> LoadReport:
+    return LoadReport(campaign_id=campaign_id, name=name, rows_total=rows_total, rows_loaded=loaded,
+                      rows_rejected=sum(by_reason.values()), rejects_by_reason=by_reason,
+                      encoding=layout.encoding, delimiter=layout.delimiter, phone_column=layout.phone_column,
+                      seconds=seconds, columns=layout.header)

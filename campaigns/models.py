@@ -1,0 +1,213 @@
+"""SQLModel tables mirroring schema.sql (the canonical DDL); tests/test_schema_parity.py keeps them equal."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    Numeric,
+    SmallInteger,
+    Text,
+    Time,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def _pk() -> Any:
+    return Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+
+
+def _text(nullable: bool = False, default: str | None = None) -> Any:
+    server_default = text(f"'{default}'") if default is not None else None
+    return Field(default=default, sa_column=Column(Text, nullable=nullable, server_default=server_default))
+
+
+def _int(nullable: bool = False, default: int | None = None, kind: Any = Integer) -> Any:
+    server_default = text(str(default)) if default is not None else None
+    return Field(default=default, sa_column=Column(kind, nullable=nullable, server_default=server_default))
+
+
+def _jsonb(nullable: bool = False) -> Any:
+    return Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=nullable, server_default=text("'{}'::jsonb"))
+    )
+
+
+def _timestamp(nullable: bool = True, now: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True), nullable=nullable, server_default=text("now()") if now else None
+        ),
+    )
+
+
+def _fk(target: str, nullable: bool = False, ondelete: str | None = None) -> Any:
+    return Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey(target, ondelete=ondelete), nullable=nullable)
+    )
+
+
+class ProviderAccount(SQLModel, table=True):
+    __tablename__ = "provider_account"
+    __table_args__ = (UniqueConstraint("name", name="provider_account_name_key"),)
+
+    id: int | None = _pk()
+    name: str = _text()
+    provider: str = _text()
+    auth_id: str = _text()
+    auth_token_encrypted: str = _text()
+    webhook_secret_encrypted: str | None = _text(nullable=True)
+    base_url: str = _text()
+    cps: float = Field(sa_column=Column(Double, nullable=False))
+    max_concurrent: int = _int()
+    options: dict[str, Any] = _jsonb()
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaign"
+
+    id: int | None = _pk()
+    name: str = _text()
+    account_id: int | None = _fk("provider_account.id", nullable=True)
+    caller_id: str | None = _text(nullable=True)
+    answer_url: str | None = _text(nullable=True)
+    provider_options: dict[str, Any] = _jsonb()
+    cps: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
+    max_concurrent: int | None = _int(nullable=True)
+    weight: int = _int(default=1)
+    default_region: str = _text(default="US")
+    start_at: datetime | None = _timestamp()
+    end_at: datetime | None = _timestamp()
+    window_start: time = Field(
+        default=time(9), sa_column=Column(Time, nullable=False, server_default=text("'09:00'"))
+    )
+    window_end: time = Field(
+        default=time(21), sa_column=Column(Time, nullable=False, server_default=text("'21:00'"))
+    )
+    window_days: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7],
+        sa_column=Column(ARRAY(SmallInteger), nullable=False, server_default=text("'{1,2,3,4,5,6,7}'")),
+    )
+    timezone_override: str | None = _text(nullable=True)
+    retry_policy: dict[str, Any] = _jsonb()
+    state: str = _text(default="loading")
+    state_reason: str | None = _text(nullable=True)
+    rows_total: int = _int(default=0)
+    rows_loaded: int = _int(default=0)
+    rows_rejected: int = _int(default=0)
+    throttled_count: int = _int(default=0, kind=BigInteger)
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+    updated_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class Destination(SQLModel, table=True):
+    __tablename__ = "destination"
+    __table_args__ = (UniqueConstraint("campaign_id", "number", name="destination_campaign_id_number_key"),)
+
+    id: int | None = _pk()
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    line_no: int = _int()
+    number: str = _text()
+    variables: dict[str, Any] = _jsonb()
+    timezone: str = _text()
+    status: str = _text(default="pending")
+    attempts_made: int = _int(default=0)
+    next_attempt_at: datetime | None = _timestamp()
+    outcome: str | None = _text(nullable=True)
+    updated_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class CallAttempt(SQLModel, table=True):
+    __tablename__ = "call_attempt"
+    __table_args__ = (
+        UniqueConstraint("destination_id", "attempt_no", name="call_attempt_destination_id_attempt_no_key"),
+    )
+
+    id: int | None = _pk()
+    destination_id: int = _fk("destination.id", ondelete="CASCADE")
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    account_id: int = _fk("provider_account.id")
+    attempt_no: int = _int()
+    batch_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    status: str = _text(default="dialing")
+    request_uuid: str | None = _text(nullable=True)
+    call_uuid: str | None = _text(nullable=True)
+    provider_status: str | None = _text(nullable=True)
+    outcome: str | None = _text(nullable=True)
+    hangup_cause: str | None = _text(nullable=True)
+    error_message: str | None = _text(nullable=True)
+    cost: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+    sent_at: datetime | None = _timestamp()
+    ring_at: datetime | None = _timestamp()
+    answer_at: datetime | None = _timestamp()
+    end_at: datetime | None = _timestamp()
+    duration: int | None = _int(nullable=True)
+    billed_duration: int | None = _int(nullable=True)
+    lease_expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CallEvent(SQLModel, table=True):
+    __tablename__ = "call_event"
+    __table_args__ = (UniqueConstraint("provider", "event_key", name="call_event_provider_event_key_key"),)
+
+    id: int | None = _pk()
+    provider: str = _text()
+    account_id: int | None = _fk("provider_account.id", nullable=True)
+    event_key: str = _text()
+    kind: str = _text()
+    batch_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    request_uuid: str | None = _text(nullable=True)
+    call_uuid: str | None = _text(nullable=True)
+    destination: str | None = _text(nullable=True)
+    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    headers: dict[str, Any] = _jsonb()
+    received_at: datetime | None = _timestamp(nullable=False, now=True)
+    applied_at: datetime | None = _timestamp()
+    attempt_id: int | None = _fk("call_attempt.id", nullable=True, ondelete="SET NULL")
+
+
+class DncNumber(SQLModel, table=True):
+    __tablename__ = "dnc_number"
+
+    number: str = Field(sa_column=Column(Text, primary_key=True))
+    reason: str | None = _text(nullable=True)
+    added_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class RejectedRow(SQLModel, table=True):
+    __tablename__ = "rejected_row"
+
+    id: int | None = _pk()
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    line_no: int = _int()
+    raw_value: str = _text()
+    reason: str = _text()
+    detail: str | None = _text(nullable=True)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+    __table_args__ = (UniqueConstraint("key_hash", name="api_key_key_hash_key"),)
+
+    id: int | None = _pk()
+    name: str = _text()
+    key_hash: str = _text()
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+    revoked_at: datetime | None = _timestamp()

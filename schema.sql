@@ -1,0 +1,150 @@
+-- Canonical Postgres DDL of the dialer. Idempotent: `dialer db init` applies it to an existing database.
+-- campaigns/models.py mirrors these tables; tests/test_schema_parity.py fails on any difference.
+
+CREATE TABLE IF NOT EXISTS provider_account (
+    id                      BIGSERIAL PRIMARY KEY,
+    name                    TEXT NOT NULL,
+    provider                TEXT NOT NULL
+        CHECK (provider IN ('plivo', 'vobiz', 'tryvox', 'voipbin', 'bandwidth')),
+    auth_id                 TEXT NOT NULL,
+    auth_token_encrypted    TEXT NOT NULL,           -- Fernet token under DIALER_SECRET_KEY
+    webhook_secret_encrypted TEXT,                   -- VoIPbin webhook HMAC secret, if the customer set one
+    base_url                TEXT NOT NULL,
+    cps                     DOUBLE PRECISION NOT NULL CHECK (cps > 0),
+    max_concurrent          INTEGER NOT NULL CHECK (max_concurrent > 0),
+    options                 JSONB NOT NULL DEFAULT '{}'::jsonb,  -- e.g. Bandwidth applicationId
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT provider_account_name_key UNIQUE (name)
+);
+
+CREATE TABLE IF NOT EXISTS campaign (
+    id                  BIGSERIAL PRIMARY KEY,
+    name                TEXT NOT NULL,
+    account_id          BIGINT REFERENCES provider_account (id),
+    caller_id           TEXT,
+    answer_url          TEXT,
+    provider_options    JSONB NOT NULL DEFAULT '{}'::jsonb,   -- ring_timeout, time_limit, machine_detection…
+    cps                 DOUBLE PRECISION CHECK (cps > 0),     -- the campaign's own cap, under the account's
+    max_concurrent      INTEGER CHECK (max_concurrent > 0),
+    weight              INTEGER NOT NULL DEFAULT 1 CHECK (weight > 0),
+    default_region      TEXT NOT NULL DEFAULT 'US',
+    start_at            TIMESTAMPTZ,
+    end_at              TIMESTAMPTZ,
+    window_start        TIME NOT NULL DEFAULT '09:00',        -- local time of the destination
+    window_end          TIME NOT NULL DEFAULT '21:00',
+    window_days         SMALLINT[] NOT NULL DEFAULT '{1,2,3,4,5,6,7}',  -- ISO weekdays, 1 = Monday
+    timezone_override   TEXT,                                 -- NULL: each destination's own zone
+    retry_policy        JSONB NOT NULL DEFAULT '{}'::jsonb,   -- outcome -> {delay_s, max_attempts}
+    state               TEXT NOT NULL DEFAULT 'loading'
+        CHECK (state IN ('loading', 'draft', 'running', 'paused', 'completed', 'cancelled')),
+    state_reason        TEXT,
+    rows_total          INTEGER NOT NULL DEFAULT 0,
+    rows_loaded         INTEGER NOT NULL DEFAULT 0,
+    rows_rejected       INTEGER NOT NULL DEFAULT 0,
+    throttled_count     BIGINT NOT NULL DEFAULT 0,            -- 429s met while dialing (not attempts)
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS campaign_state_idx ON campaign (state);
+
+CREATE TABLE IF NOT EXISTS destination (
+    id                  BIGSERIAL PRIMARY KEY,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    line_no             INTEGER NOT NULL,
+    number              TEXT NOT NULL,                        -- E.164 or sip: URI
+    variables           JSONB NOT NULL DEFAULT '{}'::jsonb,
+    timezone            TEXT NOT NULL,
+    status              TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'queued', 'dialing', 'ringing', 'answered', 'done', 'retry_wait',
+                          'failed', 'invalid', 'dnc', 'cancelled', 'expired', 'unknown')),
+    attempts_made       INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at     TIMESTAMPTZ,
+    outcome             TEXT,
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT destination_campaign_id_number_key UNIQUE (campaign_id, number)
+);
+-- The dispatcher's claim query: due destinations of one campaign, oldest first.
+CREATE INDEX IF NOT EXISTS destination_due_idx ON destination (campaign_id, next_attempt_at, id)
+    WHERE status IN ('pending', 'retry_wait', 'queued');
+CREATE INDEX IF NOT EXISTS destination_status_idx ON destination (campaign_id, status);
+
+CREATE TABLE IF NOT EXISTS call_attempt (
+    id                  BIGSERIAL PRIMARY KEY,
+    destination_id      BIGINT NOT NULL REFERENCES destination (id) ON DELETE CASCADE,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id),
+    attempt_no          INTEGER NOT NULL,
+    batch_id            UUID,                                 -- one per provider request (bulk or not)
+    status              TEXT NOT NULL DEFAULT 'dialing'
+        CHECK (status IN ('dialing', 'sent', 'ringing', 'answered', 'completed', 'failed', 'unknown')),
+    request_uuid        TEXT,
+    call_uuid           TEXT,
+    provider_status     TEXT,
+    outcome             TEXT
+        CHECK (outcome IN ('answered', 'busy', 'no_answer', 'failed', 'rejected', 'machine',
+                           'cancelled', 'unknown')),
+    hangup_cause        TEXT,
+    error_message       TEXT,
+    cost                NUMERIC,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    sent_at             TIMESTAMPTZ,
+    ring_at             TIMESTAMPTZ,
+    answer_at           TIMESTAMPTZ,
+    end_at              TIMESTAMPTZ,
+    duration            INTEGER,
+    billed_duration     INTEGER,
+    lease_expires_at    TIMESTAMPTZ NOT NULL,
+    CONSTRAINT call_attempt_destination_id_attempt_no_key UNIQUE (destination_id, attempt_no)
+);
+CREATE INDEX IF NOT EXISTS call_attempt_request_uuid_idx ON call_attempt (request_uuid);
+CREATE INDEX IF NOT EXISTS call_attempt_call_uuid_idx ON call_attempt (call_uuid);
+CREATE INDEX IF NOT EXISTS call_attempt_batch_idx ON call_attempt (batch_id);
+CREATE INDEX IF NOT EXISTS call_attempt_open_lease_idx ON call_attempt (lease_expires_at)
+    WHERE status IN ('dialing', 'sent', 'ringing', 'answered');
+
+CREATE TABLE IF NOT EXISTS call_event (
+    id                  BIGSERIAL PRIMARY KEY,
+    provider            TEXT NOT NULL,
+    account_id          BIGINT REFERENCES provider_account (id),
+    event_key           TEXT NOT NULL,                        -- provider's identity of this event
+    kind                TEXT NOT NULL,                        -- ring, answer, machine, hangup, status
+    batch_id            UUID,
+    request_uuid        TEXT,
+    call_uuid           TEXT,
+    destination         TEXT,
+    payload             JSONB NOT NULL,
+    headers             JSONB NOT NULL DEFAULT '{}'::jsonb,
+    received_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    applied_at          TIMESTAMPTZ,
+    attempt_id          BIGINT REFERENCES call_attempt (id) ON DELETE SET NULL,
+    CONSTRAINT call_event_provider_event_key_key UNIQUE (provider, event_key)
+);
+CREATE INDEX IF NOT EXISTS call_event_unapplied_idx ON call_event (received_at) WHERE applied_at IS NULL;
+-- Early events (stored before the dialer recorded their ids) are found by id when the ids arrive.
+CREATE INDEX IF NOT EXISTS call_event_unapplied_request_idx ON call_event (request_uuid) WHERE applied_at IS NULL;
+CREATE INDEX IF NOT EXISTS call_event_unapplied_call_idx ON call_event (call_uuid) WHERE applied_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS dnc_number (
+    number              TEXT PRIMARY KEY,                     -- E.164
+    reason              TEXT,
+    added_at            TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS rejected_row (
+    id                  BIGSERIAL PRIMARY KEY,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    line_no             INTEGER NOT NULL,
+    raw_value           TEXT NOT NULL,
+    reason              TEXT NOT NULL,
+    detail              TEXT
+);
+CREATE INDEX IF NOT EXISTS rejected_row_campaign_idx ON rejected_row (campaign_id, line_no);
+
+CREATE TABLE IF NOT EXISTS api_key (
+    id                  BIGSERIAL PRIMARY KEY,
+    name                TEXT NOT NULL,
+    key_hash            TEXT NOT NULL,                        -- sha256 hex of the key; the key is shown once
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    revoked_at          TIMESTAMPTZ,
+    CONSTRAINT api_key_key_hash_key UNIQUE (key_hash)
+);

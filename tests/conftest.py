@@ -1,0 +1,64 @@
+"""Each test session gets its own Postgres database and Redis key prefix, removed afterwards.
+
+The environment is set in pytest_configure, before any setting is read, so Celery worker and API
+processes started by tests inherit the same database and prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+SESSION_TAG = f"t{secrets.token_hex(4)}"
+ADMIN_URL = os.environ.get("DIALER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB = f"dialer_test_{SESSION_TAG}"
+REDIS_URL = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    os.environ["DIALER_DATABASE_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{TEST_DB}"
+    os.environ["DIALER_REDIS_URL"] = REDIS_URL
+    os.environ["DIALER_REDIS_PREFIX"] = f"dialer-{SESSION_TAG}"
+    os.environ.setdefault("DIALER_SECRET_KEY", "test-secret-key-" + SESSION_TAG)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """The session's own database, created with schema.sql and dropped at the end."""
+    from campaigns.config import get_settings
+    from campaigns.db import init_database
+
+    get_settings.cache_clear()
+    url = get_settings().psycopg_url
+    init_database(url)
+    yield url
+    from campaigns.db import get_engine
+
+    get_engine().dispose()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """The Redis server, with every key of this session's prefix deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    prefix = os.environ["DIALER_REDIS_PREFIX"]
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture()
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """A raw autocommit connection to the session database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
