@@ -1,0 +1,193 @@
+"""The carrier: admits call creations under each account's CPS, concurrency and credit, places them
+paced at the CPS, and runs each call on a clock (ringing, a seeded outcome, hangup) emitting the
+provider's callbacks. Call durations and callback backoff are divided by `speed`; limits are real time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from simulator.callbacks import Callback, CallbackSender
+from simulator.config import OUTCOMES, Account, SimConfig
+from simulator.ledger import CallRecord, Ledger
+from simulator.limits import Pacer, TokenBucket
+
+
+class CallbackBuilder(Protocol):
+    """What a provider module gives the carrier: its callbacks for each phase of a call."""
+
+    def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]: ...
+    def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]: ...
+    def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]: ...
+
+
+@dataclass(slots=True)
+class Rejection:
+    """Why a creation was refused with 429, and when a retry could pass (seconds)."""
+
+    reason: str          # "cps" or "concurrency"
+    message: str
+    retry_after: float
+
+
+@dataclass(slots=True)
+class AccountState:
+    bucket: TokenBucket
+    pacer: Pacer
+    live: int = 0
+    credit_used: int = 0
+
+
+class Carrier:
+    def __init__(self, config: SimConfig, *, speed: float, seed: int) -> None:
+        self.config = config
+        self.speed = speed
+        self.ledger = Ledger()
+        self.sender = CallbackSender(config, self.ledger, speed=speed, seed=seed)
+        self.rng = random.Random(seed)
+        self.fault_rng = random.Random(seed * 31 + 7)
+        self.states: dict[str, AccountState] = {}
+        self.calls: dict[str, CallRecord] = {}  # by call_uuid and by request_uuid
+        self.providers: dict[str, CallbackBuilder] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.public_url = ""  # http://host:port, for URLs the API hands out (Bandwidth callUrl)
+
+    async def start(self) -> None:
+        await self.sender.start()
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.sender.close()
+
+    def _state(self, account: Account, now: float) -> AccountState:
+        state = self.states.get(account.auth_id)
+        if state is None:
+            state = AccountState(TokenBucket(account.cps, now), Pacer(account.cps))
+            self.states[account.auth_id] = state
+        elif state.bucket.rate != account.cps:
+            state.bucket.set_rate(account.cps, now)
+            state.pacer.rate = float(account.cps)
+        return state
+
+    def has_credit(self, account: Account, n: int) -> bool:
+        if account.credit is None:
+            return True
+        return self._state(account, time.monotonic()).credit_used + n <= account.credit
+
+    def admit(self, account: Account, n: int) -> Rejection | None:
+        """Check concurrency then CPS for n destinations; take the tokens when admitted."""
+        now = time.monotonic()
+        state = self._state(account, now)
+        rejection: Rejection | None = None
+        if state.live + n > account.max_concurrent:
+            rejection = Rejection("concurrency", "concurrent call limit exceeded", 1.0)
+        else:
+            wait = state.bucket.try_take(n, now)
+            if wait > 0:
+                rejection = Rejection("cps", "call creation rate limit exceeded", wait)
+        if rejection is not None:
+            self.ledger.rejected(account.auth_id, account.provider, rejection.reason, n,
+                                 round(rejection.retry_after, 3))
+        return rejection
+
+    def accept(self, account: Account, destinations: Sequence[str], caller: str, params: dict[str, Any],
+               *, batch: str | None = None, tag: str | None = None,
+               same_ids: bool = False, id_prefix: str = "") -> list[CallRecord]:
+        """Create and start the calls of an admitted request (ids are fresh uuid4s)."""
+        now_mono = time.monotonic()
+        now = time.time()
+        state = self._state(account, now_mono)
+        calls = []
+        for destination in destinations:
+            request_uuid = str(uuid.uuid4())
+            call_uuid = request_uuid if same_ids else id_prefix + str(uuid.uuid4())
+            call = CallRecord(provider=account.provider, account=account.auth_id, destination=destination,
+                              caller=caller, request_uuid=request_uuid, call_uuid=call_uuid, params=params,
+                              batch=batch, tag=tag, received_at=now)
+            calls.append(call)
+            self.calls[call_uuid] = call
+            self.calls[request_uuid] = call
+        state.live += len(calls)
+        state.credit_used += len(calls)
+        self.ledger.call_received(calls, now_mono)
+        for call in calls:
+            place_at = state.pacer.next_slot(now_mono)
+            task = asyncio.ensure_future(self._run_call(call, account, state, place_at))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return calls
+
+    def find(self, call_id: str) -> CallRecord | None:
+        return self.calls.get(call_id)
+
+    def reset(self) -> None:
+        """Clear the ledger and refill the buckets; live calls keep running and holding their slots."""
+        now = time.monotonic()
+        self.ledger.reset({k: s.live for k, s in self.states.items() if s.live})
+        live = {k: c for k, c in self.calls.items() if c.status != "completed"}
+        self.calls = live
+        for state in self.states.values():
+            state.bucket = TokenBucket(state.bucket.rate, now)
+            state.pacer = Pacer(state.pacer.rate)
+            state.credit_used = 0
+
+    def _draw(self) -> tuple[str, float, float]:
+        mix = self.config.outcomes
+        weights = [max(0.0, float(getattr(mix, name))) for name in OUTCOMES]
+        outcome = self.rng.choices(OUTCOMES, weights)[0] if sum(weights) > 0 else "answered"
+        return outcome, self.rng.uniform(*mix.ring_time), self.rng.uniform(*mix.talk_time)
+
+    def _emit(self, call: CallRecord, account: Account, callbacks: list[Callback]) -> None:
+        for cb in callbacks:
+            self.sender.send(call, cb)
+
+    async def _run_call(self, call: CallRecord, account: Account, state: AccountState,
+                        place_at: float) -> None:
+        provider = self.providers[account.provider]
+        speed = self.speed
+        try:
+            delay = place_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            call.placed_at = time.time()
+            outcome, ring, talk = self._draw()
+            params = call.params
+            ring_timeout = float(params.get("ring_timeout") or 60)
+            machine_on = bool(params.get("machine_detection"))
+            if outcome == "machine" and not machine_on:
+                outcome = "answered"  # a machine picked up but nobody asked the carrier to tell
+            if outcome in ("answered", "machine") and ring >= ring_timeout:
+                outcome = "no_answer"
+            if outcome != "failed":
+                call.status, call.ringing_at = "ringing", time.time()
+                self.ledger.touch(call)
+                self._emit(call, account, provider.ring_callbacks(call, account))
+            wait = {"no_answer": ring_timeout, "failed": ring * 0.2}.get(outcome, ring)
+            await asyncio.sleep(wait / speed)
+            if outcome in ("answered", "machine"):
+                call.status, call.answered_at = "answered", time.time()
+                call.machine = outcome == "machine"
+                self.ledger.touch(call)
+                self._emit(call, account, provider.answer_callbacks(call, account))
+                if call.machine and params.get("machine_hangup"):
+                    talk = min(talk, 3.0)
+                talk = min(talk, float(params.get("time_limit") or 14400))
+                await asyncio.sleep(talk / speed)
+                call.duration = max(1, math.ceil(talk))
+            call.outcome = outcome
+        finally:
+            call.status, call.hangup_at = "completed", time.time()
+            if call.outcome is None:
+                call.outcome = "failed"
+            state.live -= 1
+            self.ledger.call_ended(call)
+        self._emit(call, account, provider.hangup_callbacks(call, account))

@@ -1,0 +1,39 @@
+"""Entry point of `dialer simulator` and `python -m simulator`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+
+def run_simulator(*, config: str | None, host: str, port: int, speed: float, seed: int,
+                  ledger_out: str | None = None) -> None:
+    """Run the carrier simulator in the foreground until SIGINT/SIGTERM (uvloop when installed)."""
+    from simulator.app import serve
+    from simulator.config import load_config
+
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    sim_config = load_config(config)
+    coro = serve(sim_config, host=host, port=port, speed=speed, seed=seed, ledger_out=ledger_out)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser.add_argument("--config", help="JSON file of accounts, limits, outcome mix, faults, callbacks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed on start)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="divides call durations and callback backoff")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ledger-out", help="write the ledger and stats as JSON here on exit")
+    args = parser.parse_args(argv)
+    run_simulator(config=args.config, host=args.host, port=args.port, speed=args.speed, seed=args.seed,
+                  ledger_out=args.ledger_out)

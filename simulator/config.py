@@ -1,0 +1,184 @@
+"""The simulator's configuration: accounts and their limits, the outcome mix, faults, callback retries.
+
+Loaded from a JSON file or a dict; `apply_patch` changes it at runtime (`POST /_sim/config`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PROVIDERS = ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
+OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
+
+
+class ConfigError(ValueError):
+    """The configuration or a patch of it is invalid."""
+
+
+@dataclass
+class Account:
+    """One carrier account the simulator accepts calls for."""
+
+    provider: str
+    auth_id: str
+    auth_token: str
+    cps: float = 10.0
+    max_concurrent: int = 100
+    credit: int | None = None          # calls accepted before 402 (None: unlimited)
+    webhook_uri: str | None = None     # VoIPbin: where every call event of the customer goes
+    webhook_secret: str | None = None  # VoIPbin: HMAC key of X-VoIPBIN-Signature
+    application_id: str | None = None  # Bandwidth: the only applicationId accepted (None: any)
+    flow_ids: list[str] | None = None  # VoIPbin: known flows (None: any flow_id exists)
+
+
+@dataclass
+class OutcomeMix:
+    """Seeded weights of call outcomes and the ring/talk time ranges in carrier seconds."""
+
+    answered: float = 70.0
+    busy: float = 10.0
+    no_answer: float = 10.0
+    failed: float = 5.0
+    machine: float = 5.0
+    talk_time: tuple[float, float] = (5.0, 60.0)
+    ring_time: tuple[float, float] = (1.0, 10.0)
+
+
+@dataclass
+class Faults:
+    """Fractions (0..1) of callbacks or create requests that misbehave."""
+
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay: float = 0.0
+    delay_max: float = 0.0          # seconds, real time
+    reorder: float = 0.0
+    api_5xx: float = 0.0
+    api_slow: float = 0.0
+    api_slow_seconds: float = 0.0   # real time
+    api_no_answer: float = 0.0
+
+
+@dataclass
+class CallbackPolicy:
+    """Retries of a callback on non-2xx or timeout: attempt n waits backoff * factor**(n-1) / speed."""
+
+    attempts: int = 3
+    backoff: float = 1.0
+    backoff_factor: float = 2.0
+    timeout: float = 5.0
+
+
+@dataclass
+class SimConfig:
+    accounts: dict[str, Account] = field(default_factory=dict)  # by auth_id
+    outcomes: OutcomeMix = field(default_factory=OutcomeMix)
+    faults: Faults = field(default_factory=Faults)
+    callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accounts": [asdict(a) for a in self.accounts.values()],
+            "outcomes": asdict(self.outcomes),
+            "faults": asdict(self.faults),
+            "callbacks": asdict(self.callbacks),
+        }
+
+
+DEFAULT_ACCOUNTS: list[dict[str, Any]] = [
+    {"provider": "plivo", "auth_id": "MAPLIVO0000000000000", "auth_token": "plivo-token"},
+    {"provider": "vobiz", "auth_id": "MA_VOBIZ0001", "auth_token": "vobiz-token"},
+    {"provider": "tryvox", "auth_id": "tryvox-account", "auth_token": "tvx_sk_test_simulator"},
+    {"provider": "voipbin", "auth_id": "voipbin-customer", "auth_token": "voipbin-token"},
+    {"provider": "bandwidth", "auth_id": "5555555", "auth_token": "bandwidth-password",
+     "application_id": "7fc9698a-b04a-468b-9e8f-91238c0d0086"},
+]
+
+
+def _set_fields(target: Any, patch: dict[str, Any], where: str) -> None:
+    names = {f.name: f for f in fields(target)}
+    for key, value in patch.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        current = getattr(target, key)
+        if isinstance(current, tuple):
+            if not isinstance(value, list | tuple) or len(value) != 2 or float(value[0]) > float(value[1]):
+                raise ConfigError(f"{where}.{key}: expected [min, max]")
+            value = (float(value[0]), float(value[1]))
+        elif isinstance(current, float) and not isinstance(value, int | float):
+            raise ConfigError(f"{where}.{key}: expected a number")
+        setattr(target, key, value)
+
+
+def _patch_faults(faults: Faults, patch: dict[str, Any]) -> None:
+    """Accept both flat keys and the nested {"delay": {"fraction", "max_seconds"}} shape."""
+    flat: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "delay" and isinstance(value, dict):
+            flat["delay"] = float(value.get("fraction", faults.delay))
+            flat["delay_max"] = float(value.get("max_seconds", faults.delay_max))
+        elif key == "api_slow" and isinstance(value, dict):
+            flat["api_slow"] = float(value.get("fraction", faults.api_slow))
+            flat["api_slow_seconds"] = float(value.get("seconds", faults.api_slow_seconds))
+        else:
+            flat[key] = value
+    _set_fields(faults, flat, "faults")
+
+
+def _make_account(raw: dict[str, Any]) -> Account:
+    try:
+        account = Account(provider=raw["provider"], auth_id=str(raw["auth_id"]), auth_token=raw["auth_token"])
+    except KeyError as exc:
+        raise ConfigError(f"account needs provider, auth_id and auth_token (missing {exc})") from None
+    if account.provider not in PROVIDERS:
+        raise ConfigError(f"account {account.auth_id}: provider must be one of {', '.join(PROVIDERS)}")
+    _set_fields(account, {k: v for k, v in raw.items() if k not in ("provider", "auth_id")}, "account")
+    return account
+
+
+def _patch_accounts(config: SimConfig, patch: Any) -> None:
+    """A list adds/replaces whole accounts; a dict {auth_id: {field: value}} changes fields."""
+    if isinstance(patch, list):
+        for raw in patch:
+            account = _make_account(raw)
+            config.accounts[account.auth_id] = account
+        return
+    if not isinstance(patch, dict):
+        raise ConfigError("accounts: expected a list of accounts or {auth_id: fields}")
+    for auth_id, raw in patch.items():
+        if auth_id in config.accounts:
+            _set_fields(config.accounts[auth_id], {k: v for k, v in raw.items() if k != "auth_id"}, auth_id)
+        else:
+            account = _make_account({**raw, "auth_id": auth_id})
+            config.accounts[account.auth_id] = account
+
+
+def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
+    """Change `config` in place; raise ConfigError (nothing half-applied is guaranteed only per key)."""
+    for key, value in patch.items():
+        if key == "accounts":
+            _patch_accounts(config, value)
+        elif key == "outcomes":
+            _set_fields(config.outcomes, value, "outcomes")
+        elif key == "faults":
+            _patch_faults(config.faults, value)
+        elif key == "callbacks":
+            _set_fields(config.callbacks, value, "callbacks")
+        else:
+            raise ConfigError(f"unknown config section {key!r}")
+
+
+def load_config(source: str | Path | dict[str, Any] | None) -> SimConfig:
+    """A config from a JSON file path, a dict, or None (one default account per provider)."""
+    if source is None:
+        raw: dict[str, Any] = {"accounts": DEFAULT_ACCOUNTS}
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = json.loads(Path(source).read_text())
+    config = SimConfig()
+    apply_patch(config, {"accounts": [], **raw})
+    return config

@@ -1,0 +1,180 @@
+"""What every provider module shares: the create-call template (faults, auth, validation, credit,
+limits, acceptance), error answers in the provider's shape, and small formatting helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import orjson
+from aiohttp import web
+
+from simulator.callbacks import Callback
+from simulator.carrier import Carrier, Rejection
+from simulator.config import Account
+from simulator.ledger import CallRecord
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+PLAIN_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
+HOLD_SECONDS = 600.0  # api_no_answer: how long a create request is left unanswered
+
+
+class ApiError(Exception):
+    """A create/lookup request the provider refuses with `status` and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class CreateRequest:
+    """A validated creation request in the carrier's words."""
+
+    destinations: list[str]
+    caller: str
+    params: dict[str, Any]
+    batch: str | None = None
+    tag: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # provider-specific, for the response
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith("http://") or value.startswith("https://"))
+
+
+def ts_plain(epoch: float | None) -> str:
+    """yyyy-MM-dd HH:mm:ss in UTC (Plivo/Vobiz)."""
+    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def ts_iso(epoch: float | None) -> str | None:
+    """ISO 8601 with milliseconds and Z (TryVox, Bandwidth)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def positive_int(value: Any, name: str, *, low: float = 1, high: float = 10**9) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return number
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def json_callback(kind: str, url: str, body: dict[str, Any], *, final: bool = False,
+                  headers: dict[str, str] | None = None, **kwargs: Any) -> Callback:
+    return Callback(kind=kind, url=url, body=orjson.dumps(body),
+                    headers={"Content-Type": "application/json", **(headers or {})}, final=final, **kwargs)
+
+
+class Provider:
+    """Base of the five provider modules; subclasses fill the hooks."""
+
+    name: ClassVar[str]
+    created_status: ClassVar[int] = 201
+
+    def __init__(self, carrier: Carrier) -> None:
+        self.carrier = carrier
+
+    @property
+    def accounts(self) -> dict[str, Account]:
+        return self.carrier.config.accounts
+
+    def account_for(self, auth_id: str | None) -> Account | None:
+        account = self.accounts.get(auth_id or "")
+        return account if account is not None and account.provider == self.name else None
+
+    # hooks ---------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:
+        raise NotImplementedError
+
+    async def authenticate(self, request: web.Request) -> Account:
+        raise NotImplementedError
+
+    async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:
+        raise NotImplementedError
+
+    def created(self, calls: list[CallRecord], req: CreateRequest, account: Account) -> web.Response:
+        raise NotImplementedError
+
+    def throttled(self, rejection: Rejection) -> web.Response:
+        """429 without Retry-After (Plivo, Vobiz, TryVox and VoIPbin document none)."""
+        return self.error(429, f"Too many requests: {rejection.message}")
+
+    def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return []
+
+    def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return []
+
+    def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return []
+
+    # template ------------------------------------------------------------
+    def fail(self, request: web.Request, account: Account | None, status: int, message: str) -> web.Response:
+        self.carrier.ledger.api_error(account.auth_id if account else None, self.name, status, message,
+                                      request.path)
+        return self.error(status, message)
+
+    async def handle_create(self, request: web.Request) -> web.StreamResponse:
+        carrier = self.carrier
+        faults = carrier.config.faults
+        rng = carrier.fault_rng
+        account: Account | None = None
+        try:
+            account = await self.authenticate(request)
+            if faults.api_slow and rng.random() < faults.api_slow:
+                await asyncio.sleep(faults.api_slow_seconds)
+            if faults.api_5xx and rng.random() < faults.api_5xx:
+                status = rng.choice((500, 502, 503))
+                return self.fail(request, account, status, "Internal server error (simulated)")
+            req = await self.parse_create(request, account)
+            if not carrier.has_credit(account, len(req.destinations)):
+                raise ApiError(402, "Insufficient balance to place the call")
+        except ApiError as exc:
+            return self.fail(request, account, exc.status, exc.message)
+        rejection = carrier.admit(account, len(req.destinations))
+        if rejection is not None:
+            return self.throttled(rejection)
+        calls = carrier.accept(account, req.destinations, req.caller, req.params, batch=req.batch,
+                               tag=req.tag, **req.extra.get("accept", {}))
+        if faults.api_no_answer and rng.random() < faults.api_no_answer:
+            await asyncio.sleep(HOLD_SECONDS)  # placed, but the client never hears back
+        return self.created(calls, req, account)
+
+    def lookup(self, call_id: str, account: Account) -> CallRecord:
+        call = self.carrier.find(call_id)
+        if call is None or call.account != account.auth_id:
+            raise ApiError(404, "Call not found")
+        return call
+
+    async def read_json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        return body

@@ -1,0 +1,232 @@
+"""Plivo: POST /v1/Account/{auth_id}/Call/ (HTTP Basic, JSON or form), bulk `to` joined by `<`,
+form-encoded callbacks signed with X-Plivo-Signature-V3. Vobiz subclasses this (providers/vobiz.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import random
+from typing import Any
+
+from aiohttp import web
+
+from simulator import signing
+from simulator.callbacks import Callback
+from simulator.config import Account
+from simulator.http_client import form_encode
+from simulator.ledger import CallRecord
+from simulator.providers.base import (
+    PLAIN_NUMBER,
+    ApiError,
+    CreateRequest,
+    Provider,
+    is_http_url,
+    json_response,
+    new_id,
+    positive_int,
+    ts_plain,
+)
+
+MAX_BULK = 1000
+
+# outcome -> (CallStatus, HangupCause, HangupCauseName, HangupCauseCode, HangupSource)
+HANGUP_CAUSES: dict[str, tuple[str, str, str, int, str]] = {
+    "answered": ("completed", "NORMAL_CLEARING", "Normal Hangup", 4000, "Callee"),
+    "machine": ("completed", "NORMAL_CLEARING", "Normal Hangup", 4000, "Callee"),
+    "busy": ("busy", "USER_BUSY", "Busy Line", 3010, "Callee"),
+    "no_answer": ("no-answer", "NO_ANSWER", "No Answer", 3000, "{platform}"),
+    "failed": ("failed", "DESTINATION_OUT_OF_ORDER", "Destination Out Of Service", 2010, "Carrier"),
+}
+LIVE_STATUS = {"queued": "queued", "ringing": "ringing", "answered": "in-progress"}
+
+
+class PlivoProvider(Provider):
+    name = "plivo"
+    prefix = "/v1"
+    platform = "Plivo"
+    created_status = 201
+    fired = ("call fired", "calls fired")
+
+    def routes(self) -> list[web.RouteDef]:
+        base = self.prefix + "/Account/{auth_id}/Call/"
+        return [
+            web.post(base, self.handle_create),
+            web.get(base, self.handle_list),
+            web.get(base + "{call_id}/", self.handle_get),
+        ]
+
+    def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:
+        return json_response({"api_id": new_id(), "error": message}, status)
+
+    async def authenticate(self, request: web.Request) -> Account:
+        header = request.headers.get("Authorization", "")
+        try:
+            decoded = base64.b64decode(header.removeprefix("Basic "), validate=True).decode()
+            user, _, token = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "Authentication credentials invalid") from None
+        account = self.account_for(user)
+        if not header.startswith("Basic ") or account is None or account.auth_token != token:
+            raise ApiError(401, "Authentication credentials invalid")
+        if request.match_info["auth_id"] != user:
+            raise ApiError(404, "Account not found")
+        return account
+
+    async def read_body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return await self.read_json(request)
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:
+        body = await self.read_body(request)
+        missing = [k for k in ("from", "to", "answer_url") if not body.get(k)]
+        if missing:
+            raise ApiError(400, f"Missing mandatory parameter(s): {', '.join(missing)}")
+        caller = str(body["from"])
+        if not PLAIN_NUMBER.match(caller):
+            raise ApiError(400, f"Invalid 'from' number: {caller}")
+        params = self._callback_params(body)
+        destinations = list(dict.fromkeys(d.strip() for d in str(body["to"]).split("<") if d.strip()))
+        if len(destinations) > MAX_BULK:
+            raise ApiError(400, f"Too many destinations: at most {MAX_BULK} unique destinations allowed")
+        valid = [d for d in destinations if PLAIN_NUMBER.match(d) or _is_sip(d)]
+        invalid = [d for d in destinations if d not in valid]
+        if not valid:
+            raise ApiError(400, f"Invalid destination number(s): {'<'.join(invalid)}")
+        api_id = new_id()
+        return CreateRequest(destinations=valid, caller=caller, params=params,
+                             batch=api_id if len(valid) > 1 else None,
+                             extra={"api_id": api_id, "invalid": invalid, "accept": self._accept_options()})
+
+    def _accept_options(self) -> dict[str, Any]:
+        return {}
+
+    def _callback_params(self, body: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {"answer_url": body["answer_url"]}
+        for kind in ("answer", "ring", "hangup", "fallback", "machine_detection"):
+            url = body.get(f"{kind}_url")
+            if url is not None and not is_http_url(url):
+                raise ApiError(400, f"Invalid {kind}_url: must be an http(s) URL")
+            method = str(body.get(f"{kind}_method") or "POST").upper()
+            if method not in ("GET", "POST"):
+                raise ApiError(400, f"{kind}_method must be GET or POST")
+            params[f"{kind}_url"], params[f"{kind}_method"] = url, method
+        params["ring_timeout"] = positive_int(body.get("ring_timeout", 120), "ring_timeout")
+        params["time_limit"] = positive_int(body.get("time_limit", 14400), "time_limit")
+        machine = str(body.get("machine_detection", "false")).lower()
+        if machine not in ("true", "false", "hangup"):
+            raise ApiError(400, "machine_detection must be true or hangup")
+        params["machine_detection"] = machine in ("true", "hangup")
+        params["machine_hangup"] = machine == "hangup"
+        return params
+
+    def created(self, calls: list[CallRecord], req: CreateRequest, account: Account) -> web.Response:
+        body: dict[str, Any] = {"api_id": req.extra["api_id"]}
+        if len(calls) == 1 and not req.extra["invalid"]:
+            body.update(message=self.fired[0], request_uuid=calls[0].request_uuid)
+        else:
+            uuids = [c.request_uuid for c in calls]
+            random.shuffle(uuids)  # Plivo documents no order relative to `to`
+            body.update(message=self.fired[1], request_uuid=uuids)
+            if req.extra["invalid"]:
+                body["invalid_number"] = req.extra["invalid"]
+        return json_response(body, self.created_status)
+
+    # lookups -----------------------------------------------------------------
+    def detail(self, call: CallRecord) -> dict[str, Any]:
+        final = call.status == "completed"
+        status, _cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"] if final else (
+            LIVE_STATUS[call.status], "", "", 0, "")
+        return {
+            "api_id": new_id(), "call_uuid": call.call_uuid, "request_uuid": call.request_uuid,
+            "parent_call_uuid": None, "call_direction": "outbound", "call_status": status,
+            "from_number": call.caller, "to_number": call.destination,
+            "initiation_time": ts_plain(call.placed_at), "answer_time": ts_plain(call.answered_at) or None,
+            "end_time": ts_plain(call.hangup_at) or None, "call_duration": call.duration,
+            "bill_duration": _billed(call.duration), "billed_duration": _billed(call.duration),
+            "hangup_cause_name": name or None, "hangup_cause_code": code or None,
+            "hangup_source": source.format(platform=self.platform) or None,
+            "total_amount": "0.00000", "total_rate": "0.00000", "machine": call.machine,
+        }
+
+    async def handle_get(self, request: web.Request) -> web.Response:
+        try:
+            account = await self.authenticate(request)
+            call = self.lookup(request.match_info["call_id"], account)
+            if request.query.get("status") == "live" and call.status == "completed":
+                raise ApiError(404, "Call not found")
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        return json_response(self.detail(call))
+
+    async def handle_list(self, request: web.Request) -> web.Response:
+        """GET .../Call/?request_uuid=… (or ?call_uuid=…): the matching records."""
+        try:
+            account = await self.authenticate(request)
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        wanted = request.query.get("request_uuid") or request.query.get("call_uuid")
+        call = self.carrier.find(wanted) if wanted else None
+        objects = [self.detail(call)] if call is not None and call.account == account.auth_id else []
+        if request.query.get("status") == "live":
+            objects = [o for o in objects if o["end_time"] is None]
+        meta = {"count": len(objects), "limit": 20, "offset": 0, "next": None, "previous": None}
+        return json_response({"api_id": new_id(), "meta": meta, "objects": objects})
+
+    # callbacks ---------------------------------------------------------------
+    def _base_fields(self, call: CallRecord, event: str, status: str) -> dict[str, str]:
+        fields = {
+            "From": call.caller, "To": call.destination, "RequestUUID": call.request_uuid,
+            "ALegRequestUUID": call.request_uuid, "CallUUID": call.call_uuid, "ALegUUID": call.call_uuid,
+            "Direction": "outbound", "Event": event, "CallStatus": status,
+            "SessionStart": ts_plain(call.ringing_at or call.placed_at) + ".000000",
+            "STIRAttestation": "Not Applicable",
+        }
+        if call.machine:
+            fields["Machine"] = "true"
+        return fields
+
+    def sign(self, method: str, url: str, fields: dict[str, str], account: Account) -> dict[str, str]:
+        return signing.plivo_headers(method, url, fields, account.auth_token)
+
+    def _form_callback(self, kind: str, call: CallRecord, account: Account, fields: dict[str, str],
+                       *, final: bool = False) -> list[Callback]:
+        url, method = call.params.get(f"{kind}_url"), call.params.get(f"{kind}_method", "POST")
+        if not url:
+            return []
+        url = url.split("#", 1)[0]  # Plivo retry fragments are never sent
+        headers = self.sign(method, url, fields, account)
+        if method == "GET":
+            return [Callback(kind=kind, url=url, method="GET", params=fields, headers=headers, final=final)]
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return [Callback(kind=kind, url=url, body=form_encode(fields).encode(), headers=headers, final=final)]
+
+    def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return self._form_callback("ring", call, account, self._base_fields(call, "Ring", "ringing"))
+
+    def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        fields = self._base_fields(call, "StartApp", "in-progress")
+        return self._form_callback("answer", call, account, fields)
+
+    def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        status, cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"]
+        fields = self._base_fields(call, "Hangup", status)
+        fields.update(
+            HangupCause=cause, HangupCauseName=name, HangupCauseCode=str(code),
+            HangupSource=source.format(platform=self.platform), Duration=str(call.duration),
+            BillDuration=str(_billed(call.duration)), StartTime=ts_plain(call.placed_at),
+            EndTime=ts_plain(call.hangup_at), TotalCost="0.00000", BillRate="0.00000",
+        )
+        if call.answered_at is not None:
+            fields["AnswerTime"] = ts_plain(call.answered_at)
+        return self._form_callback("hangup", call, account, fields, final=True)
+
+
+def _billed(duration: int) -> int:
+    return 60 * math.ceil(duration / 60) if duration > 0 else 0
+
+
+def _is_sip(destination: str) -> bool:
+    return destination.startswith("sip:") and "@" in destination

@@ -1,0 +1,51 @@
+"""Vobiz: Plivo-compatible API at /api/v1/Account/{auth_id}/Call/ with X-Auth-ID/X-Auth-Token headers.
+A lowercase path answers 401 and a missing trailing slash or unknown auth id 404 (its seed).
+Callbacks carry X-Vobiz-Signature-V3 over the URL without query + "." + nonce (params not signed)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from simulator import signing
+from simulator.config import Account
+from simulator.providers.base import ApiError
+from simulator.providers.plivo import PlivoProvider
+
+
+class VobizProvider(PlivoProvider):
+    name = "vobiz"
+    prefix = "/api/v1"
+    platform = "Vobiz"
+    created_status = 200  # its seed: "Success Response (200 OK)"
+    fired = ("Call fired", "Calls fired")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [*super().routes(), web.route("*", "/api/v1/{tail:.*}", self.handle_wrong_path)]
+
+    async def handle_wrong_path(self, request: web.Request) -> web.Response:
+        parts = request.path.split("/")
+        wrong_case = [i for i, name in ((3, "Account"), (5, "Call"))
+                      if len(parts) > i and parts[i].lower() == name.lower() and parts[i] != name]
+        if wrong_case:
+            return self.fail(request, None, 401, "Unauthorized: use the PascalCase path /Account/…/Call/")
+        return self.fail(request, None, 404, "Not found: check the auth_id and the trailing slash on /Call/")
+
+    async def authenticate(self, request: web.Request) -> Account:
+        path_id = request.match_info["auth_id"]
+        account = self.account_for(path_id)
+        if account is None:
+            raise ApiError(404, "Account not found")
+        header_id = request.headers.get("X-Auth-ID", "")
+        token = request.headers.get("X-Auth-Token", "")
+        if header_id != path_id or not hmac.compare_digest(token.encode(), account.auth_token.encode()):
+            raise ApiError(401, "Authentication credentials invalid")
+        return account
+
+    def _accept_options(self) -> dict[str, Any]:
+        return {"same_ids": True}  # its seed: request_uuid is equivalent to call_uuid
+
+    def sign(self, method: str, url: str, fields: dict[str, str], account: Account) -> dict[str, str]:
+        return signing.vobiz_headers(url, account.auth_token)

@@ -1,0 +1,139 @@
+"""VoIPbin: POST /v1.0/calls?token=… (and /v1.0/groupcalls), E.164 with + only, 200 with a list of
+call objects; every call event goes to the customer's webhook_uri as {"type", "data"}, signed with
+X-VoIPBIN-Signature: sha256=<hex HMAC(webhook_secret, raw body)> when a secret is set."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from simulator import signing
+from simulator.callbacks import Callback
+from simulator.config import Account
+from simulator.ledger import CallRecord
+from simulator.providers.base import E164, ApiError, CreateRequest, Provider, json_response, new_id
+
+NOT_YET = "9999-01-01 00:00:00.000000"
+ZERO_ID = "00000000-0000-0000-0000-000000000000"
+# outcome -> (hangup_by, hangup_reason)
+HANGUP: dict[str, tuple[str, str]] = {
+    "answered": ("remote", "normal"), "machine": ("local", "amd"), "busy": ("remote", "busy"),
+    "no_answer": ("local", "noanswer"), "failed": ("remote", "failed"),
+}
+STATUS = {"queued": "dialing", "ringing": "ringing", "answered": "progressing", "completed": "hangup"}
+
+
+def ts(epoch: float | None) -> str:
+    if epoch is None:
+        return NOT_YET
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}"
+
+
+class VoipbinProvider(Provider):
+    name = "voipbin"
+    created_status = 200
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1.0/calls", self.handle_create),
+            web.post("/v1.0/groupcalls", self.handle_create),
+            web.get("/v1.0/calls/{call_id}", self.handle_get),
+        ]
+
+    def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:
+        return json_response({"message": message}, status)
+
+    async def authenticate(self, request: web.Request) -> Account:
+        token = request.query.get("token") or request.cookies.get("token") or ""
+        token = token or request.headers.get("Authorization", "").removeprefix("Bearer ")
+        for account in self.accounts.values():
+            if account.provider == self.name and token and account.auth_token == token:
+                return account
+        raise ApiError(401, "Unauthorized")
+
+    @staticmethod
+    def _address(raw: Any, what: str) -> dict[str, str]:
+        if not isinstance(raw, dict) or not raw.get("type") or not isinstance(raw.get("target"), str):
+            raise ApiError(400, f"{what} must be an address object {{type, target}}")
+        if raw["type"] == "tel" and not E164.match(raw["target"]):
+            raise ApiError(400, f"{what}.target must be an E.164 number with a leading +: {raw['target']!r}")
+        if not raw["target"]:
+            raise ApiError(400, f"{what}.target must not be empty")
+        return {"type": raw["type"], "target": raw["target"], "target_name": "", "name": "", "detail": ""}
+
+    async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:
+        body = await self.read_json(request)
+        source = self._address(body.get("source"), "source")
+        raw_destinations = body.get("destinations")
+        if not isinstance(raw_destinations, list) or not raw_destinations:
+            raise ApiError(400, "destinations must be a non-empty list")
+        destinations = [self._address(d, f"destinations[{i}]") for i, d in enumerate(raw_destinations)]
+        actions, flow_id = body.get("actions"), body.get("flow_id")
+        if flow_id is None and not isinstance(actions, list):
+            raise ApiError(400, "either actions or flow_id is required")
+        if flow_id is not None and account.flow_ids is not None and flow_id not in account.flow_ids:
+            raise ApiError(404, "Not found: flow_id")
+        amd = any(isinstance(a, dict) and a.get("type") == "amd" for a in actions or [])
+        group = request.path.endswith("/groupcalls")
+        params = {"ring_timeout": 60, "machine_detection": amd, "source": source,
+                  "flow_id": flow_id or new_id(), "addresses": {d["target"]: d for d in destinations}}
+        return CreateRequest(destinations=list(dict.fromkeys(d["target"] for d in destinations)),
+                             caller=source["target"], params=params, batch=new_id() if group else None,
+                             extra={"group": group, "source": source, "destinations": destinations})
+
+    def call_object(self, call: CallRecord, account: Account) -> dict[str, Any]:
+        params = call.params
+        hangup_by, reason = HANGUP[call.outcome or "failed"] if call.status == "completed" else ("", "")
+        updated = call.hangup_at or call.answered_at or call.ringing_at
+        return {
+            "id": call.call_uuid, "customer_id": account.auth_id, "flow_id": params["flow_id"],
+            "confbridge_id": ZERO_ID, "type": "flow", "master_call_id": ZERO_ID, "chained_call_ids": [],
+            "recording_id": ZERO_ID, "recording_ids": [], "source": params["source"],
+            "destination": params["addresses"][call.destination],
+            "status": STATUS[call.status], "direction": "outgoing", "hangup_by": hangup_by,
+            "hangup_reason": reason, "tm_create": ts(call.received_at), "tm_update": ts(updated),
+            "tm_progressing": ts(call.answered_at), "tm_ringing": ts(call.ringing_at),
+            "tm_hangup": ts(call.hangup_at),
+        }
+
+    def created(self, calls: list[CallRecord], req: CreateRequest, account: Account) -> web.Response:
+        if not req.extra["group"]:
+            return json_response([self.call_object(c, account) for c in calls], self.created_status)
+        return json_response({
+            "id": req.batch, "customer_id": account.auth_id, "source": req.extra["source"],
+            "destinations": req.extra["destinations"], "ring_method": "ringall",
+            "answer_method": "hangupothers",
+            "answer_call_id": ZERO_ID, "call_ids": [c.call_uuid for c in calls],
+            "tm_create": ts(calls[0].received_at), "tm_update": NOT_YET, "tm_delete": NOT_YET,
+        }, self.created_status)
+
+    async def handle_get(self, request: web.Request) -> web.Response:
+        try:
+            account = await self.authenticate(request)
+            call = self.lookup(request.match_info["call_id"], account)
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        return json_response(self.call_object(call, account))
+
+    def _webhook(self, event: str, call: CallRecord, account: Account, *,
+                 final: bool = False) -> list[Callback]:
+        if not account.webhook_uri:
+            return []
+        body = orjson.dumps({"type": event, "data": self.call_object(call, account)})
+        headers = {"Content-Type": "application/json"}
+        if account.webhook_secret:
+            headers["X-VoIPBIN-Signature"] = signing.voipbin_signature(account.webhook_secret, body)
+        return [Callback(kind=event, url=account.webhook_uri, body=body, headers=headers, final=final,
+                         retry_4xx=False)]
+
+    def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return self._webhook("call_ringing", call, account)
+
+    def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return self._webhook("call_progressing", call, account)
+
+    def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
+        return self._webhook("call_hangup", call, account, final=True)

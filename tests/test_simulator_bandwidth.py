@@ -1,0 +1,88 @@
+"""Bandwidth contract: Basic auth, camelCase, 201 + Location, 429 with Retry-After, answer and disconnect
+callbacks with the create request's username/password."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.sim_helpers import CallbackSink, RunningSimulator, start_simulator
+
+ACCOUNT, PASSWORD, APP = "55555555", "api-password", "7fc9698a-b04a-468b-9e8f-91238c0d0086"
+CONFIG = {
+    "accounts": [{"provider": "bandwidth", "auth_id": ACCOUNT, "auth_token": PASSWORD, "cps": 3,
+                  "max_concurrent": 100, "application_id": APP}],
+    "outcomes": {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
+                 "ring_time": [1, 2], "talk_time": [3, 4]},
+}
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[CallbackSink]:
+    with CallbackSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with start_simulator(CONFIG, speed=200, seed=4) as sim:
+        yield sim
+
+
+def create(sim: RunningSimulator, body: dict[str, object], password: str = PASSWORD) -> httpx.Response:
+    return httpx.post(f"{sim.base_url}/api/v2/accounts/{ACCOUNT}/calls", json=body, auth=(ACCOUNT, password))
+
+
+def test_bandwidth_call_as_in_seed_and_its_callbacks(sim: RunningSimulator, sink: CallbackSink) -> None:
+    body = {"from": "+15555551212", "to": "+15555551313", "answerUrl": sink.url("/bw-answer"),
+            "applicationId": APP, "disconnectUrl": sink.url("/bw-disconnect"), "tag": "batch-42",
+            "username": "cbuser", "password": "cbpass"}
+    resp = create(sim, body)
+    assert resp.status_code == 201
+    data = resp.json()
+    assert resp.headers["location"] == data["callUrl"] and data["callId"].startswith("c-")
+    for key in ("applicationId", "accountId", "to", "from", "enqueuedTime", "callTimeout", "callbackTimeout"):
+        assert key in data
+    assert data["tag"] == "batch-42" and data["callTimeout"] == 30
+    got = sink.wait_for(lambda reqs: sum(r.path == "/bw-disconnect" for r in reqs) >= 1)
+    answer = next(r for r in got if r.path == "/bw-answer")
+    disconnect = next(r for r in got if r.path == "/bw-disconnect")
+    assert answer.json()["eventType"] == "answer" and answer.json()["tag"] == "batch-42"
+    event = disconnect.json()
+    assert event["eventType"] == "disconnect" and event["cause"] == "hangup"
+    assert event["callId"] == data["callId"]
+    assert event["answerTime"] and event["endTime"] and event["tag"] == "batch-42"
+    expected = "Basic " + base64.b64encode(b"cbuser:cbpass").decode()
+    assert disconnect.headers["authorization"] == expected == answer.headers["authorization"]
+    state = httpx.get(data["callUrl"], auth=(ACCOUNT, PASSWORD)).json()
+    assert state["state"] == "disconnected" and state["disconnectCause"] == "hangup"
+
+
+def test_bandwidth_errors_and_429_with_retry_after(sim: RunningSimulator, sink: CallbackSink) -> None:
+    sim.reset()
+    ok = {"from": "+15555551212", "to": "+15555550001", "answerUrl": sink.url("/bw-answer"),
+          "applicationId": APP}
+    missing = create(sim, {k: v for k, v in ok.items() if k != "applicationId"})
+    assert missing.status_code == 400 and missing.json()["type"] == "validation"
+    assert create(sim, {**ok, "to": "5555550001"}).status_code == 400
+    assert create(sim, {**ok, "callTimeout": 301}).status_code == 400
+    assert create(sim, ok, password="wrong").status_code == 401
+    codes = []
+    for i in range(5):
+        resp = create(sim, {**ok, "to": f"+1555555100{i}"})
+        codes.append(resp.status_code)
+        if resp.status_code == 429:
+            description = "Account call creation rate limit exceeded"
+            assert resp.json() == {"type": "error", "description": description}
+            assert int(resp.headers["retry-after"]) >= 1
+    assert codes[:3] == [201, 201, 201] and 429 in codes[3:]
+    sim.configure({"accounts": {ACCOUNT: {"max_concurrent": 0}}})
+    try:
+        full = create(sim, {**ok, "to": "+15555552000"})
+    finally:
+        sim.configure({"accounts": {ACCOUNT: {"max_concurrent": 100}}})
+    assert full.status_code == 429 and "concurrent call limit" in full.json()["description"]
+    assert "retry-after" in full.headers
