@@ -1,0 +1,25 @@
+"""One Budgets (Redis limiters) per process, on the configured Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from campaigns.config import get_settings
+from workers.ratelimit import Budgets
+
+_lock = threading.Lock()
+_budgets: tuple[int, Budgets] | None = None
+
+
+def get_budgets() -> Budgets:
+    global _budgets
+    with _lock:
+        if _budgets is None or _budgets[0] != os.getpid():
+            client = redis.Redis.from_url(
+                get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+            )
+            _budgets = (os.getpid(), Budgets(client))
+        return _budgets[1]

@@ -1,0 +1,85 @@
+"""The Celery application: queues, delivery guarantees and the beat schedule, each setting explained.
+
+Queues: `dial` (dial-chunk tasks, the hot path), `results` (applying stored callbacks), `housekeeping`
+(dispatcher tick, reaper). Separate queues so a backlog of one never delays the others.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from campaigns.config import get_settings
+from workers import redis_keys
+
+DIAL_QUEUE = "dial"
+RESULTS_QUEUE = "results"
+HOUSEKEEPING_QUEUE = "housekeeping"
+
+DISPATCH_INTERVAL_S = 1.0
+REAPER_INTERVAL_S = 5.0
+APPLY_EVENTS_INTERVAL_S = 2.0
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("dialer", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        # At-least-once delivery: a task is acknowledged after it ran, so a crash re-delivers it.
+        # Re-delivery is safe because the attempt row, not Celery, guards against a second dial.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message reserved at a time per worker slot: a crashed worker strands little work,
+        # and the dispatcher's back-pressure is not defeated by prefetching.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            # Unacked messages come back after this long. Dial chunks finish within seconds, and the
+            # dispatcher reclaims stale `queued` destinations itself, so this only bounds the worst case.
+            "visibility_timeout": 300,
+            # Every broker key under the deployment's prefix, so test sessions and deployments share Redis.
+            "global_keyprefix": redis_keys.broker_prefix(),
+        },
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue=DIAL_QUEUE,
+        # Each queue its own exchange and routing key: a shared default would deliver every task to all three.
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (DIAL_QUEUE, RESULTS_QUEUE, HOUSEKEEPING_QUEUE)
+        ],
+        task_routes={
+            "workers.tasks.dial_chunk": {"queue": DIAL_QUEUE},
+            "workers.tasks.apply_pending_events": {"queue": RESULTS_QUEUE},
+            "workers.tasks.dispatch_tick": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.reap_expired_attempts": {"queue": HOUSEKEEPING_QUEUE},
+        },
+        # Pacing lives in Postgres (next_attempt_at) and Redis, never in ETAs: a beat tick that is
+        # late is simply dropped rather than piling up.
+        task_time_limit=120,
+        task_soft_time_limit=100,
+        beat_schedule={
+            "dispatch": {
+                "task": "workers.tasks.dispatch_tick",
+                "schedule": DISPATCH_INTERVAL_S,
+                "options": {"expires": DISPATCH_INTERVAL_S * 2},
+            },
+            "reap": {
+                "task": "workers.tasks.reap_expired_attempts",
+                "schedule": REAPER_INTERVAL_S,
+                "options": {"expires": REAPER_INTERVAL_S * 2},
+            },
+            "apply-events": {
+                "task": "workers.tasks.apply_pending_events",
+                "schedule": APPLY_EVENTS_INTERVAL_S,
+                "options": {"expires": APPLY_EVENTS_INTERVAL_S * 2},
+            },
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower
+        task_send_sent_event=True,
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,113 @@
+"""`dialer account …`: provider accounts. Tokens go in encrypted and never come out."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from campaigns.db import connect
+from workers.accounts import add_account, list_accounts, remove_account, update_account
+
+account_app = typer.Typer(
+    help="Provider accounts (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth).", no_args_is_help=True
+)
+console = Console()
+
+
+def _options(raw: str | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--options must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--options must be a JSON object")
+    return value
+
+
+@account_app.command("add")
+def add(
+    name: str,
+    provider: str = typer.Option(..., help="plivo, vobiz, tryvox, voipbin or bandwidth"),
+    auth_id: str = typer.Option(..., help="Account id (Plivo/Vobiz auth id, Bandwidth account id…)"),
+    auth_token: str = typer.Option(
+        ...,
+        prompt=True,
+        hide_input=True,
+        envvar="DIALER_PROVIDER_TOKEN",
+        help="API token; prompted for when not given",
+    ),
+    cps: float = typer.Option(..., help="Calls per second the carrier allows this account"),
+    max_concurrent: int = typer.Option(..., help="Live calls the carrier allows at once"),
+    base_url: str = typer.Option(
+        None, help="API base URL (default: the provider's; the simulator's for dry runs)"
+    ),
+    webhook_secret: str = typer.Option(None, help="VoIPbin webhook HMAC secret, if set there"),
+    options: str = typer.Option(None, help='Provider options as JSON, e.g. {"application_id": "…"}'),
+) -> None:
+    """Add a provider account."""
+    with connect() as conn:
+        account_id = add_account(
+            conn,
+            name=name,
+            provider=provider,
+            auth_id=auth_id,
+            auth_token=auth_token,
+            cps=cps,
+            max_concurrent=max_concurrent,
+            base_url=base_url,
+            webhook_secret=webhook_secret,
+            options=_options(options),
+        )
+        conn.commit()
+    console.print(f"account {account_id} ({name}, {provider}) added")
+
+
+@account_app.command("list")
+def list_() -> None:
+    """List accounts (without their tokens)."""
+    with connect() as conn:
+        accounts = list_accounts(conn)
+    table = Table("id", "name", "provider", "auth id", "base url", "cps", "max concurrent")
+    for a in accounts:
+        table.add_row(
+            str(a.id), a.name, a.provider, a.auth_id, a.base_url, f"{a.cps:g}", str(a.max_concurrent)
+        )
+    console.print(table)
+
+
+@account_app.command("update")
+def update(
+    name: str,
+    cps: float = typer.Option(None),
+    max_concurrent: int = typer.Option(None),
+    base_url: str = typer.Option(None),
+    auth_token: str = typer.Option(None, envvar="DIALER_PROVIDER_TOKEN"),
+    options: str = typer.Option(None, help="JSON object merged into the account's options"),
+) -> None:
+    """Change an account's limits, URL, token or options."""
+    with connect() as conn:
+        update_account(
+            conn,
+            name,
+            cps=cps,
+            max_concurrent=max_concurrent,
+            base_url=base_url,
+            auth_token=auth_token,
+            options=_options(options),
+        )
+        conn.commit()
+    console.print(f"account {name} updated")
+
+
+@account_app.command("remove")
+def remove(name: str) -> None:
+    """Remove an account no campaign uses."""
+    with connect() as conn:
+        remove_account(conn, name)
+        conn.commit()
+    console.print(f"account {name} removed")

@@ -1,0 +1,113 @@
+"""`dialer worker|beat|api|flower`: thin wrappers starting the processes with the right options."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+
+def preflight() -> None:
+    """Postgres and Redis reachable, or one clear line naming the URL and how to start it (not a retry loop
+    of connection tracebacks from Celery or uvicorn)."""
+    import redis
+
+    from campaigns.config import get_settings
+    from campaigns.db import connect
+    from campaigns.errors import ServiceUnavailable
+    from workers.ratelimit.errors import START_REDIS
+
+    connect().close()
+    url = get_settings().redis_url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"Redis is not reachable at {url} ({exc}); start it with: {START_REDIS}"
+        ) from exc
+
+
+def _exec(argv: list[str]) -> None:
+    """Replace this process (signals reach the real server directly)."""
+    os.execvp(argv[0], argv)
+
+
+def worker(
+    queues: str = typer.Option("dial,results,housekeeping", help="Queues to consume"),
+    threads: int = typer.Option(
+        16,
+        help="Threads per process: a dial waiting for its send time is a sleeping "
+        "thread, so the process keeps serving other chunks",
+    ),
+    name: str = typer.Option(None, help="Celery node name (default: dialer-<pid>@host)"),
+    loglevel: str = typer.Option("INFO"),
+) -> None:
+    """Start a Celery worker (threads pool)."""
+    preflight()
+    node = name or f"dialer-{os.getpid()}@%h"
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            "threads",
+            "-c",
+            str(threads),
+            "-n",
+            node,
+            "-l",
+            loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+def beat(loglevel: str = typer.Option("INFO")) -> None:
+    """Start Celery beat (dispatcher every second, reaper, results safety net). Run exactly one."""
+    preflight()
+    schedule = os.environ.get("DIALER_BEAT_SCHEDULE", "/tmp/dialer-celerybeat-schedule")
+    _exec(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-l", loglevel, "-s", schedule]
+    )
+
+
+def api(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+) -> None:
+    """Start the HTTP API and callback receiver (uvicorn)."""
+    preflight()
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "campaigns.api.main:app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ]
+    )
+
+
+def flower(port: int = typer.Option(5555)) -> None:
+    """Start Flower to watch workers and tasks."""
+    preflight()
+    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower", f"--port={port}"])

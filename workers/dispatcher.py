@@ -1,0 +1,206 @@
+"""The beat-driven dispatcher: claim due destinations of running campaigns and enqueue dial chunks.
+
+Back-pressure: per account, no more destinations are queued than its budgets can dial within
+HORIZON_S (CPS x horizon, and free concurrency), counting what is already queued. So a million-row
+campaign never floods Redis, and pause or cancel takes effect within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from campaigns.windows import open_timezones, window_of
+from workers.accounts import load_account
+from workers.dial_store import QUEUED_LEASE_S, pause_account_campaigns
+from workers.fair_share import split_by_weight
+from workers.providers.registry import adapter_for
+from workers.ratelimit import Budgets
+from workers.secrets_box import SecretUnreadable
+
+log = logging.getLogger(__name__)
+
+HORIZON_S = 2.0  # seconds of budget kept queued ahead of the workers
+SINGLE_CHUNK_MAX = 25  # destinations per task for one-per-request providers
+TIMEZONE_CACHE_TTL_S = 300.0
+
+Enqueue = Callable[[int, list[int]], None]  # (campaign_id, destination ids)
+
+_timezones: dict[int, tuple[float, list[str]]] = {}
+
+
+@dataclass
+class DispatchReport:
+    claimed: dict[int, int] = field(default_factory=dict)  # campaign id -> destinations claimed
+    chunks: int = 0
+    completed: list[int] = field(default_factory=list)
+    expired: int = 0
+    paused: int = 0  # campaigns paused because their account cannot be used
+
+
+def campaign_timezones(conn: psycopg.Connection, campaign_id: int) -> list[str]:
+    """The distinct zones of a campaign's destinations (fixed after load), cached."""
+    hit = _timezones.get(campaign_id)
+    if hit and time.monotonic() - hit[0] < TIMEZONE_CACHE_TTL_S:
+        return hit[1]
+    zones = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT timezone FROM destination WHERE campaign_id = %s", (campaign_id,)
+        ).fetchall()
+    ]
+    _timezones[campaign_id] = (time.monotonic(), zones)
+    return zones
+
+
+def finish_campaigns(conn: psycopg.Connection, report: DispatchReport) -> None:
+    """Expire what a finished schedule left undialed; complete campaigns with nothing left to do."""
+    with conn.transaction():
+        cur = conn.execute(
+            """UPDATE destination d SET status = 'expired', next_attempt_at = NULL, updated_at = now()
+               FROM campaign c WHERE d.campaign_id = c.id AND c.state = 'running' AND c.end_at <= now()
+                 AND d.status IN ('pending', 'retry_wait', 'queued')"""
+        )
+        report.expired = cur.rowcount
+        rows = conn.execute(
+            """UPDATE campaign c SET state = 'completed', state_reason = 'every destination finished',
+                   updated_at = now()
+               WHERE c.state = 'running' AND NOT EXISTS (
+                   SELECT 1 FROM destination d WHERE d.campaign_id = c.id
+                     AND d.status IN ('pending', 'queued', 'dialing', 'ringing', 'answered', 'retry_wait'))
+               RETURNING c.id"""
+        ).fetchall()
+        report.completed = [r[0] for r in rows]
+
+
+def _claim(conn: psycopg.Connection, campaign_id: int, zones: list[str], limit: int) -> list[int]:
+    """Claim up to `limit` due destinations (pending/retry_wait due, or queued past their lease)."""
+    if limit <= 0 or not zones:
+        return []
+    rows = conn.execute(
+        """
+        WITH due AS (
+            SELECT id FROM destination
+            WHERE campaign_id = %s AND status IN ('pending', 'retry_wait', 'queued')
+              AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+              AND (status <> 'queued' OR next_attempt_at IS NOT NULL)
+              AND timezone = ANY(%s)
+            ORDER BY next_attempt_at NULLS FIRST, id
+            LIMIT %s FOR UPDATE SKIP LOCKED)
+        UPDATE destination d SET status = 'queued', updated_at = now(),
+            next_attempt_at = now() + make_interval(secs => %s)
+        FROM due WHERE d.id = due.id RETURNING d.id
+        """,
+        (campaign_id, zones, limit, QUEUED_LEASE_S),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def _queued_count(conn: psycopg.Connection, campaign_ids: list[int]) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'queued' "
+        "AND next_attempt_at > now()",
+        (campaign_ids,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _due_estimate(conn: psycopg.Connection, campaign_id: int, cap: int) -> int:
+    row = conn.execute(
+        """SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s
+               AND status IN ('pending', 'retry_wait')
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+               LIMIT %s) s""",
+        (campaign_id, cap),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def dispatch_tick(
+    conn: psycopg.Connection, budgets: Budgets, enqueue: Enqueue, now: datetime | None = None
+) -> DispatchReport:
+    """One dispatcher pass over every account with running campaigns."""
+    report = DispatchReport()
+    now = now or datetime.now(UTC)
+    finish_campaigns(conn, report)
+    with conn.cursor(row_factory=dict_row) as cur:
+        campaigns = cur.execute(
+            "SELECT * FROM campaign WHERE state = 'running' AND account_id IS NOT NULL "
+            "AND (start_at IS NULL OR start_at <= now()) ORDER BY id"
+        ).fetchall()
+    by_account: dict[int, list[dict]] = {}
+    for c in campaigns:
+        by_account.setdefault(c["account_id"], []).append(c)
+    for account_id, group in by_account.items():
+        try:
+            _dispatch_account(conn, budgets, enqueue, account_id, group, now, report)
+        except SecretUnreadable as exc:
+            # Nothing can be dialed on this account until a person re-enters its token; the others go on.
+            report.paused += pause_account_campaigns(
+                conn, account_id, f"{exc}: re-enter it with `dialer account update {account_id} --auth-token`"
+            )
+        except Exception:
+            log.exception("dispatching account %s failed; the other accounts go on", account_id)
+    return report
+
+
+def _dispatch_account(
+    conn: psycopg.Connection,
+    budgets: Budgets,
+    enqueue: Enqueue,
+    account_id: int,
+    campaigns: list[dict],
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    creds, limits = load_account(conn, account_id)
+    rate = budgets.current_rate(account_id, limits.cps)
+    free_slots = limits.max_concurrent - budgets.live_count(account_id)
+    in_flight = _queued_count(conn, [c["id"] for c in campaigns])
+    allowance = min(math.ceil(rate * HORIZON_S), free_slots) - in_flight
+    if allowance <= 0:
+        return
+    zones: dict[int, list[str]] = {}
+    demand: dict[int, int] = {}
+    for c in campaigns:
+        window = window_of(c["window_start"], c["window_end"], c["window_days"], c["start_at"], c["end_at"])
+        tz_list = [c["timezone_override"]] if c["timezone_override"] else campaign_timezones(conn, c["id"])
+        zones[c["id"]] = open_timezones(window, tz_list, now)
+        own_cap = math.ceil(c["cps"] * HORIZON_S) if c["cps"] else allowance
+        demand[c["id"]] = min(own_cap, _due_estimate(conn, c["id"], allowance)) if zones[c["id"]] else 0
+    shares = split_by_weight(allowance, {c["id"]: c["weight"] for c in campaigns}, demand)
+    adapter = adapter_for(creds.provider)
+    for c in campaigns:
+        cid = c["id"]
+        if c["timezone_override"]:
+            claimed = _claim_override(conn, cid, shares[cid]) if zones[cid] else []
+        else:
+            claimed = _claim(conn, cid, zones[cid], shares[cid])
+        if not claimed:
+            continue
+        report.claimed[cid] = len(claimed)
+        size = _chunk_size(adapter.max_destinations_per_request, rate, c)
+        for i in range(0, len(claimed), size):
+            enqueue(cid, claimed[i : i + size])
+            report.chunks += 1
+
+
+def _claim_override(conn: psycopg.Connection, campaign_id: int, limit: int) -> list[int]:
+    """A campaign whose window is judged in one zone for everyone: every destination is in or out together."""
+    zones = campaign_timezones(conn, campaign_id)
+    return _claim(conn, campaign_id, zones, limit)
+
+
+def _chunk_size(max_per_request: int, rate: float, campaign: dict) -> int:
+    """A bulk provider gets one request's worth per chunk; others a slice of a second's budget per task."""
+    per_second = rate if not campaign["cps"] else min(rate, campaign["cps"])
+    if max_per_request > 1 and (campaign["provider_options"] or {}).get("bulk") is not False:
+        return max(1, min(max_per_request, int(per_second)))
+    return max(1, min(SINGLE_CHUNK_MAX, math.ceil(per_second / 8)))

@@ -1,0 +1,199 @@
+"""Bandwidth Voice API v2: one call per POST, camelCase JSON, 201 + callId; callbacks carry HTTP Basic.
+
+API credentials are distinct from the account id: Basic username is options['api_username'] (else
+auth_id), password is auth_token; the account id in the path is auth_id; options['application_id'] is
+required. Every call gets the callback credentials `bandwidth_callback_credentials(account_id)`, which
+its callbacks must carry back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from campaigns.states import Outcome
+from workers.providers.base import (
+    AccountCredentials,
+    CallbackEvent,
+    CallsAccepted,
+    EventKind,
+    IncomingCallback,
+    OutboundCall,
+    PlacedCall,
+    ProviderAdapter,
+)
+from workers.providers.errors import Ambiguous, AuthFailed
+from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.outcomes import (
+    BANDWIDTH_MACHINE_RESULTS,
+    bandwidth_outcome,
+    json_object,
+    parse_int,
+    parse_time,
+    require,
+    seconds_between,
+)
+from workers.providers.outcomes import event_key as make_event_key
+from workers.providers.signatures import bandwidth_callback_credentials, basic_auth_header, basic_auth_matches
+
+EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
+MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
+
+
+def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, Any]:
+    """The camelCase JSON body of a Bandwidth create-call request."""
+    urls = call.callbacks
+    body: dict[str, Any] = {
+        "from": e164(call.caller_id),
+        "to": e164(call.destinations[0]),
+        "applicationId": application_id,
+        "answerUrl": urls.answer_url,
+        "answerMethod": "POST",
+        "disconnectUrl": urls.hangup_url,
+        "disconnectMethod": "POST",
+        "callTimeout": min(MAX_CALL_TIMEOUT, max(MIN_CALL_TIMEOUT, call.ring_timeout)),
+    }
+    if call.tag:
+        body["tag"] = call.tag
+    if urls.username and urls.password:
+        body.update(username=urls.username, password=urls.password)
+    if call.machine_detection:
+        # Async detection reports to its own URL; hanging up on a machine is the answer handler's BXML.
+        detection: dict[str, Any] = {
+            "mode": "async",
+            "callbackMethod": "POST",
+            "callbackUrl": urls.machine_detection_url or urls.answer_url,
+        }
+        if urls.username and urls.password:
+            detection.update(username=urls.username, password=urls.password)
+        body["machineDetection"] = detection
+    body.update(call.extra)
+    return body
+
+
+def _machine_result(payload: Mapping[str, Any]) -> str:
+    result = payload.get("machineDetectionResult")
+    return str(result.get("value") or "") if isinstance(result, dict) else ""
+
+
+def bandwidth_event(payload: Mapping[str, Any]) -> CallbackEvent:
+    """A Bandwidth callback (answer, disconnect, machineDetectionComplete, …) as a CallbackEvent."""
+    call_id = require(payload, "callId")
+    event_type = str(payload.get("eventType") or "")
+    kind = EVENT_KINDS.get(event_type, EventKind.STATUS)
+    machine = _machine_result(payload)
+    if event_type == "machineDetectionComplete" and machine in BANDWIDTH_MACHINE_RESULTS:
+        kind = EventKind.MACHINE
+    final = kind == EventKind.HANGUP
+    cause = payload.get("cause") or None
+    status = cause if final else (machine or event_type)
+    normalised = (
+        bandwidth_outcome(cause, payload.get("answerTime"), parse_int(payload.get("sipResponseCode")))
+        if final
+        else None
+    )
+    outcome = normalised.outcome if normalised else (Outcome.MACHINE if kind == EventKind.MACHINE else None)
+    error = payload.get("errorMessage")
+    to = payload.get("to") or None
+    answer_at, end_at = parse_time(payload.get("answerTime")), parse_time(payload.get("endTime"))
+    return CallbackEvent(
+        provider="bandwidth",
+        kind=kind,
+        event_key=make_event_key(call_id, to, kind, status),
+        request_uuid=call_id,
+        call_uuid=call_id,
+        destination=to,
+        provider_status=status,
+        is_final=final,
+        outcome=outcome,
+        throttled=bool(normalised and normalised.throttled),
+        hangup_cause=f"{cause}: {error}" if cause and error else cause,
+        ring_at=parse_time(payload.get("startTime")),
+        answer_at=answer_at,
+        end_at=end_at,
+        duration=seconds_between(answer_at, end_at) if final else None,
+        tag=payload.get("tag") or None,
+        payload=dict(payload),
+    )
+
+
+def record_as_event_payload(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A GET call-state record in callback words: disconnected -> disconnect, answered -> answer."""
+    state = str(record.get("state") or "").lower()
+    if state == "disconnected" or record.get("endTime"):
+        event_type = "disconnect"
+    else:
+        event_type = "answer" if state == "answered" or record.get("answerTime") else state or "status"
+    return {**record, "eventType": event_type, "cause": record.get("disconnectCause") or record.get("cause")}
+
+
+class BandwidthAdapter(ProviderAdapter):
+    """Bandwidth Voice API v2: POST /api/v2/accounts/{accountId}/calls with HTTP Basic."""
+
+    kind: ClassVar[str] = "bandwidth"
+    max_destinations_per_request: ClassVar[int] = 1
+    has_call_status: ClassVar[bool] = True
+
+    def calls_url(self, account: AccountCredentials) -> str:
+        """The calls collection URL; auth_id is the Bandwidth account id."""
+        return f"{account.base_url.rstrip('/')}/api/v2/accounts/{account.auth_id}/calls"
+
+    def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
+        """Basic with the API user (options['api_username'], else auth_id) and auth_token."""
+        username = str(account.options.get("api_username") or account.auth_id)
+        return {"Authorization": basic_auth_header(username, account.auth_token)}
+
+    def create_calls(
+        self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """One POST, one destination; 201 with callId (Location as a fallback)."""
+        check_destinations(call.destinations, self.max_destinations_per_request)
+        application_id = account.options.get("application_id")
+        if not application_id:
+            raise AuthFailed(
+                f"bandwidth account {account.account_id} has no application_id option; "
+                "set the Voice application id in the provider account settings"
+            )
+        request = client.build_request(
+            "POST",
+            self.calls_url(account),
+            headers=self.auth_headers(account),
+            json=bandwidth_call_body(call, str(application_id)),
+        )
+        response = send(client, request, account)
+        data = json_answer(response, account)
+        call_id = data.get("callId") if isinstance(data, dict) else None
+        call_id = call_id or response.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1] or None
+        if not call_id:
+            raise Ambiguous(
+                f"bandwidth accepted the call but gave no callId: {response.text[:200]!r}",
+                status=response.status_code,
+            )
+        placed = PlacedCall(to=call.destinations[0], request_uuid=call_id, call_uuid=call_id)
+        return CallsAccepted(request_uuids=[call_id], calls=[placed])
+
+    def verify_callback(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> bool:
+        """The Basic credentials we set on the call must come back."""
+        username, password = bandwidth_callback_credentials(account.account_id)
+        return basic_auth_matches(callback.headers.get("authorization"), username, password)
+
+    def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
+        """A JSON callback body."""
+        return bandwidth_event(json_object(callback.body))
+
+    def status_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str
+    ) -> httpx.Request:
+        """GET .../calls/{callId}."""
+        return client.build_request(
+            "GET", f"{self.calls_url(account)}/{call_id}", headers=self.auth_headers(account)
+        )
+
+    def event_from_record(
+        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
+    ) -> CallbackEvent | None:
+        return bandwidth_event(record_as_event_payload({"callId": call_id, **record}))

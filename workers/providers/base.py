@@ -1,0 +1,184 @@
+"""The one small interface every provider adapter implements, and the value types crossing it.
+
+An adapter builds the HTTP request for one call-creation (one or several destinations), sends it on the
+shared pooled httpx client, parses the ids out of the answer and maps every failure to
+workers.providers.errors.
+It also parses and verifies that provider's callbacks. Policy (budgets, retries, state) lives in the dialer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import httpx
+
+from campaigns.states import Outcome
+
+
+@dataclass(frozen=True)
+class AccountCredentials:
+    """A provider account as an adapter needs it (token already decrypted)."""
+
+    account_id: int
+    provider: str
+    auth_id: str
+    auth_token: str
+    base_url: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
+    webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
+
+
+@dataclass(frozen=True)
+class CallbackUrls:
+    """Where the carrier reports this request's calls. Bandwidth also gets per-call Basic credentials."""
+
+    answer_url: str
+    hangup_url: str
+    ring_url: str | None = None
+    machine_detection_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    """One call-creation request: the same parameters for every destination in it."""
+
+    caller_id: str
+    destinations: Sequence[str]  # E.164 (with +) or sip: URIs
+    callbacks: CallbackUrls
+    ring_timeout: int = 60
+    time_limit: int = 14400
+    machine_detection: str | None = None  # None, "true" or "hangup"
+    tag: str | None = None  # our batch id, echoed back where the provider supports it
+    extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific body fields, passed through
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    """One destination's ids as the creation answer gave them."""
+
+    to: str | None
+    request_uuid: str | None
+    call_uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class CallsAccepted:
+    """The carrier accepted the request. `calls` maps destinations to ids where the answer does so;
+    a Plivo/Vobiz bulk answer only lists request ids (no order), matched later through callbacks."""
+
+    request_uuids: list[str]
+    calls: list[PlacedCall]
+    refused: list[str] = field(default_factory=list)  # destinations of an accepted bulk it would not place
+
+
+class EventKind(StrEnum):
+    RING = "ring"
+    ANSWER = "answer"
+    MACHINE = "machine"
+    HANGUP = "hangup"
+    STATUS = "status"  # an intermediate update with no lifecycle meaning of its own
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """A carrier callback, parsed into our words. `event_key` is the same for a retry or duplicate of
+    the same event, so storing it under a unique key makes duplicates no-ops."""
+
+    provider: str
+    kind: EventKind
+    event_key: str
+    request_uuid: str | None
+    call_uuid: str | None
+    destination: str | None
+    provider_status: str | None
+    is_final: bool
+    outcome: Outcome | None = None  # set on final events
+    throttled: bool = False  # a carrier-side limit hung it up (Plivo 1020, Bandwidth account-limit)
+    hangup_cause: str | None = None
+    ring_at: datetime | None = None
+    answer_at: datetime | None = None
+    end_at: datetime | None = None
+    duration: int | None = None
+    billed_duration: int | None = None
+    cost: Decimal | None = None
+    tag: str | None = None  # echoed batch id where the provider supports it (Bandwidth)
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IncomingCallback:
+    """A callback HTTP request as received, before it is trusted."""
+
+    method: str
+    url: str  # the public URL the carrier called (DIALER_PUBLIC_URL + path + query)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    params: Mapping[str, str]  # form or query parameters (flattened) for form/GET callbacks
+    kind_hint: EventKind  # from our URL path: which of our callback URLs this is
+
+
+class ProviderAdapter(ABC):
+    """One provider's call-creation API and callbacks."""
+
+    kind: ClassVar[str]
+    max_destinations_per_request: ClassVar[int] = 1
+    has_call_status: ClassVar[bool] = False
+
+    @abstractmethod
+    def create_calls(
+        self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """Send one call-creation request; raise a workers.providers.errors.ProviderError on failure."""
+
+    @abstractmethod
+    def verify_callback(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> bool:
+        """True when the callback really comes from this account's carrier (constant-time compares)."""
+
+    @abstractmethod
+    def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
+        """The callback in our words; raises ValueError naming the missing/invalid field."""
+
+    def fetch_call_status(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> CallbackEvent | None:
+        """Ask the carrier what became of a call (reaper); None when the API cannot tell or does not
+        know the call (404). Providers with a status API fill in `status_request` and `event_from_record`."""
+        from workers.providers.http import fetch_record  # http builds on these types: import when used
+
+        call_id = self.status_lookup_id(request_uuid, call_uuid)
+        if not self.has_call_status or not call_id:
+            return None
+        record = fetch_record(client, self.status_request(client, account, call_id), account)
+        if record is None:
+            return None
+        return self.event_from_record(record, request_uuid=request_uuid, call_uuid=call_uuid, call_id=call_id)
+
+    def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
+        """The id the status API takes."""
+        return call_uuid or request_uuid
+
+    def status_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str
+    ) -> httpx.Request:
+        """The GET of one call's record."""
+        raise TypeError(f"{self.kind} has no call status API")
+
+    def event_from_record(
+        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
+    ) -> CallbackEvent | None:
+        """The carrier's record of a call, in our words."""
+        raise TypeError(f"{self.kind} has no call status API")

@@ -1,0 +1,50 @@
+"""What a carrier's answer to a call-creation request means, in our words. Nothing above an adapter
+knows a provider's status codes; the dialer acts on these types (DESIGN.md, "429 and errors").
+
+ProviderError
+├── Throttled          429 or a carrier-side limit: give the tokens/slot back, back off, not an attempt
+├── Rejected           400: this destination or body is invalid; attempt failed, no retry
+├── AuthFailed         401/403/404: credentials or account wrong; pause the campaign
+├── PaymentRequired    402: balance too low; pause the campaign
+├── Transient          5xx, or no connection: nothing was placed; retry with backoff
+└── Ambiguous          sent but no answer (read timeout): the call may be live; unknown until a callback
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """A call-creation request did not succeed; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Throttled(ProviderError):
+    """The carrier refused for rate or concurrency; `retry_after` in seconds when it said."""
+
+    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class Rejected(ProviderError):
+    """The carrier refused this destination or body (400)."""
+
+
+class AuthFailed(ProviderError):
+    """Credentials, account id or endpoint are wrong (401, 403, 404)."""
+
+
+class PaymentRequired(ProviderError):
+    """The account's balance is too low (402)."""
+
+
+class Transient(ProviderError):
+    """Nothing was placed (5xx, connect error, timeout before sending); safe to retry later."""
+
+
+class Ambiguous(ProviderError):
+    """The request was sent but no answer came: the call may be live. Never redial blindly."""

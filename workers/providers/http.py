@@ -1,0 +1,198 @@
+"""The shared pooled httpx client and the one place a carrier's HTTP answer or httpx error becomes ours.
+
+Nothing here retries: a create POST is sent exactly once and the dialer decides what a failure means
+(DESIGN.md, "429 and errors"). `send` maps every failure to workers.providers.errors:
+
+ConnectError / ConnectTimeout / PoolTimeout / other pre-send errors -> Transient (nothing was sent)
+ReadTimeout / WriteTimeout / ReadError / WriteError / RemoteProtocolError / others -> Ambiguous
+429 -> Throttled(retry_after)   400/422 and other 4xx -> Rejected   401/403/404 -> AuthFailed
+402 -> PaymentRequired   5xx -> Transient   3xx (redirects are not followed) -> AuthFailed (wrong base URL)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from workers.providers.base import AccountCredentials
+from workers.providers.errors import (
+    Ambiguous,
+    AuthFailed,
+    PaymentRequired,
+    ProviderError,
+    Rejected,
+    Throttled,
+    Transient,
+)
+
+TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=5.0)
+KEEPALIVE_EXPIRY = 30.0
+USER_AGENT = "dialer/0.1 (+bulk-dialing campaign worker)"
+MESSAGE_LIMIT = 500
+
+# Raised before a byte of the request could reach the carrier: nothing was placed.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def make_client(*, transport: httpx.BaseTransport | None = None, max_connections: int = 64) -> httpx.Client:
+    """A pooled keep-alive client for ~64 concurrent requests; share one per process."""
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+    return httpx.Client(
+        timeout=TIMEOUT,
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+    )
+
+
+def send(
+    client: httpx.Client, request: httpx.Request, account: AccountCredentials, *, idempotent: bool = False
+) -> httpx.Response:
+    """Send once; return a 2xx response or raise the ProviderError it means.
+
+    `idempotent` requests (status GETs) map timeouts after sending to Transient instead of Ambiguous."""
+    try:
+        response = client.send(request)
+    except NOT_SENT_ERRORS as exc:
+        raise Transient(f"{account.provider}: request not sent ({type(exc).__name__}: {exc})") from exc
+    except httpx.TransportError as exc:
+        error = Transient if idempotent else Ambiguous
+        raise error(
+            f"{account.provider}: no answer after sending ({type(exc).__name__}: {exc}); the call may be live"
+        ) from exc
+    if response.is_success:
+        return response
+    raise error_for_response(response, account)
+
+
+def error_for_response(
+    response: httpx.Response, account: AccountCredentials, now: datetime | None = None
+) -> ProviderError:
+    """The ProviderError a non-2xx carrier answer means."""
+    status = response.status_code
+    message = provider_message(response)
+    who = f"{account.provider} account {account.account_id} (auth id {account.auth_id})"
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+        return Throttled(f"{account.provider} throttled the request: {message}", retry_after=retry_after)
+    if status in (401, 403):
+        return AuthFailed(
+            f"{who}: credentials refused (HTTP {status}: {message}); "
+            "check the auth id and token in the provider account settings",
+            status=status,
+        )
+    if status == 404:
+        return AuthFailed(
+            f"{who}: account or endpoint not found (HTTP 404: {message}); "
+            f"check the auth id and base URL {account.base_url}",
+            status=status,
+        )
+    if status == 402:
+        return PaymentRequired(
+            f"{who}: balance too low (HTTP 402: {message}); top up the account", status=status
+        )
+    if status >= 500:
+        return Transient(f"{account.provider} server error HTTP {status}: {message}", status=status)
+    if 300 <= status < 400:
+        return AuthFailed(
+            f"{who}: unexpected redirect HTTP {status} to {response.headers.get('location')}; "
+            f"check the base URL {account.base_url}",
+            status=status,
+        )
+    if status == 408:
+        return Transient(f"{account.provider} timed out reading the request (HTTP 408)", status=status)
+    return Rejected(f"{account.provider} rejected the request (HTTP {status}): {message}", status=status)
+
+
+def provider_message(response: httpx.Response) -> str:
+    """The carrier's own error text (error/message/description/detail), else the body, shortened."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "message", "description", "detail", "errorMessage"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("description") or json.dumps(value)
+            if value:
+                return str(value)[:MESSAGE_LIMIT]
+    text = response.text.strip()
+    return text[:MESSAGE_LIMIT] if text else response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or HTTP-date); None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def json_answer(response: httpx.Response, account: AccountCredentials) -> Any:
+    """The JSON of a 2xx create answer; a 2xx we cannot read means the call may be live (Ambiguous)."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Ambiguous(
+            f"{account.provider} accepted the request (HTTP {response.status_code}) but its "
+            f"answer is not JSON: {response.text[:200]!r}",
+            status=response.status_code,
+        ) from exc
+
+
+def fetch_record(
+    client: httpx.Client, request: httpx.Request, account: AccountCredentials
+) -> dict[str, Any] | None:
+    """GET a call record as a JSON object; None when the carrier does not know it (404) or sends no object."""
+    try:
+        response = send(client, request, account, idempotent=True)
+    except AuthFailed as exc:
+        if exc.status == 404:
+            return None
+        raise
+    try:
+        record = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def check_destinations(destinations: Sequence[str], limit: int) -> None:
+    """A request names 1..limit unique destinations (the dialer sizes chunks; this guards against a bug)."""
+    if not destinations:
+        raise ValueError("OutboundCall.destinations is empty")
+    if len(set(destinations)) > limit:
+        raise ValueError(f"{len(destinations)} destinations exceed this provider's {limit} per request")
+
+
+def e164(number: str) -> str:
+    """A number in E.164 with its '+'; SIP URIs as they are."""
+    return number if number.startswith(("sip:", "+")) else f"+{number}"

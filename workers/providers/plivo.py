@@ -1,0 +1,258 @@
+"""Plivo: bulk call creation (`to` joined by '<'), form-encoded callbacks, V3 signatures.
+
+Vobiz is Plivo-compatible and subclasses this adapter, overriding the path, auth headers and signature.
+Plivo's StartTime/AnswerTime/EndTime are 'YYYY-MM-DD HH:MM:SS' in the console's time zone: we read them as
+UTC, so set the Plivo console time zone to UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import httpx
+
+from campaigns.states import Outcome
+from workers.providers.base import (
+    AccountCredentials,
+    CallbackEvent,
+    CallsAccepted,
+    EventKind,
+    IncomingCallback,
+    OutboundCall,
+    PlacedCall,
+    ProviderAdapter,
+)
+from workers.providers.errors import Ambiguous
+from workers.providers.http import check_destinations, json_answer, send
+from workers.providers.outcomes import event_key as make_event_key
+from workers.providers.outcomes import (
+    parse_decimal,
+    parse_int,
+    parse_time,
+    plivo_outcome,
+)
+from workers.providers.signatures import (
+    any_signature_matches,
+    basic_auth_header,
+    plivo_v2_signature,
+    plivo_v3_signature,
+)
+
+EVENT_KINDS = {"ring": EventKind.RING, "startapp": EventKind.ANSWER, "hangup": EventKind.HANGUP}
+STATUS_KINDS = {"ringing": EventKind.RING, "in-progress": EventKind.ANSWER}
+FINAL_STATUSES = frozenset(
+    {"completed", "busy", "failed", "timeout", "no-answer", "cancel", "canceled", "cancelled"}
+)
+MACHINE_VALUES = frozenset({"true", "machine_detection"})
+
+
+def plivo_number(destination: str) -> str:
+    """Country code + number without '+'; SIP URIs as they are."""
+    return destination if destination.startswith("sip:") else destination.lstrip("+")
+
+
+def plivo_call_body(call: OutboundCall) -> dict[str, Any]:
+    """The JSON body of a Plivo/Vobiz Call create request."""
+    urls = call.callbacks
+    body: dict[str, Any] = {
+        "from": plivo_number(call.caller_id),
+        "to": "<".join(plivo_number(d) for d in call.destinations),
+        "answer_url": urls.answer_url,
+        "answer_method": "POST",
+        "hangup_url": urls.hangup_url,
+        "hangup_method": "POST",
+        "ring_timeout": call.ring_timeout,
+        "time_limit": call.time_limit,
+    }
+    if urls.ring_url:
+        body.update(ring_url=urls.ring_url, ring_method="POST")
+    if call.machine_detection:
+        body["machine_detection"] = call.machine_detection
+    if urls.machine_detection_url:
+        body.update(machine_detection_url=urls.machine_detection_url, machine_detection_method="POST")
+    body.update(call.extra)
+    return body
+
+
+def accepted_from_answer(data: Any, call: OutboundCall, account: AccountCredentials) -> CallsAccepted:
+    """request_uuid is a str for one destination, a list (no order) for bulk: normalise to a list."""
+    raw = data.get("request_uuid") if isinstance(data, dict) else None
+    if isinstance(raw, str):
+        raw = [raw]
+    uuids = [str(u) for u in raw if u] if isinstance(raw, list) else []
+    if not uuids:
+        raise Ambiguous(f"{account.provider} accepted the request but gave no request_uuid: {data!r:.200}")
+    single = len(call.destinations) == 1 and len(uuids) == 1
+    calls = [PlacedCall(to=call.destinations[0], request_uuid=uuids[0])] if single else []
+    # A bulk with some bad destinations is still accepted; the carrier lists the ones it will not place.
+    invalid = data.get("invalid_number") if isinstance(data, dict) else None
+    refused = [str(n) for n in invalid] if isinstance(invalid, list) else ([invalid] if invalid else [])
+    return CallsAccepted(request_uuids=uuids, calls=calls, refused=refused)
+
+
+def form_params(body: bytes) -> dict[str, list[str]]:
+    """A form-encoded body as key -> values (repeated keys kept)."""
+    params: dict[str, list[str]] = {}
+    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        params.setdefault(key, []).append(value)
+    return params
+
+
+def _kind(params: Mapping[str, Any], hint: EventKind) -> EventKind:
+    kind = EVENT_KINDS.get(str(params.get("Event") or "").strip().lower(), hint)
+    machine = str(params.get("Machine") or "").strip().lower() in MACHINE_VALUES
+    if kind in (EventKind.ANSWER, EventKind.MACHINE) and machine:
+        return EventKind.MACHINE
+    if kind == EventKind.MACHINE:
+        return EventKind.STATUS  # machine-detection callback that found a person
+    return kind
+
+
+def plivo_event(provider: str, params: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
+    """A Plivo/Vobiz callback's parameters as a CallbackEvent."""
+    request_uuid = params.get("RequestUUID") or params.get("ALegRequestUUID") or None
+    call_uuid = params.get("CallUUID") or None
+    if not request_uuid and not call_uuid:
+        raise ValueError("callback is missing required field RequestUUID / CallUUID")
+    to = params.get("To") or None
+    status = params.get("CallStatus") or None
+    kind = _kind(params, hint)
+    final = kind == EventKind.HANGUP
+    cause_code = parse_int(params.get("HangupCauseCode"))
+    normalised = (
+        plivo_outcome(
+            status,
+            cause_code,
+            parse_int(params.get("Duration")),
+            params.get("AnswerTime"),
+            params.get("Machine"),
+        )
+        if final
+        else None
+    )
+    outcome = normalised.outcome if normalised else (Outcome.MACHINE if kind == EventKind.MACHINE else None)
+    return CallbackEvent(
+        provider=provider,
+        kind=kind,
+        event_key=make_event_key(str(call_uuid or request_uuid), to, kind, status),
+        request_uuid=request_uuid,
+        call_uuid=call_uuid,
+        destination=to,
+        provider_status=status,
+        is_final=final,
+        outcome=outcome,
+        throttled=bool(normalised and normalised.throttled),
+        hangup_cause=params.get("HangupCauseName")
+        or params.get("HangupCause")
+        or (str(cause_code) if cause_code is not None else None),
+        ring_at=parse_time(params.get("StartTime")),
+        answer_at=parse_time(params.get("AnswerTime")),
+        end_at=parse_time(params.get("EndTime")),
+        duration=parse_int(params.get("Duration")),
+        billed_duration=parse_int(params.get("BillDuration")),
+        cost=parse_decimal(params.get("TotalCost")),
+        payload=dict(params),
+    )
+
+
+def record_as_params(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A Call retrieve record (snake_case) in callback field names, so one parser reads both."""
+    status = str(record.get("call_status") or record.get("call_state") or "").lower() or None
+    ended = bool(record.get("end_time")) or status in FINAL_STATUSES
+    event = "Hangup" if ended else {"ringing": "Ring", "in-progress": "StartApp"}.get(status or "", "")
+    return {
+        "Event": event,
+        "CallStatus": status,
+        "CallUUID": record.get("call_uuid"),
+        "RequestUUID": record.get("request_uuid"),
+        "To": record.get("to_number") or record.get("to"),
+        "HangupCauseCode": record.get("hangup_cause_code"),
+        "HangupCauseName": record.get("hangup_cause_name"),
+        "Duration": record.get("call_duration"),
+        "BillDuration": record.get("bill_duration"),
+        "StartTime": record.get("initiation_time"),
+        "AnswerTime": record.get("answer_time"),
+        "EndTime": record.get("end_time"),
+        "TotalCost": record.get("total_amount"),
+        "Machine": "true" if record.get("machine") in (True, "true") else None,
+    }
+
+
+class PlivoAdapter(ProviderAdapter):
+    """Plivo Voice API: POST /v1/Account/{auth_id}/Call/ with HTTP Basic."""
+
+    kind: ClassVar[str] = "plivo"
+    max_destinations_per_request: ClassVar[int] = 1000
+    has_call_status: ClassVar[bool] = True
+    api_prefix: ClassVar[str] = "/v1"
+    v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
+    v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
+    v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
+    v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
+
+    def calls_url(self, account: AccountCredentials) -> str:
+        """The Call collection URL (PascalCase path, trailing slash)."""
+        return f"{account.base_url.rstrip('/')}{self.api_prefix}/Account/{account.auth_id}/Call/"
+
+    def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
+        """HTTP Basic auth_id:auth_token."""
+        return {"Authorization": basic_auth_header(account.auth_id, account.auth_token)}
+
+    def create_calls(
+        self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """One POST for up to 1000 destinations; never retried here."""
+        check_destinations(call.destinations, self.max_destinations_per_request)
+        request = client.build_request(
+            "POST", self.calls_url(account), json=plivo_call_body(call), headers=self.auth_headers(account)
+        )
+        response = send(client, request, account)
+        return accepted_from_answer(json_answer(response, account), call, account)
+
+    def v3_expected(self, account: AccountCredentials, callback: IncomingCallback, nonce: str) -> str:
+        """The V3 signature this callback should carry."""
+        params: Mapping[str, Any] = (
+            callback.params if callback.method.upper() == "GET" else form_params(callback.body)
+        )
+        return plivo_v3_signature(account.auth_token, callback.method, callback.url, nonce, params)
+
+    def verify_callback(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> bool:
+        """V3 (or its -Ma- variant, same token); V2 only when options['accept_v2_signatures'] is set."""
+        headers = callback.headers
+        nonce = headers.get(self.v3_nonce_header)
+        if nonce:
+            expected = self.v3_expected(account, callback, nonce)
+            if any([any_signature_matches(headers.get(name), expected) for name in self.v3_headers]):
+                return True
+        nonce = headers.get(self.v2_nonce_header)
+        if nonce and account.options.get("accept_v2_signatures"):
+            expected = plivo_v2_signature(account.auth_token, callback.url, nonce)
+            return any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers])
+        return False
+
+    def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
+        """Ring / StartApp / Hangup form parameters (read from the body when `params` is empty)."""
+        params: Mapping[str, Any] = callback.params or {
+            key: values[-1] for key, values in form_params(callback.body).items()
+        }
+        return plivo_event(self.kind, params, callback.kind_hint)
+
+    def status_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str
+    ) -> httpx.Request:
+        """GET .../Call/{uuid}/: the call's record."""
+        return client.build_request(
+            "GET", f"{self.calls_url(account)}{call_id}/", headers=self.auth_headers(account)
+        )
+
+    def event_from_record(
+        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
+    ) -> CallbackEvent | None:
+        params = {k: v for k, v in record_as_params(record).items() if v not in (None, "")}
+        params.setdefault("RequestUUID", request_uuid)
+        params.setdefault("CallUUID", call_uuid or request_uuid)
+        return plivo_event(self.kind, params, EventKind.STATUS)

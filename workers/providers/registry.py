@@ -1,0 +1,29 @@
+"""Which adapter speaks for which provider kind. A new provider is one adapter file plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from workers.providers.bandwidth import BandwidthAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.plivo import PlivoAdapter
+from workers.providers.tryvox import TryVoxAdapter
+from workers.providers.vobiz import VobizAdapter
+from workers.providers.voipbin import VoipbinAdapter
+
+# Adapters hold no state, so one instance each serves every account and thread.
+PROVIDERS: Mapping[str, ProviderAdapter] = MappingProxyType(
+    {
+        adapter.kind: adapter
+        for adapter in (PlivoAdapter(), VobizAdapter(), TryVoxAdapter(), VoipbinAdapter(), BandwidthAdapter())
+    }
+)
+
+
+def adapter_for(provider: str) -> ProviderAdapter:
+    """The adapter for a provider kind ('plivo', 'vobiz', …); ValueError naming the known ones otherwise."""
+    try:
+        return PROVIDERS[provider]
+    except KeyError:
+        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}") from None

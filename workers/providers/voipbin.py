@@ -1,0 +1,181 @@
+"""VoIPbin: several destinations per POST /v1.0/calls?token=…, one call object per destination back.
+
+VoIPbin webhooks are configured per customer (webhook_uri), not per call: point the customer's webhook at our
+callback URL (with the account's URL secret) and, better, set a webhook secret so bodies are HMAC-signed.
+The batch size is ours (VoIPbin documents none): 100 destinations keeps a request small and bounds what one
+ambiguous timeout can leave unknown, while the answer still maps every call to its destination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from workers.providers.base import (
+    AccountCredentials,
+    CallbackEvent,
+    CallsAccepted,
+    EventKind,
+    IncomingCallback,
+    OutboundCall,
+    PlacedCall,
+    ProviderAdapter,
+)
+from workers.providers.errors import Ambiguous
+from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.outcomes import event_key as make_event_key
+from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
+from workers.providers.signatures import callback_url_secret, constant_time_equal, voipbin_signature
+
+DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
+TYPE_KINDS = {
+    "call_ringing": EventKind.RING,
+    "call_progressing": EventKind.ANSWER,
+    "call_hangup": EventKind.HANGUP,
+}
+STATUS_KINDS = {"ringing": EventKind.RING, "progressing": EventKind.ANSWER, "hangup": EventKind.HANGUP}
+SIGNATURE_HEADER = "x-voipbin-signature"
+
+
+def voipbin_address(destination: str) -> dict[str, str]:
+    """A VoIPbin address: sip: URIs as type sip, numbers as tel in E.164."""
+    if destination.startswith("sip:"):
+        return {"type": "sip", "target": destination}
+    return {"type": "tel", "target": e164(destination)}
+
+
+def voipbin_call_body(call: OutboundCall) -> dict[str, Any]:
+    """The JSON body: source, destinations, then flow_id or actions (extra['actions'] or a default talk)."""
+    extra = dict(call.extra)
+    text = extra.pop("talk_text", DEFAULT_TALK_TEXT)
+    language = extra.pop("talk_language", "en-US")
+    body: dict[str, Any] = {
+        "source": {"type": "tel", "target": e164(call.caller_id)},
+        "destinations": [voipbin_address(d) for d in call.destinations],
+    }
+    if not extra.get("flow_id") and not extra.get("actions"):
+        body["actions"] = [{"type": "talk", "option": {"text": text, "language": language}}]
+    body.update(extra)
+    return body
+
+
+def accepted_from_answer(data: Any) -> CallsAccepted:
+    """A JSON list of calls, or {"calls": […], "groupcalls": […]}: one PlacedCall per call object."""
+    groupcalls: list[Any] = []
+    if isinstance(data, list):
+        calls = data
+    elif isinstance(data, dict) and ("calls" in data or "groupcalls" in data):
+        calls, groupcalls = data.get("calls") or [], data.get("groupcalls") or []
+    elif isinstance(data, dict) and data.get("id"):
+        calls = [data]
+    else:
+        calls = []
+    placed = [
+        PlacedCall(
+            to=(c.get("destination") or {}).get("target"), request_uuid=str(c["id"]), call_uuid=str(c["id"])
+        )
+        for c in calls
+        if isinstance(c, dict) and c.get("id")
+    ]
+    ids = [p.request_uuid for p in placed if p.request_uuid]
+    for group in groupcalls:
+        if isinstance(group, dict):
+            ids.extend(str(i) for i in group.get("call_ids") or [] if i)
+    return CallsAccepted(request_uuids=ids, calls=placed)
+
+
+def _kind(event_type: str, status: str) -> EventKind:
+    if status == "hangup":
+        return EventKind.HANGUP
+    return TYPE_KINDS.get(event_type) or STATUS_KINDS.get(status) or EventKind.STATUS
+
+
+def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[str, Any]) -> CallbackEvent:
+    """A VoIPbin call object (webhook `data` or GET record) as a CallbackEvent."""
+    call_id = require(call, "id")
+    status = str(call.get("status") or "").strip().lower()
+    kind = _kind(event_type, status)
+    final = kind == EventKind.HANGUP
+    to = (call.get("destination") or {}).get("target") or None
+    answer_at, end_at = parse_time(call.get("tm_progressing")), parse_time(call.get("tm_hangup"))
+    return CallbackEvent(
+        provider="voipbin",
+        kind=kind,
+        event_key=make_event_key(call_id, to, kind, status),
+        request_uuid=call_id,
+        call_uuid=call_id,
+        destination=to,
+        provider_status=status or None,
+        is_final=final,
+        outcome=voipbin_outcome(call.get("hangup_reason")).outcome if final else None,
+        hangup_cause=call.get("hangup_reason") or None,
+        ring_at=parse_time(call.get("tm_ringing")),
+        answer_at=answer_at,
+        end_at=end_at,
+        duration=seconds_between(answer_at, end_at) if final else None,
+        payload=dict(envelope),
+    )
+
+
+class VoipbinAdapter(ProviderAdapter):
+    """VoIPbin API v1.0 with a token query parameter."""
+
+    kind: ClassVar[str] = "voipbin"
+    max_destinations_per_request: ClassVar[int] = 100
+    has_call_status: ClassVar[bool] = True
+
+    def calls_url(self, account: AccountCredentials) -> str:
+        """The calls collection URL (the token goes in the query)."""
+        return f"{account.base_url.rstrip('/')}/v1.0/calls"
+
+    def create_calls(
+        self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """One POST for up to 100 destinations; 200 with one call object each."""
+        check_destinations(call.destinations, self.max_destinations_per_request)
+        request = client.build_request(
+            "POST",
+            self.calls_url(account),
+            params={"token": account.auth_token},
+            json=voipbin_call_body(call),
+        )
+        response = send(client, request, account)
+        accepted = accepted_from_answer(json_answer(response, account))
+        if not accepted.request_uuids:
+            raise Ambiguous(
+                f"voipbin accepted the request but listed no call ids: {response.text[:200]!r}",
+                status=response.status_code,
+            )
+        return accepted
+
+    def verify_callback(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> bool:
+        """HMAC of the raw body when the account has a webhook secret, else the URL secret."""
+        if account.webhook_secret:
+            expected = voipbin_signature(account.webhook_secret, callback.body)
+            return constant_time_equal(callback.headers.get(SIGNATURE_HEADER, "").strip(), expected)
+        return constant_time_equal(url_secret, callback_url_secret(account.account_id))
+
+    def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
+        """The {"type", "data": {call}} envelope."""
+        envelope = json_object(callback.body)
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise ValueError("callback is missing required field data")
+        return voipbin_event(data, str(envelope.get("type") or ""), envelope)
+
+    def status_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str
+    ) -> httpx.Request:
+        """GET /v1.0/calls/{id}?token=…"""
+        return client.build_request(
+            "GET", f"{self.calls_url(account)}/{call_id}", params={"token": account.auth_token}
+        )
+
+    def event_from_record(
+        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
+    ) -> CallbackEvent | None:
+        return voipbin_event(record, "", record) if record.get("id") else None

@@ -1,0 +1,66 @@
+"""Global concurrency budgets: a leased slot per live call, per account and optionally per campaign."""
+
+from __future__ import annotations
+
+import redis
+
+from workers import redis_keys
+from workers.ratelimit.errors import redis_errors_translated
+from workers.ratelimit.scripts import script
+
+
+def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:
+    keys = [redis_keys.account_slots(account_id)]
+    if campaign_id is not None:
+        keys.append(redis_keys.campaign_slots(campaign_id))
+    return keys
+
+
+class SlotPool:
+    """Live calls as sorted sets (member attempt id, score lease expiry), shared by every worker."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def acquire(
+        self,
+        account_id: int,
+        campaign_id: int | None,
+        attempt_ids: list[str],
+        account_max: int,
+        campaign_max: int | None,
+        lease_s: float,
+    ) -> bool:
+        """Take one slot per attempt id on the account and campaign, all or none; False if they don't fit."""
+        ids = list(dict.fromkeys(attempt_ids))  # a duplicate id is one call, one slot
+        if not ids:
+            return True
+        keys = _slot_keys(account_id, campaign_id if campaign_max is not None else None)
+        args: list[str | int] = [int(lease_s * 1e6), account_max, campaign_max or 0, *ids]
+        with redis_errors_translated(self._client):
+            return bool(script(self._client, "slots_acquire")(keys=keys, args=args))
+
+    def release(self, account_id: int, campaign_id: int | None, attempt_ids: list[str]) -> int:
+        """Free the attempts' slots; idempotent (a duplicate or early hangup is harmless). Slots freed."""
+        if not attempt_ids:
+            return 0
+        with redis_errors_translated(self._client):
+            pipe = self._client.pipeline(transaction=True)
+            for key in _slot_keys(account_id, campaign_id):
+                pipe.zrem(key, *attempt_ids)
+            return int(pipe.execute()[0])
+
+    def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
+        """Extend a live lease; False (and nothing written) if the slot was released or had expired."""
+        keys = _slot_keys(account_id, campaign_id)
+        with redis_errors_translated(self._client):
+            return bool(script(self._client, "slots_renew")(keys=keys, args=[int(lease_s * 1e6), attempt_id]))
+
+    def live_count(self, account_id: int) -> int:
+        """Calls holding a slot on the account now, expired leases dropped."""
+        with redis_errors_translated(self._client):
+            return int(script(self._client, "slots_count")(keys=[redis_keys.account_slots(account_id)]))
+
+    def free_slots(self, account_id: int, account_max: int) -> int:
+        """Slots the account can still take: max(0, account_max - live_count)."""
+        return max(0, account_max - self.live_count(account_id))

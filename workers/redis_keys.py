@@ -1,0 +1,76 @@
+"""Every Redis key the dialer writes is named here and nowhere else, under DIALER_REDIS_PREFIX."""
+
+from __future__ import annotations
+
+from campaigns.config import get_settings
+
+
+def _prefix() -> str:
+    return get_settings().redis_prefix
+
+
+def account_cps(account_id: int) -> str:
+    """GCRA theoretical-arrival-time of an account's CPS budget."""
+    return f"{_prefix()}:cps:account:{account_id}"
+
+
+def campaign_cps(campaign_id: int) -> str:
+    return f"{_prefix()}:cps:campaign:{campaign_id}"
+
+
+def account_rate(account_id: int) -> str:
+    """Hash of the account's adaptive (AIMD) rate: configured, current, last decrease."""
+    return f"{_prefix()}:rate:account:{account_id}"
+
+
+def account_pause(account_id: int) -> str:
+    """Epoch-seconds until which every worker holds off this account (set from Retry-After)."""
+    return f"{_prefix()}:pause:account:{account_id}"
+
+
+def account_slots(account_id: int) -> str:
+    """Sorted set of live calls: member attempt id, score lease expiry (Redis TIME seconds)."""
+    return f"{_prefix()}:slots:account:{account_id}"
+
+
+def campaign_slots(campaign_id: int) -> str:
+    return f"{_prefix()}:slots:campaign:{campaign_id}"
+
+
+def account_stats(account_id: int) -> str:
+    """Hash of counters for operators (throttled, backoffs)."""
+    return f"{_prefix()}:stats:account:{account_id}"
+
+
+def dispatch_lock() -> str:
+    """Held by the one dispatcher tick running at a time."""
+    return f"{_prefix()}:lock:dispatch"
+
+
+def reaper_lock() -> str:
+    return f"{_prefix()}:lock:reaper"
+
+
+def account_inflight(account_id: int) -> str:
+    """Destinations queued in dial tasks for an account, for the dispatcher's back-pressure."""
+    return f"{_prefix()}:inflight:account:{account_id}"
+
+
+def broker_prefix() -> str:
+    """kombu's global_keyprefix, so Celery's queues live under the same prefix."""
+    return f"{_prefix()}:celery:"
+
+
+def callback_nonce(provider: str, nonce: str) -> str:
+    """A signed callback's nonce, remembered so a replay is refused."""
+    return f"{_prefix()}:nonce:{provider}:{nonce}"
+
+
+def account_cps_sends(account_id: int) -> str:
+    """Sorted set of the sends booked on an account's CPS budget: member "send_us:n:seq", score send_us."""
+    return f"{_prefix()}:cps:account:{account_id}:sends"
+
+
+def campaign_cps_sends(campaign_id: int) -> str:
+    """Sorted set of the sends booked on a campaign's own CPS budget, as account_cps_sends."""
+    return f"{_prefix()}:cps:campaign:{campaign_id}:sends"

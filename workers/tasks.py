@@ -1,0 +1,104 @@
+"""Celery tasks: thin shells over workers.dispatcher, workers.dialing, workers.results and workers.reaper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import httpx
+
+from workers import redis_keys
+from workers.budgets_client import get_budgets
+from workers.celery_app import DIAL_QUEUE, app
+from workers.pg import get_pool
+
+log = logging.getLogger(__name__)
+
+SAFETY_NET_PAGE = 2000
+
+_client_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def http_client() -> httpx.Client:
+    """One pooled httpx client per worker process, shared by its threads."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from workers.providers.http import make_client
+
+            _client = make_client()
+        return _client
+
+
+def _locked(lock_key: str, ttl_ms: int) -> bool:
+    """Take a short Redis lock so overlapping beat ticks (or two beats) do not run the same pass twice."""
+    return bool(get_budgets().client.set(lock_key, "1", nx=True, px=ttl_ms))
+
+
+@app.task(name="workers.tasks.dial_chunk", acks_late=True)
+def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
+    """Dial the still-queued destinations of one chunk (safe to run twice: see workers.dial_store)."""
+    from workers.dialing import DialContext
+    from workers.dialing import dial_chunk as run_chunk
+
+    with get_pool().connection() as conn:
+        ctx = DialContext(conn=conn, client=http_client(), budgets=get_budgets())
+        report = run_chunk(ctx, campaign_id, destination_ids)
+    return report.__dict__
+
+
+def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
+    dial_chunk.apply_async(args=(campaign_id, destination_ids), queue=DIAL_QUEUE)
+
+
+@app.task(name="workers.tasks.dispatch_tick", ignore_result=True)
+def dispatch_tick() -> dict[str, Any] | None:
+    """Claim due destinations and enqueue dial chunks, within the budgets' horizon."""
+    from workers.dispatcher import dispatch_tick as run_tick
+
+    if not _locked(redis_keys.dispatch_lock(), 5000):
+        return None
+    try:
+        with get_pool().connection() as conn:
+            report = run_tick(conn, get_budgets(), enqueue_chunk)
+        return {"claimed": report.claimed, "chunks": report.chunks, "completed": report.completed}
+    finally:
+        get_budgets().client.delete(redis_keys.dispatch_lock())
+
+
+_safety_net_cursor = 0  # per worker process: where the last full page ended
+
+
+@app.task(name="workers.tasks.apply_pending_events", ignore_result=True)
+def apply_pending_events() -> int:
+    """Safety net for the API's own applier: apply stored events it left for over 10 s (an API process
+    that died between storing and applying). Recent ones are left to the API so the two do not contend.
+    Pages through, so old events that never match cannot keep newer ones waiting."""
+    from workers.results import apply_events
+
+    global _safety_net_cursor
+    with get_pool().connection() as conn:
+        report = apply_events(
+            conn,
+            "received_at < now() - interval '10 seconds' AND id > %s",
+            (_safety_net_cursor,),
+            SAFETY_NET_PAGE,
+        )
+    _safety_net_cursor = report.last_id if report.seen >= SAFETY_NET_PAGE else 0
+    return report.applied
+
+
+@app.task(name="workers.tasks.reap_expired_attempts", ignore_result=True)
+def reap_expired_attempts() -> dict[str, int] | None:
+    """Resolve attempts past their lease without a final event."""
+    from workers.reaper import reap_expired_attempts as run_reaper
+
+    if not _locked(redis_keys.reaper_lock(), 60000):
+        return None
+    try:
+        with get_pool().connection() as conn:
+            return run_reaper(conn, http_client(), get_budgets()).__dict__
+    finally:
+        get_budgets().client.delete(redis_keys.reaper_lock())
