@@ -1,0 +1,59 @@
+"""The HTTP API process (`dialer api`): carrier callbacks and the operators' campaign API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+
+from campaigns.api.routes_campaigns import router as campaigns_router
+from campaigns.config import get_settings
+from workers.callbacks.applier import EventApplier
+from workers.callbacks.event_store import EventWriter
+from workers.callbacks.receiver import AccountCache, CallScripts
+from workers.callbacks.receiver import router as callbacks_router
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    # No minimum open connections: the API starts (and answers 503) even while Postgres is down.
+    pool = AsyncConnectionPool(settings.psycopg_url, min_size=0, max_size=8, open=False, timeout=5,
+                               kwargs={"autocommit": True, "connect_timeout": 3})
+    await pool.open(wait=False)
+    stored = threading.Event()
+    app.state.pool = pool
+    app.state.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    app.state.accounts = AccountCache()
+    app.state.scripts = CallScripts()
+    app.state.writer = EventWriter(pool, stored)
+    app.state.writer.start()
+    applier = EventApplier(stored) if app.state.apply_events else None
+    if applier:
+        applier.start()
+    try:
+        yield
+    finally:
+        if applier:
+            applier.stop()
+            applier.join(timeout=5)
+        await app.state.writer.stop()
+        await app.state.redis.aclose()
+        await pool.close()
+
+
+def create_app(*, apply_events: bool = True) -> FastAPI:
+    app = FastAPI(title="dialer", version="0.1.0", lifespan=lifespan)
+    app.state.apply_events = apply_events
+    app.include_router(callbacks_router)
+    app.include_router(campaigns_router)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,287 @@
+"""The operators' campaign API: upload a CSV, list, inspect, configure, run, and download results.
+
+Every route needs `Authorization: Bearer <API key>`. Routes are thin: they validate input (pydantic),
+call campaigns.loader / campaigns.control on a sync psycopg connection in the threadpool (run_db), and
+shape the answer. Errors are answered by deps.DialerRoute; InvalidRequest is 409 from the state-change
+routes (start, pause, resume, cancel: the campaign's state or setup forbids it now) and 422 elsewhere
+(a bad argument).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, BinaryIO, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from psycopg.rows import dict_row
+from starlette.concurrency import run_in_threadpool
+
+from campaigns import control
+from campaigns.api.deps import DialerRoute, field_error, require_api_key, run_db
+from campaigns.api.schemas import (
+    CampaignPage,
+    CampaignSettingsOut,
+    CampaignStatusOut,
+    CampaignSummary,
+    CampaignUpdate,
+    ErrorBody,
+    LoadReportOut,
+    RejectedRowOut,
+    RejectsPage,
+    StateChange,
+    format_window,
+)
+from campaigns.db import connect
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
+from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL
+from workers.accounts import resolve_account_id
+
+CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
+CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
+RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
+
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=DialerRoute,
+                   dependencies=[Depends(require_api_key)], responses=_errors)
+_conflict: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody, "description": "state forbids it"}}
+
+
+@router.post("", status_code=201, response_model=LoadReportOut)
+async def create_campaign(
+    response: Response,
+    file: Annotated[UploadFile, File(description="CSV: a header row and a phone column")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    phone_column: Annotated[str | None, Form(description="Default: found by name")] = None,
+    default_region: Annotated[str, Form(description="For numbers without +country code")] = "US",
+    account: Annotated[str | None, Form(description="Provider account, by name or id")] = None,
+    caller_id: Annotated[str | None, Form(description="E.164, or national in the region")] = None,
+    timezone: Annotated[str, Form(description="Zone of sip: URIs and numbers of unknown zone")] = "UTC",
+) -> LoadReportOut:
+    """Create a draft campaign from an uploaded CSV: every row loaded or rejected with a reason, or
+    nothing stored at all when the file cannot be read (422 with the reason and where)."""
+    options = _load_options(phone_column=phone_column or None, default_region=default_region,
+                            caller_id=caller_id or None, timezone=timezone)
+    report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
+                                     options=options)
+    response.headers["Location"] = f"/campaigns/{report.campaign_id}"
+    return LoadReportOut(campaign_id=report.campaign_id, name=report.name, rows_total=report.rows_total,
+                         rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,
+                         rejects_by_reason=report.rejects_by_reason, encoding=report.encoding,
+                         delimiter=report.delimiter, phone_column=report.phone_column,
+                         columns=list(report.columns), seconds=round(report.seconds, 3))
+
+
+@router.get("", response_model=CampaignPage)
+async def list_campaigns(
+    state: Annotated[CampaignState | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CampaignPage:
+    """Campaigns, newest first, with their state and row counts."""
+    rows = await run_db(_campaign_rows, state, limit, offset)
+    return CampaignPage(items=[CampaignSummary(**row) for row in rows], limit=limit, offset=offset)
+
+
+@router.get("/{campaign_id}", response_model=CampaignStatusOut)
+async def get_campaign(campaign_id: CampaignId) -> CampaignStatusOut:
+    """Where a campaign stands: destinations per status, attempts per outcome, 429s met, settings."""
+    return await run_db(_status_out, campaign_id)
+
+
+@router.patch("/{campaign_id}", response_model=CampaignStatusOut)
+async def update_campaign(campaign_id: CampaignId, update: CampaignUpdate) -> CampaignStatusOut:
+    """Change settings; fields absent or null stay as they are. 422 names the field at fault."""
+    return await run_db(_configure, campaign_id, update)
+
+
+@router.get("/{campaign_id}/rejects", response_model=RejectsPage)
+async def list_rejects(
+    campaign_id: CampaignId,
+    reason: Annotated[RejectReason | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RejectsPage:
+    """Rows of the CSV that were not loaded, by line: the raw value and the reason."""
+    total, rows = await run_db(_reject_rows, campaign_id, reason, limit, offset)
+    return RejectsPage(campaign_id=campaign_id, total=total, limit=limit, offset=offset,
+                       items=[RejectedRowOut(**row) for row in rows])
+
+
+@router.get("/{campaign_id}/results", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per destination"}})
+async def download_results(campaign_id: CampaignId) -> StreamingResponse:
+    """Every destination with its last attempt, as CSV, streamed from a server-side cursor."""
+    await run_db(_require_campaign, campaign_id)  # 404 (or 503) before the 200 header is sent
+    return StreamingResponse(_results_csv(campaign_id), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition":
+                                      f'attachment; filename="campaign-{campaign_id}-results.csv"'})
+
+
+@router.post("/{campaign_id}/start", response_model=StateChange, responses=_conflict)
+async def start_campaign(campaign_id: CampaignId) -> StateChange:
+    """Draft or paused -> running. 409 with the reason if it has no account or caller ID, or is done."""
+    return await run_db(_change_state, campaign_id, control.start, invalid_status=409)
+
+
+@router.post("/{campaign_id}/pause", response_model=StateChange, responses=_conflict)
+async def pause_campaign(campaign_id: CampaignId) -> StateChange:
+    """Running -> paused: no new call is placed; calls in progress finish and are recorded."""
+    return await run_db(_change_state, campaign_id, control.pause, invalid_status=409)
+
+
+@router.post("/{campaign_id}/resume", response_model=StateChange, responses=_conflict)
+async def resume_campaign(campaign_id: CampaignId) -> StateChange:
+    """Paused -> running (a draft is started with /start)."""
+    return await run_db(_change_state, campaign_id, _resume, invalid_status=409)
+
+
+@router.post("/{campaign_id}/cancel", response_model=StateChange, responses=_conflict)
+async def cancel_campaign(campaign_id: CampaignId) -> StateChange:
+    """Stop for good: every destination not yet dialed becomes cancelled."""
+    return await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
+
+
+# --- the work behind the routes: sync, on the connection run_db gives -----------------------------
+
+
+def _load_options(*, phone_column: str | None, default_region: str, caller_id: str | None,
+                  timezone: str) -> LoadOptions:
+    """The loader's options from the form, or 422 naming the form field at fault."""
+    try:
+        region = check_region(default_region)
+    except ValueError as exc:
+        raise field_error("default_region", str(exc), "form") from None
+    if caller_id is not None:
+        try:
+            normalise_caller_id(caller_id, region)
+        except ValueError as exc:
+            raise field_error("caller_id", str(exc), "form") from None
+    if valid_timezone(timezone) is None:
+        raise field_error("timezone", f"unknown time zone {timezone!r}", "form")
+    return LoadOptions(default_region=region, phone_column=phone_column, caller_id=caller_id,
+                       default_timezone=timezone)
+
+
+def _load_upload(source: BinaryIO, *, name: str, account: str | None, options: LoadOptions) -> LoadReport:
+    if account is not None:
+        with connect() as conn:
+            try:
+                account_id = resolve_account_id(conn, account)
+            except NotFound as exc:
+                raise field_error("account", str(exc), "form") from None
+        options = LoadOptions(**{**options.__dict__, "account_id": account_id})
+    source.seek(0)
+    return load_campaign_csv(name=name, source=source, options=options)
+
+
+def _require_campaign(conn: psycopg.Connection, campaign_id: int) -> None:
+    if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+        raise NotFound(f"no campaign {campaign_id}")
+
+
+def _campaign_rows(conn: psycopg.Connection, state: str | None, limit: int,
+                   offset: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, name, state, state_reason, account_id, rows_total, rows_loaded, rows_rejected, "
+            "throttled_count AS throttled, created_at, updated_at FROM campaign "
+            "WHERE state <> 'loading' AND (%(state)s::text IS NULL OR state = %(state)s) "
+            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {"state": state, "limit": limit, "offset": offset}).fetchall()
+
+
+def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut:
+    st = control.status(conn, campaign_id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    assert row is not None
+    settings = CampaignSettingsOut(
+        account_id=row["account_id"], caller_id=row["caller_id"], answer_url=row["answer_url"],
+        default_region=row["default_region"], cps=row["cps"], max_concurrent=row["max_concurrent"],
+        weight=row["weight"], window=format_window(row["window_start"], row["window_end"]),
+        days=sorted(row["window_days"]), start_at=row["start_at"], end_at=row["end_at"],
+        timezone=row["timezone_override"], retry_policy=row["retry_policy"],
+        provider_options=row["provider_options"])
+    return CampaignStatusOut(
+        id=st.id, name=st.name, state=st.state, state_reason=st.state_reason, rows_total=st.rows_total,
+        rows_loaded=st.rows_loaded, rows_rejected=st.rows_rejected, destinations_by_status=st.by_status,
+        destinations_finished=st.finished, attempts=st.attempts, attempts_by_outcome=st.by_outcome,
+        throttled=st.throttled, answered_seconds=st.answered_seconds,
+        mean_answered_duration_s=st.mean_duration_s, settings=settings)
+
+
+def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdate) -> CampaignStatusOut:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT default_region FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    account_id = caller_id = None
+    if update.account is not None:
+        try:
+            account_id = resolve_account_id(conn, update.account)
+        except NotFound as exc:
+            raise field_error("account", str(exc)) from None
+    if update.caller_id is not None:
+        try:
+            caller_id = normalise_caller_id(update.caller_id, row["default_region"])
+        except ValueError as exc:
+            raise field_error("caller_id", str(exc)) from None
+    control.configure(conn, campaign_id, update.to_settings(account_id=account_id, caller_id=caller_id))
+    return _status_out(conn, campaign_id)
+
+
+def _reject_rows(conn: psycopg.Connection, campaign_id: int, reason: str | None, limit: int,
+                 offset: int) -> tuple[int, list[dict[str, Any]]]:
+    _require_campaign(conn, campaign_id)
+    params = {"campaign_id": campaign_id, "reason": reason, "limit": limit, "offset": offset}
+    where = "campaign_id = %(campaign_id)s AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
+    total = conn.execute(f"SELECT count(*) FROM rejected_row WHERE {where}", params).fetchone()
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT line_no AS line, raw_value, reason, detail FROM rejected_row "
+                           f"WHERE {where} ORDER BY line_no, id LIMIT %(limit)s OFFSET %(offset)s",
+                           params).fetchall()
+    return int(total[0]) if total else 0, rows
+
+
+def _resume(conn: psycopg.Connection, campaign_id: int) -> None:
+    row = conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    # Nothing ever returns to draft or paused from elsewhere but pause, so start() after this check
+    # cannot turn a draft into running by way of /resume.
+    if row[0] != "paused":
+        raise InvalidRequest(f"campaign {campaign_id} is {row[0]}; it must be paused to resume"
+                             + (" (start a draft with /start)" if row[0] == "draft" else ""))
+    control.start(conn, campaign_id)
+
+
+def _change_state(conn: psycopg.Connection, campaign_id: int,
+                  action: Callable[[psycopg.Connection, int], int | None]) -> StateChange:
+    cancelled = action(conn, campaign_id)
+    row = conn.execute("SELECT state, state_reason FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    assert row is not None
+    return StateChange(id=campaign_id, state=row[0], state_reason=row[1],
+                       destinations_cancelled=cancelled if action is control.cancel else None)
+
+
+def _results_csv(campaign_id: int) -> Iterator[bytes]:
+    """The results CSV in chunks; a named (server-side) cursor keeps memory flat for any size."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(RESULT_COLUMNS)
+    with connect() as conn, conn.cursor(name=f"results_{campaign_id}") as cur:
+        cur.itersize = RESULTS_FETCH_ROWS
+        cur.execute(RESULTS_SQL, (campaign_id,))
+        for count, row in enumerate(cur, 1):
+            writer.writerow(row)
+            if count % RESULTS_FETCH_ROWS == 0:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue().encode()

@@ -1,0 +1,28 @@
+"""A campaign's provider options with their defaults, and the slot leases they imply (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_RING_TIMEOUT_S = 45
+DEFAULT_TIME_LIMIT_S = 600  # reminders and surveys: 10 minutes is plenty; a lost hangup frees its slot sooner
+LEASE_MARGIN_S = 60
+
+
+def ring_timeout(options: Mapping[str, Any]) -> int:
+    return int(options.get("ring_timeout", DEFAULT_RING_TIMEOUT_S))
+
+
+def time_limit(options: Mapping[str, Any]) -> int:
+    return int(options.get("time_limit", DEFAULT_TIME_LIMIT_S))
+
+
+def dial_lease_s(options: Mapping[str, Any]) -> float:
+    """How long a slot is held for a call just placed: it may ring, then talk, then a margin."""
+    return float(ring_timeout(options) + time_limit(options) + LEASE_MARGIN_S)
+
+
+def answered_lease_s(options: Mapping[str, Any]) -> float:
+    """Renewed lease once answered: the talk time limit from now, plus a margin."""
+    return float(time_limit(options) + LEASE_MARGIN_S)

@@ -1,0 +1,238 @@
+"""`dialer campaign set|start|pause|resume|cancel|status|results`: run a loaded campaign and watch it."""
+
+from __future__ import annotations
+
+import sys
+import time as time_module
+from datetime import datetime, time
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from campaigns import control
+from campaigns.cli_campaign import campaign_app
+from campaigns.db import connect
+from campaigns.errors import InvalidRequest, ServiceUnavailable
+from campaigns.results_export import write_results_csv
+
+console = Console()
+
+
+def _window(value: str | None) -> tuple[time | None, time | None]:
+    if value is None:
+        return None, None
+    try:
+        start, end = value.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--window takes HH:MM-HH:MM, not {value!r}") from exc
+
+
+def _days(value: str | None) -> list[int] | None:
+    """'1-5' or '1,3,5' (ISO weekdays, 1 = Monday)."""
+    if value is None:
+        return None
+    days: set[int] = set()
+    try:
+        for part in value.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                days.update(range(int(a), int(b) + 1))
+            else:
+                days.add(int(part))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--days takes e.g. 1-5 or 1,3,5, not {value!r}") from exc
+    return sorted(days)
+
+
+def _retry(values: list[str] | None) -> dict | None:
+    """--retry busy=300:3 → {"busy": {"delay_s": 300, "max_attempts": 3}}."""
+    if not values:
+        return None
+    policy: dict[str, dict[str, int]] = {}
+    for item in values:
+        try:
+            outcome, rule = item.split("=")
+            delay, attempts = rule.split(":")
+            policy[outcome] = {"delay_s": int(delay), "max_attempts": int(attempts)}
+        except ValueError as exc:
+            raise typer.BadParameter(f"--retry takes OUTCOME=DELAY_S:MAX_ATTEMPTS, not {item!r}") from exc
+    return policy
+
+
+@campaign_app.command("set")
+def set_(
+    campaign_id: int,
+    account: str = typer.Option(None, help="Provider account name or id"),
+    caller_id: str = typer.Option(None, help="Caller id, E.164"),
+    answer_url: str = typer.Option(None, help="Your answer URL (we redirect answered calls to it)"),
+    cps: float = typer.Option(None, help="The campaign's own CPS cap (under the account's)"),
+    max_concurrent: int = typer.Option(None),
+    weight: int = typer.Option(None, help="Share of the account's budget against its other campaigns"),
+    window: str = typer.Option(None, help="Local calling hours, e.g. 09:00-21:00"),
+    days: str = typer.Option(None, help="ISO weekdays, e.g. 1-5"),
+    start_at: datetime = typer.Option(None),
+    end_at: datetime = typer.Option(None),
+    timezone: str = typer.Option(None, help="Judge the window in this zone for everyone"),
+    retry: list[str] = typer.Option(None, help="OUTCOME=DELAY_S:MAX_ATTEMPTS, repeatable"),
+    ring_timeout: int = typer.Option(None),
+    time_limit: int = typer.Option(None),
+    machine_detection: str = typer.Option(None, help="true or hangup"),
+    message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
+) -> None:
+    """Configure a campaign before (or between) runs."""
+    from workers.accounts import resolve_account_id
+
+    window_start, window_end = _window(window)
+    options = {
+        k: v
+        for k, v in {
+            "ring_timeout": ring_timeout,
+            "time_limit": time_limit,
+            "machine_detection": machine_detection,
+            "message": message,
+        }.items()
+        if v is not None
+    }
+    with connect() as conn:
+        settings = control.CampaignSettings(
+            account_id=resolve_account_id(conn, account) if account else None,
+            caller_id=caller_id,
+            answer_url=answer_url,
+            cps=cps,
+            max_concurrent=max_concurrent,
+            weight=weight,
+            window_start=window_start,
+            window_end=window_end,
+            window_days=_days(days),
+            start_at=start_at,
+            end_at=end_at,
+            timezone_override=timezone,
+            retry_policy=_retry(retry),
+            provider_options=options or None,
+        )
+        control.configure(conn, campaign_id, settings)
+    console.print(f"campaign {campaign_id} updated")
+
+
+@campaign_app.command("start")
+def start(campaign_id: int) -> None:
+    """Start (or resume) dialing."""
+    with connect() as conn:
+        control.start(conn, campaign_id)
+    console.print(f"campaign {campaign_id} running")
+
+
+@campaign_app.command("resume")
+def resume(campaign_id: int) -> None:
+    """Resume a paused campaign."""
+    start(campaign_id)
+
+
+@campaign_app.command("pause")
+def pause(campaign_id: int) -> None:
+    """Stop placing new calls; calls in progress finish and are recorded."""
+    with connect() as conn:
+        control.pause(conn, campaign_id)
+    console.print(f"campaign {campaign_id} paused")
+
+
+@campaign_app.command("cancel")
+def cancel(campaign_id: int) -> None:
+    """Cancel every destination not yet dialed."""
+    with connect() as conn:
+        count = control.cancel(conn, campaign_id)
+    console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
+
+
+def status_table(st: control.CampaignStatus) -> Table:
+    table = Table(
+        title=f"campaign {st.id} · {st.name} · {st.state}"
+        + (f" ({st.state_reason})" if st.state_reason else "")
+    )
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in sorted(st.by_status.items()):
+        table.add_row(f"destinations {key}", str(value))
+    for key, value in sorted(st.by_outcome.items()):
+        table.add_row(f"attempts {key}", str(value))
+    table.add_row("attempts", str(st.attempts))
+    table.add_row("429s met (not attempts)", str(st.throttled))
+    table.add_row("talk time, s", str(st.answered_seconds))
+    if st.mean_duration_s is not None:
+        table.add_row("mean answered duration, s", f"{st.mean_duration_s:.1f}")
+    table.add_row("rows rejected at load", str(st.rows_rejected))
+    return table
+
+
+def watch(campaign_id: int, timeout_s: float | None = None) -> control.CampaignStatus:
+    """A progress bar until the campaign leaves `running` (or the timeout passes). A database restart
+    meanwhile only pauses the bar: it reconnects and goes on."""
+    started = time_module.monotonic()
+    with connect(autocommit=True) as first:
+        st = control.status(first, campaign_id)
+    columns = (
+        TextColumn("[bold]dialing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("dial", total=sum(st.by_status.values()), info="")
+        conn: psycopg.Connection | None = None
+        while True:
+            try:
+                conn = conn or connect(autocommit=True)
+                st = control.status(conn, campaign_id)
+            except (psycopg.OperationalError, ServiceUnavailable):
+                conn = None
+                progress.update(task, info="database unreachable, retrying")
+                time_module.sleep(1.0)
+                continue
+            live = sum(st.by_status.get(k, 0) for k in ("queued", "dialing", "ringing", "answered"))
+            progress.update(
+                task,
+                completed=st.finished,
+                info=f"live {live} · retry later {st.by_status.get('retry_wait', 0)} · 429s {st.throttled}",
+            )
+            if st.state != "running" or (
+                timeout_s is not None and time_module.monotonic() - started > timeout_s
+            ):
+                break
+            time_module.sleep(0.5)
+        if conn is not None:
+            conn.close()
+    return st
+
+
+@campaign_app.command("status")
+def status(
+    campaign_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Progress bar until done")
+) -> None:
+    """Counts per destination status and outcome."""
+    if follow:
+        watch(campaign_id)
+    with connect() as conn:
+        console.print(status_table(control.status(conn, campaign_id)))
+
+
+@campaign_app.command("results")
+def results(
+    campaign_id: int, out: str = typer.Option("-", help="CSV file to write; - for standard output")
+) -> None:
+    """Every destination with its last attempt's outcome, as CSV."""
+    with connect() as conn:
+        if out == "-":
+            write_results_csv(conn, campaign_id, sys.stdout)
+        else:
+            with open(out, "w", newline="") as handle:
+                write_results_csv(conn, campaign_id, handle)
+    if out != "-":
+        console.print(f"results written to {out}")
+
+
+__all__ = ["InvalidRequest", "watch", "status_table"]

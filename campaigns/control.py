@@ -1,0 +1,189 @@
+"""Campaign life cycle and reports: configure, start, pause, resume, cancel, status (one function each,
+shared by the CLI and the HTTP API). State changes are conditional updates on the expected state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.retry_policy import InvalidPolicy, validate_policy
+
+STARTABLE = ("draft", "paused")
+
+
+@dataclass
+class CampaignSettings:
+    """Fields an operator may set on a campaign; None leaves a field as it is."""
+
+    account_id: int | None = None
+    caller_id: str | None = None
+    answer_url: str | None = None
+    cps: float | None = None
+    max_concurrent: int | None = None
+    weight: int | None = None
+    window_start: time | None = None
+    window_end: time | None = None
+    window_days: list[int] | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    timezone_override: str | None = None
+    retry_policy: dict[str, Any] | None = None
+    provider_options: dict[str, Any] | None = None
+
+
+def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
+    return row
+
+
+def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSettings) -> None:
+    _campaign(conn, campaign_id)
+    values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
+    if "cps" in values and values["cps"] <= 0:
+        raise InvalidRequest("cps must be above 0")
+    if "max_concurrent" in values and values["max_concurrent"] <= 0:
+        raise InvalidRequest("max_concurrent must be above 0")
+    if "window_days" in values and not set(values["window_days"]) <= set(range(1, 8)):
+        raise InvalidRequest("window days are ISO weekdays 1 (Monday) to 7 (Sunday)")
+    if "retry_policy" in values:
+        try:
+            validate_policy(values["retry_policy"])
+        except InvalidPolicy as exc:
+            raise InvalidRequest(str(exc)) from exc
+        values["retry_policy"] = Jsonb(values["retry_policy"])
+    if "provider_options" in values:
+        values["provider_options"] = Jsonb(values["provider_options"])
+    if not values:
+        return
+    assignments = ", ".join(f"{name} = %({name})s" for name in values)
+    if "provider_options" in values:
+        assignments = assignments.replace(
+            "provider_options = %(provider_options)s",
+            "provider_options = provider_options || %(provider_options)s",
+        )
+    conn.execute(
+        f"UPDATE campaign SET {assignments}, updated_at = now() WHERE id = %(id)s",
+        {**values, "id": campaign_id},
+    )
+    conn.commit()
+
+
+def _transition(
+    conn: psycopg.Connection, campaign_id: int, sources: tuple[str, ...], target: str, reason: str | None
+) -> None:
+    row = _campaign(conn, campaign_id)
+    cur = conn.execute(
+        "UPDATE campaign SET state = %s, state_reason = %s, updated_at = now() "
+        "WHERE id = %s AND state = ANY(%s)",
+        (target, reason, campaign_id, list(sources)),
+    )
+    if cur.rowcount == 0:
+        raise InvalidRequest(
+            f"campaign {campaign_id} is {row['state']}; it must be {' or '.join(sources)} to become {target}"
+        )
+
+
+def start(conn: psycopg.Connection, campaign_id: int) -> None:
+    """Draft or paused -> running. Needs an account and a caller id."""
+    row = _campaign(conn, campaign_id)
+    if row["account_id"] is None:
+        raise InvalidRequest(
+            f"campaign {campaign_id} has no provider account: "
+            f"`dialer campaign set {campaign_id} --account NAME`"
+        )
+    if not row["caller_id"]:
+        raise InvalidRequest(
+            f"campaign {campaign_id} has no caller id: `dialer campaign set {campaign_id} --caller-id +1…`"
+        )
+    _transition(conn, campaign_id, STARTABLE, "running", None)
+    conn.commit()
+
+
+def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by operator") -> None:
+    """Running -> paused: no new call is placed; calls in progress finish and are recorded."""
+    _transition(conn, campaign_id, ("running",), "paused", reason)
+    conn.commit()
+
+
+def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
+    """Stop for good: every destination not yet dialed is cancelled. Returns how many."""
+    with conn.transaction():
+        _transition(conn, campaign_id, ("draft", "running", "paused"), "cancelled", "cancelled by operator")
+        cur = conn.execute(
+            "UPDATE destination SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
+            "WHERE campaign_id = %s AND status IN ('pending', 'queued', 'retry_wait')",
+            (campaign_id,),
+        )
+    return cur.rowcount
+
+
+@dataclass
+class CampaignStatus:
+    id: int
+    name: str
+    state: str
+    state_reason: str | None
+    account_id: int | None
+    rows_total: int
+    rows_loaded: int
+    rows_rejected: int
+    throttled: int
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    answered_seconds: int = 0
+    mean_duration_s: float | None = None
+
+    @property
+    def finished(self) -> int:
+        return sum(
+            v
+            for k, v in self.by_status.items()
+            if k in ("done", "failed", "invalid", "dnc", "cancelled", "expired", "unknown")
+        )
+
+
+def status(conn: psycopg.Connection, campaign_id: int) -> CampaignStatus:
+    row = _campaign(conn, campaign_id)
+    by_status: dict[str, int] = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
+        ).fetchall()
+    )
+    by_outcome: dict[str, int] = dict(
+        conn.execute(
+            "SELECT coalesce(outcome, '-'), count(*) FROM call_attempt WHERE campaign_id = %s GROUP BY 1",
+            (campaign_id,),
+        ).fetchall()
+    )
+    totals = conn.execute(
+        "SELECT count(*), coalesce(sum(duration), 0), avg(duration) FILTER (WHERE outcome = 'answered') "
+        "FROM call_attempt WHERE campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()
+    assert totals is not None
+    return CampaignStatus(
+        id=row["id"],
+        name=row["name"],
+        state=row["state"],
+        state_reason=row["state_reason"],
+        account_id=row["account_id"],
+        rows_total=row["rows_total"],
+        rows_loaded=row["rows_loaded"],
+        rows_rejected=row["rows_rejected"],
+        throttled=row["throttled_count"],
+        by_status=by_status,
+        by_outcome=by_outcome,
+        attempts=int(totals[0]),
+        answered_seconds=int(totals[1]),
+        mean_duration_s=float(totals[2]) if totals[2] is not None else None,
+    )

@@ -1,0 +1,168 @@
+"""The reaper: attempts past their lease with no final event are reconciled with the carrier or marked
+`unknown`; their slots are freed and the retry policy decides what follows. Nothing stays open forever."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from campaigns.call_options import answered_lease_s
+from campaigns.retry_policy import next_step
+from campaigns.states import Outcome
+from workers.accounts import load_account
+from workers.callbacks.event_payload import event_payload
+from workers.dial_store import hand_back_never_sent
+from workers.providers.errors import ProviderError
+from workers.providers.registry import adapter_for
+from workers.ratelimit import Budgets
+from workers.results import apply_events
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+# A live worker marks its attempts as sending within seconds of committing them (its longest wait is a few
+# bookings of MAX_RESERVATION_WAIT_S). Older unmarked ones belong to a dead worker. Safety does not rest on
+# this number: marking and handing back are conditional on each other under the row lock.
+NEVER_SENT_GRACE_S = 15
+
+
+@dataclass
+class ReapReport:
+    expired: int = 0
+    reconciled: int = 0
+    unknown: int = 0
+    still_live: int = 0  # the carrier says the call goes on: lease and slot extended
+    never_sent: int = 0  # committed but its worker died before sending: handed back for dialing
+
+
+def _expired_attempts(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT a.*, d.number FROM call_attempt a JOIN destination d ON d.id = a.destination_id
+               WHERE a.status IN ('dialing', 'sent', 'ringing', 'answered') AND a.lease_expires_at < now()
+               ORDER BY a.lease_expires_at LIMIT %s""",
+            (BATCH,),
+        ).fetchall()
+
+
+LIVE = "live"
+
+
+def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str, Any]) -> bool | str:
+    """Ask the carrier; store its answer as an event and apply it. True if that ended the attempt,
+    LIVE if the carrier says the call is still going, False if it could not tell."""
+    creds, _ = load_account(conn, attempt["account_id"])
+    adapter = adapter_for(creds.provider)
+    if not adapter.has_call_status or not (attempt["request_uuid"] or attempt["call_uuid"]):
+        return False
+    try:
+        event = adapter.fetch_call_status(client, creds, attempt["request_uuid"], attempt["call_uuid"])
+    except ProviderError as exc:
+        log.info("reconciling attempt %s: %s", attempt["id"], exc)
+        return False
+    if event is None:
+        return False
+    if not event.is_final:
+        return LIVE
+    conn.execute(
+        """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid, call_uuid,
+                                   destination, payload)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_key) DO NOTHING""",
+        (
+            creds.provider,
+            creds.account_id,
+            f"reconcile:{event.event_key}",
+            event.kind.value,
+            attempt["batch_id"],
+            event.request_uuid or attempt["request_uuid"],
+            event.call_uuid or attempt["call_uuid"],
+            event.destination or attempt["number"],
+            Jsonb(event_payload(event, dict(event.payload), source="reconcile")),
+        ),
+    )
+    conn.commit()
+    report = apply_events(
+        conn,
+        "attempt_id IS NULL AND (request_uuid = %s OR call_uuid = %s)",
+        (attempt["request_uuid"], attempt["call_uuid"]),
+        10,
+    )
+    return report.finals > 0
+
+
+def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
+    with conn.transaction():
+        moved = conn.execute(
+            """UPDATE call_attempt SET status = 'unknown', outcome = 'unknown', end_at = now(),
+                   error_message = coalesce(error_message, 'lease expired with no final event')
+               WHERE id = %s AND status IN ('dialing', 'sent', 'ringing', 'answered')""",
+            (attempt["id"],),
+        ).rowcount
+        if not moved:
+            return False
+        policy = conn.execute(
+            "SELECT retry_policy, end_at FROM campaign WHERE id = %s", (attempt["campaign_id"],)
+        ).fetchone()
+        step = next_step(
+            Outcome.UNKNOWN,
+            attempt["attempt_no"],
+            policy[0] if policy else {},
+            now,
+            policy[1] if policy else None,
+        )
+        conn.execute(
+            """UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
+                   updated_at = now()
+               WHERE id = %s AND attempts_made = %s AND status IN ('dialing', 'ringing', 'answered')""",
+            (step.status.value, step.next_attempt_at, attempt["destination_id"], attempt["attempt_no"]),
+        )
+    budgets.release(
+        attempt["account_id"],
+        attempt["campaign_id"],
+        [f"{attempt['destination_id']}:{attempt['attempt_no']}"],
+    )
+    return True
+
+
+def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budgets: Budgets) -> ReapReport:
+    report = ReapReport()
+    now = datetime.now(UTC)
+    for account_id, campaign_id, member in hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
+        budgets.release(account_id, campaign_id, [member])
+        report.never_sent += 1
+    for attempt in _expired_attempts(conn):
+        report.expired += 1
+        answer = _reconcile(conn, client, attempt)
+        if answer == LIVE:
+            _extend_lease(conn, budgets, attempt)
+            report.still_live += 1
+        elif answer:
+            report.reconciled += 1
+        elif _mark_unknown(conn, budgets, attempt, now):
+            report.unknown += 1
+    return report
+
+
+def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any]) -> None:
+    """A call longer than its lease is still a live call: it keeps its slot (the concurrency budget counts
+    it) until the carrier reports its end, asked again after another lease."""
+    row = conn.execute(
+        "SELECT provider_options FROM campaign WHERE id = %s", (attempt["campaign_id"],)
+    ).fetchone()
+    lease_s = answered_lease_s((row[0] if row else None) or {})
+    conn.execute(
+        "UPDATE call_attempt SET lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s "
+        "AND status IN ('dialing', 'sent', 'ringing', 'answered')",
+        (lease_s, attempt["id"]),
+    )
+    member = f"{attempt['destination_id']}:{attempt['attempt_no']}"
+    if not budgets.renew(attempt["account_id"], attempt["campaign_id"], member, lease_s):
+        # The slot expired meanwhile: take it back so the budget counts this call (even past the max).
+        budgets.acquire(attempt["account_id"], attempt["campaign_id"], [member], 10**9, None, lease_s)
