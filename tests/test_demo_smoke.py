@@ -1,0 +1,47 @@
+"""`dialer demo` at small size: the whole pipeline starts, dials, records and stops by itself."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from rich.console import Console
+
+from workers.demo import DemoSettings, run_demo
+
+
+@pytest.mark.timeout(300)
+def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
+    database_url: str, redis_client: Any, tmp_path: Path
+) -> None:
+    results = tmp_path / "results.csv"
+    with (tmp_path / "demo.out").open("w") as out:
+        campaign_id = run_demo(
+            DemoSettings(rows=150, cps=40, workers=1, timeout_s=180, results_csv=results),
+            console=Console(file=out, width=200),
+        )
+    with psycopg.connect(database_url) as conn:
+        state = conn.execute(
+            "SELECT state, rows_loaded FROM campaign WHERE id = %s", (campaign_id,)
+        ).fetchone()
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
+            ).fetchall()
+        )
+        attempts = conn.execute(
+            "SELECT count(*), count(outcome) FROM call_attempt WHERE campaign_id = %s", (campaign_id,)
+        ).fetchone()
+    assert state is not None and state[0] == "completed"
+    assert sum(statuses.values()) == state[1] and set(statuses) <= {"done", "failed"}
+    assert attempts is not None and attempts[0] >= state[1] and attempts[0] == attempts[1], (
+        "an attempt has no outcome"
+    )
+    with results.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == state[1] and all(r["outcome"] for r in rows)
+    output = (tmp_path / "demo.out").read_text()
+    assert "attempts by outcome" in output and "0 429s" in output

@@ -1,0 +1,189 @@
+"""`dialer demo`: the whole pipeline on this machine, start to finish, then everything stopped again.
+
+Starts the carrier simulator, the API, Celery workers and beat in the background; adds a provider account
+pointing at the simulator; loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at
+100 CPS with a progress bar; prints the results table and where the results are.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import time as clock_time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from campaigns import control
+from campaigns.cli_campaign_control import status_table, watch
+from campaigns.db import connect, init_database
+from campaigns.loader import LoadOptions, load_campaign_csv
+from campaigns.results_export import write_results_csv
+from simulator.process import start_simulator
+from workers.accounts import add_account, resolve_account_id, update_account
+from workers.local_stack import local_stack
+
+SAMPLE_CSV = Path(__file__).resolve().parent.parent / "campaigns" / "data" / "sample.csv"
+DEMO_AUTH_ID = "MADEMO00000000000001"
+DEMO_TOKEN = "demo-token"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    csv: Path = SAMPLE_CSV
+    cps: int = 100
+    rows: int | None = None  # load only the first N rows (the smoke test uses a few hundred)
+    speed: float = 60.0  # simulator time scale: a 30 s call takes half a second
+    workers: int = 2
+    timeout_s: float = 900.0
+    results_csv: Path = Path("demo-results.csv")
+
+
+def simulator_config(cps: int) -> dict:
+    return {
+        "accounts": [
+            {
+                "provider": "plivo",
+                "auth_id": DEMO_AUTH_ID,
+                "auth_token": DEMO_TOKEN,
+                "cps": cps,
+                "max_concurrent": 2000,
+            }
+        ],
+        "outcomes": {
+            "answered": 70,
+            "busy": 10,
+            "no_answer": 10,
+            "failed": 5,
+            "machine": 5,
+            "talk_time": [10, 90],
+            "ring_time": [2, 15],
+        },
+        # Retry backoff is scaled by --speed: 60 carrier seconds is one real second, as a carrier would wait.
+        "callbacks": {"attempts": 8, "backoff": 60.0, "backoff_factor": 2.0},
+    }
+
+
+def _demo_csv(settings: DemoSettings, workdir: Path) -> Path:
+    if settings.rows is None:
+        return settings.csv
+    lines = settings.csv.read_text().splitlines()[: settings.rows + 1]
+    path = workdir / "demo-sample.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _demo_account(base_url: str, cps: int) -> int:
+    with connect() as conn:
+        try:
+            account_id = resolve_account_id(conn, "demo-simulator")
+            update_account(conn, account_id, base_url=base_url, cps=cps, auth_token=DEMO_TOKEN)
+        except Exception:  # first run: no such account yet
+            conn.rollback()
+            account_id = add_account(
+                conn,
+                name="demo-simulator",
+                provider="plivo",
+                auth_id=DEMO_AUTH_ID,
+                auth_token=DEMO_TOKEN,
+                cps=cps,
+                max_concurrent=2000,
+                base_url=base_url,
+            )
+        conn.commit()
+    return account_id
+
+
+def outcome_table(campaign_id: int) -> Table:
+    with connect() as conn:
+        rows = conn.execute(
+            """SELECT coalesce(outcome, '-'), count(*), round(avg(duration) FILTER (WHERE duration > 0), 1),
+                      max(attempt_no)
+               FROM call_attempt WHERE campaign_id = %s GROUP BY 1 ORDER BY 2 DESC""",
+            (campaign_id,),
+        ).fetchall()
+    table = Table(title="attempts by outcome")
+    for column in ("outcome", "attempts", "mean talk s", "max attempt no"):
+        table.add_column(column, justify="left" if column == "outcome" else "right")
+    for outcome, count, mean, max_no in rows:
+        table.add_row(outcome, str(count), "-" if mean is None else str(mean), str(max_no))
+    return table
+
+
+def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
+    """Run the demo; returns the campaign id. Stops every process it started, whatever happens."""
+    console = console or Console()
+    init_database()
+    with (
+        start_simulator(simulator_config(settings.cps), speed=settings.speed, seed=7) as sim,
+        local_stack(workers=settings.workers, threads=8) as stack,
+    ):
+        console.print(
+            f"[bold]simulator[/bold] {sim.base_url}   [bold]api[/bold] {stack.api_url}   "
+            f"[bold]workers[/bold] {settings.workers}   logs {stack.workdir}"
+        )
+        account_id = _demo_account(sim.base_url, settings.cps)
+        with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
+            conn.execute(
+                "UPDATE campaign SET state = 'paused', state_reason = 'superseded by a newer demo run' "
+                "WHERE account_id = %s AND state = 'running'",
+                (account_id,),
+            )
+            conn.commit()
+        csv_path = _demo_csv(settings, stack.workdir)
+        report = load_campaign_csv(
+            name=f"demo {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            source=csv_path,
+            options=LoadOptions(default_region="US"),
+        )
+        console.print(
+            f"loaded {report.rows_loaded} of {report.rows_total} rows in {report.seconds:.1f}s; "
+            f"rejected {report.rows_rejected} {report.rejects_by_reason}"
+        )
+        with connect() as conn:
+            control.configure(
+                conn,
+                report.campaign_id,
+                control.CampaignSettings(
+                    account_id=account_id,
+                    caller_id="+14155550100",
+                    window_start=clock_time(0),
+                    window_end=clock_time(0),  # equal ends: all day, so the demo runs whenever it is started
+                    # Short retries so the demo ends in minutes; a real campaign waits minutes to hours.
+                    retry_policy={
+                        outcome: {"delay_s": 5, "max_attempts": 2}
+                        for outcome in ("busy", "no_answer", "failed")
+                    },
+                    provider_options={"ring_timeout": 30, "time_limit": 120},
+                ),
+            )
+            control.start(conn, report.campaign_id)
+        started = time.monotonic()
+        final = watch(report.campaign_id, timeout_s=settings.timeout_s)
+        elapsed = time.monotonic() - started
+        console.print(status_table(final))
+        console.print(outcome_table(report.campaign_id))
+        stats = sim.stats()["accounts"].get(DEMO_AUTH_ID, {})
+        dialed = sum(v for k, v in final.by_status.items() if k not in ("pending", "cancelled", "dnc"))
+        console.print(
+            f"carrier saw {stats.get('accepted', 0)} calls for {dialed} destinations (the rest are "
+            f"retries by policy), at most {stats.get('max_in_1s_window')} in any second (budget "
+            f"{settings.cps}), {stats.get('rejected_429', 0)} 429s; campaign took {elapsed:.0f}s"
+        )
+        _write_results(report.campaign_id, settings.results_csv)
+        console.print(
+            f"results: {settings.results_csv.resolve()}  ·  `dialer campaign status {report.campaign_id}`"
+            f"  ·  `dialer campaign results {report.campaign_id}`"
+        )
+        if final.state != "completed":
+            console.print(
+                f"[red]campaign still {final.state} after {settings.timeout_s:.0f}s; logs in "
+                f"{stack.workdir}[/red]"
+            )
+    return report.campaign_id
+
+
+def _write_results(campaign_id: int, path: Path) -> None:
+    with connect() as conn, open(path, "w", newline="") as handle:
+        write_results_csv(conn, campaign_id, handle)
