@@ -40,7 +40,9 @@ class CallbackSender:
         self.config = config
         self.ledger = ledger
         self.speed = speed
-        self.rng = random.Random(seed * 7919 + 1)
+        # One seeded stream per fault kind: with a single shared stream, which draw decides a drop depends on
+        # how the other faults interleave, and a run could (deterministically) drop nothing at 10%.
+        self.rng = {kind: random.Random(f"{seed}:{kind}") for kind in ("reorder", "drop", "delay", "duplicate")}
         self.session: aiohttp.ClientSession | None = None  # https URLs only
         self.pool = HttpPool()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -63,8 +65,7 @@ class CallbackSender:
     def send(self, call: CallRecord, cb: Callback) -> None:
         """Queue a callback of `call`, applying the configured faults."""
         faults = self.config.faults
-        rng = self.rng
-        if not cb.final and faults.reorder and rng.random() < faults.reorder:
+        if not cb.final and faults.reorder and self.rng["reorder"].random() < faults.reorder:
             self.held.setdefault(call.call_uuid, []).append(cb)  # released after the next one of this call
             return
         self._dispatch(call, cb, 0.0)
@@ -75,17 +76,17 @@ class CallbackSender:
     def _dispatch(self, call: CallRecord, cb: Callback, lag: float, fault: str | None = None) -> None:
         faults = self.config.faults
         rng = self.rng
-        if faults.drop and rng.random() < faults.drop:
+        if faults.drop and rng["drop"].random() < faults.drop:
             self.ledger.cb_dropped += 1
             self.ledger.callback_attempt(call, cb.kind, cb.url, 0, None, None, fault="dropped")
             return
-        if faults.delay and rng.random() < faults.delay:
-            lag += rng.uniform(0.0, faults.delay_max)
+        if faults.delay and rng["delay"].random() < faults.delay:
+            lag += rng["delay"].uniform(0.0, faults.delay_max)
             fault = "delayed"
         self._spawn(call, cb, lag, fault)
-        if faults.duplicate and rng.random() < faults.duplicate:
+        if faults.duplicate and rng["duplicate"].random() < faults.duplicate:
             self.ledger.cb_duplicated += 1
-            self._spawn(call, cb, lag + rng.uniform(0.0, 0.2), "duplicate")
+            self._spawn(call, cb, lag + rng["duplicate"].uniform(0.0, 0.2), "duplicate")
 
     def _spawn(self, call: CallRecord, cb: Callback, lag: float, fault: str | None) -> None:
         self.ledger.cb_pending += 1
