@@ -42,7 +42,8 @@ class CallbackSender:
         self.speed = speed
         # One seeded stream per fault kind: with a single shared stream, which draw decides a drop depends on
         # how the other faults interleave, and a run could (deterministically) drop nothing at 10%.
-        self.rng = {kind: random.Random(f"{seed}:{kind}") for kind in ("reorder", "drop", "delay", "duplicate")}
+        fault_kinds = ("reorder", "drop", "delay", "duplicate")
+        self.rng = {kind: random.Random(f"{seed}:{kind}") for kind in fault_kinds}
         self.session: aiohttp.ClientSession | None = None  # https URLs only
         self.pool = HttpPool()
         self.tasks: set[asyncio.Task[Any]] = set()
