@@ -367,7 +367,7 @@ def _book_and_mark(
     account_rate: float,
     campaign_rate: float | None,
 ) -> tuple[Reservation, list[store.StartedAttempt]]:
-    """Book the send time and mark the attempts as sending on waking: (the booking, the attempts to send)."""
+    """Book the send time and mark the attempts as sending: (the booking, the attempts to send)."""
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
@@ -394,8 +394,10 @@ def _book_send_time(
     mark_sending: Callable[[], bool],
 ) -> Reservation:
     """Reserve n tokens and sleep until the booked send time; re-book if this thread woke too late
-    (a late send would put two bookings closer than the budget allows at the carrier). On an on-time
-    wake the attempts are marked as sending (`mark_sending`); False means none is left to send."""
+    (a late send would put two bookings closer than the budget allows at the carrier). The attempts are
+    marked as sending (`mark_sending`) once a booking is granted, while waiting for its time: a bulk of a
+    thousand rows takes longer to mark than the guard allows after the booked time. False from
+    `mark_sending` means none is left to send."""
     marked = False
     for _ in range(MAX_REBOOKINGS):
         try:
@@ -413,20 +415,21 @@ def _book_send_time(
         if not grant.granted:
             return grant
         due = time.monotonic() + grant.send_at_delay_s
-        if grant.send_at_delay_s > 0:
-            ctx.sleep(grant.send_at_delay_s)
-        if time.monotonic() - due > LATE_TOLERANCE_S:
-            ctx.budgets.refund(account_id, campaign_id, grant)
-            continue
+        allowed_lateness = LATE_TOLERANCE_S
         if not marked:
             if not mark_sending():
                 ctx.budgets.refund(account_id, campaign_id, grant)
                 return Reservation(False, 0.0, 0.0)
             marked = True
-            # The mark took a round trip: allow it its usual time, but a stall (a loaded machine) re-books.
-            if time.monotonic() - due > LATE_TOLERANCE_S + MARK_ALLOWANCE_S:
-                ctx.budgets.refund(account_id, campaign_id, grant)
-                continue
+            # A send booked for now waits for the mark's round trip: allow it its usual time, but a stall
+            # (a loaded machine, a big bulk) re-books, and the next booking needs no mark.
+            allowed_lateness += MARK_ALLOWANCE_S
+        remaining = due - time.monotonic()
+        if remaining > 0:
+            ctx.sleep(remaining)
+        if time.monotonic() - due > allowed_lateness:
+            ctx.budgets.refund(account_id, campaign_id, grant)
+            continue
         return grant
     # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
     return Reservation(False, 0.0, 0.05)
