@@ -123,6 +123,9 @@ CREATE INDEX IF NOT EXISTS call_event_unapplied_idx ON call_event (received_at) 
 -- Early events (stored before the dialer recorded their ids) are found by id when the ids arrive.
 CREATE INDEX IF NOT EXISTS call_event_unapplied_request_idx ON call_event (request_uuid) WHERE applied_at IS NULL;
 CREATE INDEX IF NOT EXISTS call_event_unapplied_call_idx ON call_event (call_uuid) WHERE applied_at IS NULL;
+-- The foreign key's ON DELETE SET NULL: an attempt undone before its request (no tokens in time, a 429)
+-- is deleted, and without this index each delete scans every event ever stored.
+CREATE INDEX IF NOT EXISTS call_event_attempt_idx ON call_event (attempt_id);
 
 CREATE TABLE IF NOT EXISTS dnc_number (
     number              TEXT PRIMARY KEY,                     -- E.164
