@@ -63,12 +63,20 @@ def session_scope() -> Iterator[Session]:
             raise
 
 
+# Our queries are short and run thousands of times; when a cost estimate crosses jit_above_cost, Postgres
+# spends tens of milliseconds compiling one (measured: 30 ms JIT for a 4 ms event-matching query).
+SESSION_OPTIONS = "-c jit=off"
+
+
 def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
     """A raw psycopg connection; an unreachable server becomes ServiceUnavailable with the way to start it."""
     url = url or get_settings().psycopg_url
     try:
         return psycopg.connect(
-            url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=autocommit, connect_timeout=5
+            url.replace("postgresql+psycopg://", "postgresql://", 1),
+            autocommit=autocommit,
+            connect_timeout=5,
+            options=SESSION_OPTIONS,
         )
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc) from exc

@@ -12,7 +12,7 @@ import threading
 from psycopg_pool import ConnectionPool
 
 from campaigns.config import get_settings
-from campaigns.db import unavailable
+from campaigns.db import SESSION_OPTIONS, unavailable
 
 _lock = threading.Lock()
 _pool: ConnectionPool | None = None
@@ -31,7 +31,7 @@ def get_pool(max_size: int = 16) -> ConnectionPool:
                 max_size=max_size,
                 open=False,
                 timeout=30,
-                kwargs={"connect_timeout": 5, "autocommit": True},
+                kwargs={"connect_timeout": 5, "autocommit": True, "options": SESSION_OPTIONS},
             )
             try:
                 pool.open(wait=True, timeout=10)

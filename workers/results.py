@@ -39,7 +39,7 @@ OPEN_ATTEMPT = frozenset({AttemptStatus.DIALING, AttemptStatus.SENT, AttemptStat
 FINISHABLE_DESTINATION = frozenset({"dialing", "ringing", "answered", "unknown"})
 
 SlotRelease = Callable[[int, int, list[str]], None]  # (account_id, campaign_id, members)
-SlotRenew = Callable[[int, int, str, float], None]
+SlotRenew = Callable[[int, int, list[tuple[str, float]]], None]  # (account, campaign, [(member, lease)])
 PolicyOf = Callable[[int], tuple[dict[str, Any], datetime | None, float]]
 
 
@@ -157,22 +157,29 @@ def _slot_ops() -> tuple[SlotRelease, SlotRenew]:
     def release(account_id: int, campaign_id: int, members: list[str]) -> None:
         budgets.release(account_id, campaign_id, members)
 
-    def renew(account_id: int, campaign_id: int, member: str, lease_s: float) -> None:
-        if lease_s > 0:
-            budgets.renew(account_id, campaign_id, member, lease_s)
+    def renew(account_id: int, campaign_id: int, leases: list[tuple[str, float]]) -> None:
+        budgets.renew_many(account_id, campaign_id, [(m, lease) for m, lease in leases if lease > 0])
 
     return release, renew
 
 
 # The attempt of each event: by (batch, destination) first, then a request_uuid (shared by a bulk request:
-# pick by destination), then a call_uuid. One query for the whole batch.
+# pick by destination), then a call_uuid. One query for the whole batch. The (batch, destination) match goes
+# through the batch's campaign and the unique (campaign, number) index: two index lookups per event, where
+# joining a bulk batch's thousand attempts to their numbers cost a thousand per event. (The batch is a
+# FILTER, not a join condition, so the planner cannot pick the batch index and read the whole batch.)
 MATCH_ATTEMPTS = """
-WITH ev AS (SELECT * FROM jsonb_to_recordset(%s::jsonb)
-            AS r(id bigint, batch_id uuid, dest text, request_uuid text, call_uuid text))
+WITH ev AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
+            AS r(id bigint, batch_id uuid, dest text, request_uuid text, call_uuid text)),
+batch_campaign AS MATERIALIZED (
+    SELECT b.batch_id, (SELECT a.campaign_id FROM call_attempt a WHERE a.batch_id = b.batch_id LIMIT 1)
+           AS campaign_id
+      FROM (SELECT DISTINCT batch_id FROM ev WHERE batch_id IS NOT NULL AND dest IS NOT NULL) b)
 SELECT ev.id, coalesce(
-    (SELECT a.id FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-      WHERE ev.batch_id IS NOT NULL AND ev.dest IS NOT NULL
-        AND a.batch_id = ev.batch_id AND d.number = ev.dest LIMIT 1),
+    (SELECT min(a.id) FILTER (WHERE a.batch_id = ev.batch_id) FROM batch_campaign bc
+       JOIN destination d ON d.campaign_id = bc.campaign_id AND d.number = ev.dest
+       JOIN call_attempt a ON a.destination_id = d.id
+      WHERE bc.batch_id = ev.batch_id),
     (SELECT CASE WHEN count(*) = 1 THEN min(a.id) ELSE min(a.id) FILTER (WHERE d.number = ev.dest) END
        FROM call_attempt a JOIN destination d ON d.id = a.destination_id
       WHERE ev.request_uuid IS NOT NULL AND a.request_uuid = ev.request_uuid),
@@ -296,11 +303,14 @@ def _free_and_renew(effects: Effects, release: SlotRelease, renew: SlotRenew) ->
     groups: dict[tuple[int, int], list[str]] = {}
     for account_id, campaign_id, member in effects.release:
         groups.setdefault((account_id, campaign_id), []).append(member)
+    renewals: dict[tuple[int, int], list[tuple[str, float]]] = {}
+    for account_id, campaign_id, member, lease in effects.renew:
+        renewals.setdefault((account_id, campaign_id), []).append((member, lease))
     try:
         for (account_id, campaign_id), members in groups.items():
             release(account_id, campaign_id, members)
-        for account_id, campaign_id, member, lease in effects.renew:
-            renew(account_id, campaign_id, member, lease)
+        for (account_id, campaign_id), leases in renewals.items():  # one round trip per campaign
+            renew(account_id, campaign_id, leases)
     except Exception:  # the slots' own leases free them later; the results are committed
         log.exception("could not free/renew %d slots", len(effects.release) + len(effects.renew))
 

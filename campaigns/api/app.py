@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from campaigns.api.routes_campaigns import router as campaigns_router
 from campaigns.config import get_settings
+from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
 from workers.callbacks.event_store import EventWriter
 from workers.callbacks.receiver import AccountCache, CallScripts
@@ -23,7 +24,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     # No minimum open connections: the API starts (and answers 503) even while Postgres is down.
     pool = AsyncConnectionPool(settings.psycopg_url, min_size=0, max_size=8, open=False, timeout=5,
-                               kwargs={"autocommit": True, "connect_timeout": 3})
+                               kwargs={"autocommit": True, "connect_timeout": 3, "options": SESSION_OPTIONS})
     await pool.open(wait=False)
     stored = threading.Event()
     app.state.pool = pool
