@@ -120,6 +120,24 @@ def test_renew_does_not_resurrect_a_released_or_expired_slot(
         assert (redis_client.zscore(key, "expired") or 0) < time.time()
 
 
+def test_renew_many_renews_only_live_slots_each_with_its_own_lease(
+    budgets: Budgets, redis_client: redis.Redis
+) -> None:
+    account, campaign = next(_ids), next(_ids)
+    budgets.acquire(account, campaign, ["short", "long", "gone"], 5, 5, 0.3)
+    budgets.release(account, campaign, ["gone"])
+    renewed = budgets.renew_many(account, campaign, [("short", 5.0), ("gone", 30.0), ("long", 60.0)])
+    assert renewed == [True, False, True]
+    now = time.time()
+    for key in (redis_keys.account_slots(account), redis_keys.campaign_slots(campaign)):
+        assert 4.0 < (redis_client.zscore(key, "short") or 0) - now <= 5.1
+        assert 59.0 < (redis_client.zscore(key, "long") or 0) - now <= 60.1
+        assert redis_client.zscore(key, "gone") is None
+        assert redis_client.pttl(key) > 59_000  # the set outlives its longest lease
+    time.sleep(0.35)
+    assert budgets.live_count(account) == 2
+
+
 def test_slot_sets_expire_after_their_longest_lease(budgets: Budgets, redis_client: redis.Redis) -> None:
     account = next(_ids)
     budgets.acquire(account, None, ["a"], 1, None, 2.0)

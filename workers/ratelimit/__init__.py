@@ -84,6 +84,12 @@ class Budgets:
         """Extend a live call's lease; False if it was released or had expired."""
         return self._slots.renew(account_id, campaign_id, attempt_id, lease_s)
 
+    def renew_many(
+        self, account_id: int, campaign_id: int | None, leases: list[tuple[str, float]]
+    ) -> list[bool]:
+        """Extend several live calls' leases in one round trip; per lease, was it renewed."""
+        return self._slots.renew_many(account_id, campaign_id, leases)
+
     def live_count(self, account_id: int) -> int:
         """Calls holding a slot on the account now."""
         return self._slots.live_count(account_id)

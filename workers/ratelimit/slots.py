@@ -52,9 +52,21 @@ class SlotPool:
 
     def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
         """Extend a live lease; False (and nothing written) if the slot was released or had expired."""
+        return self.renew_many(account_id, campaign_id, [(attempt_id, lease_s)])[0]
+
+    def renew_many(
+        self, account_id: int, campaign_id: int | None, leases: list[tuple[str, float]]
+    ) -> list[bool]:
+        """Extend several live leases in one round trip: per (attempt id, lease), was it renewed."""
+        if not leases:
+            return []
         keys = _slot_keys(account_id, campaign_id)
+        args: list[str | int] = []
+        for attempt_id, lease_s in leases:
+            args += [int(lease_s * 1e6), attempt_id]
         with redis_errors_translated(self._client):
-            return bool(script(self._client, "slots_renew")(keys=keys, args=[int(lease_s * 1e6), attempt_id]))
+            renewed = script(self._client, "slots_renew")(keys=keys, args=args)
+        return [bool(flag) for flag in renewed]
 
     def live_count(self, account_id: int) -> int:
         """Calls holding a slot on the account now, expired leases dropped."""
