@@ -15,6 +15,7 @@ from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
 from workers.callbacks.event_store import EventWriter
+from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
 
@@ -29,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stored = threading.Event()
     app.state.pool = pool
     app.state.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    app.state.nonces = NonceClaims(app.state.redis)
     app.state.accounts = AccountCache()
     app.state.scripts = CallScripts()
     app.state.writer = EventWriter(pool, stored)

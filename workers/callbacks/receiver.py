@@ -22,6 +22,7 @@ from workers.accounts import account_from_row
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
+from workers.callbacks.nonces import NonceClaims
 from workers.providers.base import AccountCredentials, EventKind, IncomingCallback
 from workers.providers.registry import adapter_for
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 ACCOUNT_CACHE_TTL_S = 30.0
-NONCE_TTL_S = 900  # a signed callback presented again within this is a replay
 KEPT_HEADERS = ("content-type", "user-agent", "x-plivo-signature-v3-nonce", "x-vobiz-signature-v3-nonce",
                 "x-forwarded-for")
 FORM = "application/x-www-form-urlencoded"
@@ -75,14 +75,14 @@ async def _claim_nonce(request: Request, provider: str, headers: dict[str, str])
     nonce = next((headers[h] for h in NONCE_HEADERS if headers.get(h)), None)
     if nonce is None:
         return True, None
-    key = redis_keys.callback_nonce(provider, nonce)
-    return bool(await request.app.state.redis.set(key, 1, nx=True, ex=NONCE_TTL_S)), key
+    nonces: NonceClaims = request.app.state.nonces
+    return await nonces.claim(provider, nonce)
 
 
 async def _forget_nonce(request: Request, key: str | None) -> None:
     if key:
         try:
-            await request.app.state.redis.delete(key)
+            await request.app.state.nonces.forget(key)
         except Exception:  # the carrier's retry will be refused as a replay; it was not stored: log it
             log.error("could not forget nonce %s of an unstored callback", key)
 
