@@ -259,14 +259,20 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
         load.start()
         with psycopg.connect(url, autocommit=True) as conn:
             deadline = time.time() + max(120.0, n / 100)
+            fired: dict[str, Any] | None = None
             while time.time() < deadline:
+                # Take the load process's report as soon as it is sent: it is bigger than a pipe's buffer,
+                # so the sender cannot exit before it is read.
+                if fired is None and receiver.poll(0):
+                    fired = receiver.recv()
                 if (
-                    _one(conn, "SELECT count(*) FROM call_attempt WHERE status = 'completed'")[0] >= n
-                    and not load.is_alive()
+                    fired is not None
+                    and _one(conn, "SELECT count(*) FROM call_attempt WHERE status = 'completed'")[0] >= n
                 ):
                     break
                 time.sleep(0.2)
-            fired = receiver.recv() if receiver.poll(60) else {}
+            if fired is None:
+                fired = receiver.recv() if receiver.poll(60) else {}
             load.join(10)
             stored, applied = _one(
                 conn, "SELECT count(*), count(applied_at) FROM call_event WHERE kind = 'hangup'"

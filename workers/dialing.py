@@ -421,9 +421,10 @@ def _book_send_time(
                 ctx.budgets.refund(account_id, campaign_id, grant)
                 return Reservation(False, 0.0, 0.0)
             marked = True
-            # A send booked for now waits for the mark's round trip: allow it its usual time, but a stall
-            # (a loaded machine, a big bulk) re-books, and the next booking needs no mark.
-            allowed_lateness += MARK_ALLOWANCE_S
+            if time.monotonic() > due:
+                # A send booked for now waited for the mark's round trip: allow it its usual time, but a
+                # stall (a loaded machine, a big bulk) re-books, and the next booking needs no mark.
+                allowed_lateness += MARK_ALLOWANCE_S
         remaining = due - time.monotonic()
         if remaining > 0:
             ctx.sleep(remaining)
