@@ -185,14 +185,6 @@ class BandwidthAdapter(ProviderAdapter):
         """A JSON callback body."""
         return bandwidth_event(json_object(callback.body))
 
-    def status_request(
-        self, client: httpx.Client, account: AccountCredentials, call_id: str
-    ) -> httpx.Request:
-        """GET .../calls/{callId}."""
-        return client.build_request(
-            "GET", f"{self.calls_url(account)}/{call_id}", headers=self.auth_headers(account)
-        )
-
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
     ) -> CallbackEvent | None:

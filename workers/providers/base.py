@@ -171,11 +171,34 @@ class ProviderAdapter(ABC):
         """The id the status API takes."""
         return call_uuid or request_uuid
 
+    @abstractmethod
+    def calls_url(self, account: AccountCredentials) -> str:
+        """The calls collection URL of this account."""
+
+    def call_url(self, account: AccountCredentials, call_id: str) -> str:
+        """One call's URL, for its status."""
+        return f"{self.calls_url(account)}/{call_id}"
+
+    def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
+        """Headers that authenticate a request; none for a provider that takes a query token."""
+        return {}
+
+    def auth_params(self, account: AccountCredentials) -> dict[str, str]:
+        """Query parameters that authenticate a request; none for a provider that takes headers."""
+        return {}
+
     def status_request(
         self, client: httpx.Client, account: AccountCredentials, call_id: str
     ) -> httpx.Request:
         """The GET of one call's record."""
-        raise TypeError(f"{self.kind} has no call status API")
+        if not self.has_call_status:
+            raise TypeError(f"{self.kind} has no call status API")
+        return client.build_request(
+            "GET",
+            self.call_url(account, call_id),
+            headers=self.auth_headers(account),
+            params=self.auth_params(account) or None,
+        )
 
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str

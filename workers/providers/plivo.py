@@ -241,13 +241,9 @@ class PlivoAdapter(ProviderAdapter):
         }
         return plivo_event(self.kind, params, callback.kind_hint)
 
-    def status_request(
-        self, client: httpx.Client, account: AccountCredentials, call_id: str
-    ) -> httpx.Request:
-        """GET .../Call/{uuid}/: the call's record."""
-        return client.build_request(
-            "GET", f"{self.calls_url(account)}{call_id}/", headers=self.auth_headers(account)
-        )
+    def call_url(self, account: AccountCredentials, call_id: str) -> str:
+        """.../Call/{uuid}/: the collection URL ends in a slash, and so does a call's."""
+        return f"{self.calls_url(account)}{call_id}/"
 
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str

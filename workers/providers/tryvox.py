@@ -164,14 +164,6 @@ class TryVoxAdapter(ProviderAdapter):
         """TryVox looks calls up by call_uuid only."""
         return call_uuid
 
-    def status_request(
-        self, client: httpx.Client, account: AccountCredentials, call_id: str
-    ) -> httpx.Request:
-        """GET .../calls/{call_uuid}."""
-        return client.build_request(
-            "GET", f"{self.calls_url(account)}/{call_id}", headers=self.auth_headers(account)
-        )
-
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
     ) -> CallbackEvent | None:

@@ -130,6 +130,10 @@ class VoipbinAdapter(ProviderAdapter):
         """The calls collection URL (the token goes in the query)."""
         return f"{account.base_url.rstrip('/')}/v1.0/calls"
 
+    def auth_params(self, account: AccountCredentials) -> dict[str, str]:
+        """VoIPbin takes its token in the query."""
+        return {"token": account.auth_token}
+
     def create_calls(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
     ) -> CallsAccepted:
@@ -138,7 +142,7 @@ class VoipbinAdapter(ProviderAdapter):
         request = client.build_request(
             "POST",
             self.calls_url(account),
-            params={"token": account.auth_token},
+            params=self.auth_params(account),
             json=voipbin_call_body(call),
         )
         response = send(client, request, account)
@@ -166,14 +170,6 @@ class VoipbinAdapter(ProviderAdapter):
         if not isinstance(data, dict):
             raise ValueError("callback is missing required field data")
         return voipbin_event(data, str(envelope.get("type") or ""), envelope)
-
-    def status_request(
-        self, client: httpx.Client, account: AccountCredentials, call_id: str
-    ) -> httpx.Request:
-        """GET /v1.0/calls/{id}?token=…"""
-        return client.build_request(
-            "GET", f"{self.calls_url(account)}/{call_id}", params={"token": account.auth_token}
-        )
 
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
