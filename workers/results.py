@@ -12,11 +12,11 @@ write attempts, destinations and events back with one UPDATE each, then free the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -37,6 +37,8 @@ OPEN_ATTEMPT = frozenset({AttemptStatus.DIALING, AttemptStatus.SENT, AttemptStat
                           AttemptStatus.ANSWERED})
 # Destination statuses a final event may finish (unknown: the reaper gave up, the carrier spoke later).
 FINISHABLE_DESTINATION = frozenset({"dialing", "ringing", "answered", "unknown"})
+
+T = TypeVar("T")
 
 SlotRelease = Callable[[int, int, list[str]], None]  # (account_id, campaign_id, members)
 SlotRenew = Callable[[int, int, list[tuple[str, float]]], None]  # (account, campaign, [(member, lease)])
@@ -299,17 +301,21 @@ def apply_events(conn: psycopg.Connection, where: str, params: Sequence[Any], li
     return report
 
 
+def _by_campaign(rows: Iterable[tuple[int, int, T]]) -> dict[tuple[int, int], list[T]]:
+    """(account, campaign, item) rows as items per (account, campaign)."""
+    grouped: dict[tuple[int, int], list[T]] = {}
+    for account_id, campaign_id, item in rows:
+        grouped.setdefault((account_id, campaign_id), []).append(item)
+    return grouped
+
+
 def _free_and_renew(effects: Effects, release: SlotRelease, renew: SlotRenew) -> None:
-    groups: dict[tuple[int, int], list[str]] = {}
-    for account_id, campaign_id, member in effects.release:
-        groups.setdefault((account_id, campaign_id), []).append(member)
-    renewals: dict[tuple[int, int], list[tuple[str, float]]] = {}
-    for account_id, campaign_id, member, lease in effects.renew:
-        renewals.setdefault((account_id, campaign_id), []).append((member, lease))
-    try:
-        for (account_id, campaign_id), members in groups.items():
+    releases = _by_campaign((a, c, member) for a, c, member in effects.release)
+    renewals = _by_campaign((a, c, (member, lease)) for a, c, member, lease in effects.renew)
+    try:  # one round trip per campaign for each
+        for (account_id, campaign_id), members in releases.items():
             release(account_id, campaign_id, members)
-        for (account_id, campaign_id), leases in renewals.items():  # one round trip per campaign
+        for (account_id, campaign_id), leases in renewals.items():
             renew(account_id, campaign_id, leases)
     except Exception:  # the slots' own leases free them later; the results are committed
         log.exception("could not free/renew %d slots", len(effects.release) + len(effects.renew))
