@@ -43,6 +43,10 @@ MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postg
 SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
 LATE_TOLERANCE_S = 0.005  # woke later than this after the booked send time: book again
 MARK_ALLOWANCE_S = 0.015  # plus this for the pre-send mark; 20 of the 40 ms guard remain for the request
+# The mark starts this long before the booked time: late enough that a worker killed while waiting has
+# marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
+MARK_LEAD_S = 0.01
+MARK_LEAD_PER_ROW_S = 0.0001
 MAX_REBOOKINGS = 3
 THROTTLE_RETRIES_IN_TASK = 3  # 429s absorbed inside the task before handing the work back
 RECOVERY_CHECK_S = 1.0
@@ -395,9 +399,9 @@ def _book_send_time(
 ) -> Reservation:
     """Reserve n tokens and sleep until the booked send time; re-book if this thread woke too late
     (a late send would put two bookings closer than the budget allows at the carrier). The attempts are
-    marked as sending (`mark_sending`) once a booking is granted, while waiting for its time: a bulk of a
-    thousand rows takes longer to mark than the guard allows after the booked time. False from
-    `mark_sending` means none is left to send."""
+    marked as sending (`mark_sending`) just before the booked time, not after it: a bulk of a thousand
+    rows takes longer to mark than the guard allows after the booked time. False from `mark_sending`
+    means none is left to send."""
     marked = False
     for _ in range(MAX_REBOOKINGS):
         try:
@@ -417,6 +421,9 @@ def _book_send_time(
         due = time.monotonic() + grant.send_at_delay_s
         allowed_lateness = LATE_TOLERANCE_S
         if not marked:
+            lead = due - (MARK_LEAD_S + MARK_LEAD_PER_ROW_S * n) - time.monotonic()
+            if lead > 0:
+                ctx.sleep(lead)
             if not mark_sending():
                 ctx.budgets.refund(account_id, campaign_id, grant)
                 return Reservation(False, 0.0, 0.0)
