@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
+# 32 characters: a key anyone can brute-force forges every account's callbacks (TryVox, VoIPbin, Bandwidth).
+MIN_SECRET_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -34,12 +36,18 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("secret_key")
-    @classmethod
-    def _secret_key_set_outside_development(cls, value: str, info) -> str:  # type: ignore[no-untyped-def]
-        if value == DEVELOPMENT_SECRET and info.data.get("environment", "development") != "development":
-            raise ValueError("DIALER_SECRET_KEY must be set outside development")
-        return value
+    @model_validator(mode="after")
+    def _secret_key_fit_for_the_environment(self) -> Settings:
+        # After the whole model is read: a field validator neither sees a later field (environment) nor
+        # runs on a default, which let production start with the published development key.
+        if self.secret_key == DEVELOPMENT_SECRET:
+            if self.environment != "development":
+                raise ValueError(f"DIALER_SECRET_KEY must be set when DIALER_ENVIRONMENT={self.environment}"
+                                 " (one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        elif len(self.secret_key) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(f"DIALER_SECRET_KEY is {len(self.secret_key)} characters; at least "
+                             f"{MIN_SECRET_KEY_CHARS} are needed")
+        return self
 
     @property
     def psycopg_url(self) -> str:
@@ -47,6 +55,24 @@ class Settings(BaseSettings):
         return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+class SettingsInvalid(SystemExit):
+    """The environment's settings are unusable; its message is the one line an operator needs."""
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """A pydantic validation error as one line: field, then the reason."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"DIALER_{where.upper()}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; an unusable environment ends the process with one line (not a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsInvalid(settings_error_line(exc)) from None

@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DIALER_DATABASE_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{TEST_DB}"
     os.environ["DIALER_REDIS_URL"] = REDIS_URL
     os.environ["DIALER_REDIS_PREFIX"] = f"dialer-{SESSION_TAG}"
-    os.environ.setdefault("DIALER_SECRET_KEY", "test-secret-key-" + SESSION_TAG)
+    os.environ.setdefault("DIALER_SECRET_KEY", f"test-secret-key-{SESSION_TAG}-{secrets.token_hex(16)}")
 
 
 @pytest.fixture(scope="session")
