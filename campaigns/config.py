@@ -23,7 +23,15 @@ class Settings(BaseSettings):
     redis_prefix: str = "dialer"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEVELOPMENT_SECRET
+    # Secrets replaced by a rotation, comma-separated: still accepted, never used for anything new.
+    previous_secret_keys: str = ""
     environment: str = "development"
+    # How long a callback URL handed to a carrier stays valid past the call's own time limit: the carrier's
+    # retries of a late callback. A signature that covers only the URL (Vobiz) can be replayed this long, so
+    # its nonce is remembered this long too.
+    callback_grace_s: int = 3600
+    # Largest callback body read; larger ones get 413 before any parsing.
+    max_callback_bytes: int = 65536
 
     # Loader limits: a bad file is refused whole rather than half-loaded.
     max_rows: int = 5_000_000
@@ -48,6 +56,10 @@ class Settings(BaseSettings):
             raise ValueError(f"DIALER_SECRET_KEY is {len(self.secret_key)} characters; at least "
                              f"{MIN_SECRET_KEY_CHARS} are needed")
         return self
+
+    @property
+    def previous_secrets(self) -> list[str]:
+        return [s.strip() for s in self.previous_secret_keys.split(",") if s.strip()]
 
     @property
     def psycopg_url(self) -> str:

@@ -105,6 +105,7 @@ def _outbound(
             str(batch_id),
             track_ringing=bool(options.get("track_ringing", True)),
             machine_detection=bool(machine),
+            call_life_s=dial_lease_s(options),
         ),
         ring_timeout=ring_timeout(options),
         time_limit=time_limit(options),

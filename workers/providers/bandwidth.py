@@ -36,7 +36,7 @@ from workers.providers.outcomes import (
     seconds_between,
 )
 from workers.providers.outcomes import event_key as make_event_key
-from workers.providers.signatures import bandwidth_callback_credentials, basic_auth_header, basic_auth_matches
+from workers.providers.signatures import bandwidth_auth_matches, basic_auth_header
 
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
@@ -178,8 +178,7 @@ class BandwidthAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """The Basic credentials we set on the call must come back."""
-        username, password = bandwidth_callback_credentials(account.account_id)
-        return basic_auth_matches(callback.headers.get("authorization"), username, password)
+        return bandwidth_auth_matches(account.account_id, callback.headers.get("authorization"))
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """A JSON callback body."""

@@ -125,6 +125,16 @@ class IncomingCallback:
     kind_hint: EventKind  # from our URL path: which of our callback URLs this is
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """A callback proven to come from the account's carrier. `nonce` is the one the verified signature
+    covers (the replay check claims exactly it); `covers_query` says whether that signature also covers
+    the URL's query (Vobiz V3 and V2 sign the path only)."""
+
+    nonce: str | None = None
+    covers_query: bool = True
+
+
 class ProviderAdapter(ABC):
     """One provider's call-creation API and callbacks."""
 
@@ -143,6 +153,12 @@ class ProviderAdapter(ABC):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """True when the callback really comes from this account's carrier (constant-time compares)."""
+
+    def authenticate(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> Authenticated | None:
+        """What verified the callback, or None when nothing did; signers with nonces say which one."""
+        return Authenticated() if self.verify_callback(account, callback, url_secret) else None
 
     @abstractmethod
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:

@@ -16,6 +16,7 @@ import httpx
 from campaigns.states import Outcome
 from workers.providers.base import (
     AccountCredentials,
+    Authenticated,
     CallbackEvent,
     CallsAccepted,
     EventKind,
@@ -191,6 +192,7 @@ class PlivoAdapter(ProviderAdapter):
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
+    v3_signs_query: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The Call collection URL (PascalCase path, trailing slash)."""
@@ -222,17 +224,25 @@ class PlivoAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """V3 (or its -Ma- variant, same token); V2 only when options['accept_v2_signatures'] is set."""
+        return self.authenticate(account, callback, url_secret) is not None
+
+    def authenticate(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> Authenticated | None:
+        """The nonce of the signature that matched: a replay check on any other header's nonce would let one
+        captured signature through again with a fresh nonce beside it."""
         headers = callback.headers
         nonce = headers.get(self.v3_nonce_header)
         if nonce:
             expected = self.v3_expected(account, callback, nonce)
             if any([any_signature_matches(headers.get(name), expected) for name in self.v3_headers]):
-                return True
+                return Authenticated(nonce=nonce, covers_query=self.v3_signs_query)
         nonce = headers.get(self.v2_nonce_header)
         if nonce and account.options.get("accept_v2_signatures"):
             expected = plivo_v2_signature(account.auth_token, callback.url, nonce)
-            return any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers])
-        return False
+            if any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers]):
+                return Authenticated(nonce=nonce, covers_query=False)  # V2 signs scheme://host/path + nonce
+        return None
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """Ring / StartApp / Hangup form parameters (read from the body when `params` is empty)."""

@@ -29,7 +29,7 @@ from workers.providers.outcomes import (
     tryvox_outcome,
 )
 from workers.providers.outcomes import event_key as make_event_key
-from workers.providers.signatures import callback_url_secret, constant_time_equal
+from workers.providers.signatures import url_secret_matches
 
 # "call.ringing" -> ringing; the word after the last dot names the event.
 EVENT_KINDS = {
@@ -153,7 +153,7 @@ class TryVoxAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """TryVox signs nothing: the secret in our callback URL must be this account's."""
-        return constant_time_equal(url_secret, callback_url_secret(account.account_id))
+        return url_secret_matches(account.account_id, url_secret)
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """A JSON webhook body (form/query parameters when there is no JSON body)."""

@@ -27,7 +27,7 @@ from workers.providers.errors import Ambiguous
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
-from workers.providers.signatures import callback_url_secret, constant_time_equal, voipbin_signature
+from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
 
 DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
 TYPE_KINDS = {
@@ -161,7 +161,7 @@ class VoipbinAdapter(ProviderAdapter):
         if account.webhook_secret:
             expected = voipbin_signature(account.webhook_secret, callback.body)
             return constant_time_equal(callback.headers.get(SIGNATURE_HEADER, "").strip(), expected)
-        return constant_time_equal(url_secret, callback_url_secret(account.account_id))
+        return url_secret_matches(account.account_id, url_secret)
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """The {"type", "data": {call}} envelope."""
