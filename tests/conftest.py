@@ -13,6 +13,14 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+
+# The adversarial suites' size: `ci` keeps `make test` to seconds; `soak` (make fuzz) runs for minutes.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("soak", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SESSION_TAG = f"t{secrets.token_hex(4)}"
 ADMIN_URL = os.environ.get("DIALER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

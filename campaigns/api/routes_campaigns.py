@@ -9,7 +9,6 @@ routes (start, pause, resume, cancel: the campaign's state or setup forbids it n
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, BinaryIO, Literal
@@ -39,7 +38,7 @@ from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from workers.accounts import resolve_account_id
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
@@ -273,7 +272,7 @@ def _change_state(conn: psycopg.Connection, campaign_id: int,
 def _results_csv(campaign_id: int) -> Iterator[bytes]:
     """The results CSV in chunks; a named (server-side) cursor keeps memory flat for any size."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(RESULT_COLUMNS)
     with connect() as conn, conn.cursor(name=f"results_{campaign_id}") as cur:
         cur.itersize = RESULTS_FETCH_ROWS

@@ -25,6 +25,7 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous, AuthFailed
+from workers.providers.extra_fields import merge_extra
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
@@ -69,7 +70,7 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
         if urls.username and urls.password:
             detection.update(username=urls.username, password=urls.password)
         body["machineDetection"] = detection
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 

@@ -26,6 +26,7 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
+from workers.providers.extra_fields import merge_extra
 from workers.providers.http import check_destinations, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import (
@@ -73,7 +74,7 @@ def plivo_call_body(call: OutboundCall) -> dict[str, Any]:
         body["machine_detection"] = call.machine_detection
     if urls.machine_detection_url:
         body.update(machine_detection_url=urls.machine_detection_url, machine_detection_method="POST")
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 

@@ -19,6 +19,7 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
+from workers.providers.extra_fields import merge_extra
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     TRYVOX_FINAL_STATUSES,
@@ -58,7 +59,7 @@ def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     }
     if urls.ring_url:
         body["ring_url"] = urls.ring_url
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 

@@ -24,6 +24,7 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
+from workers.providers.extra_fields import merge_extra
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
@@ -57,7 +58,7 @@ def voipbin_call_body(call: OutboundCall) -> dict[str, Any]:
     }
     if not extra.get("flow_id") and not extra.get("actions"):
         body["actions"] = [{"type": "talk", "option": {"text": text, "language": language}}]
-    body.update(extra)
+    merge_extra(body, extra)
     return body
 
 
