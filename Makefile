@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint up down services clean
+.PHONY: venv demo test fuzz bench lint up down services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP) services
 
 test: $(STAMP) services
 	$(BIN)/pytest -q tests
+
+# The adversarial suites at soak size (thousands of cases each; minutes). `make test` runs them at ci size.
+FUZZ_TESTS := tests/test_fuzz_callbacks.py tests/test_fuzz_loader.py tests/test_api_fuzz.py
+fuzz: $(STAMP) services
+	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench

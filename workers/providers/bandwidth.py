@@ -26,6 +26,7 @@ from workers.providers.base import (
 )
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
@@ -42,6 +43,10 @@ from workers.providers.signatures import bandwidth_auth_matches, basic_auth_head
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("callId", "eventType", "cause", "answerTime", "sipResponseCode", "errorMessage", "to",
+               "endTime", "startTime", "tag")
 
 def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, Any]:
     """The camelCase JSON body of a Bandwidth create-call request."""
@@ -81,6 +86,7 @@ def _machine_result(payload: Mapping[str, Any]) -> str:
 
 def bandwidth_event(payload: Mapping[str, Any]) -> CallbackEvent:
     """A Bandwidth callback (answer, disconnect, machineDetectionComplete, …) as a CallbackEvent."""
+    require_scalars(payload, READ_FIELDS)
     call_id = require(payload, "callId")
     event_type = str(payload.get("eventType") or "")
     kind = EVENT_KINDS.get(event_type, EventKind.STATUS)

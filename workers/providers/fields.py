@@ -78,6 +78,20 @@ def parse_time(value: Any) -> datetime | None:
         raise FieldRefused(f"time {value!r} is out of range") from None
 
 
+def require_scalars(payload: Mapping[str, Any], names: tuple[str, ...]) -> Mapping[str, Any]:
+    """The payload, or FieldRefused when a field the parser reads as one value is a list or an object."""
+    for name in names:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise FieldRefused(f"{name} is a {type(value).__name__}, not a single value")
+    return payload
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """A nested JSON object, or an empty one when the carrier sent something else in its place."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _refuse_constant(name: str) -> Any:
     raise FieldRefused(f"callback body holds {name}, which is not JSON")
 

@@ -27,6 +27,7 @@ from workers.providers.base import (
 )
 from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import (
@@ -49,6 +50,11 @@ FINAL_STATUSES = frozenset(
 )
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("RequestUUID", "ALegRequestUUID", "CallUUID", "To", "CallStatus", "Event", "Machine",
+               "HangupCauseCode", "HangupCauseName", "HangupCause", "Duration", "BillDuration", "StartTime",
+               "AnswerTime", "EndTime", "TotalCost")
 
 def plivo_number(destination: str) -> str:
     """Country code + number without '+'; SIP URIs as they are."""
@@ -114,6 +120,7 @@ def _kind(params: Mapping[str, Any], hint: EventKind) -> EventKind:
 
 def plivo_event(provider: str, params: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
     """A Plivo/Vobiz callback's parameters as a CallbackEvent."""
+    require_scalars(params, READ_FIELDS)
     request_uuid = params.get("RequestUUID") or params.get("ALegRequestUUID") or None
     call_uuid = params.get("CallUUID") or None
     if not request_uuid and not call_uuid:

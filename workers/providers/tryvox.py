@@ -20,6 +20,7 @@ from workers.providers.base import (
 )
 from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     TRYVOX_FINAL_STATUSES,
@@ -43,6 +44,10 @@ EVENT_KINDS = {
 }
 STATUS_KINDS = {"ringing": EventKind.RING, "in-progress": EventKind.ANSWER, "answered": EventKind.ANSWER}
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("call_uuid", "request_uuid", "status", "event", "to", "end_reason", "start_time",
+               "answer_time", "end_time", "duration", "bill_duration", "cost", "machine_detected")
 
 def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     """The JSON body of a TryVox call create request."""
@@ -85,6 +90,7 @@ def _outcome(kind: EventKind, status: str, payload: Mapping[str, Any]) -> Outcom
 
 def tryvox_event(payload: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
     """A TryVox webhook (or call record) as a CallbackEvent."""
+    require_scalars(payload, READ_FIELDS)
     call_uuid = payload.get("call_uuid") or None
     request_uuid = payload.get("request_uuid") or None
     if not call_uuid and not request_uuid:

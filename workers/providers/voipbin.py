@@ -25,6 +25,7 @@ from workers.providers.base import (
 )
 from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import as_mapping, require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
@@ -39,6 +40,9 @@ TYPE_KINDS = {
 STATUS_KINDS = {"ringing": EventKind.RING, "progressing": EventKind.ANSWER, "hangup": EventKind.HANGUP}
 SIGNATURE_HEADER = "x-voipbin-signature"
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("id", "status", "hangup_reason", "tm_progressing", "tm_hangup", "tm_ringing")
 
 def voipbin_address(destination: str) -> dict[str, str]:
     """A VoIPbin address: sip: URIs as type sip, numbers as tel in E.164."""
@@ -95,11 +99,12 @@ def _kind(event_type: str, status: str) -> EventKind:
 
 def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[str, Any]) -> CallbackEvent:
     """A VoIPbin call object (webhook `data` or GET record) as a CallbackEvent."""
+    require_scalars(call, READ_FIELDS)
     call_id = require(call, "id")
     status = str(call.get("status") or "").strip().lower()
     kind = _kind(event_type, status)
     final = kind == EventKind.HANGUP
-    to = (call.get("destination") or {}).get("target") or None
+    to = as_mapping(call.get("destination")).get("target") or None
     answer_at, end_at = parse_time(call.get("tm_progressing")), parse_time(call.get("tm_hangup"))
     return CallbackEvent(
         provider="voipbin",
