@@ -156,6 +156,9 @@ class Ownership:
     moves_to: frozenset[StrEnum]
 
 
+APPLIER = "workers.callbacks (applier)"  # applies the carrier's callbacks
+UNTIL_REAPED = "its lease; then the reaper reconciles it or marks it unknown"
+
 DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
     D.PENDING: Ownership("workers.dispatcher", "claimed when due; expired at the campaign's end",
                          "destination.next_attempt_at, campaign.end_at", destination_moves_from(D.PENDING)),
@@ -164,11 +167,11 @@ DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
                             destination_moves_from(D.RETRY_WAIT)),
     D.QUEUED: Ownership("workers.dialing", "the chunk's claim lease; after it the dispatcher claims it again",
                         "workers.dial_store.QUEUED_LEASE_S", destination_moves_from(D.QUEUED)),
-    D.DIALING: Ownership("workers.callbacks (applier)", "its attempt's lease; then the reaper",
+    D.DIALING: Ownership(APPLIER, "its attempt's lease; then the reaper",
                          "campaigns.call_options.dial_lease_s", destination_moves_from(D.DIALING)),
-    D.RINGING: Ownership("workers.callbacks (applier)", "its attempt's lease; then the reaper",
+    D.RINGING: Ownership(APPLIER, "its attempt's lease; then the reaper",
                          "campaigns.call_options.dial_lease_s", destination_moves_from(D.RINGING)),
-    D.ANSWERED: Ownership("workers.callbacks (applier)", "its attempt's lease (ring + talk); then the reaper",
+    D.ANSWERED: Ownership(APPLIER, "its attempt's lease (ring + talk); then the reaper",
                           "campaigns.call_options.dial_lease_s", destination_moves_from(D.ANSWERED)),
 }
 
@@ -176,11 +179,11 @@ ATTEMPT_OWNERS: dict[AttemptStatus, Ownership] = {
     A.DIALING: Ownership("workers.dialing", "unsent: the reaper hands it back after a grace; sent: its lease",
                          "workers.reaper.NEVER_SENT_GRACE_S, campaigns.call_options.dial_lease_s",
                          attempt_moves_from(A.DIALING)),
-    A.SENT: Ownership("workers.callbacks (applier)", "its lease; then the reaper reconciles or marks unknown",
+    A.SENT: Ownership(APPLIER, UNTIL_REAPED,
                       "campaigns.call_options.dial_lease_s", attempt_moves_from(A.SENT)),
-    A.RINGING: Ownership("workers.callbacks (applier)", "its lease; then the reaper reconciles or marks unknown",
+    A.RINGING: Ownership(APPLIER, UNTIL_REAPED,
                          "campaigns.call_options.dial_lease_s", attempt_moves_from(A.RINGING)),
-    A.ANSWERED: Ownership("workers.callbacks (applier)", "its lease; the reaper extends a live call by the "
+    A.ANSWERED: Ownership(APPLIER, "its lease; the reaper extends a live call by the "
                           "answered lease, else reconciles or marks unknown",
-                          "campaigns.call_options.dial_lease_s, answered_lease_s", attempt_moves_from(A.ANSWERED)),
+                          "call_options.dial_lease_s, answered_lease_s", attempt_moves_from(A.ANSWERED)),
 }
