@@ -466,7 +466,7 @@ def _record_accepted(
     accepted: CallsAccepted,
 ) -> None:
     """Store the ids the carrier gave; then apply any callback that arrived before them."""
-    from workers.results import apply_events_for_ids
+    from workers.callbacks.applier_store import apply_events_for_ids
 
     by_number = {a.destination.number.lstrip("+"): a for a in started}
     refused = [by_number[n.lstrip("+")] for n in accepted.refused if n.lstrip("+") in by_number]

@@ -17,12 +17,12 @@ from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step
 from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
 from workers.accounts import load_account
+from workers.callbacks.applier_store import apply_events, unattached_for_call
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
-from workers.results import apply_events
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,7 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
         ),
     )
     conn.commit()
-    report = apply_events(
-        conn,
-        "attempt_id IS NULL AND (request_uuid = %s OR call_uuid = %s)",
-        (attempt["request_uuid"], attempt["call_uuid"]),
-        10,
-    )
+    report = apply_events(conn, unattached_for_call(attempt["request_uuid"], attempt["call_uuid"]), 10)
     return report.finals > 0
 
 
