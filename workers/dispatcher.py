@@ -26,6 +26,7 @@ from campaigns.states import (
 )
 from campaigns.windows import open_timezones, window_of
 from workers.accounts import load_account
+from workers.chunk_sizing import chunk_size
 from workers.dial_store import QUEUED_LEASE_S, pause_account_campaigns
 from workers.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
@@ -35,7 +36,6 @@ from workers.secrets_box import SecretUnreadable
 log = logging.getLogger(__name__)
 
 HORIZON_S = 2.0  # seconds of budget kept queued ahead of the workers
-SINGLE_CHUNK_MAX = 25  # destinations per task for one-per-request providers
 TIMEZONE_CACHE_TTL_S = 300.0
 
 Enqueue = Callable[[int, list[int]], None]  # (campaign_id, destination ids)
@@ -190,7 +190,7 @@ def _dispatch_account(
         if not claimed:
             continue
         report.claimed[cid] = len(claimed)
-        size = _chunk_size(adapter.max_destinations_per_request, rate, c)
+        size = chunk_size(adapter.max_destinations_per_request, c["provider_options"], rate, c["cps"])
         for i in range(0, len(claimed), size):
             enqueue(cid, claimed[i : i + size])
             report.chunks += 1
@@ -201,10 +201,3 @@ def _claim_override(conn: psycopg.Connection, campaign_id: int, limit: int) -> l
     zones = campaign_timezones(conn, campaign_id)
     return _claim(conn, campaign_id, zones, limit)
 
-
-def _chunk_size(max_per_request: int, rate: float, campaign: dict) -> int:
-    """A bulk provider gets one request's worth per chunk; others a slice of a second's budget per task."""
-    per_second = rate if not campaign["cps"] else min(rate, campaign["cps"])
-    if max_per_request > 1 and (campaign["provider_options"] or {}).get("bulk") is not False:
-        return max(1, min(max_per_request, int(per_second)))
-    return max(1, min(SINGLE_CHUNK_MAX, math.ceil(per_second / 8)))
