@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+import orjson
 import pytest
 
+from campaigns.states import Outcome
+from workers.callbacks.event_payload import parsed_fields
 from workers.callbacks.transitions import (
     AttemptRow,
     CampaignPolicy,
@@ -16,18 +20,19 @@ from workers.callbacks.transitions import (
     Effects,
     advance,
 )
+from workers.providers.base import CallbackEvent, EventKind
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = CampaignPolicy(retry_policy={}, end_at=None, answered_lease_s=3700.0)
 
-RING = CarrierEvent("ring", "req-1", None,
+RING = CarrierEvent.from_stored("ring", "req-1", None,
                     {"provider_status": "ringing", "ring_at": "2026-03-02T11:59:50+00:00"})
-ANSWER = CarrierEvent("answer", "req-1", "call-1", {"provider_status": "in-progress"})
-HANGUP = CarrierEvent("hangup", "req-1", "call-1", {
+ANSWER = CarrierEvent.from_stored("answer", "req-1", "call-1", {"provider_status": "in-progress"})
+HANGUP = CarrierEvent.from_stored("hangup", "req-1", "call-1", {
     "provider_status": "completed", "outcome": "answered", "hangup_cause": "NORMAL_CLEARING", "duration": 31,
     "billed_duration": 60, "cost": "0.0120", "end_at": "2026-03-02T12:00:00+00:00"})
-BUSY = CarrierEvent("hangup", "req-1", "call-1", {"outcome": "busy", "hangup_cause": "USER_BUSY"})
-STATUS = CarrierEvent("status", "req-1", None, {"provider_status": "queued"})
+BUSY = CarrierEvent.from_stored("hangup", "req-1", "call-1", {"outcome": "busy", "hangup_cause": "USER_BUSY"})
+STATUS = CarrierEvent.from_stored("status", "req-1", None, {"provider_status": "queued"})
 
 
 @dataclass
@@ -109,7 +114,7 @@ def test_a_final_event_records_the_call_and_schedules_the_policy() -> None:
 def test_a_carrier_throttled_hangup_retries_soon_whatever_the_policy() -> None:
     attempt = AttemptRow(id=1, destination_id=10, campaign_id=5, account_id=7, attempt_no=1, status="sent")
     dest = DestinationRow(id=10, status="dialing", attempts_made=1)
-    throttled = CarrierEvent("hangup", "req-1", None, {"outcome": "failed", "throttled": True})
+    throttled = CarrierEvent.from_stored("hangup", "req-1", None, {"outcome": "failed", "throttled": True})
     advance(attempt, dest, throttled, NOW, lambda _: POLICY, Effects())
     assert (dest.status, dest.next_attempt_at) == ("retry_wait", NOW + timedelta(seconds=5))
 
@@ -119,7 +124,21 @@ def test_the_first_ids_and_times_stick() -> None:
                          request_uuid="mine")
     dest = DestinationRow(id=10, status="dialing", attempts_made=1)
     advance(attempt, dest, RING, NOW, lambda _: POLICY, Effects())
-    advance(attempt, dest, CarrierEvent("ring", "other", None, {"ring_at": "2026-03-02T11:59:59+00:00"}),
-            NOW, lambda _: POLICY, Effects())
+    later = CarrierEvent("ring", "other", None, ring_at="2026-03-02T11:59:59+00:00")
+    advance(attempt, dest, later, NOW, lambda _: POLICY, Effects())
     assert attempt.request_uuid == "mine"
     assert attempt.ring_at == datetime(2026, 3, 2, 11, 59, 50, tzinfo=UTC)
+
+
+def test_a_stored_event_is_read_back_with_every_field_the_transition_uses() -> None:
+    received = CallbackEvent(
+        provider="plivo", kind=EventKind.HANGUP, event_key="k", request_uuid="req-1", call_uuid="call-1",
+        destination="+14155550100", provider_status="completed", is_final=True, outcome=Outcome.BUSY,
+        throttled=True, hangup_cause="USER_BUSY", ring_at=NOW, answer_at=NOW, end_at=NOW, duration=3,
+        billed_duration=60, cost=Decimal("0.012"))
+    stored = orjson.loads(orjson.dumps(parsed_fields(received)))  # as payload->'parsed' comes back
+    event = CarrierEvent.from_stored("hangup", "req-1", "call-1", stored)
+    assert (event.outcome, event.hangup_cause, event.provider_status, event.throttled) == (
+        "busy", "USER_BUSY", "completed", True)
+    assert (event.duration, event.billed_duration, event.cost) == (3, 60, "0.012")
+    assert event.ring_at == event.answer_at == event.end_at == NOW.isoformat()

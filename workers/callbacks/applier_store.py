@@ -259,8 +259,8 @@ def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
             if attempt is None:
                 report.unmatched += 1
                 continue
-            carrier_event = CarrierEvent(event["kind"], event["request_uuid"], event["call_uuid"],
-                                         event["parsed"] or {})
+            carrier_event = CarrierEvent.from_stored(event["kind"], event["request_uuid"], event["call_uuid"],
+                                                     event["parsed"] or {})
             if advance(attempt, destinations[attempt.destination_id], carrier_event, now, policies, effects):
                 report.finals += 1
             applied.append((event["id"], attempt.id))

@@ -7,7 +7,7 @@ The slots it frees or renews are collected in `Effects`, for the store side to a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -71,13 +71,30 @@ class DestinationRow:
 
 @dataclass(frozen=True, slots=True)
 class CarrierEvent:
-    """A stored callback as the transition needs it: kind, ids, and the adapter's parsed fields (as stored
-    in payload->'parsed'; times as ISO text, converted only where used)."""
+    """A stored callback as the transition needs it: its kind, ids and the adapter's parsed fields, as
+    stored in payload->'parsed' (times as ISO text and cost as decimal text, converted only where used)."""
 
     kind: str
     request_uuid: str | None = None
     call_uuid: str | None = None
-    parsed: dict[str, Any] = field(default_factory=dict)
+    provider_status: str | None = None
+    outcome: str | None = None  # set on final events
+    hangup_cause: str | None = None
+    ring_at: str | datetime | None = None
+    answer_at: str | datetime | None = None
+    end_at: str | datetime | None = None
+    duration: int | None = None
+    billed_duration: int | None = None
+    cost: str | None = None
+    throttled: bool = False  # a carrier-side limit hung it up: not the person's answer
+
+    @classmethod
+    def from_stored(cls, kind: str, request_uuid: str | None, call_uuid: str | None,
+                    parsed: Mapping[str, Any]) -> CarrierEvent:
+        get = parsed.get
+        return cls(kind, request_uuid, call_uuid, get("provider_status"), get("outcome"), get("hangup_cause"),
+                   get("ring_at"), get("answer_at"), get("end_at"), get("duration"), get("billed_duration"),
+                   get("cost"), bool(get("throttled")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +127,11 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
             policy_of: PolicyOf, effects: Effects) -> bool:
     """Apply one event to the in-memory attempt and destination rows (pure apart from `effects`).
     Returns True if it ended the attempt."""
-    parsed = event.parsed
     attempt.request_uuid = attempt.request_uuid or event.request_uuid
     attempt.call_uuid = attempt.call_uuid or event.call_uuid
-    attempt.ring_at = attempt.ring_at or _time(parsed.get("ring_at"))
-    attempt.answer_at = attempt.answer_at or _time(parsed.get("answer_at"))
-    provider_status = parsed.get("provider_status")
+    attempt.ring_at = attempt.ring_at or _time(event.ring_at)
+    attempt.answer_at = attempt.answer_at or _time(event.answer_at)
+    provider_status = event.provider_status
     target = KIND_TO_ATTEMPT.get(event.kind)
     current = attempt.status
     if target is None:  # a status update: its word counts only while the call is open
@@ -130,20 +146,20 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
     if target != AttemptStatus.COMPLETED:
         _progress(attempt, dest, event.kind, ours, policy_of, effects)
         return False
-    outcome = Outcome(parsed.get("outcome") or Outcome.UNKNOWN)
-    cost = Decimal(parsed["cost"]) if parsed.get("cost") else None
+    outcome = Outcome(event.outcome or Outcome.UNKNOWN)
+    cost = Decimal(event.cost) if event.cost else None
     attempt.outcome = outcome.value
-    attempt.hangup_cause = parsed.get("hangup_cause")
-    attempt.end_at = _time(parsed.get("end_at")) or attempt.end_at or now
-    attempt.duration = parsed.get("duration")
-    attempt.billed_duration = parsed.get("billed_duration")
+    attempt.hangup_cause = event.hangup_cause
+    attempt.end_at = _time(event.end_at) or attempt.end_at or now
+    attempt.duration = event.duration
+    attempt.billed_duration = event.billed_duration
     attempt.cost = cost
     if current != AttemptStatus.UNKNOWN:  # the reaper already freed unknown ones
         effects.release.append((attempt.account_id, attempt.campaign_id, attempt.slot_member))
     if ours and dest.status in FINISHABLE_DESTINATION:
         policy = policy_of(attempt.campaign_id)
         step: NextStep
-        if parsed.get("throttled"):
+        if event.throttled:
             step = after_carrier_throttle(attempt.attempt_no, now)
         else:
             step = next_step(outcome, attempt.attempt_no, policy.retry_policy, now, policy.end_at)
