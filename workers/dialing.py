@@ -24,14 +24,9 @@ from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
 from campaigns.windows import is_callable_now, next_opening
+from workers import account_throttle as throttle
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
-from workers.account_throttle import (
-    THROTTLE_RETRIES_IN_TASK,
-    recover_rate,
-    slow_account_down,
-    throttle_backoff,
-)
 from workers.accounts import AccountLimits, load_account
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call
@@ -171,12 +166,12 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
 def _dial_group(chunk: ChunkDial, group: list[store.QueuedDestination]) -> datetime | None:
     """Dial one request's destinations. Returns a time to hand the rest of the chunk back for, or None."""
     ctx = chunk.ctx
-    for throttle_round in range(THROTTLE_RETRIES_IN_TASK + 1):
+    for throttle_round in range(throttle.THROTTLE_RETRIES_IN_TASK + 1):
         result = _try_once(chunk, group)
         if result.throttled is None:
             return result.stop_until
-        backoff = throttle_backoff(throttle_round, result.throttled, ctx.rng)
-        if throttle_round == THROTTLE_RETRIES_IN_TASK or backoff > MAX_RESERVATION_WAIT_S:
+        backoff = throttle.throttle_backoff(throttle_round, result.throttled, ctx.rng)
+        if throttle_round == throttle.THROTTLE_RETRIES_IN_TASK or backoff > MAX_RESERVATION_WAIT_S:
             not_before = ctx.now() + timedelta(seconds=backoff)
             chunk.hand_back([d.id for d in group], not_before)
             return not_before
@@ -226,7 +221,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         accepted = chunk.adapter.create_calls(ctx.client, creds, call)
     except Throttled as exc:
         _give_back(chunk, started, grant, back_to="queued")
-        slow_account_down(budgets, creds.account_id, limits.cps, exc)
+        throttle.slow_account_down(budgets, creds.account_id, limits.cps, exc)
         store.count_throttle(conn, campaign.id)
         report.throttled += len(started)
         return RequestResult(throttled=exc)
@@ -251,7 +246,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         report.ambiguous += len(started)
         return GO_ON
     _record_accepted(chunk, started, accepted)
-    recover_rate(budgets, creds.account_id, limits.cps)
+    throttle.recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
     return GO_ON
 
