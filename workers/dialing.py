@@ -183,6 +183,7 @@ def _dial_group(chunk: ChunkDial, group: list[store.QueuedDestination]) -> datet
 
 
 def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> RequestResult:
+    """One provider request for `group`: slots, attempt rows, booking, the request, and its answer."""
     ctx, campaign, creds, limits, report = chunk.ctx, chunk.campaign, chunk.creds, chunk.limits, chunk.report
     conn, budgets = ctx.conn, ctx.budgets
     members = [d.slot_member for d in group]
