@@ -59,24 +59,26 @@ class AccountCache:
         self.lock = asyncio.Lock()
 
     async def get(self, request: Request, account_id: int) -> AccountCredentials | None:
-        await self._reload(request, ACCOUNT_CACHE_TTL_S)
+        arrived = time.monotonic()
+        if arrived - self.loaded_at >= ACCOUNT_CACHE_TTL_S:
+            await self._reload(request, before=arrived)
         account = self.accounts.get(account_id)
         if account is not None:
             return account
         wait = self.loaded_at + ACCOUNT_MISS_RELOAD_S - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        await self._reload(request, ACCOUNT_MISS_RELOAD_S)
+        await self._reload(request, before=arrived)
         return self.accounts.get(account_id)
 
-    async def _reload(self, request: Request, older_than_s: float) -> None:
-        if time.monotonic() - self.loaded_at < older_than_s:
-            return
+    async def _reload(self, request: Request, before: float) -> None:
+        """Reload unless a read that started after `before` (so saw every account committed by then) did."""
         async with self.lock:  # one reload for all the requests that found it stale
-            if time.monotonic() - self.loaded_at >= older_than_s:
+            if self.loaded_at < before:
                 await self._load(request)
 
     async def _load(self, request: Request) -> None:
+        started = time.monotonic()
         async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT * FROM provider_account")
@@ -88,7 +90,7 @@ class AccountCache:
             except SecretUnreadable:  # that account's callbacks are refused; the others' are not
                 log.error("account %s: its stored token cannot be decrypted", row["id"])
         self.accounts = accounts
-        self.loaded_at = time.monotonic()
+        self.loaded_at = started
 
 
 def _batch_id(value: str | None) -> uuid.UUID | None:
