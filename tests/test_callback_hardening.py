@@ -284,3 +284,40 @@ def test_an_unknown_account_gets_the_same_403_as_a_bad_signature_and_leaves_no_k
     assert bodies == {bad_signature.text} == {"forbidden"}
     assert not any(redis_client.exists(redis_keys.account_stats(a)) for a in unknown)
     assert int(redis_client.hget(redis_keys.callback_stats(), "callbacks_forged") or 0) >= len(unknown)
+
+
+def test_made_up_account_ids_share_one_reload_and_a_new_account_is_found(database_url: str) -> None:
+    """The receiver's account cache, on a real pool: 50 concurrent unknown ids cost at most two queries
+    (the first load and one shared reload), and an account committed before its callback is found."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from workers.callbacks.receiver import AccountCache
+
+    class CountingPool:
+        def __init__(self, pool: AsyncConnectionPool) -> None:
+            self.pool, self.connections = pool, 0
+
+        def connection(self, **kwargs: Any) -> Any:
+            self.connections += 1
+            return self.pool.connection(**kwargs)
+
+    async def scenario() -> tuple[int, bool]:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as pool:
+            counting = CountingPool(pool)
+            request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(pool=counting)))
+            cache = AccountCache()
+            unknown = [50_000_000 + n for n in range(50)]
+            found = await asyncio.gather(*(cache.get(request, a) for a in unknown))
+            assert not any(found)
+            queries = counting.connections
+            with psycopg.connect(database_url) as conn:
+                new = add_account(conn, name=f"late-{uuid.uuid4().hex[:6]}", provider="tryvox", auth_id="x",
+                                  auth_token="late-token", cps=1, max_concurrent=1, base_url="http://127.0.0.1:9")
+                conn.commit()
+            return queries, (await cache.get(request, new)) is not None
+
+    queries, new_found = asyncio.run(scenario())
+    assert queries <= 2 and new_found
