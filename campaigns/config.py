@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     callback_grace_s: int = 3600
     # Largest callback body read; larger ones get 413 before any parsing.
     max_callback_bytes: int = 65536
+    # Largest CSV upload through the API (counted while streaming, after the API key is checked).
+    max_upload_bytes: int = 512 * 1024 * 1024
 
     # Loader limits: a bad file is refused whole rather than half-loaded.
     max_rows: int = 5_000_000

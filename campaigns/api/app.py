@@ -9,8 +9,11 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from campaigns.api.deps import answer_http_exception
 from campaigns.api.routes_campaigns import router as campaigns_router
+from campaigns.api.upload_guard import UploadGuard
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
@@ -52,6 +55,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(*, apply_events: bool = True) -> FastAPI:
     app = FastAPI(title="dialer", version="0.1.0", lifespan=lifespan)
     app.state.apply_events = apply_events
+    app.add_exception_handler(StarletteHTTPException, answer_http_exception)
+    app.add_middleware(UploadGuard)
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
 

@@ -42,7 +42,8 @@ from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from workers.accounts import resolve_account_id
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
-CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
+BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
+CampaignId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Campaign id")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
@@ -80,7 +81,7 @@ async def create_campaign(
 async def list_campaigns(
     state: Annotated[CampaignState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> CampaignPage:
     """Campaigns, newest first, with their state and row counts."""
     rows = await run_db(_campaign_rows, state, limit, offset)
@@ -104,7 +105,7 @@ async def list_rejects(
     campaign_id: CampaignId,
     reason: Annotated[RejectReason | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> RejectsPage:
     """Rows of the CSV that were not loaded, by line: the raw value and the reason."""
     total, rows = await run_db(_reject_rows, campaign_id, reason, limit, offset)
