@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns import cli_campaign_control  # noqa: F401  (registers run/watch commands on campaign_app)
 from campaigns.cli_apikey import apikey_app
@@ -69,10 +70,17 @@ def demo(
 
 
 def main() -> None:
+    from campaigns.config import get_settings
+    from campaigns.db import SCHEMA_ERRORS, schema_missing
+
     try:
         app()
     except DialerError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(1)
+    except SCHEMA_ERRORS as exc:  # a command run before `dialer db init`
+        missing = schema_missing(get_settings().psycopg_url, str(exc).splitlines()[0])
+        err.print(f"[red]error:[/red] {escape(str(missing))}", soft_wrap=True)
         sys.exit(1)
 
 

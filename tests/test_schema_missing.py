@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -42,3 +43,16 @@ def test_a_celery_worker_without_the_schema_stops_with_one_line(empty_env: dict[
                           "-l", "WARNING", "--without-mingle", "--without-gossip", "--without-heartbeat"],
                          cwd=REPO, env=empty_env, capture_output=True, text=True, timeout=90)
     _one_line(out)
+
+
+DIALER = str(Path(sys.executable).parent / "dialer")
+
+
+@pytest.mark.parametrize("command", [["api", "--port", "1"], ["worker"], ["campaign", "list"],
+                                     ["account", "list"]])
+def test_a_dialer_command_without_the_schema_stops_with_one_line(empty_env: dict[str, str],
+                                                                 command: list[str]) -> None:
+    out = subprocess.run([DIALER, *command], cwd=REPO, env=empty_env, capture_output=True, text=True,
+                         timeout=60)
+    line = _one_line(out)
+    assert line.startswith("error:")
