@@ -14,6 +14,7 @@ from campaigns.cli_campaign import campaign_app
 from campaigns.errors import DialerError
 from workers import cli_processes
 from workers.cli_account import account_app
+from workers.cli_secrets import secrets_app
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
@@ -21,6 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(secrets_app, name="secrets")
 app.command("worker")(cli_processes.worker)
 app.command("beat")(cli_processes.beat)
 app.command("api")(cli_processes.api)

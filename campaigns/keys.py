@@ -9,9 +9,13 @@ the in-flight calls' callbacks have arrived.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from enum import StrEnum
 from functools import lru_cache
 
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -47,3 +51,30 @@ def current_key(purpose: Purpose) -> bytes:
 def all_keys(purpose: Purpose) -> list[bytes]:
     """The current key first, then the previous secrets' keys (still accepted, never issued)."""
     return [derive(secret, purpose) for secret in secrets_newest_first()]
+
+
+def _legacy_fernet_key(secret: str) -> bytes:
+    """How tokens were encrypted before per-purpose keys: SHA-256 of the whole secret."""
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
+
+
+@lru_cache(maxsize=8)
+def _token_fernet(secrets: tuple[str, ...]) -> MultiFernet:
+    derived = [Fernet(base64.urlsafe_b64encode(derive(s, Purpose.TOKEN_ENCRYPTION))) for s in secrets]
+    legacy = [Fernet(_legacy_fernet_key(s)) for s in secrets]
+    return MultiFernet(derived + legacy)
+
+
+def token_fernet() -> MultiFernet:
+    """Encrypts with the current token key; decrypts with it, every previous secret's, and the pre-HKDF
+    form (so tokens stored by an older release keep working until `dialer secrets rotate` rewrites them)."""
+    return _token_fernet(tuple(secrets_newest_first()))
+
+
+def api_key_hashes(key: str) -> list[str]:
+    """The stored form of an API key: the current hash first (what is written), then the ones still
+    accepted (previous secrets, and the pre-HKDF HMAC under the whole secret)."""
+    secrets = secrets_newest_first()
+    found = [hmac.new(derive(s, Purpose.API_KEY_HASH), key.encode(), hashlib.sha256).hexdigest()
+             for s in secrets]
+    return found + [hmac.new(s.encode(), key.encode(), hashlib.sha256).hexdigest() for s in secrets]
