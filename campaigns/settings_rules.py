@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from campaigns.control import CampaignSettings
 
 MAX_CPS = 10_000.0
+MAX_COUNT = 1_000_000  # max_concurrent and weight: far above any carrier's limit, inside INTEGER
 
 
 class InvalidSetting(InvalidRequest):
@@ -61,8 +62,8 @@ def check_cps(value: float) -> float:
 
 
 def check_positive(field: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidSetting(field, f"must be a whole number above 0, not {value}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_COUNT:
+        raise InvalidSetting(field, f"must be a whole number from 1 to {MAX_COUNT:,}, not {value}")
     return value
 
 
