@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -29,6 +30,7 @@ from workers import redis_keys
 from workers.accounts import add_account
 from workers.callbacks import tickets
 from workers.callbacks.applier_store import apply_events, by_provider_ids
+from workers.providers.signatures import callback_url_secret as callback_url_secret_of
 
 pytestmark = pytest.mark.timeout(120)
 NO_SLOTS = (lambda *a: None, lambda *a: None)
@@ -321,3 +323,31 @@ def test_made_up_account_ids_share_one_reload_and_a_new_account_is_found(databas
 
     queries, new_found = asyncio.run(scenario())
     assert queries <= 2 and new_found
+
+
+def test_v2_signed_callbacks_get_the_same_replay_check_and_need_a_ticket(api, db, database_url) -> None:
+    from workers.providers.signatures import plivo_v2_signature
+
+    stack, _ = api
+    with psycopg.connect(database_url) as conn:
+        account_id = add_account(conn, name=f"v2-{uuid.uuid4().hex[:6]}", provider="plivo", auth_id="AV2",
+                                 auth_token="v2-token", cps=1, max_concurrent=1, base_url="http://127.0.0.1:9",
+                                 options={"accept_v2_signatures": True})
+        conn.commit()
+
+    def post(url: str, call: str, nonce: str) -> int:
+        form = plivo_form(request_uuid=call, call_uuid=call, to="+12125550123")
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Plivo-Signature-V2-Nonce": nonce,
+                   "X-Plivo-Signature-V2": plivo_v2_signature("v2-token", url, nonce)}
+        return httpx.post(url, content=urlencode(form), headers=headers).status_code
+
+    url = signed_url(stack.api_url, "plivo", account_id, "hangup")
+    nonce = secrets.token_hex(8)
+    assert post(url, str(uuid.uuid4()), nonce) == 200
+    replayed = str(uuid.uuid4())
+    assert post(url, replayed, nonce) == 403  # V2 signs no params: a new body under an old nonce
+    legacy = signed_url(stack.api_url, "plivo", account_id, "hangup",
+                        secret=callback_url_secret_of(account_id))
+    unticketed = str(uuid.uuid4())
+    assert post(legacy, unticketed, secrets.token_hex(8)) == 403  # its query (batch) would be unsigned
+    assert _stored(db, replayed) == 0 and _stored(db, unticketed) == 0
