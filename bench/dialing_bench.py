@@ -91,7 +91,7 @@ def _run_campaign(
     from campaigns.db import connect
     from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack, wait_until
     from tests.sim_helpers import start_simulator
-    from workers.accounts import add_account
+    from campaigns.accounts import add_account
 
     sim_account = {
         "provider": provider,

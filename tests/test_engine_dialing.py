@@ -22,7 +22,7 @@ from tests.engine_harness import (
     wait_until,
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.accounts import add_account
+from campaigns.accounts import add_account
 
 pytestmark = pytest.mark.timeout(600)
 

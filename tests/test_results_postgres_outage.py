@@ -20,7 +20,7 @@ import pytest
 from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import NO_RETRIES, wait_for
 from tests.sim_helpers import start_simulator
-from workers.accounts import add_account
+from campaigns.accounts import add_account
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from campaigns.config import get_settings
 from workers import redis_keys
-from workers.accounts import account_from_row
+from campaigns.accounts import account_from_row
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from campaigns.api.routes_campaigns import router as campaigns_router
+from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier

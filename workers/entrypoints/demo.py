@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from campaigns import control
-from campaigns.cli_campaign_control import status_table, watch
+from workers.entrypoints.cli_campaign_control import status_table, watch
 from campaigns.db import connect, init_database
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
-from workers.accounts import add_account, resolve_account_id, update_account
+from campaigns.accounts import add_account, resolve_account_id, update_account
 from workers.local_stack import local_stack
 
 SAMPLE_CSV = Path(__file__).resolve().parent.parent / "campaigns" / "data" / "sample.csv"

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
 from workers.providers.base import AccountCredentials
-from workers.secrets_box import decrypt, encrypt
+from campaigns.secrets_box import decrypt, encrypt
 
 PROVIDER_KINDS = ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
 DEFAULT_BASE_URLS = {
