@@ -54,6 +54,7 @@ def _prepare(url: str, n: int) -> tuple[int, list[tuple[str, str, str]]]:
     request_uuid, call_uuid)])."""
     import psycopg
 
+    import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from campaigns.accounts import add_account
 
     with psycopg.connect(url) as conn:

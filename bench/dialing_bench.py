@@ -88,10 +88,11 @@ def _run_campaign(
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
     """One campaign of `count` calls through the whole engine against a simulated account of exactly
     `rate` CPS: (window stats of what the carrier received, the carrier's account stats, seconds to done)."""
+    import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
+    from campaigns.accounts import add_account
     from campaigns.db import connect
     from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack, wait_until
     from tests.sim_helpers import start_simulator
-    from campaigns.accounts import add_account
 
     sim_account = {
         "provider": provider,

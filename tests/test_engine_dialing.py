@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import (
     Stack,
     campaign_state,
@@ -22,7 +23,6 @@ from tests.engine_harness import (
     wait_until,
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
-from campaigns.accounts import add_account
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -1,2 +1,6 @@
 """Entry points: the `dialer` CLI (Typer), the HTTP API (FastAPI) and the demo. Thin shells over
 campaigns/ (the domain) and workers/ (the engine); nothing else imports this package."""
+
+# The composition root: the adapters declare which provider kinds accounts accept (campaigns.accounts
+# cannot import the engine), so every entry point registers them before anything else runs.
+import workers.providers.registry  # noqa: E402, F401

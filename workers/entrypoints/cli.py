@@ -7,12 +7,14 @@ import sys
 import typer
 from rich.console import Console
 
-from workers.entrypoints import cli_campaign_control  # noqa: F401  (registers run/watch commands on campaign_app)
+from campaigns.errors import DialerError
+from workers.entrypoints import (
+    cli_campaign_control,  # noqa: F401  (registers run/watch commands on campaign_app)
+    cli_processes,
+)
+from workers.entrypoints.cli_account import account_app
 from workers.entrypoints.cli_apikey import apikey_app
 from workers.entrypoints.cli_campaign import campaign_app
-from campaigns.errors import DialerError
-from workers.entrypoints import cli_processes
-from workers.entrypoints.cli_account import account_app
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)

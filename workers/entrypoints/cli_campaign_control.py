@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from campaigns import control
-from workers.entrypoints.cli_campaign import campaign_app
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest, ServiceUnavailable
 from campaigns.results_export import write_results_csv
+from workers.entrypoints.cli_campaign import campaign_app
 
 console = Console()
 

@@ -15,16 +15,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+import campaigns
 from campaigns import control
-from workers.entrypoints.cli_campaign_control import status_table, watch
+from campaigns.accounts import add_account, resolve_account_id, update_account
 from campaigns.db import connect, init_database
+from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
-from campaigns.accounts import add_account, resolve_account_id, update_account
+from workers.entrypoints.cli_campaign_control import status_table, watch
 from workers.local_stack import local_stack
 
-SAMPLE_CSV = Path(__file__).resolve().parent.parent / "campaigns" / "data" / "sample.csv"
+SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
 DEMO_AUTH_ID = "MADEMO00000000000001"
 DEMO_TOKEN = "demo-token"
 
@@ -79,7 +81,7 @@ def _demo_account(base_url: str, cps: int) -> int:
         try:
             account_id = resolve_account_id(conn, "demo-simulator")
             update_account(conn, account_id, base_url=base_url, cps=cps, auth_token=DEMO_TOKEN)
-        except Exception:  # first run: no such account yet
+        except NotFound:  # first run: no such account yet
             conn.rollback()
             account_id = add_account(
                 conn,
