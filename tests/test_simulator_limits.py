@@ -119,10 +119,12 @@ def test_bulk_request_is_paced_at_cps_and_blocks_the_bucket(sim: RunningSimulato
     again = httpx.post(url, json={**body, "to": "+12025559999"}, auth=("MABULK00000000000001", "k3"))
     assert again.status_code == 429
 
-    def placed_calls() -> list[float]:
-        return sorted(c["placed_at"] for c in sim.ledger()["calls"] if c["account"] == "MABULK00000000000001")
+    def placed_calls() -> list[float] | None:
+        calls = [c for c in sim.ledger()["calls"] if c["account"] == "MABULK00000000000001"]
+        placed_at = sorted(c["placed_at"] for c in calls if c["placed_at"] is not None)
+        return placed_at if len(placed_at) == len(calls) == 10 else None
 
-    placed = wait_for(lambda: len(placed_calls()) == 10 and placed_calls(), 5, "all 10 calls placed")
+    placed = wait_for(placed_calls, 5, "all 10 calls placed", interval=0.05)
     assert len(placed) == 10 and placed[-1] - placed[0] >= 1.7  # 10 calls at 5 CPS: 1.8 s
 
 
