@@ -21,6 +21,14 @@ PROVIDERS: Mapping[str, ProviderAdapter] = MappingProxyType(
     }
 )
 
+# Every signed-callback nonce header any provider sends: checked for replays and kept with the event.
+CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
+    dict.fromkeys(header for adapter in PROVIDERS.values() for header in adapter.callback_nonce_headers)
+)
+
+for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
+    register_provider(_adapter.kind, _adapter.default_base_url)
+
 
 def adapter_for(provider: str) -> ProviderAdapter:
     """The adapter for a provider kind ('plivo', 'vobiz', …); ValueError naming the known ones otherwise."""
@@ -28,11 +36,3 @@ def adapter_for(provider: str) -> ProviderAdapter:
         return PROVIDERS[provider]
     except KeyError:
         raise ValueError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}") from None
-
-for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
-    register_provider(_adapter.kind, _adapter.default_base_url)
-
-# Every signed-callback nonce header any provider sends: checked for replays and kept with the event.
-CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
-    dict.fromkeys(header for adapter in PROVIDERS.values() for header in adapter.callback_nonce_headers)
-)
