@@ -91,7 +91,8 @@ def _run_campaign(
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from campaigns.accounts import add_account
     from campaigns.db import connect
-    from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack, wait_until
+    from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
+    from tests.polling import wait_for
     from tests.sim_helpers import start_simulator
 
     sim_account = {
@@ -126,7 +127,7 @@ def _run_campaign(
                 account_id,
                 provider_options={"ring_timeout": 30, "time_limit": 60, "track_ringing": False},
             )
-            wait_until(
+            wait_for(
                 lambda: (
                     conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
                     == ("completed",)
