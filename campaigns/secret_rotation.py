@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 
 from campaigns.errors import InvalidRequest
-from workers.secrets_box import SecretUnreadable, rotate
+from campaigns.secrets_box import SecretUnreadable, rotate
 
 
 @dataclass(frozen=True)

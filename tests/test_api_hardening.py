@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from campaigns.api.app import create_app
 from campaigns.api_keys import create_api_key
 from campaigns.config import get_settings
+from workers.entrypoints.api.app import create_app
 
 
 @pytest.fixture(scope="module")

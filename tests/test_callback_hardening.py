@@ -17,6 +17,7 @@ import orjson
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import Stack, running_stack
 from tests.results_helpers import (
     account_stats,
@@ -27,7 +28,6 @@ from tests.results_helpers import (
     wait_for,
 )
 from workers import redis_keys
-from workers.accounts import add_account
 from workers.callbacks import tickets
 from workers.callbacks.applier_store import apply_events, by_provider_ids
 from workers.providers.signatures import callback_url_secret as callback_url_secret_of

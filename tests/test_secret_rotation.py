@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
+from campaigns.accounts import add_account, load_account
 from campaigns.api_keys import create_api_key, verify_api_key
 from campaigns.config import get_settings
 from campaigns.db import init_database
@@ -27,7 +28,6 @@ from campaigns.keys import Purpose, derive
 from campaigns.secret_rotation import rotate_stored_secrets
 from tests.conftest import ADMIN_URL, TEST_DB
 from tests.engine_harness import REPO
-from workers.accounts import add_account, load_account
 from workers.callbacks import tickets
 from workers.providers.signatures import (
     bandwidth_callback_credentials,

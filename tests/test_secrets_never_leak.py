@@ -15,10 +15,10 @@ import psycopg
 import pytest
 import redis
 
+from campaigns.accounts import add_account, load_account
 from campaigns.api_keys import create_api_key
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack, wait_until
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.accounts import add_account, load_account
 from workers.providers.signatures import bandwidth_callback_credentials
 
 pytestmark = pytest.mark.timeout(300)

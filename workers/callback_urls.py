@@ -17,7 +17,8 @@ from campaigns.call_options import dial_lease_s
 from campaigns.config import get_settings
 from workers.callbacks import tickets
 from workers.providers.base import CallbackUrls, EventKind
-from workers.providers.signatures import bandwidth_callback_credentials, callback_url_secret
+from workers.providers.registry import adapter_for
+from workers.providers.signatures import callback_url_secret
 
 
 def callback_url(provider: str, account_id: int, kind: EventKind | str, batch_id: str | None,
@@ -41,12 +42,11 @@ def callback_urls_for(
     machine_detection: bool = False,
     call_life_s: float | None = None,
 ) -> CallbackUrls:
-    """Every callback URL of one call-creation request, valid for the call's life plus the grace."""
+    """Every callback URL of one call-creation request, valid for the call's life plus the grace, with the
+    credentials the provider's callbacks must carry, if it takes any (Bandwidth)."""
     life = dial_lease_s({}) if call_life_s is None else call_life_s
     expires = int(time.time() + life + get_settings().callback_grace_s)
-    username, password = (
-        bandwidth_callback_credentials(account_id) if provider == "bandwidth" else (None, None)
-    )
+    username, password = adapter_for(provider).callback_credentials(account_id)
 
     def url(kind: EventKind) -> str:
         return callback_url(provider, account_id, kind, batch_id, expires)

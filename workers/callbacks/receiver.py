@@ -17,23 +17,25 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import psycopg
 from fastapi import APIRouter, Request, Response
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 from starlette.requests import ClientDisconnect
 
+from campaigns.accounts import account_from_row
 from campaigns.config import get_settings
-from workers.accounts import account_from_row
+from campaigns.secrets_box import SecretUnreadable
 from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
-from workers.providers.base import AccountCredentials, EventKind, IncomingCallback
+from workers.providers.base import AccountCredentials, EventKind, IncomingCallback, ProviderAdapter
 from workers.providers.fields import check_event, check_payload
-from workers.providers.registry import adapter_for
+from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
-from workers.secrets_box import SecretUnreadable
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -43,8 +45,7 @@ ACCOUNT_CACHE_TTL_S = 30.0
 # flood of made-up account ids costs one query a second, and an account created before its callback arrived
 # is always found (the reload starts after the callback did).
 ACCOUNT_MISS_RELOAD_S = 1.0
-KEPT_HEADERS = ("content-type", "user-agent", "x-plivo-signature-v3-nonce", "x-vobiz-signature-v3-nonce",
-                "x-plivo-signature-v2-nonce", "x-vobiz-signature-v2-nonce", "x-forwarded-for")
+KEPT_HEADERS = ("content-type", "user-agent", *CALLBACK_NONCE_HEADERS, "x-forwarded-for")
 FORM = "application/x-www-form-urlencoded"
 NONCE_MARGIN_S = 60
 
@@ -55,20 +56,27 @@ class AccountCache:
 
     def __init__(self) -> None:
         self.accounts: dict[int, AccountCredentials] = {}
+        self.unreadable: dict[int, SecretUnreadable] = {}
         self.loaded_at = -math.inf
         self.lock = asyncio.Lock()
 
     async def get(self, request: Request, account_id: int) -> AccountCredentials | None:
+        """The account, None when there is none, SecretUnreadable when its token cannot be decrypted."""
         arrived = time.monotonic()
         if arrived - self.loaded_at >= ACCOUNT_CACHE_TTL_S:
             await self._reload(request, before=arrived)
-        account = self.accounts.get(account_id)
+        account = self._known(account_id)
         if account is not None:
             return account
         wait = self.loaded_at + ACCOUNT_MISS_RELOAD_S - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         await self._reload(request, before=arrived)
+        return self._known(account_id)
+
+    def _known(self, account_id: int) -> AccountCredentials | None:
+        if account_id in self.unreadable:
+            raise self.unreadable[account_id]
         return self.accounts.get(account_id)
 
     async def _reload(self, request: Request, before: float) -> None:
@@ -84,12 +92,13 @@ class AccountCache:
             await cur.execute("SELECT * FROM provider_account")
             rows = await cur.fetchall()
         accounts: dict[int, AccountCredentials] = {}
+        unreadable: dict[int, SecretUnreadable] = {}
         for row in rows:
             try:
                 accounts[row["id"]] = account_from_row(row)[0]
-            except SecretUnreadable:  # that account's callbacks are refused; the others' are not
-                log.error("account %s: its stored token cannot be decrypted", row["id"])
-        self.accounts = accounts
+            except SecretUnreadable as exc:  # that account's callbacks get 500; the others' are served
+                unreadable[row["id"]] = exc
+        self.accounts, self.unreadable = accounts, unreadable
         self.loaded_at = started
 
 
@@ -113,15 +122,31 @@ def _nonce_ttl(ticket: tickets.Ticket | None, now: float) -> int:
     return int(ticket.expires - now) + NONCE_MARGIN_S if ticket else NONCE_TTL_S
 
 
+async def _look_up_account(request: Request, account_id: int) -> AccountCredentials | Response | None:
+    """The callback's account, or the 5xx that makes the carrier retry when we cannot tell (store down,
+    or a token we cannot decrypt: that one is logged as an error, since retries alone never fix it)."""
+    accounts: AccountCache = request.app.state.accounts
+    try:
+        return await accounts.get(request, account_id)
+    except (psycopg.OperationalError, PoolTimeout):
+        log.warning("callback for account %s: store unavailable, the carrier will retry", account_id)
+        return Response("store unavailable", status_code=503)
+    except SecretUnreadable as exc:
+        log.error("callback for account %s cannot be checked: %s", account_id, exc)
+        return Response("account credentials unreadable on our side; retry later", status_code=500)
+    except Exception:
+        log.exception("callback for account %s: account lookup failed", account_id)
+        return Response("account lookup failed, retry", status_code=503)
+
+
 async def _admit(request: Request, provider: str, account_id: int, kind: str, segment: str | None,
                  now: float) -> tuple[AccountCredentials, tickets.Ticket | None] | Response:
     """The account and the URL's ticket, or the refusal (the same 403 for an unknown account and a bad
     ticket)."""
-    accounts: AccountCache = request.app.state.accounts
-    try:
-        account = await accounts.get(request, account_id)
-    except Exception:
-        return Response("store unavailable", status_code=503)
+    lookup = await _look_up_account(request, account_id)
+    if isinstance(lookup, Response):
+        return lookup
+    account = lookup
     if account is None or account.provider != provider:
         await count(request, None if account is None else account_id, "callbacks_forged")
         return forbidden()
@@ -212,7 +237,7 @@ async def receive_callback(request: Request) -> Response:
         return Response("store unavailable, retry", status_code=503)
     except Unstorable as exc:
         return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
-    return await _acknowledge(request, provider, kind_hint, account_id, row.batch_id)
+    return await _acknowledge(request, adapter, kind_hint, account_id, row.batch_id)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -257,14 +282,14 @@ class CallScripts:
         return script
 
 
-async def _acknowledge(request: Request, provider: str, kind_hint: EventKind, account_id: int,
+async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind, account_id: int,
                        batch_id: uuid.UUID | None) -> Response:
-    """The 2xx each carrier expects: call-control XML for an answer, 204 for Bandwidth, else 200."""
+    """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
         redirect_url, message = await request.app.state.scripts.get(request, account_id, batch_id)
-        media_type, document = answer_document(provider, message=message, redirect_url=redirect_url)
+        media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
         return Response(document, media_type=media_type)
-    return Response(status_code=204 if provider == "bandwidth" else 200)
+    return Response(status_code=adapter.callback_ack_status)
 
 
 # A plain Starlette route: FastAPI's parameter injection costs more per callback than the whole check.

@@ -11,9 +11,6 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.api.deps import answer_http_exception
-from campaigns.api.routes_campaigns import router as campaigns_router
-from campaigns.api.upload_guard import UploadGuard
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
@@ -21,6 +18,9 @@ from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
+from workers.entrypoints.api.deps import answer_http_exception
+from workers.entrypoints.api.routes_campaigns import router as campaigns_router
+from workers.entrypoints.api.upload_guard import UploadGuard
 
 
 @asynccontextmanager

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campaigns.api.deps import ApiError, error_response
 from campaigns.api_keys import verify_api_key_async
 from campaigns.config import get_settings
+from workers.entrypoints.api.deps import ApiError, error_response
 
 UPLOAD_PATH = "/campaigns"
 

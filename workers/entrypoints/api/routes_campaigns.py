@@ -20,8 +20,14 @@ from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import control
-from campaigns.api.deps import DialerRoute, field_error, require_api_key, run_db
-from campaigns.api.schemas import (
+from campaigns.accounts import resolve_account_id
+from campaigns.db import connect
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
+from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
+from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
+from workers.entrypoints.api.schemas import (
     CampaignPage,
     CampaignSettingsOut,
     CampaignStatusOut,
@@ -34,12 +40,6 @@ from campaigns.api.schemas import (
     StateChange,
     format_window,
 )
-from campaigns.db import connect
-from campaigns.errors import InvalidRequest, NotFound
-from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
-from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
-from workers.accounts import resolve_account_id
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
