@@ -102,3 +102,9 @@ def test_unparseable_bodies_and_unknown_routes_answer_in_the_error_shape(client:
                               content=b"{not json"), 422)
     assert _error_shape(client.get("/no-such-route", headers=auth), 404)["error"] == "not_found"
     assert _error_shape(client.delete("/campaigns", headers=auth), 405)["error"] == "method_not_allowed"
+
+
+def test_a_nul_in_a_form_field_is_a_422_not_a_500(client: TestClient, auth: dict[str, str]) -> None:
+    response = client.post("/campaigns", headers=auth, data={"name": "nul", "account": "\x00"},
+                           files={"file": ("a.csv", b"phone\n+14155552671\n", "text/csv")})
+    assert _error_shape(response, 422)["error"] in ("invalid_value", "not_found", "invalid_field")

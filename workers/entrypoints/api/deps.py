@@ -94,6 +94,9 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(422, "invalid_request", str(exc))
     if isinstance(exc, ServiceUnavailable):
         return ApiError(503, "service_unavailable", str(exc))
+    if isinstance(exc, psycopg.DataError):  # a value Postgres cannot take (a NUL, a number out of range)
+        return ApiError(422, "invalid_value", "a value in the request cannot be stored: "
+                        + (str(exc).strip().splitlines() or ["invalid value"])[0])
     if isinstance(exc, psycopg.OperationalError | PoolTimeout):
         log.warning("database unavailable: %s", exc)
         return ApiError(503, "service_unavailable", "Postgres is not reachable; try again shortly")
