@@ -52,21 +52,22 @@ class SafeCsvWriter:
         self.writer.writerow([spreadsheet_safe(cell) for cell in row])
 
 
-def write_rejects_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
-    """Stream the campaign's rejected rows to `handle` (constant memory)."""
+def _stream_csv(conn: psycopg.Connection, name: str, columns: tuple[str, ...], sql: str, campaign_id: int,
+                handle: TextIO) -> None:
+    """A header, then every row of `sql` through a server-side cursor (constant memory), made safe."""
     writer = SafeCsvWriter(handle)
-    writer.writerow(REJECT_COLUMNS)
-    with conn.cursor(name=f"rejects_{campaign_id}") as cur:
-        cur.execute(REJECTS_SQL, (campaign_id,))
+    writer.writerow(columns)
+    with conn.cursor(name=f"{name}_{campaign_id}") as cur:
+        cur.execute(sql, (campaign_id,))
         for row in cur:
             writer.writerow(row)
+
+
+def write_rejects_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
+    """The campaign's rejected rows (line, reason, raw value, detail) as CSV."""
+    _stream_csv(conn, "rejects", REJECT_COLUMNS, REJECTS_SQL, campaign_id, handle)
 
 
 def write_results_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
-    """Stream the results to `handle` through a server-side cursor (constant memory)."""
-    writer = SafeCsvWriter(handle)
-    writer.writerow(RESULT_COLUMNS)
-    with conn.cursor(name=f"results_{campaign_id}") as cur:
-        cur.execute(RESULTS_SQL, (campaign_id,))
-        for row in cur:
-            writer.writerow(row)
+    """Every destination with its last attempt as CSV."""
+    _stream_csv(conn, "results", RESULT_COLUMNS, RESULTS_SQL, campaign_id, handle)

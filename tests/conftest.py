@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -72,3 +73,23 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """A raw autocommit connection to the session database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+# The in-process API client and an API key, for the API test modules (a module may define its own).
+@pytest.fixture(scope="module")
+def client(database_url: str) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from workers.entrypoints.api.app import create_app
+
+    with TestClient(create_app(apply_events=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def auth(database_url: str) -> dict[str, str]:
+    from campaigns.api_keys import create_api_key
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = create_api_key(conn, name="api-tests").key
+    return {"Authorization": f"Bearer {key}"}

@@ -8,26 +8,10 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from campaigns.api_keys import create_api_key
 from campaigns.config import get_settings
-from workers.entrypoints.api.app import create_app
-
-
-@pytest.fixture(scope="module")
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(apply_events=False)) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def auth(database_url: str) -> dict[str, str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        key = create_api_key(conn, name="hardening").key
-    return {"Authorization": f"Bearer {key}"}
 
 
 def _error_shape(response: Any, status: int) -> dict[str, Any]:

@@ -57,3 +57,20 @@ def test_campaign_set_normalises_a_good_caller_id(campaign: int, database_url: s
         row = conn.execute("SELECT caller_id, window_days, timezone_override FROM campaign WHERE id = %s",
                            (campaign,)).fetchone()
     assert row == ("+14155550100", [1, 2, 3, 4, 5], "Europe/Paris")
+
+
+def test_rejects_export_and_display_are_safe_for_spreadsheets_and_terminals(database_url: str,
+                                                                           tmp_path: Path) -> None:
+    """A crafted CSV: a formula in the phone column and an ANSI escape. The export neutralises the formula;
+    the terminal shows the escape instead of obeying it."""
+    report = load_campaign_csv(name=f"cli-rej-{secrets.token_hex(4)}", options=LoadOptions(),
+                               source=io.BytesIO(b"phone\n=HYPERLINK(\"http://x\")\n\x1b[2Jabc\n+14155552671\n"))
+    target = tmp_path / "rejects.csv"
+    out = subprocess.run([DIALER, "campaign", "rejects", str(report.campaign_id), "--csv", str(target)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    exported = target.read_text()
+    assert "'=HYPERLINK" in exported and "\n=HYPERLINK" not in exported and ",=HYPERLINK" not in exported
+    shown = subprocess.run([DIALER, "campaign", "rejects", str(report.campaign_id)], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert "\x1b[2J" not in shown.stdout and "\\x1b" in shown.stdout

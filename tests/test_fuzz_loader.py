@@ -14,9 +14,9 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
+from campaigns.copy_chunks import format_copy_chunk
 from campaigns.csv_source import CsvLimits, CsvStream
 from campaigns.errors import BadInputFile
-from campaigns.copy_chunks import format_copy_chunk
 from campaigns.numbers import NumberPolicy, RejectReason, RowLayout
 
 LIMITS = CsvLimits(max_rows=500, max_field_bytes=512, max_line_bytes=4096)

@@ -17,7 +17,8 @@ import redis
 
 from campaigns.accounts import add_account, load_account
 from campaigns.api_keys import create_api_key
-from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack, wait_until
+from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
+from tests.polling import wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers.providers.signatures import bandwidth_callback_credentials
 
@@ -68,7 +69,7 @@ def ran(database_url: str,
                                       (campaigns,)).fetchall()
                 return all(s[0] in ("completed", "paused") for s in states)
 
-            wait_until(settled, 180, what="leak-check campaigns completed or paused")
+            wait_for(settled, 180, what="leak-check campaigns completed or paused")
         yield sim, stack, ids
 
 
