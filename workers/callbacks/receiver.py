@@ -32,7 +32,13 @@ from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
-from workers.providers.base import AccountCredentials, EventKind, IncomingCallback, ProviderAdapter
+from workers.providers.base import (
+    AccountCredentials,
+    Authenticated,
+    EventKind,
+    IncomingCallback,
+    ProviderAdapter,
+)
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
@@ -117,9 +123,13 @@ async def _forget_nonce(request: Request, key: str | None) -> None:
             log.error("could not forget nonce %s of an unstored callback", key)
 
 
-def _nonce_ttl(ticket: tickets.Ticket | None, now: float) -> int:
-    """A nonce is remembered as long as the URL it was signed with is accepted."""
-    return int(ticket.expires - now) + NONCE_MARGIN_S if ticket else NONCE_TTL_S
+def _nonce_ttl(auth: Authenticated, ticket: tickets.Ticket | None, now: float) -> int:
+    """A signature that leaves the body out (Vobiz V3, V2) can be replayed with any body as long as its URL
+    is accepted: its nonce is remembered that long. One that covers the body (Plivo V3) replays only the
+    same event, which the event key makes a no-op, so a short memory does."""
+    if auth.covers_request or ticket is None:
+        return NONCE_TTL_S
+    return int(ticket.expires - now) + NONCE_MARGIN_S
 
 
 async def _look_up_account(request: Request, account_id: int) -> AccountCredentials | Response | None:
@@ -206,10 +216,11 @@ async def receive_callback(request: Request) -> Response:
     url_secret = callback_url_secret(account_id) if ticket else request.query_params.get("s")
     auth = adapter.authenticate(account, incoming, url_secret)
     # A signature that leaves the query out (Vobiz, V2) vouches for nothing there: only a ticket will do.
-    if auth is None or (ticket is None and not auth.covers_query) or len(auth.nonce or "") > MAX_NONCE_CHARS:
+    unsigned_query = auth is not None and ticket is None and not auth.covers_request
+    if auth is None or unsigned_query or len(auth.nonce or "") > MAX_NONCE_CHARS:
         await count(request, account_id, "callbacks_forged")
         return forbidden()
-    nonce_key = await _claim_nonce(request, provider, account_id, auth.nonce, _nonce_ttl(ticket, now))
+    nonce_key = await _claim_nonce(request, provider, account_id, auth.nonce, _nonce_ttl(auth, ticket, now))
     if isinstance(nonce_key, Response):
         return nonce_key
     try:

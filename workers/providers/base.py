@@ -116,11 +116,11 @@ class IncomingCallback:
 @dataclass(frozen=True)
 class Authenticated:
     """A callback proven to come from the account's carrier. `nonce` is the one the verified signature
-    covers (the replay check claims exactly it); `covers_query` says whether that signature also covers
-    the URL's query (Vobiz V3 and V2 sign the path only)."""
+    covers (the replay check claims exactly it); `covers_request` says whether that signature also covers
+    the URL's query and the parameters (Vobiz V3 and V2 sign scheme://host/path and the nonce only)."""
 
     nonce: str | None = None
-    covers_query: bool = True
+    covers_request: bool = True
 
 
 class ProviderAdapter(ABC):

@@ -203,7 +203,7 @@ class PlivoAdapter(ProviderAdapter):
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
-    v3_signs_query: ClassVar[bool] = True
+    v3_signs_request: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The Call collection URL (PascalCase path, trailing slash)."""
@@ -247,12 +247,12 @@ class PlivoAdapter(ProviderAdapter):
         if nonce:
             expected = self.v3_expected(account, callback, nonce)
             if any([any_signature_matches(headers.get(name), expected) for name in self.v3_headers]):
-                return Authenticated(nonce=nonce, covers_query=self.v3_signs_query)
+                return Authenticated(nonce=nonce, covers_request=self.v3_signs_request)
         nonce = headers.get(self.v2_nonce_header)
         if nonce and account.options.get("accept_v2_signatures"):
             expected = plivo_v2_signature(account.auth_token, callback.url, nonce)
             if any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers]):
-                return Authenticated(nonce=nonce, covers_query=False)  # V2 signs scheme://host/path + nonce
+                return Authenticated(nonce=nonce, covers_request=False)  # V2 signs scheme://host/path + nonce
         return None
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:

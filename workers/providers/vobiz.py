@@ -21,7 +21,7 @@ class VobizAdapter(PlivoAdapter):
     v3_nonce_header: ClassVar[str] = "x-vobiz-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v2", "x-vobiz-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-vobiz-signature-v2-nonce"
-    v3_signs_query: ClassVar[bool] = False
+    v3_signs_request: ClassVar[bool] = False
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """X-Auth-ID / X-Auth-Token."""
