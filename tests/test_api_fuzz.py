@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
@@ -47,6 +47,8 @@ def api_schema(api_stack: tuple[Stack, dict[str, str]]) -> Any:
 def _check(case: Any, stack: Stack, headers: dict[str, str]) -> None:
     response = case.call(base_url=stack.api_url, headers=headers, timeout=30)
     where = f"{case.method} {case.formatted_path}"
+    if response.status_code == 503 and "too many clients" in response.text:
+        reject()  # the shared Postgres turned the connection away: this case says nothing about the API
     assert response.status_code < 500, f"{where}: {response.status_code} {response.text[:300]}"
     if 400 <= response.status_code < 500:
         body = response.json()
