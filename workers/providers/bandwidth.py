@@ -149,6 +149,7 @@ class BandwidthAdapter(ProviderAdapter):
     speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
+    max_ring_timeout_s: ClassVar[int] = MAX_CALL_TIMEOUT  # callTimeout is 1-300
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL; auth_id is the Bandwidth account id."""

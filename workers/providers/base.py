@@ -134,6 +134,7 @@ class ProviderAdapter(ABC):
     # event), the status a stored callback is acknowledged with, and what answers an answer callback:
     # call-control XML whose verb `speak_verb` plays a message, or no document at all.
     callback_nonce_headers: ClassVar[tuple[str, ...]] = ()
+    max_ring_timeout_s: ClassVar[int] = 600  # the longest ring a campaign may ask of this provider
     callback_ack_status: ClassVar[int] = 200
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
     speak_verb: ClassVar[str] = "Speak"

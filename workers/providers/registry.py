@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from campaigns.accounts import register_provider
+from campaigns.provider_options import register_ring_timeout_limit
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
 from workers.providers.plivo import PlivoAdapter
@@ -28,6 +29,7 @@ CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
 
 for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
     register_provider(_adapter.kind, _adapter.default_base_url)
+    register_ring_timeout_limit(_adapter.kind, _adapter.max_ring_timeout_s)
 
 
 def adapter_for(provider: str) -> ProviderAdapter:
