@@ -54,15 +54,16 @@ class TokenBucket:
 class SlidingWindow:
     """At most floor(rate) arrivals in any 1-second window (t - 1, t]: the strict rule a carrier that counts
     arrivals applies. Nothing refills early: a second that saw the whole budget admits nothing more until
-    its first arrival is a full second old. A request larger than the budget is admitted only into an
-    empty window (a carrier queues a big bulk and paces it), and keeps the window full for a second."""
+    its first arrival is a full second old. A bulk larger than the budget is admitted only into an empty
+    window, and (as a carrier queues it and dials it at the CPS) fills one whole window per budget's worth
+    of it: 20 at 8 CPS holds the windows of now, now + 1 s and (4 of 8) now + 2 s."""
 
     __slots__ = ("rate", "stamps", "count")
 
     def __init__(self, rate: float, now: float = 0.0) -> None:
         self.rate = float(rate)
         self.stamps: deque[tuple[float, int]] = deque()
-        self.count = 0
+        self.count = 0  # every entry in `stamps`, including the future windows of a queued bulk
 
     @property
     def capacity(self) -> int:
@@ -80,12 +81,17 @@ class SlidingWindow:
         """Admit n arrivals at `now` and return 0.0, or admit nothing and return the seconds until n fit."""
         self._expire(now)
         cap = self.capacity
-        if self.count + n <= cap or (self.count == 0 and n > cap):
+        if self.count + n <= cap:
             self.stamps.append((now, n))
             self.count += n
             return 0.0
+        if n > cap and self.count == 0:
+            for second in range(math.ceil(n / cap)):
+                self.stamps.append((now + second, min(cap, n - second * cap)))
+            self.count += n
+            return 0.0
         # Wait until enough of the oldest arrivals leave the window (all of them for an oversized bulk).
-        excess = self.count + min(n, cap) - cap if n <= cap else self.count
+        excess = self.count + n - cap if n <= cap else self.count
         freed = 0
         for stamp, k in self.stamps:
             freed += k

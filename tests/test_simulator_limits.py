@@ -51,9 +51,10 @@ def test_sliding_window_never_admits_more_than_cps_arrivals_in_any_second() -> N
     assert strict.try_take(1, 1.0) == 0.0  # the arrival at 0.0 left the window (t - 1, t]
     assert strict.try_take(2, 1.05) == pytest.approx(0.15)  # two must leave: 0.1 and 0.2 (+1 s)
     bulk = SlidingWindow(5)
-    assert bulk.try_take(10, 0.0) == 0.0  # an oversized bulk only into an empty window
-    assert bulk.try_take(1, 0.999) == pytest.approx(0.001)
-    assert bulk.try_take(1, 1.0) == 0.0
+    assert bulk.try_take(12, 0.0) == 0.0  # an oversized bulk only into an empty window, dialed at 5 CPS
+    assert bulk.try_take(1, 1.5) == pytest.approx(0.5)  # it holds the windows of 0 s, 1 s and 2 s (2 of 5)
+    assert bulk.try_take(3, 2.0) == 0.0
+    assert bulk.try_take(1, 2.5) == pytest.approx(0.5)
 
 
 @pytest.fixture(scope="module")
