@@ -156,7 +156,7 @@ class FaultRun:
         return False
 
     # figures ------------------------------------------------------------------------------------------
-    def figures(self, settle_s: float = 30.0) -> Figures:
+    def figures(self, settle_s: float = 30.0, **notes: Any) -> Figures:
         try:
             self.sim.wait_idle(settle_s)
         except TimeoutError:
@@ -179,6 +179,7 @@ class FaultRun:
             throttled_429=int(stats.get("rejected_429", 0)),
             final=self.statuses(),
             elapsed_s=(self.ended or time.monotonic()) - self.started,
+            notes=notes,
         )
         if FIGURES_FILE:
             with Path(FIGURES_FILE).open("a") as out:
@@ -223,11 +224,12 @@ class FaultRun:
 
 class WorkerKiller:
     """`during` for FaultRun.until_complete: SIGKILL a random worker every `period` s (while `while_()`
-    holds, if given) and start a new one in its place."""
+    holds, if given) and start a new one in its place. `host=True` kills every worker at once instead,
+    as when a host dies: whatever any of them held is certainly lost, so the scenario always tests it."""
 
     def __init__(self, stack: Stack, period: float, seed: int = 9,
-                 while_: Callable[[], bool] | None = None) -> None:
-        self.stack, self.period, self.while_ = stack, period, while_
+                 while_: Callable[[], bool] | None = None, host: bool = False) -> None:
+        self.stack, self.period, self.while_, self.host = stack, period, while_, host
         self.rng = random.Random(seed)
         self.next_at = time.monotonic() + period
         self.kills = 0
@@ -240,11 +242,13 @@ class WorkerKiller:
                 return
             if self.while_ is not None and not self.while_():
                 return
-            victim = self.rng.choice(self.stack.workers)
-            self.stack.kill_worker(victim)
-            self.stack.workers.remove(victim)
-            self.stack.start_worker(next(self._index))
-            self.kills += 1
+            victims = list(self.stack.workers) if self.host else [self.rng.choice(self.stack.workers)]
+            for victim in victims:
+                self.stack.kill_worker(victim)
+                self.stack.workers.remove(victim)
+            for _ in victims:
+                self.stack.start_worker(next(self._index))
+            self.kills += len(victims)
             self.next_at = time.monotonic() + self.period
 
 
