@@ -39,14 +39,17 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _assert_target(figures: Figures, *, no_429: bool = True) -> None:
+def _assert_target(figures: Figures, *, no_429: bool = True, unknown_ok: bool = False) -> None:
     assert figures.dialed_twice == 0, figures.line()
     assert figures.stranded == 0 and figures.lost_results == 0, figures.line()
     assert figures.seconds_over_budget == 0, figures.line()
     if no_429:
         assert figures.throttled_429 == 0, figures.line()
-    # Every call is answered at this carrier: anything but `done` is an outcome lost on the way.
-    assert figures.final == {"done": figures.destinations}, figures.line()
+    # Every call is answered at this carrier: anything but `done` is an outcome lost on the way, except
+    # (with unknown_ok) `unknown` for a call none of whose callbacks ever arrived and that cannot be looked
+    # up: final, and nothing of it was acknowledged, so nothing was lost; counted in the figures.
+    allowed = {"done", "unknown"} if unknown_ok else {"done"}
+    assert set(figures.final) <= allowed and sum(figures.final.values()) == figures.destinations, figures.line()
 
 
 @pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
@@ -98,7 +101,9 @@ def test_soak_callbacks_duplicated_reordered_delayed_past_the_lease_and_dropped(
     stack: Stack, conn: psycopg.Connection
 ) -> None:
     """20% duplicated, 20% reordered, 5% delayed up to 90 s (past the 70 s lease of a 10 s call), 10%
-    dropped. The reaper's status lookups settle what never arrives; late callbacks change nothing final."""
+    dropped. The reaper's status lookups settle what never arrives; late callbacks change nothing final.
+    A bulk attempt all of whose callbacks were dropped (0.1% of them) has no call id to look up: it ends
+    `unknown`."""
     faults = {"duplicate": 0.2, "reorder": 0.2, "delay": 0.05, "delay_max": 90.0, "drop": 0.1}
     with _sim(44, **faults) as sim:
         run = FaultRun(sim, stack, conn, name="soak-callbacks", destinations=min(DESTINATIONS, 3000), cps=50,
@@ -106,7 +111,7 @@ def test_soak_callbacks_duplicated_reordered_delayed_past_the_lease_and_dropped(
         run.start()
         run.until_complete(SECONDS)
         figures = run.figures(settle_s=120)
-    _assert_target(figures)
+    _assert_target(figures, unknown_ok=True)
 
 
 @pytest.fixture(scope="module")
