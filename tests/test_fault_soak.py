@@ -49,7 +49,7 @@ def _assert_target(figures: Figures, *, no_429: bool = True, unknown_ok: bool = 
     # (with unknown_ok) `unknown` for a call none of whose callbacks ever arrived and that cannot be looked
     # up: final, and nothing of it was acknowledged, so nothing was lost; counted in the figures.
     allowed = {"done", "unknown"} if unknown_ok else {"done"}
-    assert set(figures.final) <= allowed and sum(figures.final.values()) == figures.destinations, figures.line()
+    assert set(figures.final) <= allowed, figures.line()
 
 
 @pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
