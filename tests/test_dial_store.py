@@ -9,6 +9,7 @@ import psycopg
 
 from campaigns.secrets_box import encrypt
 from workers.dial_store import QueuedDestination, StartedAttempt, hand_back_never_sent, mark_sending
+from workers.ratelimit.slots import slot_member
 
 
 def _committed_attempt(conn: psycopg.Connection, age_s: int) -> StartedAttempt:
@@ -32,13 +33,13 @@ def _committed_attempt(conn: psycopg.Connection, age_s: int) -> StartedAttempt:
         "now() + interval '1 hour') RETURNING id",
         (destination, campaign, account, age_s),
     ).fetchone()[0]
-    return StartedAttempt(attempt, QueuedDestination(destination, "+12125550100", "UTC", 0))
+    return StartedAttempt(attempt, QueuedDestination(destination, "+12125550100", "UTC", 0, attempt))
 
 
 def test_an_attempt_never_sent_is_handed_back_and_can_no_longer_be_sent(db: psycopg.Connection) -> None:
     attempt = _committed_attempt(db, age_s=60)
     handed = hand_back_never_sent(db, older_than_s=15)
-    assert (attempt.destination.id, 1) in {(int(m.split(":")[0]), int(m.split(":")[1])) for _, _, m in handed}
+    assert slot_member(attempt.attempt_id) in {m for _, _, m in handed}, "its own slot is freed"
     status = db.execute(
         "SELECT status, attempts_made FROM destination WHERE id = %s", (attempt.destination.id,)
     ).fetchone()
@@ -50,7 +51,7 @@ def test_an_attempt_marked_as_sending_is_never_handed_back(db: psycopg.Connectio
     attempt = _committed_attempt(db, age_s=60)
     assert mark_sending(db, [attempt]) == {attempt.attempt_id}
     handed = hand_back_never_sent(db, older_than_s=15)
-    assert f"{attempt.destination.id}:1" not in {m for _, _, m in handed}
+    assert slot_member(attempt.attempt_id) not in {m for _, _, m in handed}
     status = db.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt.attempt_id,)).fetchone()
     assert status == ("dialing",), "it may have reached the carrier: only a callback or the lease resolves it"
 
@@ -58,5 +59,5 @@ def test_an_attempt_marked_as_sending_is_never_handed_back(db: psycopg.Connectio
 def test_a_recent_unsent_attempt_is_left_to_its_worker(db: psycopg.Connection) -> None:
     attempt = _committed_attempt(db, age_s=0)
     handed = hand_back_never_sent(db, older_than_s=15)
-    assert f"{attempt.destination.id}:1" not in {m for _, _, m in handed}
+    assert slot_member(attempt.attempt_id) not in {m for _, _, m in handed}
     assert mark_sending(db, [attempt]) == {attempt.attempt_id}

@@ -258,7 +258,7 @@ def _members(started: list[store.StartedAttempt]) -> list[str]:
 
 def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
     """A bulk refused as a whole (400): undo it and send each destination alone, so only the bad one fails."""
-    store.requeue_for_single_dial(chunk.ctx.conn, started)
+    store.undo_unsent_attempts(chunk.ctx.conn, started, None, back_to="queued")
     chunk.release(started)
     for attempt in started:
         single = store.queued_destinations(chunk.ctx.conn, [attempt.destination.id])

@@ -23,6 +23,7 @@ from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
+from workers.ratelimit.slots import slot_member
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
     budgets.release(
         attempt["account_id"],
         attempt["campaign_id"],
-        [f"{attempt['destination_id']}:{attempt['attempt_no']}"],
+        [slot_member(attempt["id"])],
     )
     return True
 
@@ -157,7 +158,7 @@ def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
         f"AND {sql_in('status', OPEN_ATTEMPT)}",
         (lease_s, attempt["id"]),
     )
-    member = f"{attempt['destination_id']}:{attempt['attempt_no']}"
+    member = slot_member(attempt["id"])
     if not budgets.renew(attempt["account_id"], attempt["campaign_id"], member, lease_s):
         # The slot expired meanwhile: take it back so the budget counts this call (even past the max).
         budgets.acquire(attempt["account_id"], attempt["campaign_id"], [member], 10**9, None, lease_s)
