@@ -44,12 +44,12 @@ def test_an_attempt_never_sent_is_handed_back_and_can_no_longer_be_sent(db: psyc
         "SELECT status, attempts_made FROM destination WHERE id = %s", (attempt.destination.id,)
     ).fetchone()
     assert status == ("pending", 0), "the destination goes back to be dialed, the attempt does not count"
-    assert mark_sending(db, [attempt]) == set(), "a worker waking now must not send it"
+    assert mark_sending(db, [attempt]).marked == set(), "a worker waking now must not send it"
 
 
 def test_an_attempt_marked_as_sending_is_never_handed_back(db: psycopg.Connection) -> None:
     attempt = _committed_attempt(db, age_s=60)
-    assert mark_sending(db, [attempt]) == {attempt.attempt_id}
+    assert mark_sending(db, [attempt]).marked == {attempt.attempt_id}
     handed = hand_back_never_sent(db, older_than_s=15)
     assert slot_member(attempt.attempt_id) not in {m for _, _, m in handed}
     status = db.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt.attempt_id,)).fetchone()
@@ -60,4 +60,4 @@ def test_a_recent_unsent_attempt_is_left_to_its_worker(db: psycopg.Connection) -
     attempt = _committed_attempt(db, age_s=0)
     handed = hand_back_never_sent(db, older_than_s=15)
     assert slot_member(attempt.attempt_id) not in {m for _, _, m in handed}
-    assert mark_sending(db, [attempt]) == {attempt.attempt_id}
+    assert mark_sending(db, [attempt]).marked == {attempt.attempt_id}

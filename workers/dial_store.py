@@ -149,8 +149,18 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     return [QueuedDestination(*row) for row in rows]
 
 
+def on_dnc_sql(number_sql: str) -> str:
+    """The dial-time do-not-call lookup as an SQL condition on a number expression: the one definition both
+    the chunk's screen (`dnc_numbers`) and the per-request check (`mark_sending`) use. Per-account lists
+    extend it here."""
+    return f"EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql})"
+
+
 def dnc_numbers(conn: psycopg.Connection, numbers: list[str]) -> set[str]:
-    rows = conn.execute("SELECT number FROM dnc_number WHERE number = ANY(%s)", (numbers,)).fetchall()
+    """Which of these numbers may not be called (through `on_dnc_sql`)."""
+    rows = conn.execute(
+        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n')}", (numbers,)
+    ).fetchall()
     return {row[0] for row in rows}
 
 
@@ -206,15 +216,15 @@ def undo_unsent_attempts(
     not_before: datetime | None,
     *,
     back_to: str = "pending",
-) -> None:
+) -> int:
     """No call exists (429, auth, balance, a refused bulk, no tokens in time): undo the attempts still
     `dialing`, and move back only the destinations whose current attempt was one of them. `back_to` is
     `queued` when this task will send them again itself (within the claim lease), `pending` to hand them to
-    the dispatcher from `not_before`."""
+    the dispatcher from `not_before`. Returns how many destinations moved back."""
     if not attempts:
-        return
+        return 0
     ids = [a.attempt_id for a in attempts]
-    conn.execute(_UNDO_UNSENT, (ids, back_to, back_to, QUEUED_LEASE_S, not_before))
+    return conn.execute(_UNDO_UNSENT, (ids, back_to, back_to, QUEUED_LEASE_S, not_before)).rowcount
 
 
 def fail_attempts(
@@ -234,9 +244,11 @@ def fail_attempts(
 
 
 def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:
-    """Sent with no answer: the call may be live. Leave it `dialing` for a callback or the reaper."""
+    """Sent with no usable answer: the call may be live. Leave it `dialing` for a callback, a status lookup
+    or its evidence window (workers.send_evidence); one a callback already moved on is left as it is."""
     conn.execute(
-        "UPDATE call_attempt SET error_message = %s, sent_at = coalesce(sent_at, now()) WHERE id = ANY(%s)",
+        "UPDATE call_attempt SET error_message = %s, sent_at = coalesce(sent_at, now()) "
+        "WHERE id = ANY(%s) AND status = 'dialing'",
         (message[:2000], [a.attempt_id for a in attempts]),
     )
 
@@ -262,16 +274,44 @@ def record_sent(conn: psycopg.Connection, rows: list[tuple[int, str | None, str 
     )
 
 
-def mark_sending(conn: psycopg.Connection, attempts: list[StartedAttempt]) -> set[int]:
-    """Mark attempts as about to be sent, just before the request: an attempt without `sent_at` provably
-    never reached the carrier, so the reaper may hand it back for dialing. Returns the ids marked; one the
-    reaper handed back meanwhile is not marked and must not be sent."""
-    rows = conn.execute(
-        "UPDATE call_attempt SET sent_at = now() "
-        "WHERE id = ANY(%s) AND status = 'dialing' AND sent_at IS NULL RETURNING id",
-        ([a.attempt_id for a in attempts],),
-    ).fetchall()
-    return {row[0] for row in rows}
+_MARK_SENDING = f"""
+WITH candidate AS (
+    SELECT a.id, c.state = 'running' AS running, {on_dnc_sql("d.number")} AS on_dnc
+    FROM call_attempt a JOIN destination d ON d.id = a.destination_id JOIN campaign c ON c.id = a.campaign_id
+    WHERE a.id = ANY(%s) AND a.status = 'dialing' AND a.sent_at IS NULL
+    ORDER BY a.id FOR UPDATE OF a
+), marked AS (
+    UPDATE call_attempt a SET sent_at = now() FROM candidate
+    WHERE a.id = candidate.id AND candidate.running AND NOT candidate.on_dnc
+)
+SELECT id, running, on_dnc FROM candidate
+"""
+
+
+@dataclass(frozen=True)
+class MarkResult:
+    """What the last check before a request found: the attempts marked (send these), those whose campaign
+    is no longer running or whose number is now on a do-not-call list (undo these), and by omission those
+    the reaper handed back meanwhile (not ours any more: only free their slots)."""
+
+    marked: set[int]
+    not_running: set[int]
+    on_dnc: set[int]
+
+
+def mark_sending(conn: psycopg.Connection, attempts: list[StartedAttempt]) -> MarkResult:
+    """Mark attempts as about to be sent, just before the request, if their campaign still runs and their
+    number is not on a do-not-call list: the last check before a call, in the same round trip as the mark.
+    An attempt without `sent_at` provably never reached the carrier, so the reaper may hand it back for
+    dialing; the row lock makes the mark and that hand-back exclude each other."""
+    if not attempts:
+        return MarkResult(set(), set(), set())
+    rows = conn.execute(_MARK_SENDING, ([a.attempt_id for a in attempts],)).fetchall()
+    return MarkResult(
+        marked={r[0] for r in rows if r[1] and not r[2]},
+        not_running={r[0] for r in rows if not r[1]},
+        on_dnc={r[0] for r in rows if r[1] and r[2]},
+    )
 
 
 def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[tuple[int, int, str]]:

@@ -211,9 +211,9 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     grant, sending = _book_and_mark(chunk, started)
     if not grant.granted:
         not_before = ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
-        store.undo_unsent_attempts(conn, sending or started, not_before, back_to="pending")
-        chunk.release(sending or started)
-        report.handed_back += len(sending or started)
+        unsent = sending or started
+        report.handed_back += store.undo_unsent_attempts(conn, unsent, not_before, back_to="pending")
+        chunk.release(unsent)
         return RequestResult(stop_until=not_before)
     if len(sending) != len(started):
         started = sending
@@ -243,7 +243,10 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     except Transient as exc:
         return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
     except Ambiguous as exc:
-        store.note_ambiguous(conn, started, f"no answer from carrier: {exc.message}")
+        # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
+        # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
+        # (workers.send_evidence); a callback that came first has already moved it on, and is kept.
+        store.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON
     _record_accepted(chunk, started, accepted)
@@ -282,16 +285,18 @@ def _fail_rejected(chunk: ChunkDial, started: list[store.StartedAttempt], exc: R
 def _retry_transient(
     chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, exc: Transient
 ) -> datetime:
-    """5xx or no connection: nothing was placed. Each destination retries after its own jittered backoff."""
+    """The carrier said outright that nothing was placed (no connection, 503 with Retry-After): free the
+    slots and tokens; each destination retries after its own jittered backoff, at least Retry-After."""
     ctx = chunk.ctx
     now = ctx.now()
     chunk.release(started)
     ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
     for attempt in started:
         attempt_no = attempt.destination.next_attempt_no
-        backoff = full_jitter_backoff(
+        jitter = full_jitter_backoff(
             attempt_no, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
         )
+        backoff = max(exc.retry_after or 0.0, jitter)
         step = after_transient_error(attempt_no, now, backoff)
         store.fail_attempts(
             ctx.conn,
@@ -311,11 +316,22 @@ def _book_and_mark(
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
-        marked = store.mark_sending(chunk.ctx.conn, started)
-        sending.extend(a for a in started if a.attempt_id in marked)
-        handed_back = [a for a in started if a.attempt_id not in marked]
-        if handed_back:  # the reaper took them back (this thread woke very late): not ours to send
-            chunk.release(handed_back)
+        """The last checks before the request (invariant 5): calling window (pure), then campaign still
+        running and number not on a do-not-call list, read in the mark's own round trip."""
+        ctx, campaign = chunk.ctx, chunk.campaign
+        now = ctx.now()
+        in_window = [
+            a for a in started
+            if is_callable_now(campaign.window, campaign.timezone_override or a.destination.timezone, now)
+        ]
+        result = store.mark_sending(ctx.conn, in_window)
+        sending.extend(a for a in in_window if a.attempt_id in result.marked)
+        refused = [a for a in started if a.attempt_id not in result.marked and (
+            a not in in_window or a.attempt_id in result.not_running or a.attempt_id in result.on_dnc)]
+        # Paused, on a list now, or out of hours: no call, no attempt; screened again when next due. The
+        # others not marked were handed back by the reaper (this thread woke very late): not ours any more.
+        chunk.report.handed_back += store.undo_unsent_attempts(ctx.conn, refused, None, back_to="pending")
+        chunk.release([a for a in started if a.attempt_id not in result.marked])
         return bool(sending)
 
     campaign = chunk.campaign

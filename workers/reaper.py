@@ -1,5 +1,8 @@
-"""The reaper: attempts past their lease with no final event are reconciled with the carrier or marked
-`unknown`; their slots are freed and the retry policy decides what follows. Nothing stays open forever."""
+"""The reaper: the owner of every open attempt once its deadline passes. Attempts committed but never marked
+as sending are handed back; sends never answered are settled by evidence once their window closes
+(workers.send_evidence); attempts past their lease with no final event are reconciled with the carrier or
+marked `unknown`; destinations left live whose attempt is final or gone are repaired. Their slots are freed
+and the retry policy decides what follows. Nothing stays open forever."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 from workers.ratelimit.slots import slot_member
+from workers.send_evidence import settle_unanswered_sends
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class ReapReport:
     unknown: int = 0
     still_live: int = 0  # the carrier says the call goes on: lease and slot extended
     never_sent: int = 0  # committed but its worker died before sending: handed back for dialing
+    settled_placed: int = 0  # an unanswered send with a sign of its call: left to callbacks and lease
+    never_placed: int = 0  # an unanswered send with no sign within its evidence window: retried or unknown
 
 
 def _expired_attempts(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -133,6 +139,8 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
     for account_id, campaign_id, member in hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
         budgets.release(account_id, campaign_id, [member])
         report.never_sent += 1
+    evidence = settle_unanswered_sends(conn, budgets, now)
+    report.settled_placed, report.never_placed = evidence.placed, evidence.never_placed
     for attempt in _expired_attempts(conn):
         report.expired += 1
         answer = _reconcile(conn, client, attempt)
