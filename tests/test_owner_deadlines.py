@@ -55,8 +55,9 @@ class Lone:
         row = self.conn.execute(
             "INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, batch_id, "
             "status, created_at, sent_at, lease_expires_at, request_uuid, call_uuid) "
-            "VALUES (%s, %s, %s, %s, %s, %s, now() - make_interval(secs => %s), CASE WHEN %s::float IS NULL THEN NULL "
-            "ELSE now() - make_interval(secs => %s::float) END, now() + make_interval(secs => %s), %s, %s) "
+            "VALUES (%s, %s, %s, %s, %s, %s, now() - make_interval(secs => %s), "
+            "CASE WHEN %s::float IS NULL THEN NULL ELSE now() - make_interval(secs => %s::float) END, "
+            "now() + make_interval(secs => %s), %s, %s) "
             "RETURNING id",
             (self.destination_id, self.campaign_id, self.account_id, attempt_no, uuid.uuid4(), status, age_s,
              sent_age_s, sent_age_s, lease_in_s, ids.get("request_uuid"), ids.get("call_uuid"))).fetchone()

@@ -174,7 +174,8 @@ _BACK_TO_PENDING = """
 UPDATE destination d SET status = 'pending', next_attempt_at = NULL, updated_at = now(),
     attempts_made = (SELECT coalesce(max(attempt_no), 0) FROM call_attempt WHERE destination_id = d.id)
 WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
-  AND NOT EXISTS (SELECT 1 FROM call_attempt a WHERE a.destination_id = d.id AND a.attempt_no = d.attempts_made)
+  AND NOT EXISTS (SELECT 1 FROM call_attempt a
+                  WHERE a.destination_id = d.id AND a.attempt_no = d.attempts_made)
 """
 _MOVE_ON = """
 UPDATE destination d SET status = %s, outcome = %s, next_attempt_at = %s, updated_at = now()
