@@ -8,7 +8,14 @@ import uuid
 import psycopg
 
 from campaigns.secrets_box import encrypt
-from workers.dial_store import QueuedDestination, StartedAttempt, hand_back_never_sent, mark_sending
+from workers.dial_store import (
+    QueuedDestination,
+    StartedAttempt,
+    dnc_numbers,
+    hand_back_never_sent,
+    mark_sending,
+    undo_unsent_attempts,
+)
 from workers.ratelimit.slots import slot_member
 
 
@@ -61,3 +68,32 @@ def test_a_recent_unsent_attempt_is_left_to_its_worker(db: psycopg.Connection) -
     handed = hand_back_never_sent(db, older_than_s=15)
     assert slot_member(attempt.attempt_id) not in {m for _, _, m in handed}
     assert mark_sending(db, [attempt]).marked == {attempt.attempt_id}
+
+
+def test_the_mark_before_each_request_refuses_a_paused_campaign_and_a_number_now_on_dnc(
+    db: psycopg.Connection,
+) -> None:
+    paused = _committed_attempt(db, age_s=0)
+    db.execute("UPDATE campaign SET state = 'paused' WHERE id = (SELECT campaign_id FROM call_attempt "
+               "WHERE id = %s)", (paused.attempt_id,))
+    result = mark_sending(db, [paused])
+    assert (result.marked, result.not_running) == (set(), {paused.attempt_id}), "paused: no call"
+    listed = _committed_attempt(db, age_s=0)
+    db.execute("INSERT INTO dnc_number (number) VALUES ('+12125550100') ON CONFLICT DO NOTHING")
+    try:
+        result = mark_sending(db, [listed])
+        assert (result.marked, result.on_dnc) == (set(), {listed.attempt_id}), "on the list now: no call"
+        assert dnc_numbers(db, ["+12125550100", "+12125550199"]) == {"+12125550100"}
+    finally:
+        db.execute("DELETE FROM dnc_number WHERE number = '+12125550100'")
+
+
+def test_an_undo_moves_back_only_a_destination_whose_current_attempt_it_undid(db: psycopg.Connection) -> None:
+    stale = _committed_attempt(db, age_s=60)
+    hand_back_never_sent(db, older_than_s=15)  # the reaper took it back
+    db.execute("UPDATE destination SET status = 'dialing', attempts_made = 1 WHERE id = %s",
+               (stale.destination.id,))  # and another worker dialed it again
+    assert undo_unsent_attempts(db, [stale], None) == 0
+    row = db.execute("SELECT status, attempts_made FROM destination WHERE id = %s",
+                     (stale.destination.id,)).fetchone()
+    assert row == ("dialing", 1)
