@@ -8,12 +8,12 @@ import uuid
 import psycopg
 
 from campaigns.secrets_box import encrypt
+from workers.attempt_marks import mark_sending
 from workers.dial_store import (
     QueuedDestination,
     StartedAttempt,
     dnc_numbers,
     hand_back_never_sent,
-    mark_sending,
     undo_unsent_attempts,
 )
 from workers.ratelimit.slots import slot_member

@@ -26,6 +26,7 @@ from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_C
 from campaigns.states import DestinationStatus
 from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
+from workers import attempt_marks as marks
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.chunk_sizing import request_size, sends_in_bulk
@@ -246,7 +247,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
         # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
         # (workers.send_evidence); a callback that came first has already moved it on, and is kept.
-        store.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
+        marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON
     _record_accepted(chunk, started, accepted)
@@ -316,22 +317,10 @@ def _book_and_mark(
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
-        """The last checks before the request (invariant 5): calling window (pure), then campaign still
-        running and number not on a do-not-call list, read in the mark's own round trip."""
-        ctx, campaign = chunk.ctx, chunk.campaign
-        now = ctx.now()
-        in_window = [
-            a for a in started
-            if is_callable_now(campaign.window, campaign.timezone_override or a.destination.timezone, now)
-        ]
-        result = store.mark_sending(ctx.conn, in_window)
-        sending.extend(a for a in in_window if a.attempt_id in result.marked)
-        refused = [a for a in started if a.attempt_id not in result.marked and (
-            a not in in_window or a.attempt_id in result.not_running or a.attempt_id in result.on_dnc)]
-        # Paused, on a list now, or out of hours: no call, no attempt; screened again when next due. The
-        # others not marked were handed back by the reaper (this thread woke very late): not ours any more.
-        chunk.report.handed_back += store.undo_unsent_attempts(ctx.conn, refused, None, back_to="pending")
-        chunk.release([a for a in started if a.attempt_id not in result.marked])
+        check = marks.last_check(chunk.ctx.conn, chunk.campaign, started, chunk.ctx.now())
+        sending.extend(check.sending)
+        chunk.report.handed_back += check.handed_back
+        chunk.release(check.not_sent)
         return bool(sending)
 
     campaign = chunk.campaign
@@ -364,7 +353,7 @@ def _record_accepted(chunk: ChunkDial, started: list[store.StartedAttempt], acce
             next_attempt_at=None,
         )
         chunk.release(match.refused)
-    store.record_sent(conn, match.sent)
+    marks.record_sent(conn, match.sent)
     ids = match.provider_ids(accepted)
     if ids and store.has_unapplied_events(conn, ids):
         apply_events_for_ids(conn, ids)
