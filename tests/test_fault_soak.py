@@ -19,8 +19,10 @@ import pytest
 from tests.engine_harness import Stack, running_stack
 from tests.fault_harness import FaultRun, Figures, WorkerKiller, soak_seconds
 from tests.private_services import PrivateRedis, pointed_at, private_redis
-from tests.test_fault_suite import ENGINE_REDIALS, ENGINE_STRANDS, _sim
+from tests.test_fault_suite import _sim
 
+ENGINE_STRANDS = "issue 9 engine: expired queued leases are never reclaimed once nothing else is due"
+ENGINE_REDIALS = "issue 9 engine: a 5xx after placement is ambiguous, never a blind redial"
 ENGINE_AMBIGUOUS = "issue 9 engine: an ambiguous send is settled by evidence, then redialled or kept"
 SECONDS = soak_seconds(600)
 DESTINATIONS = int(os.environ.get("SOAK_DESTINATIONS", "20000"))

@@ -20,8 +20,6 @@ pytestmark = pytest.mark.timeout(300)
 
 SPEED = 20.0
 CALLBACKS = {"attempts": 6, "backoff": 10.0, "backoff_factor": 1.5, "timeout": 5.0}
-ENGINE_STRANDS = "issue 9 engine: expired queued leases are never reclaimed once nothing else is due"
-ENGINE_REDIALS = "issue 9 engine: a 5xx after placement is ambiguous, never a blind redial"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +64,6 @@ def test_worker_sigkills_never_dial_twice_nor_break_the_budget(killed: Figures) 
     assert figures.lost_results == 0
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
 def test_worker_sigkills_strand_nobody_and_the_campaign_completes(killed: Figures) -> None:
     figures = killed
     assert figures.stranded == 0, figures.line()
@@ -83,9 +80,8 @@ def placed_5xx(stack: Stack, database_url: str) -> Iterator[Figures]:
         yield run.figures()
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_REDIALS)
 def test_placed_but_5xx_dials_nobody_twice_and_keeps_the_first_calls_result(placed_5xx: Figures) -> None:
-    # Today a placed-but-5xx send is retried (dialed twice) and its tokens refunded (over budget).
+    # An ambiguous send keeps its tokens and its attempt: the first call's callbacks settle it.
     assert placed_5xx.dialed_twice == 0, placed_5xx.line()
     assert placed_5xx.lost_results == 0 and placed_5xx.stranded == 0
     assert placed_5xx.seconds_over_budget == 0 and placed_5xx.throttled_429 == 0
