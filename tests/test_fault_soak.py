@@ -54,7 +54,6 @@ def _assert_target(figures: Figures, *, no_429: bool = True, unknown_ok: bool = 
     assert set(figures.final) <= allowed, figures.line()
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
 @pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
 def test_soak_worker_sigkill_every_5s_until_complete(
     stack: Stack, conn: psycopg.Connection, bulk: bool
@@ -70,7 +69,6 @@ def test_soak_worker_sigkill_every_5s_until_complete(
     _assert_target(figures)
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_REDIALS)
 def test_soak_placed_but_5xx_3_percent(stack: Stack, conn: psycopg.Connection) -> None:
     with _sim(42, api_placed_5xx=0.03) as sim:
         run = FaultRun(sim, stack, conn, name="soak-placed-5xx", destinations=min(DESTINATIONS, 1000), cps=50,
