@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.engine_harness import Stack, running_stack
-from tests.fault_harness import FaultRun, Figures, WorkerKiller, soak_seconds
+from tests.fault_harness import FaultRun, Figures, WorkerKiller, soak_seconds, supervise
 from tests.private_services import PrivateRedis, pointed_at, private_redis
 from tests.test_fault_suite import ENGINE_REDIALS, ENGINE_STRANDS, _sim
 
@@ -144,6 +144,6 @@ def test_soak_redis_flushed_and_restarted_mid_campaign(
         while run.dialed() < run.size * 3 // 5:
             time.sleep(0.2)
         redis_server.restart(down_s=1.0)
-        run.until_complete(SECONDS)
+        run.until_complete(SECONDS, during=supervise(private_stack))
         figures = run.figures(settle_s=60)
     _assert_target(figures)

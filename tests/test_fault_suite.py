@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.engine_harness import Stack, running_stack
-from tests.fault_harness import QUICK_CALLS, FaultRun, Figures, WorkerKiller
+from tests.fault_harness import QUICK_CALLS, FaultRun, Figures, KillAsTheClaimsEnd
 from tests.sim_helpers import start_simulator
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,33 +42,52 @@ def _sim(seed: int, **faults: Any) -> Any:
     return start_simulator(config, speed=SPEED, seed=seed)
 
 
-@pytest.fixture(scope="module", params=["single", "bulk"])
-def killed(request: pytest.FixtureRequest, stack: Stack, database_url: str) -> Iterator[Figures]:
-    """Single-destination requests while one worker is SIGKILLed every 3 s; bulk requests while every
-    worker is, every 6 s (a host dying: a bulk task is short, so a single kill could miss all of them)."""
-    kind = request.param
+@pytest.fixture(scope="module")
+def killed(stack: Stack, database_url: str) -> Iterator[dict[str, Figures]]:
+    """A single-destination and a bulk campaign side by side; a worker SIGKILLed every 3 s while either
+    has destinations to claim, and every worker at once as each one's last destination is claimed (so
+    its tail is certainly lost, with nothing else due). Then the queued leases (30 s) run out and what
+    the dead workers held must be reclaimed and dialed."""
     with _sim(21) as sim, psycopg.connect(database_url) as conn:
-        run = FaultRun(sim, stack, conn, name=f"kill-{kind}", destinations=150, cps=25, bulk=kind == "bulk")
-        run.start()
-        # Kills while destinations are still being claimed; then the queued leases (30 s) must run out and
-        # the dispatcher reclaim what the dead workers held, with nothing else left due in the campaign.
-        killer = WorkerKiller(stack, period=6.0 if kind == "bulk" else 3.0, host=kind == "bulk",
-                              while_=lambda: bool(run.statuses().get("pending")))
-        run.until_complete(50, during=killer)
-        yield run.figures(kills=killer.kills)
+        runs = [FaultRun(sim, stack, conn, name=f"kill-{kind}", destinations=200, cps=25, bulk=kind == "bulk")
+                for kind in ("single", "bulk")]
+        for run in runs:
+            run.start()
+        killers = [KillAsTheClaimsEnd(stack, run, period=3.0) for run in runs]
+
+        def kill() -> None:
+            for killer in killers:
+                killer()
+
+        deadline = time.monotonic() + 60
+        for run in runs:
+            run.until_complete(max(1.0, deadline - time.monotonic()), during=kill)
+        yield {run.name.split("-")[1]: run.figures(kills=killer.kills)
+               for run, killer in zip(runs, killers, strict=True)}
 
 
-def test_worker_sigkills_never_dial_twice_nor_break_the_budget(killed: Figures) -> None:
-    figures = killed
-    assert figures.notes["kills"] >= 2, "the scenario killed too few workers to prove anything"
+@pytest.mark.parametrize("kind", ["single", "bulk"])
+def test_worker_sigkills_never_dial_twice_nor_break_the_budget(killed: dict[str, Figures], kind: str) -> None:
+    figures = killed[kind]
+    assert figures.notes["kills"] >= 5, "a worker killed while claiming, then every worker"
     assert figures.dialed_twice == 0
     assert figures.seconds_over_budget == 0 and figures.throttled_429 == 0
     assert figures.lost_results == 0
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
-def test_worker_sigkills_strand_nobody_and_the_campaign_completes(killed: Figures) -> None:
-    figures = killed
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("single", marks=pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)),
+        # A bulk task marks its destinations `dialing` at once, so the final host kill strands queued bulk
+        # work only when it catches a chunk not yet started: this fails on some runs only, until the fix.
+        pytest.param("bulk", marks=pytest.mark.xfail(strict=False, reason=ENGINE_STRANDS + " (some runs)")),
+    ],
+)
+def test_worker_sigkills_strand_nobody_and_the_campaign_completes(
+    killed: dict[str, Figures], kind: str
+) -> None:
+    figures = killed[kind]
     assert figures.stranded == 0, figures.line()
     assert figures.dialed == figures.destinations
 
@@ -101,7 +120,7 @@ def test_503_retry_after_and_refused_connections_lose_nothing(stack: Stack, conn
         _wait_dialed(run, 60)
         sim.refuse_connections(4.0)
         time.sleep(4.5)
-        run.until_complete(60, settle_s=8.0)
+        run.until_complete(60, settle_s=6.0)
         figures = run.figures()
     assert figures.dialed_twice == 0 and figures.seconds_over_budget == 0 and figures.throttled_429 == 0
     assert figures.lost_results == 0
