@@ -9,8 +9,8 @@ import uuid
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.accounts import add_account
 from workers.dispatcher import dispatch_tick
 from workers.ratelimit import Budgets
 

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 import redis
 
+from campaigns.secrets_box import encrypt
 from workers import redis_keys, send_booking
 from workers.budget_state import PostgresBudgetState
 from workers.ratelimit import Budgets
 from workers.ratelimit.recovery import QUIET_S, BudgetSnapshot, OpenSlot
-from workers.secrets_box import encrypt
 
 _accounts = itertools.count(9_100_000)
 

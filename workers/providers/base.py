@@ -14,24 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
+from campaigns.accounts import AccountCredentials as AccountCredentials  # the adapters' view of an account
 from campaigns.states import Outcome
-
-
-@dataclass(frozen=True)
-class AccountCredentials:
-    """A provider account as an adapter needs it (token already decrypted)."""
-
-    account_id: int
-    provider: str
-    auth_id: str
-    auth_token: str
-    base_url: str
-    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
-    webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
 
 
 @dataclass(frozen=True)
@@ -129,8 +117,16 @@ class ProviderAdapter(ABC):
     """One provider's call-creation API and callbacks."""
 
     kind: ClassVar[str]
+    default_base_url: ClassVar[str]  # the carrier's API root, for an account added without --base-url
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = False
+    # Callbacks: the one-time nonce headers of signed callbacks (checked for replays and kept with the
+    # event), the status a stored callback is acknowledged with, and what answers an answer callback:
+    # call-control XML whose verb `speak_verb` plays a message, or no document at all.
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = ()
+    callback_ack_status: ClassVar[int] = 200
+    answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
+    speak_verb: ClassVar[str] = "Speak"
 
     @abstractmethod
     def create_calls(
@@ -178,6 +174,10 @@ class ProviderAdapter(ABC):
     def call_url(self, account: AccountCredentials, call_id: str) -> str:
         """One call's URL, for its status."""
         return f"{self.calls_url(account)}/{call_id}"
+
+    def callback_credentials(self, account_id: int) -> tuple[str | None, str | None]:
+        """HTTP Basic credentials the carrier must send with its callbacks; none for most providers."""
+        return None, None
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """Headers that authenticate a request; none for a provider that takes a query token."""

@@ -9,7 +9,7 @@ ambiguous timeout can leave unknown, while the answer still maps every call to i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -123,6 +123,8 @@ class VoipbinAdapter(ProviderAdapter):
     """VoIPbin API v1.0 with a token query parameter."""
 
     kind: ClassVar[str] = "voipbin"
+    default_base_url: ClassVar[str] = "https://api.voipbin.net"
+    answer_document_kind: ClassVar[Literal["xml", "none"]] = "none"  # actions are given at creation
     max_destinations_per_request: ClassVar[int] = 100
     has_call_status: ClassVar[bool] = True
 

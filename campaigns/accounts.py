@@ -1,9 +1,14 @@
-"""Provider accounts: add, list, update, remove; and their decrypted credentials for the adapters."""
+"""Provider accounts: add, list, update, remove; and their decrypted credentials for the adapters.
+
+Which provider kinds exist, and each one's default API base URL, is declared by the provider adapters
+(workers.providers.registry registers them here on import), so this domain module never imports the engine.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -11,17 +16,28 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
-from workers.providers.base import AccountCredentials
-from workers.secrets_box import decrypt, encrypt
+from campaigns.secrets_box import decrypt, encrypt
 
-PROVIDER_KINDS = ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
-DEFAULT_BASE_URLS = {
-    "plivo": "https://api.plivo.com",
-    "vobiz": "https://api.vobiz.ai",
-    "tryvox": "https://api.tryvox.io",
-    "voipbin": "https://api.voipbin.net",
-    "bandwidth": "https://voice.bandwidth.com",
-}
+# provider kind -> default API base URL, in registration order; filled by register_provider.
+_PROVIDER_BASE_URLS: dict[str, str] = {}
+
+
+def register_provider(kind: str, default_base_url: str) -> None:
+    """Declare a provider kind that accounts may use (called by the adapters' registry)."""
+    _PROVIDER_BASE_URLS[kind] = default_base_url
+
+
+@dataclass(frozen=True)
+class AccountCredentials:
+    """A provider account as an adapter needs it (token already decrypted)."""
+
+    account_id: int
+    provider: str
+    auth_id: str
+    auth_token: str
+    base_url: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
+    webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
 
 
 @dataclass(frozen=True)
@@ -39,8 +55,10 @@ class AccountSummary:
 
 
 def _check_provider(provider: str) -> None:
-    if provider not in PROVIDER_KINDS:
-        raise InvalidRequest(f"provider must be one of {', '.join(PROVIDER_KINDS)}, not {provider!r}")
+    if not _PROVIDER_BASE_URLS:  # a programming error, not bad input: say how to fix it
+        raise RuntimeError("no provider adapters are registered: import workers.providers.registry first")
+    if provider not in _PROVIDER_BASE_URLS:
+        raise InvalidRequest(f"provider must be one of {', '.join(_PROVIDER_BASE_URLS)}, not {provider!r}")
 
 
 def _check_cps(cps: float) -> None:
@@ -81,7 +99,7 @@ def add_account(
                 auth_id,
                 encrypt(auth_token),
                 encrypt(webhook_secret) if webhook_secret else None,
-                (base_url or DEFAULT_BASE_URLS[provider]).rstrip("/"),
+                (base_url or _PROVIDER_BASE_URLS[provider]).rstrip("/"),
                 cps,
                 max_concurrent,
                 Jsonb(options or {}),
