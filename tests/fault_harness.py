@@ -170,6 +170,10 @@ class FaultRun:
         arrivals += [(r["time"], r["destinations"])
                      for r in ledger["rejections"] if r["account"] == self.auth_id]
         stats = self.sim.stats()["accounts"].get(self.auth_id, {})
+        heard = {cb["call_uuid"] for cb in ledger["callbacks"]
+                 if cb["status"] is not None and 200 <= cb["status"] < 300}
+        # Calls none of whose callbacks was ever delivered: only a status lookup can settle them.
+        notes.setdefault("silent_calls", sum(1 for c in calls if c["call_uuid"] not in heard))
         figures = Figures(
             scenario=self.name,
             destinations=self.size,
