@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psycopg
@@ -22,12 +22,12 @@ from cryptography.fernet import Fernet
 
 from campaigns.accounts import add_account, load_account
 from campaigns.api_keys import create_api_key, verify_api_key
-from campaigns.config import get_settings
 from campaigns.db import init_database
 from campaigns.keys import Purpose, derive
 from campaigns.secret_rotation import rotate_stored_secrets
 from tests.conftest import ADMIN_URL, TEST_DB
 from tests.engine_harness import REPO
+from tests.private_services import dialer_env
 from workers.callbacks import tickets
 from workers.providers.signatures import (
     bandwidth_callback_credentials,
@@ -40,20 +40,8 @@ OLD = "old-secret-" + "o" * 40
 NEW = "new-secret-" + "n" * 40
 
 
-@contextmanager
-def secret_keys(current: str, previous: str = "") -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("DIALER_SECRET_KEY", "DIALER_PREVIOUS_SECRET_KEYS")}
-    os.environ["DIALER_SECRET_KEY"], os.environ["DIALER_PREVIOUS_SECRET_KEYS"] = current, previous
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
+def secret_keys(current: str, previous: str = "") -> AbstractContextManager[None]:
+    return dialer_env({"DIALER_SECRET_KEY": current, "DIALER_PREVIOUS_SECRET_KEYS": previous})
 
 
 @pytest.fixture(scope="module")
