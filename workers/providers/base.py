@@ -33,6 +33,12 @@ class AccountCredentials:
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
     webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
 
+    @property
+    def time_zone(self) -> str | None:
+        """options['time_zone']: the zone of the console whose local time Plivo/Vobiz callbacks use."""
+        zone = self.options.get("time_zone")
+        return str(zone) if zone else None
+
 
 @dataclass(frozen=True)
 class CallbackUrls:
@@ -57,6 +63,8 @@ class OutboundCall:
     time_limit: int = 14400
     machine_detection: str | None = None  # None, "true" or "hangup"
     tag: str | None = None  # our batch id, echoed back where the provider supports it
+    message: str | None = None  # what an answered call hears (providers that take actions at creation)
+    script_url: str | None = None  # the campaign's own answer URL, where it has one
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific body fields, passed through
 
 
@@ -123,6 +131,7 @@ class IncomingCallback:
     body: bytes
     params: Mapping[str, str]  # form or query parameters (flattened) for form/GET callbacks
     kind_hint: EventKind  # from our URL path: which of our callback URLs this is
+    time_zone: str | None = None  # the account's console zone, for naive callback times (None: UTC)
 
 
 class ProviderAdapter(ABC):
@@ -131,6 +140,9 @@ class ProviderAdapter(ABC):
     kind: ClassVar[str]
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = False
+    # The status API answers for a bare request id of a bulk answer (the reaper asks with the batch's ids
+    # when every callback of a bulk was lost).
+    request_ids_lookup: ClassVar[bool] = False
 
     @abstractmethod
     def create_calls(
@@ -165,7 +177,13 @@ class ProviderAdapter(ABC):
         record = fetch_record(client, self.status_request(client, account, call_id), account)
         if record is None:
             return None
-        return self.event_from_record(record, request_uuid=request_uuid, call_uuid=call_uuid, call_id=call_id)
+        return self.event_from_record(
+            record,
+            request_uuid=request_uuid,
+            call_uuid=call_uuid,
+            call_id=call_id,
+            time_zone=account.time_zone,
+        )
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """The id the status API takes."""
@@ -201,7 +219,13 @@ class ProviderAdapter(ABC):
         )
 
     def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
+        self,
+        record: dict[str, Any],
+        *,
+        request_uuid: str | None,
+        call_uuid: str | None,
+        call_id: str,
+        time_zone: str | None = None,
     ) -> CallbackEvent | None:
-        """The carrier's record of a call, in our words."""
+        """The carrier's record of a call, in our words (naive times in `time_zone`)."""
         raise TypeError(f"{self.kind} has no call status API")
