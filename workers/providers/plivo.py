@@ -112,9 +112,14 @@ def form_params(body: bytes) -> dict[str, list[str]]:
     return params
 
 
+def machine_value(params: Mapping[str, Any]) -> str:
+    """The seed's "machine parameter" (l.39) under either spelling: Plivo's docs say `Machine`."""
+    return str(params.get("Machine") or params.get("machine") or "")
+
+
 def _kind(params: Mapping[str, Any], hint: EventKind) -> EventKind:
     kind = EVENT_KINDS.get(str(params.get("Event") or "").strip().lower(), hint)
-    machine = str(params.get("Machine") or "").strip().lower() in MACHINE_VALUES
+    machine = str(machine_value(params)).strip().lower() in MACHINE_VALUES
     if kind in (EventKind.ANSWER, EventKind.MACHINE) and machine:
         return EventKind.MACHINE
     if kind == EventKind.MACHINE:
@@ -141,7 +146,7 @@ def plivo_event(
             cause_code,
             parse_int(params.get("Duration")),
             params.get("AnswerTime"),
-            params.get("Machine"),
+            machine_value(params),
         )
         if final
         else None
