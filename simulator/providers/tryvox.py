@@ -113,7 +113,7 @@ class TryVoxProvider(Provider):
 
     def _event(self, kind: str, call: CallRecord, account: Account, event: str, status: str,
                at: float | None, **more: Any) -> list[Callback]:
-        """Seed shape: the create answer's fields (seed l.33-41) with the event's status, plus what the
+        """Seed shape: the create answer's fields (seed l.34-42) with the event's status, plus what the
         seed says a hangup carries ("duration, end reason", l.50). Rich adds the times and flags of
         PROVIDERS.md; form sends the seed shape form-encoded."""
         url = call.params.get(f"{kind}_url")

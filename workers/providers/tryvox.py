@@ -1,8 +1,8 @@
 """TryVox: one destination per request, Bearer auth, webhooks authenticated by a URL secret.
 
 Its seed (/work/shared/seeds/tryvox-make-call.txt) gives the request and the create answer in full but
-says of the webhooks only what they are for (l.46-51): not their encoding, event names or fields. So the
-parser is tolerant: a JSON body, or form/query parameters (answer_method may be GET or POST, l.13); the
+says of the webhooks only what they are for (l.44-50): not their encoding, event names or fields. So the
+parser is tolerant: a JSON body, or form/query parameters (answer_method may be GET or POST, l.12); the
 event from `event` ("call.answered") or `status`, else from which of our URLs was called; the outcome
 from `status` checked against the answer evidence (tryvox_outcome).
 """
