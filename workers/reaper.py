@@ -17,6 +17,7 @@ from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step
 from campaigns.states import Outcome
 from workers.accounts import load_account
+from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
@@ -97,6 +98,25 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
     return report.finals > 0
 
 
+def _reconcile_by_batch(
+    conn: psycopg.Connection, client: httpx.Client, attempt: dict[str, Any], batches: dict[Any, BatchAnswer]
+) -> bool | str:
+    """An attempt of a bulk whose callbacks were all lost (no id of its own): ask about every request id of
+    its batch, once per pass, then see whether that settled this attempt."""
+    batch_id = attempt["batch_id"]
+    if attempt["request_uuid"] or attempt["call_uuid"] or batch_id is None:
+        return False
+    if batch_id not in batches:
+        creds, _ = load_account(conn, attempt["account_id"])
+        batches[batch_id] = answer = look_up_batch(conn, client, creds, adapter_for(creds.provider), batch_id)
+        if answer.final:
+            apply_events(conn, "attempt_id IS NULL AND batch_id = %s", (batch_id,), answer.final + 10)
+    if is_live(batches[batch_id], attempt["number"]):
+        return LIVE
+    row = conn.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt["id"],)).fetchone()
+    return bool(row and row[0] in ("completed", "failed"))
+
+
 def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
     with conn.transaction():
         moved = conn.execute(
@@ -137,9 +157,10 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
     for account_id, campaign_id, member in hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
         budgets.release(account_id, campaign_id, [member])
         report.never_sent += 1
+    batches: dict[Any, BatchAnswer] = {}
     for attempt in _expired_attempts(conn):
         report.expired += 1
-        answer = _reconcile(conn, client, attempt)
+        answer = _reconcile(conn, client, attempt) or _reconcile_by_batch(conn, client, attempt, batches)
         if answer == LIVE:
             _extend_lease(conn, budgets, attempt)
             report.still_live += 1
