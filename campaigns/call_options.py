@@ -26,3 +26,26 @@ def dial_lease_s(options: Mapping[str, Any]) -> float:
 def answered_lease_s(options: Mapping[str, Any]) -> float:
     """Renewed lease once answered: the talk time limit from now, plus a margin."""
     return float(time_limit(options) + LEASE_MARGIN_S)
+
+
+MACHINE_DETECTION_ON = frozenset({"true", "yes", "on", "1"})
+MACHINE_DETECTION_OFF = frozenset({"false", "no", "off", "0", "", "none"})
+
+
+def machine_detection_mode(options: Mapping[str, Any]) -> str | None:
+    """The campaign's machine detection as the carriers take it: "true" (detect and report), "hangup"
+    (detect and hang up on a machine) or None (off). Plivo/Vobiz accept only those two words (their seeds),
+    so "false" is never sent; anything else is an error naming the value."""
+    value = options.get("machine_detection")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "true"
+    word = str(value).strip().lower()
+    if word in MACHINE_DETECTION_ON:
+        return "true"
+    if word == "hangup":
+        return "hangup"
+    if word in MACHINE_DETECTION_OFF:
+        return None
+    raise ValueError(f"machine_detection must be true, hangup or false, not {value!r}")

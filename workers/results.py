@@ -84,6 +84,18 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def _remember_machine(attempt: dict[str, Any], dest: dict[str, Any]) -> None:
+    """A machine-detection result outlives the hangup that follows it: a Bandwidth disconnect says only
+    "hangup" with an answer time. Before the hangup, the attempt's outcome holds it for the hangup to keep;
+    after an `answered` hangup (the result arrived late), it corrects the outcome."""
+    if attempt["status"] != AttemptStatus.COMPLETED:
+        attempt["outcome"] = Outcome.MACHINE.value
+    elif attempt["outcome"] == Outcome.ANSWERED:
+        attempt["outcome"] = Outcome.MACHINE.value
+        if dest["outcome"] == Outcome.ANSWERED and dest["attempts_made"] == attempt["attempt_no"]:
+            dest.update(outcome=Outcome.MACHINE.value, changed=True)
+
+
 def advance(attempt: dict[str, Any], dest: dict[str, Any], kind: str, parsed: dict[str, Any],
             ids: tuple[str | None, str | None], now: datetime, policy_of: PolicyOf, effects: Effects) -> bool:
     """Apply one event to the in-memory attempt and destination rows (pure apart from `effects`).
@@ -99,6 +111,8 @@ def advance(attempt: dict[str, Any], dest: dict[str, Any], kind: str, parsed: di
         if current in OPEN_ATTEMPT and provider_status:
             attempt["provider_status"] = provider_status
         return False
+    if kind == "machine":
+        _remember_machine(attempt, dest)
     if not _can_move(current, target):
         return False  # a duplicate, or late: nothing else changes
     attempt["status"] = target.value
@@ -116,6 +130,8 @@ def advance(attempt: dict[str, Any], dest: dict[str, Any], kind: str, parsed: di
                 effects.renew.append((attempt["account_id"], attempt["campaign_id"], member, lease))
         return False
     outcome = Outcome(parsed.get("outcome") or Outcome.UNKNOWN)
+    if outcome == Outcome.ANSWERED and attempt["outcome"] == Outcome.MACHINE:
+        outcome = Outcome.MACHINE  # a machine result came first (Bandwidth: its own callback)
     attempt.update(outcome=outcome.value, hangup_cause=parsed.get("hangup_cause"),
                    end_at=_time(parsed.get("end_at")) or attempt["end_at"] or now,
                    duration=parsed.get("duration"), billed_duration=parsed.get("billed_duration"),
