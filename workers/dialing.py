@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from campaigns.call_options import dial_lease_s, ring_timeout, time_limit
+from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
 from campaigns.retry_policy import after_transient_error
 from campaigns.states import DestinationStatus
 from campaigns.windows import is_callable_now, next_opening
 from workers import dial_store as store
 from workers.accounts import AccountLimits, load_account
+from workers.batch_lookup import record_batch
 from workers.callback_urls import callback_urls_for
 from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
@@ -95,7 +96,7 @@ def _outbound(
     campaign: store.CampaignForDial, creds: AccountCredentials, batch_id: uuid.UUID, numbers: list[str]
 ) -> OutboundCall:
     options = campaign.provider_options
-    machine = options.get("machine_detection")
+    machine = machine_detection_mode(options)
     return OutboundCall(
         caller_id=campaign.caller_id,
         destinations=numbers,
@@ -108,8 +109,10 @@ def _outbound(
         ),
         ring_timeout=ring_timeout(options),
         time_limit=time_limit(options),
-        machine_detection=str(machine).lower() if machine else None,
+        machine_detection=machine,
         tag=str(batch_id),
+        message=options.get("message"),
+        script_url=campaign.answer_url,
         extra=options.get("extra", {}),
     )
 
@@ -275,7 +278,7 @@ def _try_once(
         store.note_ambiguous(conn, started, f"no answer from carrier: {exc.message}")
         report.ambiguous += len(started)
         return None
-    _record_accepted(ctx, campaign, creds, started, accepted)
+    _record_accepted(ctx, campaign, creds, started, accepted, batch_id)
     _recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
     return None
@@ -464,6 +467,7 @@ def _record_accepted(
     creds: AccountCredentials,
     started: list[store.StartedAttempt],
     accepted: CallsAccepted,
+    batch_id: uuid.UUID,
 ) -> None:
     """Store the ids the carrier gave; then apply any callback that arrived before them."""
     from workers.results import apply_events_for_ids
@@ -494,6 +498,8 @@ def _record_accepted(
             only = accepted.request_uuids[0] if len(started) == 1 and accepted.request_uuids else None
             rows.append((attempt.attempt_id, only, None))
     store.record_sent(ctx.conn, rows)
+    if len(started) > 1 and len(matched) < len(started):  # a bulk answer's ids, in no order: keep them
+        record_batch(ctx.conn, batch_id, creds.account_id, list(accepted.request_uuids))
     ids = [i for r in rows for i in r[1:] if i] + list(accepted.request_uuids)
     if ids and store.has_unapplied_events(ctx.conn, ids):
         apply_events_for_ids(ctx.conn, ids)

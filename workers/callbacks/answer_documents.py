@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 DEFAULT_MESSAGE = "This is an automated call. Goodbye."
 
 # Plivo XML, Vobiz (Plivo-compatible), TryVox VoxML and Bandwidth BXML all take <Response>; the verbs differ.
+# TryVox's seed names VoxML and nothing of its verbs: the Plivo-style ones are a guess (docs/PROVIDERS.md).
 _SPEAK_VERB = {"plivo": "Speak", "vobiz": "Speak", "tryvox": "Speak", "bandwidth": "SpeakSentence"}
 
 
@@ -15,6 +16,9 @@ def answer_document(provider: str, *, message: str | None, redirect_url: str | N
     if provider == "voipbin":  # VoIPbin takes actions at creation; its webhooks expect no document
         return "application/json", "{}"
     if redirect_url:
+        if provider == "bandwidth":  # BXML's Redirect takes the URL as its redirectUrl attribute
+            redirect = f"<Redirect redirectUrl={quoteattr(redirect_url)}/>"
+            return "application/xml", f"<?xml version=\"1.0\"?><Response>{redirect}</Response>"
         target = escape(redirect_url)
         return "application/xml", f"<?xml version=\"1.0\"?><Response><Redirect>{target}</Redirect></Response>"
     speak = _SPEAK_VERB.get(provider, "Speak")
