@@ -150,3 +150,49 @@ def test_every_provider_dials_a_small_campaign_end_to_end_and_matches_the_ledger
                     assert abs((row["answer_at"] - real).total_seconds()) < 2, (where, row["answer_at"], real)
             assert get_budgets().live_count(account_id) == 0, (provider, shape, "a slot leaked")
         assert {"answered", "busy", "no_answer", "failed", "machine"} <= seen_outcomes
+
+
+def test_a_vobiz_bulk_whose_callbacks_are_all_lost_is_settled_by_looking_up_its_request_ids(env: Any) -> None:
+    sim, _ = env
+    from campaigns.config import get_settings
+
+    with psycopg.connect(get_settings().psycopg_url, autocommit=True) as conn:
+        account_id = _add_account(conn, sim, "vobiz", "seed")
+        phones = numbers(6, start=5000, area="917")
+        campaign_id = load_campaign("e2e-vobiz-lost", phones)
+        mine = {p.lstrip("+") for p in phones}
+        sim.configure({"faults": {"drop": 1.0}, "callbacks": {"attempts": 1}})
+        try:
+            prepare_and_start(
+                conn, campaign_id, account_id, provider_options=OPTIONS, retry_policy=NO_RETRIES
+            )
+
+            def over() -> bool:
+                calls = [c for c in sim.ledger()["calls"] if c["destination"].lstrip("+") in mine]
+                return len(calls) == 6 and all(c["status"] == "completed" for c in calls)
+
+            wait_for(over, 60, "6 calls over at the carrier")
+        finally:
+            sim.configure({"faults": {"drop": 0.0}, "callbacks": {"attempts": 5}})
+        rows = _rows(conn, campaign_id)
+        assert rows and all(r["request_uuid"] is None and r["call_uuid"] is None for r in rows), (
+            "a bulk answer ties no id to a destination: without callbacks the attempts know none"
+        )
+        assert len({r["batch_id"] for r in rows}) < len(rows), "no bulk request was made; this proves nothing"
+        kept = conn.execute(
+            "SELECT sum(cardinality(request_uuids)) FROM provider_batch WHERE account_id = %s", (account_id,)
+        ).fetchone()
+        assert kept == (6,), "the bulk answers' request ids are kept on their batches"
+        conn.execute("UPDATE call_attempt SET lease_expires_at = now() - interval '1 second' "
+                     "WHERE campaign_id = %s", (campaign_id,))
+        wait_for(lambda: _settled(conn, [campaign_id]), 60, "the reaper settled every attempt")
+        ledger = {"+" + c["destination"].lstrip("+"): c for c in sim.ledger()["calls"]
+                  if c["destination"].lstrip("+") in mine}
+        for row in _rows(conn, campaign_id):
+            call = ledger[row["number"]]
+            # The call record (the seed has none; Plivo's Call retrieve) carries the hangup cause: the outcome
+            # is the finer one, not the seed hangup's answered/not answered.
+            expected = call["outcome"]
+            assert (row["status"], row["outcome"], row["d_outcome"]) == ("completed", expected, expected), row
+            assert row["request_uuid"] == call["request_uuid"], "mapped back through the number in the record"
+        assert get_budgets().live_count(account_id) == 0
