@@ -38,7 +38,11 @@ FINAL_STATUS = {
     Outcome.UNKNOWN: DestinationStatus.UNKNOWN,
 }
 
-TRANSIENT_RETRY = {"delay_s": 30, "max_attempts": 5}  # carrier 5xx / connect errors: nothing was placed
+# Carrier 5xx / connect errors: nothing was placed. Each destination retries after its own full-jitter
+# backoff, uniform(0, min(cap, base * 2**attempt_no)), a bounded number of times.
+TRANSIENT_BACKOFF_BASE_S = 5.0
+TRANSIENT_BACKOFF_CAP_S = 300.0
+TRANSIENT_MAX_ATTEMPTS = 5
 THROTTLED_RETRY_DELAY_S = 5  # a carrier-side limit hung the call up: try again soon, not the person's fault
 THROTTLED_MAX_ATTEMPTS = 10
 
@@ -91,7 +95,7 @@ def next_step(
 
 def after_transient_error(attempts_made: int, now: datetime, backoff_s: float) -> NextStep:
     """Nothing was placed (5xx/connect error): retry after backoff, a bounded number of times."""
-    if attempts_made < TRANSIENT_RETRY["max_attempts"]:
+    if attempts_made < TRANSIENT_MAX_ATTEMPTS:
         return NextStep(DestinationStatus.RETRY_WAIT, now + timedelta(seconds=backoff_s), Outcome.FAILED)
     return NextStep(DestinationStatus.FAILED, None, Outcome.FAILED)
 

@@ -1,11 +1,16 @@
 """The destination and attempt state machines and the normalised call outcomes (pure; no I/O).
 
-Transitions only go forward: every UPDATE in the engine is conditional on one of `allowed_sources(target)`,
-so a late `ringing` never overwrites `done` and two actors can never both win.
+The single source of the engine's states: which moves are allowed, which states are final, who owns each
+non-final state and by what deadline it leaves it (`DESTINATION_OWNERS`, `ATTEMPT_OWNERS`), and the SQL
+status lists built from those sets (`sql_in`). Transitions only go forward: the engine's UPDATEs are
+conditional on the expected current state (`allowed_sources(target)`), so a late `ringing` never overwrites
+`done` and two actors can never both win.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -56,7 +61,8 @@ D = DestinationStatus
 A = AttemptStatus
 
 FINAL_DESTINATION = frozenset({D.DONE, D.FAILED, D.INVALID, D.DNC, D.CANCELLED, D.EXPIRED, D.UNKNOWN})
-LIVE_DESTINATION = frozenset({D.DIALING, D.RINGING, D.ANSWERED})
+ACTIVE_DESTINATION = frozenset(set(D) - FINAL_DESTINATION)  # a campaign with any of these is not finished
+LIVE_DESTINATION = frozenset({D.DIALING, D.RINGING, D.ANSWERED})  # a call may exist
 FINAL_ATTEMPT = frozenset({A.COMPLETED, A.FAILED, A.UNKNOWN})
 OPEN_ATTEMPT = frozenset({A.DIALING, A.SENT, A.RINGING, A.ANSWERED})
 
@@ -94,7 +100,13 @@ def allowed_sources(target: DestinationStatus) -> frozenset[DestinationStatus]:
 
 
 def can_move(current: DestinationStatus, target: DestinationStatus) -> bool:
+    """May a destination move from `current` to `target`?"""
     return current in allowed_sources(target)
+
+
+def destination_moves_from(current: DestinationStatus) -> frozenset[DestinationStatus]:
+    """Every status a destination may move to from `current`."""
+    return frozenset(target for target, sources in _DESTINATION_SOURCES.items() if current in sources)
 
 
 def attempt_can_move(current: AttemptStatus, target: AttemptStatus) -> bool:
@@ -102,3 +114,76 @@ def attempt_can_move(current: AttemptStatus, target: AttemptStatus) -> bool:
     if current == A.UNKNOWN and target == A.COMPLETED:
         return True
     return ATTEMPT_RANK[target] > ATTEMPT_RANK[current]
+
+
+def attempt_moves_from(current: AttemptStatus) -> frozenset[AttemptStatus]:
+    """Every status an attempt may move to from `current`."""
+    return frozenset(target for target in A if attempt_can_move(current, target))
+
+
+# Status sets the engine's SQL selects on, named for the question they answer.
+FINISHABLE_DESTINATION = allowed_sources(D.DONE)  # a final event may finish these (unknown: reaper gave up)
+EXPIRABLE_DESTINATION = allowed_sources(D.EXPIRED)  # not yet dialed: the schedule's end expires them
+DUE_DESTINATION = allowed_sources(D.QUEUED)  # waiting for an attempt, due at next_attempt_at
+# The dispatcher also claims `queued` rows again once their claim lease has passed (the chunk task died).
+CLAIMABLE_DESTINATION = DUE_DESTINATION | {D.QUEUED}
+
+
+def sql_in(column: str, statuses: Iterable[StrEnum]) -> str:
+    """`column IN ('a', 'b')` for a status set, in the enum's order: literals, not parameters, so the
+    planner can match the partial indexes of schema.sql."""
+    chosen = set(statuses)
+    if not chosen:
+        raise ValueError("sql_in: an empty status set matches nothing")
+    order = {member: i for i, member in enumerate(type(next(iter(chosen))))}
+    values = ", ".join(f"'{s.value}'" for s in sorted(chosen, key=order.__getitem__))
+    return f"{column} IN ({values})"
+
+
+def sql_values(statuses: Iterable[StrEnum]) -> list[str]:
+    """A status set as a psycopg parameter for `= ANY(%s)`, in the enum's order."""
+    chosen = set(statuses)
+    return [s.value for s in type(next(iter(chosen))) if s in chosen] if chosen else []
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who moves a non-final state on, by what deadline, and where to: nothing waits for ever."""
+
+    owner: str  # the component (module) that moves it on
+    deadline: str  # what bounds the time spent in this state
+    setting: str  # the constant or campaign field holding that deadline
+    moves_to: frozenset[StrEnum]
+
+
+APPLIER = "workers.callbacks (applier)"  # applies the carrier's callbacks
+UNTIL_REAPED = "its lease; then the reaper reconciles it or marks it unknown"
+
+DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
+    D.PENDING: Ownership("workers.dispatcher", "claimed when due; expired at the campaign's end",
+                         "destination.next_attempt_at, campaign.end_at", destination_moves_from(D.PENDING)),
+    D.RETRY_WAIT: Ownership("workers.dispatcher", "claimed at next_attempt_at; expired at the campaign's end",
+                            "destination.next_attempt_at, campaign.end_at",
+                            destination_moves_from(D.RETRY_WAIT)),
+    D.QUEUED: Ownership("workers.dialing", "the chunk's claim lease; after it the dispatcher claims it again",
+                        "workers.dial_store.QUEUED_LEASE_S", destination_moves_from(D.QUEUED)),
+    D.DIALING: Ownership(APPLIER, "its attempt's lease; then the reaper",
+                         "campaigns.call_options.dial_lease_s", destination_moves_from(D.DIALING)),
+    D.RINGING: Ownership(APPLIER, "its attempt's lease; then the reaper",
+                         "campaigns.call_options.dial_lease_s", destination_moves_from(D.RINGING)),
+    D.ANSWERED: Ownership(APPLIER, "its attempt's lease (ring + talk); then the reaper",
+                          "campaigns.call_options.dial_lease_s", destination_moves_from(D.ANSWERED)),
+}
+
+ATTEMPT_OWNERS: dict[AttemptStatus, Ownership] = {
+    A.DIALING: Ownership("workers.dialing", "unsent: the reaper hands it back after a grace; sent: its lease",
+                         "workers.reaper.NEVER_SENT_GRACE_S, campaigns.call_options.dial_lease_s",
+                         attempt_moves_from(A.DIALING)),
+    A.SENT: Ownership(APPLIER, UNTIL_REAPED,
+                      "campaigns.call_options.dial_lease_s", attempt_moves_from(A.SENT)),
+    A.RINGING: Ownership(APPLIER, UNTIL_REAPED,
+                         "campaigns.call_options.dial_lease_s", attempt_moves_from(A.RINGING)),
+    A.ANSWERED: Ownership(APPLIER, "its lease; the reaper extends a live call by the "
+                          "answered lease, else reconciles or marks unknown",
+                          "call_options.dial_lease_s, answered_lease_s", attempt_moves_from(A.ANSWERED)),
+}

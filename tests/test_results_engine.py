@@ -28,7 +28,7 @@ from workers import dial_store
 from workers.accounts import add_account
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
-from workers.results import apply_events_for_ids
+from workers.callbacks.applier_store import apply_events_for_ids
 
 pytestmark = pytest.mark.timeout(300)
 

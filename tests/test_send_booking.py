@@ -1,16 +1,26 @@
-"""Booking a send time against the real Redis limiter: the pre-send mark happens while waiting for the
-booked time, and a mark that overruns a send booked for now re-books instead of sending late."""
+"""Booking a send time against the real Redis limiter: the pre-send mark happens just before the booked
+time, and a send that would leave too late books again. The clock is a fake that moves only when the
+booking sleeps (or the mark takes time), so these check the booking rule, not the machine's timing."""
 
 from __future__ import annotations
 
 import itertools
-import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
-from workers.dialing import BUDGET_WINDOW_S, DialContext, _book_send_time
 from workers.ratelimit import Budgets, Reservation
+from workers.send_booking import (
+    BUDGET_WINDOW_S,
+    LATE_TOLERANCE_S,
+    MARK_ALLOWANCE_S,
+    Booking,
+    allowed_lateness_s,
+    book_send_time,
+    mark_lead_s,
+)
 
 _accounts = itertools.count(7100)
 
@@ -34,54 +44,110 @@ class BookingSpy(Budgets):
         return super().refund(account_id, campaign_id, reservation)
 
 
-def _context(budgets: Budgets) -> DialContext:
-    return DialContext(conn=None, client=None, budgets=budgets)  # type: ignore[arg-type]
+class FakeClock:
+    """Monotonic seconds that pass only when someone sleeps or works."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _book(budgets: Budgets, clock: FakeClock, n: int, rate: float, mark: Callable[[], bool]) -> Reservation:
+    booking = Booking(next(_accounts), 99, n, rate, None)
+    return book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
+
+
+def test_the_mark_lead_grows_with_the_rows_to_mark() -> None:
+    assert 0 < mark_lead_s(1) < mark_lead_s(1000)
+    assert mark_lead_s(1000) == pytest.approx(0.11)
+
+
+def test_only_a_send_whose_mark_overran_gets_the_mark_allowance() -> None:
+    assert allowed_lateness_s(False) == LATE_TOLERANCE_S
+    assert allowed_lateness_s(True) == LATE_TOLERANCE_S + MARK_ALLOWANCE_S
+    assert allowed_lateness_s(True) < BUDGET_WINDOW_S - 1.0, "the request keeps part of the 40 ms guard"
 
 
 def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) -> None:
-    account = next(_accounts)
     budgets = BookingSpy(redis_client)
+    clock = FakeClock()
+    booking = Booking(next(_accounts), 99, 1, 10, None)
     # A full window booked ahead: the next send waits about a second for its turn.
-    assert budgets.reserve(account, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
+    assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
     marks: list[float] = []
 
     def mark() -> bool:
-        marks.append(time.monotonic())
+        marks.append(clock())
         return True
 
-    started = time.monotonic()
-    grant = _book_send_time(_context(budgets), account, 99, 1, 10, None, mark)
-    sent = time.monotonic()
-    first_delay = budgets.granted[1].send_at_delay_s
-    assert grant.granted and first_delay > 0.5
-    assert len(marks) == 1, "marked once, whatever the re-bookings"
+    started = clock()
+    grant = book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
+    delay = budgets.granted[1].send_at_delay_s
+    assert grant.granted and grant.token == budgets.granted[1].token and delay > 0.5
     # Not at the start of the wait (a worker killed while waiting must leave nothing marked), and not after
-    # the booked time (the mark's round trip would make the send late).
-    assert first_delay - 0.1 < marks[0] - started < first_delay, (marks[0] - started, first_delay)
-    assert sent - started >= grant.send_at_delay_s - 0.01, "returned before the booked send time"
+    # the booked time (the mark's round trip would make the send late): exactly the lead before it.
+    assert marks == [pytest.approx(started + delay - mark_lead_s(1))]
+    assert clock() == pytest.approx(started + delay), "returned at the booked send time"
+    assert budgets.refunded == []
+
+
+def test_a_mark_within_its_allowance_sends_on_the_first_booking(redis_client: redis.Redis) -> None:
+    budgets = BookingSpy(redis_client)
+    clock = FakeClock()
+
+    def quick_mark() -> bool:  # a send booked for now waits for the mark's round trip
+        clock.now += MARK_ALLOWANCE_S
+        return True
+
+    grant = _book(budgets, clock, 5, 1000, quick_mark)
+    assert grant.granted and len(budgets.granted) == 1 and budgets.refunded == []
 
 
 def test_a_mark_that_overruns_a_send_booked_for_now_books_again(redis_client: redis.Redis) -> None:
-    account = next(_accounts)
     budgets = BookingSpy(redis_client)
+    clock = FakeClock()
     marks = 0
 
     def overrunning_mark() -> bool:  # a thousand-row bulk on a loaded database
         nonlocal marks
         marks += 1
-        time.sleep(0.1)
+        clock.now += 0.1
         return True
 
-    grant = _book_send_time(_context(budgets), account, 99, 5, 1000, None, overrunning_mark)
+    grant = _book(budgets, clock, 5, 1000, overrunning_mark)
     assert grant.granted
     assert marks == 1, "the attempts stay marked across re-bookings"
-    assert budgets.granted[0].token in budgets.refunded, "the overrun booking was given back"
-    assert grant.token == budgets.granted[-1].token and grant.token not in budgets.refunded
+    assert len(budgets.granted) == 2
+    assert budgets.refunded == [budgets.granted[0].token], "the overrun booking was given back"
+    assert grant.token == budgets.granted[-1].token
+
+
+def test_a_thread_that_keeps_waking_late_hands_the_work_back(redis_client: redis.Redis) -> None:
+    budgets = BookingSpy(redis_client)
+    clock = FakeClock()
+
+    def oversleep(seconds: float) -> None:
+        clock.now += seconds + 2 * LATE_TOLERANCE_S
+
+    booking = Booking(next(_accounts), 99, 1, 1000, None)
+    # Sends booked about a second ahead, so every booking sleeps (and oversleeps).
+    for _ in range(10):
+        assert budgets.reserve(booking.account_id, None, 100, 1000, None, 2.0, BUDGET_WINDOW_S).granted
+    grant = book_send_time(budgets, booking, lambda: True, sleep=oversleep, clock=clock)
+    assert not grant.granted
+    assert [g.token for g in budgets.granted[10:]] == budgets.refunded, "every late booking given back"
+    assert len(budgets.refunded) == 3
 
 
 def test_nothing_left_to_send_gives_the_booking_back(redis_client: redis.Redis) -> None:
-    account = next(_accounts)
     budgets = BookingSpy(redis_client)
-    grant = _book_send_time(_context(budgets), account, 99, 1, 10, None, lambda: False)
+    grant = _book(budgets, FakeClock(), 1, 10, lambda: False)
     assert not grant.granted
     assert [g.token for g in budgets.granted] == budgets.refunded

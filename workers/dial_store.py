@@ -15,11 +15,34 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
 # again (the task died). Safe: only one of two claimants can move it queued -> dialing.
 QUEUED_LEASE_S = 30
+
+# Each move is conditional on the state machine's sources of its target (campaigns.states).
+_HAND_BACK = (
+    "UPDATE destination SET status = 'pending', next_attempt_at = %s, updated_at = now() "
+    f"WHERE id = ANY(%s) AND {sql_in('status', allowed_sources(DestinationStatus.PENDING))}"
+)
+_START_ATTEMPTS = f"""
+WITH expected(id, attempts_made) AS (SELECT * FROM unnest(%s::bigint[], %s::int[])),
+won AS (
+    UPDATE destination d
+    SET status = 'dialing', attempts_made = d.attempts_made + 1, next_attempt_at = NULL,
+        updated_at = now()
+    FROM expected e
+    WHERE d.id = e.id AND {sql_in("d.status", allowed_sources(DestinationStatus.DIALING))}
+      AND d.attempts_made = e.attempts_made
+    RETURNING d.id, d.attempts_made
+)
+INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, batch_id, status,
+                          lease_expires_at)
+SELECT id, %s, %s, attempts_made, %s, 'dialing', now() + make_interval(secs => %s) FROM won
+RETURNING id, destination_id
+"""
 
 
 @dataclass(frozen=True)
@@ -103,11 +126,7 @@ def hand_back(conn: psycopg.Connection, ids: list[int], not_before: datetime | N
     """Return claimed-but-undialed destinations to `pending`, to be claimed again from `not_before`."""
     if not ids:
         return 0
-    cur = conn.execute(
-        "UPDATE destination SET status = 'pending', next_attempt_at = %s, updated_at = now() "
-        "WHERE id = ANY(%s) AND status = 'queued'",
-        (not_before, ids),
-    )
+    cur = conn.execute(_HAND_BACK, (not_before, ids))
     return cur.rowcount
 
 
@@ -135,21 +154,7 @@ def start_attempts(
     by_id = {d.id: d for d in destinations}
     # One statement: atomic on its own, committed before this returns (autocommit).
     rows = conn.execute(
-        """
-        WITH expected(id, attempts_made) AS (SELECT * FROM unnest(%s::bigint[], %s::int[])),
-        won AS (
-            UPDATE destination d
-            SET status = 'dialing', attempts_made = d.attempts_made + 1, next_attempt_at = NULL,
-                updated_at = now()
-            FROM expected e
-            WHERE d.id = e.id AND d.status = 'queued' AND d.attempts_made = e.attempts_made
-            RETURNING d.id, d.attempts_made
-        )
-        INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, batch_id, status,
-                                  lease_expires_at)
-        SELECT id, %s, %s, attempts_made, %s, 'dialing', now() + make_interval(secs => %s) FROM won
-        RETURNING id, destination_id
-        """,
+        _START_ATTEMPTS,
         (
             [d.id for d in destinations],
             [d.attempts_made for d in destinations],

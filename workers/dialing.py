@@ -1,9 +1,10 @@
 """Dial one chunk of claimed destinations: check, take budget, commit attempts, send, record.
 
 For each provider request (one destination, or a bulk of several for Plivo/Vobiz/VoIPbin):
-  concurrency slots -> attempt rows committed -> CPS reservation (sleep once until the booked send time)
-  -> HTTP request -> ids recorded, or the error handled as DESIGN.md's table says.
-Anything this task cannot dial now is handed back to Postgres with a `next_attempt_at`; no long waits here.
+  concurrency slots -> attempt rows committed -> CPS reservation (sleep once until the booked send time,
+  workers.send_booking) -> HTTP request -> ids recorded (workers.accepted_calls), or the error handled as
+  DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres with a
+  `next_attempt_at`; no long waits here.
 """
 
 from __future__ import annotations
@@ -19,40 +20,27 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
-from campaigns.retry_policy import after_transient_error
+from campaigns.call_options import dial_lease_s
+from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
 from campaigns.windows import is_callable_now, next_opening
+from workers import account_throttle as throttle
 from workers import dial_store as store
+from workers.accepted_calls import match_accepted
 from workers.accounts import AccountLimits, load_account
 from workers.batch_lookup import record_batch
-from workers.callback_urls import callback_urls_for
-from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.chunk_sizing import request_size, sends_in_bulk
+from workers.outbound_request import outbound_call
+from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
-from workers.ratelimit import Budgets, BulkTooLarge, Reservation
+from workers.ratelimit import Budgets, Reservation
 from workers.ratelimit.backoff import full_jitter_backoff
+from workers.send_booking import MAX_RESERVATION_WAIT_S, Booking, book_send_time
 
 log = logging.getLogger(__name__)
 
-# Requests leave a few ms off their booked time and the carrier counts arrivals, so budgets are kept in a
-# window 40 ms longer than a second: a send that reaches the carrier up to 40 ms off its booked time still
-# never puts more than the CPS into any 1-second window the carrier sees. The cost is 4% of the budget.
-# (Measured: with 30 ms, 200 CPS on a loaded 2-core machine saw 202 in one second.)
-BUDGET_WINDOW_S = 1.04
-MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
 SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
-LATE_TOLERANCE_S = 0.005  # woke later than this after the booked send time: book again
-MARK_ALLOWANCE_S = 0.015  # plus this for the pre-send mark; 20 of the 40 ms guard remain for the request
-# The mark starts this long before the booked time: late enough that a worker killed while waiting has
-# marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
-MARK_LEAD_S = 0.01
-MARK_LEAD_PER_ROW_S = 0.0001
-MAX_REBOOKINGS = 3
-THROTTLE_RETRIES_IN_TASK = 3  # 429s absorbed inside the task before handing the work back
-RECOVERY_CHECK_S = 1.0
-BACKOFF_BASE_S = 0.25
-BACKOFF_CAP_S = 8.0
 
 
 @dataclass
@@ -79,42 +67,47 @@ class DialContext:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def _group_size(
-    ctx: DialContext, adapter: ProviderAdapter, campaign: store.CampaignForDial, limits: AccountLimits
-) -> int:
-    """Destinations per request: bulk where the provider takes it, never more than one second of budget
-    at the rate enforced now (the adaptive rate may be below the configured one)."""
-    if adapter.max_destinations_per_request <= 1 or campaign.provider_options.get("bulk") is False:
-        return 1
-    rate = ctx.budgets.current_rate(campaign.account_id, limits.cps)
-    per_second = rate if campaign.cps is None else min(rate, campaign.cps)
-    budget = min(per_second, limits.max_concurrent, campaign.max_concurrent or limits.max_concurrent)
-    return max(1, min(adapter.max_destinations_per_request, int(budget)))
+@dataclass
+class ChunkDial:
+    """Everything one chunk's requests share: the task's context, the campaign, its account and adapter,
+    and the report they all add to."""
+
+    ctx: DialContext
+    campaign: store.CampaignForDial
+    creds: AccountCredentials
+    limits: AccountLimits
+    adapter: ProviderAdapter
+    report: ChunkReport
+
+    def release(self, attempts: list[store.StartedAttempt]) -> None:
+        """Free these attempts' concurrency slots."""
+        self.ctx.budgets.release(self.creds.account_id, self.campaign.id, _members(attempts))
+
+    def hand_back(self, ids: list[int], not_before: datetime | None) -> None:
+        self.report.handed_back += store.hand_back(self.ctx.conn, ids, not_before)
 
 
-def _outbound(
-    campaign: store.CampaignForDial, creds: AccountCredentials, batch_id: uuid.UUID, numbers: list[str]
-) -> OutboundCall:
-    options = campaign.provider_options
-    machine = machine_detection_mode(options)
-    return OutboundCall(
-        caller_id=campaign.caller_id,
-        destinations=numbers,
-        callbacks=callback_urls_for(
-            creds.provider,
-            creds.account_id,
-            str(batch_id),
-            track_ringing=bool(options.get("track_ringing", True)),
-            machine_detection=bool(machine),
-        ),
-        ring_timeout=ring_timeout(options),
-        time_limit=time_limit(options),
-        machine_detection=machine,
-        tag=str(batch_id),
-        message=options.get("message"),
-        script_url=campaign.answer_url,
-        extra=options.get("extra", {}),
-    )
+@dataclass(frozen=True)
+class RequestResult:
+    """What one provider request asks of the rest of the chunk: go on (neither set), stop and hand the rest
+    back until `stop_until`, or back off and try again after the carrier's 429 (`throttled`)."""
+
+    stop_until: datetime | None = None
+    throttled: Throttled | None = None
+
+
+GO_ON = RequestResult()
+
+
+def _request_size(chunk: ChunkDial) -> int:
+    """Destinations per request (workers.chunk_sizing), at the rate enforced now."""
+    max_per_request = chunk.adapter.max_destinations_per_request
+    campaign, limits = chunk.campaign, chunk.limits
+    if not sends_in_bulk(max_per_request, campaign.provider_options):
+        return 1  # no need to ask Redis for the rate
+    rate = chunk.ctx.budgets.current_rate(campaign.account_id, limits.cps)
+    max_concurrent = min(limits.max_concurrent, campaign.max_concurrent or limits.max_concurrent)
+    return request_size(max_per_request, campaign.provider_options, rate, campaign.cps, max_concurrent)
 
 
 def _screen(
@@ -160,42 +153,28 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     if not queued:
         return report
     creds, limits = load_account(conn, campaign.account_id)
-    adapter = adapter_for(creds.provider)
-    size = _group_size(ctx, adapter, campaign, limits)
+    chunk = ChunkDial(ctx, campaign, creds, limits, adapter_for(creds.provider), report)
+    size = _request_size(chunk)
     groups = [queued[i : i + size] for i in range(0, len(queued), size)]
     for index, group in enumerate(groups):
-        stop_reason = _dial_group(ctx, campaign, creds, limits, adapter, group, report)
-        if stop_reason is not None:
-            rest = [d.id for g in groups[index + 1 :] for d in g]
-            report.handed_back += store.hand_back(conn, rest, stop_reason)
+        stop_until = _dial_group(chunk, group)
+        if stop_until is not None:
+            chunk.hand_back([d.id for g in groups[index + 1 :] for d in g], stop_until)
             break
     return report
 
 
-def _dial_group(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    limits: AccountLimits,
-    adapter: ProviderAdapter,
-    group: list[store.QueuedDestination],
-    report: ChunkReport,
-) -> datetime | None:
+def _dial_group(chunk: ChunkDial, group: list[store.QueuedDestination]) -> datetime | None:
     """Dial one request's destinations. Returns a time to hand the rest of the chunk back for, or None."""
-    for throttle_round in range(THROTTLE_RETRIES_IN_TASK + 1):
-        outcome = _try_once(ctx, campaign, creds, limits, adapter, group, report)
-        if not isinstance(outcome, Throttled):
-            return outcome
-        backoff = full_jitter_backoff(
-            throttle_round,
-            base=BACKOFF_BASE_S,
-            cap=BACKOFF_CAP_S,
-            retry_after=outcome.retry_after,
-            rng=ctx.rng,
-        )
-        if throttle_round == THROTTLE_RETRIES_IN_TASK or backoff > MAX_RESERVATION_WAIT_S:
+    ctx = chunk.ctx
+    for throttle_round in range(throttle.THROTTLE_RETRIES_IN_TASK + 1):
+        result = _try_once(chunk, group)
+        if result.throttled is None:
+            return result.stop_until
+        backoff = throttle.throttle_backoff(throttle_round, result.throttled, ctx.rng)
+        if throttle_round == throttle.THROTTLE_RETRIES_IN_TASK or backoff > MAX_RESERVATION_WAIT_S:
             not_before = ctx.now() + timedelta(seconds=backoff)
-            report.handed_back += store.hand_back(ctx.conn, [d.id for d in group], not_before)
+            chunk.hand_back([d.id for d in group], not_before)
             return not_before
         ctx.sleep(backoff)
         group = store.queued_destinations(ctx.conn, [d.id for d in group])
@@ -204,15 +183,9 @@ def _dial_group(
     return None
 
 
-def _try_once(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    limits: AccountLimits,
-    adapter: ProviderAdapter,
-    group: list[store.QueuedDestination],
-    report: ChunkReport,
-) -> datetime | None | Throttled:
+def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> RequestResult:
+    """One provider request for `group`: slots, attempt rows, booking, the request, and its answer."""
+    ctx, campaign, creds, limits, report = chunk.ctx, chunk.campaign, chunk.creds, chunk.limits, chunk.report
     conn, budgets = ctx.conn, ctx.budgets
     members = [d.slot_member for d in group]
     lease_s = dial_lease_s(campaign.provider_options)
@@ -220,8 +193,8 @@ def _try_once(
         creds.account_id, campaign.id, members, limits.max_concurrent, campaign.max_concurrent, lease_s
     ):
         not_before = ctx.now() + timedelta(seconds=SLOT_RETRY_DELAY_S)
-        report.handed_back += store.hand_back(conn, [d.id for d in group], not_before)
-        return not_before
+        chunk.hand_back([d.id for d in group], not_before)
+        return RequestResult(stop_until=not_before)
     batch_id = uuid.uuid4()
     # Attempt rows first (invariant 1), so the only work between the booked send time and the request
     # is the request itself: a send that leaves late compresses the gap to the next one.
@@ -233,115 +206,93 @@ def _try_once(
     if lost:  # someone else dialed or reclaimed these meanwhile: give their slots back
         budgets.release(creds.account_id, campaign.id, lost)
     if not started:
-        return None
-    account_rate = limits.cps
-    campaign_rate = campaign.cps
+        return GO_ON
     # Built before booking: between the booked time and the send only the request itself remains.
-    call = _outbound(campaign, creds, batch_id, [a.destination.number for a in started])
-    grant, sending = _book_and_mark(ctx, campaign, creds, started, account_rate, campaign_rate)
+    call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
+    grant, sending = _book_and_mark(chunk, started)
     if not grant.granted:
         not_before = ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
         store.undo_unsent_attempts(conn, sending or started, not_before, back_to="pending")
-        budgets.release(creds.account_id, campaign.id, _members(sending or started))
+        chunk.release(sending or started)
         report.handed_back += len(sending or started)
-        return not_before
+        return RequestResult(stop_until=not_before)
     if len(sending) != len(started):
         started = sending
-        call = _outbound(campaign, creds, batch_id, [a.destination.number for a in started])
+        call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
     try:
-        accepted = adapter.create_calls(ctx.client, creds, call)
+        accepted = chunk.adapter.create_calls(ctx.client, creds, call)
     except Throttled as exc:
-        _give_back(ctx, campaign, creds, started, grant, back_to="queued")
-        budgets.decrease(creds.account_id, limits.cps)
-        if exc.retry_after:
-            budgets.pause_account(creds.account_id, exc.retry_after)
+        _give_back(chunk, started, grant, back_to="queued")
+        throttle.slow_account_down(budgets, creds.account_id, limits.cps, exc)
         store.count_throttle(conn, campaign.id)
         report.throttled += len(started)
-        return exc
+        return RequestResult(throttled=exc)
     except Rejected as exc:
         if len(started) > 1:  # one bad destination refuses a whole bulk: dial them one by one
-            _dial_singly(ctx, campaign, creds, limits, adapter, started, report)
+            _dial_singly(chunk, started)
         else:
-            _fail_rejected(ctx, campaign, creds, started, exc, report)
-        return None
+            _fail_rejected(chunk, started, exc)
+        return GO_ON
     except (AuthFailed, PaymentRequired) as exc:
-        _give_back(ctx, campaign, creds, started, grant, back_to="pending")
+        _give_back(chunk, started, grant, back_to="pending")
         what = "balance too low" if isinstance(exc, PaymentRequired) else "credentials or account rejected"
         store.pause_account_campaigns(
             conn, creds.account_id, f"{creds.provider} {what} (HTTP {exc.status}): {exc.message}"
         )
         report.errors.append(exc.message)
-        return ctx.now() + timedelta(seconds=5)
+        return RequestResult(stop_until=ctx.now() + timedelta(seconds=5))
     except Transient as exc:
-        return _retry_transient(ctx, campaign, creds, started, grant, exc, report)
+        return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
     except Ambiguous as exc:
         store.note_ambiguous(conn, started, f"no answer from carrier: {exc.message}")
         report.ambiguous += len(started)
-        return None
-    _record_accepted(ctx, campaign, creds, started, accepted, batch_id)
-    _recover_rate(budgets, creds.account_id, limits.cps)
+        return GO_ON
+    _record_accepted(chunk, started, accepted, batch_id)
+    throttle.recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
-    return None
+    return GO_ON
 
 
 def _members(started: list[store.StartedAttempt]) -> list[str]:
     return [a.destination.slot_member for a in started]
 
 
-def _dial_singly(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    limits: AccountLimits,
-    adapter: ProviderAdapter,
-    started: list[store.StartedAttempt],
-    report: ChunkReport,
-) -> None:
+def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
     """A bulk refused as a whole (400): undo it and send each destination alone, so only the bad one fails."""
-    store.requeue_for_single_dial(ctx.conn, started)
-    ctx.budgets.release(creds.account_id, campaign.id, _members(started))
+    store.requeue_for_single_dial(chunk.ctx.conn, started)
+    chunk.release(started)
     for attempt in started:
-        single = store.queued_destinations(ctx.conn, [attempt.destination.id])
+        single = store.queued_destinations(chunk.ctx.conn, [attempt.destination.id])
         if single:
-            _try_once(ctx, campaign, creds, limits, adapter, single, report)
+            _try_once(chunk, single)
 
 
-def _fail_rejected(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    started: list[store.StartedAttempt],
-    exc: Rejected,
-    report: ChunkReport,
-) -> None:
+def _fail_rejected(chunk: ChunkDial, started: list[store.StartedAttempt], exc: Rejected) -> None:
     """400 for one destination: it fails with the carrier's message, no retry."""
     store.fail_attempts(
-        ctx.conn,
+        chunk.ctx.conn,
         started,
         message=f"rejected by carrier: {exc.message}",
         destination_status=DestinationStatus.FAILED,
         next_attempt_at=None,
     )
-    ctx.budgets.release(creds.account_id, campaign.id, _members(started))
-    report.failed += len(started)
+    chunk.release(started)
+    chunk.report.failed += len(started)
 
 
 def _retry_transient(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    started: list[store.StartedAttempt],
-    grant: Reservation,
-    exc: Transient,
-    report: ChunkReport,
+    chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, exc: Transient
 ) -> datetime:
     """5xx or no connection: nothing was placed. Each destination retries after its own jittered backoff."""
+    ctx = chunk.ctx
     now = ctx.now()
-    ctx.budgets.release(creds.account_id, campaign.id, _members(started))
-    ctx.budgets.refund(creds.account_id, campaign.id, grant)
+    chunk.release(started)
+    ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
     for attempt in started:
         attempt_no = attempt.destination.next_attempt_no
-        backoff = full_jitter_backoff(attempt_no, base=5.0, cap=300.0, rng=ctx.rng)
+        backoff = full_jitter_backoff(
+            attempt_no, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
+        )
         step = after_transient_error(attempt_no, now, backoff)
         store.fail_attempts(
             ctx.conn,
@@ -350,156 +301,60 @@ def _retry_transient(
             destination_status=step.status,
             next_attempt_at=step.next_attempt_at,
         )
-    report.errors.append(exc.message)
+    chunk.report.errors.append(exc.message)
     return now + timedelta(seconds=1)
 
 
-_last_recovery: dict[int, float] = {}
-
-
-def _recover_rate(budgets: Budgets, account_id: int, configured: float) -> None:
-    """A clean send: let the adaptive rate climb back. Redis allows one step a second anyway, so this
-    process asks at most that often rather than once per call."""
-    now = time.monotonic()
-    if now - _last_recovery.get(account_id, 0.0) >= RECOVERY_CHECK_S:
-        _last_recovery[account_id] = now
-        budgets.recover(account_id, configured)
-
-
 def _book_and_mark(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    started: list[store.StartedAttempt],
-    account_rate: float,
-    campaign_rate: float | None,
+    chunk: ChunkDial, started: list[store.StartedAttempt]
 ) -> tuple[Reservation, list[store.StartedAttempt]]:
     """Book the send time and mark the attempts as sending: (the booking, the attempts to send)."""
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
-        marked = store.mark_sending(ctx.conn, started)
+        marked = store.mark_sending(chunk.ctx.conn, started)
         sending.extend(a for a in started if a.attempt_id in marked)
         handed_back = [a for a in started if a.attempt_id not in marked]
         if handed_back:  # the reaper took them back (this thread woke very late): not ours to send
-            ctx.budgets.release(creds.account_id, campaign.id, _members(handed_back))
+            chunk.release(handed_back)
         return bool(sending)
 
-    grant = _book_send_time(
-        ctx, creds.account_id, campaign.id, len(started), account_rate, campaign_rate, mark_sending
-    )
+    campaign = chunk.campaign
+    booking = Booking(chunk.creds.account_id, campaign.id, len(started), chunk.limits.cps, campaign.cps)
+    grant = book_send_time(chunk.ctx.budgets, booking, mark_sending, sleep=chunk.ctx.sleep)
     return grant, sending
 
 
-def _book_send_time(
-    ctx: DialContext,
-    account_id: int,
-    campaign_id: int,
-    n: int,
-    account_rate: float,
-    campaign_rate: float | None,
-    mark_sending: Callable[[], bool],
-) -> Reservation:
-    """Reserve n tokens and sleep until the booked send time; re-book if this thread woke too late
-    (a late send would put two bookings closer than the budget allows at the carrier). The attempts are
-    marked as sending (`mark_sending`) just before the booked time, not after it: a bulk of a thousand
-    rows takes longer to mark than the guard allows after the booked time. False from `mark_sending`
-    means none is left to send."""
-    marked = False
-    for _ in range(MAX_REBOOKINGS):
-        try:
-            grant = ctx.budgets.reserve(
-                account_id,
-                campaign_id,
-                n,
-                account_rate,
-                campaign_rate,
-                MAX_RESERVATION_WAIT_S,
-                BUDGET_WINDOW_S,
-            )
-        except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
-            return Reservation(False, 0.0, 0.1)
-        if not grant.granted:
-            return grant
-        due = time.monotonic() + grant.send_at_delay_s
-        allowed_lateness = LATE_TOLERANCE_S
-        if not marked:
-            lead = due - (MARK_LEAD_S + MARK_LEAD_PER_ROW_S * n) - time.monotonic()
-            if lead > 0:
-                ctx.sleep(lead)
-            if not mark_sending():
-                ctx.budgets.refund(account_id, campaign_id, grant)
-                return Reservation(False, 0.0, 0.0)
-            marked = True
-            if time.monotonic() > due:
-                # A send booked for now waited for the mark's round trip: allow it its usual time, but a
-                # stall (a loaded machine, a big bulk) re-books, and the next booking needs no mark.
-                allowed_lateness += MARK_ALLOWANCE_S
-        remaining = due - time.monotonic()
-        if remaining > 0:
-            ctx.sleep(remaining)
-        if time.monotonic() - due > allowed_lateness:
-            ctx.budgets.refund(account_id, campaign_id, grant)
-            continue
-        return grant
-    # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
-    return Reservation(False, 0.0, 0.05)
-
-
 def _give_back(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    started: list[store.StartedAttempt],
-    grant: Reservation,
-    *,
-    back_to: str,
+    chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, *, back_to: str
 ) -> None:
     """The carrier placed nothing: undo the attempts (back to `back_to`), free their slots and tokens."""
-    store.undo_unsent_attempts(ctx.conn, started, None, back_to=back_to)
-    ctx.budgets.release(creds.account_id, campaign.id, _members(started))
-    ctx.budgets.refund(creds.account_id, campaign.id, grant)
+    store.undo_unsent_attempts(chunk.ctx.conn, started, None, back_to=back_to)
+    chunk.release(started)
+    chunk.ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
 
 
 def _record_accepted(
-    ctx: DialContext,
-    campaign: store.CampaignForDial,
-    creds: AccountCredentials,
-    started: list[store.StartedAttempt],
-    accepted: CallsAccepted,
-    batch_id: uuid.UUID,
+    chunk: ChunkDial, started: list[store.StartedAttempt], accepted: CallsAccepted, batch_id: uuid.UUID
 ) -> None:
-    """Store the ids the carrier gave; then apply any callback that arrived before them."""
-    from workers.results import apply_events_for_ids
+    """Store the ids the carrier gave (a bulk answer's request ids, in no order, on its batch for the
+    reaper); then apply any callback that arrived before them."""
+    from workers.callbacks.applier_store import apply_events_for_ids
 
-    by_number = {a.destination.number.lstrip("+"): a for a in started}
-    refused = [by_number[n.lstrip("+")] for n in accepted.refused if n.lstrip("+") in by_number]
-    if refused:  # no call will come of these: fail them now rather than leave them to the reaper
+    conn = chunk.ctx.conn
+    match = match_accepted(started, accepted)
+    if match.refused:  # no call will come of these: fail them now rather than leave them to the reaper
         store.fail_attempts(
-            ctx.conn,
-            refused,
+            conn,
+            match.refused,
             message="rejected by carrier: invalid destination in bulk",
             destination_status=DestinationStatus.FAILED,
             next_attempt_at=None,
         )
-        ctx.budgets.release(creds.account_id, campaign.id, _members(refused))
-        started = [a for a in started if a not in refused]
-    rows: list[tuple[int, str | None, str | None]] = []
-    matched: set[int] = set()
-    for placed in accepted.calls:
-        attempt = by_number.get((placed.to or "").lstrip("+")) if placed.to else None
-        if attempt is None and len(started) == 1:
-            attempt = started[0]
-        if attempt is not None and attempt.attempt_id not in matched:
-            matched.add(attempt.attempt_id)
-            rows.append((attempt.attempt_id, placed.request_uuid, placed.call_uuid))
-    for attempt in started:  # bulk: ids only in callbacks; mark sent
-        if attempt.attempt_id not in matched:
-            only = accepted.request_uuids[0] if len(started) == 1 and accepted.request_uuids else None
-            rows.append((attempt.attempt_id, only, None))
-    store.record_sent(ctx.conn, rows)
-    if len(started) > 1 and len(matched) < len(started):  # a bulk answer's ids, in no order: keep them
-        record_batch(ctx.conn, batch_id, creds.account_id, list(accepted.request_uuids))
-    ids = [i for r in rows for i in r[1:] if i] + list(accepted.request_uuids)
-    if ids and store.has_unapplied_events(ctx.conn, ids):
-        apply_events_for_ids(ctx.conn, ids)
+        chunk.release(match.refused)
+    store.record_sent(conn, match.sent)
+    if len(started) > 1 and len(accepted.calls) < len(started):
+        record_batch(conn, batch_id, chunk.creds.account_id, list(accepted.request_uuids))
+    ids = match.provider_ids(accepted)
+    if ids and store.has_unapplied_events(conn, ids):
+        apply_events_for_ids(conn, ids)

@@ -17,8 +17,16 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.states import (
+    ACTIVE_DESTINATION,
+    CLAIMABLE_DESTINATION,
+    DUE_DESTINATION,
+    EXPIRABLE_DESTINATION,
+    sql_in,
+)
 from campaigns.windows import open_timezones, window_of
 from workers.accounts import load_account
+from workers.chunk_sizing import chunk_size
 from workers.dial_store import QUEUED_LEASE_S, pause_account_campaigns
 from workers.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
@@ -28,7 +36,6 @@ from workers.secrets_box import SecretUnreadable
 log = logging.getLogger(__name__)
 
 HORIZON_S = 2.0  # seconds of budget kept queued ahead of the workers
-SINGLE_CHUNK_MAX = 25  # destinations per task for one-per-request providers
 TIMEZONE_CACHE_TTL_S = 300.0
 
 Enqueue = Callable[[int, list[int]], None]  # (campaign_id, destination ids)
@@ -60,23 +67,41 @@ def campaign_timezones(conn: psycopg.Connection, campaign_id: int) -> list[str]:
     return zones
 
 
+EXPIRE_UNDIALED = f"""
+UPDATE destination d SET status = 'expired', next_attempt_at = NULL, updated_at = now()
+FROM campaign c WHERE d.campaign_id = c.id AND c.state = 'running' AND c.end_at <= now()
+  AND {sql_in("d.status", EXPIRABLE_DESTINATION)}"""
+COMPLETE_FINISHED = f"""
+UPDATE campaign c SET state = 'completed', state_reason = 'every destination finished', updated_at = now()
+WHERE c.state = 'running' AND NOT EXISTS (
+    SELECT 1 FROM destination d WHERE d.campaign_id = c.id AND {sql_in("d.status", ACTIVE_DESTINATION)})
+RETURNING c.id"""
+# Due destinations (pending/retry_wait due, or queued past their claim lease), oldest due first.
+CLAIM_DUE = f"""
+WITH due AS (
+    SELECT id FROM destination
+    WHERE campaign_id = %s AND {sql_in("status", CLAIMABLE_DESTINATION)}
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+      AND (status <> 'queued' OR next_attempt_at IS NOT NULL)
+      AND timezone = ANY(%s)
+    ORDER BY next_attempt_at NULLS FIRST, id
+    LIMIT %s FOR UPDATE SKIP LOCKED)
+UPDATE destination d SET status = 'queued', updated_at = now(),
+    next_attempt_at = now() + make_interval(secs => %s)
+FROM due WHERE d.id = due.id RETURNING d.id
+"""
+DUE_ESTIMATE = f"""
+SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s
+    AND {sql_in("status", DUE_DESTINATION)}
+    AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+    LIMIT %s) s"""
+
+
 def finish_campaigns(conn: psycopg.Connection, report: DispatchReport) -> None:
     """Expire what a finished schedule left undialed; complete campaigns with nothing left to do."""
     with conn.transaction():
-        cur = conn.execute(
-            """UPDATE destination d SET status = 'expired', next_attempt_at = NULL, updated_at = now()
-               FROM campaign c WHERE d.campaign_id = c.id AND c.state = 'running' AND c.end_at <= now()
-                 AND d.status IN ('pending', 'retry_wait', 'queued')"""
-        )
-        report.expired = cur.rowcount
-        rows = conn.execute(
-            """UPDATE campaign c SET state = 'completed', state_reason = 'every destination finished',
-                   updated_at = now()
-               WHERE c.state = 'running' AND NOT EXISTS (
-                   SELECT 1 FROM destination d WHERE d.campaign_id = c.id
-                     AND d.status IN ('pending', 'queued', 'dialing', 'ringing', 'answered', 'retry_wait'))
-               RETURNING c.id"""
-        ).fetchall()
+        report.expired = conn.execute(EXPIRE_UNDIALED).rowcount
+        rows = conn.execute(COMPLETE_FINISHED).fetchall()
         report.completed = [r[0] for r in rows]
 
 
@@ -84,22 +109,7 @@ def _claim(conn: psycopg.Connection, campaign_id: int, zones: list[str], limit: 
     """Claim up to `limit` due destinations (pending/retry_wait due, or queued past their lease)."""
     if limit <= 0 or not zones:
         return []
-    rows = conn.execute(
-        """
-        WITH due AS (
-            SELECT id FROM destination
-            WHERE campaign_id = %s AND status IN ('pending', 'retry_wait', 'queued')
-              AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-              AND (status <> 'queued' OR next_attempt_at IS NOT NULL)
-              AND timezone = ANY(%s)
-            ORDER BY next_attempt_at NULLS FIRST, id
-            LIMIT %s FOR UPDATE SKIP LOCKED)
-        UPDATE destination d SET status = 'queued', updated_at = now(),
-            next_attempt_at = now() + make_interval(secs => %s)
-        FROM due WHERE d.id = due.id RETURNING d.id
-        """,
-        (campaign_id, zones, limit, QUEUED_LEASE_S),
-    ).fetchall()
+    rows = conn.execute(CLAIM_DUE, (campaign_id, zones, limit, QUEUED_LEASE_S)).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -113,13 +123,7 @@ def _queued_count(conn: psycopg.Connection, campaign_ids: list[int]) -> int:
 
 
 def _due_estimate(conn: psycopg.Connection, campaign_id: int, cap: int) -> int:
-    row = conn.execute(
-        """SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s
-               AND status IN ('pending', 'retry_wait')
-               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-               LIMIT %s) s""",
-        (campaign_id, cap),
-    ).fetchone()
+    row = conn.execute(DUE_ESTIMATE, (campaign_id, cap)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -186,7 +190,7 @@ def _dispatch_account(
         if not claimed:
             continue
         report.claimed[cid] = len(claimed)
-        size = _chunk_size(adapter.max_destinations_per_request, rate, c)
+        size = chunk_size(adapter.max_destinations_per_request, c["provider_options"], rate, c["cps"])
         for i in range(0, len(claimed), size):
             enqueue(cid, claimed[i : i + size])
             report.chunks += 1
@@ -197,10 +201,3 @@ def _claim_override(conn: psycopg.Connection, campaign_id: int, limit: int) -> l
     zones = campaign_timezones(conn, campaign_id)
     return _claim(conn, campaign_id, zones, limit)
 
-
-def _chunk_size(max_per_request: int, rate: float, campaign: dict) -> int:
-    """A bulk provider gets one request's worth per chunk; others a slice of a second's budget per task."""
-    per_second = rate if not campaign["cps"] else min(rate, campaign["cps"])
-    if max_per_request > 1 and (campaign["provider_options"] or {}).get("bulk") is not False:
-        return max(1, min(max_per_request, int(per_second)))
-    return max(1, min(SINGLE_CHUNK_MAX, math.ceil(per_second / 8)))

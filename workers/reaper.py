@@ -15,15 +15,15 @@ from psycopg.types.json import Jsonb
 
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step
-from campaigns.states import Outcome
+from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
 from workers.accounts import load_account
 from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
+from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
-from workers.results import apply_events
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class ReapReport:
 def _expired_attempts(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """SELECT a.*, d.number FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-               WHERE a.status IN ('dialing', 'sent', 'ringing', 'answered') AND a.lease_expires_at < now()
+            f"""SELECT a.*, d.number FROM call_attempt a JOIN destination d ON d.id = a.destination_id
+               WHERE {sql_in("a.status", OPEN_ATTEMPT)} AND a.lease_expires_at < now()
                ORDER BY a.lease_expires_at LIMIT %s""",
             (BATCH,),
         ).fetchall()
@@ -89,12 +89,7 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
         ),
     )
     conn.commit()
-    report = apply_events(
-        conn,
-        "attempt_id IS NULL AND (request_uuid = %s OR call_uuid = %s)",
-        (attempt["request_uuid"], attempt["call_uuid"]),
-        10,
-    )
+    report = apply_events(conn, unattached_for_call(attempt["request_uuid"], attempt["call_uuid"]), 10)
     return report.finals > 0
 
 
@@ -110,7 +105,7 @@ def _reconcile_by_batch(
         creds, _ = load_account(conn, attempt["account_id"])
         batches[batch_id] = answer = look_up_batch(conn, client, creds, adapter_for(creds.provider), batch_id)
         if answer.final:
-            apply_events(conn, "attempt_id IS NULL AND batch_id = %s", (batch_id,), answer.final + 10)
+            apply_events(conn, unattached_of_batch(batch_id), answer.final + 10)
     if is_live(batches[batch_id], attempt["number"]):
         return LIVE
     row = conn.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt["id"],)).fetchone()
@@ -120,9 +115,9 @@ def _reconcile_by_batch(
 def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
     with conn.transaction():
         moved = conn.execute(
-            """UPDATE call_attempt SET status = 'unknown', outcome = 'unknown', end_at = now(),
+            f"""UPDATE call_attempt SET status = 'unknown', outcome = 'unknown', end_at = now(),
                    error_message = coalesce(error_message, 'lease expired with no final event')
-               WHERE id = %s AND status IN ('dialing', 'sent', 'ringing', 'answered')""",
+               WHERE id = %s AND {sql_in("status", OPEN_ATTEMPT)}""",
             (attempt["id"],),
         ).rowcount
         if not moved:
@@ -138,9 +133,9 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
             policy[1] if policy else None,
         )
         conn.execute(
-            """UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
+            f"""UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
                    updated_at = now()
-               WHERE id = %s AND attempts_made = %s AND status IN ('dialing', 'ringing', 'answered')""",
+               WHERE id = %s AND attempts_made = %s AND {sql_in("status", LIVE_DESTINATION)}""",
             (step.status.value, step.next_attempt_at, attempt["destination_id"], attempt["attempt_no"]),
         )
     budgets.release(
@@ -180,7 +175,7 @@ def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
     lease_s = answered_lease_s((row[0] if row else None) or {})
     conn.execute(
         "UPDATE call_attempt SET lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s "
-        "AND status IN ('dialing', 'sent', 'ringing', 'answered')",
+        f"AND {sql_in('status', OPEN_ATTEMPT)}",
         (lease_s, attempt["id"]),
     )
     member = f"{attempt['destination_id']}:{attempt['attempt_no']}"

@@ -1,4 +1,5 @@
-"""Celery tasks: thin shells over workers.dispatcher, workers.dialing, workers.results and workers.reaper."""
+"""Celery tasks: thin shells over workers.dispatcher, workers.dialing, workers.callbacks.applier_store and
+workers.reaper."""
 
 from __future__ import annotations
 
@@ -76,16 +77,11 @@ def apply_pending_events() -> int:
     """Safety net for the API's own applier: apply stored events it left for over 10 s (an API process
     that died between storing and applying). Recent ones are left to the API so the two do not contend.
     Pages through, so old events that never match cannot keep newer ones waiting."""
-    from workers.results import apply_events
+    from workers.callbacks.applier_store import apply_events, left_over_after
 
     global _safety_net_cursor
     with get_pool().connection() as conn:
-        report = apply_events(
-            conn,
-            "received_at < now() - interval '10 seconds' AND id > %s",
-            (_safety_net_cursor,),
-            SAFETY_NET_PAGE,
-        )
+        report = apply_events(conn, left_over_after(_safety_net_cursor), SAFETY_NET_PAGE)
     _safety_net_cursor = report.last_id if report.seen >= SAFETY_NET_PAGE else 0
     return report.applied
 

@@ -11,21 +11,19 @@ import logging
 import threading
 import time
 
+from workers.callbacks.applier_store import apply_events, apply_events_by_id, recent_after
 from workers.callbacks.event_store import stored_ids
 from workers.pg import get_pool
-from workers.results import apply_events, apply_events_by_id
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 2.0
 BATCH = 1000
-# The sweep leaves just-stored events to the fast path, and gives up on an event after an hour (the
-# reaper resolves its attempt by then).
-SWEEP_WHERE = ("received_at > now() - interval '1 hour' AND received_at < now() - interval '1 second' "
-               "AND id > %s")
 
 
 class EventApplier(threading.Thread):
+    """Applies events right after the event store commits them, and sweeps recent ones left unmatched."""
+
     def __init__(self, stored: threading.Event) -> None:
         super().__init__(name="event-applier", daemon=True)
         self.stored = stored
@@ -60,7 +58,7 @@ class EventApplier(threading.Thread):
 
     def _sweep(self) -> None:
         with get_pool().connection() as conn:
-            report = apply_events(conn, SWEEP_WHERE, (self.sweep_cursor,), BATCH)
+            report = apply_events(conn, recent_after(self.sweep_cursor), BATCH)
         self.applied += report.applied
         # A full page: continue after it next time, so old unmatched events cannot starve newer ones.
         self.sweep_cursor = report.last_id if report.seen >= BATCH else 0

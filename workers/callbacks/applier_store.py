@@ -1,21 +1,21 @@
-"""Apply stored carrier events (call_event rows) to attempts and destinations, in lifecycle order.
+"""The applier's store side: apply stored carrier events (call_event rows) to attempts and destinations.
 
-Each event is applied once (applied_at), under row locks, and only moves things forward: a late ring never
-overwrites a hangup and a duplicate hangup changes nothing. An event whose attempt cannot be found yet (its
-ids not recorded) stays unapplied and is tried again when the ids are recorded, or by a sweep.
+Each event is applied once (applied_at), under row locks, in id order; what an event does to its rows is
+`workers.callbacks.transitions.advance` (pure). An event whose attempt cannot be found yet (its ids not
+recorded) stays unapplied and is tried again when the ids are recorded, or by a sweep.
 
 A batch costs a fixed handful of statements whatever its size: select the events, match them to attempts
-in one query, lock those attempts and destinations, compute every transition in memory (`advance`, pure),
-write attempts, destinations and events back with one UPDATE each, then free the ended calls' slots.
+in one query, lock those attempts and destinations, compute every transition in memory, write attempts,
+destinations and events back with one UPDATE each, then free the ended calls' slots. Which events a batch
+takes is named by a selector (`pending_after`, `by_ids`, `by_provider_ids`, ...), not by SQL text.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -23,26 +23,21 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.call_options import answered_lease_s
-from campaigns.retry_policy import NextStep, after_carrier_throttle, next_step
-from campaigns.states import ATTEMPT_RANK, AttemptStatus, DestinationStatus, Outcome
+from workers.callbacks.transitions import (
+    AttemptRow,
+    CampaignPolicy,
+    CarrierEvent,
+    DestinationRow,
+    Effects,
+    advance,
+)
 
 log = logging.getLogger(__name__)
-
-# Which attempt status an event kind moves to; STATUS events only fill fields.
-KIND_TO_ATTEMPT = {"ring": AttemptStatus.RINGING, "answer": AttemptStatus.ANSWERED,
-                   "machine": AttemptStatus.ANSWERED, "hangup": AttemptStatus.COMPLETED}
-KIND_TO_DESTINATION = {"ring": DestinationStatus.RINGING, "answer": DestinationStatus.ANSWERED,
-                       "machine": DestinationStatus.ANSWERED}
-OPEN_ATTEMPT = frozenset({AttemptStatus.DIALING, AttemptStatus.SENT, AttemptStatus.RINGING,
-                          AttemptStatus.ANSWERED})
-# Destination statuses a final event may finish (unknown: the reaper gave up, the carrier spoke later).
-FINISHABLE_DESTINATION = frozenset({"dialing", "ringing", "answered", "unknown"})
 
 T = TypeVar("T")
 
 SlotRelease = Callable[[int, int, list[str]], None]  # (account_id, campaign_id, members)
 SlotRenew = Callable[[int, int, list[tuple[str, float]]], None]  # (account, campaign, [(member, lease)])
-PolicyOf = Callable[[int], tuple[dict[str, Any], datetime | None, float]]
 
 
 @dataclass
@@ -54,21 +49,6 @@ class ApplyReport:
     last_id: int = 0   # highest event id looked at
 
 
-@dataclass
-class Effects:
-    """What applying events asks of the world beyond the rows: slots to free or renew."""
-
-    release: list[tuple[int, int, str]] = field(default_factory=list)        # account, campaign, member
-    renew: list[tuple[int, int, str, float]] = field(default_factory=list)   # … and lease seconds
-
-
-def _can_move(current: str, target: AttemptStatus) -> bool:
-    """Forward only; an `unknown` attempt may still be completed by a late final event."""
-    if target == AttemptStatus.COMPLETED and current == AttemptStatus.UNKNOWN:
-        return True
-    return ATTEMPT_RANK[AttemptStatus(current)] < ATTEMPT_RANK[target]
-
-
 def _e164(value: str | None) -> str | None:
     if not value:
         return None
@@ -78,92 +58,21 @@ def _e164(value: str | None) -> str | None:
     return "+" + value if value.isdigit() else value
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
-def _remember_machine(attempt: dict[str, Any], dest: dict[str, Any]) -> None:
-    """A machine-detection result outlives the hangup that follows it: a Bandwidth disconnect says only
-    "hangup" with an answer time. Before the hangup, the attempt's outcome holds it for the hangup to keep;
-    after an `answered` hangup (the result arrived late), it corrects the outcome."""
-    if attempt["status"] != AttemptStatus.COMPLETED:
-        attempt["outcome"] = Outcome.MACHINE.value
-    elif attempt["outcome"] == Outcome.ANSWERED:
-        attempt["outcome"] = Outcome.MACHINE.value
-        if dest["outcome"] == Outcome.ANSWERED and dest["attempts_made"] == attempt["attempt_no"]:
-            dest.update(outcome=Outcome.MACHINE.value, changed=True)
-
-
-def advance(attempt: dict[str, Any], dest: dict[str, Any], kind: str, parsed: dict[str, Any],
-            ids: tuple[str | None, str | None], now: datetime, policy_of: PolicyOf, effects: Effects) -> bool:
-    """Apply one event to the in-memory attempt and destination rows (pure apart from `effects`).
-    Returns True if it ended the attempt."""
-    attempt["request_uuid"] = attempt["request_uuid"] or ids[0]
-    attempt["call_uuid"] = attempt["call_uuid"] or ids[1]
-    attempt["ring_at"] = attempt["ring_at"] or _time(parsed.get("ring_at"))
-    attempt["answer_at"] = attempt["answer_at"] or _time(parsed.get("answer_at"))
-    provider_status = parsed.get("provider_status")
-    target = KIND_TO_ATTEMPT.get(kind)
-    current = attempt["status"]
-    if target is None:  # a status update: its word counts only while the call is open
-        if current in OPEN_ATTEMPT and provider_status:
-            attempt["provider_status"] = provider_status
-        return False
-    if kind == "machine":
-        _remember_machine(attempt, dest)
-    if not _can_move(current, target):
-        return False  # a duplicate, or late: nothing else changes
-    attempt["status"] = target.value
-    attempt["provider_status"] = provider_status or attempt["provider_status"]
-    member = f"{attempt['destination_id']}:{attempt['attempt_no']}"
-    ours = dest["attempts_made"] == attempt["attempt_no"]  # a later attempt owns the destination now
-    if target != AttemptStatus.COMPLETED:
-        dest_target = KIND_TO_DESTINATION[kind]
-        behind = dest["status"] == "dialing" or (dest["status"] == "ringing" and dest_target != "ringing")
-        if ours and behind:
-            dest["status"] = dest_target.value
-            dest["changed"] = True
-            if kind in ("answer", "machine"):
-                lease = policy_of(attempt["campaign_id"])[2]
-                effects.renew.append((attempt["account_id"], attempt["campaign_id"], member, lease))
-        return False
-    outcome = Outcome(parsed.get("outcome") or Outcome.UNKNOWN)
-    if outcome == Outcome.ANSWERED and attempt["outcome"] == Outcome.MACHINE:
-        outcome = Outcome.MACHINE  # a machine result came first (Bandwidth: its own callback)
-    attempt.update(outcome=outcome.value, hangup_cause=parsed.get("hangup_cause"),
-                   end_at=_time(parsed.get("end_at")) or attempt["end_at"] or now,
-                   duration=parsed.get("duration"), billed_duration=parsed.get("billed_duration"),
-                   cost=Decimal(parsed["cost"]) if parsed.get("cost") else None)
-    if current != AttemptStatus.UNKNOWN:  # the reaper already freed unknown ones
-        effects.release.append((attempt["account_id"], attempt["campaign_id"], member))
-    if ours and dest["status"] in FINISHABLE_DESTINATION:
-        retry_policy, end_at, _ = policy_of(attempt["campaign_id"])
-        step: NextStep
-        if parsed.get("throttled"):
-            step = after_carrier_throttle(attempt["attempt_no"], now)
-        else:
-            step = next_step(outcome, attempt["attempt_no"], retry_policy, now, end_at)
-        dest.update(status=step.status.value, outcome=step.outcome.value,
-                    next_attempt_at=step.next_attempt_at, changed=True)
-    return True
-
-
 class CampaignPolicies:
-    """Retry policy, end and answered-call lease of each campaign, read once per batch."""
+    """Retry policy, end and answered-call lease of each campaign, read once per batch, when first needed."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
-        self.cache: dict[int, tuple[dict[str, Any], datetime | None, float]] = {}
+        self.cache: dict[int, CampaignPolicy] = {}
 
-    def __call__(self, campaign_id: int) -> tuple[dict[str, Any], datetime | None, float]:
+    def __call__(self, campaign_id: int) -> CampaignPolicy:
         if campaign_id not in self.cache:
             row = self.conn.execute(
                 "SELECT retry_policy, end_at, provider_options FROM campaign WHERE id = %s",
                 (campaign_id,)).fetchone()
             lease = answered_lease_s((row[2] if row else None) or {})
-            self.cache[campaign_id] = (row[0] or {}, row[1], lease) if row else ({}, None, lease)
+            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease) if row \
+                else CampaignPolicy({}, None, lease)
         return self.cache[campaign_id]
 
 
@@ -247,42 +156,90 @@ def _records(names: Sequence[str], rows: list[tuple[Any, ...]]) -> tuple[str]:
 
 
 def _locked_rows(conn: psycopg.Connection, events: list[dict[str, Any]]
-                 ) -> tuple[dict[int, int], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+                 ) -> tuple[dict[int, int], dict[int, AttemptRow], dict[int, DestinationRow]]:
     """(event id -> attempt id, attempts by id, destinations by id), attempts and destinations locked."""
     keys = _records(("id", "batch_id", "dest", "request_uuid", "call_uuid"),
                     [(e["id"], e["batch_id"], _e164(e["destination"]), e["request_uuid"], e["call_uuid"])
                      for e in events])
     matched = {eid: aid for eid, aid in conn.execute(MATCH_ATTEMPTS, keys).fetchall() if aid is not None}
-    attempts: dict[int, dict[str, Any]] = {}
-    destinations: dict[int, dict[str, Any]] = {}
+    attempts: dict[int, AttemptRow] = {}
+    destinations: dict[int, DestinationRow] = {}
     if matched:
         with conn.cursor(row_factory=dict_row) as cur:
             for row in cur.execute(LOCK_ATTEMPTS, (sorted(set(matched.values())),)).fetchall():
-                destinations.setdefault(row["destination_id"], {
-                    "status": row.pop("d_status"), "attempts_made": row.pop("d_attempts"),
-                    "outcome": row.pop("d_outcome"), "next_attempt_at": row.pop("d_next"), "changed": False})
-                attempts[row["id"]] = row
+                dest = DestinationRow(row["destination_id"], row.pop("d_status"), row.pop("d_attempts"),
+                                      row.pop("d_outcome"), row.pop("d_next"))
+                destinations.setdefault(dest.id, dest)
+                attempts[row["id"]] = AttemptRow(**row)
     return matched, attempts, destinations
 
 
-def _write_back(conn: psycopg.Connection, attempts: dict[int, dict[str, Any]],
-                before: dict[int, tuple[Any, ...]], destinations: dict[int, dict[str, Any]],
+def _written(attempt: AttemptRow) -> tuple[Any, ...]:
+    return tuple(getattr(attempt, f) for f in ATTEMPT_FIELDS)
+
+
+def _write_back(conn: psycopg.Connection, attempts: dict[int, AttemptRow],
+                before: dict[int, tuple[Any, ...]], destinations: dict[int, DestinationRow],
                 applied: list[tuple[int, int]]) -> None:
-    changed = [(aid, *(a[f] for f in ATTEMPT_FIELDS)) for aid, a in attempts.items()
-               if tuple(a[f] for f in ATTEMPT_FIELDS) != before[aid]]
+    changed = [(aid, *now) for aid, a in attempts.items() if (now := _written(a)) != before[aid]]
     if changed:
         conn.execute(WRITE_ATTEMPTS, _records(("id", *ATTEMPT_FIELDS), changed))
-    dests = [(did, d["status"], d["outcome"], d["next_attempt_at"]) for did, d in destinations.items()
-             if d["changed"]]
+    dests = [(did, d.status, d.outcome, d.next_attempt_at) for did, d in destinations.items() if d.changed]
     if dests:
         conn.execute(WRITE_DESTINATIONS, _records(("id", "status", "outcome", "next_attempt_at"), dests))
     if applied:
         conn.execute(MARK_APPLIED, _records(("id", "attempt_id"), applied))
 
 
-def apply_events(conn: psycopg.Connection, where: str, params: Sequence[Any], limit: int,
+@dataclass(frozen=True)
+class EventSelector:
+    """Which unapplied events a batch takes: built only by the functions below, so no caller writes SQL."""
+
+    where: str
+    params: tuple[Any, ...]
+
+
+def pending_after(after_id: int) -> EventSelector:
+    """Every unapplied event after a known id."""
+    return EventSelector("id > %s", (after_id,))
+
+
+def by_ids(ids: Sequence[int]) -> EventSelector:
+    """These just-stored events."""
+    return EventSelector("id = ANY(%s)", (list(ids),))
+
+
+def by_provider_ids(ids: Sequence[str]) -> EventSelector:
+    """Events carrying any of these request or call ids."""
+    return EventSelector("request_uuid = ANY(%s) OR call_uuid = ANY(%s)", (list(ids), list(ids)))
+
+
+def unattached_for_call(request_uuid: str | None, call_uuid: str | None) -> EventSelector:
+    """Events of one call not yet tied to an attempt (the reaper's reconciled status)."""
+    return EventSelector("attempt_id IS NULL AND (request_uuid = %s OR call_uuid = %s)",
+                         (request_uuid, call_uuid))
+
+
+def unattached_of_batch(batch_id: Any) -> EventSelector:
+    """Events of one batch not yet tied to an attempt (the reaper's look-up of a bulk's request ids)."""
+    return EventSelector("attempt_id IS NULL AND batch_id = %s", (batch_id,))
+
+
+def recent_after(after_id: int) -> EventSelector:
+    """The API applier's sweep: older than a second (the fast path has them), younger than an hour (the
+    reaper resolves their attempts by then), after a cursor."""
+    return EventSelector("received_at > now() - interval '1 hour' AND received_at < now() - interval "
+                         "'1 second' AND id > %s", (after_id,))
+
+
+def left_over_after(after_id: int) -> EventSelector:
+    """The Celery safety net: events the API left for over 10 s, after a cursor."""
+    return EventSelector("received_at < now() - interval '10 seconds' AND id > %s", (after_id,))
+
+
+def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
                  slot_ops: tuple[SlotRelease, SlotRenew] | None = None) -> ApplyReport:
-    """Apply up to `limit` unapplied events matching `where`, oldest first, in one transaction."""
+    """Apply up to `limit` unapplied events the selector picks, oldest first, in one transaction."""
     release, renew = slot_ops or _slot_ops()
     report = ApplyReport()
     now = datetime.now(UTC)
@@ -291,14 +248,15 @@ def apply_events(conn: psycopg.Connection, where: str, params: Sequence[Any], li
         with conn.cursor(row_factory=dict_row) as cur:
             events = cur.execute(
                 f"""SELECT id, kind, batch_id, request_uuid, call_uuid, destination,
-                           payload->'parsed' AS parsed FROM call_event WHERE applied_at IS NULL AND ({where})
-                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", (*params, limit)).fetchall()
+                           payload->'parsed' AS parsed FROM call_event
+                    WHERE applied_at IS NULL AND ({selector.where})
+                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", (*selector.params, limit)).fetchall()
         report.seen = len(events)
         report.last_id = max((e["id"] for e in events), default=0)
         if not events:
             return report
         matched, attempts, destinations = _locked_rows(conn, events)
-        before = {aid: tuple(a[f] for f in ATTEMPT_FIELDS) for aid, a in attempts.items()}
+        before = {aid: _written(a) for aid, a in attempts.items()}
         policies = CampaignPolicies(conn)
         applied: list[tuple[int, int]] = []
         for event in events:
@@ -306,10 +264,11 @@ def apply_events(conn: psycopg.Connection, where: str, params: Sequence[Any], li
             if attempt is None:
                 report.unmatched += 1
                 continue
-            if advance(attempt, destinations[attempt["destination_id"]], event["kind"], event["parsed"] or {},
-                       (event["request_uuid"], event["call_uuid"]), now, policies, effects):
+            carrier_event = CarrierEvent.from_stored(event["kind"], event["request_uuid"], event["call_uuid"],
+                                                     event["parsed"] or {})
+            if advance(attempt, destinations[attempt.destination_id], carrier_event, now, policies, effects):
                 report.finals += 1
-            applied.append((event["id"], attempt["id"]))
+            applied.append((event["id"], attempt.id))
         _write_back(conn, attempts, before, destinations, applied)
         report.applied = len(applied)
     # After the commit: a slot freed for a call whose end then rolled back would be lent twice.
@@ -340,15 +299,15 @@ def _free_and_renew(effects: Effects, release: SlotRelease, renew: SlotRenew) ->
 def apply_pending_events(conn: psycopg.Connection, limit: int = 500, after_id: int = 0,
                          slot_ops: tuple[SlotRelease, SlotRenew] | None = None) -> ApplyReport:
     """Apply stored events not yet applied, after a known id."""
-    return apply_events(conn, "id > %s", (after_id,), limit, slot_ops)
+    return apply_events(conn, pending_after(after_id), limit, slot_ops)
 
 
 def apply_events_by_id(conn: psycopg.Connection, ids: Sequence[int],
                        slot_ops: tuple[SlotRelease, SlotRenew] | None = None) -> ApplyReport:
     """The results consumer's main step: apply these just-stored events."""
-    return apply_events(conn, "id = ANY(%s)", (list(ids),), len(ids), slot_ops)
+    return apply_events(conn, by_ids(ids), len(ids), slot_ops)
 
 
 def apply_events_for_ids(conn: psycopg.Connection, ids: Sequence[str]) -> ApplyReport:
     """Apply events that arrived before the dialer recorded these request/call ids."""
-    return apply_events(conn, "request_uuid = ANY(%s) OR call_uuid = ANY(%s)", (list(ids), list(ids)), 1000)
+    return apply_events(conn, by_provider_ids(ids), 1000)

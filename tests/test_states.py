@@ -1,0 +1,77 @@
+"""The state machines, one row per pair of states: every allowed move and every refused one."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from campaigns.states import (
+    ATTEMPT_OWNERS,
+    DESTINATION_OWNERS,
+    FINAL_ATTEMPT,
+    FINAL_DESTINATION,
+    AttemptStatus,
+    DestinationStatus,
+    attempt_can_move,
+    can_move,
+    sql_in,
+    sql_values,
+)
+
+D = DestinationStatus
+A = AttemptStatus
+
+# The destination moves the engine makes, written out by hand (DESIGN.md's machine), so the table in
+# campaigns/states.py is checked against an independent statement of it.
+DESTINATION_MOVES = {
+    (D.PENDING, D.QUEUED), (D.RETRY_WAIT, D.QUEUED),
+    (D.QUEUED, D.DIALING), (D.QUEUED, D.PENDING), (D.QUEUED, D.RETRY_WAIT), (D.QUEUED, D.FAILED),
+    (D.DIALING, D.RINGING), (D.DIALING, D.ANSWERED), (D.RINGING, D.ANSWERED),
+    *((live, end) for live in (D.DIALING, D.RINGING, D.ANSWERED)
+      for end in (D.RETRY_WAIT, D.DONE, D.FAILED, D.UNKNOWN)),
+    (D.UNKNOWN, D.RETRY_WAIT), (D.UNKNOWN, D.DONE), (D.UNKNOWN, D.FAILED),
+    *((waiting, end) for waiting in (D.PENDING, D.QUEUED, D.RETRY_WAIT)
+      for end in (D.DNC, D.INVALID, D.CANCELLED, D.EXPIRED)),
+}
+
+ATTEMPT_MOVES = {
+    (A.DIALING, A.SENT), (A.DIALING, A.RINGING), (A.DIALING, A.ANSWERED), (A.SENT, A.RINGING),
+    (A.SENT, A.ANSWERED), (A.RINGING, A.ANSWERED),
+    *((open_, end) for open_ in (A.DIALING, A.SENT, A.RINGING, A.ANSWERED)
+      for end in (A.COMPLETED, A.FAILED, A.UNKNOWN)),
+    (A.UNKNOWN, A.COMPLETED),  # a late final event resolves an attempt the reaper gave up on
+}
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(D, D)))
+def test_a_destination_moves_only_along_the_machine(current: D, target: D) -> None:
+    assert can_move(current, target) == ((current, target) in DESTINATION_MOVES)
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(A, A)))
+def test_an_attempt_moves_only_forward(current: A, target: A) -> None:
+    assert attempt_can_move(current, target) == ((current, target) in ATTEMPT_MOVES)
+
+
+def test_every_non_final_state_has_an_owner_a_deadline_and_a_way_out() -> None:
+    assert set(DESTINATION_OWNERS) == set(D) - FINAL_DESTINATION
+    assert set(ATTEMPT_OWNERS) == set(A) - FINAL_ATTEMPT
+    for state, owner in [*DESTINATION_OWNERS.items(), *ATTEMPT_OWNERS.items()]:
+        assert owner.owner and owner.deadline and owner.setting, state
+        assert owner.moves_to and state not in owner.moves_to, state
+    assert DESTINATION_OWNERS[D.QUEUED].moves_to == {D.DIALING, D.PENDING, D.RETRY_WAIT, D.FAILED, D.DNC,
+                                                      D.INVALID, D.CANCELLED, D.EXPIRED}
+
+
+def test_a_final_destination_never_moves_except_unknown_resolved_by_a_late_event() -> None:
+    for current in FINAL_DESTINATION - {D.UNKNOWN}:
+        assert not any(can_move(current, target) for target in D), current
+
+
+def test_status_lists_render_as_sql_literals_in_the_machines_order() -> None:
+    assert sql_in("d.status", {D.RETRY_WAIT, D.PENDING}) == "d.status IN ('pending', 'retry_wait')"
+    assert sql_in("status", {A.ANSWERED, A.DIALING}) == "status IN ('dialing', 'answered')"
+    assert sql_values({D.RETRY_WAIT, D.PENDING}) == ["pending", "retry_wait"]
+    with pytest.raises(ValueError):
+        sql_in("status", set())
