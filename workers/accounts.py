@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
+from workers.providers.account_options import check_account_options
 from workers.providers.base import AccountCredentials
 from workers.secrets_box import decrypt, encrypt
 
@@ -53,6 +54,13 @@ def _check_max_concurrent(max_concurrent: int) -> None:
         raise InvalidRequest(f"max-concurrent must be above 0, not {max_concurrent}")
 
 
+def _check_options(provider: str, options: dict[str, Any], *, partial: bool = False) -> None:
+    try:
+        check_account_options(provider, options, partial=partial)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 def add_account(
     conn: psycopg.Connection,
     *,
@@ -70,6 +78,7 @@ def add_account(
     _check_provider(provider)
     _check_cps(cps)
     _check_max_concurrent(max_concurrent)
+    _check_options(provider, options or {})
     try:
         row = conn.execute(
             """INSERT INTO provider_account (name, provider, auth_id, auth_token_encrypted,
@@ -140,6 +149,8 @@ def update_account(
         sets.append("auth_token_encrypted = %s")
         values.append(encrypt(auth_token))
     if options is not None:
+        row = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
+        _check_options(str(row[0]) if row else "", options, partial=True)
         sets.append("options = options || %s")
         values.append(Jsonb(options))
     if sets:
