@@ -54,7 +54,8 @@ def _prepare(url: str, n: int) -> tuple[int, list[tuple[str, str, str]]]:
     request_uuid, call_uuid)])."""
     import psycopg
 
-    from workers.accounts import add_account
+    import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
+    from campaigns.accounts import add_account
 
     with psycopg.connect(url) as conn:
         account_id = add_account(
@@ -219,7 +220,7 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "campaigns.api.main:app",
+                "workers.entrypoints.api.main:app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -89,10 +89,12 @@ def _run_campaign(
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
     """One campaign of `count` calls through the whole engine against a simulated account of exactly
     `rate` CPS: (window stats of what the carrier received, the carrier's account stats, seconds to done)."""
+    import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
+    from campaigns.accounts import add_account
     from campaigns.db import connect
-    from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack, wait_until
+    from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
+    from tests.polling import wait_for
     from tests.sim_helpers import start_simulator
-    from workers.accounts import add_account
 
     sim_account = {
         "provider": provider,
@@ -127,7 +129,7 @@ def _run_campaign(
                 account_id,
                 provider_options={"ring_timeout": 30, "time_limit": 60, "track_ringing": False},
             )
-            wait_until(
+            wait_for(
                 lambda: (
                     conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
                     == ("completed",)

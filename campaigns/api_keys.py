@@ -1,8 +1,8 @@
 """Operators' API keys: create (the key is shown once), list, revoke, verify.
 
-Only a keyed hash of a key is stored (workers.secrets_box.hash_api_key, HMAC-SHA256 under
+Only a keyed hash of a key is stored (campaigns.secrets_box.hash_api_key, HMAC-SHA256 under
 DIALER_SECRET_KEY), so a database dump does not hand out working keys. Changing DIALER_SECRET_KEY
-invalidates every key. Sync functions take a psycopg connection and do not commit, like workers.accounts;
+invalidates every key. Sync functions take a psycopg connection and do not commit, like campaigns.accounts;
 verify_api_key_async serves the HTTP API from its async pool.
 """
 
@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.errors import InvalidRequest, NotFound
-from workers.secrets_box import hash_api_key
+from campaigns.secrets_box import hash_api_key
 
 KEY_PREFIX = "dlr_"  # recognisable in logs and secret scanners
 MAX_NAME_LENGTH = 100

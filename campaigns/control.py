@@ -11,6 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
@@ -112,10 +113,10 @@ def start(conn: psycopg.Connection, campaign_id: int) -> None:
     provider = conn.execute(
         "SELECT provider FROM provider_account WHERE id = %s", (row["account_id"],)
     ).fetchone()
-    if provider and provider[0] == "voipbin" and row["answer_url"]:
+    if provider and row["answer_url"] and not provider_takes_answer_url(provider[0]):
         # VoIPbin takes a call's actions at creation; its API names no way to fetch them from a URL.
         raise InvalidRequest(
-            f"campaign {campaign_id} has an answer URL, which a VoIPbin account cannot use: give it a "
+            f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
             f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
     _transition(conn, campaign_id, STARTABLE, "running", None)

@@ -5,15 +5,13 @@ Nothing is built at import time; an engine is made per URL on first use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 from campaigns.config import get_settings
 from campaigns.errors import ServiceUnavailable
@@ -45,22 +43,6 @@ def engine_for(url: str) -> Engine:
 
 def get_engine() -> Engine:
     return engine_for(get_settings().database_url)
-
-
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A SQLModel session that commits on success and rolls back on error."""
-    try:
-        session = Session(get_engine())
-    except Exception as exc:  # pragma: no cover - engine creation does not connect
-        raise unavailable(get_settings().database_url, exc) from exc
-    with session:
-        try:
-            yield session
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
 
 
 # Our queries are short and run thousands of times; when a cost estimate crosses jit_above_cost, Postgres

@@ -5,29 +5,23 @@ row commit together and the campaign becomes 'draft', or nothing remains. Memory
 read in chunks with a bounded number in flight, and duplicates and DNC numbers are found by Postgres in a
 TEMP staging table, never in a set held here.
 
-Small files (under PARALLEL_AFTER_ROWS rows) are normalised in this process; past that a pool of parser
-processes (Settings.loader_workers, 0 = one per core) takes the chunks while this process decodes the
-file and writes the COPY stream.
+Small files (under copy_chunks.PARALLEL_AFTER_ROWS rows) are normalised in this process; past that a
+pool of parser processes (Settings.loader_workers, 0 = one per core) takes the chunks while this process
+decodes the file and writes the COPY stream.
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
-import sys
 import time
-import types
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import orjson
-
+from campaigns.copy_chunks import normalised_chunks
 from campaigns.csv_source import CsvLayout, CsvLimits, CsvStream
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.numbers import (
@@ -36,7 +30,6 @@ from campaigns.numbers import (
     RowLayout,
     check_region,
     normalise_caller_id,
-    normalise_row,
     valid_timezone,
 )
 
@@ -45,9 +38,6 @@ if TYPE_CHECKING:  # the parser processes import this module: keep psycopg and S
 
     from campaigns.config import Settings
 
-CHUNK_ROWS = 5000
-PARALLEL_AFTER_ROWS = 20_000
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 STAGING_DDL = """
 CREATE TEMP TABLE load_staging (
@@ -137,110 +127,9 @@ class LoadReport:
 ProgressCallback = Callable[[LoadProgress], None]
 
 
-def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
-
-
-def format_copy_chunk(rows: list[tuple[int, list[str]]], layout: RowLayout,
-                      policy: NumberPolicy) -> tuple[str, int]:
-    """Normalise rows and render them as COPY text for load_staging; returns (text, rejected count)."""
-    out: list[str] = []
-    rejected = 0
-    dumps = orjson.dumps
-    for line_no, fields in rows:
-        row = normalise_row(line_no, fields, layout, policy)
-        raw = _copy_text(row.raw_value)
-        if row.reason is None:
-            # orjson escapes control characters itself; only backslashes need doubling for COPY text.
-            variables = dumps(row.variables).decode().replace("\\", "\\\\")
-            number = _copy_text(row.number or "")
-            out.append(f"{line_no}\t{raw}\t{number}\t{variables}\t{row.timezone}\t\\N\t\\N\n")
-        else:
-            rejected += 1
-            detail = "\\N" if row.detail is None else _copy_text(row.detail)
-            out.append(f"{line_no}\t{raw}\t\\N\t\\N\t\\N\t{row.reason.value}\t{detail}\n")
-    return "".join(out), rejected
-
-
-_worker_state: tuple[RowLayout, NumberPolicy] | None = None
-
-
-def _init_worker(layout: RowLayout, policy: NumberPolicy) -> None:
-    global _worker_state
-    _worker_state = (layout, policy)
-
-
-def _format_in_worker(rows: list[tuple[int, list[str]]]) -> tuple[str, int]:
-    assert _worker_state is not None
-    return format_copy_chunk(rows, *_worker_state)
-
-
-def _chunks(rows: Iterable[tuple[int, list[str]]], size: int) -> Iterator[list[tuple[int, list[str]]]]:
-    chunk: list[tuple[int, list[str]]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def worker_count(options: LoadOptions, settings: Settings) -> int:
     configured = options.workers if options.workers is not None else settings.loader_workers
     return configured if configured > 0 else (os.cpu_count() or 1)
-
-
-@contextmanager
-def _bare_main_module() -> Iterator[None]:
-    """While starting processes, hide the caller's __main__: multiprocessing re-imports it in every child
-    (the CLI, uvicorn or a script: ~50 MB of imports each, and whatever a script does at import)."""
-    saved = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if saved is not None:
-            sys.modules["__main__"] = saved
-
-
-def _start_pool(workers: int, layout: RowLayout, policy: NumberPolicy) -> Pool:
-    # forkserver, not fork: the caller may be a threaded server, and fork copies locks other threads hold.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["campaigns.loader"])
-    with _bare_main_module():
-        return context.Pool(workers, initializer=_init_worker, initargs=(layout, policy))
-
-
-def normalised_chunks(rows: Iterable[tuple[int, list[str]]], layout: RowLayout, policy: NumberPolicy,
-                      workers: int) -> Iterator[tuple[str, int, int]]:
-    """(COPY text, rows, rejected) per chunk, in file order; a process pool past PARALLEL_AFTER_ROWS."""
-    seen = 0
-    pool = None
-    inflight: deque[tuple[Any, int]] = deque()
-    try:
-        for chunk in _chunks(rows, CHUNK_ROWS):
-            if pool is None and (workers <= 1 or seen < PARALLEL_AFTER_ROWS):
-                text, rejected = format_copy_chunk(chunk, layout, policy)
-                seen += len(chunk)
-                yield text, len(chunk), rejected
-                continue
-            if pool is None:
-                pool = _start_pool(workers, layout, policy)
-            inflight.append((pool.apply_async(_format_in_worker, (chunk,)), len(chunk)))
-            seen += len(chunk)
-            if len(inflight) >= 2 * workers + 1:  # bounded: memory does not grow with the file
-                result, n = inflight.popleft()
-                text, rejected = result.get()
-                yield text, n, rejected
-        while inflight:
-            result, n = inflight.popleft()
-            text, rejected = result.get()
-            yield text, n, rejected
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
 
 
 def _open_source(source: BinaryIO | str | os.PathLike[str], stack: ExitStack) -> tuple[BinaryIO, int | None]:

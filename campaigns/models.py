@@ -1,4 +1,12 @@
-"""SQLModel tables mirroring schema.sql (the canonical DDL); tests/test_schema_parity.py keeps them equal."""
+"""The schema's typed mirror: SQLModel tables equal to schema.sql, kept equal by tests/test_schema_parity.py.
+
+schema.sql is the canonical DDL and every query in the project is SQL over psycopg (COPY for loads,
+conditional UPDATEs for state changes, SKIP LOCKED claims), so no code path reads or writes through these
+classes today. They stay as the one typed, importable description of every table and column: what a
+future ORM-level query, an API schema or a migration tool would start from, and what the parity test
+holds the DDL to. The API's request and response schemas (workers/entrypoints/api/schemas.py) are
+deliberately separate pydantic models: they validate operator input, which the tables do not describe.
+"""
 
 from __future__ import annotations
 

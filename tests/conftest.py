@@ -26,6 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DIALER_REDIS_URL"] = REDIS_URL
     os.environ["DIALER_REDIS_PREFIX"] = f"dialer-{SESSION_TAG}"
     os.environ.setdefault("DIALER_SECRET_KEY", "test-secret-key-" + SESSION_TAG)
+    # Tests add accounts without an entry point: register the adapters' provider kinds as those do.
+    import workers.providers.registry  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ Every process inherits this test session's DIALER_* environment (its own databas
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,15 +90,6 @@ def prepare_and_start(
     if start:
         conn.execute("UPDATE campaign SET state = 'running' WHERE id = %s", (campaign_id,))
     conn.commit()
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.25, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached in {timeout}s")
 
 
 def campaign_state(conn: psycopg.Connection, campaign_id: int) -> str:

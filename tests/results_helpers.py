@@ -4,9 +4,6 @@ ledger/DB comparisons, and small waits. Everything talks to real processes; noth
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -15,6 +12,7 @@ import psycopg
 import redis
 
 from campaigns.config import get_settings
+from tests.polling import wait_for as wait_for  # re-exported: the tests that import it from here
 from workers import redis_keys
 from workers.providers.signatures import (
     bandwidth_callback_credentials,
@@ -182,16 +180,6 @@ def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -
     return client.post(url, content=body, headers=headers)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until predicate() is truthy; return its value, or raise naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached in {timeout}s")
-        time.sleep(interval)
 
 
 def public_url() -> str:

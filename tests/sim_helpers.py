@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from simulator.process import RunningSimulator, start_simulator
+from tests.polling import wait_for
 
 __all__ = ["CallbackSink", "ReceivedCallback", "RunningSimulator", "start_simulator"]
 
@@ -90,14 +91,11 @@ class CallbackSink:
 
     def wait_for(self, predicate: Callable[[list[ReceivedCallback]], bool], timeout: float = 10.0,
                  ) -> list[ReceivedCallback]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def expected() -> tuple[list[ReceivedCallback]] | None:
             got = self.snapshot()
-            if predicate(got):
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"callbacks not as expected after {timeout}s: {len(got)} received")
-            time.sleep(0.02)
+            return (got,) if predicate(got) else None  # a tuple: an expected empty list still counts
+
+        return wait_for(expected, timeout, "the expected callbacks", interval=0.02)[0]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -9,9 +9,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from campaigns.cli import app
-from workers.accounts import list_accounts
+from campaigns.accounts import list_accounts
+from workers.entrypoints.cli import app
 from workers.providers.account_options import check_account_options
+from workers.providers.registry import adapter_for
 
 runner = CliRunner()
 
@@ -21,11 +22,11 @@ runner = CliRunner()
     ("bandwidth", {"api_username": "api-user"}, "application_id"),
     ("bandwidth", {"api_username": " ", "application_id": "app"}, "api_username"),
     ("plivo", {"time_zone": "Mars/Olympus"}, "IANA"),
-    ("tryvox", {"time_zone": "UTC"}, "plivo and vobiz"),
+    ("tryvox", {"time_zone": "UTC"}, "callback times are local"),
 ])
 def test_account_options_the_seeds_require_are_checked(provider: str, options: dict, error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        check_account_options(provider, options)
+        check_account_options(adapter_for(provider), options)
 
 
 @pytest.mark.parametrize(("provider", "options"), [
@@ -35,7 +36,7 @@ def test_account_options_the_seeds_require_are_checked(provider: str, options: d
     ("voipbin", {}),
 ])
 def test_account_options_that_are_complete_pass(provider: str, options: dict) -> None:
-    check_account_options(provider, options)
+    check_account_options(adapter_for(provider), options)
 
 
 def test_dialer_account_add_bandwidth_takes_the_api_user(database_url: str) -> None:

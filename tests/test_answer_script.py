@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from campaigns.accounts import add_account
 from tests.engine_harness import Stack, running_stack
 from tests.results_helpers import plivo_form, plivo_signed, signed_url
-from workers.accounts import add_account
 from workers.callbacks.answer_documents import answer_document
 
 pytestmark = pytest.mark.timeout(120)

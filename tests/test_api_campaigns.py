@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import PoolTimeout
 
-from campaigns.api import deps, routes_campaigns
-from campaigns.api.app import create_app
-from campaigns.api.deps import as_api_error
+from campaigns.accounts import add_account
 from campaigns.api_keys import create_api_key, revoke_api_key
 from campaigns.db import unavailable
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound, ServiceUnavailable
-from workers.accounts import add_account
+from workers.entrypoints.api import deps, routes_campaigns
+from workers.entrypoints.api.app import create_app
+from workers.entrypoints.api.deps import as_api_error
 
 GOOD_CSV = (b"phone,first_name\n"
             b"+14155552671,Ann\n"

@@ -15,9 +15,9 @@ from campaigns.api_keys import (
     revoke_api_key,
     verify_api_key,
 )
-from campaigns.cli import app
 from campaigns.errors import InvalidRequest, NotFound
-from workers.secrets_box import hash_api_key
+from campaigns.secrets_box import hash_api_key
+from workers.entrypoints.cli import app
 
 runner = CliRunner()
 

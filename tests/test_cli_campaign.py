@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from campaigns.cli import app
+from workers.entrypoints.cli import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-DIALER = [sys.executable, "-c", "from campaigns.cli import main; main()"]
+DIALER = [sys.executable, "-c", "from workers.entrypoints.cli import main; main()"]
 
 
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:

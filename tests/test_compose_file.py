@@ -52,7 +52,7 @@ def _project_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 def _parse_dialer(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """Parse `dialer …` with the real command tree; return the command path and its parsed parameters."""
-    from campaigns.cli import app
+    from workers.entrypoints.cli import app
 
     assert argv and argv[0] == "dialer", f"not a dialer command: {argv}"
     command: Any = typer.main.get_command(app)
@@ -165,7 +165,7 @@ def test_dependencies_wait_for_health_and_migration(compose: dict[str, Any],
 
 
 def test_ports_and_api_healthcheck(services: dict[str, dict[str, Any]]) -> None:
-    from campaigns.api.app import create_app
+    from workers.entrypoints.api.app import create_app
 
     assert "8000:8000" in services["api"]["ports"]
     assert any(p.endswith(":5555:5555") or p == "5555:5555" for p in services["flower"]["ports"])
@@ -198,7 +198,7 @@ def test_simulator_config_exists_and_loads(services: dict[str, dict[str, Any]]) 
 
 def test_dialer_help_runs() -> None:
     script = Path(sys.executable).with_name("dialer")
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "campaigns.cli"]
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "workers.entrypoints.cli"]
     out = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert out.returncode == 0, out.stderr
     for name in ("api", "worker", "beat", "flower", "simulator", "db"):

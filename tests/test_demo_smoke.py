@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from workers.demo import DemoSettings, run_demo
+from workers.entrypoints.demo import DemoSettings, run_demo
 
 
 @pytest.mark.timeout(300)

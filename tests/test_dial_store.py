@@ -7,8 +7,8 @@ import uuid
 
 import psycopg
 
+from campaigns.secrets_box import encrypt
 from workers.dial_store import QueuedDestination, StartedAttempt, hand_back_never_sent, mark_sending
-from workers.secrets_box import encrypt
 
 
 def _committed_attempt(conn: psycopg.Connection, age_s: int) -> StartedAttempt:

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import (
     Stack,
     campaign_state,
@@ -19,10 +20,9 @@ from tests.engine_harness import (
     numbers,
     prepare_and_start,
     running_stack,
-    wait_until,
 )
+from tests.polling import wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.accounts import add_account
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -126,7 +126,7 @@ def _calls(sim: RunningSimulator, auth_id: str) -> list[dict[str, Any]]:
 
 def _wait_done(conn: psycopg.Connection, campaign_ids: list[int], timeout: float, stack: Stack) -> None:
     try:
-        wait_until(
+        wait_for(
             lambda: all(campaign_state(conn, c) == "completed" for c in campaign_ids),
             timeout,
             what=f"campaigns {campaign_ids} completed",
@@ -232,7 +232,7 @@ def test_a_worker_killed_mid_campaign_loses_nothing_and_dials_nobody_twice(env, 
     account_id = _account(conn, sim, "kill", "plivo", "MAPLIVOKILL", "tok-kill", 20)
     campaign_id = load_campaign("kill", numbers(200, start=6000))
     prepare_and_start(conn, campaign_id, account_id)
-    wait_until(lambda: len(_calls(sim, "MAPLIVOKILL")) >= 40, 30, what="dialing under way")
+    wait_for(lambda: len(_calls(sim, "MAPLIVOKILL")) >= 40, 30, what="dialing under way")
     victim = stack.workers[0]
     stack.kill_worker(victim)
     stack.workers.remove(victim)
@@ -269,7 +269,7 @@ def test_400_fails_the_destination_with_the_carriers_message(env, conn) -> None:
     prepare_and_start(conn, campaign_id, account_id)
     conn.execute("UPDATE campaign SET caller_id = 'not-a-number' WHERE id = %s", (campaign_id,))
     conn.commit()
-    wait_until(lambda: _single(conn, campaign_id)[0] == "failed", 30, what="destination failed")
+    wait_for(lambda: _single(conn, campaign_id)[0] == "failed", 30, what="destination failed")
     message = conn.execute(
         "SELECT status, error_message FROM call_attempt WHERE campaign_id = %s", (campaign_id,)
     ).fetchone()
@@ -291,7 +291,7 @@ def test_auth_and_balance_errors_pause_the_campaign_with_a_reason(
     account_id = _account(conn, sim, name, "plivo", auth_id, token, 50)
     campaign_id = load_campaign(name, numbers(3, start=7100 + len(name) * 10 + int(name[-3:])))
     prepare_and_start(conn, campaign_id, account_id)
-    wait_until(lambda: campaign_state(conn, campaign_id) == "paused", 30, what="campaign paused")
+    wait_for(lambda: campaign_state(conn, campaign_id) == "paused", 30, what="campaign paused")
     reason = conn.execute("SELECT state_reason FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     assert reason is not None and words in reason[0]
     statuses = dict(
@@ -314,7 +314,7 @@ def test_5xx_is_retried_with_backoff_until_the_carrier_recovers(env, conn) -> No
     sim.configure({"faults": {"api_5xx": 1.0}})
     try:
         prepare_and_start(conn, campaign_id, account_id)
-        wait_until(
+        wait_for(
             lambda: (
                 conn.execute(
                     "SELECT count(DISTINCT destination_id) FROM call_attempt WHERE campaign_id = %s "
@@ -350,12 +350,23 @@ def test_5xx_is_retried_with_backoff_until_the_carrier_recovers(env, conn) -> No
     )
 
 
+QUIET_WINDOW_S = 3.0
+
+
+def _requests_in_flight(conn: psycopg.Connection, campaign_id: int) -> int:
+    """Attempts whose create request has not been answered yet (status 'dialing')."""
+    conn.commit()  # a fresh snapshot each poll
+    row = conn.execute("SELECT count(*) FROM call_attempt WHERE campaign_id = %s AND status = 'dialing'",
+                       (campaign_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_paused_campaign_places_no_new_calls(env, conn) -> None:
     sim, stack = env
     account_id = _account(conn, sim, "pausing", "plivo", "MAPLIVO20", "tok-20", 20)
     campaign_id = load_campaign("pausing", numbers(200, start=8000))
     prepare_and_start(conn, campaign_id, account_id)
-    wait_until(
+    wait_for(
         lambda: (
             len(
                 [
@@ -371,9 +382,9 @@ def test_paused_campaign_places_no_new_calls(env, conn) -> None:
     )
     conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))
     conn.commit()
-    time.sleep(3)  # in-flight chunks finish their current request
+    wait_for(lambda: _requests_in_flight(conn, campaign_id) == 0, 30, what="in-flight requests answered")
     before = len(_calls(sim, "MAPLIVO20"))
-    time.sleep(3)
+    time.sleep(QUIET_WINDOW_S)  # not a wait: the window in which no call may be placed
     assert len(_calls(sim, "MAPLIVO20")) == before, "calls were placed after the pause took effect"
     pending = conn.execute(
         "SELECT count(*) FROM destination WHERE campaign_id = %s AND status = 'pending'", (campaign_id,)
@@ -393,7 +404,7 @@ def test_reaper_keeps_a_call_the_carrier_says_is_still_live(env, conn) -> None:
     try:
         campaign_id = load_campaign("long-call", numbers(1, start=9000))
         prepare_and_start(conn, campaign_id, account_id)
-        wait_until(
+        wait_for(
             lambda: _single(conn, campaign_id)[0] == "answered", 30, what="the call answered and still going"
         )
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from campaigns import loader
+from campaigns import copy_chunks, loader
 from campaigns.config import Settings
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, LoadProgress, load_campaign_csv
@@ -183,8 +183,8 @@ def test_caller_id_and_region_are_stored_normalised(db: psycopg.Connection) -> N
 
 def test_parallel_load_stores_exactly_what_the_inline_load_stores(db: psycopg.Connection,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader, "CHUNK_ROWS", 250)
-    monkeypatch.setattr(loader, "PARALLEL_AFTER_ROWS", 500)
+    monkeypatch.setattr(copy_chunks, "CHUNK_ROWS", 250)
+    monkeypatch.setattr(copy_chunks, "PARALLEL_AFTER_ROWS", 500)
     seen: list[LoadProgress] = []
     parallel = load_campaign_csv(name=unique_name(), source=SAMPLE, options=LoadOptions(workers=2),
                                  progress=seen.append)

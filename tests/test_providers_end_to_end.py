@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import NO_RETRIES, wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.accounts import add_account
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
 

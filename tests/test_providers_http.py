@@ -1,4 +1,4 @@
-"""Every answer and transport failure in DESIGN.md's error table maps to our errors, for every provider."""
+"""Every answer and transport failure in docs/DESIGN.md's error table maps to our errors, per provider."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import REPO, Stack, free_port, running_stack, wait_http
 from tests.results_helpers import (
     account_stats,
@@ -27,7 +28,6 @@ from tests.results_helpers import (
     voipbin_hangup,
     voipbin_headers,
 )
-from workers.accounts import add_account
 from workers.providers.signatures import basic_auth_header
 
 pytestmark = pytest.mark.timeout(120)
@@ -206,7 +206,7 @@ def test_api_answers_503_and_stores_nothing_when_postgres_is_unreachable(databas
             sys.executable,
             "-m",
             "uvicorn",
-            "campaigns.api.main:app",
+            "workers.entrypoints.api.main:app",
             "--host",
             "127.0.0.1",
             "--port",

@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import NO_RETRIES, wait_for
 from tests.sim_helpers import start_simulator
-from workers.accounts import add_account
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from simulator.limits import TokenBucket, WindowMax
+from tests.polling import wait_for
 from tests.sim_helpers import CallbackSink, RunningSimulator, start_simulator
 
 CONFIG = {
@@ -103,9 +105,7 @@ def test_concurrency_limit_counts_live_calls(sim: RunningSimulator) -> None:
     assert codes.count(201) == 5 and codes.count(429) == len(codes) - 5
     account = sim.stats()["accounts"]["conc-acct"]
     assert account["max_concurrent_observed"] == 5 and account["rejected_concurrency"] == len(codes) - 5
-    deadline = time.monotonic() + 5
-    while sim.stats()["accounts"]["conc-acct"]["live"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not sim.stats()["accounts"]["conc-acct"]["live"], 5, "no live call left", interval=0.05)
     with httpx.Client() as client:
         assert tryvox(client, sim, "conc-acct", "k2", "+14155559999").status_code == 201  # slots released
 
@@ -118,8 +118,13 @@ def test_bulk_request_is_paced_at_cps_and_blocks_the_bucket(sim: RunningSimulato
     assert resp.status_code == 201 and len(resp.json()["request_uuid"]) == 10
     again = httpx.post(url, json={**body, "to": "+12025559999"}, auth=("MABULK00000000000001", "k3"))
     assert again.status_code == 429
-    time.sleep(2.0)
-    placed = sorted(c["placed_at"] for c in sim.ledger()["calls"] if c["account"] == "MABULK00000000000001")
+
+    def placed_calls() -> list[float] | None:
+        calls = [c for c in sim.ledger()["calls"] if c["account"] == "MABULK00000000000001"]
+        placed_at = sorted(c["placed_at"] for c in calls if c["placed_at"] is not None)
+        return placed_at if len(placed_at) == len(calls) == 10 else None
+
+    placed = wait_for(placed_calls, 5, "all 10 calls placed", interval=0.05)
     assert len(placed) == 10 and placed[-1] - placed[0] >= 1.7  # 10 calls at 5 CPS: 1.8 s
 
 
@@ -147,17 +152,17 @@ def test_callbacks_are_retried_dropped_and_counted(sim: RunningSimulator, sink: 
         tryvox(client, sim, "fault-acct", "k4", "+14155550003", answer_url=sink.url("/retry"))
         got = sink.wait_for(lambda reqs: sum(r.path == "/retry" for r in reqs) >= 3, timeout=10)
         assert sum(r.path == "/retry" for r in got) == 3
-        deadline = time.monotonic() + 5
-        while True:
+        def retry_attempts() -> list[dict[str, Any]] | None:
             attempts = [a for a in sim.ledger()["callbacks"] if a["url"].endswith("/retry")]
-            if len(attempts) >= 3 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+            return attempts if len(attempts) >= 3 else None
+
+        attempts = wait_for(retry_attempts, 5, "three attempts of the /retry callback", interval=0.05)
         assert [a["status"] for a in sorted(attempts, key=lambda a: a["attempt"])] == [500, 503, 200]
         sim.configure({"faults": {"drop": 1.0}})
         try:
             tryvox(client, sim, "fault-acct", "k4", "+14155550004", answer_url=sink.url("/dropped"))
-            time.sleep(0.5)
+            wait_for(lambda: sim.stats()["callbacks"]["dropped"] >= 1, 5, "the callback dropped",
+                     interval=0.05)
         finally:
             sim.configure({"faults": {"drop": 0.0}})
     assert not [r for r in sink.snapshot() if r.path == "/dropped"]

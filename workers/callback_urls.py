@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 from campaigns.config import get_settings
 from workers.providers.base import CallbackUrls, EventKind
-from workers.providers.signatures import bandwidth_callback_credentials, callback_url_secret
+from workers.providers.registry import adapter_for
+from workers.providers.signatures import callback_url_secret
 
 
 def callback_url(provider: str, account_id: int, kind: EventKind | str, batch_id: str | None) -> str:
@@ -29,10 +30,9 @@ def callback_urls_for(
     track_ringing: bool = True,
     machine_detection: bool = False,
 ) -> CallbackUrls:
-    """Every callback URL of one call-creation request."""
-    username, password = (
-        bandwidth_callback_credentials(account_id) if provider == "bandwidth" else (None, None)
-    )
+    """Every callback URL of one call-creation request, with the credentials the provider's callbacks
+    must carry, if it takes any (Bandwidth)."""
+    username, password = adapter_for(provider).callback_credentials(account_id)
     return CallbackUrls(
         answer_url=callback_url(provider, account_id, EventKind.ANSWER, batch_id),
         hangup_url=callback_url(provider, account_id, EventKind.HANGUP, batch_id),

@@ -48,7 +48,7 @@ class LocalStack:
                 [
                     "-m",
                     "uvicorn",
-                    "campaigns.api.main:app",
+                    "workers.entrypoints.api.main:app",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -51,11 +51,6 @@ def reaper_lock() -> str:
     return f"{_prefix()}:lock:reaper"
 
 
-def account_inflight(account_id: int) -> str:
-    """Destinations queued in dial tasks for an account, for the dispatcher's back-pressure."""
-    return f"{_prefix()}:inflight:account:{account_id}"
-
-
 def broker_prefix() -> str:
     """kombu's global_keyprefix, so Celery's queues live under the same prefix."""
     return f"{_prefix()}:celery:"

@@ -12,28 +12,29 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+import psycopg
 from fastapi import APIRouter, Request, Response
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 from starlette.requests import ClientDisconnect
 
+from campaigns.accounts import account_from_row
 from campaigns.config import get_settings
+from campaigns.secrets_box import SecretUnreadable
 from workers import redis_keys
-from workers.accounts import account_from_row
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import NonceClaims
-from workers.providers.base import AccountCredentials, EventKind, IncomingCallback
-from workers.providers.registry import adapter_for
+from workers.providers.base import AccountCredentials, EventKind, IncomingCallback, ProviderAdapter
+from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 ACCOUNT_CACHE_TTL_S = 30.0
-KEPT_HEADERS = ("content-type", "user-agent", "x-plivo-signature-v3-nonce", "x-vobiz-signature-v3-nonce",
-                "x-forwarded-for")
+KEPT_HEADERS = ("content-type", "user-agent", *CALLBACK_NONCE_HEADERS, "x-forwarded-for")
 FORM = "application/x-www-form-urlencoded"
-NONCE_HEADERS = ("x-plivo-signature-v3-nonce", "x-vobiz-signature-v3-nonce")
 
 
 class AccountCache:
@@ -55,6 +56,23 @@ class AccountCache:
         return creds
 
 
+async def _look_up_account(request: Request, account_id: int) -> AccountCredentials | Response | None:
+    """The callback's account, or the 5xx that makes the carrier retry when we cannot tell (store down,
+    or a token we cannot decrypt: that one is logged as an error, since retries alone never fix it)."""
+    accounts: AccountCache = request.app.state.accounts
+    try:
+        return await accounts.get(request, account_id)
+    except (psycopg.OperationalError, PoolTimeout):
+        log.warning("callback for account %s: store unavailable, the carrier will retry", account_id)
+        return Response("store unavailable", status_code=503)
+    except SecretUnreadable as exc:
+        log.error("callback for account %s cannot be checked: %s", account_id, exc)
+        return Response("account credentials unreadable on our side; retry later", status_code=500)
+    except Exception:
+        log.exception("callback for account %s: account lookup failed", account_id)
+        return Response("account lookup failed, retry", status_code=503)
+
+
 def _batch_id(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None
@@ -72,7 +90,7 @@ async def _count(request: Request, account_id: int, counter: str) -> None:
 async def _claim_nonce(request: Request, provider: str, headers: dict[str, str]) -> tuple[bool, str | None]:
     """Remember a signed callback's nonce in one atomic step: (True, key) the first time, (False, key) for a
     replay. If the event then cannot be stored, the caller forgets the nonce so the carrier's retry passes."""
-    nonce = next((headers[h] for h in NONCE_HEADERS if headers.get(h)), None)
+    nonce = next((headers[h] for h in CALLBACK_NONCE_HEADERS if headers.get(h)), None)
     if nonce is None:
         return True, None
     nonces: NonceClaims = request.app.state.nonces
@@ -96,11 +114,10 @@ async def receive_callback(request: Request) -> Response:
         adapter = adapter_for(provider)
     except (ValueError, KeyError):
         return Response(status_code=404)
-    accounts: AccountCache = request.app.state.accounts
-    try:
-        account = await accounts.get(request, account_id)
-    except Exception:
-        return Response("store unavailable", status_code=503)
+    lookup = await _look_up_account(request, account_id)
+    if isinstance(lookup, Response):
+        return lookup
+    account = lookup
     if account is None or account.provider != provider:
         await _count(request, account_id, "callbacks_forged")
         return Response("unknown account", status_code=403)
@@ -147,7 +164,7 @@ async def receive_callback(request: Request) -> Response:
         await _forget_nonce(request, nonce_key)
         await _count(request, account_id, "callbacks_malformed")
         return Response(f"bad callback: {exc}", status_code=400)
-    return await _acknowledge(request, provider, kind_hint, row.batch_id)
+    return await _acknowledge(request, adapter, kind_hint, row.batch_id)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -189,14 +206,14 @@ class CallScripts:
         return script
 
 
-async def _acknowledge(request: Request, provider: str, kind_hint: EventKind,
+async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind,
                        batch_id: uuid.UUID | None) -> Response:
-    """The 2xx each carrier expects: call-control XML for an answer, 204 for Bandwidth, else 200."""
+    """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
         redirect_url, message = await request.app.state.scripts.get(request, batch_id)
-        media_type, document = answer_document(provider, message=message, redirect_url=redirect_url)
+        media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
         return Response(document, media_type=media_type)
-    return Response(status_code=204 if provider == "bandwidth" else 200)
+    return Response(status_code=adapter.callback_ack_status)
 
 
 # A plain Starlette route: FastAPI's parameter injection costs more per callback than the whole check.

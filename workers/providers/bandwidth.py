@@ -144,6 +144,14 @@ class BandwidthAdapter(ProviderAdapter):
     """Bandwidth Voice API v2: POST /api/v2/accounts/{accountId}/calls with HTTP Basic."""
 
     kind: ClassVar[str] = "bandwidth"
+    default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
+    callback_ack_status: ClassVar[int] = 204
+    speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
+    redirect_url_attribute: ClassVar[str | None] = "redirectUrl"
+    required_account_options: ClassVar[Mapping[str, str]] = {
+        "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
+        "application_id": "the Voice application id (--application-id)",
+    }
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
 
@@ -190,6 +198,10 @@ class BandwidthAdapter(ProviderAdapter):
             )
         placed = PlacedCall(to=call.destinations[0], request_uuid=call_id, call_uuid=call_id)
         return CallsAccepted(request_uuids=[call_id], calls=[placed])
+
+    def callback_credentials(self, account_id: int) -> tuple[str | None, str | None]:
+        """Every call carries per-account Basic credentials that its callbacks must send back."""
+        return bandwidth_callback_credentials(account_id)
 
     def verify_callback(
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None

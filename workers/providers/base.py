@@ -14,30 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
+from campaigns.accounts import AccountCredentials as AccountCredentials  # the adapters' view of an account
 from campaigns.states import Outcome
-
-
-@dataclass(frozen=True)
-class AccountCredentials:
-    """A provider account as an adapter needs it (token already decrypted)."""
-
-    account_id: int
-    provider: str
-    auth_id: str
-    auth_token: str
-    base_url: str
-    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
-    webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
-
-    @property
-    def time_zone(self) -> str | None:
-        """options['time_zone']: the zone of the console whose local time Plivo/Vobiz callbacks use."""
-        zone = self.options.get("time_zone")
-        return str(zone) if zone else None
 
 
 @dataclass(frozen=True)
@@ -138,11 +120,26 @@ class ProviderAdapter(ABC):
     """One provider's call-creation API and callbacks."""
 
     kind: ClassVar[str]
+    default_base_url: ClassVar[str]  # the carrier's API root, for an account added without --base-url
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = False
     # The status API answers for a bare request id of a bulk answer (the reaper asks with the batch's ids
     # when every callback of a bulk was lost).
     request_ids_lookup: ClassVar[bool] = False
+    # Callbacks: the one-time nonce headers of signed callbacks (checked for replays and kept with the
+    # event), the status a stored callback is acknowledged with, and what answers an answer callback:
+    # call-control XML whose verb `speak_verb` plays a message, or no document at all.
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = ()
+    callback_ack_status: ClassVar[int] = 200
+    answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
+    speak_verb: ClassVar[str] = "Speak"
+    redirect_url_attribute: ClassVar[str | None] = None  # BXML: <Redirect redirectUrl="…"/>; else its text
+    # Accounts: options an account must carry (name -> what it is), whether callback times are the console's
+    # local time (an account `time_zone` option then applies), and whether a campaign's own answer URL can
+    # be handed the call (VoIPbin takes its call control at creation and fetches none).
+    required_account_options: ClassVar[Mapping[str, str]] = {}
+    local_callback_times: ClassVar[bool] = False
+    takes_answer_url: ClassVar[bool] = True
 
     @abstractmethod
     def create_calls(
@@ -196,6 +193,10 @@ class ProviderAdapter(ABC):
     def call_url(self, account: AccountCredentials, call_id: str) -> str:
         """One call's URL, for its status."""
         return f"{self.calls_url(account)}/{call_id}"
+
+    def callback_credentials(self, account_id: int) -> tuple[str | None, str | None]:
+        """HTTP Basic credentials the carrier must send with its callbacks; none for most providers."""
+        return None, None
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """Headers that authenticate a request; none for a provider that takes a query token."""

@@ -1,5 +1,5 @@
 """What a carrier's answer to a call-creation request means, in our words. Nothing above an adapter
-knows a provider's status codes; the dialer acts on these types (DESIGN.md, "429 and errors").
+knows a provider's status codes; the dialer acts on these types (docs/DESIGN.md, "Errors").
 
 ProviderError
 ├── Throttled          429 or a carrier-side limit: give the tokens/slot back, back off, not an attempt

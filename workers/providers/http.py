@@ -1,7 +1,7 @@
 """The shared pooled httpx client and the one place a carrier's HTTP answer or httpx error becomes ours.
 
 Nothing here retries: a create POST is sent exactly once and the dialer decides what a failure means
-(DESIGN.md, "429 and errors"). `send` maps every failure to workers.providers.errors:
+(docs/DESIGN.md, "Errors"). `send` maps every failure to workers.providers.errors:
 
 ConnectError / ConnectTimeout / PoolTimeout / other pre-send errors -> Transient (nothing was sent)
 ReadTimeout / WriteTimeout / ReadError / WriteError / RemoteProtocolError / others -> Ambiguous

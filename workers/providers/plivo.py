@@ -203,6 +203,9 @@ class PlivoAdapter(ProviderAdapter):
     """Plivo Voice API: POST /v1/Account/{auth_id}/Call/ with HTTP Basic."""
 
     kind: ClassVar[str] = "plivo"
+    default_base_url: ClassVar[str] = "https://api.plivo.com"
+    local_callback_times: ClassVar[bool] = True  # StartTime/AnswerTime/EndTime: the console's zone
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3-nonce",)
     max_destinations_per_request: ClassVar[int] = 1000
     has_call_status: ClassVar[bool] = True
     ring_timeout_field: ClassVar[bool] = True

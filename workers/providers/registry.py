@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 
+from campaigns.accounts import register_provider
+from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
 from workers.providers.plivo import PlivoAdapter
@@ -19,6 +22,19 @@ PROVIDERS: Mapping[str, ProviderAdapter] = MappingProxyType(
         for adapter in (PlivoAdapter(), VobizAdapter(), TryVoxAdapter(), VoipbinAdapter(), BandwidthAdapter())
     }
 )
+
+# Every signed-callback nonce header any provider sends: checked for replays and kept with the event.
+CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
+    dict.fromkeys(header for adapter in PROVIDERS.values() for header in adapter.callback_nonce_headers)
+)
+
+for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
+    register_provider(
+        _adapter.kind,
+        _adapter.default_base_url,
+        check_options=partial(check_account_options, _adapter),
+        takes_answer_url=_adapter.takes_answer_url,
+    )
 
 
 def adapter_for(provider: str) -> ProviderAdapter:

@@ -132,6 +132,7 @@ class TryVoxAdapter(ProviderAdapter):
     """TryVox Voice API: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key."""
 
     kind: ClassVar[str] = "tryvox"
+    default_base_url: ClassVar[str] = "https://api.tryvox.io"
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
 

@@ -19,6 +19,8 @@ class VobizAdapter(PlivoAdapter):
     """Vobiz Voice API: POST /api/v1/Account/{auth_id}/Call/ (PascalCase, trailing slash)."""
 
     kind: ClassVar[str] = "vobiz"
+    default_base_url: ClassVar[str] = "https://api.vobiz.ai"
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v3-nonce",)
     api_prefix: ClassVar[str] = "/api/v1"
     ring_timeout_field: ClassVar[bool] = False
     request_ids_lookup: ClassVar[bool] = True

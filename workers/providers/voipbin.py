@@ -18,7 +18,7 @@ Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -153,6 +153,9 @@ class VoipbinAdapter(ProviderAdapter):
     """VoIPbin API v1.0 with a token query parameter."""
 
     kind: ClassVar[str] = "voipbin"
+    default_base_url: ClassVar[str] = "https://api.voipbin.net"
+    answer_document_kind: ClassVar[Literal["xml", "none"]] = "none"  # actions are given at creation
+    takes_answer_url: ClassVar[bool] = False  # no action fetches call control from a URL (seed)
     max_destinations_per_request: ClassVar[int] = 100
     has_call_status: ClassVar[bool] = True
 

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from datetime import time as clock_time
 from pathlib import Path
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
+import campaigns
 from campaigns import control
-from campaigns.cli_campaign_control import status_table, watch
+from campaigns.accounts import add_account, resolve_account_id, update_account
 from campaigns.db import connect, init_database
+from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
-from workers.accounts import add_account, resolve_account_id, update_account
+from workers.entrypoints.cli_campaign_control import status_table, watch
 from workers.local_stack import local_stack
 
-SAMPLE_CSV = Path(__file__).resolve().parent.parent / "campaigns" / "data" / "sample.csv"
+SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
 DEMO_AUTH_ID = "MADEMO00000000000001"
 DEMO_TOKEN = "demo-token"
 
@@ -74,24 +77,25 @@ def _demo_csv(settings: DemoSettings, workdir: Path) -> Path:
     return path
 
 
-def _demo_account(base_url: str, cps: int) -> int:
-    with connect() as conn:
-        try:
-            account_id = resolve_account_id(conn, "demo-simulator")
-            update_account(conn, account_id, base_url=base_url, cps=cps, auth_token=DEMO_TOKEN)
-        except Exception:  # first run: no such account yet
-            conn.rollback()
-            account_id = add_account(
-                conn,
-                name="demo-simulator",
-                provider="plivo",
-                auth_id=DEMO_AUTH_ID,
-                auth_token=DEMO_TOKEN,
-                cps=cps,
-                max_concurrent=2000,
-                base_url=base_url,
-            )
-        conn.commit()
+def demo_account(conn: psycopg.Connection, base_url: str, cps: int) -> int:
+    """The simulator account the demo dials through: updated if an earlier run made it, else added.
+    Only "no such account" means a first run; any other error is the operator's to see."""
+    try:
+        account_id = resolve_account_id(conn, "demo-simulator")
+        update_account(conn, account_id, base_url=base_url, cps=cps, auth_token=DEMO_TOKEN)
+    except NotFound:  # first run: no such account yet
+        conn.rollback()
+        account_id = add_account(
+            conn,
+            name="demo-simulator",
+            provider="plivo",
+            auth_id=DEMO_AUTH_ID,
+            auth_token=DEMO_TOKEN,
+            cps=cps,
+            max_concurrent=2000,
+            base_url=base_url,
+        )
+    conn.commit()
     return account_id
 
 
@@ -123,7 +127,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
             f"[bold]simulator[/bold] {sim.base_url}   [bold]api[/bold] {stack.api_url}   "
             f"[bold]workers[/bold] {settings.workers}   logs {stack.workdir}"
         )
-        account_id = _demo_account(sim.base_url, settings.cps)
+        with connect() as conn:
+            account_id = demo_account(conn, sim.base_url, settings.cps)
         with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
             conn.execute(
                 "UPDATE campaign SET state = 'paused', state_reason = 'superseded by a newer demo run' "

@@ -7,12 +7,14 @@ import sys
 import typer
 from rich.console import Console
 
-from campaigns import cli_campaign_control  # noqa: F401  (registers run/watch commands on campaign_app)
-from campaigns.cli_apikey import apikey_app
-from campaigns.cli_campaign import campaign_app
 from campaigns.errors import DialerError
-from workers import cli_processes
-from workers.cli_account import account_app
+from workers.entrypoints import (
+    cli_campaign_control,  # noqa: F401  (registers run/watch commands on campaign_app)
+    cli_processes,
+)
+from workers.entrypoints.cli_account import account_app
+from workers.entrypoints.cli_apikey import apikey_app
+from workers.entrypoints.cli_campaign import campaign_app
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
@@ -63,7 +65,7 @@ def demo(
     """Run the whole pipeline against the simulator with the shipped 10,000-row sample, then stop it all."""
     from pathlib import Path
 
-    from workers.demo import DemoSettings, run_demo
+    from workers.entrypoints.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results)))
 

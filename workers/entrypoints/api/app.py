@@ -10,7 +10,6 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from campaigns.api.routes_campaigns import router as campaigns_router
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
@@ -18,6 +17,7 @@ from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
+from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 
 
 @asynccontextmanager

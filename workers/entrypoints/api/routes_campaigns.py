@@ -21,8 +21,14 @@ from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import control
-from campaigns.api.deps import DialerRoute, field_error, require_api_key, run_db
-from campaigns.api.schemas import (
+from campaigns.accounts import resolve_account_id
+from campaigns.db import connect
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
+from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL
+from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
+from workers.entrypoints.api.schemas import (
     CampaignPage,
     CampaignSettingsOut,
     CampaignStatusOut,
@@ -35,12 +41,6 @@ from campaigns.api.schemas import (
     StateChange,
     format_window,
 )
-from campaigns.db import connect
-from campaigns.errors import InvalidRequest, NotFound
-from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
-from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL
-from workers.accounts import resolve_account_id
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]

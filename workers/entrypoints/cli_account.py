@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from campaigns.accounts import add_account, list_accounts, remove_account, update_account
 from campaigns.db import connect
-from workers.accounts import add_account, list_accounts, remove_account, update_account
 
 account_app = typer.Typer(
     help="Provider accounts (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth).", no_args_is_help=True

@@ -10,8 +10,8 @@ from __future__ import annotations
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
-from campaigns.api.app import create_app
 from workers.callbacks.receiver import router as callbacks_router
+from workers.entrypoints.api.app import create_app
 
 
 class CallbacksFirst:

@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from campaigns import control
-from campaigns.cli_campaign import campaign_app
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest, ServiceUnavailable
 from campaigns.results_export import write_results_csv
+from workers.entrypoints.cli_campaign import campaign_app
 
 console = Console()
 
@@ -84,7 +84,7 @@ def set_(
     message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
 ) -> None:
     """Configure a campaign before (or between) runs."""
-    from workers.accounts import resolve_account_id
+    from campaigns.accounts import resolve_account_id
 
     window_start, window_end = _window(window)
     options = {

@@ -30,10 +30,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.api.schemas import ErrorBody, FieldError
 from campaigns.api_keys import ApiKeyIdentity, verify_api_key_async
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound, ServiceUnavailable
+from workers.entrypoints.api.schemas import ErrorBody, FieldError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

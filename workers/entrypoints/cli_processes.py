@@ -91,7 +91,7 @@ def api(
             sys.executable,
             "-m",
             "uvicorn",
-            "campaigns.api.main:app",
+            "workers.entrypoints.api.main:app",
             "--host",
             host,
             "--port",
