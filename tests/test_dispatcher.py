@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
+from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.accounts import add_account
 from workers.budgets_client import get_budgets
 from workers.dispatcher import dispatch_tick
 

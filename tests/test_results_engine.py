@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import (
     LEDGER_TO_OUTCOME,
@@ -25,7 +26,6 @@ from tests.results_helpers import (
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers import dial_store
-from workers.accounts import add_account
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
 from workers.callbacks.applier_store import apply_events_for_ids
@@ -398,8 +398,13 @@ def test_an_event_that_arrives_before_the_ids_is_applied_once_they_are_recorded(
     # The create answer comes back: the dialer records the ids (as workers.dialing._record_accepted does).
     dial_store.record_sent(conn, [(attempt_id, call_id, call_id)])
     if recorded_by == "dialer":
+        # The API's sweep may win the race and apply it a moment earlier; either way, once the dialer's
+        # call returns the event is applied (exactly once: the applied_at guard makes a second try a no-op).
         report = apply_events_for_ids(conn, [call_id])
-        assert report.applied == 1 and report.finals == 1
+        assert report.applied <= 1
+        assert conn.execute(
+            "SELECT applied_at IS NOT NULL FROM call_event WHERE call_uuid = %s", (call_id,)
+        ).fetchone() == (True,)
     wait_for(lambda: _attempt_row(conn, attempt_id)["status"] == "completed", 8, "early event applied")
     attempt = _attempt_row(conn, attempt_id)
     assert (attempt["outcome"], attempt["call_uuid"]) == ("busy", call_id)

@@ -22,7 +22,7 @@ from campaigns.states import (
 D = DestinationStatus
 A = AttemptStatus
 
-# The destination moves the engine makes, written out by hand (DESIGN.md's machine), so the table in
+# The destination moves the engine makes, written out by hand (docs/DESIGN.md's machine), so the table in
 # campaigns/states.py is checked against an independent statement of it.
 DESTINATION_MOVES = {
     (D.PENDING, D.QUEUED), (D.RETRY_WAIT, D.QUEUED),

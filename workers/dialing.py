@@ -3,7 +3,7 @@
 For each provider request (one destination, or a bulk of several for Plivo/Vobiz/VoIPbin):
   concurrency slots -> attempt rows committed -> CPS reservation (sleep once until the booked send time,
   workers.send_booking) -> HTTP request -> ids recorded (workers.accepted_calls), or the error handled as
-  DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres with a
+  docs/DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres with a
   `next_attempt_at`; no long waits here.
 """
 
@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
+from campaigns.accounts import AccountLimits, load_account
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
@@ -27,7 +28,6 @@ from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
-from workers.accounts import AccountLimits, load_account
 from workers.batch_lookup import record_batch
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call

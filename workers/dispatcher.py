@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.accounts import load_account
+from campaigns.secrets_box import SecretUnreadable
 from campaigns.states import (
     ACTIVE_DESTINATION,
     CLAIMABLE_DESTINATION,
@@ -25,13 +27,11 @@ from campaigns.states import (
     sql_in,
 )
 from campaigns.windows import open_timezones, window_of
-from workers.accounts import load_account
 from workers.chunk_sizing import chunk_size
 from workers.dial_store import QUEUED_LEASE_S, pause_account_campaigns
 from workers.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
-from workers.secrets_box import SecretUnreadable
 
 log = logging.getLogger(__name__)
 

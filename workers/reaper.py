@@ -13,10 +13,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step
 from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
-from workers.accounts import load_account
 from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import event_payload
