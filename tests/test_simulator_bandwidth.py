@@ -74,6 +74,7 @@ def test_bandwidth_errors_and_429_with_retry_after(sim: RunningSimulator, sink: 
     assert create(sim, {**ok, "callTimeout": 301}).status_code == 400
     assert create(sim, ok, password="wrong").status_code == 401
     assert create(sim, {**ok, "tag": "x" * 257}).status_code == 400  # seed: tag at most 256 characters
+    assert create(sim, {**ok, "answerMethod": "PUT"}).status_code == 400  # seed: GET or POST
     # Bandwidth authenticates with an API user, never the account id (seed l.9-11).
     as_account = create(sim, ok, user=ACCOUNT)
     assert as_account.status_code == 401 and "account id" in as_account.json()["description"]

@@ -95,6 +95,9 @@ class BandwidthProvider(Provider):
         for key in ("answerUrl", "disconnectUrl"):
             if body.get(key) is not None and not is_http_url(body[key]):
                 raise ApiError(400, f"Invalid {key}: must be an http(s) URL")
+        for key in ("answerMethod", "disconnectMethod"):  # seed l.21, l.23: GET or POST
+            if body.get(key) is not None and body[key] not in ("GET", "POST"):
+                raise ApiError(400, f"Invalid {key}: must be GET or POST")
         call_timeout = _number(body.get("callTimeout", 30), "callTimeout", 1, 300)
         callback_timeout = _number(body.get("callbackTimeout", 15), "callbackTimeout", 1, 25)
         tag = body.get("tag")
