@@ -12,11 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
-from tests.results_helpers import NO_RETRIES, wait_for
+from tests.results_helpers import NO_RETRIES, attempt_rows, wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
@@ -89,16 +88,6 @@ def _add_account(conn: psycopg.Connection, sim: RunningSimulator, provider: str,
     return account_id
 
 
-def _rows(conn: psycopg.Connection, campaign_id: int) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT a.*, d.number, d.status AS d_status, d.outcome AS d_outcome
-               FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-               WHERE a.campaign_id = %s ORDER BY a.destination_id, a.attempt_no""",
-            (campaign_id,),
-        ).fetchall()
-
-
 def _settled(conn: psycopg.Connection, campaign_ids: list[int]) -> bool:
     row = conn.execute(
         """SELECT count(*) FILTER (WHERE NOT (d.status = ANY(%s))),
@@ -134,7 +123,7 @@ def test_every_provider_dials_a_small_campaign_end_to_end_and_matches_the_ledger
             by_number: dict[str, list[dict[str, Any]]] = {}
             for call in mine:
                 by_number.setdefault("+" + call["destination"].lstrip("+"), []).append(call)
-            rows = _rows(conn, campaign_id)
+            rows = attempt_rows(conn, campaign_id)
             assert len(rows) == PER_CAMPAIGN == len(by_number), (provider, shape, len(rows), len(by_number))
             for row in rows:
                 (call,) = by_number[row["number"]]  # dialed exactly once
@@ -174,7 +163,7 @@ def test_a_vobiz_bulk_whose_callbacks_are_all_lost_is_settled_by_looking_up_its_
             wait_for(over, 60, "6 calls over at the carrier")
         finally:
             sim.configure({"faults": {"drop": 0.0}, "callbacks": {"attempts": 5}})
-        rows = _rows(conn, campaign_id)
+        rows = attempt_rows(conn, campaign_id)
         assert rows and all(r["request_uuid"] is None and r["call_uuid"] is None for r in rows), (
             "a bulk answer ties no id to a destination: without callbacks the attempts know none"
         )
@@ -188,7 +177,7 @@ def test_a_vobiz_bulk_whose_callbacks_are_all_lost_is_settled_by_looking_up_its_
         wait_for(lambda: _settled(conn, [campaign_id]), 60, "the reaper settled every attempt")
         ledger = {"+" + c["destination"].lstrip("+"): c for c in sim.ledger()["calls"]
                   if c["destination"].lstrip("+") in mine}
-        for row in _rows(conn, campaign_id):
+        for row in attempt_rows(conn, campaign_id):
             call = ledger[row["number"]]
             # The call record (the seed has none; Plivo's Call retrieve) carries the hangup cause: the outcome
             # is the finer one, not the seed hangup's answered/not answered.

@@ -19,6 +19,7 @@ from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_star
 from tests.results_helpers import (
     LEDGER_TO_OUTCOME,
     NO_RETRIES,
+    attempt_rows,
     signed_url,
     voipbin_hangup,
     voipbin_headers,
@@ -127,13 +128,7 @@ def _ledger_calls(sim: RunningSimulator, auth_id: str) -> list[dict[str, Any]]:
 
 
 def _attempts(conn: psycopg.Connection, campaign_id: int) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT a.*, d.number, d.status AS d_status, d.outcome AS d_outcome, d.attempts_made
-               FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-               WHERE a.campaign_id = %s ORDER BY a.destination_id, a.attempt_no""",
-            (campaign_id,),
-        ).fetchall()
+    return attempt_rows(conn, campaign_id)
 
 
 def _open_count(conn: psycopg.Connection, campaign_ids: list[int]) -> int:
