@@ -18,6 +18,7 @@ from workers.providers.base import (
     CallbackUrls,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
 )
@@ -255,8 +256,7 @@ def test_voipbin_record_from_the_seeds_get_call_example() -> None:
         "tm_progressing": "2021-01-29 03:18:07.810000", "tm_ringing": "2021-01-29 03:17:55.392000",
         "tm_hangup": "2021-01-29 03:18:22.131000",
     }
-    event = adapter_for("voipbin").event_from_record(record, request_uuid=None, call_uuid=None,
-                                                     call_id=record["id"])
+    event = adapter_for("voipbin").event_from_record(record, LookedUp(None, None, record["id"]))
     assert event is not None and (event.is_final, event.outcome) == (True, Outcome.ANSWERED)
     assert event.duration == 14 and event.destination == "+15559876543"
 

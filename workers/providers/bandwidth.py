@@ -28,6 +28,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -214,13 +215,5 @@ class BandwidthAdapter(ProviderAdapter):
         """A JSON callback body."""
         return bandwidth_event(json_object(callback.body))
 
-    def event_from_record(
-        self,
-        record: dict[str, Any],
-        *,
-        request_uuid: str | None,
-        call_uuid: str | None,
-        call_id: str,
-        time_zone: str | None = None,
-    ) -> CallbackEvent | None:
-        return bandwidth_event(record_as_event_payload({"callId": call_id, **record}))
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
+        return bandwidth_event(record_as_event_payload({"callId": looked_up.call_id, **record}))

@@ -69,6 +69,17 @@ class CallsAccepted:
     refused: list[str] = field(default_factory=list)  # destinations of an accepted bulk it would not place
 
 
+@dataclass(frozen=True)
+class LookedUp:
+    """What a status lookup asked with: the ids we knew, the id the API took, and the account's zone for naive
+    times in the record."""
+
+    request_uuid: str | None
+    call_uuid: str | None
+    call_id: str
+    time_zone: str | None = None
+
+
 class EventKind(StrEnum):
     RING = "ring"
     ANSWER = "answer"
@@ -174,13 +185,8 @@ class ProviderAdapter(ABC):
         record = fetch_record(client, self.status_request(client, account, call_id), account)
         if record is None:
             return None
-        return self.event_from_record(
-            record,
-            request_uuid=request_uuid,
-            call_uuid=call_uuid,
-            call_id=call_id,
-            time_zone=account.time_zone,
-        )
+        looked_up = LookedUp(request_uuid, call_uuid, call_id, account.time_zone)
+        return self.event_from_record(record, looked_up)
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """The id the status API takes."""
@@ -219,14 +225,6 @@ class ProviderAdapter(ABC):
             params=self.auth_params(account) or None,
         )
 
-    def event_from_record(
-        self,
-        record: dict[str, Any],
-        *,
-        request_uuid: str | None,
-        call_uuid: str | None,
-        call_id: str,
-        time_zone: str | None = None,
-    ) -> CallbackEvent | None:
-        """The carrier's record of a call, in our words (naive times in `time_zone`)."""
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
+        """The carrier's record of a call, in our words (naive times in `looked_up.time_zone`)."""
         raise TypeError(f"{self.kind} has no call status API")

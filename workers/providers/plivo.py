@@ -26,6 +26,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -276,16 +277,8 @@ class PlivoAdapter(ProviderAdapter):
         """.../Call/{uuid}/: the collection URL ends in a slash, and so does a call's."""
         return f"{self.calls_url(account)}{call_id}/"
 
-    def event_from_record(
-        self,
-        record: dict[str, Any],
-        *,
-        request_uuid: str | None,
-        call_uuid: str | None,
-        call_id: str,
-        time_zone: str | None = None,
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         params = {k: v for k, v in record_as_params(record).items() if v not in (None, "")}
-        params.setdefault("RequestUUID", request_uuid)
-        params.setdefault("CallUUID", call_uuid or request_uuid)
-        return plivo_event(self.kind, params, EventKind.STATUS, time_zone)
+        params.setdefault("RequestUUID", looked_up.request_uuid)
+        params.setdefault("CallUUID", looked_up.call_uuid or looked_up.request_uuid)
+        return plivo_event(self.kind, params, EventKind.STATUS, looked_up.time_zone)

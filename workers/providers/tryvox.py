@@ -21,6 +21,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -181,15 +182,8 @@ class TryVoxAdapter(ProviderAdapter):
         """TryVox looks calls up by call_uuid only."""
         return call_uuid
 
-    def event_from_record(
-        self,
-        record: dict[str, Any],
-        *,
-        request_uuid: str | None,
-        call_uuid: str | None,
-        call_id: str,
-        time_zone: str | None = None,
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         return tryvox_event(
-            {"call_uuid": call_uuid, "request_uuid": request_uuid, **record}, EventKind.STATUS
+            {"call_uuid": looked_up.call_uuid, "request_uuid": looked_up.request_uuid, **record},
+            EventKind.STATUS,
         )

@@ -28,6 +28,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -204,13 +205,5 @@ class VoipbinAdapter(ProviderAdapter):
             raise ValueError("callback is missing required field data")
         return voipbin_event(data, str(envelope.get("type") or ""), envelope)
 
-    def event_from_record(
-        self,
-        record: dict[str, Any],
-        *,
-        request_uuid: str | None,
-        call_uuid: str | None,
-        call_id: str,
-        time_zone: str | None = None,
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         return voipbin_event(record, "", record) if record.get("id") else None
