@@ -241,6 +241,10 @@ def test_vobiz_paths_auth_and_signed_callbacks(sim: RunningSimulator, sink: Call
     form = hangup.form()
     # Vobiz seed l.103: CallStatus is always "completed"; unanswered shows as no AnswerTime.
     assert form["CallStatus"] == "completed" and "AnswerTime" not in form and "HangupCause" not in form
+    assert set(form) == SEED_HANGUP_FIELDS - {"AnswerTime"}
+    ring = next(r.form() for r in got if r.path == "/v-ring")
+    assert set(ring) == {"From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "Direction", "Event",
+                         "CallStatus", "SessionStart", "STIRAttestation"}  # seed l.63-74
     assert form["CallUUID"] == form["RequestUUID"] == resp.json()["request_uuid"]
     for cb in got:
         nonce = cb.headers["x-vobiz-signature-v3-nonce"]

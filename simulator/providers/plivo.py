@@ -56,6 +56,7 @@ class PlivoProvider(Provider):
     platform = "Plivo"
     created_status = 201
     fired = ("call fired", "calls fired")
+    answer_stir_field = "stir_verification"  # plivo seed l.77; Vobiz's answer says STIRVerification (l.87)
 
     def routes(self) -> list[web.RouteDef]:
         base = self.prefix + "/Account/{auth_id}/Call/"
@@ -236,7 +237,7 @@ class PlivoProvider(Provider):
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         fields = self._base_fields(call, "StartApp", "in-progress")  # seed l.69-82
-        fields.update(ALegUUID=call.call_uuid, stir_verification="Not Applicable")
+        fields.update({"ALegUUID": call.call_uuid, self.answer_stir_field: "Not Applicable"})
         return self._form_callback("answer", call, account, fields)
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:

@@ -32,6 +32,7 @@ class VobizProvider(PlivoProvider):
     platform = "Vobiz"
     created_status = 200  # its seed: "Success Response (200 OK)"
     fired = ("Call fired", "Calls fired")
+    answer_stir_field = "STIRVerification"
 
     def routes(self) -> list[web.RouteDef]:
         return [*super().routes(), web.route("*", "/api/v1/{tail:.*}", self.handle_wrong_path)]
