@@ -225,6 +225,11 @@ def unattached_of_batch(batch_id: Any) -> EventSelector:
     return EventSelector("attempt_id IS NULL AND batch_id = %s", (batch_id,))
 
 
+def for_batches(batch_ids: Sequence[Any]) -> EventSelector:
+    """Events of these requests (by the batch id in our callback URLs), before their sends are judged."""
+    return EventSelector("batch_id = ANY(%s)", (list(batch_ids),))
+
+
 def recent_after(after_id: int) -> EventSelector:
     """The API applier's sweep: older than a second (the fast path has them), younger than an hour (the
     reaper resolves their attempts by then), after a cursor."""
