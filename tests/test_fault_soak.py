@@ -22,7 +22,6 @@ from tests.private_services import PrivateRedis, pointed_at, private_redis
 from tests.test_fault_suite import _sim
 
 ENGINE_STRANDS = "issue 9 engine: expired queued leases are never reclaimed once nothing else is due"
-ENGINE_AMBIGUOUS = "issue 9 engine: an ambiguous send is settled by evidence, then redialled or kept"
 SECONDS = soak_seconds(600)
 DESTINATIONS = int(os.environ.get("SOAK_DESTINATIONS", "20000"))
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(SECONDS) * 3 + 600)]
@@ -78,7 +77,6 @@ def test_soak_placed_but_5xx_3_percent(stack: Stack, conn: psycopg.Connection) -
     _assert_target(figures)
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_AMBIGUOUS)
 def test_soak_carrier_503_hangs_and_30s_refusal(stack: Stack, conn: psycopg.Connection) -> None:
     """5% 503 with Retry-After; 0.5% hang past the 10 s read timeout before anything (not placed); 0.5%
     placed then never answered; every connection refused for 30 s a third of the way through."""
