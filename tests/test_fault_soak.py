@@ -88,6 +88,7 @@ def test_soak_carrier_503_hangs_and_30s_refusal(stack: Stack, conn: psycopg.Conn
         run.start()
         while run.dialed() < run.size // 3:
             time.sleep(0.5)
+        run.mark("refusing")
         sim.refuse_connections(30.0)
         run.until_complete(SECONDS)
         figures = run.figures(settle_s=60)
@@ -138,9 +139,11 @@ def test_soak_redis_flushed_and_restarted_mid_campaign(
         run.start()
         while run.dialed() < run.size // 4:
             time.sleep(0.2)
+        run.mark("flushall")
         redis_server.flushall()
         while run.dialed() < run.size * 3 // 5:
             time.sleep(0.2)
+        run.mark("restart")
         redis_server.restart(down_s=1.0)
         run.until_complete(SECONDS, during=supervise(private_stack))
         figures = run.figures(settle_s=60)
