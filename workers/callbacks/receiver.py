@@ -211,7 +211,7 @@ async def receive_callback(request: Request) -> Response:
     query = request.url.query
     url = f"{get_settings().public_url}{request.url.path}" + (f"?{query}" if query else "")
     incoming = IncomingCallback(method=request.method, url=url, headers=headers, body=body, params=params,
-                                kind_hint=kind_hint)
+                                kind_hint=kind_hint, time_zone=account.time_zone)
     # A valid ticket is the URL secret's proof; the signing carriers still need their own signature.
     url_secret = callback_url_secret(account_id) if ticket else request.query_params.get("s")
     auth = adapter.authenticate(account, incoming, url_secret)

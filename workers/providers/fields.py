@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workers.providers.base import CallbackEvent
 
@@ -61,11 +62,12 @@ def parse_decimal(value: Any) -> Decimal | None:
     return _number(value)
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any, zone: str | None = None) -> datetime | None:
     """A carrier timestamp as an aware UTC datetime; None when missing, empty, 'not yet' or unparseable.
 
-    Naive values ('YYYY-MM-DD HH:MM:SS[.ffffff]', Plivo/Vobiz/VoIPbin) are taken as UTC. Whether the time
-    is plausible is `check_event`'s question."""
+    Naive values ('YYYY-MM-DD HH:MM:SS[.ffffff]') are read in `zone` (an IANA name; Plivo/Vobiz send the
+    console's local time), UTC when it is None or unknown. Whether the time is plausible is
+    `check_event`'s question."""
     if not isinstance(value, str) or not value.strip() or value.startswith(NOT_YET_PREFIX):
         return None
     try:
@@ -73,9 +75,21 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=time_zone(zone))
+        return parsed.astimezone(UTC)
     except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
         raise FieldRefused(f"time {value!r} is out of range") from None
+
+
+def time_zone(name: str | None) -> tzinfo:
+    """The zone an account's naive callback times are in; UTC for None, empty or an unknown name."""
+    if not name or name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def require_scalars(payload: Mapping[str, Any], names: tuple[str, ...]) -> Mapping[str, Any]:

@@ -51,7 +51,13 @@ def plivo_outcome(
     answer_time: str | None,
     machine: str | None,
 ) -> Normalised:
-    """Plivo/Vobiz hangup: Machine first, then HangupCauseCode, then CallStatus; default unknown."""
+    """Plivo/Vobiz hangup: Machine first, then HangupCauseCode, then CallStatus.
+
+    Both seeds (plivo-make-call.txt l.94-98, vobiz-make-call.txt l.103-107) give the hangup_url only
+    `CallStatus` "completed" (always), `AnswerTime` and no HangupCause/Duration. So a "completed" hangup
+    is answered when it carries an answer time (or a positive Duration, where a richer shape sends one)
+    and otherwise *not answered* (no_answer, which the retry policy can retry); the finer causes are used
+    only when present."""
     if (machine or "").strip().lower() in PLIVO_MACHINE_VALUES:
         return Normalised(Outcome.MACHINE)
     if cause_code in PLIVO_THROTTLED_CAUSES:
@@ -63,11 +69,16 @@ def plivo_outcome(
     status = (status or "").strip().lower()
     if status == "completed":
         answered = (duration or 0) > 0 or bool((answer_time or "").strip())
-        return Normalised(Outcome.ANSWERED if answered else Outcome.UNKNOWN)
+        return Normalised(Outcome.ANSWERED if answered else Outcome.NO_ANSWER)
     return Normalised(PLIVO_STATUS_OUTCOMES.get(status, Outcome.UNKNOWN))
 
 
 # --- TryVox ----------------------------------------------------------------------------------------
+# The seed (tryvox-make-call.txt l.43, l.50) names the statuses (ringing, in-progress, completed, failed,
+# "etc.") and says the hangup carries "duration, end reason": not their values. "completed" therefore
+# means answered only with evidence of an answer (answer_time, or duration > 0); a completed hangup
+# that shows duration 0 and no answer time was not answered. With no duration field at all the status is
+# all we have, and "completed" is taken as the call having been connected and finished.
 TRYVOX_STATUS_OUTCOMES: dict[str, Outcome] = {
     "completed": Outcome.ANSWERED,
     "busy": Outcome.BUSY,
@@ -77,11 +88,39 @@ TRYVOX_STATUS_OUTCOMES: dict[str, Outcome] = {
     "cancelled": Outcome.CANCELLED,
 }
 TRYVOX_FINAL_STATUSES = frozenset(TRYVOX_STATUS_OUTCOMES)
+# end_reason values (unpublished; PROVIDERS.md lists caller-hangup, callee-hangup …) that say more than
+# the status does.
+TRYVOX_END_REASON_OUTCOMES: dict[str, Outcome] = {
+    "busy": Outcome.BUSY,
+    "no-answer": Outcome.NO_ANSWER,
+    "no_answer": Outcome.NO_ANSWER,
+    "timeout": Outcome.NO_ANSWER,
+    "rejected": Outcome.REJECTED,
+    "failed": Outcome.FAILED,
+    "canceled": Outcome.CANCELLED,
+    "cancelled": Outcome.CANCELLED,
+}
 
 
-def tryvox_outcome(status: str | None) -> Normalised:
-    """TryVox final `status`; default unknown."""
-    return Normalised(TRYVOX_STATUS_OUTCOMES.get((status or "").strip().lower(), Outcome.UNKNOWN))
+def tryvox_outcome(
+    status: str | None,
+    *,
+    duration: int | None = None,
+    answer_time: str | None = None,
+    end_reason: str | None = None,
+) -> Normalised:
+    """TryVox final `status`, checked against the answer evidence; default unknown."""
+    status = (status or "").strip().lower()
+    if status != "completed":
+        return Normalised(TRYVOX_STATUS_OUTCOMES.get(status, Outcome.UNKNOWN))
+    if (answer_time or "").strip() or (duration or 0) > 0:
+        return Normalised(Outcome.ANSWERED)
+    reason = (end_reason or "").strip().lower()
+    if reason in TRYVOX_END_REASON_OUTCOMES:
+        return Normalised(TRYVOX_END_REASON_OUTCOMES[reason])
+    if duration is not None:  # the carrier says it lasted 0 s and never answered
+        return Normalised(Outcome.NO_ANSWER)
+    return Normalised(Outcome.ANSWERED)
 
 
 # --- VoIPbin ---------------------------------------------------------------------------------------
@@ -136,6 +175,7 @@ def bandwidth_outcome(
 # The value parsers live at the boundary (workers.providers.fields); re-exported for the adapters.
 NOT_YET_PREFIX = fields.NOT_YET_PREFIX
 parse_time = fields.parse_time
+time_zone = fields.time_zone
 parse_int = fields.parse_int
 parse_decimal = fields.parse_decimal
 json_object = fields.json_object
