@@ -31,7 +31,7 @@ ACCOUNTS: list[dict[str, Any]] = [
     {"provider": "plivo", "auth_id": "MALEAK", "auth_token": "plivotok-LEAKCHECK-2", "cps": 20,
      "max_concurrent": 100},
     {"provider": "bandwidth", "auth_id": "5559999", "auth_token": "bwtok-LEAKCHECK-3", "cps": 20,
-     "max_concurrent": 100, "application_id": APP_ID},
+     "max_concurrent": 100, "application_id": APP_ID, "api_username": "bw-leak-user"},
 ]
 WRONG_TOKEN = "wrongtok-LEAKCHECK-4"  # a Plivo account the carrier refuses: its errors must not echo it
 WEBHOOK_SECRET = "vb-webhook-LEAKCHECK-5"
@@ -48,7 +48,8 @@ def ran(database_url: str,
         with psycopg.connect(database_url) as conn:
             ids: dict[str, int] = {}
             for spec in ACCOUNTS:
-                options = {"application_id": APP_ID} if spec["provider"] == "bandwidth" else None
+                options = ({"application_id": APP_ID, "api_username": "bw-leak-user"}
+                           if spec["provider"] == "bandwidth" else None)
                 ids[spec["provider"]] = add_account(
                     conn, name=f"leak-{spec['provider']}-{uuid.uuid4().hex[:6]}", provider=spec["provider"],
                     auth_id=spec["auth_id"], auth_token=spec["auth_token"], cps=10, max_concurrent=50,
