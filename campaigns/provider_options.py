@@ -7,10 +7,11 @@ caller ID, the callback URLs or their credentials.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
+from campaigns.call_options import machine_detection_mode
 from campaigns.errors import InvalidRequest
 
 # Body fields `extra` may never set, whatever the provider: who is called, from where, and where (and with
@@ -34,11 +35,17 @@ class ProviderOptions(BaseModel):
 
     ring_timeout: StrictInt | None = Field(None, ge=1, le=600, description="Seconds to ring")
     time_limit: StrictInt | None = Field(None, ge=1, le=86400, description="Longest call, seconds")
-    machine_detection: Literal["true", "hangup"] | StrictBool | None = None
+    machine_detection: Any = None  # the carriers' words, by call_options.machine_detection_mode
     message: str | None = Field(None, min_length=1, max_length=4000, description="What answered calls hear")
     track_ringing: StrictBool | None = None
     bulk: StrictBool | None = None
     extra: dict[str, Any] | None = Field(None, description="Fields passed through to the create-call body")
+
+    @field_validator("machine_detection")
+    @classmethod
+    def _machine_detection_in_the_carriers_words(cls, value: Any) -> Any:
+        machine_detection_mode({"machine_detection": value})  # ValueError naming the accepted words
+        return value
 
     @field_validator("extra")
     @classmethod
