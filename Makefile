@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test soak bench lint up down services clean
+.PHONY: venv demo test soak fuzz bench lint up down services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,20 @@ test: $(STAMP) services
 	$(BIN)/pytest -q tests
 
 # Long fault scenarios (docs/RELIABILITY.md), each bounded by SOAK_SECONDS (default 600) and sized by
-# SOAK_DESTINATIONS (default 20000); figures are appended to bench/out/fault-figures.jsonl.
+# SOAK_DESTINATIONS (default 20000); figures are appended to bench/out/fault-figures.jsonl. Then the
+# adversarial suites at soak size (`make fuzz` alone: docs/SECURITY.md).
 SOAK_SECONDS ?= 600
 SOAK_DESTINATIONS ?= 20000
 soak: $(STAMP) services
 	mkdir -p bench/out
 	DIALER_SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) SOAK_DESTINATIONS=$(SOAK_DESTINATIONS) \
 		DIALER_FAULT_FIGURES=$(CURDIR)/bench/out/fault-figures.jsonl $(BIN)/pytest -q -s -m soak tests
+	$(MAKE) fuzz
+
+# The adversarial suites at soak size (thousands of cases each; minutes). `make test` runs them at ci size.
+FUZZ_TESTS := tests/test_fuzz_callbacks.py tests/test_fuzz_loader.py tests/test_api_fuzz.py
+fuzz: $(STAMP) services
+	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench

@@ -117,7 +117,9 @@ CREATE TABLE IF NOT EXISTS call_event (
     received_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     applied_at          TIMESTAMPTZ,
     attempt_id          BIGINT REFERENCES call_attempt (id) ON DELETE SET NULL,
-    CONSTRAINT call_event_provider_event_key_key UNIQUE (provider, event_key)
+    rejected_reason     TEXT,                                 -- set when the applier could not apply it
+    -- Scoped to the account that authenticated it: another account's credentials cannot pre-empt it.
+    CONSTRAINT call_event_account_event_key UNIQUE (provider, account_id, event_key)
 );
 CREATE INDEX IF NOT EXISTS call_event_unapplied_idx ON call_event (received_at) WHERE applied_at IS NULL;
 -- Early events (stored before the dialer recorded their ids) are found by id when the ids arrive.
@@ -126,6 +128,30 @@ CREATE INDEX IF NOT EXISTS call_event_unapplied_call_idx ON call_event (call_uui
 -- The foreign key's ON DELETE SET NULL: an attempt undone before its request (no tokens in time, a 429)
 -- is deleted, and without this index each delete scans every event ever stored.
 CREATE INDEX IF NOT EXISTS call_event_attempt_idx ON call_event (attempt_id);
+
+-- Databases made before the event key was scoped to the account (additive: add, then drop the old one).
+ALTER TABLE call_event ADD COLUMN IF NOT EXISTS rejected_reason TEXT;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'call_event_account_event_key') THEN
+        ALTER TABLE call_event ADD CONSTRAINT call_event_account_event_key
+            UNIQUE (provider, account_id, event_key);
+    END IF;
+END $$;
+ALTER TABLE call_event DROP CONSTRAINT IF EXISTS call_event_provider_event_key_key;
+
+-- Authenticated callbacks that could not be understood (missing ids, values out of range), kept raw with the
+-- reason for an operator; never applied.
+CREATE TABLE IF NOT EXISTS rejected_callback (
+    id                  BIGSERIAL PRIMARY KEY,
+    provider            TEXT NOT NULL,
+    account_id          BIGINT REFERENCES provider_account (id) ON DELETE CASCADE,
+    kind                TEXT NOT NULL,
+    reason              TEXT NOT NULL,
+    body                TEXT NOT NULL,
+    headers             JSONB NOT NULL DEFAULT '{}'::jsonb,
+    received_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS rejected_callback_received_idx ON rejected_callback (account_id, received_at);
 
 -- The request ids a bulk answer gave (Plivo/Vobiz list them with no order). Where the carrier can be asked about
 -- a bare request id (Vobiz: request_uuid is the call_uuid), the reaper looks each one up when every callback

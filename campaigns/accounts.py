@@ -64,10 +64,10 @@ class AccountCredentials:
     account_id: int
     provider: str
     auth_id: str
-    auth_token: str
+    auth_token: str = field(repr=False)  # never in a log line, a traceback's locals or a task argument
     base_url: str
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
-    webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
+    webhook_secret: str | None = field(default=None, repr=False)  # VoIPbin webhook HMAC secret
 
     @property
     def time_zone(self) -> str | None:

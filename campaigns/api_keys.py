@@ -16,11 +16,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.keys import api_key_hashes
 from campaigns.secrets_box import hash_api_key
 
 KEY_PREFIX = "dlr_"  # recognisable in logs and secret scanners
 MAX_NAME_LENGTH = 100
-VERIFY_SQL = "SELECT id, name FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+# Any accepted hash: the current key's, or a previous secret's (rotation) or the pre-HKDF form.
+VERIFY_SQL = "SELECT id, name FROM api_key WHERE key_hash = ANY(%s) AND revoked_at IS NULL LIMIT 1"
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,12 @@ def revoke_api_key(conn: psycopg.Connection, key_id: int) -> datetime:
 
 def verify_api_key(conn: psycopg.Connection, key: str) -> ApiKeyIdentity | None:
     """The holder of `key` if it exists and is not revoked, else None."""
-    row = conn.execute(VERIFY_SQL, (hash_api_key(key),)).fetchone()
+    row = conn.execute(VERIFY_SQL, (api_key_hashes(key),)).fetchone()
     return ApiKeyIdentity(id=int(row[0]), name=row[1]) if row else None
 
 
 async def verify_api_key_async(conn: psycopg.AsyncConnection, key: str) -> ApiKeyIdentity | None:
     """verify_api_key on an async connection (the API's pool)."""
-    cur = await conn.execute(VERIFY_SQL, (hash_api_key(key),))
+    cur = await conn.execute(VERIFY_SQL, (api_key_hashes(key),))
     row = await cur.fetchone()
     return ApiKeyIdentity(id=int(row[0]), name=row[1]) if row else None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
+# 32 characters: a key anyone can brute-force forges every account's callbacks (TryVox, VoIPbin, Bandwidth).
+MIN_SECRET_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -21,7 +23,17 @@ class Settings(BaseSettings):
     redis_prefix: str = "dialer"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEVELOPMENT_SECRET
+    # Secrets replaced by a rotation, comma-separated: still accepted, never used for anything new.
+    previous_secret_keys: str = ""
     environment: str = "development"
+    # How long a callback URL handed to a carrier stays valid past the call's own time limit: the carrier's
+    # retries of a late callback. A signature that covers only the URL (Vobiz) can be replayed this long, so
+    # its nonce is remembered this long too.
+    callback_grace_s: int = 3600
+    # Largest callback body read; larger ones get 413 before any parsing.
+    max_callback_bytes: int = 65536
+    # Largest CSV upload through the API (counted while streaming, after the API key is checked).
+    max_upload_bytes: int = 512 * 1024 * 1024
 
     # Loader limits: a bad file is refused whole rather than half-loaded.
     max_rows: int = 5_000_000
@@ -34,12 +46,22 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("secret_key")
-    @classmethod
-    def _secret_key_set_outside_development(cls, value: str, info) -> str:  # type: ignore[no-untyped-def]
-        if value == DEVELOPMENT_SECRET and info.data.get("environment", "development") != "development":
-            raise ValueError("DIALER_SECRET_KEY must be set outside development")
-        return value
+    @model_validator(mode="after")
+    def _secret_key_fit_for_the_environment(self) -> Settings:
+        # After the whole model is read: a field validator neither sees a later field (environment) nor
+        # runs on a default, which let production start with the published development key.
+        if self.secret_key == DEVELOPMENT_SECRET:
+            if self.environment != "development":
+                raise ValueError(f"DIALER_SECRET_KEY must be set when DIALER_ENVIRONMENT={self.environment}"
+                                 " (one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        elif len(self.secret_key) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(f"DIALER_SECRET_KEY is {len(self.secret_key)} characters; at least "
+                             f"{MIN_SECRET_KEY_CHARS} are needed")
+        return self
+
+    @property
+    def previous_secrets(self) -> list[str]:
+        return [s.strip() for s in self.previous_secret_keys.split(",") if s.strip()]
 
     @property
     def psycopg_url(self) -> str:
@@ -47,6 +69,24 @@ class Settings(BaseSettings):
         return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+class SettingsInvalid(SystemExit):
+    """The environment's settings are unusable; its message is the one line an operator needs."""
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """A pydantic validation error as one line: field, then the reason."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"DIALER_{where.upper()}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; an unusable environment ends the process with one line (not a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsInvalid(settings_error_line(exc)) from None

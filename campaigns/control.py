@@ -11,10 +11,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns import settings_rules
 from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
 from campaigns.errors import InvalidRequest, NotFound
-from campaigns.retry_policy import InvalidPolicy, validate_policy
 
 STARTABLE = ("draft", "paused")
 
@@ -48,19 +48,16 @@ def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
 
 
 def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSettings) -> None:
-    _campaign(conn, campaign_id)
+    """Apply the given settings, each checked by the rules every way in shares (settings_rules)."""
+    row = _campaign(conn, campaign_id)
+    account_id = settings.account_id or row["account_id"]
+    provider = None
+    if account_id is not None:
+        found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
+        provider = found[0] if found else None
+    settings = settings_rules.checked(settings, region=row["default_region"], provider=provider)
     values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
-    if "cps" in values and values["cps"] <= 0:
-        raise InvalidRequest("cps must be above 0")
-    if "max_concurrent" in values and values["max_concurrent"] <= 0:
-        raise InvalidRequest("max_concurrent must be above 0")
-    if "window_days" in values and not set(values["window_days"]) <= set(range(1, 8)):
-        raise InvalidRequest("window days are ISO weekdays 1 (Monday) to 7 (Sunday)")
     if "retry_policy" in values:
-        try:
-            validate_policy(values["retry_policy"])
-        except InvalidPolicy as exc:
-            raise InvalidRequest(str(exc)) from exc
         values["retry_policy"] = Jsonb(values["retry_policy"])
     if "provider_options" in values:
         try:

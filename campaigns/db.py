@@ -64,6 +64,30 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
         raise unavailable(url, exc) from exc
 
 
+# Tables every process needs; one missing means `dialer db init` has not run against this database.
+REQUIRED_TABLES = ("provider_account", "campaign", "destination", "call_attempt", "call_event", "api_key",
+                   "rejected_callback")
+SCHEMA_ERRORS = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
+                 psycopg.errors.UndefinedObject)
+
+
+class SchemaMissing(ServiceUnavailable):
+    """The database is reachable but the dialer's tables are not (all) there."""
+
+
+def schema_missing(url: str, what: str) -> SchemaMissing:
+    return SchemaMissing(f"the database {_redacted(url)} has no dialer schema ({what}); "
+                         "create it with: dialer db init")
+
+
+def require_schema(conn: psycopg.Connection, url: str | None = None) -> None:
+    """Raise SchemaMissing naming the first absent table; the one check every process makes at start."""
+    row = conn.execute("SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL LIMIT 1",
+                       (list(REQUIRED_TABLES),)).fetchone()
+    if row is not None:
+        raise schema_missing(url or get_settings().psycopg_url, f"no table {row[0]}")
+
+
 def create_database_if_absent(url: str) -> bool:
     """Create the URL's database when it does not exist; True if it was created."""
     info = psycopg.conninfo.conninfo_to_dict(url.replace("postgresql+psycopg://", "postgresql://", 1))

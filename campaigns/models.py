@@ -173,7 +173,9 @@ class CallAttempt(SQLModel, table=True):
 
 class CallEvent(SQLModel, table=True):
     __tablename__ = "call_event"
-    __table_args__ = (UniqueConstraint("provider", "event_key", name="call_event_provider_event_key_key"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "account_id", "event_key", name="call_event_account_event_key"),
+    )
 
     id: int | None = _pk()
     provider: str = _text()
@@ -189,6 +191,20 @@ class CallEvent(SQLModel, table=True):
     received_at: datetime | None = _timestamp(nullable=False, now=True)
     applied_at: datetime | None = _timestamp()
     attempt_id: int | None = _fk("call_attempt.id", nullable=True, ondelete="SET NULL")
+    rejected_reason: str | None = _text(nullable=True)
+
+
+class RejectedCallback(SQLModel, table=True):
+    __tablename__ = "rejected_callback"
+
+    id: int | None = _pk()
+    provider: str = _text()
+    account_id: int | None = _fk("provider_account.id", nullable=True, ondelete="CASCADE")
+    kind: str = _text()
+    reason: str = _text()
+    body: str = _text()
+    headers: dict[str, Any] = _jsonb()
+    received_at: datetime | None = _timestamp(nullable=False, now=True)
 
 
 class DncNumber(SQLModel, table=True):

@@ -1,12 +1,22 @@
-"""A campaign's results as CSV: every destination with its last attempt. One format for the CLI, the demo
-and the HTTP API."""
+"""A campaign's results (every destination with its last attempt) and rejects as CSV. One format for the
+CLI, the demo and the HTTP API.
+
+Every cell is safe to open in a spreadsheet: text starting with = + - @, a tab or a carriage return (a
+formula to Excel, LibreOffice or Sheets, whatever follows) gets a leading apostrophe, unless it is a plain
+number such as +12125550100 (E.164 stays readable and harmless).
+"""
 
 from __future__ import annotations
 
 import csv
-from typing import TextIO
+import re
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import psycopg
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 RESULT_COLUMNS = ("line", "number", "status", "outcome", "attempts", "request_uuid", "call_uuid",
                   "provider_status", "hangup_cause", "duration", "billed_duration", "answer_at", "end_at")
@@ -19,11 +29,45 @@ WHERE d.campaign_id = %s ORDER BY d.line_no
 """
 
 
-def write_results_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
-    """Stream the results to `handle` through a server-side cursor (constant memory)."""
-    writer = csv.writer(handle)
-    writer.writerow(RESULT_COLUMNS)
-    with conn.cursor(name=f"results_{campaign_id}") as cur:
-        cur.execute(RESULTS_SQL, (campaign_id,))
+REJECT_COLUMNS = ("line", "reason", "raw_value", "detail")
+REJECTS_SQL = """
+SELECT line_no, reason, raw_value, detail FROM rejected_row WHERE campaign_id = %s ORDER BY line_no, id
+"""
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell value a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """csv.writer whose every cell passes through spreadsheet_safe."""
+
+    def __init__(self, handle: Any) -> None:
+        self.writer = csv.writer(handle)
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self.writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
+def _stream_csv(conn: psycopg.Connection, name: str, columns: tuple[str, ...], sql: str, campaign_id: int,
+                handle: TextIO) -> None:
+    """A header, then every row of `sql` through a server-side cursor (constant memory), made safe."""
+    writer = SafeCsvWriter(handle)
+    writer.writerow(columns)
+    with conn.cursor(name=f"{name}_{campaign_id}") as cur:
+        cur.execute(sql, (campaign_id,))
         for row in cur:
             writer.writerow(row)
+
+
+def write_rejects_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
+    """The campaign's rejected rows (line, reason, raw value, detail) as CSV."""
+    _stream_csv(conn, "rejects", REJECT_COLUMNS, REJECTS_SQL, campaign_id, handle)
+
+
+def write_results_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO) -> None:
+    """Every destination with its last attempt as CSV."""
+    _stream_csv(conn, "results", RESULT_COLUMNS, RESULTS_SQL, campaign_id, handle)

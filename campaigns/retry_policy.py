@@ -58,6 +58,11 @@ class NextStep:
     outcome: Outcome
 
 
+# A retry a year out, or a millionth attempt, is a typo; and a delay past datetime's range would fail the
+# transition that schedules it.
+POLICY_BOUNDS = {"delay_s": (0, 30 * 86400), "max_attempts": (1, 100)}
+
+
 def validate_policy(policy: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     """The policy with defaults filled in; raises InvalidPolicy naming the bad key."""
     merged: dict[str, dict[str, int]] = {k: dict(v) for k, v in DEFAULT_POLICY.items()}
@@ -68,12 +73,10 @@ def validate_policy(policy: Mapping[str, Any]) -> dict[str, dict[str, int]]:
             raise InvalidPolicy(f"retry_policy.{key}: expected an object with delay_s and max_attempts")
         for field in ("delay_s", "max_attempts"):
             value = rule.get(field, merged[key][field])
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < (1 if field == "max_attempts" else 0)
-            ):
-                raise InvalidPolicy(f"retry_policy.{key}.{field}: expected a whole number, got {value!r}")
+            low, high = POLICY_BOUNDS[field]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidPolicy(f"retry_policy.{key}.{field}: expected a whole number from {low} to "
+                                    f"{high}, got {value!r}")
             merged[key][field] = value
     return merged
 

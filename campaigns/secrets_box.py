@@ -1,24 +1,20 @@
-"""Provider tokens encrypted at rest with Fernet under DIALER_SECRET_KEY; never printed or logged."""
+"""Provider tokens encrypted at rest with Fernet under a key derived from DIALER_SECRET_KEY (MultiFernet: the
+previous secrets' keys still decrypt); never printed or logged."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+from cryptography.fernet import InvalidToken, MultiFernet
 
-from cryptography.fernet import Fernet, InvalidToken
-
-from campaigns.config import get_settings
+from campaigns.keys import api_key_hashes, token_fernet
 
 
 class SecretUnreadable(Exception):
     """A stored token cannot be decrypted: DIALER_SECRET_KEY changed since it was stored."""
 
 
-def _fernet(secret_key: str | None = None) -> Fernet:
-    # Fernet needs 32 url-safe base64 bytes; derive them from the operator's secret of any length.
-    key = hashlib.sha256((secret_key or get_settings().secret_key).encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+def _fernet() -> MultiFernet:
+    # The token-encryption key derived from DIALER_SECRET_KEY, then the ones still accepted (campaigns.keys).
+    return token_fernet()
 
 
 def encrypt(plain: str) -> str:
@@ -30,10 +26,20 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretUnreadable(
-            "a stored provider token cannot be decrypted: was DIALER_SECRET_KEY changed?"
+            "a stored provider token cannot be decrypted: was DIALER_SECRET_KEY changed? (put the old one "
+            "in DIALER_PREVIOUS_SECRET_KEYS, then run `dialer secrets rotate`)"
         ) from exc
 
 
+def rotate(token: str) -> str:
+    """A stored token re-encrypted under the current key (SecretUnreadable if no accepted key opens it)."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretUnreadable("a stored provider token cannot be decrypted with the current or a previous "
+                               "DIALER_SECRET_KEY") from exc
+
+
 def hash_api_key(key: str) -> str:
-    """API keys are stored as a keyed hash; the key itself is shown once."""
-    return hmac.new(get_settings().secret_key.encode(), key.encode(), hashlib.sha256).hexdigest()
+    """API keys are stored as a keyed hash (its own derived key); the key itself is shown once."""
+    return api_key_hashes(key)[0]

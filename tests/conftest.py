@@ -9,10 +9,19 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+
+# The adversarial suites' size: `ci` keeps `make test` to seconds; `soak` (make fuzz) runs for minutes.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("soak", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SESSION_TAG = f"t{secrets.token_hex(4)}"
 ADMIN_URL = os.environ.get("DIALER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -25,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DIALER_DATABASE_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{TEST_DB}"
     os.environ["DIALER_REDIS_URL"] = REDIS_URL
     os.environ["DIALER_REDIS_PREFIX"] = f"dialer-{SESSION_TAG}"
-    os.environ.setdefault("DIALER_SECRET_KEY", "test-secret-key-" + SESSION_TAG)
+    os.environ.setdefault("DIALER_SECRET_KEY", f"test-secret-key-{SESSION_TAG}-{secrets.token_hex(16)}")
     # Tests add accounts without an entry point: register the adapters' provider kinds as those do.
     import workers.providers.registry  # noqa: F401
 
@@ -74,3 +83,23 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """A raw autocommit connection to the session database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+# The in-process API client and an API key, for the API test modules (a module may define its own).
+@pytest.fixture(scope="module")
+def client(database_url: str) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from workers.entrypoints.api.app import create_app
+
+    with TestClient(create_app(apply_events=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def auth(database_url: str) -> dict[str, str]:
+    from campaigns.api_keys import create_api_key
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = create_api_key(conn, name="api-tests").key
+    return {"Authorization": f"Bearer {key}"}

@@ -135,15 +135,13 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 @contextmanager
-def pointed_at(*, redis_url: str | None = None, database_url: str | None = None) -> Iterator[None]:
-    """DIALER_REDIS_URL / DIALER_DATABASE_URL for this process and every process it starts meanwhile."""
+def dialer_env(values: dict[str, str]) -> Iterator[None]:
+    """These DIALER_* variables for this process and every process it starts meanwhile; settings re-read
+    on entry and on exit."""
     from campaigns.config import get_settings
 
-    saved = {k: os.environ.get(k) for k in ("DIALER_REDIS_URL", "DIALER_DATABASE_URL")}
-    if redis_url:
-        os.environ["DIALER_REDIS_URL"] = redis_url
-    if database_url:
-        os.environ["DIALER_DATABASE_URL"] = database_url
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     get_settings.cache_clear()
     try:
         yield
@@ -154,3 +152,11 @@ def pointed_at(*, redis_url: str | None = None, database_url: str | None = None)
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
+
+
+@contextmanager
+def pointed_at(*, redis_url: str | None = None, database_url: str | None = None) -> Iterator[None]:
+    """DIALER_REDIS_URL / DIALER_DATABASE_URL for this process and every process it starts meanwhile."""
+    values = {"DIALER_REDIS_URL": redis_url, "DIALER_DATABASE_URL": database_url}
+    with dialer_env({k: v for k, v in values.items() if v}):
+        yield

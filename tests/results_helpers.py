@@ -4,6 +4,7 @@ ledger/DB comparisons, and small waits. Everything talks to real processes; noth
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,10 +17,10 @@ from psycopg.rows import dict_row
 from campaigns.config import get_settings
 from tests.polling import wait_for as wait_for  # re-exported: the tests that import it from here
 from workers import redis_keys
+from workers.callbacks import tickets
 from workers.providers.signatures import (
     bandwidth_callback_credentials,
     basic_auth_header,
-    callback_url_secret,
     plivo_v3_signature,
     vobiz_v3_signature,
     voipbin_signature,
@@ -48,9 +49,14 @@ def signed_url(
     *,
     batch: str | None = None,
     secret: str | None = None,
+    valid_s: int = 3600,
 ) -> str:
-    """Our callback URL as the dialer hands it out (url secret and optional batch)."""
-    query = {"s": callback_url_secret(account_id) if secret is None else secret}
+    """Our callback URL as the dialer hands it out (a ticket with the optional batch in the path); with an
+    explicit `secret`, the query form (?s=…&b=…) that the per-account webhook URL and older calls use."""
+    if secret is None:
+        ticket = tickets.issue(provider, account_id, kind, batch, int(time.time()) + valid_s)
+        return f"{api_url}{callback_path(provider, account_id, kind)}/{ticket}"
+    query = {"s": secret}
     if batch:
         query["b"] = batch
     return f"{api_url}{callback_path(provider, account_id, kind)}?{urlencode(query)}"

@@ -6,7 +6,6 @@ import csv
 import io
 import secrets
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,7 +18,6 @@ from campaigns.api_keys import create_api_key, revoke_api_key
 from campaigns.db import unavailable
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound, ServiceUnavailable
 from workers.entrypoints.api import deps, routes_campaigns
-from workers.entrypoints.api.app import create_app
 from workers.entrypoints.api.deps import as_api_error
 
 GOOD_CSV = (b"phone,first_name\n"
@@ -29,19 +27,6 @@ GOOD_CSV = (b"phone,first_name\n"
             b"+14155552671,Ann again\n"
             b"+442079460018,Di\n")
 UNKNOWN_ID = 987_654_321
-
-
-@pytest.fixture(scope="module")
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(apply_events=False)) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def auth(database_url: str) -> dict[str, str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        key = create_api_key(conn, name="api-tests").key
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")

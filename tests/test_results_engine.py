@@ -30,6 +30,7 @@ from workers import attempt_marks, dial_store
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
 from workers.callbacks.applier_store import apply_events_for_ids
+from workers.providers.signatures import callback_url_secret
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -378,7 +379,7 @@ def test_an_event_that_arrives_before_the_ids_is_applied_once_they_are_recorded(
     call_id = str(uuid.uuid4())
     # VoIPbin's webhook carries only the call id (no batch): nothing to match it to yet.
     body = voipbin_hangup(call_id, number, reason="busy")
-    url = signed_url(stack.api_url, "voipbin", account_id, "status")
+    url = signed_url(stack.api_url, "voipbin", account_id, "status", secret=callback_url_secret(account_id))
     assert url.split("?")[0] == webhook_url("voipbin", account_id).split("?")[0]
     assert httpx.post(url, content=body, headers=voipbin_headers(None, body)).status_code == 200
     stored = wait_for(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -22,6 +23,7 @@ from psycopg.types.json import Jsonb
 from workers.callbacks.event_payload import event_payload
 from workers.providers.base import AccountCredentials, ProviderAdapter
 from workers.providers.errors import ProviderError
+from workers.providers.fields import check_event
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,14 @@ def look_up_batch(
         answer.asked += 1
         try:
             event = adapter.fetch_call_status(client, creds, request_uuid, None)
+            if event is not None:
+                check_event(event, datetime.now(UTC))  # the carrier's record is input too
         except ProviderError as exc:
             log.info("looking up request %s of batch %s: %s", request_uuid, batch_id, exc)
+            continue
+        except ValueError as exc:
+            log.warning("looking up request %s of batch %s: the record is refused: %s",
+                        request_uuid, batch_id, exc)
             continue
         if event is None or not event.destination:
             continue
@@ -84,7 +92,8 @@ def look_up_batch(
         conn.execute(
             """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid,
                                        call_uuid, destination, payload)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_key) DO NOTHING""",
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (provider, account_id, event_key) DO NOTHING""",
             (
                 creds.provider,
                 creds.account_id,

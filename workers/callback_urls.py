@@ -1,25 +1,36 @@
-"""The URLs we give carriers for their callbacks:
-/callbacks/{provider}/{account_id}/{kind}?b={batch}&s={secret}.
+"""The URLs we give carriers for their callbacks.
 
-The batch id lets a bulk request's events find their attempts by (batch, To) before any id is recorded;
-the per-account secret authenticates providers that sign nothing (TryVox, VoIPbin without a webhook secret).
+A call's URLs: /callbacks/{provider}/{account_id}/{kind}/{batch}.{expires}.{mac} (workers.callbacks.tickets).
+The batch id lets a bulk request's events find their attempts by (batch, To) before any id is recorded; the
+MAC authenticates providers that sign nothing (TryVox, VoIPbin without a webhook secret) and, being in the
+path, is covered by the signatures that sign only the URL's path (Vobiz V3, V2). The expiry is the call's
+longest life plus DIALER_CALLBACK_GRACE_S.
+The per-account webhook URL (VoIPbin, configured once) cannot expire: ?s={secret}, as older call URLs had.
 """
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
+from campaigns.call_options import dial_lease_s
 from campaigns.config import get_settings
+from workers.callbacks import tickets
 from workers.providers.base import CallbackUrls, EventKind
 from workers.providers.registry import adapter_for
 from workers.providers.signatures import callback_url_secret
 
 
-def callback_url(provider: str, account_id: int, kind: EventKind | str, batch_id: str | None) -> str:
+def callback_url(provider: str, account_id: int, kind: EventKind | str, batch_id: str | None,
+                 expires: int | None = None) -> str:
+    """A call's callback URL with its ticket when `expires` is given, else the never-expiring form."""
+    base = f"{get_settings().public_url}/callbacks/{provider}/{account_id}/{kind}"
+    if expires is not None:
+        return f"{base}/{tickets.issue(provider, account_id, str(kind), batch_id, expires)}"
     query = {"s": callback_url_secret(account_id)}
     if batch_id:
         query["b"] = batch_id
-    return f"{get_settings().public_url}/callbacks/{provider}/{account_id}/{kind}?{urlencode(query)}"
+    return f"{base}?{urlencode(query)}"
 
 
 def callback_urls_for(
@@ -29,17 +40,22 @@ def callback_urls_for(
     *,
     track_ringing: bool = True,
     machine_detection: bool = False,
+    call_life_s: float | None = None,
 ) -> CallbackUrls:
-    """Every callback URL of one call-creation request, with the credentials the provider's callbacks
-    must carry, if it takes any (Bandwidth)."""
+    """Every callback URL of one call-creation request, valid for the call's life plus the grace, with the
+    credentials the provider's callbacks must carry, if it takes any (Bandwidth)."""
+    life = dial_lease_s({}) if call_life_s is None else call_life_s
+    expires = int(time.time() + life + get_settings().callback_grace_s)
     username, password = adapter_for(provider).callback_credentials(account_id)
+
+    def url(kind: EventKind) -> str:
+        return callback_url(provider, account_id, kind, batch_id, expires)
+
     return CallbackUrls(
-        answer_url=callback_url(provider, account_id, EventKind.ANSWER, batch_id),
-        hangup_url=callback_url(provider, account_id, EventKind.HANGUP, batch_id),
-        ring_url=callback_url(provider, account_id, EventKind.RING, batch_id) if track_ringing else None,
-        machine_detection_url=(
-            callback_url(provider, account_id, EventKind.MACHINE, batch_id) if machine_detection else None
-        ),
+        answer_url=url(EventKind.ANSWER),
+        hangup_url=url(EventKind.HANGUP),
+        ring_url=url(EventKind.RING) if track_ringing else None,
+        machine_detection_url=url(EventKind.MACHINE) if machine_detection else None,
         username=username,
         password=password,
     )

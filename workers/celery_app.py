@@ -6,7 +6,12 @@ Queues: `dial` (dial-chunk tasks, the hot path), `results` (applying stored call
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 from celery import Celery
+from celery.signals import beat_init, worker_init
 from kombu import Exchange, Queue
 
 from campaigns.config import get_settings
@@ -83,3 +88,22 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_a_database_without_the_schema(**_: Any) -> None:
+    """A worker or beat started before `dialer db init` says so in one line and stops, instead of a
+    traceback per task. An unreachable Postgres is not this: the tasks wait for it and retry."""
+    from campaigns.db import SchemaMissing, connect, require_schema
+    from campaigns.errors import ServiceUnavailable
+
+    try:
+        with connect() as conn:
+            require_schema(conn)
+    except SchemaMissing as exc:
+        sys.stderr.write(f"dialer: {exc}\n")
+        sys.stderr.flush()
+        os._exit(1)
+    except ServiceUnavailable:
+        pass

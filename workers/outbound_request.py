@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from campaigns.call_options import machine_detection_mode, ring_timeout, time_limit
+from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
 from workers.callback_urls import callback_urls_for
 from workers.dial_store import CampaignForDial
 from workers.providers.base import AccountCredentials, OutboundCall
@@ -25,6 +25,7 @@ def outbound_call(
             str(batch_id),
             track_ringing=bool(options.get("track_ringing", True)),
             machine_detection=bool(machine),
+            call_life_s=dial_lease_s(options),
         ),
         ring_timeout=ring_timeout(options),
         time_limit=time_limit(options),

@@ -25,6 +25,7 @@ from workers.callbacks.applier_store import apply_events, unattached_for_call, u
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
+from workers.providers.fields import check_event
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 from workers.ratelimit.slots import slot_member
@@ -73,8 +74,13 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
         return False
     try:
         event = adapter.fetch_call_status(client, creds, attempt["request_uuid"], attempt["call_uuid"])
+        if event is not None:
+            check_event(event, datetime.now(UTC))  # the carrier's record is input too
     except ProviderError as exc:
         log.info("reconciling attempt %s: %s", attempt["id"], exc)
+        return False
+    except ValueError as exc:
+        log.warning("reconciling attempt %s: the carrier's record is refused: %s", attempt["id"], exc)
         return False
     if event is None:
         return False
@@ -83,7 +89,8 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
     conn.execute(
         """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid, call_uuid,
                                    destination, payload)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_key) DO NOTHING""",
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (provider, account_id, event_key) DO NOTHING""",
         (
             creds.provider,
             creds.account_id,

@@ -56,9 +56,15 @@ def broker_prefix() -> str:
     return f"{_prefix()}:celery:"
 
 
-def callback_nonce(provider: str, nonce: str) -> str:
-    """A signed callback's nonce, remembered so a replay is refused."""
-    return f"{_prefix()}:nonce:{provider}:{nonce}"
+def callback_nonce(provider: str, account_id: int, nonce: str) -> str:
+    """A signed callback's nonce, remembered so a replay is refused; one account's nonces are its own."""
+    return f"{_prefix()}:nonce:{provider}:{account_id}:{nonce}"
+
+
+def callback_stats() -> str:
+    """Hash of counters of callbacks refused before any account was known (unknown account ids): one key,
+    whatever the number of ids an attacker tries."""
+    return f"{_prefix()}:stats:callbacks"
 
 
 def account_cps_sends(account_id: int) -> str:

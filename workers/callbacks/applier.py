@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 
+from campaigns.config import get_settings
+from campaigns.db import SCHEMA_ERRORS, schema_missing
 from workers.callbacks.applier_store import apply_events, apply_events_by_id, recent_after
 from workers.callbacks.event_store import stored_ids
 from workers.pg import get_pool
@@ -31,6 +33,7 @@ class EventApplier(threading.Thread):
         self.stopping = threading.Event()
         self.sweep_cursor = 0  # the sweep pages through unapplied events that cannot be matched yet
         self.applied = 0
+        self.schema_reported = False
 
     def stop(self) -> None:
         self.stopping.set()
@@ -46,6 +49,11 @@ class EventApplier(threading.Thread):
                 if time.monotonic() - last_sweep > SWEEP_INTERVAL_S:
                     last_sweep = time.monotonic()
                     self._sweep()
+            except SCHEMA_ERRORS as exc:  # one line, not a traceback every sweep
+                if not self.schema_reported:
+                    log.error("%s", schema_missing(get_settings().psycopg_url, str(exc).splitlines()[0]))
+                    self.schema_reported = True
+                time.sleep(SWEEP_INTERVAL_S)
             except Exception:
                 log.exception("applying events failed; the sweep will retry them")
                 time.sleep(0.5)

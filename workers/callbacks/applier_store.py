@@ -90,29 +90,33 @@ def _slot_ops() -> tuple[SlotRelease, SlotRenew]:
     return release, renew
 
 
-# The attempt of each event: by (batch, destination) first, then a request_uuid (shared by a bulk request:
-# pick by destination), then a call_uuid. One query for the whole batch. The (batch, destination) match goes
-# through the batch's campaign and the unique (campaign, number) index: two index lookups per event, where
-# joining a bulk batch's thousand attempts to their numbers cost a thousand per event. (The batch is a
-# FILTER, not a join condition, so the planner cannot pick the batch index and read the whole batch.)
+# The attempt of each event, only among the attempts of the account that authenticated the event (another
+# account's credentials must not reach this one's calls): by (batch, destination) first, then a request_uuid
+# (shared by a bulk request: pick by destination), then a call_uuid. One query for the whole batch. The
+# (batch, destination) match goes through the batch's campaign and the unique (campaign, number) index: two
+# index lookups per event, where joining a bulk batch's thousand attempts to their numbers cost a thousand
+# per event. (The batch is a FILTER, not a join condition, so the planner cannot pick the batch index and
+# read the whole batch.)
 MATCH_ATTEMPTS = """
 WITH ev AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
-            AS r(id bigint, batch_id uuid, dest text, request_uuid text, call_uuid text)),
+            AS r(id bigint, account_id bigint, batch_id uuid, dest text, request_uuid text, call_uuid text)),
 batch_campaign AS MATERIALIZED (
-    SELECT b.batch_id, (SELECT a.campaign_id FROM call_attempt a WHERE a.batch_id = b.batch_id LIMIT 1)
-           AS campaign_id
-      FROM (SELECT DISTINCT batch_id FROM ev WHERE batch_id IS NOT NULL AND dest IS NOT NULL) b)
+    SELECT b.batch_id, b.account_id,
+           (SELECT a.campaign_id FROM call_attempt a WHERE a.batch_id = b.batch_id
+               AND a.account_id = b.account_id LIMIT 1) AS campaign_id
+      FROM (SELECT DISTINCT batch_id, account_id FROM ev WHERE batch_id IS NOT NULL AND dest IS NOT NULL) b)
 SELECT ev.id, coalesce(
     (SELECT min(a.id) FILTER (WHERE a.batch_id = ev.batch_id) FROM batch_campaign bc
        JOIN destination d ON d.campaign_id = bc.campaign_id AND d.number = ev.dest
        JOIN call_attempt a ON a.destination_id = d.id
-      WHERE bc.batch_id = ev.batch_id),
+      WHERE bc.batch_id = ev.batch_id AND bc.account_id = ev.account_id),
     (SELECT CASE WHEN count(*) = 1 THEN min(a.id) ELSE min(a.id) FILTER (WHERE d.number = ev.dest) END
        FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-      WHERE ev.request_uuid IS NOT NULL AND a.request_uuid = ev.request_uuid),
+      WHERE ev.request_uuid IS NOT NULL AND a.request_uuid = ev.request_uuid
+        AND a.account_id = ev.account_id),
     (SELECT CASE WHEN count(*) = 1 THEN min(a.id) ELSE min(a.id) FILTER (WHERE d.number = ev.dest) END
        FROM call_attempt a JOIN destination d ON d.id = a.destination_id
-      WHERE ev.call_uuid IS NOT NULL AND a.call_uuid = ev.call_uuid))
+      WHERE ev.call_uuid IS NOT NULL AND a.call_uuid = ev.call_uuid AND a.account_id = ev.account_id))
 FROM ev
 """
 
@@ -158,9 +162,9 @@ def _records(names: Sequence[str], rows: list[tuple[Any, ...]]) -> tuple[str]:
 def _locked_rows(conn: psycopg.Connection, events: list[dict[str, Any]]
                  ) -> tuple[dict[int, int], dict[int, AttemptRow], dict[int, DestinationRow]]:
     """(event id -> attempt id, attempts by id, destinations by id), attempts and destinations locked."""
-    keys = _records(("id", "batch_id", "dest", "request_uuid", "call_uuid"),
-                    [(e["id"], e["batch_id"], _e164(e["destination"]), e["request_uuid"], e["call_uuid"])
-                     for e in events])
+    keys = _records(("id", "account_id", "batch_id", "dest", "request_uuid", "call_uuid"),
+                    [(e["id"], e["account_id"], e["batch_id"], _e164(e["destination"]), e["request_uuid"],
+                      e["call_uuid"]) for e in events])
     matched = {eid: aid for eid, aid in conn.execute(MATCH_ATTEMPTS, keys).fetchall() if aid is not None}
     attempts: dict[int, AttemptRow] = {}
     destinations: dict[int, DestinationRow] = {}
@@ -242,9 +246,41 @@ def left_over_after(after_id: int) -> EventSelector:
     return EventSelector("received_at < now() - interval '10 seconds' AND id > %s", (after_id,))
 
 
+# What a poison event (a value Postgres or the transition maths cannot take) raises while being applied; a
+# lost connection is not one of them: that batch waits for the next try.
+POISON_ERRORS = (psycopg.DataError, ValueError, TypeError, KeyError, ArithmeticError)
+MARK_REJECTED = "UPDATE call_event SET applied_at = now(), rejected_reason = %s WHERE id = %s"
+
+
 def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
                  slot_ops: tuple[SlotRelease, SlotRenew] | None = None) -> ApplyReport:
-    """Apply up to `limit` unapplied events the selector picks, oldest first, in one transaction."""
+    """Apply up to `limit` unapplied events the selector picks, oldest first, in one transaction. If the
+    batch fails on an event's values, its events are applied one by one and the poison ones set aside
+    (applied_at with a rejected_reason), so that one event never blocks the others or stalls the applier."""
+    try:
+        return _apply_batch(conn, selector, limit, slot_ops)
+    except POISON_ERRORS as exc:
+        log.warning("a batch of events failed (%s); applying them one by one", exc)
+    ids = [row[0] for row in conn.execute(
+        f"SELECT id FROM call_event WHERE applied_at IS NULL AND ({selector.where}) ORDER BY id LIMIT %s",
+        (*selector.params, limit)).fetchall()]
+    report = ApplyReport(seen=len(ids), last_id=max(ids, default=0))
+    for event_id in ids:
+        try:
+            one = _apply_batch(conn, by_ids([event_id]), 1, slot_ops)
+        except POISON_ERRORS as exc:
+            log.error("event %s cannot be applied and is set aside: %s", event_id, exc)
+            with conn.transaction():
+                conn.execute(MARK_REJECTED, (f"{type(exc).__name__}: {exc}"[:500], event_id))
+            continue
+        report.applied += one.applied
+        report.unmatched += one.unmatched
+        report.finals += one.finals
+    return report
+
+
+def _apply_batch(conn: psycopg.Connection, selector: EventSelector, limit: int,
+                 slot_ops: tuple[SlotRelease, SlotRenew] | None = None) -> ApplyReport:
     release, renew = slot_ops or _slot_ops()
     report = ApplyReport()
     now = datetime.now(UTC)
@@ -252,7 +288,7 @@ def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
     with conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:
             events = cur.execute(
-                f"""SELECT id, kind, batch_id, request_uuid, call_uuid, destination,
+                f"""SELECT id, account_id, kind, batch_id, request_uuid, call_uuid, destination,
                            payload->'parsed' AS parsed FROM call_event
                     WHERE applied_at IS NULL AND ({selector.where})
                     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", (*selector.params, limit)).fetchall()

@@ -32,7 +32,7 @@ SELECT r.provider, r.account_id, r.event_key, r.kind, r.batch_id, r.request_uuid
        r.payload, r.headers
 FROM jsonb_to_recordset(%s::jsonb) AS r(provider text, account_id bigint, event_key text, kind text,
      batch_id uuid, request_uuid text, call_uuid text, destination text, payload jsonb, headers jsonb)
-ON CONFLICT (provider, event_key) DO NOTHING
+ON CONFLICT (provider, account_id, event_key) DO NOTHING
 RETURNING id
 """
 
@@ -109,7 +109,7 @@ class EventWriter:
     async def _commit(self, batch: list[tuple[EventRow, asyncio.Future[None]]]) -> None:
         try:
             ids = await self._write([row for row, _ in batch])
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, orjson.JSONEncodeError) as exc:  # one event's data, not the store
             if len(batch) > 1:  # one bad event must not refuse its neighbours: store them one by one
                 for item in batch:
                     await self._commit([item])

@@ -13,21 +13,24 @@ import redis.asyncio as aioredis
 
 from workers import redis_keys
 
-NONCE_TTL_S = 900  # a signed callback presented again within this is a replay
+NONCE_TTL_S = 900  # the least a nonce is remembered; longer when its URL stays valid longer
+MAX_NONCE_CHARS = 128
 
 
 class NonceClaims:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self.waiting: list[tuple[str, asyncio.Future[bool]]] = []
+        self.waiting: list[tuple[str, int, asyncio.Future[bool]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def claim(self, provider: str, nonce: str) -> tuple[bool, str]:
-        """(True, key) the first time this nonce is seen, (False, key) for a replay; raises if Redis
-        cannot answer (the caller must not guess)."""
-        key = redis_keys.callback_nonce(provider, nonce)
+    async def claim(self, provider: str, account_id: int, nonce: str,
+                    ttl_s: int = NONCE_TTL_S) -> tuple[bool, str]:
+        """(True, key) the first time this account sees this nonce, (False, key) for a replay; raises if
+        Redis cannot answer (the caller must not guess). Kept `ttl_s`: as long as the signature it came
+        with could be presented again."""
+        key = redis_keys.callback_nonce(provider, account_id, nonce)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting.append((key, future))
+        self.waiting.append((key, max(ttl_s, NONCE_TTL_S), future))
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush())
         return await future, key
@@ -40,16 +43,16 @@ class NonceClaims:
         while self.waiting:
             batch, self.waiting = self.waiting, []
             pipe = self.client.pipeline(transaction=False)
-            for key, _ in batch:
-                pipe.set(key, 1, nx=True, ex=NONCE_TTL_S)
+            for key, ttl_s, _ in batch:
+                pipe.set(key, 1, nx=True, ex=ttl_s)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # the connection failed: every claim of this batch is undecided
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):

@@ -1,14 +1,19 @@
 """The callback endpoints: /callbacks/{provider}/{account_id}/{kind}, any method a carrier uses.
 
-verify (403 and counted if forged, unsigned or replayed) -> parse (400 naming the field) -> store durably
-(503 if Postgres cannot take it, so the carrier retries) -> 2xx with the provider's expected body.
+account (403 if unknown: no query of its own) -> size (413 over DIALER_MAX_CALLBACK_BYTES) -> verify (403
+and counted if forged, unsigned or replayed; the nonce claimed is the one the signature covers, per account)
+-> parse and bound every field (400 naming it, kept raw in rejected_callback) -> store durably (503 if
+Postgres cannot take it, so the carrier retries) -> 2xx with the provider's expected body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,39 +26,110 @@ from starlette.requests import ClientDisconnect
 from campaigns.accounts import account_from_row
 from campaigns.config import get_settings
 from campaigns.secrets_box import SecretUnreadable
-from workers import redis_keys
+from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
-from workers.callbacks.nonces import NonceClaims
-from workers.providers.base import AccountCredentials, EventKind, IncomingCallback, ProviderAdapter
+from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
+from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
+from workers.providers.base import (
+    AccountCredentials,
+    Authenticated,
+    EventKind,
+    IncomingCallback,
+    ProviderAdapter,
+)
+from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
+from workers.providers.signatures import callback_url_secret
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 ACCOUNT_CACHE_TTL_S = 30.0
+# An id missing from the cache waits for the next reload, and misses share one reload at most this often: a
+# flood of made-up account ids costs one query a second, and an account created before its callback arrived
+# is always found (the reload starts after the callback did).
+ACCOUNT_MISS_RELOAD_S = 1.0
 KEPT_HEADERS = ("content-type", "user-agent", *CALLBACK_NONCE_HEADERS, "x-forwarded-for")
 FORM = "application/x-www-form-urlencoded"
+NONCE_MARGIN_S = 60
 
 
 class AccountCache:
-    """Accounts by id for the receiver, refreshed every ACCOUNT_CACHE_TTL_S."""
+    """Every account by id, read in one query and refreshed every ACCOUNT_CACHE_TTL_S; an unknown id costs
+    no query of its own (see ACCOUNT_MISS_RELOAD_S)."""
 
     def __init__(self) -> None:
-        self.entries: dict[int, tuple[float, AccountCredentials | None]] = {}
+        self.accounts: dict[int, AccountCredentials] = {}
+        self.unreadable: dict[int, SecretUnreadable] = {}
+        self.loaded_at = -math.inf
+        self.lock = asyncio.Lock()
 
     async def get(self, request: Request, account_id: int) -> AccountCredentials | None:
-        hit = self.entries.get(account_id)
-        if hit and time.monotonic() - hit[0] < ACCOUNT_CACHE_TTL_S:
-            return hit[1]
+        """The account, None when there is none, SecretUnreadable when its token cannot be decrypted."""
+        arrived = time.monotonic()
+        if arrived - self.loaded_at >= ACCOUNT_CACHE_TTL_S:
+            await self._reload(request, before=arrived)
+        account = self._known(account_id)
+        if account is not None:
+            return account
+        wait = self.loaded_at + ACCOUNT_MISS_RELOAD_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._reload(request, before=arrived)
+        return self._known(account_id)
+
+    def _known(self, account_id: int) -> AccountCredentials | None:
+        if account_id in self.unreadable:
+            raise self.unreadable[account_id]
+        return self.accounts.get(account_id)
+
+    async def _reload(self, request: Request, before: float) -> None:
+        """Reload unless a read that started after `before` (so saw every account committed by then) did."""
+        async with self.lock:  # one reload for all the requests that found it stale
+            if self.loaded_at < before:
+                await self._load(request)
+
+    async def _load(self, request: Request) -> None:
+        started = time.monotonic()
         async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM provider_account WHERE id = %s", (account_id,))
-            row = await cur.fetchone()
-        creds = account_from_row(row)[0] if row else None
-        self.entries[account_id] = (time.monotonic(), creds)
-        return creds
+            await cur.execute("SELECT * FROM provider_account")
+            rows = await cur.fetchall()
+        accounts: dict[int, AccountCredentials] = {}
+        unreadable: dict[int, SecretUnreadable] = {}
+        for row in rows:
+            try:
+                accounts[row["id"]] = account_from_row(row)[0]
+            except SecretUnreadable as exc:  # that account's callbacks get 500; the others' are served
+                unreadable[row["id"]] = exc
+        self.accounts, self.unreadable = accounts, unreadable
+        self.loaded_at = started
+
+
+def _batch_id(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+async def _forget_nonce(request: Request, key: str | None) -> None:
+    if key:
+        try:
+            await request.app.state.nonces.forget(key)
+        except Exception:  # the carrier's retry will be refused as a replay; it was not stored: log it
+            log.error("could not forget nonce %s of an unstored callback", key)
+
+
+def _nonce_ttl(auth: Authenticated, ticket: tickets.Ticket | None, now: float) -> int:
+    """A signature that leaves the body out (Vobiz V3, V2) can be replayed with any body as long as its URL
+    is accepted: its nonce is remembered that long. One that covers the body (Plivo V3) replays only the
+    same event, which the event key makes a no-op, so a short memory does."""
+    if auth.covers_request or ticket is None:
+        return NONCE_TTL_S
+    return int(ticket.expires - now) + NONCE_MARGIN_S
 
 
 async def _look_up_account(request: Request, account_id: int) -> AccountCredentials | Response | None:
@@ -73,36 +149,40 @@ async def _look_up_account(request: Request, account_id: int) -> AccountCredenti
         return Response("account lookup failed, retry", status_code=503)
 
 
-def _batch_id(value: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if value else None
-    except ValueError:
-        return None
+async def _admit(request: Request, provider: str, account_id: int, kind: str, segment: str | None,
+                 now: float) -> tuple[AccountCredentials, tickets.Ticket | None] | Response:
+    """The account and the URL's ticket, or the refusal (the same 403 for an unknown account and a bad
+    ticket)."""
+    lookup = await _look_up_account(request, account_id)
+    if isinstance(lookup, Response):
+        return lookup
+    account = lookup
+    if account is None or account.provider != provider:
+        await count(request, None if account is None else account_id, "callbacks_forged")
+        return forbidden()
+    ticket = None
+    if segment is not None:
+        ticket = tickets.read(provider, account_id, kind, segment, now)
+        if ticket is None:
+            await count(request, account_id, "callbacks_forged")
+            return forbidden()
+    return account, ticket
 
 
-async def _count(request: Request, account_id: int, counter: str) -> None:
-    try:
-        await request.app.state.redis.hincrby(redis_keys.account_stats(account_id), counter, 1)
-    except Exception:  # counters are for operators; never fail a callback over one
-        log.debug("could not count %s", counter)
-
-
-async def _claim_nonce(request: Request, provider: str, headers: dict[str, str]) -> tuple[bool, str | None]:
-    """Remember a signed callback's nonce in one atomic step: (True, key) the first time, (False, key) for a
-    replay. If the event then cannot be stored, the caller forgets the nonce so the carrier's retry passes."""
-    nonce = next((headers[h] for h in CALLBACK_NONCE_HEADERS if headers.get(h)), None)
+async def _claim_nonce(request: Request, provider: str, account_id: int, nonce: str | None,
+                       ttl_s: int) -> str | None | Response:
+    """Claim the verified signature's nonce for this account: its Redis key, None when the scheme has no
+    nonce, or the refusal (403 replay, 503 when Redis cannot tell)."""
     if nonce is None:
-        return True, None
-    nonces: NonceClaims = request.app.state.nonces
-    return await nonces.claim(provider, nonce)
-
-
-async def _forget_nonce(request: Request, key: str | None) -> None:
-    if key:
-        try:
-            await request.app.state.nonces.forget(key)
-        except Exception:  # the carrier's retry will be refused as a replay; it was not stored: log it
-            log.error("could not forget nonce %s of an unstored callback", key)
+        return None
+    try:
+        first_time, key = await request.app.state.nonces.claim(provider, account_id, nonce, ttl_s)
+    except Exception:  # cannot tell a replay without Redis: have the carrier try again
+        return Response("replay check unavailable, retry", status_code=503)
+    if not first_time:
+        await count(request, account_id, "callbacks_replayed")
+        return forbidden()
+    return key
 
 
 async def receive_callback(request: Request) -> Response:
@@ -114,15 +194,16 @@ async def receive_callback(request: Request) -> Response:
         adapter = adapter_for(provider)
     except (ValueError, KeyError):
         return Response(status_code=404)
-    lookup = await _look_up_account(request, account_id)
-    if isinstance(lookup, Response):
-        return lookup
-    account = lookup
-    if account is None or account.provider != provider:
-        await _count(request, account_id, "callbacks_forged")
-        return Response("unknown account", status_code=403)
+    now = time.time()
+    admitted = await _admit(request, provider, account_id, kind, path.get("ticket"), now)
+    if isinstance(admitted, Response):
+        return admitted
+    account, ticket = admitted
     try:
-        body = await request.body()
+        body = await read_capped(request, get_settings().max_callback_bytes)
+    except BodyTooLarge:
+        await count(request, account_id, "callbacks_oversized")
+        return Response("callback body too large", status_code=413)
     except ClientDisconnect:  # the carrier gave up waiting; it retries, and nothing was stored
         return Response(status_code=499)
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -131,26 +212,31 @@ async def receive_callback(request: Request) -> Response:
     url = f"{get_settings().public_url}{request.url.path}" + (f"?{query}" if query else "")
     incoming = IncomingCallback(method=request.method, url=url, headers=headers, body=body, params=params,
                                 kind_hint=kind_hint, time_zone=account.time_zone)
-    if not adapter.verify_callback(account, incoming, request.query_params.get("s")):
-        await _count(request, account_id, "callbacks_forged")
-        return Response("signature invalid", status_code=403)
+    # A valid ticket is the URL secret's proof; the signing carriers still need their own signature.
+    url_secret = callback_url_secret(account_id) if ticket else request.query_params.get("s")
+    auth = adapter.authenticate(account, incoming, url_secret)
+    # A signature that leaves the query out (Vobiz, V2) vouches for nothing there: only a ticket will do.
+    unsigned_query = auth is not None and ticket is None and not auth.covers_request
+    if auth is None or unsigned_query or len(auth.nonce or "") > MAX_NONCE_CHARS:
+        await count(request, account_id, "callbacks_forged")
+        return forbidden()
+    nonce_key = await _claim_nonce(request, provider, account_id, auth.nonce, _nonce_ttl(auth, ticket, now))
+    if isinstance(nonce_key, Response):
+        return nonce_key
     try:
-        first_time, nonce_key = await _claim_nonce(request, provider, headers)
-    except Exception:  # cannot tell a replay without Redis: have the carrier try again
-        return Response("replay check unavailable, retry", status_code=503)
-    if not first_time:
-        await _count(request, account_id, "callbacks_replayed")
-        return Response("replayed", status_code=403)
-    try:
-        event = adapter.parse_callback(incoming)
-    except ValueError as exc:
-        await _forget_nonce(request, nonce_key)
-        await _count(request, account_id, "callbacks_malformed")
-        return Response(f"bad callback: {exc}", status_code=400)
-    raw: Any = params or dict(event.payload)  # the adapter already decoded a JSON body
+        event = check_event(adapter.parse_callback(incoming), datetime.now(UTC))
+        raw: Any = params or dict(event.payload)  # the adapter already decoded a JSON body
+        check_payload(raw)
+    except ValueError as exc:  # the nonce stays claimed: the same body cannot get better on a retry
+        return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
+    except Exception as exc:  # a parser bug must not become a 500 the carrier retries for ever
+        log.exception("%s callback parser failed", provider)
+        reason = f"unreadable ({type(exc).__name__})"
+        return await refuse_malformed(request, provider, account_id, kind, reason, body, headers)
+    batch_id = ticket.batch_id if ticket else _batch_id(request.query_params.get("b") or event.tag)
     row = EventRow(
         provider=provider, account_id=account_id, event_key=event.event_key, kind=event.kind.value,
-        batch_id=_batch_id(request.query_params.get("b") or event.tag), request_uuid=event.request_uuid,
+        batch_id=batch_id, request_uuid=event.request_uuid,
         call_uuid=event.call_uuid, destination=event.destination,
         payload=event_payload(event, raw),
         headers={h: headers[h] for h in KEPT_HEADERS if h in headers},
@@ -161,10 +247,8 @@ async def receive_callback(request: Request) -> Response:
         await _forget_nonce(request, nonce_key)
         return Response("store unavailable, retry", status_code=503)
     except Unstorable as exc:
-        await _forget_nonce(request, nonce_key)
-        await _count(request, account_id, "callbacks_malformed")
-        return Response(f"bad callback: {exc}", status_code=400)
-    return await _acknowledge(request, adapter, kind_hint, row.batch_id)
+        return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
+    return await _acknowledge(request, adapter, kind_hint, account_id, row.batch_id)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -182,19 +266,22 @@ class CallScripts:
 
     def __init__(self, size: int = 20000) -> None:
         self.size = size
-        self.entries: dict[uuid.UUID, tuple[str | None, str | None]] = {}
+        self.entries: dict[tuple[int, uuid.UUID], tuple[str | None, str | None]] = {}
 
-    async def get(self, request: Request, batch_id: uuid.UUID | None) -> tuple[str | None, str | None]:
+    async def get(self, request: Request, account_id: int,
+                  batch_id: uuid.UUID | None) -> tuple[str | None, str | None]:
         if batch_id is None:
             return None, None
-        hit = self.entries.get(batch_id)
+        hit = self.entries.get((account_id, batch_id))
         if hit is not None:
             return hit
         try:
             async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
                 cur = await conn.execute(
                     "SELECT c.answer_url, c.provider_options->>'message' FROM call_attempt a "
-                    "JOIN campaign c ON c.id = a.campaign_id WHERE a.batch_id = %s LIMIT 1", (batch_id,))
+                    "JOIN campaign c ON c.id = a.campaign_id "
+                    "WHERE a.batch_id = %s AND a.account_id = %s LIMIT 1",
+                    (batch_id, account_id))
                 row = await cur.fetchone()
         except Exception:  # the event is stored; play the default message rather than fail the call
             log.warning("could not look up the script of batch %s", batch_id)
@@ -202,15 +289,15 @@ class CallScripts:
         script = (row[0], row[1]) if row else (None, None)
         if len(self.entries) >= self.size:
             self.entries.clear()
-        self.entries[batch_id] = script
+        self.entries[(account_id, batch_id)] = script
         return script
 
 
-async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind,
+async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind, account_id: int,
                        batch_id: uuid.UUID | None) -> Response:
     """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
-        redirect_url, message = await request.app.state.scripts.get(request, batch_id)
+        redirect_url, message = await request.app.state.scripts.get(request, account_id, batch_id)
         media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
         return Response(document, media_type=media_type)
     return Response(status_code=adapter.callback_ack_status)
@@ -218,3 +305,5 @@ async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: Ev
 
 # A plain Starlette route: FastAPI's parameter injection costs more per callback than the whole check.
 router.add_route("/callbacks/{provider}/{account_id:int}/{kind}", receive_callback, methods=["GET", "POST"])
+router.add_route("/callbacks/{provider}/{account_id:int}/{kind}/{ticket}", receive_callback,
+                 methods=["GET", "POST"])

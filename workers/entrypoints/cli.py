@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.errors import DialerError
 from workers.entrypoints import (
@@ -15,6 +16,7 @@ from workers.entrypoints import (
 from workers.entrypoints.cli_account import account_app
 from workers.entrypoints.cli_apikey import apikey_app
 from workers.entrypoints.cli_campaign import campaign_app
+from workers.entrypoints.cli_secrets import secrets_app
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
@@ -22,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(secrets_app, name="secrets")
 app.command("worker")(cli_processes.worker)
 app.command("beat")(cli_processes.beat)
 app.command("api")(cli_processes.api)
@@ -82,10 +85,17 @@ def demo(
 
 
 def main() -> None:
+    from campaigns.config import get_settings
+    from campaigns.db import SCHEMA_ERRORS, schema_missing
+
     try:
         app()
     except DialerError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(1)
+    except SCHEMA_ERRORS as exc:  # a command run before `dialer db init`
+        missing = schema_missing(get_settings().psycopg_url, str(exc).splitlines()[0])
+        err.print(f"[red]error:[/red] {escape(str(missing))}", soft_wrap=True)
         sys.exit(1)
 
 

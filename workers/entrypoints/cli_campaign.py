@@ -15,6 +15,7 @@ from rich.table import Table
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.numbers import DEFAULT_BLOCKED_TYPES, RejectReason, parse_type_names
+from campaigns.results_export import write_rejects_csv
 
 campaign_app = typer.Typer(help="Campaigns: load a CSV, list, show, rejects.", no_args_is_help=True)
 
@@ -156,13 +157,27 @@ def show(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
         out.print(by_reason)
 
 
+def printable(value: str) -> str:
+    """A CSV value safe for a terminal: control characters (an ANSI escape in a crafted file) shown, not
+    obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
 @campaign_app.command("rejects")
 def rejects(
     campaign_id: int = typer.Argument(..., help="Campaign id."),
     limit: int = typer.Option(100, min=1, help="At most this many rows, by line number."),
     reason: str = typer.Option(None, help="Only this reason: " + ", ".join(r.value for r in RejectReason)),
+    csv_path: Path = typer.Option(None, "--csv", help="Write every rejected row to this CSV file instead"),
 ) -> None:
     """The rows of the campaign's CSV that were not loaded, with line number and reason."""
+    if csv_path is not None:
+        with connect() as conn, csv_path.open("w", newline="", encoding="utf-8") as handle:
+            if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+                raise NotFound(f"no campaign {campaign_id}")
+            write_rejects_csv(conn, campaign_id, handle)
+        out.print(f"rejected rows of campaign {campaign_id} written to {escape(str(csv_path))}")
+        return
     if reason is not None and reason not in {r.value for r in RejectReason}:
         raise InvalidRequest(f"unknown reason {reason!r}; one of {', '.join(r.value for r in RejectReason)}")
     params = {"campaign_id": campaign_id, "reason": reason, "limit": limit}
@@ -175,7 +190,7 @@ def rejects(
                             "ORDER BY line_no, id LIMIT %(limit)s", params).fetchall()
     table = Table("line", "reason", "value", "detail", title=f"rejected rows of campaign {campaign_id}")
     for line_no, reason_, raw_value, detail in rows:
-        table.add_row(str(line_no), reason_, escape(raw_value), escape(detail or ""))
+        table.add_row(str(line_no), reason_, escape(printable(raw_value)), escape(printable(detail or "")))
     out.print(table if rows else "no rejected rows")
     count = total[0] if total else 0
     if count > len(rows):

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from campaigns import control
+from campaigns import control, settings_rules
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest, ServiceUnavailable
 from campaigns.results_export import write_results_csv
@@ -32,20 +32,8 @@ def _window(value: str | None) -> tuple[time | None, time | None]:
 
 
 def _days(value: str | None) -> list[int] | None:
-    """'1-5' or '1,3,5' (ISO weekdays, 1 = Monday)."""
-    if value is None:
-        return None
-    days: set[int] = set()
-    try:
-        for part in value.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                days.update(range(int(a), int(b) + 1))
-            else:
-                days.add(int(part))
-    except ValueError as exc:
-        raise typer.BadParameter(f"--days takes e.g. 1-5 or 1,3,5, not {value!r}") from exc
-    return sorted(days)
+    """'1-5' or '1,3,5' (ISO weekdays, 1 = Monday), by the rules the API applies too."""
+    return None if value is None else settings_rules.parse_days(value)
 
 
 def _retry(values: list[str] | None) -> dict | None:

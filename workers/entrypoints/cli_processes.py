@@ -9,16 +9,17 @@ import typer
 
 
 def preflight() -> None:
-    """Postgres and Redis reachable, or one clear line naming the URL and how to start it (not a retry loop
-    of connection tracebacks from Celery or uvicorn)."""
+    """Postgres and Redis reachable and the schema in place, or one clear line naming the URL and the fix
+    (not a retry loop of connection tracebacks from Celery or uvicorn)."""
     import redis
 
     from campaigns.config import get_settings
-    from campaigns.db import connect
+    from campaigns.db import connect, require_schema
     from campaigns.errors import ServiceUnavailable
     from workers.ratelimit.errors import START_REDIS
 
-    connect().close()
+    with connect() as conn:
+        require_schema(conn)  # before `dialer db init`: one line with the fix, not a traceback per sweep
     url = get_settings().redis_url
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()

@@ -34,6 +34,8 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous, AuthFailed
+from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
@@ -45,12 +47,20 @@ from workers.providers.outcomes import (
     seconds_between,
 )
 from workers.providers.outcomes import event_key as make_event_key
-from workers.providers.signatures import bandwidth_callback_credentials, basic_auth_header, basic_auth_matches
+from workers.providers.signatures import (
+    bandwidth_auth_matches,
+    bandwidth_callback_credentials,
+    basic_auth_header,
+)
 
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
 MAX_TAG = 256  # seed l.27
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("callId", "eventType", "cause", "answerTime", "sipResponseCode", "errorMessage", "to",
+               "endTime", "startTime", "tag")
 
 def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, Any]:
     """The camelCase JSON body of a Bandwidth create-call request."""
@@ -81,7 +91,7 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
         if urls.username and urls.password:
             detection.update(username=urls.username, password=urls.password)
         body["machineDetection"] = detection
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 
@@ -92,6 +102,7 @@ def _machine_result(payload: Mapping[str, Any]) -> str:
 
 def bandwidth_event(payload: Mapping[str, Any]) -> CallbackEvent:
     """A Bandwidth callback (answer, disconnect, machineDetectionComplete, …) as a CallbackEvent."""
+    require_scalars(payload, READ_FIELDS)
     call_id = require(payload, "callId")
     event_type = str(payload.get("eventType") or "")
     kind = EVENT_KINDS.get(event_type, EventKind.STATUS)
@@ -155,6 +166,7 @@ class BandwidthAdapter(ProviderAdapter):
     }
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
+    max_ring_timeout_s: ClassVar[int] = MAX_CALL_TIMEOUT  # callTimeout is 1-300
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL; auth_id is the Bandwidth account id."""
@@ -208,8 +220,7 @@ class BandwidthAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """The Basic credentials we set on the call must come back."""
-        username, password = bandwidth_callback_credentials(account.account_id)
-        return basic_auth_matches(callback.headers.get("authorization"), username, password)
+        return bandwidth_auth_matches(account.account_id, callback.headers.get("authorization"))
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """A JSON callback body."""

@@ -31,7 +31,7 @@ class CallbackUrls:
     ring_url: str | None = None
     machine_detection_url: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,16 @@ class IncomingCallback:
     time_zone: str | None = None  # the account's console zone, for naive callback times (None: UTC)
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """A callback proven to come from the account's carrier. `nonce` is the one the verified signature
+    covers (the replay check claims exactly it); `covers_request` says whether that signature also covers
+    the URL's query and the parameters (Vobiz V3 and V2 sign scheme://host/path and the nonce only)."""
+
+    nonce: str | None = None
+    covers_request: bool = True
+
+
 class ProviderAdapter(ABC):
     """One provider's call-creation API and callbacks."""
 
@@ -141,6 +151,7 @@ class ProviderAdapter(ABC):
     # event), the status a stored callback is acknowledged with, and what answers an answer callback:
     # call-control XML whose verb `speak_verb` plays a message, or no document at all.
     callback_nonce_headers: ClassVar[tuple[str, ...]] = ()
+    max_ring_timeout_s: ClassVar[int] = 600  # the longest ring a campaign may ask of this provider
     callback_ack_status: ClassVar[int] = 200
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
     speak_verb: ClassVar[str] = "Speak"
@@ -163,6 +174,12 @@ class ProviderAdapter(ABC):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """True when the callback really comes from this account's carrier (constant-time compares)."""
+
+    def authenticate(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> Authenticated | None:
+        """What verified the callback, or None when nothing did; signers with nonces say which one."""
+        return Authenticated() if self.verify_callback(account, callback, url_secret) else None
 
     @abstractmethod
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:

@@ -15,6 +15,7 @@ any other 5xx -> Ambiguous: a gateway error at the carrier's edge is sent after 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -37,6 +38,9 @@ TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=5.0)
 KEEPALIVE_EXPIRY = 30.0
 USER_AGENT = "dialer/0.1 (+bulk-dialing campaign worker)"
 MESSAGE_LIMIT = 500
+REDACTED = "[redacted]"
+# httpx logs every request line at INFO, query string included: VoIPbin's token travels there.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Raised before a byte of the request could reach the carrier: nothing was placed.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
@@ -74,12 +78,13 @@ def send(
     try:
         response = client.send(request)
     except NOT_SENT_ERRORS as exc:
-        raise Transient(f"{account.provider}: request not sent ({type(exc).__name__}: {exc})") from exc
+        raise Transient(redact(f"{account.provider}: request not sent ({type(exc).__name__}: {exc})",
+                               account)) from None
     except httpx.TransportError as exc:
         error = Transient if idempotent else Ambiguous
-        raise error(
-            f"{account.provider}: no answer after sending ({type(exc).__name__}: {exc}); the call may be live"
-        ) from exc
+        message = (f"{account.provider}: no answer after sending ({type(exc).__name__}: {exc}); "
+                   "the call may be live")
+        raise error(redact(message, account)) from None
     if response.is_success:
         return response
     failure = error_for_response(response, account)
@@ -93,7 +98,7 @@ def error_for_response(
 ) -> ProviderError:
     """The ProviderError a non-2xx carrier answer means."""
     status = response.status_code
-    message = provider_message(response)
+    message = redact(provider_message(response), account)  # a carrier may echo the credentials it refuses
     who = f"{account.provider} account {account.account_id} (auth id {account.auth_id})"
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
@@ -137,6 +142,15 @@ def error_for_response(
     if status == 408:
         return Transient(f"{account.provider} timed out reading the request (HTTP 408)", status=status)
     return Rejected(f"{account.provider} rejected the request (HTTP {status}): {message}", status=status)
+
+
+def redact(text: str, account: AccountCredentials) -> str:
+    """`text` without the account's token or webhook secret: error messages end up in logs, campaign state
+    reasons and API answers."""
+    for secret in (account.auth_token, account.webhook_secret):
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def provider_message(response: httpx.Response) -> str:

@@ -4,15 +4,13 @@ small coercions (times, integers, money, event keys) every callback parser share
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.states import Outcome
+from workers.providers import fields
 
 
 @dataclass(frozen=True)
@@ -174,53 +172,13 @@ def bandwidth_outcome(
 
 
 # --- shared coercions ------------------------------------------------------------------------------
-NOT_YET_PREFIX = "9999-"  # VoIPbin's "has not happened" timestamp
-
-
-def parse_time(value: Any, zone: str | None = None) -> datetime | None:
-    """A carrier timestamp as an aware UTC datetime; None when missing, empty, 'not yet' or unparseable.
-
-    Naive values ('YYYY-MM-DD HH:MM:SS[.ffffff]') are read in `zone` (an IANA name; Plivo/Vobiz send
-    the console's local time), UTC when it is None or unknown."""
-    if not isinstance(value, str) or not value.strip() or value.startswith(NOT_YET_PREFIX):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=time_zone(zone))
-    return parsed.astimezone(UTC)
-
-
-def time_zone(name: str | None) -> tzinfo:
-    """The zone an account's naive callback times are in; UTC for None, empty or an unknown name."""
-    if not name or name.upper() == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
-
-
-def parse_int(value: Any) -> int | None:
-    """An integer field ('12', 12, '12.0'); None when missing or not a number."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return int(Decimal(str(value).strip()))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def parse_decimal(value: Any) -> Decimal | None:
-    """A money field as Decimal; None when missing or not a number."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
+# The value parsers live at the boundary (workers.providers.fields); re-exported for the adapters.
+NOT_YET_PREFIX = fields.NOT_YET_PREFIX
+parse_time = fields.parse_time
+time_zone = fields.time_zone
+parse_int = fields.parse_int
+parse_decimal = fields.parse_decimal
+json_object = fields.json_object
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> int | None:
@@ -242,14 +200,3 @@ def require(payload: Mapping[str, Any], *names: str) -> str:
         if value not in (None, ""):
             return str(value)
     raise ValueError(f"callback is missing required field {' / '.join(names)}")
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """A JSON callback body that must be an object; ValueError otherwise."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"callback body is not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise ValueError("callback body is not a JSON object")
-    return payload

@@ -22,6 +22,7 @@ import httpx
 from campaigns.states import Outcome
 from workers.providers.base import (
     AccountCredentials,
+    Authenticated,
     CallbackEvent,
     CallsAccepted,
     EventKind,
@@ -32,6 +33,8 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
+from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import (
@@ -55,6 +58,11 @@ FINAL_STATUSES = frozenset(
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
 MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})  # the seed's only values (l.39)
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("RequestUUID", "ALegRequestUUID", "CallUUID", "To", "CallStatus", "Event", "Machine",
+               "HangupCauseCode", "HangupCauseName", "HangupCause", "Duration", "BillDuration", "StartTime",
+               "AnswerTime", "EndTime", "TotalCost")
 
 def plivo_number(destination: str) -> str:
     """Country code + number without '+'; SIP URIs as they are."""
@@ -88,7 +96,7 @@ def plivo_call_body(call: OutboundCall, *, ring_timeout_field: bool = True) -> d
         if call.machine_detection not in MACHINE_DETECTION_MODES:
             raise ValueError(f"machine_detection must be true or hangup, not {call.machine_detection!r}")
         body["machine_detection"] = call.machine_detection
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 
@@ -132,6 +140,7 @@ def plivo_event(
     provider: str, params: Mapping[str, Any], hint: EventKind, zone: str | None = None
 ) -> CallbackEvent:
     """A Plivo/Vobiz callback's parameters as a CallbackEvent; naive times are in `zone` (None: UTC)."""
+    require_scalars(params, READ_FIELDS)
     request_uuid = params.get("RequestUUID") or params.get("ALegRequestUUID") or None
     call_uuid = params.get("CallUUID") or None
     if not request_uuid and not call_uuid:
@@ -206,7 +215,8 @@ class PlivoAdapter(ProviderAdapter):
     kind: ClassVar[str] = "plivo"
     default_base_url: ClassVar[str] = "https://api.plivo.com"
     local_callback_times: ClassVar[bool] = True  # StartTime/AnswerTime/EndTime: the console's zone
-    callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3-nonce",)
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = (
+        "x-plivo-signature-v3-nonce", "x-plivo-signature-v2-nonce")
     max_destinations_per_request: ClassVar[int] = 1000
     has_call_status: ClassVar[bool] = True
     ring_timeout_field: ClassVar[bool] = True
@@ -215,6 +225,7 @@ class PlivoAdapter(ProviderAdapter):
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
+    v3_signs_request: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The Call collection URL (PascalCase path, trailing slash)."""
@@ -249,17 +260,25 @@ class PlivoAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """V3 (or its -Ma- variant, same token); V2 only when options['accept_v2_signatures'] is set."""
+        return self.authenticate(account, callback, url_secret) is not None
+
+    def authenticate(
+        self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
+    ) -> Authenticated | None:
+        """The nonce of the signature that matched: a replay check on any other header's nonce would let one
+        captured signature through again with a fresh nonce beside it."""
         headers = callback.headers
         nonce = headers.get(self.v3_nonce_header)
         if nonce:
             expected = self.v3_expected(account, callback, nonce)
             if any([any_signature_matches(headers.get(name), expected) for name in self.v3_headers]):
-                return True
+                return Authenticated(nonce=nonce, covers_request=self.v3_signs_request)
         nonce = headers.get(self.v2_nonce_header)
         if nonce and account.options.get("accept_v2_signatures"):
             expected = plivo_v2_signature(account.auth_token, callback.url, nonce)
-            return any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers])
-        return False
+            if any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers]):
+                return Authenticated(nonce=nonce, covers_request=False)  # V2 signs scheme://host/path + nonce
+        return None
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """Ring / StartApp / Hangup form parameters (read from the body when `params` is empty)."""

@@ -7,6 +7,7 @@ from functools import partial
 from types import MappingProxyType
 
 from campaigns.accounts import register_provider
+from campaigns.provider_options import register_ring_timeout_limit
 from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
@@ -35,6 +36,7 @@ for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds an
         check_options=partial(check_account_options, _adapter),
         takes_answer_url=_adapter.takes_answer_url,
     )
+    register_ring_timeout_limit(_adapter.kind, _adapter.max_ring_timeout_s)
 
 
 def adapter_for(provider: str) -> ProviderAdapter:

@@ -1,7 +1,8 @@
 """Callback signature algorithms (Plivo V3/V2, Vobiz V3/V2, VoIPbin HMAC, HTTP Basic) and our URL secrets.
 
 Every comparison is constant-time. Nonce reuse (replay) is the callback API's job: these functions only say
-whether a signature is right. All are pure apart from `callback_url_secret`, which reads DIALER_SECRET_KEY.
+whether a signature is right. The per-account secrets at the end derive from DIALER_SECRET_KEY
+(campaigns.keys).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-from campaigns.config import get_settings
+from campaigns.keys import Purpose, all_keys, current_key, secrets_newest_first
 
 ParamValue = str | Sequence[str]
 BANDWIDTH_CALLBACK_USERNAME = "dialer"
@@ -114,15 +115,48 @@ def basic_auth_matches(authorization: str | None, username: str, password: str) 
     return constant_time_equal(authorization, basic_auth_header(username, password))
 
 
+def _account_mac(key: bytes, label: str, account_id: int) -> str:
+    return hmac.new(key, f"{label}:{account_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _legacy_secret(secret: str, account_id: int) -> str:
+    """What releases before per-purpose keys used for both the URL secret and the Bandwidth password:
+    accepted so the calls in flight across the upgrade keep their callbacks, never issued."""
+    return hmac.new(secret.encode(), f"callback:{account_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def callback_url_secret(account_id: int) -> str:
-    """The account's secret in our callback URLs: hex HMAC-SHA256(DIALER_SECRET_KEY, 'callback:{id}')[:32]."""
-    key = get_settings().secret_key
-    return hmac.new(key.encode(), f"callback:{account_id}".encode(), hashlib.sha256).hexdigest()[:32]
+    """The account's secret in our callback URLs: HMAC(callback-URL key, 'callback:{id}'), 32 hex."""
+    return _account_mac(current_key(Purpose.CALLBACK_URL), "callback", account_id)
+
+
+def _accepted(purpose: Purpose, label: str, account_id: int) -> list[str]:
+    """Every value still accepted for an account: current key, previous secrets' keys, the legacy form."""
+    derived = [_account_mac(key, label, account_id) for key in all_keys(purpose)]
+    return derived + [_legacy_secret(secret, account_id) for secret in secrets_newest_first()]
+
+
+def url_secret_matches(account_id: int, given: str | None) -> bool:
+    """True when `given` is the account's URL secret under the current or a previous secret key."""
+    found = False
+    for candidate in _accepted(Purpose.CALLBACK_URL, "callback", account_id):
+        found |= constant_time_equal(given, candidate)
+    return found
 
 
 def bandwidth_callback_credentials(account_id: int) -> tuple[str, str]:
-    """The Basic username/password we give Bandwidth per call and expect back on its callbacks."""
-    return BANDWIDTH_CALLBACK_USERNAME, callback_url_secret(account_id)
+    """The Basic username/password we give Bandwidth per call and expect back on its callbacks (a key of
+    its own: the password is visible in Bandwidth's console, the URL secret in every carrier's logs)."""
+    return BANDWIDTH_CALLBACK_USERNAME, _account_mac(
+        current_key(Purpose.BANDWIDTH_CALLBACK), "bandwidth", account_id)
+
+
+def bandwidth_auth_matches(account_id: int, authorization: str | None) -> bool:
+    """True when the callback's Basic credentials are the account's, under any accepted key."""
+    found = False
+    for password in _accepted(Purpose.BANDWIDTH_CALLBACK, "bandwidth", account_id):
+        found |= basic_auth_matches(authorization, BANDWIDTH_CALLBACK_USERNAME, password)
+    return found
 
 
 def first_header(headers: Mapping[str, str], names: Iterable[str]) -> str | None:

@@ -27,6 +27,8 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
+from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import (
     TRYVOX_FINAL_STATUSES,
@@ -37,7 +39,7 @@ from workers.providers.outcomes import (
     tryvox_outcome,
 )
 from workers.providers.outcomes import event_key as make_event_key
-from workers.providers.signatures import callback_url_secret, constant_time_equal
+from workers.providers.signatures import url_secret_matches
 
 # "call.ringing" -> ringing; the word after the last dot names the event.
 EVENT_KINDS = {
@@ -50,6 +52,10 @@ EVENT_KINDS = {
 }
 STATUS_KINDS = {"ringing": EventKind.RING, "in-progress": EventKind.ANSWER, "answered": EventKind.ANSWER}
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("call_uuid", "request_uuid", "status", "event", "to", "end_reason", "start_time",
+               "answer_time", "end_time", "duration", "bill_duration", "cost", "machine_detected")
 
 def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     """The JSON body of a TryVox call create request."""
@@ -66,7 +72,7 @@ def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     }
     if urls.ring_url:
         body["ring_url"] = urls.ring_url
-    body.update(call.extra)
+    merge_extra(body, call.extra)
     return body
 
 
@@ -100,6 +106,7 @@ def _outcome(kind: EventKind, status: str, payload: Mapping[str, Any]) -> Outcom
 
 def tryvox_event(payload: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
     """A TryVox webhook (or call record) as a CallbackEvent."""
+    require_scalars(payload, READ_FIELDS)
     call_uuid = payload.get("call_uuid") or None
     request_uuid = payload.get("request_uuid") or None
     if not call_uuid and not request_uuid:
@@ -170,7 +177,7 @@ class TryVoxAdapter(ProviderAdapter):
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
         """TryVox signs nothing: the secret in our callback URL must be this account's."""
-        return constant_time_equal(url_secret, callback_url_secret(account.account_id))
+        return url_secret_matches(account.account_id, url_secret)
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """Form or query parameters when there are any (the seed does not say webhooks are JSON), else a

@@ -20,7 +20,8 @@ class VobizAdapter(PlivoAdapter):
 
     kind: ClassVar[str] = "vobiz"
     default_base_url: ClassVar[str] = "https://api.vobiz.ai"
-    callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v3-nonce",)
+    callback_nonce_headers: ClassVar[tuple[str, ...]] = (
+        "x-vobiz-signature-v3-nonce", "x-vobiz-signature-v2-nonce")
     api_prefix: ClassVar[str] = "/api/v1"
     ring_timeout_field: ClassVar[bool] = False
     request_ids_lookup: ClassVar[bool] = True
@@ -28,6 +29,7 @@ class VobizAdapter(PlivoAdapter):
     v3_nonce_header: ClassVar[str] = "x-vobiz-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v2", "x-vobiz-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-vobiz-signature-v2-nonce"
+    v3_signs_request: ClassVar[bool] = False
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """X-Auth-ID / X-Auth-Token."""

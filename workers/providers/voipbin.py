@@ -34,10 +34,12 @@ from workers.providers.base import (
     ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous, Rejected
+from workers.providers.extra_fields import merge_extra
+from workers.providers.fields import as_mapping, require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
-from workers.providers.signatures import callback_url_secret, constant_time_equal, voipbin_signature
+from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
 
 DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
 TYPE_KINDS = {
@@ -48,6 +50,9 @@ TYPE_KINDS = {
 STATUS_KINDS = {"ringing": EventKind.RING, "progressing": EventKind.ANSWER, "hangup": EventKind.HANGUP}
 SIGNATURE_HEADER = "x-voipbin-signature"
 
+
+# Fields read as single values: a list or object in one is refused at the boundary.
+READ_FIELDS = ("id", "status", "hangup_reason", "tm_progressing", "tm_hangup", "tm_ringing")
 
 def voipbin_address(destination: str) -> dict[str, str]:
     """A VoIPbin address: sip: URIs as type sip, numbers as tel in E.164."""
@@ -88,7 +93,7 @@ def voipbin_call_body(call: OutboundCall) -> dict[str, Any]:
             extra["actions"] = [{"type": "answer"}, *own_actions]
     elif not extra.get("flow_id"):
         body["actions"] = voipbin_actions(call, text, language)
-    body.update(extra)
+    merge_extra(body, extra)
     return body
 
 
@@ -125,11 +130,12 @@ def _kind(event_type: str, status: str) -> EventKind:
 
 def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[str, Any]) -> CallbackEvent:
     """A VoIPbin call object (webhook `data` or GET record) as a CallbackEvent."""
+    require_scalars(call, READ_FIELDS)
     call_id = require(call, "id")
     status = str(call.get("status") or "").strip().lower()
     kind = _kind(event_type, status)
     final = kind == EventKind.HANGUP
-    to = (call.get("destination") or {}).get("target") or None
+    to = as_mapping(call.get("destination")).get("target") or None
     answer_at, end_at = parse_time(call.get("tm_progressing")), parse_time(call.get("tm_hangup"))
     return CallbackEvent(
         provider="voipbin",
@@ -195,7 +201,7 @@ class VoipbinAdapter(ProviderAdapter):
         if account.webhook_secret:
             expected = voipbin_signature(account.webhook_secret, callback.body)
             return constant_time_equal(callback.headers.get(SIGNATURE_HEADER, "").strip(), expected)
-        return constant_time_equal(url_secret, callback_url_secret(account.account_id))
+        return url_secret_matches(account.account_id, url_secret)
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """The {"type", "data": {call}} envelope."""

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
@@ -17,7 +18,9 @@ from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
+from workers.entrypoints.api.deps import answer_http_exception
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
+from workers.entrypoints.api.upload_guard import UploadGuard
 
 
 @asynccontextmanager
@@ -52,6 +55,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(*, apply_events: bool = True) -> FastAPI:
     app = FastAPI(title="dialer", version="0.1.0", lifespan=lifespan)
     app.state.apply_events = apply_events
+    app.add_exception_handler(StarletteHTTPException, answer_http_exception)
+    app.add_middleware(UploadGuard)
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
 

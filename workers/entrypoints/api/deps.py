@@ -29,10 +29,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.api_keys import ApiKeyIdentity, verify_api_key_async
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound, ServiceUnavailable
+from campaigns.settings_rules import InvalidSetting
 from workers.entrypoints.api.schemas import ErrorBody, FieldError
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,19 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(422, "invalid_field", message, fields)
 
 
+HTTP_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                    405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
 def as_api_error(exc: Exception) -> ApiError | None:
     """The API's answer to a domain or driver error; None for anything unexpected (a 500)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, StarletteHTTPException):  # FastAPI's own: a body it cannot parse, no such route
+        code = HTTP_ERROR_CODES.get(exc.status_code, "client_error" if exc.status_code < 500 else "error")
+        return ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None)
+    if isinstance(exc, InvalidSetting):
+        return field_error(exc.field, exc.message)
     if isinstance(exc, RequestValidationError):
         return _validation_error(exc)
     if isinstance(exc, BadInputFile):
@@ -83,10 +94,20 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(422, "invalid_request", str(exc))
     if isinstance(exc, ServiceUnavailable):
         return ApiError(503, "service_unavailable", str(exc))
+    if isinstance(exc, psycopg.DataError):  # a value Postgres cannot take (a NUL, a number out of range)
+        return ApiError(422, "invalid_value", "a value in the request cannot be stored: "
+                        + (str(exc).strip().splitlines() or ["invalid value"])[0])
     if isinstance(exc, psycopg.OperationalError | PoolTimeout):
         log.warning("database unavailable: %s", exc)
         return ApiError(503, "service_unavailable", "Postgres is not reachable; try again shortly")
     return None
+
+
+async def answer_http_exception(request: Request, exc: Exception) -> Response:
+    """App-wide handler: a route that does not exist or a method it does not take, in the error shape."""
+    error = as_api_error(exc)
+    assert error is not None
+    return error_response(error)
 
 
 def error_response(error: ApiError) -> JSONResponse:

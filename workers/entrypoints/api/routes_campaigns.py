@@ -9,7 +9,6 @@ routes (start, pause, resume, cancel: the campaign's state or setup forbids it n
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, BinaryIO, Literal
@@ -26,7 +25,7 @@ from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
 from workers.entrypoints.api.schemas import (
     CampaignPage,
@@ -43,7 +42,8 @@ from workers.entrypoints.api.schemas import (
 )
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
-CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
+BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
+CampaignId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Campaign id")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
@@ -81,7 +81,7 @@ async def create_campaign(
 async def list_campaigns(
     state: Annotated[CampaignState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> CampaignPage:
     """Campaigns, newest first, with their state and row counts."""
     rows = await run_db(_campaign_rows, state, limit, offset)
@@ -105,7 +105,7 @@ async def list_rejects(
     campaign_id: CampaignId,
     reason: Annotated[RejectReason | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> RejectsPage:
     """Rows of the CSV that were not loaded, by line: the raw value and the reason."""
     total, rows = await run_db(_reject_rows, campaign_id, reason, limit, offset)
@@ -273,7 +273,7 @@ def _change_state(conn: psycopg.Connection, campaign_id: int,
 def _results_csv(campaign_id: int) -> Iterator[bytes]:
     """The results CSV in chunks; a named (server-side) cursor keeps memory flat for any size."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(RESULT_COLUMNS)
     with connect() as conn, conn.cursor(name=f"results_{campaign_id}") as cur:
         cur.itersize = RESULTS_FETCH_ROWS

@@ -1,0 +1,89 @@
+"""The typed schema of a campaign's provider options, per provider (pure).
+
+Options reach a carrier's create-call body, so they are input like any other: numbers are numbers within
+the carrier's range, and `extra` (fields passed through to the body) can never set the destination, the
+caller ID, the callback URLs or their credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+
+from campaigns.call_options import machine_detection_mode
+from campaigns.errors import InvalidRequest
+
+# Body fields `extra` may never set, whatever the provider: who is called, from where, and where (and with
+# which credentials) the carrier reports. Any key naming a URL is refused too.
+PROTECTED_BODY_FIELDS = frozenset({
+    "to", "from", "source", "destinations", "tag", "username", "password", "applicationid", "application_id",
+    "machinedetection", "fallbackusername", "fallbackpassword",
+})
+
+
+def protected_body_field(name: str) -> bool:
+    """True for a body field that only the dialer sets (case-insensitive; any *url* field)."""
+    key = name.lower()
+    return key in PROTECTED_BODY_FIELDS or "url" in key or "method" in key
+
+
+class ProviderOptions(BaseModel):
+    """Options every provider takes; a provider's own limits narrow them (register_ring_timeout_limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ring_timeout: StrictInt | None = Field(None, ge=1, le=600, description="Seconds to ring")
+    time_limit: StrictInt | None = Field(None, ge=1, le=86400, description="Longest call, seconds")
+    machine_detection: Any = None  # the carriers' words, by call_options.machine_detection_mode
+    message: str | None = Field(None, min_length=1, max_length=4000, description="What answered calls hear")
+    track_ringing: StrictBool | None = None
+    bulk: StrictBool | None = None
+    extra: dict[str, Any] | None = Field(None, description="Fields passed through to the create-call body")
+
+    @field_validator("machine_detection")
+    @classmethod
+    def _machine_detection_in_the_carriers_words(cls, value: Any) -> Any:
+        machine_detection_mode({"machine_detection": value})  # ValueError naming the accepted words
+        return value
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_cannot_redirect_the_call(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in value or {}:
+            if protected_body_field(key):
+                raise ValueError(f"extra may not set {key!r}: the dialer sets the numbers and callback URLs")
+        return value
+
+
+# The longest ring each provider takes, as its adapter declares (workers.providers.registry fills this in:
+# the domain names no provider).
+_RING_TIMEOUT_LIMITS: dict[str, int] = {}
+
+
+def register_ring_timeout_limit(kind: str, seconds: int) -> None:
+    _RING_TIMEOUT_LIMITS[kind] = seconds
+
+
+class InvalidOption(InvalidRequest):
+    """A provider option that breaks its schema; `field` is its dotted name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def validate_provider_options(provider: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The options as given (only the keys given), or InvalidOption naming the first bad one."""
+    try:
+        ProviderOptions.model_validate(options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in ("provider_options", *error["loc"]))
+        raise InvalidOption(where, str(error["msg"]).removeprefix("Value error, ")) from None
+    limit = _RING_TIMEOUT_LIMITS.get(provider or "")
+    ring = options.get("ring_timeout")
+    if limit is not None and isinstance(ring, int) and ring > limit:
+        raise InvalidOption("provider_options.ring_timeout", f"at most {limit} seconds for {provider}")
+    return options

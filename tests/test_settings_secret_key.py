@@ -1,0 +1,56 @@
+"""The secret key behind every callback secret and token: production never runs on the published
+development key or a short one, and says so in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from campaigns.config import DEVELOPMENT_SECRET, Settings
+from tests.engine_harness import REPO
+
+STRONG = "k" * 40
+
+
+def _settings(**env: str) -> Settings:
+    return Settings(_env_file=None, **env)  # type: ignore[call-arg]
+
+
+def test_production_without_a_secret_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIALER_SECRET_KEY", raising=False)
+    monkeypatch.setenv("DIALER_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="DIALER_SECRET_KEY must be set"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_production_with_the_development_key_spelled_out_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must be set"):
+        _settings(environment="production", secret_key=DEVELOPMENT_SECRET)
+
+
+@pytest.mark.parametrize("environment", ["production", "development", "staging"])
+def test_a_short_secret_key_is_refused_everywhere(environment: str) -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        _settings(environment=environment, secret_key="short-key")
+
+
+def test_a_long_key_in_production_and_the_default_in_development_are_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DIALER_SECRET_KEY", raising=False)
+    assert _settings(environment="production", secret_key=STRONG).secret_key == STRONG
+    assert _settings(environment="development").secret_key == DEVELOPMENT_SECRET
+
+
+def test_a_process_started_in_production_without_a_key_exits_with_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DIALER_SECRET_KEY"}
+    env["DIALER_ENVIRONMENT"] = "production"
+    out = subprocess.run([sys.executable, "-c", "from campaigns.config import get_settings; get_settings()"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DIALER_SECRET_KEY must be set when DIALER_ENVIRONMENT=production" in lines[0]
