@@ -117,8 +117,14 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     return [QueuedDestination(*row) for row in rows]
 
 
-def dnc_numbers(conn: psycopg.Connection, numbers: list[str]) -> set[str]:
-    rows = conn.execute("SELECT number FROM dnc_number WHERE number = ANY(%s)", (numbers,)).fetchall()
+def dnc_numbers(conn: psycopg.Connection, numbers: list[str], account_id: int | None = None) -> set[str]:
+    """The numbers among `numbers` on the global do-not-call list or on `account_id`'s own list
+    (campaigns.dnc). The one DNC lookup of the dial path: at claim and just before each request."""
+    rows = conn.execute(
+        "SELECT number FROM dnc_number WHERE number = ANY(%s) "
+        "UNION SELECT number FROM account_dnc_number WHERE account_id = %s AND number = ANY(%s)",
+        (numbers, account_id, numbers),
+    ).fetchall()
     return {row[0] for row in rows}
 
 

@@ -117,7 +117,7 @@ def _screen(
 ) -> list[store.QueuedDestination]:
     """Dial-time checks (invariant 5): DNC and the destination's local calling window."""
     now = ctx.now()
-    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued])
+    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued], campaign.account_id)
     if on_dnc:
         report.dnc += store.mark_queued_as(
             ctx.conn, [d.id for d in queued if d.number in on_dnc], DestinationStatus.DNC, "dnc"
