@@ -109,7 +109,7 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
             "WHERE account_id = %s ORDER BY number"
         )
         params = (account_id,)
-    with conn.cursor(name="dnc_export") as cur:
+    with conn.transaction(), conn.cursor(name="dnc_export") as cur:
         cur.itersize = 10000
         cur.execute(query, params)
         for row in cur:

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
+from workers.frequency_guard import within_caps
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
 # again (the task died). Safe: only one of two claimants can move it queued -> dialing.
@@ -158,18 +159,20 @@ def start_attempts(
 ) -> list[StartedAttempt]:
     """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
     by_id = {d.id: d for d in destinations}
-    # One statement: atomic on its own, committed before this returns (autocommit).
-    rows = conn.execute(
-        _START_ATTEMPTS,
-        (
-            [d.id for d in destinations],
-            [d.attempts_made for d in destinations],
-            campaign.id,
-            campaign.account_id,
-            batch_id,
-            lease_s,
-        ),
-    ).fetchall()
+    # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
+    # the cap check under per-number locks (workers.frequency_guard), and over-cap ones handed back.
+    with within_caps(conn, campaign.account_id, destinations) as allowed:
+        rows = conn.execute(
+            _START_ATTEMPTS,
+            (
+                [d.id for d in allowed],
+                [d.attempts_made for d in allowed],
+                campaign.id,
+                campaign.account_id,
+                batch_id,
+                lease_s,
+            ),
+        ).fetchall()
     return [StartedAttempt(attempt_id=row[0], destination=by_id[row[1]]) for row in rows]
 
 
