@@ -32,7 +32,9 @@ def test_numbers_are_stored_in_e164_whatever_their_spelling(db: psycopg.Connecti
         dnc.add_number(db, "call me maybe", account_id=account)
 
 
-def test_an_accounts_list_applies_to_that_account_only_and_the_global_list_to_all(db: psycopg.Connection) -> None:
+def test_an_accounts_list_applies_to_that_account_only_and_the_global_list_to_all(
+    db: psycopg.Connection,
+) -> None:
     mine, other = _account(db), _account(db)
     dnc.add_number(db, "+16465550111", account_id=mine, reason="asked")
     dnc.add_number(db, "+16465550112")
@@ -66,6 +68,6 @@ def test_a_refused_import_file_adds_nothing(db: psycopg.Connection) -> None:
     with pytest.raises(BadInputFile):
         dnc.import_file(db, io.BytesIO(b"name,city\nann,paris\n"), account_id=account)
     assert dnc_numbers(db, ["+16465550131"], account) == set()
-    assert db.execute("SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account,)).fetchone() == (
-        0,
-    )
+    assert db.execute(
+        "SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account,)
+    ).fetchone() == (0,)

@@ -66,7 +66,9 @@ def _two_campaigns_sharing(conn: psycopg.Connection, number: str) -> tuple[int, 
     return account, destinations
 
 
-def test_concurrent_campaigns_sharing_a_number_start_one_attempt_under_a_cap_of_one(database_url: str) -> None:
+def test_concurrent_campaigns_sharing_a_number_start_one_attempt_under_a_cap_of_one(
+    database_url: str,
+) -> None:
     number = "+1646555" + str(uuid.uuid4().int % 10000).zfill(4)
     with psycopg.connect(database_url, autocommit=True) as setup:
         _, destinations = _two_campaigns_sharing(setup, number)
@@ -82,7 +84,9 @@ def test_concurrent_campaigns_sharing_a_number_start_one_attempt_under_a_cap_of_
             assert campaign is not None
             queued = queued_destinations(conn, [destination_id])
             barrier.wait()
-            won = start_attempts(conn, campaign=campaign, destinations=queued, batch_id=uuid.uuid4(), lease_s=60)
+            won = start_attempts(
+                conn, campaign=campaign, destinations=queued, batch_id=uuid.uuid4(), lease_s=60
+            )
             started.extend(a.attempt_id for a in won)
 
     threads = [threading.Thread(target=start_one, args=(d,)) for d in destinations]
@@ -93,7 +97,8 @@ def test_concurrent_campaigns_sharing_a_number_start_one_attempt_under_a_cap_of_
     assert len(started) == 1, "a cap of one per day lets exactly one of the four campaigns call"
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT status, next_attempt_at > now() + interval '23 hours' FROM destination WHERE id = ANY(%s) "
+            "SELECT status, next_attempt_at > now() + interval '23 hours' FROM destination "
+            "WHERE id = ANY(%s) "
             "ORDER BY status",
             (destinations,),
         ).fetchall()
