@@ -116,12 +116,13 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
             yield DncEntry(*row)
 
 
-def write_csv(entries: Iterator[DncEntry], out: TextIO) -> int:
+def write_csv(entries: Iterator[DncEntry], out: TextIO, *, header: bool = True) -> int:
     """number,reason,source,added_at: the export format, which `import` reads back."""
     import csv
 
     writer = csv.writer(out)
-    writer.writerow(["number", "reason", "source", "added_at"])
+    if header:
+        writer.writerow(["number", "reason", "source", "added_at"])
     count = 0
     for entry in entries:
         writer.writerow([entry.number, entry.reason or "", entry.source, entry.added_at.isoformat()])
