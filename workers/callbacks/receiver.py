@@ -26,6 +26,7 @@ from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import NonceClaims
+from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.providers.base import AccountCredentials, EventKind, IncomingCallback, ProviderAdapter
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 
@@ -110,7 +111,7 @@ async def receive_callback(request: Request) -> Response:
     path = request.path_params
     provider, account_id, kind = path["provider"], path["account_id"], path["kind"]
     try:
-        kind_hint = EventKind(kind)
+        kind_hint = EventKind.STATUS if kind == KEYPRESS_KIND else EventKind(kind)
         adapter = adapter_for(provider)
     except (ValueError, KeyError):
         return Response(status_code=404)
@@ -141,6 +142,11 @@ async def receive_callback(request: Request) -> Response:
     if not first_time:
         await _count(request, account_id, "callbacks_replayed")
         return Response("replayed", status_code=403)
+    if kind == KEYPRESS_KIND:  # the opt-out keypress: authenticated above like every callback
+        answer = await receive_keypress(request, adapter, account, incoming)
+        if answer.status_code >= 400:
+            await _forget_nonce(request, nonce_key)
+        return answer
     try:
         event = adapter.parse_callback(incoming)
     except ValueError as exc:
@@ -164,7 +170,7 @@ async def receive_callback(request: Request) -> Response:
         await _forget_nonce(request, nonce_key)
         await _count(request, account_id, "callbacks_malformed")
         return Response(f"bad callback: {exc}", status_code=400)
-    return await _acknowledge(request, adapter, kind_hint, row.batch_id)
+    return await _acknowledge(request, adapter, kind_hint, row.batch_id, account_id)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -207,11 +213,13 @@ class CallScripts:
 
 
 async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind,
-                       batch_id: uuid.UUID | None) -> Response:
+                       batch_id: uuid.UUID | None, account_id: int) -> Response:
     """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
         redirect_url, message = await request.app.state.scripts.get(request, batch_id)
         media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
+        if redirect_url is None:
+            document = await offer_opt_out(request, adapter, account_id, batch_id, document)
         return Response(document, media_type=media_type)
     return Response(status_code=adapter.callback_ack_status)
 

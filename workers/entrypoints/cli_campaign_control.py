@@ -63,6 +63,14 @@ def _retry(values: list[str] | None) -> dict | None:
     return policy
 
 
+def _opt_out_digit(value: str | None) -> str | None:
+    from workers.callbacks.opt_out import valid_opt_out_digit
+
+    if value is not None and valid_opt_out_digit(value) is None:
+        raise typer.BadParameter(f"--opt-out-digit takes one key of 0-9, * or #, not {value!r}")
+    return value
+
+
 @campaign_app.command("set")
 def set_(
     campaign_id: int,
@@ -82,6 +90,9 @@ def set_(
     time_limit: int = typer.Option(None),
     machine_detection: str = typer.Option(None, help="true or hangup"),
     message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
+    opt_out_digit: str = typer.Option(
+        None, help="Offer 'press KEY to stop these calls' after the message (Plivo, Vobiz, Bandwidth)"
+    ),
 ) -> None:
     """Configure a campaign before (or between) runs."""
     from campaigns.accounts import resolve_account_id
@@ -94,6 +105,7 @@ def set_(
             "time_limit": time_limit,
             "machine_detection": machine_detection,
             "message": message,
+            "opt_out_digit": _opt_out_digit(opt_out_digit),
         }.items()
         if v is not None
     }

@@ -26,6 +26,7 @@ from workers.providers.base import (
 )
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.keypress import BxmlGather, KeypressDialect
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
     bandwidth_outcome,
@@ -136,6 +137,7 @@ class BandwidthAdapter(ProviderAdapter):
     default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
     callback_ack_status: ClassVar[int] = 204
     speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
+    keypress: ClassVar[KeypressDialect | None] = BxmlGather()
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
 
