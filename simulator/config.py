@@ -78,6 +78,8 @@ class SimConfig:
     outcomes: OutcomeMix = field(default_factory=OutcomeMix)
     faults: Faults = field(default_factory=Faults)
     callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
+    # Destination number -> the keys its callee presses when an answer document gathers digits.
+    keypresses: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class SimConfig:
             "outcomes": asdict(self.outcomes),
             "faults": asdict(self.faults),
             "callbacks": asdict(self.callbacks),
+            "keypresses": dict(self.keypresses),
         }
 
 
@@ -167,6 +170,10 @@ def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
             _patch_faults(config.faults, value)
         elif key == "callbacks":
             _set_fields(config.callbacks, value, "callbacks")
+        elif key == "keypresses":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError("keypresses: expected {number: digits}")
+            config.keypresses.update(value)
         else:
             raise ConfigError(f"unknown config section {key!r}")
 

@@ -1,0 +1,199 @@
+"""Do-not-call, opt-out and frequency caps end to end: real API, Celery workers, beat, Postgres, Redis and
+the carrier simulator. The simulator's ledger is the witness of what was actually dialed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from campaigns.accounts import add_account
+from campaigns.frequency_caps import set_account_caps
+from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
+from tests.polling import wait_for
+from tests.sim_helpers import RunningSimulator, start_simulator
+
+pytestmark = pytest.mark.timeout(300)
+
+SPEED = 20.0
+OPT_OUT_NUMBER = numbers(1, start=7000, area="646")[0]
+SIM_ACCOUNTS: list[dict[str, Any]] = [
+    {"provider": "plivo", "auth_id": "MAOPSDNC", "auth_token": "tok-dnc", "cps": 5, "max_concurrent": 100},
+    {"provider": "plivo", "auth_id": "MAOPSKEY", "auth_token": "tok-key", "cps": 20, "max_concurrent": 100},
+    {"provider": "vobiz", "auth_id": "MA_OPSCAP", "auth_token": "tok-cap", "cps": 20, "max_concurrent": 100},
+]
+ALL_ANSWERED = {
+    "answered": 100,
+    "busy": 0,
+    "no_answer": 0,
+    "failed": 0,
+    "machine": 0,
+    "talk_time": [20, 30],
+    "ring_time": [1, 2],
+}
+
+
+@pytest.fixture(scope="module")
+def env(database_url: str, redis_client: Any) -> Iterator[tuple[RunningSimulator, Stack]]:
+    config = {
+        "accounts": SIM_ACCOUNTS,
+        "outcomes": ALL_ANSWERED,
+        "keypresses": {OPT_OUT_NUMBER: "9", OPT_OUT_NUMBER.lstrip("+"): "9"},
+    }
+    with start_simulator(config, speed=SPEED, seed=5) as sim, running_stack(workers=2, threads=8) as stack:
+        yield sim, stack
+
+
+@pytest.fixture()
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+def _account(conn: psycopg.Connection, sim: RunningSimulator, index: int) -> int:
+    raw = SIM_ACCOUNTS[index]
+    return add_account(
+        conn,
+        name=f"ops-{raw['auth_id']}",
+        provider=raw["provider"],
+        auth_id=raw["auth_id"],
+        auth_token=raw["auth_token"],
+        cps=raw["cps"],
+        max_concurrent=100,
+        base_url=sim.base_url,
+    )
+
+
+def _dialed(sim: RunningSimulator, auth_id: str) -> list[dict[str, Any]]:
+    """The calls the carrier received for this account, numbers in E.164 with +."""
+    calls = [c for c in sim.ledger()["calls"] if c["account"] == auth_id]
+    return [{**c, "destination": "+" + c["destination"].lstrip("+")} for c in calls]
+
+
+def _statuses(conn: psycopg.Connection, campaign_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
+    ).fetchall()
+    return dict(rows)
+
+
+def _dialer(*args: str) -> str:
+    """The real `dialer` CLI in a subprocess (this session's environment)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.entrypoints.cli", *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_a_number_added_to_the_dnc_list_mid_run_is_never_called_after(env, conn) -> None:
+    sim, stack = env
+    account_id = _account(conn, sim, 0)
+    phones = numbers(40, start=5000, area="646")
+    campaign_id = load_campaign("dnc-mid-run", phones)
+    prepare_and_start(conn, campaign_id, account_id)
+    wait_for(lambda: len(_dialed(sim, "MAOPSDNC")) >= 5, 30, what="the campaign dialing")
+    listed = phones[-15:]  # at 5 CPS these are ~5 s away from being dialed
+    _dialer("dnc", "add", *listed, "--account", "ops-MAOPSDNC", "--reason", "asked mid-run")
+    added_at = time.time()
+    wait_for(lambda: _statuses(conn, campaign_id).keys() <= {"done", "dnc"}, 60, what="campaign finished")
+    calls = _dialed(sim, "MAOPSDNC")
+    late = [c for c in calls if c["destination"] in listed and c["received_at"] >= added_at]
+    assert late == [], "a number was dialed after it was put on the do-not-call list"
+    called_before = {c["destination"] for c in calls if c["destination"] in listed}
+    assert _statuses(conn, campaign_id).get("dnc", 0) == len(listed) - len(called_before) > 0
+    assert len(calls) == len({c["destination"] for c in calls}), "a destination was dialed twice"
+
+
+def test_an_opt_out_keypress_lists_the_number_for_the_account(env, conn, database_url: str) -> None:
+    sim, stack = env
+    account_id = _account(conn, sim, 1)
+    phones = [OPT_OUT_NUMBER, *numbers(4, start=7100, area="646")]
+    campaign_id = load_campaign("opt-out", phones)
+    prepare_and_start(
+        conn,
+        campaign_id,
+        account_id,
+        provider_options={
+            "ring_timeout": 30,
+            "time_limit": 60,
+            "message": "Your bill is due.",
+            "opt_out_digit": "9",
+        },
+    )
+
+    def opted_out() -> Any:
+        return conn.execute(
+            "SELECT a.opt_out_digits FROM call_attempt a JOIN destination d ON d.id = a.destination_id "
+            "WHERE d.campaign_id = %s AND d.number = %s AND a.opted_out_at IS NOT NULL",
+            (campaign_id, OPT_OUT_NUMBER),
+        ).fetchone()
+
+    assert wait_for(opted_out, 60, what="the opt-out keypress recorded") == ("9",)
+    listed = conn.execute(
+        "SELECT source FROM account_dnc_number WHERE account_id = %s AND number = %s",
+        (account_id, OPT_OUT_NUMBER),
+    ).fetchone()
+    assert listed == ("keypress",)
+    assert conn.execute(
+        "SELECT count(*) FROM call_attempt WHERE campaign_id = %s AND opted_out_at IS NOT NULL",
+        (campaign_id,),
+    ).fetchone() == (1,), "only the callee who pressed 9 opted out"
+    keypresses = [cb for cb in sim.ledger()["callbacks"] if cb["kind"] == "keypress"]
+    assert keypresses and all(cb["status"] == 200 for cb in keypresses)
+    # The next campaign of the account refuses the number at load; another account's does not.
+    again = load_campaign("opt-out-again", [OPT_OUT_NUMBER], account_id=account_id)
+    rejected = conn.execute("SELECT reason FROM rejected_row WHERE campaign_id = %s", (again,)).fetchall()
+    assert rejected == [("dnc",)]
+    # A keypress that is not signed by the carrier is refused like any forged callback.
+    forged = httpx.post(
+        f"{stack.api_url}/callbacks/plivo/{account_id}/keypress",
+        data={"Digits": "9", "To": phones[1].lstrip("+")},
+        timeout=5,
+    )
+    assert forged.status_code == 403
+    assert conn.execute(
+        "SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account_id,)
+    ).fetchone() == (1,)
+
+
+def test_a_frequency_cap_holds_across_two_campaigns_sharing_numbers(env, conn) -> None:
+    sim, stack = env
+    account_id = _account(conn, sim, 2)
+    set_account_caps(conn, account_id, per_day=1, per_week=3)
+    shared = numbers(10, start=8000, area="646")
+    first = load_campaign("cap-a", shared + numbers(5, start=8100, area="646"))
+    second = load_campaign("cap-b", shared + numbers(5, start=8200, area="646"))
+    prepare_and_start(conn, first, account_id, start=False)
+    prepare_and_start(conn, second, account_id, start=False)
+    conn.execute("UPDATE campaign SET state = 'running' WHERE id = ANY(%s)", ([first, second],))
+
+    def settled() -> bool:
+        held = conn.execute(
+            "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'pending' "
+            "AND next_attempt_at > now() + interval '20 hours'",
+            ([first, second],),
+        ).fetchone()
+        done = conn.execute(
+            "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'done'",
+            ([first, second],),
+        ).fetchone()
+        return held == (10,) and done == (20,)
+
+    wait_for(settled, 60, what="each shared number dialed once and held back once")
+    conn.execute("UPDATE campaign SET state = 'paused' WHERE id = ANY(%s)", ([first, second],))
+    dialed = Counter(c["destination"] for c in _dialed(sim, "MA_OPSCAP"))
+    assert all(dialed[number] == 1 for number in shared), dialed
+    assert sum(dialed.values()) == 20
