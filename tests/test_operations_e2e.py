@@ -4,6 +4,7 @@ the carrier simulator. The simulator's ledger is the witness of what was actuall
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -197,3 +198,63 @@ def test_a_frequency_cap_holds_across_two_campaigns_sharing_numbers(env, conn) -
     dialed = Counter(c["destination"] for c in _dialed(sim, "MA_OPSCAP"))
     assert all(dialed[number] == 1 for number in shared), dialed
     assert sum(dialed.values()) == 20
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """{label text: value} of one metric in Prometheus exposition text."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            found[labels[len(name) :]] = float(value)
+    return found
+
+
+def test_metrics_after_a_small_campaign(env, conn) -> None:
+    sim, stack = env
+    raw = {
+        "provider": "plivo",
+        "auth_id": "MAOPSMET",
+        "auth_token": "tok-met",
+        "cps": 10,
+        "max_concurrent": 100,
+    }
+    sim.configure({"accounts": [raw]})
+    account_id = add_account(
+        conn,
+        name="ops-MAOPSMET",
+        provider="plivo",
+        auth_id="MAOPSMET",
+        auth_token="tok-met",
+        cps=10,
+        max_concurrent=100,
+        base_url=sim.base_url,
+    )
+    campaign_id = load_campaign("metrics", numbers(12, start=9000, area="646"))
+    prepare_and_start(conn, campaign_id, account_id)
+    wait_for(lambda: _statuses(conn, campaign_id) == {"done": 12}, 60, what="the campaign done")
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    key = f'{{account="{account_id}",campaign="{campaign_id}"}}'
+    assert _samples(text, "dialer_calls_placed_total")[key] == 12 == len(_dialed(sim, "MAOPSMET"))
+    assert _samples(text, "dialer_calls_answered_total")[key] == 12
+    assert _samples(text, "dialer_calls_failed_total").get(key, 0) == 0
+    assert _samples(text, "dialer_cps_budget")[f'{{account="{account_id}"}}'] == 10
+    assert _samples(text, "dialer_max_concurrent")[f'{{account="{account_id}"}}'] == 100
+    assert set(_samples(text, "dialer_queue_depth")) == {
+        '{queue="dial"}',
+        '{queue="results"}',
+        '{queue="housekeeping"}',
+    }
+    assert "dialer_attempts_past_lease " in text and "dialer_callback_lag_seconds " in text
+    assert "+1646" not in text and "1646" not in text, "no phone number is ever a label"
+    # Each worker serves its own: the requests it sent and how late they left their booked time.
+    ports = [
+        int(port) for port in re.findall(r"worker metrics on http://0\.0\.0\.0:(\d+)/metrics", stack.logs())
+    ]
+    assert len(ports) == 2, stack.logs()
+    accepted = lateness = 0.0
+    for port in ports:
+        worker_text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        accepted += _samples(worker_text, "dialer_calls_sent_total").get(key, 0)
+        lateness += _samples(worker_text, "dialer_send_lateness_seconds_count").get("", 0)
+    assert accepted == 12 and lateness >= 1

@@ -83,3 +83,5 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+from workers import metrics_server  # noqa: E402,F401  (each worker serves /metrics: worker_init signal)

@@ -19,6 +19,8 @@ from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_dnc import router as dnc_router
+from workers.entrypoints.api.routes_health import router as health_router
+from workers.metrics_collector import state_registry
 
 
 @asynccontextmanager
@@ -35,6 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.accounts = AccountCache()
     app.state.scripts = CallScripts()
     app.state.writer = EventWriter(pool, stored)
+    app.state.metrics_state = state_registry(settings.psycopg_url, settings.redis_url)
     app.state.writer.start()
     applier = EventApplier(stored) if app.state.apply_events else None
     if applier:
@@ -56,6 +59,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
     app.include_router(dnc_router)
+    app.include_router(health_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -41,6 +41,7 @@ from workers.entrypoints.api.schemas import (
     StateChange,
     format_window,
 )
+from workers.metrics import observe_load
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
@@ -69,6 +70,7 @@ async def create_campaign(
                             caller_id=caller_id or None, timezone=timezone)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
                                      options=options)
+    observe_load(report.rows_total, report.seconds)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
     return LoadReportOut(campaign_id=report.campaign_id, name=report.name, rows_total=report.rows_total,
                          rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,
