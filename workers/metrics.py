@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.registry import REGISTRY
 
@@ -31,6 +31,8 @@ from workers.providers.errors import (
     Throttled,
     Transient,
 )
+
+disable_created_metrics()  # no `_created` series beside every counter: nobody graphs them
 
 REQUESTS = Counter(
     "dialer_provider_requests_total",
