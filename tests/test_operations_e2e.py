@@ -258,3 +258,20 @@ def test_metrics_after_a_small_campaign(env, conn) -> None:
         accepted += _samples(worker_text, "dialer_calls_sent_total").get(key, 0)
         lateness += _samples(worker_text, "dialer_send_lateness_seconds_count").get("", 0)
     assert accepted == 12 and lateness >= 1
+
+
+def test_status_follow_prints_a_line_per_refresh_until_the_campaign_completes(env, conn) -> None:
+    sim, stack = env
+    sim.configure({"accounts": [{"provider": "plivo", "auth_id": "MAOPSLIVE", "auth_token": "tok-live",
+                                 "cps": 5, "max_concurrent": 100}]})
+    account_id = add_account(conn, name="ops-MAOPSLIVE", provider="plivo", auth_id="MAOPSLIVE",
+                             auth_token="tok-live", cps=5, max_concurrent=100, base_url=sim.base_url)
+    campaign_id = load_campaign("follow", numbers(15, start=9500, area="646"))
+    prepare_and_start(conn, campaign_id, account_id)
+    output = _dialer("campaign", "status", str(campaign_id), "--follow")  # not a TTY: plain lines
+    lines = [line for line in output.splitlines() if line.startswith(f"campaign {campaign_id} ")]
+    assert len(lines) >= 2, output
+    assert any(re.search(r"cps [1-9][0-9.]*/5 ", line) for line in lines), "CPS now against the budget"
+    assert "live " in lines[0] and "/100" in lines[0]
+    assert lines[-1].startswith(f"campaign {campaign_id} completed") and "done 15/15" in lines[-1]
+    assert "answered=15" in lines[-1] and "eta 0m00s" in lines[-1]
