@@ -15,6 +15,7 @@ Two kinds:
 from __future__ import annotations
 
 import os
+import re
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -22,15 +23,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.registry import REGISTRY
 
 from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
-from workers.providers.errors import (
-    Ambiguous,
-    AuthFailed,
-    PaymentRequired,
-    ProviderError,
-    Rejected,
-    Throttled,
-    Transient,
-)
+from workers.providers.errors import ProviderError
 
 disable_created_metrics()  # no `_created` series beside every counter: nobody graphs them
 
@@ -52,14 +45,6 @@ SEND_LATENESS = Histogram(
     "How late a request left after its booked send time (booked CPS slot vs the moment it went out)",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
-_RESULTS: dict[type, str] = {
-    Throttled: "throttled",
-    Rejected: "rejected",
-    AuthFailed: "auth_failed",
-    PaymentRequired: "payment_required",
-    Transient: "transient",
-    Ambiguous: "ambiguous",
-}
 LOADER_ROWS = Counter("dialer_loader_rows_total", "CSV rows read by campaign loads in this process")
 LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading campaigns in this process")
 
@@ -72,6 +57,11 @@ def registry() -> CollectorRegistry:
         prometheus_multiprocess.MultiProcessCollector(merged)
         return merged
     return REGISTRY
+
+
+def result_name(exc: ProviderError) -> str:
+    """The error type's name in snake case (workers.providers.errors): AuthFailed -> auth_failed."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def count_request(account_id: int, result: str, campaign_id: int | None = None, sent: int = 0) -> None:
@@ -102,7 +92,7 @@ def counted_create_calls(
     try:
         accepted = adapter.create_calls(client, creds, call)
     except ProviderError as exc:
-        count_request(creds.account_id, _RESULTS.get(type(exc), "error"))
+        count_request(creds.account_id, result_name(exc))
         raise
     count_request(creds.account_id, "accepted", campaign_id, sent=len(call.destinations))
     return accepted
