@@ -26,10 +26,21 @@ pytestmark = pytest.mark.timeout(300)
 
 SPEED = 20.0
 OPT_OUT_NUMBER = numbers(1, start=7000, area="646")[0]
+BANDWIDTH_OPT_OUT_NUMBER = numbers(1, start=7001, area="646")[0]
+APP_ID = "7fc9698a-b04a-468b-9e8f-91238c0d0086"
+KEYPRESSES = {n: "9" for n in (OPT_OUT_NUMBER, BANDWIDTH_OPT_OUT_NUMBER)}
 SIM_ACCOUNTS: list[dict[str, Any]] = [
     {"provider": "plivo", "auth_id": "MAOPSDNC", "auth_token": "tok-dnc", "cps": 5, "max_concurrent": 100},
     {"provider": "plivo", "auth_id": "MAOPSKEY", "auth_token": "tok-key", "cps": 20, "max_concurrent": 100},
     {"provider": "vobiz", "auth_id": "MA_OPSCAP", "auth_token": "tok-cap", "cps": 20, "max_concurrent": 100},
+    {
+        "provider": "bandwidth",
+        "auth_id": "5550077",
+        "auth_token": "bw-ops",
+        "cps": 20,
+        "max_concurrent": 100,
+        "application_id": APP_ID,
+    },
 ]
 ALL_ANSWERED = {
     "answered": 100,
@@ -47,7 +58,7 @@ def env(database_url: str, redis_client: Any) -> Iterator[tuple[RunningSimulator
     config = {
         "accounts": SIM_ACCOUNTS,
         "outcomes": ALL_ANSWERED,
-        "keypresses": {OPT_OUT_NUMBER: "9", OPT_OUT_NUMBER.lstrip("+"): "9"},
+        "keypresses": {**KEYPRESSES, **{n.lstrip("+"): d for n, d in KEYPRESSES.items()}},
     }
     with start_simulator(config, speed=SPEED, seed=5) as sim, running_stack(workers=2, threads=8) as stack:
         yield sim, stack
@@ -70,6 +81,7 @@ def _account(conn: psycopg.Connection, sim: RunningSimulator, index: int) -> int
         cps=raw["cps"],
         max_concurrent=100,
         base_url=sim.base_url,
+        options={"application_id": raw["application_id"]} if "application_id" in raw else None,
     )
 
 
@@ -118,11 +130,17 @@ def test_a_number_added_to_the_dnc_list_mid_run_is_never_called_after(env, conn)
     assert len(calls) == len({c["destination"] for c in calls}), "a destination was dialed twice"
 
 
-def test_an_opt_out_keypress_lists_the_number_for_the_account(env, conn, database_url: str) -> None:
+@pytest.mark.parametrize(
+    ("index", "opt_out_number", "start"), [(1, OPT_OUT_NUMBER, 7100), (3, BANDWIDTH_OPT_OUT_NUMBER, 7300)]
+)
+def test_an_opt_out_keypress_lists_the_number_for_the_account(
+    env, conn, index, opt_out_number, start
+) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, 1)
-    phones = [OPT_OUT_NUMBER, *numbers(4, start=7100, area="646")]
-    campaign_id = load_campaign("opt-out", phones)
+    account_id = _account(conn, sim, index)
+    provider = SIM_ACCOUNTS[index]["provider"]
+    phones = [opt_out_number, *numbers(4, start=start, area="646")]
+    campaign_id = load_campaign(f"opt-out-{provider}", phones)
     prepare_and_start(
         conn,
         campaign_id,
@@ -139,35 +157,40 @@ def test_an_opt_out_keypress_lists_the_number_for_the_account(env, conn, databas
         return conn.execute(
             "SELECT a.opt_out_digits FROM call_attempt a JOIN destination d ON d.id = a.destination_id "
             "WHERE d.campaign_id = %s AND d.number = %s AND a.opted_out_at IS NOT NULL",
-            (campaign_id, OPT_OUT_NUMBER),
+            (campaign_id, opt_out_number),
         ).fetchone()
 
-    assert wait_for(opted_out, 60, what="the opt-out keypress recorded") == ("9",)
+    assert wait_for(opted_out, 60, what=f"the {provider} opt-out keypress recorded") == ("9",)
     listed = conn.execute(
         "SELECT source FROM account_dnc_number WHERE account_id = %s AND number = %s",
-        (account_id, OPT_OUT_NUMBER),
+        (account_id, opt_out_number),
     ).fetchone()
     assert listed == ("keypress",)
-    assert conn.execute(
+    opted = conn.execute(
         "SELECT count(*) FROM call_attempt WHERE campaign_id = %s AND opted_out_at IS NOT NULL",
         (campaign_id,),
-    ).fetchone() == (1,), "only the callee who pressed 9 opted out"
-    keypresses = [cb for cb in sim.ledger()["callbacks"] if cb["kind"] == "keypress"]
-    assert keypresses and all(cb["status"] == 200 for cb in keypresses)
-    # The next campaign of the account refuses the number at load; another account's does not.
-    again = load_campaign("opt-out-again", [OPT_OUT_NUMBER], account_id=account_id)
+    ).fetchone()
+    assert opted == (1,), "only the callee who pressed 9 opted out"
+    auth_id = SIM_ACCOUNTS[index]["auth_id"]
+    keypresses = [
+        cb for cb in sim.ledger()["callbacks"] if cb["kind"] == "keypress" and cb["account"] == auth_id
+    ]
+    assert keypresses and all(200 <= cb["status"] < 300 for cb in keypresses)
+    # The next campaign of the account refuses the number at load.
+    again = load_campaign(f"opt-out-again-{provider}", [opt_out_number], account_id=account_id)
     rejected = conn.execute("SELECT reason FROM rejected_row WHERE campaign_id = %s", (again,)).fetchall()
     assert rejected == [("dnc",)]
-    # A keypress that is not signed by the carrier is refused like any forged callback.
+    # A keypress that does not carry the carrier's signature or credentials is refused like any forged one.
     forged = httpx.post(
-        f"{stack.api_url}/callbacks/plivo/{account_id}/keypress",
+        f"{stack.api_url}/callbacks/{provider}/{account_id}/keypress",
         data={"Digits": "9", "To": phones[1].lstrip("+")},
         timeout=5,
     )
     assert forged.status_code == 403
-    assert conn.execute(
+    count = conn.execute(
         "SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account_id,)
-    ).fetchone() == (1,)
+    ).fetchone()
+    assert count == (1,)
 
 
 def test_a_frequency_cap_holds_across_two_campaigns_sharing_numbers(env, conn) -> None:
@@ -262,10 +285,29 @@ def test_metrics_after_a_small_campaign(env, conn) -> None:
 
 def test_status_follow_prints_a_line_per_refresh_until_the_campaign_completes(env, conn) -> None:
     sim, stack = env
-    sim.configure({"accounts": [{"provider": "plivo", "auth_id": "MAOPSLIVE", "auth_token": "tok-live",
-                                 "cps": 5, "max_concurrent": 100}]})
-    account_id = add_account(conn, name="ops-MAOPSLIVE", provider="plivo", auth_id="MAOPSLIVE",
-                             auth_token="tok-live", cps=5, max_concurrent=100, base_url=sim.base_url)
+    sim.configure(
+        {
+            "accounts": [
+                {
+                    "provider": "plivo",
+                    "auth_id": "MAOPSLIVE",
+                    "auth_token": "tok-live",
+                    "cps": 5,
+                    "max_concurrent": 100,
+                }
+            ]
+        }
+    )
+    account_id = add_account(
+        conn,
+        name="ops-MAOPSLIVE",
+        provider="plivo",
+        auth_id="MAOPSLIVE",
+        auth_token="tok-live",
+        cps=5,
+        max_concurrent=100,
+        base_url=sim.base_url,
+    )
     campaign_id = load_campaign("follow", numbers(15, start=9500, area="646"))
     prepare_and_start(conn, campaign_id, account_id)
     output = _dialer("campaign", "status", str(campaign_id), "--follow")  # not a TTY: plain lines
