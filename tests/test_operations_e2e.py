@@ -41,6 +41,8 @@ SIM_ACCOUNTS: list[dict[str, Any]] = [
         "max_concurrent": 100,
         "application_id": APP_ID,
     },
+    {"provider": "plivo", "auth_id": "MAOPSMET", "auth_token": "tok-met", "cps": 10, "max_concurrent": 100},
+    {"provider": "plivo", "auth_id": "MAOPSLIVE", "auth_token": "tok-live", "cps": 5, "max_concurrent": 100},
 ]
 ALL_ANSWERED = {
     "answered": 100,
@@ -235,24 +237,7 @@ def _samples(text: str, name: str) -> dict[str, float]:
 
 def test_metrics_after_a_small_campaign(env, conn) -> None:
     sim, stack = env
-    raw = {
-        "provider": "plivo",
-        "auth_id": "MAOPSMET",
-        "auth_token": "tok-met",
-        "cps": 10,
-        "max_concurrent": 100,
-    }
-    sim.configure({"accounts": [raw]})
-    account_id = add_account(
-        conn,
-        name="ops-MAOPSMET",
-        provider="plivo",
-        auth_id="MAOPSMET",
-        auth_token="tok-met",
-        cps=10,
-        max_concurrent=100,
-        base_url=sim.base_url,
-    )
+    account_id = _account(conn, sim, 4)
     campaign_id = load_campaign("metrics", numbers(12, start=9000, area="646"))
     prepare_and_start(conn, campaign_id, account_id)
     wait_for(lambda: _statuses(conn, campaign_id) == {"done": 12}, 60, what="the campaign done")
@@ -285,29 +270,7 @@ def test_metrics_after_a_small_campaign(env, conn) -> None:
 
 def test_status_follow_prints_a_line_per_refresh_until_the_campaign_completes(env, conn) -> None:
     sim, stack = env
-    sim.configure(
-        {
-            "accounts": [
-                {
-                    "provider": "plivo",
-                    "auth_id": "MAOPSLIVE",
-                    "auth_token": "tok-live",
-                    "cps": 5,
-                    "max_concurrent": 100,
-                }
-            ]
-        }
-    )
-    account_id = add_account(
-        conn,
-        name="ops-MAOPSLIVE",
-        provider="plivo",
-        auth_id="MAOPSLIVE",
-        auth_token="tok-live",
-        cps=5,
-        max_concurrent=100,
-        base_url=sim.base_url,
-    )
+    account_id = _account(conn, sim, 5)
     campaign_id = load_campaign("follow", numbers(15, start=9500, area="646"))
     prepare_and_start(conn, campaign_id, account_id)
     output = _dialer("campaign", "status", str(campaign_id), "--follow")  # not a TTY: plain lines
