@@ -3,6 +3,9 @@ carrier's error still reaches the dial task unchanged."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -48,3 +51,23 @@ def test_each_request_is_counted_by_how_it_ended_and_errors_pass_through() -> No
         metrics.counted_create_calls(FakeAdapter(AuthFailed("no")), None, _creds(), CALL, 7)  # type: ignore[arg-type]
     assert {r: _count(r) - before[r] for r in before} == {"accepted": 1, "throttled": 1, "auth_failed": 1}
     assert metrics.CALLS_SENT.labels(str(ACCOUNT), "7")._value.get() >= 2
+
+
+def test_with_a_multiprocess_directory_the_counts_of_every_process_are_summed(tmp_path) -> None:
+    script = (
+        "from workers import metrics\n"
+        "metrics.count_request(5, 'accepted', 9, sent=3)\n"
+        "from prometheus_client import generate_latest\n"
+        "print(generate_latest(metrics.registry()).decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert 'dialer_calls_sent_total{account="5",campaign="9"} 3.0' in outputs[0]
+    assert 'dialer_calls_sent_total{account="5",campaign="9"} 6.0' in outputs[1], (
+        "the second process sees both"
+    )
