@@ -11,6 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
@@ -61,6 +62,7 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
             raise InvalidRequest(str(exc)) from exc
         values["retry_policy"] = Jsonb(values["retry_policy"])
     if "provider_options" in values:
+        check_opt_out_digit(values["provider_options"].get("opt_out_digit"))
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeGuard
 
 import psycopg
 
@@ -23,6 +23,7 @@ from campaigns.numbers import NumberPolicy, normalise_number
 IMPORT_BATCH = 5000  # rows per COPY into the staging table
 MAX_REPORTED_REJECTS = 100  # an import report lists this many bad lines; the count covers all of them
 SOURCES = ("operator", "import", "keypress", "api")
+PHONE_KEYS = frozenset("0123456789*#")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ def normalise_dnc_number(raw: str, region: str = "US") -> str:
     if result.number.startswith("sip:"):
         raise InvalidRequest(f"{raw!r}: a do-not-call list holds phone numbers, not SIP URIs")
     return result.number
+
+
+def is_opt_out_digit(value: object) -> TypeGuard[str]:
+    """One key of a phone pad: what a campaign's `provider_options.opt_out_digit` may be."""
+    return isinstance(value, str) and len(value) == 1 and value in PHONE_KEYS
+
+
+def check_opt_out_digit(value: object) -> None:
+    """InvalidRequest unless `value` is None (no opt-out offered) or one phone key."""
+    if value is not None and not is_opt_out_digit(value):
+        raise InvalidRequest(f"opt_out_digit must be one key of 0-9, * or #, not {value!r}")
 
 
 def _check_source(source: str) -> None:

@@ -72,8 +72,9 @@ def test_providers_that_cannot_gather_digits_keep_their_document(kind: str) -> N
 def test_a_keypress_callback_without_digits_is_malformed() -> None:
     dialect = PROVIDERS["plivo"].keypress
     assert dialect is not None
-    callback = IncomingCallback(method="POST", url="u", headers={}, body=b"", params={"To": "1"},
-                                kind_hint=EventKind.STATUS)
+    callback = IncomingCallback(
+        method="POST", url="u", headers={}, body=b"", params={"To": "1"}, kind_hint=EventKind.STATUS
+    )
     with pytest.raises(ValueError, match="Digits"):
         dialect.parse(callback)
 
@@ -175,3 +176,23 @@ def test_a_bandwidth_gather_event_opts_the_number_out_only_with_the_right_key_an
             pressed.status_code == 200 and "<SpeakSentence>" in pressed.text and "<Hangup/>" in pressed.text
         )
         assert _opted_out(conn, account_id) == (("keypress",), ("9",))
+
+
+def test_a_campaign_refuses_an_opt_out_key_that_is_not_one_phone_key(database_url: str) -> None:
+    from campaigns import control
+    from campaigns.errors import InvalidRequest
+
+    with psycopg.connect(database_url) as conn:
+        account_id, _, _ = _campaign_attempt(conn, "plivo", "tok")
+        campaign_id = conn.execute("SELECT id FROM campaign WHERE account_id = %s", (account_id,)).fetchone()[
+            0
+        ]
+        for bad in ("99", "x", 9):
+            with pytest.raises(InvalidRequest, match="opt_out_digit"):
+                control.configure(
+                    conn, campaign_id, control.CampaignSettings(provider_options={"opt_out_digit": bad})
+                )
+            conn.rollback()
+        control.configure(
+            conn, campaign_id, control.CampaignSettings(provider_options={"opt_out_digit": "#"})
+        )

@@ -19,6 +19,7 @@ import psycopg
 from fastapi import Request, Response
 from psycopg_pool import PoolTimeout
 
+from campaigns.dnc import is_opt_out_digit
 from workers.callback_urls import callback_url
 from workers.callbacks.event_store import CONNECTION_WAIT_S
 from workers.providers.base import AccountCredentials, IncomingCallback, ProviderAdapter
@@ -26,7 +27,6 @@ from workers.providers.base import AccountCredentials, IncomingCallback, Provide
 log = logging.getLogger(__name__)
 
 KEYPRESS_KIND = "keypress"  # the callback URL's kind segment
-OPT_OUT_DIGITS = frozenset("0123456789*#")
 PROMPT = "To stop receiving these calls, press {digit}."
 CONFIRMATION = "You will not receive these calls again. Goodbye."
 _CACHE_SIZE = 20000
@@ -48,7 +48,7 @@ _RECORD_ON_ATTEMPT = "UPDATE call_attempt SET opt_out_digits = %s, opted_out_at 
 
 def valid_opt_out_digit(value: object) -> str | None:
     """The campaign's opt-out key if it is one key of a phone pad, else None (no offer)."""
-    return value if isinstance(value, str) and len(value) == 1 and value in OPT_OUT_DIGITS else None
+    return value if is_opt_out_digit(value) else None
 
 
 def with_opt_out(

@@ -60,14 +60,6 @@ def _retry(values: list[str] | None) -> dict | None:
     return policy
 
 
-def _opt_out_digit(value: str | None) -> str | None:
-    from workers.callbacks.opt_out import valid_opt_out_digit
-
-    if value is not None and valid_opt_out_digit(value) is None:
-        raise typer.BadParameter(f"--opt-out-digit takes one key of 0-9, * or #, not {value!r}")
-    return value
-
-
 @campaign_app.command("set")
 def set_(
     campaign_id: int,
@@ -102,7 +94,7 @@ def set_(
             "time_limit": time_limit,
             "machine_detection": machine_detection,
             "message": message,
-            "opt_out_digit": _opt_out_digit(opt_out_digit),
+            "opt_out_digit": opt_out_digit,  # checked by control.configure
         }.items()
         if v is not None
     }
