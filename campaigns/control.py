@@ -11,9 +11,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from campaigns.dnc import check_opt_out_digit
 from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
+from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
