@@ -40,6 +40,7 @@ SIM_ACCOUNTS: list[dict[str, Any]] = [
         "cps": 20,
         "max_concurrent": 100,
         "application_id": APP_ID,
+        "api_username": "bw-ops-user",
     },
     {"provider": "plivo", "auth_id": "MAOPSMET", "auth_token": "tok-met", "cps": 10, "max_concurrent": 100},
     {"provider": "plivo", "auth_id": "MAOPSLIVE", "auth_token": "tok-live", "cps": 5, "max_concurrent": 100},
@@ -83,7 +84,7 @@ def _account(conn: psycopg.Connection, sim: RunningSimulator, index: int) -> int
         cps=raw["cps"],
         max_concurrent=100,
         base_url=sim.base_url,
-        options={"application_id": raw["application_id"]} if "application_id" in raw else None,
+        options={k: raw[k] for k in ("application_id", "api_username") if k in raw} or None,
     )
 
 

@@ -148,7 +148,9 @@ def test_a_bandwidth_gather_event_opts_the_number_out_only_with_the_right_key_an
     api: Stack, database_url: str
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        account_id, batch, call_id = _campaign_attempt(conn, "bandwidth", "bw-tok", application_id="app-1")
+        account_id, batch, call_id = _campaign_attempt(
+            conn, "bandwidth", "bw-tok", application_id="app-1", api_username="bw-user"
+        )
         url = signed_url(api.api_url, "bandwidth", account_id, "keypress", batch=str(batch))
 
         def gather(digits: str, headers: dict[str, str]) -> httpx.Response:
