@@ -165,10 +165,32 @@ CREATE TABLE IF NOT EXISTS provider_batch (
 CREATE INDEX IF NOT EXISTS provider_batch_created_idx ON provider_batch (created_at);
 
 CREATE TABLE IF NOT EXISTS dnc_number (
-    number              TEXT PRIMARY KEY,                     -- E.164
+    number              TEXT PRIMARY KEY,                     -- E.164; the global do-not-call list
     reason              TEXT,
     added_at            TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Issue 12: do-not-call lists per account (an opt-out keypress lands here), beside the global list above.
+CREATE TABLE IF NOT EXISTS account_dnc_number (
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id) ON DELETE CASCADE,
+    number              TEXT NOT NULL,                        -- E.164
+    reason              TEXT,
+    source              TEXT NOT NULL DEFAULT 'operator',     -- operator, import, keypress, api
+    added_at            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT account_dnc_number_pkey PRIMARY KEY (account_id, number)
+);
+CREATE INDEX IF NOT EXISTS account_dnc_number_number_idx ON account_dnc_number (number);
+
+-- Issue 12: frequency caps across campaigns, per account (NULL: no cap), and the opt-out on the attempt.
+ALTER TABLE provider_account ADD COLUMN IF NOT EXISTS max_attempts_per_number_day INTEGER
+    CHECK (max_attempts_per_number_day > 0);
+ALTER TABLE provider_account ADD COLUMN IF NOT EXISTS max_attempts_per_number_week INTEGER
+    CHECK (max_attempts_per_number_week > 0);
+ALTER TABLE call_attempt ADD COLUMN IF NOT EXISTS opt_out_digits TEXT;   -- what the callee pressed
+ALTER TABLE call_attempt ADD COLUMN IF NOT EXISTS opted_out_at TIMESTAMPTZ;
+-- The frequency-cap count: an account's attempts on one number, across its campaigns.
+CREATE INDEX IF NOT EXISTS destination_number_idx ON destination (number);
+CREATE INDEX IF NOT EXISTS call_attempt_account_created_idx ON call_attempt (account_id, created_at);
 
 CREATE TABLE IF NOT EXISTS rejected_row (
     id                  BIGSERIAL PRIMARY KEY,

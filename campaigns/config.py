@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_line_bytes: int = 65536
     loader_workers: int = 0  # 0: one parser process per core
 
+    # Flower's basic auth, user:password[,user2:password2]; `dialer flower` refuses to start without it
+    # outside development (workers.entrypoints.flower_auth).
+    flower_auth: str | None = None
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from campaigns import settings_rules
 from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
+from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 
 STARTABLE = ("draft", "paused")
@@ -60,6 +61,7 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
     if "retry_policy" in values:
         values["retry_policy"] = Jsonb(values["retry_policy"])
     if "provider_options" in values:
+        check_opt_out_digit(values["provider_options"].get("opt_out_digit"))
         try:
             machine_detection_mode(values["provider_options"])
         except ValueError as exc:

@@ -55,7 +55,8 @@ STAGING_COPY = ("COPY load_staging (line_no, raw_value, number, variables, timez
 
 # Rows rejected while parsing go straight across; the others are ranked by number in one pass: the first
 # line of a number becomes the destination (inserted in file order, so dialing follows the file), later
-# lines are duplicates, and a number on the DNC list is rejected on every line.
+# lines are duplicates, and a number on the DNC list (global, or the campaign's account's) is rejected on
+# every line.
 REJECT_PARSED_SQL = """
 INSERT INTO rejected_row (campaign_id, line_no, raw_value, reason, detail)
 SELECT %(campaign_id)s, line_no, raw_value, reason, detail FROM load_staging WHERE reason IS NOT NULL
@@ -65,7 +66,9 @@ RANK_SQL = """
 CREATE TEMP TABLE load_ranked ON COMMIT DROP AS
 SELECT s.line_no, s.raw_value, s.number, s.variables, s.timezone,
        min(s.line_no) OVER (PARTITION BY s.number) AS first_line,
-       EXISTS (SELECT 1 FROM dnc_number d WHERE d.number = s.number) AS on_dnc
+       (EXISTS (SELECT 1 FROM dnc_number d WHERE d.number = s.number)
+        OR EXISTS (SELECT 1 FROM account_dnc_number a JOIN campaign c ON c.account_id = a.account_id
+                   WHERE c.id = %(campaign_id)s AND a.number = s.number)) AS on_dnc
 FROM load_staging s WHERE s.reason IS NULL
 """
 INSERT_DESTINATIONS_SQL = """
@@ -182,7 +185,7 @@ def _finish(conn: psycopg.Connection, campaign_id: int, rows_total: int) -> tupl
     params = {"campaign_id": campaign_id}
     with conn.cursor() as cur:
         cur.execute(REJECT_PARSED_SQL, params)
-        cur.execute(RANK_SQL)
+        cur.execute(RANK_SQL, params)
         cur.execute(INSERT_DESTINATIONS_SQL, params)
         loaded = cur.rowcount
         cur.execute(REJECT_RANKED_SQL, params)

@@ -85,6 +85,8 @@ class ProviderAccount(SQLModel, table=True):
     max_concurrent: int = _int()
     options: dict[str, Any] = _jsonb()
     created_at: datetime | None = _timestamp(nullable=False, now=True)
+    max_attempts_per_number_day: int | None = _int(nullable=True)
+    max_attempts_per_number_week: int | None = _int(nullable=True)
 
 
 class Campaign(SQLModel, table=True):
@@ -169,6 +171,8 @@ class CallAttempt(SQLModel, table=True):
     duration: int | None = _int(nullable=True)
     billed_duration: int | None = _int(nullable=True)
     lease_expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    opt_out_digits: str | None = _text(nullable=True)
+    opted_out_at: datetime | None = _timestamp()
 
 
 class CallEvent(SQLModel, table=True):
@@ -212,6 +216,20 @@ class DncNumber(SQLModel, table=True):
 
     number: str = Field(sa_column=Column(Text, primary_key=True))
     reason: str | None = _text(nullable=True)
+    added_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class AccountDncNumber(SQLModel, table=True):
+    __tablename__ = "account_dnc_number"
+
+    account_id: int = Field(
+        sa_column=Column(
+            BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    number: str = Field(sa_column=Column(Text, primary_key=True))
+    reason: str | None = _text(nullable=True)
+    source: str = _text(default="operator")
     added_at: datetime | None = _timestamp(nullable=False, now=True)
 
 

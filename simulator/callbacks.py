@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,9 @@ class Callback:
     auth: tuple[str, str] | None = None    # HTTP Basic (Bandwidth)
     final: bool = False
     retry_4xx: bool = True          # VoIPbin retries only transport errors and >= 500
+    # What the customer's 2xx answer makes the carrier do next (an answer document that gathers digits:
+    # the keypress callback of a callee who pressed one).
+    on_reply: Callable[[bytes], list[Callback]] | None = None
 
 
 class CallbackSender:
@@ -102,10 +106,12 @@ class CallbackSender:
             if lag > 0:
                 await asyncio.sleep(lag)
             for attempt in range(1, max(1, policy.attempts) + 1):
-                status, error = await self._attempt(cb, policy.timeout)
+                status, error, reply = await self._attempt(cb, policy.timeout)
                 ledger.callback_attempt(call, cb.kind, cb.url, attempt, status, error, fault)
                 if status is not None and 200 <= status < 300:
                     ledger.cb_delivered += 1
+                    for follow in cb.on_reply(reply) if cb.on_reply else ():
+                        self._spawn(call, follow, 0.0, None)
                     return
                 if status is not None and status < 500 and not cb.retry_4xx:
                     break
@@ -115,12 +121,12 @@ class CallbackSender:
         finally:
             ledger.cb_pending -= 1
 
-    async def _attempt(self, cb: Callback, timeout: float) -> tuple[int | None, str | None]:
+    async def _attempt(self, cb: Callback, timeout: float) -> tuple[int | None, str | None, bytes]:
         if cb.url.startswith("http://"):
             return await self._attempt_plain(cb, timeout)
         return await self._attempt_aiohttp(cb, timeout)
 
-    async def _attempt_plain(self, cb: Callback, timeout: float) -> tuple[int | None, str | None]:
+    async def _attempt_plain(self, cb: Callback, timeout: float) -> tuple[int | None, str | None, bytes]:
         headers = cb.headers
         if cb.auth is not None:
             token = base64.b64encode(f"{cb.auth[0]}:{cb.auth[1]}".encode()).decode()
@@ -129,13 +135,14 @@ class CallbackSender:
         if cb.params:
             url += ("&" if "?" in url else "?") + form_encode(cb.params)
         try:
-            return await self.pool.request(cb.method, url, cb.body, headers, timeout), None
+            status, reply = await self.pool.request_full(cb.method, url, cb.body, headers, timeout)
+            return status, None, reply
         except TimeoutError:
-            return None, "timeout"
+            return None, "timeout", b""
         except (HttpError, OSError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}", b""
 
-    async def _attempt_aiohttp(self, cb: Callback, timeout: float) -> tuple[int | None, str | None]:
+    async def _attempt_aiohttp(self, cb: Callback, timeout: float) -> tuple[int | None, str | None, bytes]:
         assert self.session is not None
         auth = aiohttp.BasicAuth(*cb.auth) if cb.auth else None
         try:
@@ -143,9 +150,8 @@ class CallbackSender:
                 cb.method, cb.url, data=cb.body, params=cb.params, headers=cb.headers, auth=auth,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                await resp.read()  # the body (e.g. answer XML) is ignored
-                return resp.status, None
+                return resp.status, None, await resp.read()
         except TimeoutError:
-            return None, "timeout"
+            return None, "timeout", b""
         except aiohttp.ClientError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}", b""

@@ -111,6 +111,8 @@ class SimConfig:
     faults: Faults = field(default_factory=Faults)
     callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
     limiter: Limiter = field(default_factory=Limiter)
+    # Destination number -> the keys its callee presses when an answer document gathers digits.
+    keypresses: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         limiter = self.limiter
@@ -121,6 +123,7 @@ class SimConfig:
             "callbacks": asdict(self.callbacks),
             "limiter": {"kind": limiter.kind, "arrival_jitter_ms": {"mean": limiter.jitter_mean_ms,
                                                                     "spread": limiter.jitter_spread_ms}},
+            "keypresses": dict(self.keypresses),
         }
 
 
@@ -230,6 +233,10 @@ def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
             if not isinstance(value, dict):
                 raise ConfigError("limiter: expected an object")
             _patch_limiter(config.limiter, value)
+        elif key == "keypresses":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError("keypresses: expected {number: digits}")
+            config.keypresses.update(value)
         else:
             raise ConfigError(f"unknown config section {key!r}")
 

@@ -78,7 +78,9 @@ class _Connection(asyncio.Protocol):
             return self._parse_head() if self.buffer else False
         self.status = status
         self.head_end = end + 4
-        if chunked:
+        if status in (204, 304):  # never a body (RFC 9110), with or without Content-Length
+            self.need = end + 4
+        elif chunked:
             self.keep_alive = False  # rare for callback receivers: read it by closing after the head
             self.need = end + 4
         elif length is not None:

@@ -133,8 +133,11 @@ def test_environment_from_the_anchor(compose: dict[str, Any], services: dict[str
     assert env["DIALER_PUBLIC_URL"] == "http://api:8000"
     assert env["DIALER_ENVIRONMENT"] == "production"
     assert env["DIALER_SECRET_KEY"].startswith("${DIALER_SECRET_KEY:?")
-    for name in ("migrate", "api", "worker", "beat", "flower"):
+    for name in ("migrate", "api", "worker", "beat"):
         assert _env(services[name]) == env, name
+    flower = _env(services["flower"])
+    assert REQUIRED_VAR.fullmatch(flower.pop("DIALER_FLOWER_AUTH")), "Flower refuses to start without auth"
+    assert flower == env
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "dialer"
 
 
@@ -173,7 +176,7 @@ def test_ports_and_api_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     check = services["api"]["healthcheck"]["test"]
     assert check[:3] == ["CMD", "python", "-c"] and "urllib" in check[3]
     path = re.search(r"http://127\.0\.0\.1:8000(/[^'\"]*)", check[3])
-    assert path and path.group(1) in {getattr(r, "path", None) for r in create_app().routes}
+    assert path and path.group(1) in create_app().openapi()["paths"]
     _, api = _parse_dialer(services["api"]["command"])
     assert (api["host"], api["port"]) == ("0.0.0.0", 8000)
 
@@ -235,3 +238,69 @@ def test_docker_compose_config_validates() -> None:
     out = subprocess.run([*cli, "-f", str(COMPOSE_PATH), "config", "-q"], capture_output=True, text=True,
                          env=env, timeout=30)
     assert out.returncode != 0 and "POSTGRES_PASSWORD" in out.stderr
+
+
+def test_worker_and_beat_have_health_checks_that_match_their_commands(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from workers.celery_app import app
+
+    _, worker = _parse_dialer(services["worker"]["command"])
+    check = " ".join(services["worker"]["healthcheck"]["test"])
+    node = worker["name"].replace("%h", "$$HOSTNAME")
+    assert f"inspect ping -d {node} --timeout" in check, "the check pings this container's own worker"
+    beat_check = " ".join(services["beat"]["healthcheck"]["test"])
+    assert "/tmp/dialer-celerybeat-schedule" in beat_check  # where `dialer beat` keeps its schedule
+    assert 0 < app.conf.beat_sync_every <= 20, "beat saves its schedule often enough for the check's 60 s"
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
+    from workers.metrics_server import DEFAULT_PORT
+
+    prometheus = services["prometheus"]
+    mount = next(v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro"))
+    config = yaml.safe_load((REPO / mount.split(":")[0]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["dialer-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    assert jobs["dialer-api"]["metrics_path"] == "/metrics"
+    discovery = jobs["dialer-workers"]["dns_sd_configs"][0]
+    assert discovery["names"] == ["worker"] and discovery["port"] == DEFAULT_PORT
+    assert str(DEFAULT_PORT) in services["worker"]["expose"]
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_every_panel_queries_a_real_metric(
+    services: dict[str, dict[str, Any]], database_url: str
+) -> None:
+    from fastapi.testclient import TestClient
+    from prometheus_client import generate_latest
+
+    from workers import metrics
+    from workers.entrypoints.api.app import create_app
+
+    grafana = services["grafana"]
+    assert REQUIRED_VAR.fullmatch(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
+    mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasource = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards/dialer.yml").read_text())["providers"][0]
+    dashboard_file = next(path for target, path in mounts.items()
+                          if target.startswith(provider["options"]["path"] + "/"))
+    assert dashboard_file.parent == REPO / "deploy/grafana"
+    dashboard = json.loads(dashboard_file.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"]]
+    queried = {name for expr in exprs for name in re.findall(r"\b(dialer_[a-z_]+)", expr)}
+    with TestClient(create_app(apply_events=False)) as client:
+        exported = client.get("/metrics").text
+    metrics.SEND_LATENESS.observe(0.001)  # labelled counters appear once used
+    metrics.count_request(1, "throttled")
+    metrics.count_request(1, "accepted", 1, sent=1)
+    metrics.observe_load(1, 0.1)
+    exported += generate_latest(metrics.registry()).decode()
+    suffixes = {"histogram": ("_bucket", "_count", "_sum")}
+    types = re.findall(r"^# TYPE (dialer_[a-z_]+) (\w+)", exported, re.MULTILINE)
+    names = {name + suffix for name, kind in types for suffix in suffixes.get(kind, ("",))}
+    assert sorted(queried - names) == [], "the dashboard queries metrics nobody exports"
+    assert {"dialer_cps_used", "dialer_live_calls", "dialer_queue_depth", "dialer_calls_placed_total"} \
+        <= queried

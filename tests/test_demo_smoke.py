@@ -45,6 +45,9 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
     assert len(rows) == state[1] and all(r["outcome"] for r in rows)
     output = (tmp_path / "demo.out").read_text()
     assert "attempts by outcome" in output and "0 429s" in output
+    # The live view (a line per refresh when not on a terminal) and where to watch it from.
+    assert "/metrics" in output and "dialer flower" in output and f"search campaign={campaign_id}" in output
+    assert f"campaign {campaign_id} completed: cps " in output and "eta 0m00s" in output
 
 
 @pytest.mark.timeout(300)

@@ -66,6 +66,7 @@ def test_schema_sql_applies_twice_without_error(database_url: str) -> None:
         "call_attempt",
         "call_event",
         "dnc_number",
+        "account_dnc_number",
         "rejected_row",
         "api_key",
     } <= tables

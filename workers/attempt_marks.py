@@ -48,7 +48,7 @@ def record_sent(conn: psycopg.Connection, rows: list[tuple[int, str | None, str 
 
 _MARK_SENDING = f"""
 WITH candidate AS (
-    SELECT a.id, c.state = 'running' AS running, {on_dnc_sql("d.number")} AS on_dnc
+    SELECT a.id, c.state = 'running' AS running, {on_dnc_sql("d.number", "a.account_id")} AS on_dnc
     FROM call_attempt a JOIN destination d ON d.id = a.destination_id JOIN campaign c ON c.id = a.campaign_id
     WHERE a.id = ANY(%s) AND a.status = 'dialing' AND a.sent_at IS NULL
     ORDER BY a.id FOR UPDATE OF a

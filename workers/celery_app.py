@@ -80,6 +80,9 @@ def make_app() -> Celery:
                 "options": {"expires": APPLY_EVENTS_INTERVAL_S * 2},
             },
         },
+        # Beat saves its schedule file after this many sends (a few seconds at our intervals), so the
+        # file's age tells a health check whether beat is still ticking (docker-compose.yml).
+        beat_sync_every=10,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
@@ -107,3 +110,6 @@ def _refuse_a_database_without_the_schema(**_: Any) -> None:
         os._exit(1)
     except ServiceUnavailable:
         pass
+
+
+from workers import metrics_server  # noqa: E402,F401  (each worker serves /metrics: worker_init signal)

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
+from workers.frequency_guard import within_caps
 from workers.ratelimit.slots import slot_member
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
@@ -149,17 +150,21 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     return [QueuedDestination(*row) for row in rows]
 
 
-def on_dnc_sql(number_sql: str) -> str:
-    """The dial-time do-not-call lookup as an SQL condition on a number expression: the one definition both
-    the chunk's screen (`dnc_numbers`) and the per-request check (`mark_sending`) use. Per-account lists
-    extend it here."""
-    return f"EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql})"
+def on_dnc_sql(number_sql: str, account_sql: str) -> str:
+    """The dial-time do-not-call lookup as an SQL condition on a number and an account expression: the
+    global list (dnc_number) or the account's own (account_dnc_number, campaigns.dnc). The one definition
+    both the chunk's screen (`dnc_numbers`) and the per-request check (`mark_sending`) use."""
+    return (
+        f"(EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql}) OR EXISTS (SELECT 1 FROM "
+        f"account_dnc_number y WHERE y.account_id = {account_sql} AND y.number = {number_sql}))"
+    )
 
 
-def dnc_numbers(conn: psycopg.Connection, numbers: list[str]) -> set[str]:
-    """Which of these numbers may not be called (through `on_dnc_sql`)."""
+def dnc_numbers(conn: psycopg.Connection, numbers: list[str], account_id: int | None = None) -> set[str]:
+    """Which of these numbers may not be called by `account_id`'s campaigns (through `on_dnc_sql`): at
+    claim (workers.dnc_screen) and in the chunk's screen."""
     rows = conn.execute(
-        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n')}", (numbers,)
+        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n', '%s::bigint')}", (numbers, account_id)
     ).fetchall()
     return {row[0] for row in rows}
 
@@ -194,19 +199,21 @@ def start_attempts(
 ) -> list[StartedAttempt]:
     """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
     by_id = {d.id: d for d in destinations}
-    # One statement: atomic on its own, committed before this returns (autocommit).
-    rows = conn.execute(
-        _START_ATTEMPTS,
-        (
-            [d.id for d in destinations],
-            [d.attempts_made for d in destinations],
-            [d.attempt_id for d in destinations],
-            campaign.id,
-            campaign.account_id,
-            batch_id,
-            lease_s,
-        ),
-    ).fetchall()
+    # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
+    # the cap check under per-number locks (workers.frequency_guard), and over-cap ones handed back.
+    with within_caps(conn, campaign.account_id, destinations) as allowed:
+        rows = conn.execute(
+            _START_ATTEMPTS,
+            (
+                [d.id for d in allowed],
+                [d.attempts_made for d in allowed],
+                [d.attempt_id for d in allowed],
+                campaign.id,
+                campaign.account_id,
+                batch_id,
+                lease_s,
+            ),
+        ).fetchall()
     return [StartedAttempt(attempt_id=row[0], destination=by_id[row[1]]) for row in rows]
 
 

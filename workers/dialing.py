@@ -31,6 +31,7 @@ from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.batch_lookup import record_batch
 from workers.chunk_sizing import request_size, sends_in_bulk
+from workers.metrics import counted_create_calls
 from workers.outbound_request import outbound_call
 from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
@@ -119,7 +120,7 @@ def _screen(
 ) -> list[store.QueuedDestination]:
     """Dial-time checks (invariant 5): DNC and the destination's local calling window."""
     now = ctx.now()
-    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued])
+    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued], campaign.account_id)
     if on_dnc:
         report.dnc += store.mark_queued_as(
             ctx.conn, [d.id for d in queued if d.number in on_dnc], DestinationStatus.DNC, "dnc"
@@ -221,7 +222,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         started = sending
         call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
     try:
-        accepted = chunk.adapter.create_calls(ctx.client, creds, call)
+        accepted = counted_create_calls(chunk.adapter, ctx.client, creds, call, campaign.id)
     except Throttled as exc:
         _give_back(chunk, started, grant, back_to="queued")
         throttle.slow_account_down(budgets, creds.account_id, limits.cps, exc)

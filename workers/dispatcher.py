@@ -28,6 +28,7 @@ from campaigns.states import (
 from campaigns.windows import open_timezones, window_of
 from workers.chunk_sizing import chunk_size
 from workers.dial_store import QUEUED_LEASE_S, pause_account_campaigns
+from workers.dnc_screen import screen_claimed
 from workers.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
@@ -187,6 +188,7 @@ def _dispatch_account(
             claimed = _claim_override(conn, cid, shares[cid]) if zones[cid] else []
         else:
             claimed = _claim(conn, cid, zones[cid], shares[cid])
+        claimed = screen_claimed(conn, account_id, claimed)
         if not claimed:
             continue
         report.claimed[cid] = len(claimed)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from workers.metrics import SEND_LATENESS
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 
 # Requests leave a few ms off their booked time and the carrier counts arrivals, so budgets are kept in a
@@ -94,9 +95,11 @@ def book_send_time(
         remaining = due - clock()
         if remaining > 0:
             sleep(remaining)
-        if clock() - due > allowed_lateness_s(mark_overran):
+        late = clock() - due
+        if late > allowed_lateness_s(mark_overran):
             budgets.refund(booking.account_id, booking.campaign_id, grant)
             continue
+        SEND_LATENESS.observe(max(late, 0.0))  # the request leaves now
         return grant
     # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
     return Reservation(False, 0.0, 0.05)

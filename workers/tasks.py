@@ -13,6 +13,7 @@ from workers import redis_keys
 from workers.budgets_client import get_budgets
 from workers.celery_app import DIAL_QUEUE, app
 from workers.pg import get_pool
+from workers.task_labels import dial_chunk_options
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
 
 
 def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
-    dial_chunk.apply_async(args=(campaign_id, destination_ids), queue=DIAL_QUEUE)
+    labels = dial_chunk_options(campaign_id, destination_ids)  # how Flower shows and finds it
+    dial_chunk.apply_async(args=(campaign_id, destination_ids), queue=DIAL_QUEUE, **labels)
 
 
 @app.task(name="workers.tasks.dispatch_tick", ignore_result=True)

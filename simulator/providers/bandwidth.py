@@ -14,8 +14,10 @@ import base64
 import binascii
 import hmac
 import math
+import time
 import uuid
 from typing import Any
+from xml.etree import ElementTree
 
 from aiohttp import web
 
@@ -179,6 +181,8 @@ class BandwidthProvider(Provider):
         p = call.params
         out = self._send("answer", p["answerUrl"], p["answerMethod"],
                          self._common(call, account, "answer", call.answered_at), call)
+        for cb in out:
+            cb.on_reply = lambda document: self.gather_callbacks(call, account, document)
         machine = p.get("machineDetection")
         if machine is not None:
             body = self._common(call, account, "machineDetectionComplete", call.answered_at)
@@ -187,6 +191,19 @@ class BandwidthProvider(Provider):
             url = machine.get("callbackUrl") or p["answerUrl"]
             out += self._send("machine", url, machine.get("callbackMethod", "POST"), body, call)
         return out
+
+    def gather_callbacks(self, call: CallRecord, account: Account, document: bytes) -> list[Callback]:
+        """The answer BXML's <Gather gatherUrl=…>: if this callee presses keys (config `keypresses`), a
+        JSON `gather` event goes to gatherUrl with the Gather's username/password as Basic auth."""
+        digits = self.carrier.config.keypresses.get(call.destination)
+        gather = _first_gather(document)
+        if not digits or gather is None or not gather.get("gatherUrl"):
+            return []
+        body = self._common(call, account, "gather", time.time())
+        body.update(digits=digits, terminatingDigit="")
+        username, password = gather.get("username"), gather.get("password")
+        auth = (username, password) if username and password else None
+        return [json_callback("keypress", gather["gatherUrl"], body, auth=auth)]
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         p = call.params
@@ -202,3 +219,12 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ApiError(400, f"Invalid {name}: must be a number between {low:g} and {high:g}")
     return value
+
+
+def _first_gather(document: bytes) -> dict[str, str] | None:
+    """The attributes of an answer document's first <Gather>, or None (none, or not XML)."""
+    try:
+        element = ElementTree.fromstring(document).find(".//Gather")
+    except ElementTree.ParseError:
+        return None
+    return dict(element.attrib) if element is not None else None

@@ -16,6 +16,7 @@ import binascii
 import math
 import random
 from typing import Any
+from xml.etree import ElementTree
 
 from aiohttp import web
 
@@ -238,7 +239,24 @@ class PlivoProvider(Provider):
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         fields = self._base_fields(call, "StartApp", "in-progress")  # seed l.69-82
         fields.update({"ALegUUID": call.call_uuid, self.answer_stir_field: "Not Applicable"})
-        return self._form_callback("answer", call, account, fields)
+        callbacks = self._form_callback("answer", call, account, fields)
+        for cb in callbacks:
+            cb.on_reply = lambda document: self.keypress_callbacks(call, account, document)
+        return callbacks
+
+    def keypress_callbacks(self, call: CallRecord, account: Account, document: bytes) -> list[Callback]:
+        """The answer XML's <GetDigits action=…>: if this callee presses keys (config `keypresses`), the
+        action URL gets the call's parameters plus `Digits`, form-encoded and signed like any callback."""
+        digits = self.carrier.config.keypresses.get(call.destination)
+        action = get_digits_action(document)
+        if not digits or action is None:
+            return []
+        fields = self._base_fields(call, "", "in-progress")
+        del fields["Event"]  # an action URL is not a lifecycle event
+        fields["Digits"] = digits
+        headers = self.sign("POST", action, fields, account)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return [Callback(kind="keypress", url=action, body=form_encode(fields).encode(), headers=headers)]
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         zone = account.time_zone
@@ -273,3 +291,13 @@ def _billed(duration: int) -> int:
 
 def _is_sip(destination: str) -> bool:
     return destination.startswith("sip:") and "@" in destination
+
+
+def get_digits_action(document: bytes) -> str | None:
+    """The action URL of an answer document's first <GetDigits>, or None (none, or not XML)."""
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        return None
+    element = root.find(".//GetDigits")
+    return element.get("action") if element is not None else None

@@ -31,6 +31,7 @@ from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
+from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
 from workers.providers.base import (
     AccountCredentials,
@@ -190,7 +191,7 @@ async def receive_callback(request: Request) -> Response:
     path = request.path_params
     provider, account_id, kind = path["provider"], path["account_id"], path["kind"]
     try:
-        kind_hint = EventKind(kind)
+        kind_hint = EventKind.STATUS if kind == KEYPRESS_KIND else EventKind(kind)
         adapter = adapter_for(provider)
     except (ValueError, KeyError):
         return Response(status_code=404)
@@ -223,6 +224,11 @@ async def receive_callback(request: Request) -> Response:
     nonce_key = await _claim_nonce(request, provider, account_id, auth.nonce, _nonce_ttl(auth, ticket, now))
     if isinstance(nonce_key, Response):
         return nonce_key
+    if kind == KEYPRESS_KIND:  # the opt-out keypress: authenticated above like every callback
+        answer = await receive_keypress(request, adapter, account, incoming)
+        if answer.status_code >= 400:
+            await _forget_nonce(request, nonce_key)
+        return answer
     try:
         event = check_event(adapter.parse_callback(incoming), datetime.now(UTC))
         raw: Any = params or dict(event.payload)  # the adapter already decoded a JSON body
@@ -299,6 +305,8 @@ async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: Ev
     if kind_hint == EventKind.ANSWER:
         redirect_url, message = await request.app.state.scripts.get(request, account_id, batch_id)
         media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
+        if redirect_url is None:
+            document = await offer_opt_out(request, adapter, account_id, batch_id, document)
         return Response(document, media_type=media_type)
     return Response(status_code=adapter.callback_ack_status)
 

@@ -16,6 +16,8 @@ from workers.entrypoints import (
 from workers.entrypoints.cli_account import account_app
 from workers.entrypoints.cli_apikey import apikey_app
 from workers.entrypoints.cli_campaign import campaign_app
+from workers.entrypoints.cli_dnc import caps as account_caps_command
+from workers.entrypoints.cli_dnc import dnc_app
 from workers.entrypoints.cli_secrets import secrets_app
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +27,8 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(dnc_app, name="dnc")
+account_app.command("caps")(account_caps_command)
 app.command("worker")(cli_processes.worker)
 app.command("beat")(cli_processes.beat)
 app.command("api")(cli_processes.api)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time as time_module
 from datetime import datetime, time
 
-import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns import control, settings_rules
 from campaigns.db import connect
-from campaigns.errors import InvalidRequest, ServiceUnavailable
+from campaigns.errors import InvalidRequest
 from campaigns.results_export import write_results_csv
 from workers.entrypoints.cli_campaign import campaign_app
 
@@ -70,6 +67,9 @@ def set_(
     time_limit: int = typer.Option(None),
     machine_detection: str = typer.Option(None, help="true or hangup"),
     message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
+    opt_out_digit: str = typer.Option(
+        None, help="Offer 'press KEY to stop these calls' after the message (Plivo, Vobiz, Bandwidth)"
+    ),
 ) -> None:
     """Configure a campaign before (or between) runs."""
     from campaigns.accounts import resolve_account_id
@@ -82,6 +82,7 @@ def set_(
             "time_limit": time_limit,
             "machine_detection": machine_detection,
             "message": message,
+            "opt_out_digit": opt_out_digit,  # checked by control.configure
         }.items()
         if v is not None
     }
@@ -156,54 +157,16 @@ def status_table(st: control.CampaignStatus) -> Table:
     return table
 
 
-def watch(campaign_id: int, timeout_s: float | None = None) -> control.CampaignStatus:
-    """A progress bar until the campaign leaves `running` (or the timeout passes). A database restart
-    meanwhile only pauses the bar: it reconnects and goes on."""
-    started = time_module.monotonic()
-    with connect(autocommit=True) as first:
-        st = control.status(first, campaign_id)
-    columns = (
-        TextColumn("[bold]dialing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("dial", total=sum(st.by_status.values()), info="")
-        conn: psycopg.Connection | None = None
-        while True:
-            try:
-                conn = conn or connect(autocommit=True)
-                st = control.status(conn, campaign_id)
-            except (psycopg.OperationalError, ServiceUnavailable):
-                conn = None
-                progress.update(task, info="database unreachable, retrying")
-                time_module.sleep(1.0)
-                continue
-            live = sum(st.by_status.get(k, 0) for k in ("queued", "dialing", "ringing", "answered"))
-            progress.update(
-                task,
-                completed=st.finished,
-                info=f"live {live} · retry later {st.by_status.get('retry_wait', 0)} · 429s {st.throttled}",
-            )
-            if st.state != "running" or (
-                timeout_s is not None and time_module.monotonic() - started > timeout_s
-            ):
-                break
-            time_module.sleep(0.5)
-        if conn is not None:
-            conn.close()
-    return st
-
-
 @campaign_app.command("status")
 def status(
-    campaign_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Progress bar until done")
+    campaign_id: int,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Live view (CPS, live calls, outcomes, ETA)"),
 ) -> None:
-    """Counts per destination status and outcome."""
+    """Counts per destination status and outcome; with --follow, a live view until it stops running."""
     if follow:
-        watch(campaign_id)
+        from workers.entrypoints.cli_follow import follow as follow_live
+
+        follow_live(campaign_id, console)
     with connect() as conn:
         console.print(status_table(control.status(conn, campaign_id)))
 
@@ -223,4 +186,4 @@ def results(
         console.print(f"results written to {out}")
 
 
-__all__ = ["InvalidRequest", "watch", "status_table"]
+__all__ = ["InvalidRequest", "status_table"]

@@ -108,7 +108,19 @@ def api(
     )
 
 
-def flower(port: int = typer.Option(5555)) -> None:
-    """Start Flower to watch workers and tasks."""
+def flower(
+    port: int = typer.Option(5555),
+    address: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 in a container)"),
+) -> None:
+    """Start Flower to watch workers and tasks (basic auth from DIALER_FLOWER_AUTH; required outside
+    development). Search `campaign=ID` to find a campaign's dial chunks."""
+    from campaigns.config import get_settings
+    from workers.entrypoints.flower_auth import flower_basic_auth
+
+    settings = get_settings()
+    auth = flower_basic_auth(settings.environment, settings.flower_auth)
     preflight()
-    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower", f"--port={port}"])
+    if auth:
+        os.environ["FLOWER_BASIC_AUTH"] = auth
+    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower", f"--port={port}",
+           f"--address={address}"])

@@ -26,7 +26,8 @@ from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
 from workers.callback_urls import webhook_url
-from workers.entrypoints.cli_campaign_control import status_table, watch
+from workers.entrypoints.cli_campaign_control import status_table
+from workers.entrypoints.cli_follow import follow
 from workers.local_stack import local_stack
 
 SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
@@ -187,7 +188,11 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
             )
             control.start(conn, report.campaign_id)
         started = time.monotonic()
-        final = watch(report.campaign_id, timeout_s=settings.timeout_s)
+        console.print(
+            f"watch it: metrics {stack.api_url}/metrics · Flower: `dialer flower` then http://127.0.0.1:5555 "
+            f"(search campaign={report.campaign_id}) · `dialer campaign status {report.campaign_id} --follow`"
+        )
+        final = follow(report.campaign_id, console, timeout_s=settings.timeout_s).latest.status
         elapsed = time.monotonic() - started
         console.print(status_table(final))
         console.print(outcome_table(report.campaign_id))

@@ -37,6 +37,7 @@ from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.keypress import BxmlGather, KeypressDialect
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
     bandwidth_outcome,
@@ -159,6 +160,7 @@ class BandwidthAdapter(ProviderAdapter):
     default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
     callback_ack_status: ClassVar[int] = 204
     speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
+    keypress: ClassVar[KeypressDialect | None] = BxmlGather()
     redirect_url_attribute: ClassVar[str | None] = "redirectUrl"
     required_account_options: ClassVar[Mapping[str, str]] = {
         "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
 from campaigns.accounts import AccountCredentials as AccountCredentials  # the adapters' view of an account
 from campaigns.states import Outcome
+
+if TYPE_CHECKING:
+    from workers.providers.keypress import KeypressDialect
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class ProviderAdapter(ABC):
     callback_ack_status: ClassVar[int] = 200
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
     speak_verb: ClassVar[str] = "Speak"
+    # Opt-out keypress: the answer markup's digit-gathering dialect, or None where it cannot gather
+    # (workers.providers.keypress says which and why).
+    keypress: ClassVar[KeypressDialect | None] = None
     redirect_url_attribute: ClassVar[str | None] = None  # BXML: <Redirect redirectUrl="…"/>; else its text
     # Accounts: options an account must carry (name -> what it is), whether callback times are the console's
     # local time (an account `time_zone` option then applies), and whether a campaign's own answer URL can

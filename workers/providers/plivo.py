@@ -36,6 +36,7 @@ from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
 from workers.providers.http import check_destinations, json_answer, send
+from workers.providers.keypress import GetDigits, KeypressDialect
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import (
     parse_decimal,
@@ -226,6 +227,7 @@ class PlivoAdapter(ProviderAdapter):
     v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
     v3_signs_request: ClassVar[bool] = True
+    keypress: ClassVar[KeypressDialect | None] = GetDigits()  # Vobiz inherits it (Plivo-compatible XML)
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The Call collection URL (PascalCase path, trailing slash)."""

@@ -20,7 +20,10 @@ from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.deps import answer_http_exception
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
+from workers.entrypoints.api.routes_dnc import router as dnc_router
+from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.upload_guard import UploadGuard
+from workers.metrics_collector import state_registry
 
 
 @asynccontextmanager
@@ -37,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.accounts = AccountCache()
     app.state.scripts = CallScripts()
     app.state.writer = EventWriter(pool, stored)
+    app.state.metrics_state = state_registry(settings.psycopg_url, settings.redis_url)
     app.state.writer.start()
     applier = EventApplier(stored) if app.state.apply_events else None
     if applier:
@@ -59,6 +63,8 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.add_middleware(UploadGuard)
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
+    app.include_router(dnc_router)
+    app.include_router(health_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

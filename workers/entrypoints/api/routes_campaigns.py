@@ -40,6 +40,7 @@ from workers.entrypoints.api.schemas import (
     StateChange,
     format_window,
 )
+from workers.metrics import observe_load
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
@@ -69,6 +70,7 @@ async def create_campaign(
                             caller_id=caller_id or None, timezone=timezone)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
                                      options=options)
+    observe_load(report.rows_total, report.seconds)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
     return LoadReportOut(campaign_id=report.campaign_id, name=report.name, rows_total=report.rows_total,
                          rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,

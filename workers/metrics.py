@@ -1,0 +1,100 @@
+"""Prometheus metrics of the engine (prometheus_client), named by Prometheus conventions: `dialer_` prefix,
+base units (seconds), `_total` on counters. Labels are bounded: account and campaign ids, queue names,
+outcomes; never a phone number.
+
+Two kinds:
+- In-process counters and histograms, updated where the thing happens (a worker's dial requests, the
+  send lateness, loads through the API). Each process serves its own on /metrics (the API route;
+  workers.metrics_server on each worker). With PROMETHEUS_MULTIPROC_DIR set (prefork or several uvicorn
+  processes) they are summed across the processes of the host (`registry()`).
+- State read at scrape time from Postgres and Redis by workers.metrics_collector (calls per campaign and
+  outcome, live calls, CPS used, queues, callback lag, attempts past their lease). It is served by the API
+  only, so a state counted once is exported once whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.registry import REGISTRY
+
+from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.providers.errors import ProviderError
+
+disable_created_metrics()  # no `_created` series beside every counter: nobody graphs them
+
+REQUESTS = Counter(
+    "dialer_provider_requests_total",
+    "Call-creation requests sent to the carrier, by how they ended",
+    ["account", "result"],  # result: accepted, throttled, rejected, auth_failed, transient, ambiguous
+)
+CALLS_SENT = Counter(
+    "dialer_calls_sent_total",
+    "Destinations in call-creation requests the carrier accepted",
+    ["account", "campaign"],
+)
+THROTTLED = Counter(
+    "dialer_throttled_total", "429s (or carrier-side limits) met when creating calls", ["account"]
+)
+SEND_LATENESS = Histogram(
+    "dialer_send_lateness_seconds",
+    "How late a request left after its booked send time (booked CPS slot vs the moment it went out)",
+    # Fine at the low end, where a healthy host lives (a guard of a few tens of ms); the buckets issue 13's
+    # workers.send_metrics uses too, which observes into this histogram when both are present.
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+LOADER_ROWS = Counter("dialer_loader_rows_total", "CSV rows read by campaign loads in this process")
+LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading campaigns in this process")
+
+
+def registry() -> CollectorRegistry:
+    """What /metrics serves from this process: the default registry, or every process's values when
+    PROMETHEUS_MULTIPROC_DIR is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        merged = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(merged)
+        return merged
+    return REGISTRY
+
+
+def result_name(exc: ProviderError) -> str:
+    """The error type's name in snake case (workers.providers.errors): AuthFailed -> auth_failed."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def count_request(account_id: int, result: str, campaign_id: int | None = None, sent: int = 0) -> None:
+    """One call-creation request and how it ended; never raises (metrics must not break a dial)."""
+    try:
+        REQUESTS.labels(str(account_id), result).inc()
+        if result == "throttled":
+            THROTTLED.labels(str(account_id)).inc()
+        if sent and campaign_id is not None:
+            CALLS_SENT.labels(str(account_id), str(campaign_id)).inc(sent)
+    except Exception:  # pragma: no cover - prometheus_client does not raise here in practice
+        pass
+
+
+def observe_load(rows: int, seconds: float) -> None:
+    LOADER_ROWS.inc(rows)
+    LOADER_SECONDS.inc(max(seconds, 0.0))
+
+
+def counted_create_calls(
+    adapter: ProviderAdapter,
+    client: httpx.Client,
+    creds: AccountCredentials,
+    call: OutboundCall,
+    campaign_id: int,
+) -> CallsAccepted:
+    """adapter.create_calls, with the request counted by how it ended (the exception passes through)."""
+    try:
+        accepted = adapter.create_calls(client, creds, call)
+    except ProviderError as exc:
+        count_request(creds.account_id, result_name(exc))
+        raise
+    count_request(creds.account_id, "accepted", campaign_id, sent=len(call.destinations))
+    return accepted

@@ -1,0 +1,166 @@
+"""State metrics read at scrape time from Postgres and Redis (registered by the API process only).
+
+Calls per campaign and account come from the attempt rows themselves, so they are right whichever process
+placed or settled the call, and survive restarts. Only campaigns running, paused, or changed in the last
+hour are exported (bounded labels).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import psycopg
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from workers import redis_keys
+from workers.celery_app import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
+from workers.ratelimit import Budgets
+
+log = logging.getLogger(__name__)
+
+ACTIVE_CAMPAIGNS = """
+SELECT c.id, c.account_id, c.throttled_count FROM campaign c
+WHERE c.account_id IS NOT NULL
+  AND (c.state IN ('running', 'paused') OR c.updated_at > now() - interval '1 hour')
+"""
+CALLS_BY_OUTCOME = """
+SELECT campaign_id, account_id, count(*) FILTER (WHERE sent_at IS NOT NULL),
+       count(*) FILTER (WHERE outcome = 'answered'),
+       count(*) FILTER (WHERE status = 'failed' OR outcome IN ('busy', 'no_answer', 'failed', 'rejected',
+                                                                 'machine', 'cancelled')),
+       count(*) FILTER (WHERE outcome = 'unknown' OR status = 'unknown')
+FROM call_attempt WHERE campaign_id = ANY(%s) GROUP BY 1, 2
+"""
+ACCOUNTS = "SELECT id, cps, max_concurrent FROM provider_account"
+CALLBACK_BACKLOG = """
+SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(received_at)), 0) FROM call_event
+WHERE applied_at IS NULL AND received_at > now() - interval '1 hour'
+"""
+PAST_LEASE = """
+SELECT count(*) FROM call_attempt
+WHERE status IN ('dialing', 'sent', 'ringing', 'answered') AND lease_expires_at < now()
+"""
+QUEUES = (DIAL_QUEUE, RESULTS_QUEUE, HOUSEKEEPING_QUEUE)
+
+
+class DialerStateCollector(Collector):
+    """Reads the dialer's state on each scrape; a store that cannot be read yields `dialer_up 0`."""
+
+    def __init__(self, psycopg_url: str, redis_client: redis.Redis) -> None:
+        self.psycopg_url = psycopg_url
+        self.redis = redis_client
+        self.budgets = Budgets(redis_client)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "dialer_state_up", "1 if the last scrape read Postgres and Redis", labels=["store"]
+        )
+        try:
+            with psycopg.connect(self.psycopg_url, autocommit=True, connect_timeout=3) as conn:
+                yield from self._postgres(conn)
+            up.add_metric(["postgres"], 1)
+        except psycopg.Error as exc:
+            log.warning("metrics: Postgres unreadable: %s", exc)
+            up.add_metric(["postgres"], 0)
+        try:
+            yield from self._queues()
+            up.add_metric(["redis"], 1)
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis unreadable: %s", exc)
+            up.add_metric(["redis"], 0)
+        yield up
+
+    def _postgres(self, conn: psycopg.Connection) -> Iterator[Metric]:
+        campaigns = conn.execute(ACTIVE_CAMPAIGNS).fetchall()
+        labels = ["account", "campaign"]
+        placed = CounterMetricFamily("dialer_calls_placed", "Calls sent to the carrier", labels=labels)
+        answered = CounterMetricFamily("dialer_calls_answered", "Calls answered by a person", labels=labels)
+        failed = CounterMetricFamily(
+            "dialer_calls_failed", "Calls that ended unanswered or failed (busy, no answer, …)", labels=labels
+        )
+        unknown = CounterMetricFamily(
+            "dialer_calls_unknown", "Calls whose outcome never became known", labels=labels
+        )
+        throttled = CounterMetricFamily("dialer_campaign_throttled", "429s met while dialing", labels=labels)
+        for campaign_id, account_id, throttled_count in campaigns:
+            throttled.add_metric([str(account_id), str(campaign_id)], throttled_count)
+        rows = conn.execute(CALLS_BY_OUTCOME, ([c[0] for c in campaigns],)).fetchall() if campaigns else []
+        for campaign_id, account_id, n_placed, n_answered, n_failed, n_unknown in rows:
+            key = [str(account_id), str(campaign_id)]
+            placed.add_metric(key, n_placed)
+            answered.add_metric(key, n_answered)
+            failed.add_metric(key, n_failed)
+            unknown.add_metric(key, n_unknown)
+        yield from (placed, answered, failed, unknown, throttled)
+        yield from self._accounts(conn)
+        count, oldest = conn.execute(CALLBACK_BACKLOG).fetchone() or (0, 0)
+        yield GaugeMetricFamily("dialer_callbacks_unapplied", "Stored callbacks not yet applied", value=count)
+        yield GaugeMetricFamily(
+            "dialer_callback_lag_seconds",
+            "Age of the oldest stored callback not yet applied",
+            value=float(oldest),
+        )
+        row = conn.execute(PAST_LEASE).fetchone()
+        yield GaugeMetricFamily(
+            "dialer_attempts_past_lease",
+            "Open attempts past their lease (the reaper's backlog)",
+            value=row[0] if row else 0,
+        )
+
+    def _accounts(self, conn: psycopg.Connection) -> Iterator[Metric]:
+        budget = GaugeMetricFamily(
+            "dialer_cps_budget", "The account's configured calls per second", labels=["account"]
+        )
+        effective = GaugeMetricFamily(
+            "dialer_cps_effective", "The account's CPS after 429 backoff (adaptive rate)", labels=["account"]
+        )
+        used = GaugeMetricFamily(
+            "dialer_cps_used", "Calls booked on the account in the last second", labels=["account"]
+        )
+        live = GaugeMetricFamily("dialer_live_calls", "Calls holding a concurrency slot", labels=["account"])
+        limit = GaugeMetricFamily(
+            "dialer_max_concurrent", "The account's concurrent-call limit", labels=["account"]
+        )
+        try:
+            now_s, now_us = self.redis.time()
+            now = now_s * 1_000_000 + now_us
+            for account_id, cps, max_concurrent in conn.execute(ACCOUNTS).fetchall():
+                key = [str(account_id)]
+                budget.add_metric(key, cps)
+                limit.add_metric(key, max_concurrent)
+                effective.add_metric(key, self.budgets.current_rate(account_id, cps))
+                live.add_metric(key, self.budgets.live_count(account_id))
+                used.add_metric(key, self._booked_last_second(account_id, now))
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis unreadable for the budgets: %s", exc)
+        yield from (budget, effective, used, live, limit)
+
+    def _booked_last_second(self, account_id: int, now_us: int) -> int:
+        """Tokens of the sends booked in the last second (members "send_us:n:seq")."""
+        members = self.redis.zrangebyscore(
+            redis_keys.account_cps_sends(account_id), now_us - 1_000_000, now_us
+        )
+        total = 0
+        for member in members:
+            parts = (member.decode() if isinstance(member, bytes) else str(member)).split(":")
+            total += int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 1
+        return total
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "dialer_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"]
+        )
+        prefix = redis_keys.broker_prefix()
+        for queue in QUEUES:
+            depth.add_metric([queue], self.redis.llen(f"{prefix}{queue}"))
+        yield depth
+
+
+def state_registry(psycopg_url: str, redis_url: str) -> CollectorRegistry:
+    """A registry of the state collector alone, for the API's /metrics."""
+    state = CollectorRegistry(auto_describe=False)
+    state.register(DialerStateCollector(psycopg_url, redis.Redis.from_url(redis_url, socket_timeout=3)))
+    return state
