@@ -151,3 +151,12 @@ CREATE TABLE IF NOT EXISTS api_key (
     revoked_at          TIMESTAMPTZ,
     CONSTRAINT api_key_key_hash_key UNIQUE (key_hash)
 );
+
+-- What the Redis budgets must not forget if Redis loses its state (workers.ratelimit.recovery): the last
+-- Retry-After pause and the AIMD rate lowered after 429s. Live calls are rebuilt from open attempts.
+CREATE TABLE IF NOT EXISTS account_budget_state (
+    account_id          BIGINT PRIMARY KEY REFERENCES provider_account (id) ON DELETE CASCADE,
+    adaptive_cps        DOUBLE PRECISION,                     -- NULL: back at the configured CPS
+    paused_until        TIMESTAMPTZ,                          -- end of the last Retry-After pause
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);

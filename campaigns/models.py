@@ -219,3 +219,15 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = _text()
     created_at: datetime | None = _timestamp(nullable=False, now=True)
     revoked_at: datetime | None = _timestamp()
+
+
+class AccountBudgetState(SQLModel, table=True):
+    __tablename__ = "account_budget_state"
+
+    account_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"), primary_key=True),
+    )
+    adaptive_cps: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
+    paused_until: datetime | None = _timestamp()
+    updated_at: datetime | None = _timestamp(nullable=False, now=True)
