@@ -1,0 +1,82 @@
+"""Send lateness: how long after its booked time each provider request left this worker.
+
+A send that leaves late can reach the carrier inside the same sliding second as a later one, so lateness is
+what an operator watches to see that a host is too loaded to keep its budget. It is a Prometheus histogram
+(`dialer_send_lateness_seconds`) and a counter of sends refused because they would have left too late
+(`dialer_send_refused_late_total`, each re-booked rather than sent). Both live in the default registry of
+the process; exposing it is the metrics endpoint's job.
+
+For benchmarks, `DIALER_SEND_LATENESS_DIR` names a directory where each process also appends its raw samples
+(`<epoch time> <seconds late>`, one a line, file `<pid>.txt`), so exact percentiles and the maximum of any
+stretch of a run can be read afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+from prometheus_client import Counter, Histogram
+
+SAMPLES_DIR_ENV = "DIALER_SEND_LATENESS_DIR"
+
+# Fine at the low end, where a healthy host lives (a guard of a few tens of ms), coarse above it.
+LATENESS_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+
+SEND_LATENESS = Histogram(
+    "dialer_send_lateness_seconds",
+    "Seconds between a provider request's booked send time and the moment it left the worker",
+    buckets=LATENESS_BUCKETS,
+)
+SENDS_REFUSED_LATE = Counter(
+    "dialer_send_refused_late",
+    "Provider requests not sent because they would have left too late for the CPS window; re-booked",
+)
+
+_lock = threading.Lock()
+_samples: TextIO | None = None
+_samples_pid = 0
+
+
+def _sample_file() -> TextIO | None:
+    global _samples, _samples_pid
+    directory = os.environ.get(SAMPLES_DIR_ENV)
+    if not directory:
+        return None
+    pid = os.getpid()
+    if _samples is None or _samples_pid != pid:  # a forked child writes its own file
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        _samples = open(Path(directory) / f"{pid}.txt", "a", buffering=1)  # noqa: SIM115 (kept open)
+        _samples_pid = pid
+    return _samples
+
+
+def observe_lateness(seconds: float) -> None:
+    """Record one send that left `seconds` after its booked time (never negative)."""
+    late = max(0.0, seconds)
+    SEND_LATENESS.observe(late)
+    with _lock:
+        out = _sample_file()
+        if out is not None:
+            out.write(f"{time.time():.6f} {late:.6f}\n")
+
+
+def observe_refused_late() -> None:
+    """Record a send refused for lateness (it is re-booked)."""
+    SENDS_REFUSED_LATE.inc()
+
+
+def read_samples(directory: str | Path, since: float = 0.0, until: float = float("inf")) -> list[float]:
+    """The lateness of every send the processes recorded under `directory` between two epoch times."""
+    values: list[float] = []
+    for path in Path(directory).glob("*.txt"):
+        for line in path.read_text().splitlines():
+            at, _, late = line.partition(" ")
+            if late and since <= float(at) <= until:
+                values.append(float(late))
+    return values
