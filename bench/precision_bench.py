@@ -120,6 +120,7 @@ class Bench:
         self.sim = sim
         self.lateness_root = lateness_root
         self.seq = 0
+        self.jitter_ms = JITTER_MS
         self.conn = retrying("connect", lambda: connect(autocommit=True))
 
     def _account(self, rate: int) -> tuple[str, int]:
@@ -153,7 +154,7 @@ class Bench:
         return [c["received_at"] for c in self.sim.ledger()["calls"] if c["account"] == auth_id]
 
     def _jitter(self, on: bool) -> None:
-        mean, spread = JITTER_MS if on else (0.0, 0.0)
+        mean, spread = self.jitter_ms if on else (0.0, 0.0)
         self.sim.configure({"limiter": {"kind": "sliding_window",
                                         "arrival_jitter_ms": {"mean": mean, "spread": spread}}})
 
@@ -174,7 +175,9 @@ class Bench:
         times = self._arrivals(auth_id)
         stats = self.sim.stats()["accounts"][auth_id]
         return {
-            "scenario": f"{scenario.rate} CPS" + (" + jitter 5±5 ms" if scenario.jitter else ""),
+            "scenario": f"{scenario.rate} CPS" + (
+                f" + jitter {self.jitter_ms[0]:g}±{self.jitter_ms[1]:g} ms" if scenario.jitter else ""
+            ),
             "rate": scenario.rate, "jitter": scenario.jitter, "calls": len(times),
             "max_in_1s": max_in_window(times), "429s": stats["rejected_429"],
             "used_pct": _full_seconds_used(times, scenario.rate), "target_used_pct": scenario.target_used,
@@ -240,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="20,200", help="CPS budgets to run")
     parser.add_argument("--no-jitter", action="store_true", help="skip the jittered runs")
     parser.add_argument("--jitter-only", action="store_true", help="only the jittered runs")
+    parser.add_argument("--jitter-ms", default="5,5", help="mean,spread of the jittered runs")
     parser.add_argument("--no-pause", action="store_true")
     parser.add_argument("--pause-calls", type=int, default=2000)
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
@@ -264,16 +268,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {"accounts": [], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
     with start_simulator(config, speed=30, seed=5) as sim, running_stack(workers=4, threads=8):
         bench = Bench(sim, root)
+        mean, spread = (float(x) for x in args.jitter_ms.split(","))
+        bench.jitter_ms = (mean, spread)
         for scenario in chosen:
             rows.append(bench.run(scenario))
             print(json.dumps(rows[-1]), flush=True)
         if not args.no_pause:
             rows.append(bench.run_pause(args.pause_calls))
             print(json.dumps(rows[-1]), flush=True)
+    from campaigns.config import get_settings
+    from workers.send_booking import BUDGET_WINDOW_S
+
+    settings = get_settings()
+    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "aimd_factor": settings.aimd_factor,
+            "aimd_confirm_s": settings.aimd_confirm_s, "load_average_end": _load()}
+    print(json.dumps(meta))
     print(_table(rows, load))
     OUT.mkdir(parents=True, exist_ok=True)
     name = f"precision_bench{'_' + args.label if args.label else ''}.json"
-    (OUT / name).write_text(json.dumps({"load_average": load, "rows": rows}, indent=2))
+    (OUT / name).write_text(json.dumps({**meta, "rows": rows}, indent=2))
     return 0
 
 

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     max_line_bytes: int = 65536
     loader_workers: int = 0  # 0: one parser process per core
 
+    # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
+    # 429 must follow the first for any cut at all (0: every 429 cuts). Measured in bench/RESULTS.md.
+    aimd_factor: float = 0.7
+    aimd_confirm_s: float = 0.0
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
