@@ -178,7 +178,9 @@ def test_with_a_timed_sender_the_thread_hands_over_before_the_booked_time(redis_
     assert booked.max_late_s == allowed_lateness_s(False)
 
 
-def test_a_send_the_timed_sender_refused_is_booked_again_and_not_marked_again(redis_client: redis.Redis) -> None:
+def test_a_send_the_timed_sender_refused_is_booked_again_and_not_marked_again(
+    redis_client: redis.Redis,
+) -> None:
     budgets = BookingSpy(redis_client)
     clock = FakeClock()
     marks = 0

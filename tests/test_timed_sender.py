@@ -86,7 +86,8 @@ def test_sends_leave_in_booked_order_whatever_order_they_are_handed_over(
 def test_a_request_past_its_allowed_lateness_is_refused_and_nothing_is_sent(
     client: httpx.Client, carrier: Carrier
 ) -> None:
-    with pytest.raises(SendTooLate) as refused, booked_for(SendSlot(time.monotonic() - 1.0, max_late_s=0.005)):
+    past = SendSlot(time.monotonic() - 1.0, max_late_s=0.005)
+    with pytest.raises(SendTooLate) as refused, booked_for(past):
         client.post("http://carrier.test/calls")
     assert refused.value.lateness_s >= 1.0
     assert carrier.arrivals == []
