@@ -77,6 +77,7 @@ def _lateness(directory: Path, since: float) -> dict[str, Any]:
     samples = read_samples(directory, since)
     return {
         "sends_timed": len(samples),
+        "refused_late": len(read_samples(directory, since, refused=True)),
         "late_p50_ms": round(_percentile(samples, 0.50) * 1000, 2),
         "late_p99_ms": round(_percentile(samples, 0.99) * 1000, 2),
         "late_max_ms": round(max(samples, default=0.0) * 1000, 2),
@@ -216,11 +217,12 @@ def _table(rows: list[dict[str, Any]], load: str) -> str:
     lines = [
         f"load average at start: {load}",
         "| scenario | calls | most in any 1 s | 429s | budget used (target) | lateness p50 / p99 / max ms "
+        "(sends refused late) "
         "| reported before (issue 13) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        late = f"{r['late_p50_ms']} / {r['late_p99_ms']} / {r['late_max_ms']}"
+        late = f"{r['late_p50_ms']} / {r['late_p99_ms']} / {r['late_max_ms']} ({r.get('refused_late', '-')})"
         if "after_pause" in r:
             before = REPORTED_BEFORE.get(("pause", False), "-")
             lines.append(f"| {r['scenario']} | {r['calls']} | - | {r['429s']} | {r['after_pause']} calls "

@@ -135,7 +135,7 @@ class SendBooking:
             lateness = clock() - due
             if lateness > max_late:  # already too late to leave: book again
                 self._refund(grant)
-                observe_refused_late()
+                observe_refused_late(lateness)
                 continue
             if not self.timed:
                 observe_lateness(lateness)

@@ -6,9 +6,9 @@ what an operator watches to see that a host is too loaded to keep its budget. It
 (`dialer_send_refused_late_total`, each re-booked rather than sent). Both live in the default registry of
 the process; exposing it is the metrics endpoint's job.
 
-For benchmarks, `DIALER_SEND_LATENESS_DIR` names a directory where each process also appends its raw samples
-(`<epoch time> <seconds late>`, one a line, file `<pid>.txt`), so exact percentiles and the maximum of any
-stretch of a run can be read afterwards.
+For benchmarks, `DIALER_SEND_LATENESS_DIR` names a directory where each process also appends its raw
+samples (`<epoch time> <seconds late>[ refused]`, one a line, file `<pid>.txt`), so exact percentiles and
+the maximum of any stretch of a run can be read afterwards.
 """
 
 from __future__ import annotations
@@ -56,27 +56,35 @@ def _sample_file() -> TextIO | None:
     return _samples
 
 
+def _write_sample(late: float, refused: bool) -> None:
+    with _lock:
+        out = _sample_file()
+        if out is not None:
+            out.write(f"{time.time():.6f} {late:.6f}{' refused' if refused else ''}\n")
+
+
 def observe_lateness(seconds: float) -> None:
     """Record one send that left `seconds` after its booked time (never negative)."""
     late = max(0.0, seconds)
     SEND_LATENESS.observe(late)
-    with _lock:
-        out = _sample_file()
-        if out is not None:
-            out.write(f"{time.time():.6f} {late:.6f}\n")
+    _write_sample(late, refused=False)
 
 
-def observe_refused_late() -> None:
-    """Record a send refused for lateness (it is re-booked)."""
+def observe_refused_late(seconds: float = 0.0) -> None:
+    """Record a send refused because it would have left `seconds` after its booked time (it is re-booked)."""
     SENDS_REFUSED_LATE.inc()
+    _write_sample(max(0.0, seconds), refused=True)
 
 
-def read_samples(directory: str | Path, since: float = 0.0, until: float = float("inf")) -> list[float]:
-    """The lateness of every send the processes recorded under `directory` between two epoch times."""
+def read_samples(
+    directory: str | Path, since: float = 0.0, until: float = float("inf"), *, refused: bool = False
+) -> list[float]:
+    """The lateness of every send (or, with `refused`, every refused send) the processes recorded under
+    `directory` between two epoch times."""
     values: list[float] = []
     for path in Path(directory).glob("*.txt"):
         for line in path.read_text().splitlines():
-            at, _, late = line.partition(" ")
-            if late and since <= float(at) <= until:
-                values.append(float(late))
+            fields = line.split()
+            if len(fields) >= 2 and since <= float(fields[0]) <= until and (len(fields) == 3) == refused:
+                values.append(float(fields[1]))
     return values

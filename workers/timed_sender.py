@@ -110,7 +110,7 @@ class TimedSender:
                 await asyncio.sleep(delay)  # the loop's timer; epoll rounds up, so never early
             lateness = time.monotonic() - slot.due
             if lateness_refused(lateness, slot.max_late_s):
-                observe_refused_late()
+                observe_refused_late(lateness)
                 raise SendTooLate(lateness)
             observe_lateness(lateness)
         assert self._transport is not None
