@@ -5,8 +5,8 @@ attempts as sending, and hands the request over to leave at the booked instant: 
 sender (workers.timed_sender), which refuses a send that would leave too late, or, for a client without
 one, by sleeping until the booked time itself. A send that would leave too late is booked again rather than
 sent late: arriving late it could share a sliding second at the carrier with a send booked a window after
-it. The rules are pure functions (`mark_lead_s`, `handoff_lead_s`, `allowed_lateness_s`); the clock and the
-sleep are parameters, so tests can check the rule without timing the machine.
+it. The rules are pure functions (`guard_for`, `allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`); the
+clock and the sleep are parameters, so tests can check the rule without timing the machine.
 """
 
 from __future__ import annotations
@@ -16,20 +16,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
-from workers.send_metrics import observe_lateness, observe_refused_late
+from workers.send_metrics import RECENT, RecentLateness, observe_lateness, observe_refused_late
 
 # Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
-# budgets are kept in a window a little longer than a second: a send that reaches the carrier up to GUARD_S
-# later than booked, relative to the send a window before it, still never puts more than the CPS into any
-# 1-second window the carrier sees. The cost is GUARD_S / BUDGET_WINDOW_S of the budget (2%).
-# Measured (bench/RESULTS.md, issue 13): with the timed sender, lateness p99 is about a millisecond, so
-# 20 ms holds the allowed lateness (10 ms at most) and 10 ms of network jitter between two arrivals.
-# Before the timed sender it was 40 ms, and still met 429s from a strict carrier.
-GUARD_S = 0.02
-BUDGET_WINDOW_S = 1.0 + GUARD_S
+# budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach
+# the carrier more than a second apart when the first left at most the allowed lateness (guard minus
+# NETWORK_ALLOWANCE_S) after its booked time and the network delayed them by at most NETWORK_ALLOWANCE_S
+# more than each other. A send that would leave later than that is booked again, not sent.
+# The guard follows how late this host's sends have been (their p99, `guard_for`): GUARD_MIN_S on a host
+# that keeps time (2% of the budget), up to GUARD_MAX_S on one too loaded to. The CPS script keeps every
+# booking of the account in the widest window any host asked for lately, so a quiet host's sends never
+# crowd a loaded host's late ones. Measured in bench/RESULTS.md (issue 13); before the timed sender the
+# window was a fixed 1.04 s, and a strict carrier still answered 429 now and then.
+GUARD_MIN_S = 0.02
+GUARD_MAX_S = 0.1
+GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
+NETWORK_ALLOWANCE_S = 0.01
+LATENESS_QUANTILE = 0.99
+BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time
+MAX_WINDOW_S = 1.0 + GUARD_MAX_S
+MAX_LATENESS_S = GUARD_MAX_S - NETWORK_ALLOWANCE_S  # the latest any send leaves after its booked time
 MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
-LATE_TOLERANCE_S = 0.005  # a send later than this after its booked time is booked again, not sent
-MARK_ALLOWANCE_S = 0.005  # plus this when the pre-send mark itself ran past the booked time
 # The mark starts this long before the booked time: late enough that a worker killed while waiting has
 # marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
 MARK_LEAD_S = 0.01
@@ -62,10 +69,16 @@ def handoff_lead_s(n: int) -> float:
     return HANDOFF_LEAD_S + mark_lead_s(n)
 
 
-def allowed_lateness_s(mark_overran: bool) -> float:
-    """How late after the booked time a request may still leave. A send booked for now that waited for the
-    mark's round trip is allowed that too; later than this, it is booked again."""
-    return LATE_TOLERANCE_S + (MARK_ALLOWANCE_S if mark_overran else 0.0)
+def guard_for(recent_lateness_s: float) -> float:
+    """The guard a host asks for, from how late its sends have recently left (their p99)."""
+    wanted = NETWORK_ALLOWANCE_S + GUARD_HEADROOM * max(0.0, recent_lateness_s)
+    return min(GUARD_MAX_S, max(GUARD_MIN_S, wanted))
+
+
+def allowed_lateness_s(guard_s: float) -> float:
+    """How late after its booked time a request booked with this guard may still leave; later than this,
+    it is booked again."""
+    return guard_s - NETWORK_ALLOWANCE_S
 
 
 class SendBooking:
@@ -85,9 +98,10 @@ class SendBooking:
         timed: bool,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        recent: RecentLateness = RECENT,
     ) -> None:
         self.budgets, self.booking, self.mark_sending, self.timed = budgets, booking, mark_sending, timed
-        self.sleep, self.clock = sleep, clock
+        self.sleep, self.clock, self.recent = sleep, clock, recent
         self.marked = False
         self.bookings = 0
         self.grant = Reservation(False, 0.0, 0.0)
@@ -107,17 +121,17 @@ class SendBooking:
         b, clock = self.booking, self.clock
         while self.bookings < MAX_REBOOKINGS:
             self.bookings += 1
+            guard = guard_for(self.recent.quantile(LATENESS_QUANTILE))
             try:
                 grant = self.budgets.reserve(
                     b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
-                    MAX_RESERVATION_WAIT_S, BUDGET_WINDOW_S,
+                    MAX_RESERVATION_WAIT_S, 1.0 + guard,
                 )
             except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
                 return Reservation(False, 0.0, 0.1)
             if not grant.granted:
                 return grant
             due = clock() + grant.send_at_delay_s
-            mark_overran = False
             if not self.marked:
                 wait = due - (handoff_lead_s(b.n) if self.timed else mark_lead_s(b.n)) - clock()
                 if wait > 0:
@@ -126,16 +140,15 @@ class SendBooking:
                     self._refund(grant)
                     return Reservation(False, 0.0, 0.0)
                 self.marked = True
-                mark_overran = clock() > due  # a booking made after this needs no mark: usual tolerance
             elif self.timed and (wait := due - HANDOFF_LEAD_S - clock()) > 0:
                 self.sleep(wait)
-            max_late = allowed_lateness_s(mark_overran)
+            max_late = allowed_lateness_s(guard)
             if not self.timed and (remaining := due - clock()) > 0:
                 self.sleep(remaining)
             lateness = clock() - due
             if lateness > max_late:  # already too late to leave: book again
                 self._refund(grant)
-                observe_refused_late(lateness)
+                observe_refused_late(lateness)  # counted in the recent lateness: the guard widens
                 continue
             if not self.timed:
                 observe_lateness(lateness)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -37,6 +38,27 @@ SENDS_REFUSED_LATE = Counter(
     "dialer_send_refused_late",
     "Provider requests not sent because they would have left too late for the CPS window; re-booked",
 )
+
+class RecentLateness:
+    """The lateness of this process's last few hundred sends (refused ones included), for the booking's
+    guard (workers.send_booking.guard_for): a host that sends later asks for a wider window."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(seconds)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of the recent lateness; 0 before any send."""
+        with self._lock:
+            ordered = sorted(self._values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+RECENT = RecentLateness()
 
 _lock = threading.Lock()
 _samples: TextIO | None = None
@@ -67,12 +89,14 @@ def observe_lateness(seconds: float) -> None:
     """Record one send that left `seconds` after its booked time (never negative)."""
     late = max(0.0, seconds)
     SEND_LATENESS.observe(late)
+    RECENT.add(late)
     _write_sample(late, refused=False)
 
 
 def observe_refused_late(seconds: float = 0.0) -> None:
     """Record a send refused because it would have left `seconds` after its booked time (it is re-booked)."""
     SENDS_REFUSED_LATE.inc()
+    RECENT.add(max(0.0, seconds))
     _write_sample(max(0.0, seconds), refused=True)
 
 

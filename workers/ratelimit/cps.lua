@@ -15,7 +15,8 @@
 -- AOF never re-run it with another clock. Times are integer microseconds, exact in Lua's doubles.
 local SEC = 1000000
 -- The window the count is kept in: 1 s, or a little more so that sends leaving a few ms off their booked
--- time still never put more than the budget into any 1-second window as the carrier counts arrivals.
+-- time still never put more than the budget into any 1-second window as the carrier counts arrivals
+-- (widened below to the widest any host of the account asked for lately).
 local WINDOW = tonumber(ARGV[6]) or SEC
 local MAX_HOLES = 64
 local t = redis.call('TIME')
@@ -27,6 +28,18 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then return {3, '0', fm
 local n = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[4])
 local keep_ms = tonumber(ARGV[5])
+-- A loaded host sends later than a quiet one, so it asks for a wider window. Every booking on the account
+-- uses the widest window any host asked for within the last WINDOW_HOLD (refreshed by each such booking),
+-- so a quiet host's sends are never booked closer to a loaded host's than the loaded one allowed for.
+local WINDOW_HOLD = 10 * SEC
+local held = tonumber(redis.call('HGET', KEYS[1], 'win_us'))
+local held_until = tonumber(redis.call('HGET', KEYS[1], 'win_until')) or 0
+if held and held_until > now and held > WINDOW then
+  WINDOW = held
+elseif WINDOW > SEC then
+  redis.call('HSET', KEYS[1], 'win_us', fmt(WINDOW), 'win_until', fmt(now + WINDOW_HOLD))
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], WINDOW_HOLD / 1000 + keep_ms) end
+end
 local function parse(member)
   local e, k = string.match(member, '^(%d+):(%d+):')
   return tonumber(e), tonumber(k)
