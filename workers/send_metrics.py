@@ -4,7 +4,8 @@ A send that leaves late can reach the carrier inside the same sliding second as 
 what an operator watches to see that a host is too loaded to keep its budget. It is a Prometheus histogram
 (`dialer_send_lateness_seconds`) and a counter of sends refused because they would have left too late
 (`dialer_send_refused_late_total`, each re-booked rather than sent). Both live in the default registry of
-the process; exposing it is the metrics endpoint's job.
+the process; exposing it is the metrics endpoint's job (issue 12b's workers.metrics, which defines the same
+histogram: this module then uses that one).
 
 For benchmarks, `DIALER_SEND_LATENESS_DIR` names a directory where each process also appends its raw
 samples (`<epoch time> <seconds late>[ refused]`, one a line, file `<pid>.txt`), so exact percentiles and
@@ -13,6 +14,7 @@ the maximum of any stretch of a run can be read afterwards.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -29,15 +31,28 @@ LATENESS_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0,
 )
 
-SEND_LATENESS = Histogram(
-    "dialer_send_lateness_seconds",
-    "Seconds between a provider request's booked send time and the moment it left the worker",
-    buckets=LATENESS_BUCKETS,
-)
+
+def _lateness_histogram() -> Histogram:
+    """The engine's metrics module (workers.metrics, issue 12b) registers this histogram when it is there:
+    use its one, since a name can be registered only once per process; else register it here."""
+    try:
+        engine_metrics = importlib.import_module("workers.metrics")
+        histogram: Histogram = engine_metrics.SEND_LATENESS
+        return histogram
+    except (ImportError, AttributeError):
+        return Histogram(
+            "dialer_send_lateness_seconds",
+            "Seconds between a provider request's booked send time and the moment it left the worker",
+            buckets=LATENESS_BUCKETS,
+        )
+
+
+SEND_LATENESS = _lateness_histogram()
 SENDS_REFUSED_LATE = Counter(
     "dialer_send_refused_late",
     "Provider requests not sent because they would have left too late for the CPS window; re-booked",
 )
+
 
 class RecentLateness:
     """The lateness of this process's last few hundred sends (refused ones included), for the booking's
