@@ -32,9 +32,9 @@ from typing import Any
 
 import psycopg
 
+from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start
 from tests.sim_helpers import RunningSimulator
-from workers.accounts import add_account
 
 FINAL = ("done", "failed", "invalid", "dnc", "cancelled", "expired", "unknown")
 OPEN_ATTEMPT = ("dialing", "sent", "ringing", "answered")

@@ -7,17 +7,13 @@ from __future__ import annotations
 import uuid
 
 import psycopg
-import pytest
 
+from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.accounts import add_account
 from workers.dispatcher import dispatch_tick
 from workers.ratelimit import Budgets
 
-ENGINE_STRANDS = "issue 9 engine: expired queued leases are never reclaimed once nothing else is due"
 
-
-@pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
 def test_expired_queued_leases_are_reclaimed_when_nothing_else_is_due(database_url, redis_client) -> None:
     with psycopg.connect(database_url) as conn:
         account_id = add_account(conn, name=f"strand-{uuid.uuid4().hex[:6]}", provider="plivo",

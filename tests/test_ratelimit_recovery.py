@@ -13,11 +13,12 @@ import psycopg
 import pytest
 import redis
 
+from campaigns.secrets_box import encrypt
 from workers import redis_keys, send_booking
 from workers.budget_state import PostgresBudgetState
 from workers.ratelimit import Budgets
 from workers.ratelimit.recovery import QUIET_S, BudgetSnapshot, OpenSlot
-from workers.secrets_box import encrypt
+from workers.ratelimit.slots import slot_member
 
 _accounts = itertools.count(9_100_000)
 
@@ -118,16 +119,16 @@ def _account_with_open_attempt(conn: psycopg.Connection) -> tuple[int, int, int]
         "VALUES (%s, 2, '+12125550199', 'UTC', 'ringing', 2) RETURNING id",
         (campaign,),
     ).fetchone()[0]
-    conn.execute(
+    attempt = conn.execute(
         "INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, status, sent_at, "
-        "lease_expires_at) VALUES (%s, %s, %s, 2, 'ringing', now(), now() + interval '1 hour')",
+        "lease_expires_at) VALUES (%s, %s, %s, 2, 'ringing', now(), now() + interval '1 hour') RETURNING id",
         (destination, campaign, account),
-    )
-    return account, campaign, destination
+    ).fetchone()[0]
+    return account, campaign, attempt
 
 
 def test_postgres_keeps_what_a_rebuild_needs(db: psycopg.Connection) -> None:
-    account, campaign, destination = _account_with_open_attempt(db)
+    account, campaign, attempt = _account_with_open_attempt(db)
 
     def connect() -> psycopg.Connection:
         return psycopg.connect(db.info.dsn, autocommit=True)
@@ -137,7 +138,7 @@ def test_postgres_keeps_what_a_rebuild_needs(db: psycopg.Connection) -> None:
     state.save_pause(account, time.time() + 40)
     state.save_pause(account, time.time() + 5)  # a shorter pause never shortens a longer one
     snap = state.snapshot()
-    assert OpenSlot(account, campaign, f"{destination}:2", pytest.approx(time.time() + 3600, abs=60)) in [
+    assert OpenSlot(account, campaign, slot_member(attempt), pytest.approx(time.time() + 3600, abs=60)) in [
         s for s in snap.slots if s.account_id == account
     ]
     assert account in snap.active_accounts

@@ -45,10 +45,10 @@ class PostgresBudgetState:
     def snapshot(self) -> BudgetSnapshot:
         snap = BudgetSnapshot()
         with self._connect() as conn:
-            # The slot member is the one workers.dial_store gives an attempt: "destination id:attempt no".
+            # The slot member is the attempt's id (workers.ratelimit.slots.slot_member).
             for account_id, campaign_id, member, lease_until in conn.execute(
                 f"""SELECT a.account_id, CASE WHEN c.max_concurrent IS NOT NULL THEN a.campaign_id END,
-                           a.destination_id || ':' || a.attempt_no, extract(epoch FROM a.lease_expires_at)
+                           a.id::text, extract(epoch FROM a.lease_expires_at)
                     FROM call_attempt a JOIN campaign c ON c.id = a.campaign_id
                     WHERE a.status IN {OPEN_ATTEMPT} AND a.lease_expires_at > now()"""
             ):

@@ -22,6 +22,7 @@ from campaigns.states import (
     Outcome,
     attempt_can_move,
 )
+from workers.ratelimit.slots import slot_member
 
 # Which attempt status an event kind moves to; STATUS events only fill fields.
 KIND_TO_ATTEMPT = {"ring": AttemptStatus.RINGING, "answer": AttemptStatus.ANSWERED,
@@ -54,7 +55,7 @@ class AttemptRow:
 
     @property
     def slot_member(self) -> str:
-        return f"{self.destination_id}:{self.attempt_no}"
+        return slot_member(self.id)
 
 
 @dataclass(slots=True)

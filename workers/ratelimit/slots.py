@@ -1,4 +1,10 @@
-"""Global concurrency budgets: a leased slot per live call, per account and optionally per campaign."""
+"""Global concurrency budgets: a leased slot per live call, per account and optionally per campaign.
+
+A slot's member is its call attempt's id as a decimal string (`slot_member`; in SQL `a.id::text`), the one
+format every taker and freer uses: the dial task (which reserves the attempt id before taking the slot), the
+callback applier, the reaper and the rebuild after Redis lost its state (workers.budget_state). A slot
+belongs to one attempt, so freeing one attempt's slot can never free another's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,11 @@ import redis
 from workers import redis_keys
 from workers.ratelimit.errors import BudgetsLost, redis_errors_translated
 from workers.ratelimit.scripts import script
+
+
+def slot_member(attempt_id: int) -> str:
+    """The concurrency-slot member of a call attempt."""
+    return str(attempt_id)
 
 
 def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:
