@@ -31,13 +31,19 @@ from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call
-from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets, Reservation
 from workers.ratelimit.backoff import full_jitter_backoff
-from workers.send_booking import MAX_RESERVATION_WAIT_S, Booking, SendBooking
-from workers.timed_sender import SendSlot, SendTooLate, booked_for, leaves_on_time
+from workers.send_booking import (
+    MAX_RESERVATION_WAIT_S,
+    Booking,
+    NotRebooked,
+    SendBooking,
+    create_calls_when_due,
+)
+from workers.timed_sender import leaves_on_time
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +223,8 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         started = sending
         call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
     try:
-        accepted = _create_when_due(chunk, booked, call)
-    except _NotRebooked:
+        accepted = create_calls_when_due(booked, chunk.adapter, ctx.client, creds, call)
+    except NotRebooked:
         return _hand_back_unbooked(chunk, started, booked.grant)
     except Throttled as exc:
         _give_back(chunk, started, booked.grant, back_to="queued")
@@ -307,22 +313,6 @@ def _retry_transient(
         )
     chunk.report.errors.append(exc.message)
     return now + timedelta(seconds=1)
-
-
-class _NotRebooked(Exception):
-    """The timed sender refused a late send and no new send time could be booked."""
-
-
-def _create_when_due(chunk: ChunkDial, booked: SendBooking, call: OutboundCall) -> CallsAccepted:
-    """The adapter's request, leaving at the booked time; a send refused as too late is booked again (the
-    attempts stay marked), and raises _NotRebooked when that fails."""
-    while True:
-        try:
-            with booked_for(SendSlot(booked.due, booked.max_late_s)):
-                return chunk.adapter.create_calls(chunk.ctx.client, chunk.creds, call)
-        except SendTooLate:
-            if not booked.refused_late().granted:
-                raise _NotRebooked() from None
 
 
 def _hand_back_unbooked(

@@ -15,8 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
+
+from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 from workers.send_metrics import RECENT, RecentLateness, observe_lateness, observe_refused_late
+from workers.timed_sender import SendSlot, SendTooLate, booked_for
 
 # Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
 # budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach
@@ -161,6 +165,28 @@ class SendBooking:
         """The timed sender refused the send as too late: give the booking back and book again."""
         self._refund(self.grant)
         return self.book()
+
+
+class NotRebooked(Exception):
+    """The timed sender refused a late send and no new send time could be booked: hand the work back."""
+
+
+def create_calls_when_due(
+    booked: SendBooking,
+    adapter: ProviderAdapter,
+    client: httpx.Client,
+    creds: AccountCredentials,
+    call: OutboundCall,
+) -> CallsAccepted:
+    """The adapter's request, leaving at the booked time (through a timed sender's client); a send refused
+    as too late is booked again (the attempts stay marked) and sent at its new time."""
+    while True:
+        try:
+            with booked_for(SendSlot(booked.due, booked.max_late_s)):
+                return adapter.create_calls(client, creds, call)
+        except SendTooLate:
+            if not booked.refused_late().granted:
+                raise NotRebooked() from None
 
 
 def book_send_time(
