@@ -36,6 +36,9 @@ from workers.send_metrics import observe_lateness, observe_refused_late
 # How long the interpreter lets a thread hold the GIL when another wants it (CPython's default is 5 ms):
 # the sender thread must get it within a millisecond or two of its timer firing.
 SWITCH_INTERVAL_S = 0.001
+# The loop's timer wakes this long before the booked instant and the last of it is spent watching the clock:
+# the timer's millisecond rounding and the wait for the GIL then fall before the send, not after it.
+WAKE_EARLY_S = 0.001
 MAX_CONNECTIONS = 64
 KEEPALIVE_EXPIRY_S = 60.0
 
@@ -105,9 +108,11 @@ class TimedSender:
 
     async def _send(self, request: httpx.Request, slot: SendSlot | None) -> httpx.Response:
         if slot is not None:
-            delay = slot.due - time.monotonic()
+            delay = slot.due - time.monotonic() - WAKE_EARLY_S
             if delay > 0:
-                await asyncio.sleep(delay)  # the loop's timer; epoll rounds up, so never early
+                await asyncio.sleep(delay)  # the loop's timer (epoll rounds it up to the millisecond)
+            while time.monotonic() < slot.due:  # the last moments on the clock: never early, barely late
+                pass
             lateness = time.monotonic() - slot.due
             if lateness_refused(lateness, slot.max_late_s):
                 observe_refused_late(lateness)
