@@ -70,6 +70,16 @@ def test_a_booking_keeps_the_widest_window_any_host_of_the_account_asked_for(bud
     assert send_us(spread[10]) - send_us(spread[0]) == 1_020_000
 
 
+def test_a_send_is_booked_no_sooner_than_the_callers_lead(budgets: Budgets) -> None:
+    # An idle account could send now, but the caller still has a round trip to make before it can: a send
+    # booked for now would leave late.
+    account = next(_ids)
+    first = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02, 0.05)
+    assert first.granted and first.send_at_delay_s >= 0.05 - 0.005
+    second = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02, 0.05)
+    assert send_us(second) - send_us(first) == 100_000, "pacing is unchanged"
+
+
 def test_bulk_of_n_takes_n_tokens(budgets: Budgets) -> None:
     account = next(_ids)
     bulk = budgets.reserve(account, None, 4, 10, None, 5.0)

@@ -112,6 +112,12 @@ class SendBooking:
         self.due = 0.0  # the granted send time on this process's clock
         self.max_late_s = 0.0
 
+    def _lead_s(self) -> float:
+        """How far ahead the send must be booked for the work before it (the mark, the handover) to fit."""
+        if self.timed:
+            return handoff_lead_s(self.booking.n) if not self.marked else HANDOFF_LEAD_S
+        return mark_lead_s(self.booking.n) if not self.marked else 0.0
+
     def _refund(self, grant: Reservation) -> None:
         self.budgets.refund(self.booking.account_id, self.booking.campaign_id, grant)
 
@@ -129,7 +135,7 @@ class SendBooking:
             try:
                 grant = self.budgets.reserve(
                     b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
-                    MAX_RESERVATION_WAIT_S, 1.0 + guard,
+                    MAX_RESERVATION_WAIT_S, 1.0 + guard, self._lead_s(),
                 )
             except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
                 return Reservation(False, 0.0, 0.1)

@@ -1,7 +1,8 @@
 -- Reserve n CPS tokens on an account's budget and (optionally) a campaign's, in one atomic step.
 -- KEYS: account state hash, account sends zset, account AIMD rate hash, account pause key, budgets epoch key,
 --       [campaign state hash, campaign sends zset].
--- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch.
+-- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch,
+--       lead_us (the send is booked at least this long from now: the caller's work before it can leave).
 -- Returns {status, send_us, now_us, retry_us, max_tokens, member}; status 1 granted, 0 refused, 2 bulk too large,
 -- 3 the budgets epoch is missing: Redis lost its state and the budgets must be rebuilt before any booking.
 --
@@ -126,7 +127,9 @@ end
 
 -- The earliest time both budgets accept. Holes are not monotone, so repeat until neither moves; if that
 -- does not settle quickly, append on both (appending is monotone, so one pass settles).
-local send, settled = now, false
+-- Never sooner than the caller can send: a send booked for now that leaves after the caller's last round
+-- trip would leave late, and lateness is what crowds two sends into one second at the carrier.
+local send, settled = now + (tonumber(ARGV[8]) or 0), false
 for _ = 1, 4 do
   local moved = false
   for _, b in ipairs(budgets) do
