@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from workers.send_metrics import observe_lateness, observe_refused_late
+from workers.send_metrics import observe_lateness, observe_refused_late, observe_round_trip
 
 # How long the interpreter lets a thread hold the GIL when another wants it (CPython's default is 5 ms):
 # the sender thread must get it within a millisecond or two of its timer firing.
@@ -119,7 +119,9 @@ class TimedSender:
                 raise SendTooLate(lateness)
             observe_lateness(lateness)
         assert self._transport is not None
+        sent = time.monotonic()
         response = await self._transport.handle_async_request(request)
+        observe_round_trip(time.monotonic() - sent)
         try:
             body = await response.aread()
         finally:
