@@ -30,15 +30,16 @@ from workers.timed_sender import SendSlot, SendTooLate, booked_for
 # at most the network allowance more than each other. A send that would leave later is booked again.
 # Both parts follow this host (`guard_for`): the network allowance is the spread of recent round trips to
 # the carrier (p99 less p1, which holds the spread of one-way delays), at least NETWORK_MIN_S; the lateness
-# part is 1.5 x the p99 of recent send lateness. So the guard is GUARD_MIN_S (2% of the budget) on a host
-# that keeps time on a steady network, up to GUARD_MAX_S on one that does not. The CPS script keeps every
-# booking of the account in the widest window any host asked for lately, so a quiet host's sends never
-# crowd a loaded host's late ones. Measured in bench/RESULTS.md (issue 13); before the timed sender the
-# window was a fixed 1.04 s, and a strict carrier still answered 429 now and then.
-GUARD_MIN_S = 0.02
+# part is 1.5 x the p99 of recent send lateness, at least LATENESS_MIN_S. So the guard is GUARD_MIN_S (3%
+# of the budget) on a host that keeps time on a steady network, up to GUARD_MAX_S on one that does not.
+# The CPS script keeps every booking of the account in the widest window any host asked for lately, so a
+# quiet host's sends never crowd a loaded host's late ones. Measured in bench/RESULTS.md (issue 13); before
+# the timed sender the window was a fixed 1.04 s, and a strict carrier still answered 429 now and then.
+GUARD_MIN_S = 0.03
 GUARD_MAX_S = 0.1
 GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
-NETWORK_MIN_S = 0.01
+LATENESS_MIN_S = 0.01  # and never less than this
+NETWORK_MIN_S = 0.02
 NETWORK_MAX_S = 0.05
 LATENESS_QUANTILE = 0.99
 RTT_SPREAD = (0.01, 0.99)
@@ -84,8 +85,9 @@ def network_allowance_s(round_trip_spread_s: float) -> float:
 
 
 def guard_for(recent_lateness_s: float, network_s: float = NETWORK_MIN_S) -> float:
-    """The guard a host asks for: the network allowance plus room for how late its sends recently left."""
-    wanted = network_s + GUARD_HEADROOM * max(0.0, recent_lateness_s)
+    """The guard a host asks for: the network allowance plus room for how late its sends recently left
+    (at least LATENESS_MIN_S, so a host whose sends have all been on time can still be a little late)."""
+    wanted = network_s + max(LATENESS_MIN_S, GUARD_HEADROOM * max(0.0, recent_lateness_s))
     return min(GUARD_MAX_S, max(GUARD_MIN_S, wanted))
 
 
