@@ -114,3 +114,36 @@ def test_transport_errors_reach_the_caller_as_httpx_errors(carrier: Carrier) -> 
             http.post("http://carrier.test/calls")
     finally:
         sender.close()
+
+
+def test_a_request_held_up_before_its_first_byte_past_the_allowed_lateness_is_refused() -> None:
+    """The lateness that counts is the first byte's: a send that waited for a connection past its allowed
+    lateness is refused there, and the carrier gets nothing."""
+    import asyncio
+
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(100))
+        writer.close()
+
+    async def carrier() -> tuple[asyncio.AbstractServer, int]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        return server, server.sockets[0].getsockname()[1]
+
+    class SlowConnect(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(0.2)  # a pool with no free connection, a carrier slow to accept
+            return await super().handle_async_request(request)
+
+    sender = TimedSender(SlowConnect())
+    try:
+        server, port = asyncio.run_coroutine_threadsafe(carrier(), sender._loop).result()
+        with make_client(transport=ScheduledTransport(sender)) as http, pytest.raises(SendTooLate):
+            with booked_for(SendSlot(time.monotonic() + 0.05, max_late_s=0.05)):
+                http.post(f"http://127.0.0.1:{port}/calls", json={"to": "+12125550100"})
+        time.sleep(0.1)
+        assert b"".join(received) == b"", "the connection may have opened, but no byte of the request left"
+        sender._loop.call_soon_threadsafe(server.close)
+    finally:
+        sender.close()

@@ -121,9 +121,14 @@ class TimedSender:
         left: list[float] = []
 
         async def trace(event: str, info: dict[str, object]) -> None:
-            # The moment the request's first byte is written: after any connect, which is the send's too.
+            # Just before the request's first byte is written, after any wait for a connection or a connect,
+            # which are the send's too. Refusing here still sends nothing (the connection is then dropped).
             if event == "http11.send_request_headers.started" and not left:
-                left.append(time.monotonic())
+                now = time.monotonic()
+                if slot is not None and lateness_refused(now - slot.due, slot.max_late_s):
+                    observe_refused_late(now - slot.due)
+                    raise SendTooLate(now - slot.due)
+                left.append(now)
 
         request.extensions = {**request.extensions, "trace": trace}
         assert self._transport is not None
