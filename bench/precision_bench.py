@@ -97,7 +97,7 @@ def _full_seconds_used(times: list[float], rate: int) -> float | None:
     return round(100.0 * in_full / full_bins / rate, 1)
 
 
-def retrying(what: str, action: Callable[[], T], attempts: int = 20) -> T:
+def retrying(what: str, action: Callable[[], T], attempts: int = 90) -> T:
     """The machine's Postgres is shared and sometimes has no connection to spare ("too many clients"):
     try again for a while rather than lose the run."""
     for attempt in range(attempts):

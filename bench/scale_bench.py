@@ -75,6 +75,30 @@ def _callback_lag(conn: Any) -> dict[str, float]:
             "callback_lag_p99_ms": round((p99 or 0) * 1000, 1), "callbacks_applied": count}
 
 
+def booking_cost(rates: Sequence[int] = (100, 500, 1000, 2000), bookings: int = 2000) -> dict[int, float]:
+    """Microseconds per single-destination booking (one `cps.lua` call, from one client) with the
+    account's window full at each rate: what bounds one account's bookings on one Redis core."""
+    import redis
+
+    from campaigns.config import get_settings
+    from workers.ratelimit import Budgets
+    from workers.send_booking import BUDGET_WINDOW_S
+
+    client = redis.Redis.from_url(get_settings().redis_url)
+    budgets = Budgets(client)
+    cost: dict[int, float] = {}
+    for index, cps in enumerate(rates):
+        account = 9_900_000 + index
+        for _ in range(cps):  # fill the window ahead, as a busy account has it
+            budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
+        started = time.perf_counter()
+        for _ in range(bookings):
+            budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
+        cost[cps] = round((time.perf_counter() - started) / bookings * 1e6, 1)
+    client.close()
+    return cost
+
+
 def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from bench.precision_bench import retrying
@@ -136,6 +160,8 @@ def _report(r: dict[str, Any], load: str, load_end: str) -> str:
         f"| callback lag received → applied p50 / p99 | {r['callback_lag_p50_ms']} / "
         f"{r['callback_lag_p99_ms']} ms ({r['callbacks_applied']} callbacks) |",
         f"| Postgres growth per 100,000 attempts (MB) | {growth} |",
+        "| one single-destination booking in Redis (µs, window full), by CPS | "
+        + ", ".join(f"{k}: {v}" for k, v in r["booking_us_by_cps"].items()) + " |",
     ])
 
 
@@ -153,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     _fresh_database()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    result = run(args.destinations, args.rate, args.workers)
+    cost = booking_cost()
+    print(json.dumps({"booking_us_by_cps": cost}), flush=True)
+    result = {**run(args.destinations, args.rate, args.workers), "booking_us_by_cps": cost}
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(json.dumps(result))
     print(_report(result, load, load_end))

@@ -17,15 +17,13 @@ from workers.send_booking import (
     GUARD_MAX_S,
     GUARD_MIN_S,
     MAX_LATENESS_S,
-    NETWORK_MAX_S,
-    NETWORK_MIN_S,
+    NETWORK_S,
     Booking,
     SendBooking,
     allowed_lateness_s,
     guard_for,
     handoff_lead_s,
     mark_lead_s,
-    network_allowance_s,
 )
 from workers.send_metrics import RecentSeconds
 
@@ -72,7 +70,7 @@ def book_send_time(
 ) -> Reservation:
     """A booking whose own thread sleeps until the booked time, on a host whose recent lateness is given."""
     return SendBooking(budgets, booking, mark, timed=False, sleep=sleep, clock=clock,
-                       recent=recent or RecentSeconds(), round_trips=RecentSeconds()).book()
+                       recent=recent or RecentSeconds()).book()
 
 
 def _book(budgets: Budgets, clock: FakeClock, n: int, rate: float, mark: Callable[[], bool]) -> Reservation:
@@ -90,27 +88,14 @@ def test_the_mark_lead_grows_with_the_rows_to_mark() -> None:
     [
         (0.0, GUARD_MIN_S),  # a host that keeps time: the smallest guard
         (0.004, GUARD_MIN_S),
-        (0.02, NETWORK_MIN_S + 0.03),  # a loaded one: room for 1.5 x its p99 lateness
+        (0.02, NETWORK_S + 0.03),  # a loaded one: room for 1.5 x its p99 lateness
         (1.0, GUARD_MAX_S),  # never more than this
     ],
 )
 def test_the_guard_follows_how_late_this_host_sends(recent_p99: float, guard: float) -> None:
     assert guard_for(recent_p99) == pytest.approx(guard)
     # The network keeps its part of any guard; the send gets the rest.
-    assert allowed_lateness_s(guard_for(recent_p99)) == pytest.approx(guard - NETWORK_MIN_S)
-
-
-@pytest.mark.parametrize(
-    ("spread", "allowance"), [(0.0, NETWORK_MIN_S), (0.03, 0.03), (1.0, NETWORK_MAX_S)]
-)
-def test_the_network_allowance_is_the_spread_of_round_trips_within_bounds(
-    spread: float, allowance: float
-) -> None:
-    assert network_allowance_s(spread) == pytest.approx(allowance)
-    # A send booked with it keeps the rest of the guard.
-    assert allowed_lateness_s(guard_for(0.02, allowance), allowance) == pytest.approx(
-        min(GUARD_MAX_S, allowance + 0.03) - allowance
-    )
+    assert allowed_lateness_s(guard_for(recent_p99)) == pytest.approx(guard - NETWORK_S)
 
 
 def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Redis) -> None:
@@ -128,9 +113,9 @@ def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Re
         late_host.add(0.03)
     clock = FakeClock()
     booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 10, None), lambda: True, timed=True,
-                         sleep=clock.sleep, clock=clock, recent=late_host, round_trips=RecentSeconds())
+                         sleep=clock.sleep, clock=clock, recent=late_host)
     assert booked.book().granted
-    assert windows == [pytest.approx(1.0 + NETWORK_MIN_S + 0.045)]
+    assert windows == [pytest.approx(1.0 + NETWORK_S + 0.045)]
     assert booked.max_late_s == pytest.approx(0.045)
 
 
@@ -225,7 +210,7 @@ def test_with_a_timed_sender_the_thread_hands_over_before_the_booked_time(redis_
 
     started = clock()
     booked = SendBooking(budgets, booking, mark, timed=True, sleep=clock.sleep, clock=clock,
-                         recent=RecentSeconds(), round_trips=RecentSeconds())
+                         recent=RecentSeconds())
     grant = booked.book()
     delay = budgets.granted[1].send_at_delay_s
     assert grant.granted and booked.grant == grant and booked.due == pytest.approx(started + delay)
@@ -248,7 +233,7 @@ def test_a_send_the_timed_sender_refused_is_booked_again_and_not_marked_again(
         return True
 
     booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 100, None), mark, timed=True,
-                         sleep=clock.sleep, clock=clock, recent=RecentSeconds(), round_trips=RecentSeconds())
+                         sleep=clock.sleep, clock=clock, recent=RecentSeconds())
     first = booked.book()
     clock.now = booked.due + 0.5  # the sender found it half a second late and refused it
     again = booked.refused_late()

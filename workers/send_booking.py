@@ -5,9 +5,8 @@ attempts as sending, and hands the request over to leave at the booked instant: 
 sender (workers.timed_sender), which refuses a send that would leave too late, or, for a client without
 one, by sleeping until the booked time itself. A send that would leave too late is booked again rather than
 sent late: arriving late it could share a sliding second at the carrier with a send booked a window after
-it. The rules are pure functions (`guard_for`, `network_allowance_s`, `allowed_lateness_s`, `mark_lead_s`,
-`handoff_lead_s`); the clock and the sleep are parameters, so tests can check the rule without timing the
-machine.
+it. The rules are pure functions (`guard_for`, `allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`);
+the clock and the sleep are parameters, so tests can check the rule without timing the machine.
 """
 
 from __future__ import annotations
@@ -20,32 +19,30 @@ import httpx
 
 from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
-from workers.send_metrics import RECENT, RECENT_RTT, RecentSeconds, observe_lateness, observe_refused_late
+from workers.send_metrics import RECENT, RecentSeconds, observe_lateness, observe_refused_late
 from workers.timed_sender import SendSlot, SendTooLate, booked_for
 
 # Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
 # budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach
-# the carrier more than a second apart when the first left at most the allowed lateness (the guard less the
-# network allowance) after its booked time, and the network and the carrier's front end delayed the two by
-# at most the network allowance more than each other. A send that would leave later is booked again.
-# Both parts follow this host (`guard_for`): the network allowance is the spread of recent round trips to
-# the carrier (p99 less p1, which holds the spread of one-way delays), at least NETWORK_MIN_S; the lateness
-# part is 1.5 x the p99 of recent send lateness, at least LATENESS_MIN_S. So the guard is GUARD_MIN_S (3%
-# of the budget) on a host that keeps time on a steady network, up to GUARD_MAX_S on one that does not.
-# The CPS script keeps every booking of the account in the widest window any host asked for lately, so a
-# quiet host's sends never crowd a loaded host's late ones. Measured in bench/RESULTS.md (issue 13); before
-# the timed sender the window was a fixed 1.04 s, and a strict carrier still answered 429 now and then.
+# the carrier more than a second apart when the first left at most the allowed lateness (the guard less
+# NETWORK_S) after its booked time, and the network and the carrier's front end delayed the two by at most
+# NETWORK_S more than each other. A send that would leave later is booked again, not sent.
+# The lateness part follows this host (`guard_for`): 1.5 x the p99 of its recent send lateness, at least
+# LATENESS_MIN_S. So the guard is GUARD_MIN_S (3% of the budget) on a host that keeps time, up to GUARD_MAX_S
+# on one that does not. The CPS script keeps every booking of the account in the widest window any host
+# asked for lately, so a quiet host's sends never crowd a loaded host's late ones. Measured in
+# bench/RESULTS.md (issue 13); before the timed sender the window was a fixed 1.04 s, and a strict carrier
+# still answered 429 now and then. (The spread of round trips to the carrier was tried as the network part:
+# on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
 GUARD_MIN_S = 0.03
 GUARD_MAX_S = 0.1
 GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
 LATENESS_MIN_S = 0.01  # and never less than this
-NETWORK_MIN_S = 0.02
-NETWORK_MAX_S = 0.05
+NETWORK_S = 0.02
 LATENESS_QUANTILE = 0.99
-RTT_SPREAD = (0.01, 0.99)
 BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time
 MAX_WINDOW_S = 1.0 + GUARD_MAX_S
-MAX_LATENESS_S = GUARD_MAX_S - NETWORK_MIN_S  # the latest any send leaves after its booked time
+MAX_LATENESS_S = GUARD_MAX_S - NETWORK_S  # the latest any send leaves after its booked time
 MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
 # The mark starts this long before the booked time: late enough that a worker killed while waiting has
 # marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
@@ -79,19 +76,14 @@ def handoff_lead_s(n: int) -> float:
     return HANDOFF_LEAD_S + mark_lead_s(n)
 
 
-def network_allowance_s(round_trip_spread_s: float) -> float:
-    """How unevenly the network and the carrier may delay two arrivals, from the spread of round trips."""
-    return min(NETWORK_MAX_S, max(NETWORK_MIN_S, round_trip_spread_s))
-
-
-def guard_for(recent_lateness_s: float, network_s: float = NETWORK_MIN_S) -> float:
+def guard_for(recent_lateness_s: float, network_s: float = NETWORK_S) -> float:
     """The guard a host asks for: the network allowance plus room for how late its sends recently left
     (at least LATENESS_MIN_S, so a host whose sends have all been on time can still be a little late)."""
     wanted = network_s + max(LATENESS_MIN_S, GUARD_HEADROOM * max(0.0, recent_lateness_s))
     return min(GUARD_MAX_S, max(GUARD_MIN_S, wanted))
 
 
-def allowed_lateness_s(guard_s: float, network_s: float = NETWORK_MIN_S) -> float:
+def allowed_lateness_s(guard_s: float, network_s: float = NETWORK_S) -> float:
     """How late after its booked time a request booked with this guard may still leave; later than this,
     it is booked again."""
     return guard_s - network_s
@@ -115,10 +107,9 @@ class SendBooking:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         recent: RecentSeconds = RECENT,
-        round_trips: RecentSeconds = RECENT_RTT,
     ) -> None:
         self.budgets, self.booking, self.mark_sending, self.timed = budgets, booking, mark_sending, timed
-        self.sleep, self.clock, self.recent, self.round_trips = sleep, clock, recent, round_trips
+        self.sleep, self.clock, self.recent = sleep, clock, recent
         self.marked = False
         self.bookings = 0
         self.grant = Reservation(False, 0.0, 0.0)
@@ -144,8 +135,7 @@ class SendBooking:
         b, clock = self.booking, self.clock
         while self.bookings < MAX_REBOOKINGS:
             self.bookings += 1
-            network = network_allowance_s(self.round_trips.spread(*RTT_SPREAD))
-            guard = guard_for(self.recent.quantile(LATENESS_QUANTILE), network)
+            guard = guard_for(self.recent.quantile(LATENESS_QUANTILE))
             try:
                 grant = self.budgets.reserve(
                     b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
@@ -166,7 +156,7 @@ class SendBooking:
                 self.marked = True
             elif self.timed and (wait := due - HANDOFF_LEAD_S - clock()) > 0:
                 self.sleep(wait)
-            max_late = allowed_lateness_s(guard, network)
+            max_late = allowed_lateness_s(guard)
             if not self.timed and (remaining := due - clock()) > 0:
                 self.sleep(remaining)
             lateness = clock() - due

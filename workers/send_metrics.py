@@ -55,10 +55,8 @@ SENDS_REFUSED_LATE = Counter(
 
 
 class RecentSeconds:
-    """The last few hundred of some duration in this process, for the booking's guard
-    (workers.send_booking.guard_for): the sends' lateness (refused ones included), so a host that sends
-    later asks for a wider window, and the requests' round trips, whose spread bounds how unevenly the
-    network and the carrier delay arrivals."""
+    """The last few hundred send lateness values of this process (refused sends included), for the
+    booking's guard (workers.send_booking.guard_for): a host that sends later asks for a wider window."""
 
     def __init__(self, size: int = 256) -> None:
         self._values: deque[float] = deque(maxlen=size)
@@ -75,18 +73,7 @@ class RecentSeconds:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-    def spread(self, low: float, high: float) -> float:
-        """The high quantile less the low one; 0 before any value."""
-        with self._lock:
-            ordered = sorted(self._values)
-        if not ordered:
-            return 0.0
-        last = len(ordered) - 1
-        return ordered[min(last, int(high * len(ordered)))] - ordered[min(last, int(low * len(ordered)))]
-
-
-RECENT = RecentSeconds()  # send lateness
-RECENT_RTT = RecentSeconds()  # provider request round trips
+RECENT = RecentSeconds()
 
 _lock = threading.Lock()
 _samples: TextIO | None = None
@@ -126,11 +113,6 @@ def observe_refused_late(seconds: float = 0.0) -> None:
     SENDS_REFUSED_LATE.inc()
     RECENT.add(max(0.0, seconds))
     _write_sample(max(0.0, seconds), refused=True)
-
-
-def observe_round_trip(seconds: float) -> None:
-    """Record one provider request's round trip (sent to answered)."""
-    RECENT_RTT.add(max(0.0, seconds))
 
 
 def read_samples(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from workers.send_metrics import observe_lateness, observe_refused_late, observe_round_trip
+from workers.send_metrics import observe_lateness, observe_refused_late
 
 # How long the interpreter lets a thread hold the GIL when another wants it (CPython's default is 5 ms):
 # the sender thread must get it within a millisecond or two of its timer firing.
@@ -133,11 +133,8 @@ class TimedSender:
         request.extensions = {**request.extensions, "trace": trace}
         assert self._transport is not None
         response = await self._transport.handle_async_request(request)
-        answered = time.monotonic()
-        sent = left[0] if left else answered
         if slot is not None:
-            observe_lateness(sent - slot.due)
-        observe_round_trip(answered - sent)
+            observe_lateness((left[0] if left else time.monotonic()) - slot.due)
         try:
             body = await response.aread()
         finally:
