@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jitter-only", action="store_true", help="only the jittered runs")
     parser.add_argument("--jitter-ms", default="5,5", help="mean,spread of the jittered runs")
     parser.add_argument("--no-pause", action="store_true")
+    parser.add_argument("--isolated-429", type=float, default=0.0,
+                        help="fraction of requests the carrier refuses with a lone 429 (AIMD comparison)")
     parser.add_argument("--pause-calls", type=int, default=2000)
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
     args = parser.parse_args(argv)
@@ -270,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {"accounts": [], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
     with start_simulator(config, speed=30, seed=5) as sim, running_stack(workers=4, threads=8):
         bench = Bench(sim, root)
+        if args.isolated_429:
+            sim.configure({"faults": {"api_429": args.isolated_429}})
         mean, spread = (float(x) for x in args.jitter_ms.split(","))
         bench.jitter_ms = (mean, spread)
         for scenario in chosen:
