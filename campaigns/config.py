@@ -30,9 +30,11 @@ class Settings(BaseSettings):
     loader_workers: int = 0  # 0: one parser process per core
 
     # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
-    # 429 must follow the first for any cut at all (0: every 429 cuts). Measured in bench/RESULTS.md.
+    # 429 must follow the first for any cut at all (0: every 429 cuts). An isolated 429 from a carrier exactly
+    # at budget costs no cut; one whose budget is really lower answers 429 again within seconds, and that
+    # one cuts. bench/RESULTS.md (issue 13) has the measurement and the arithmetic.
     aimd_factor: float = 0.7
-    aimd_confirm_s: float = 0.0
+    aimd_confirm_s: float = 5.0
 
     @field_validator("public_url")
     @classmethod
