@@ -135,8 +135,9 @@ class FaultRun:
     def until_complete(self, timeout: float, during: Callable[[], None] | None = None,
                        every: float = 0.5, settle_s: float | None = None) -> bool:
         """Wait until every destination is final or `timeout`; call `during` every `every` s meanwhile.
-        With `settle_s`, also stop once nothing has become final for that long and nothing is stranded:
-        what is left waits on a deadline still ahead (a retry's backoff, an ambiguous attempt's lease)."""
+        With `settle_s`, also stop once nothing has become final for that long, nothing is due now
+        (`pending`) and nothing is stranded: what is left waits on a deadline still ahead (a retry's
+        backoff, a queued lease, an ambiguous attempt's lease)."""
         deadline = time.monotonic() + timeout
         last_final, changed_at = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -147,7 +148,8 @@ class FaultRun:
                 return True
             if final != last_final:
                 last_final, changed_at = final, time.monotonic()
-            elif settle_s is not None and time.monotonic() - changed_at > settle_s and not self._stranded():
+            elif (settle_s is not None and time.monotonic() - changed_at > settle_s
+                  and not statuses.get("pending") and not self._stranded()):
                 break
             if during is not None:
                 during()
@@ -168,6 +170,10 @@ class FaultRun:
         arrivals += [(r["time"], r["destinations"])
                      for r in ledger["rejections"] if r["account"] == self.auth_id]
         stats = self.sim.stats()["accounts"].get(self.auth_id, {})
+        heard = {cb["call_uuid"] for cb in ledger["callbacks"]
+                 if cb["status"] is not None and 200 <= cb["status"] < 300}
+        # Calls none of whose callbacks was ever delivered: only a status lookup can settle them.
+        notes.setdefault("silent_calls", sum(1 for c in calls if c["call_uuid"] not in heard))
         figures = Figures(
             scenario=self.name,
             destinations=self.size,
@@ -227,11 +233,14 @@ class WorkerKiller:
     holds, if given) and start a new one in its place. `host=True` kills every worker at once instead,
     as when a host dies: whatever any of them held is certainly lost, so the scenario always tests it."""
 
-    def __init__(self, stack: Stack, period: float, seed: int = 9,
-                 while_: Callable[[], bool] | None = None, host: bool = False) -> None:
+    def __init__(self, stack: Stack, period: float, seed: int = 9, first_after: float | None = None,
+                 while_: Callable[[], bool] | None = None, host: bool = False,
+                 max_rounds: int | None = None) -> None:
         self.stack, self.period, self.while_, self.host = stack, period, while_, host
+        self.max_rounds = max_rounds
+        self.rounds = 0
         self.rng = random.Random(seed)
-        self.next_at = time.monotonic() + period
+        self.next_at = time.monotonic() + (period if first_after is None else first_after)
         self.kills = 0
         self._index = itertools.count(100)
         self.lock = threading.Lock()
@@ -242,6 +251,9 @@ class WorkerKiller:
                 return
             if self.while_ is not None and not self.while_():
                 return
+            if self.max_rounds is not None and self.rounds >= self.max_rounds:
+                return
+            self.rounds += 1
             victims = list(self.stack.workers) if self.host else [self.rng.choice(self.stack.workers)]
             for victim in victims:
                 self.stack.kill_worker(victim)
@@ -250,6 +262,46 @@ class WorkerKiller:
                 self.stack.start_worker(next(self._index))
             self.kills += len(victims)
             self.next_at = time.monotonic() + self.period
+
+
+class KillAsTheClaimsEnd:
+    """`during` for a kill scenario that always reaches the state where issue 9's stall lived: one random
+    worker SIGKILLed every `period` s while the run still has destinations to claim, then, the moment the
+    last one is claimed (nothing else due, the tail still queued in tasks), every worker at once. What the
+    dead workers held is then left to the 30 s queued leases, with nothing else in the campaign due."""
+
+    def __init__(self, stack: Stack, run: FaultRun, period: float) -> None:
+        self.run = run
+        self.single = WorkerKiller(stack, period=period, while_=lambda: bool(run.statuses().get("pending")))
+        self.host = WorkerKiller(stack, period=0.0, host=True, max_rounds=1,
+                                 while_=lambda: self._claims_ended())
+
+    def _claims_ended(self) -> bool:
+        statuses = self.run.statuses()
+        return not statuses.get("pending") and bool(statuses.get("queued"))
+
+    @property
+    def kills(self) -> int:
+        return self.single.kills + self.host.kills
+
+    def __call__(self) -> None:
+        self.single()
+        self.host()
+
+
+def supervise(stack: Stack) -> Callable[[], None]:
+    """`during` that restarts any worker that exited, as a process supervisor (compose's
+    `restart: unless-stopped`, systemd) does. Needed when Redis restarts: the Redis transport of kombu
+    5.7 ends a worker whose broker connection is lost with "Unrecoverable error: AttributeError
+    ('NoneType' object has no attribute 'hostname')" (kombu#582 and kin)."""
+    restarted = itertools.count(200)
+
+    def restart_exited() -> None:
+        for proc in [p for p in stack.workers if p.poll() is not None]:
+            stack.workers.remove(proc)
+            stack.start_worker(next(restarted))
+
+    return restart_exited
 
 
 def soak_seconds(default: float) -> float:

@@ -13,15 +13,13 @@ import psycopg
 import pytest
 
 from tests.engine_harness import Stack, running_stack
-from tests.fault_harness import QUICK_CALLS, FaultRun, Figures, WorkerKiller
+from tests.fault_harness import QUICK_CALLS, FaultRun, Figures, KillAsTheClaimsEnd
 from tests.sim_helpers import start_simulator
 
 pytestmark = pytest.mark.timeout(300)
 
 SPEED = 20.0
 CALLBACKS = {"attempts": 6, "backoff": 10.0, "backoff_factor": 1.5, "timeout": 5.0}
-ENGINE_STRANDS = "issue 9 engine: expired queued leases are never reclaimed once nothing else is due"
-ENGINE_REDIALS = "issue 9 engine: a 5xx after placement is ambiguous, never a blind redial"
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +40,48 @@ def _sim(seed: int, **faults: Any) -> Any:
     return start_simulator(config, speed=SPEED, seed=seed)
 
 
-@pytest.fixture(scope="module", params=["single", "bulk"])
-def killed(request: pytest.FixtureRequest, stack: Stack, database_url: str) -> Iterator[Figures]:
-    """Single-destination requests while one worker is SIGKILLed every 3 s; bulk requests while every
-    worker is, every 6 s (a host dying: a bulk task is short, so a single kill could miss all of them)."""
-    kind = request.param
+@pytest.fixture(scope="module")
+def killed(stack: Stack, database_url: str) -> Iterator[dict[str, Figures]]:
+    """A single-destination and a bulk campaign side by side; a worker SIGKILLed every 3 s while either
+    has destinations to claim, and every worker at once as each one's last destination is claimed (so
+    its tail is certainly lost, with nothing else due). Then the queued leases (30 s) run out and what
+    the dead workers held must be reclaimed and dialed."""
     with _sim(21) as sim, psycopg.connect(database_url) as conn:
-        run = FaultRun(sim, stack, conn, name=f"kill-{kind}", destinations=150, cps=25, bulk=kind == "bulk")
-        run.start()
-        # Kills while destinations are still being claimed; then the queued leases (30 s) must run out and
-        # the dispatcher reclaim what the dead workers held, with nothing else left due in the campaign.
-        killer = WorkerKiller(stack, period=6.0 if kind == "bulk" else 3.0, host=kind == "bulk",
-                              while_=lambda: bool(run.statuses().get("pending")))
-        run.until_complete(50, during=killer)
-        yield run.figures(kills=killer.kills)
+        # A worker killed after marking a send but before it left leaves no sign of the call: settled as
+        # never placed when its evidence window closes (20 s ring timeout + a 10 s margin, ample for a
+        # simulator whose callbacks arrive within a second or two; the default margin is 60 s).
+        runs = [FaultRun(sim, stack, conn, name=f"kill-{kind}", destinations=200, cps=25, bulk=kind == "bulk",
+                         provider_options={"evidence_margin_s": 10})
+                for kind in ("single", "bulk")]
+        for run in runs:
+            run.start()
+        killers = [KillAsTheClaimsEnd(stack, run, period=3.0) for run in runs]
+
+        def kill() -> None:
+            for killer in killers:
+                killer()
+
+        deadline = time.monotonic() + 90  # queued leases, unsent grace or evidence window, retry backoff
+        for run in runs:
+            run.until_complete(max(1.0, deadline - time.monotonic()), during=kill)
+        yield {run.name.split("-")[1]: run.figures(kills=killer.kills)
+               for run, killer in zip(runs, killers, strict=True)}
 
 
-def test_worker_sigkills_never_dial_twice_nor_break_the_budget(killed: Figures) -> None:
-    figures = killed
-    assert figures.notes["kills"] >= 2, "the scenario killed too few workers to prove anything"
+@pytest.mark.parametrize("kind", ["single", "bulk"])
+def test_worker_sigkills_never_dial_twice_nor_break_the_budget(killed: dict[str, Figures], kind: str) -> None:
+    figures = killed[kind]
+    assert figures.notes["kills"] >= 5, "a worker killed while claiming, then every worker"
     assert figures.dialed_twice == 0
     assert figures.seconds_over_budget == 0 and figures.throttled_429 == 0
     assert figures.lost_results == 0
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_STRANDS)
-def test_worker_sigkills_strand_nobody_and_the_campaign_completes(killed: Figures) -> None:
-    figures = killed
+@pytest.mark.parametrize("kind", ["single", "bulk"])
+def test_worker_sigkills_strand_nobody_and_the_campaign_completes(
+    killed: dict[str, Figures], kind: str
+) -> None:
+    figures = killed[kind]
     assert figures.stranded == 0, figures.line()
     assert figures.dialed == figures.destinations
 
@@ -83,9 +96,8 @@ def placed_5xx(stack: Stack, database_url: str) -> Iterator[Figures]:
         yield run.figures()
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_REDIALS)
 def test_placed_but_5xx_dials_nobody_twice_and_keeps_the_first_calls_result(placed_5xx: Figures) -> None:
-    # Today a placed-but-5xx send is retried (dialed twice) and its tokens refunded (over budget).
+    # An ambiguous send keeps its tokens and its attempt: the first call's callbacks settle it.
     assert placed_5xx.dialed_twice == 0, placed_5xx.line()
     assert placed_5xx.lost_results == 0 and placed_5xx.stranded == 0
     assert placed_5xx.seconds_over_budget == 0 and placed_5xx.throttled_429 == 0
@@ -96,25 +108,26 @@ def test_503_retry_after_and_refused_connections_lose_nothing(stack: Stack, conn
     connection for 4 s mid-run. Nobody is dialed twice, nothing is stranded, the budget holds. (A request
     cut mid-flight by the outage is ambiguous and waits for its lease: completion is the soak's to see.)"""
     with _sim(23, api_503=0.1, api_503_retry_after=1.0) as sim:
-        run = FaultRun(sim, stack, conn, name="refusing-carrier", destinations=200, cps=50, bulk=False)
+        run = FaultRun(sim, stack, conn, name="refusing-carrier", destinations=150, cps=50, bulk=False)
         run.start()
         _wait_dialed(run, 60)
-        sim.refuse_connections(4.0)
-        time.sleep(4.5)
-        run.until_complete(60, settle_s=8.0)
+        sim.refuse_connections(3.0)
+        time.sleep(3.5)
+        run.until_complete(60, settle_s=5.0)
         figures = run.figures()
     assert figures.dialed_twice == 0 and figures.seconds_over_budget == 0 and figures.throttled_429 == 0
     assert figures.lost_results == 0
-    assert figures.stranded == 0 and figures.dialed >= 195, figures.line()
+    assert figures.stranded == 0 and figures.dialed >= 145, figures.line()
 
 
 def test_duplicated_reordered_delayed_and_dropped_callbacks_lose_no_result(
     stack: Stack, conn: psycopg.Connection
 ) -> None:
     """20% of callbacks duplicated, 20% reordered, 20% delayed up to 3 s, 10% dropped. Dropped hangups are
-    settled by the reaper's status lookup once the lease passes (brought forward here, not waited for)."""
+    settled by the reaper's status lookup once the lease passes (brought forward here, not waited for).
+    A bulk call none of whose callbacks arrived has no call id to look up: it may end `unknown`."""
     with _sim(24, duplicate=0.2, reorder=0.2, delay=0.2, delay_max=3.0, drop=0.1) as sim:
-        run = FaultRun(sim, stack, conn, name="callback-faults", destinations=200, cps=50, bulk=True)
+        run = FaultRun(sim, stack, conn, name="callback-faults", destinations=150, cps=50, bulk=True)
         run.start()
         _wait_dialed(run, 60)
         sim.wait_idle(60)
@@ -128,7 +141,10 @@ def test_duplicated_reordered_delayed_and_dropped_callbacks_lose_no_result(
     assert figures.dialed_twice == 0 and figures.seconds_over_budget == 0 and figures.throttled_429 == 0
     assert figures.lost_results == 0
     assert done and figures.stranded == 0, figures.line()
-    assert figures.final == {"done": 200}, "the reaper's lookup recovers every dropped hangup's outcome"
+    assert set(figures.final) <= {"done", "unknown"}, figures.line()
+    assert figures.final.get("unknown", 0) <= figures.notes["silent_calls"], (
+        "the reaper's lookup recovers the outcome of every call the carrier told us anything about"
+    )
 
 
 def _wait_dialed(run: FaultRun, timeout: float) -> None:

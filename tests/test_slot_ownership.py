@@ -88,12 +88,22 @@ def _attempts(conn: psycopg.Connection, destination_id: int) -> list[tuple[int, 
         (destination_id,)).fetchall()]
 
 
-def _holds(s: dict[str, Any], attempt_id: int) -> bool:
-    return s["redis"].zscore(redis_keys.account_slots(s["account_id"]), slot_member(attempt_id)) is not None
+def _dial_as_another_worker(s: dict[str, Any]) -> None:
+    report = dial_chunk(DialContext(s["other"], s["client"], Budgets(s["redis"])), s["campaign_id"],
+                        [s["destination_id"]])
+    assert report.sent == 1
 
 
-def _placed(sim: RunningSimulator, auth_id: str) -> int:
-    return sum(1 for c in sim.ledger()["calls"] if c["account"] == auth_id)
+def _one_live_call_holding_its_own_slot(sim: RunningSimulator, s: dict[str, Any]) -> None:
+    """Exactly one attempt, sent; its slot, under its own id, is the account's only live one; one call."""
+    (attempt_id, attempt_no, status), = _attempts(s["conn"], s["destination_id"])
+    assert (attempt_no, status) == (1, "sent")
+    member = slot_member(attempt_id)
+    assert s["redis"].zscore(redis_keys.account_slots(s["account_id"]), member) is not None, (
+        "the live call's slot is still held"
+    )
+    assert Budgets(s["redis"]).live_count(s["account_id"]) == 1
+    assert sum(1 for c in sim.ledger()["calls"] if c["account"] == s["auth_id"]) == 1
 
 
 def test_a_slow_worker_racing_the_reaper_never_frees_the_new_attempts_slot_nor_resets_its_destination(
@@ -110,41 +120,31 @@ def test_a_slow_worker_racing_the_reaper_never_frees_the_new_attempts_slot_nor_r
         for account_id, campaign_id, member in handed:
             Budgets(s["redis"]).release(account_id, campaign_id, [member])
         _claim(other, dest)
-        report = dial_chunk(DialContext(other, s["client"], Budgets(s["redis"])), s["campaign_id"], [dest])
-        assert report.sent == 1
+        _dial_as_another_worker(s)
 
     slow = RacingBudgets(s["redis"], on="reserve", race=reaper_then_another_worker)
     report = dial_chunk(DialContext(conn, s["client"], slow), s["campaign_id"], [dest])
 
     assert report.sent == 0, "the slow worker sent nothing: its attempt was no longer its own"
-    (new_attempt, attempt_no, status), = _attempts(conn, dest)
-    assert (attempt_no, status) == (1, "sent")
     row = conn.execute("SELECT status, attempts_made FROM destination WHERE id = %s", (dest,)).fetchone()
     assert row == ("dialing", 1), "the destination the other worker dialed was not reset"
-    assert _holds(s, new_attempt), "the live call's slot is still held"
-    assert Budgets(s["redis"]).live_count(s["account_id"]) == 1
-    assert _placed(sim, s["auth_id"]) == 1
+    _one_live_call_holding_its_own_slot(sim, s)
 
 
 def test_a_redelivered_chunk_never_frees_the_slot_of_the_delivery_that_dialed(
     sim: RunningSimulator, setup: dict[str, Any]
 ) -> None:
     s = setup
-    conn, other, dest = s["conn"], s["other"], s["destination_id"]
+    conn, dest = s["conn"], s["destination_id"]
     _claim(conn, dest)
 
     def redelivery_runs_first() -> None:
         # The first delivery holds its slot; the same chunk, redelivered, reads the destination still
         # queued, takes its own slot, wins the attempt row and dials.
-        report = dial_chunk(DialContext(other, s["client"], Budgets(s["redis"])), s["campaign_id"], [dest])
-        assert report.sent == 1
+        _dial_as_another_worker(s)
 
     first = RacingBudgets(s["redis"], on="acquire", race=redelivery_runs_first)
     report = dial_chunk(DialContext(conn, s["client"], first), s["campaign_id"], [dest])
 
-    assert report.sent == 0
-    (winner, _, status), = _attempts(conn, dest)
-    assert status == "sent"
-    assert _holds(s, winner), "the losing delivery gave back only its own slot"
-    assert Budgets(s["redis"]).live_count(s["account_id"]) == 1
-    assert _placed(sim, s["auth_id"]) == 1
+    assert report.sent == 0, "the losing delivery sent nothing and gave back only its own slot"
+    _one_live_call_holding_its_own_slot(sim, s)
