@@ -76,26 +76,30 @@ def _callback_lag(conn: Any) -> dict[str, float]:
 
 
 def booking_cost(rates: Sequence[int] = (100, 500, 1000, 2000), bookings: int = 2000) -> dict[int, float]:
-    """Microseconds per single-destination booking (one `cps.lua` call, from one client) with the
-    account's window full at each rate: what bounds one account's bookings on one Redis core."""
+    """Redis CPU (µs, from INFO commandstats) per single-destination booking, with the account's window
+    full at each rate: what bounds one account's bookings on one Redis core. Measured on a private
+    redis-server, so nobody else's scripts are counted."""
     import redis
 
-    from campaigns.config import get_settings
+    from tests.private_services import private_redis
     from workers.ratelimit import Budgets
     from workers.send_booking import BUDGET_WINDOW_S
 
-    client = redis.Redis.from_url(get_settings().redis_url)
-    budgets = Budgets(client)
     cost: dict[int, float] = {}
-    for index, cps in enumerate(rates):
-        account = 9_900_000 + index
-        for _ in range(cps):  # fill the window ahead, as a busy account has it
-            budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
-        started = time.perf_counter()
-        for _ in range(bookings):
-            budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
-        cost[cps] = round((time.perf_counter() - started) / bookings * 1e6, 1)
-    client.close()
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url)
+        budgets = Budgets(client)
+        for index, cps in enumerate(rates):
+            account = 9_900_000 + index
+            for _ in range(cps):  # fill the window ahead, as a busy account has it
+                budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
+            client.config_resetstat()
+            for _ in range(bookings):
+                budgets.reserve(account, None, 1, cps, None, 10.0, BUDGET_WINDOW_S)
+            stats = client.info("commandstats")
+            script = stats.get("cmdstat_evalsha") or stats.get("cmdstat_eval") or {}
+            cost[cps] = round(float(script.get("usec_per_call", 0.0)), 1)
+        client.close()
     return cost
 
 
