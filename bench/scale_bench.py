@@ -137,7 +137,7 @@ def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
             finished_s: float | None = time.monotonic() - started
         except TimeoutError:  # bounded: report how far it got
             finished_s = None
-        statuses = dict(conn.execute(
+        statuses: dict[str, int] = dict(conn.execute(
             "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
         ).fetchall())
         ambiguous = _one(conn, "SELECT count(*) FROM call_attempt WHERE error_message LIKE 'ambiguous%%'")
