@@ -286,8 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workers.send_booking import BUDGET_WINDOW_S
 
     settings = get_settings()
-    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "aimd_factor": settings.aimd_factor,
-            "aimd_confirm_s": settings.aimd_confirm_s, "load_average_end": _load()}
+    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S,
+            "aimd_factor": getattr(settings, "aimd_factor", None),
+            "aimd_confirm_s": getattr(settings, "aimd_confirm_s", None), "load_average_end": _load()}
     print(json.dumps(meta))
     print(_table(rows, load))
     OUT.mkdir(parents=True, exist_ok=True)
