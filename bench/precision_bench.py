@@ -151,6 +151,11 @@ class Bench:
         )
         return auth_id, campaign_id
 
+    def _accepted(self, auth_id: str) -> int:
+        """Calls the carrier accepted so far (its stats, cheaper than the ledger)."""
+        account = self.sim.stats()["accounts"].get(auth_id)
+        return int(account["accepted"]) if account else 0
+
     def _arrivals(self, auth_id: str) -> list[float]:
         return [c["received_at"] for c in self.sim.ledger()["calls"] if c["account"] == auth_id]
 
@@ -193,14 +198,18 @@ class Bench:
         since = time.time()
         auth_id, campaign_id = self._start("pause", PAUSE_RATE, calls)
         first = time.monotonic()
-        while not self._arrivals(auth_id) and time.monotonic() - first < 30:
+        while not self._accepted(auth_id) and time.monotonic() - first < 30:
             time.sleep(0.1)
         time.sleep(PAUSE_AFTER_S)
         dialer = Path(sys.executable).parent / "dialer"
         command = [str(dialer)] if dialer.exists() else [sys.executable, "-m", "workers.entrypoints.cli"]
         pause = [*command, "campaign", "pause", str(campaign_id)]
+        if self.conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone() != (
+            "running",
+        ):
+            raise RuntimeError("the pause scenario's campaign ended before the pause: raise --pause-calls")
         retrying("dialer campaign pause",
-                 lambda: subprocess.run(pause, check=True, cwd=REPO, stdout=subprocess.DEVNULL))
+                 lambda: subprocess.run(pause, check=True, cwd=REPO, stdout=subprocess.DEVNULL), attempts=5)
         returned = time.time()
         time.sleep(5.0)  # anything still booked or in flight lands by then
         times = self._arrivals(auth_id)
@@ -249,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pause", action="store_true")
     parser.add_argument("--isolated-429", type=float, default=0.0,
                         help="fraction of requests the carrier refuses with a lone 429 (AIMD comparison)")
-    parser.add_argument("--pause-calls", type=int, default=2000)
+    parser.add_argument("--pause-calls", type=int, default=4000)
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DIALER_DATABASE_URL",
