@@ -214,9 +214,11 @@ class Bench:
         time.sleep(5.0)  # anything still booked or in flight lands by then
         times = self._arrivals(auth_id)
         after = sum(1 for t in times if t > returned)
+        rejected_at = [round(r["time"] - returned, 3) for r in self.sim.ledger()["rejections"]
+                       if r.get("account") == auth_id and "time" in r]
         return {
             "scenario": f"pause at {PAUSE_RATE} CPS", "rate": PAUSE_RATE, "calls": len(times),
-            "after_pause": after, "target_after_pause": PAUSE_RATE,
+            "after_pause": after, "target_after_pause": PAUSE_RATE, "429s_s_from_pause": rejected_at,
             "429s": self.sim.stats()["accounts"][auth_id]["rejected_429"],
             **_lateness(self.lateness_root, since),
         }
