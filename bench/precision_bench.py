@@ -32,8 +32,7 @@ from bench.dialing_bench import (
     CARRIER_RETRIES,
     OUT,
     REPO,
-    _environment,
-    _fresh_database,
+    prepare,
 )
 
 T = TypeVar("T")
@@ -263,11 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pause-calls", type=int, default=4000)
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("DIALER_DATABASE_URL",
-                          "postgresql+psycopg://postgres@127.0.0.1:5432/dialer_bench_precision")
-    _environment()
-    sys.path.insert(0, str(REPO))
-    _fresh_database()
+    prepare("dialer_bench_precision")
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from tests.engine_harness import running_stack
     from tests.sim_helpers import start_simulator

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.dialing_bench import APP_ID, CARRIER_RETRIES, OUT, REPO, _environment, _fresh_database
+from bench.dialing_bench import APP_ID, CARRIER_RETRIES, OUT, prepare
 
 AUTH_ID = "MASCALE0000000000001"
 # Calls last 1-3 s of carrier time at --speed 30: well under a second each, so the floor is the dialing.
@@ -187,11 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
-    os.environ.setdefault("DIALER_DATABASE_URL",
-                          "postgresql+psycopg://postgres@127.0.0.1:5432/dialer_bench_scale")
-    _environment()
-    sys.path.insert(0, str(REPO))
-    _fresh_database()
+    prepare("dialer_bench_scale")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cost = booking_cost()
     print(json.dumps({"booking_us_by_cps": cost}), flush=True)

@@ -119,11 +119,14 @@ def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Re
     assert booked.max_late_s == pytest.approx(0.045)
 
 
-def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) -> None:
+def _after_a_full_window(
+    redis_client: redis.Redis,
+) -> tuple[BookingSpy, FakeClock, Booking, list[float], Callable[[], bool]]:
+    """An account whose next second is booked full, so the next send waits about a second for its turn;
+    and a mark that remembers when it ran."""
     budgets = BookingSpy(redis_client)
     clock = FakeClock()
     booking = Booking(next(_accounts), 99, 1, 10, None)
-    # A full window booked ahead: the next send waits about a second for its turn.
     assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
     marks: list[float] = []
 
@@ -131,6 +134,11 @@ def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) ->
         marks.append(clock())
         return True
 
+    return budgets, clock, booking, marks, mark
+
+
+def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) -> None:
+    budgets, clock, booking, marks, mark = _after_a_full_window(redis_client)
     started = clock()
     grant = book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
     delay = budgets.granted[1].send_at_delay_s
@@ -198,16 +206,7 @@ def test_nothing_left_to_send_gives_the_booking_back(redis_client: redis.Redis) 
 
 
 def test_with_a_timed_sender_the_thread_hands_over_before_the_booked_time(redis_client: redis.Redis) -> None:
-    budgets = BookingSpy(redis_client)
-    clock = FakeClock()
-    booking = Booking(next(_accounts), 99, 1, 10, None)
-    assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
-    marks: list[float] = []
-
-    def mark() -> bool:
-        marks.append(clock())
-        return True
-
+    budgets, clock, booking, marks, mark = _after_a_full_window(redis_client)
     started = clock()
     booked = SendBooking(budgets, booking, mark, timed=True, sleep=clock.sleep, clock=clock,
                          recent=RecentSeconds())
