@@ -110,13 +110,13 @@ def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Re
     budgets.reserve = spy  # type: ignore[method-assign]
     late_host = RecentSeconds()
     for _ in range(100):
-        late_host.add(0.03)
+        late_host.add(0.015)
     clock = FakeClock()
     booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 10, None), lambda: True, timed=True,
                          sleep=clock.sleep, clock=clock, recent=late_host)
     assert booked.book().granted
-    assert windows == [pytest.approx(1.0 + NETWORK_S + 0.045)]
-    assert booked.max_late_s == pytest.approx(0.045)
+    assert windows == [pytest.approx(1.0 + NETWORK_S + 0.0225)]
+    assert booked.max_late_s == pytest.approx(0.0225)
 
 
 def _after_a_full_window(

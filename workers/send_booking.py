@@ -35,7 +35,7 @@ from workers.timed_sender import SendSlot, SendTooLate, booked_for
 # still answered 429 now and then. (The spread of round trips to the carrier was tried as the network part:
 # on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
 GUARD_MIN_S = 0.03
-GUARD_MAX_S = 0.1
+GUARD_MAX_S = 0.05
 GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
 LATENESS_MIN_S = 0.01  # and never less than this
 NETWORK_S = 0.02
