@@ -11,6 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns.accounts import provider_takes_answer_url
+from campaigns.call_options import machine_detection_mode
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
@@ -61,6 +63,10 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
             raise InvalidRequest(str(exc)) from exc
         values["retry_policy"] = Jsonb(values["retry_policy"])
     if "provider_options" in values:
+        try:
+            machine_detection_mode(values["provider_options"])
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
         return
@@ -103,6 +109,15 @@ def start(conn: psycopg.Connection, campaign_id: int) -> None:
     if not row["caller_id"]:
         raise InvalidRequest(
             f"campaign {campaign_id} has no caller id: `dialer campaign set {campaign_id} --caller-id +1…`"
+        )
+    provider = conn.execute(
+        "SELECT provider FROM provider_account WHERE id = %s", (row["account_id"],)
+    ).fetchone()
+    if provider and row["answer_url"] and not provider_takes_answer_url(provider[0]):
+        # VoIPbin takes a call's actions at creation; its API names no way to fetch them from a URL.
+        raise InvalidRequest(
+            f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
+            f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
     _transition(conn, campaign_id, STARTABLE, "running", None)
     conn.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from campaigns.call_options import ring_timeout, time_limit
+from campaigns.call_options import machine_detection_mode, ring_timeout, time_limit
 from workers.callback_urls import callback_urls_for
 from workers.dial_store import CampaignForDial
 from workers.providers.base import AccountCredentials, OutboundCall
@@ -15,7 +15,7 @@ def outbound_call(
 ) -> OutboundCall:
     """One request's body: the caller id, numbers, callback URLs tagged with the batch, and call options."""
     options = campaign.provider_options
-    machine = options.get("machine_detection")
+    machine = machine_detection_mode(options)
     return OutboundCall(
         caller_id=campaign.caller_id,
         destinations=numbers,
@@ -28,7 +28,9 @@ def outbound_call(
         ),
         ring_timeout=ring_timeout(options),
         time_limit=time_limit(options),
-        machine_detection=str(machine).lower() if machine else None,
+        machine_detection=machine,
         tag=str(batch_id),
+        message=options.get("message"),  # providers that take the script at creation (VoIPbin)
+        script_url=campaign.answer_url,
         extra=options.get("extra", {}),
     )
