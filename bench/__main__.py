@@ -17,11 +17,15 @@ BENCHES: dict[str, list[str]] = {
     "simulator": ["-m", "bench.simulator_bench", "--calls", "30000", "--concurrency", "128"],
     "dialing": ["-m", "bench.dialing_bench"],
     "callbacks": ["-m", "bench.callbacks_bench", "--calls", "20000", "--concurrency", "64"],
+    "precision": ["-m", "bench.precision_bench"],
+    "scale": ["-m", "bench.scale_bench"],
 }
 DATABASES = {
     "loader": "dialer_bench_loader",
     "dialing": "dialer_bench",
     "callbacks": "dialer_bench_callbacks",
+    "precision": "dialer_bench_precision",
+    "scale": "dialer_bench_scale",
 }
 
 

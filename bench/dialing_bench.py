@@ -45,6 +45,15 @@ def _environment() -> None:
     os.environ.setdefault("DIALER_SECRET_KEY", "bench-secret")
 
 
+def prepare(database: str) -> None:
+    """A benchmark's own environment: its database (unless DIALER_DATABASE_URL names one), a fresh Redis
+    prefix, this repository importable, and the database created empty."""
+    os.environ.setdefault("DIALER_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}")
+    _environment()
+    sys.path.insert(0, str(REPO))
+    _fresh_database()
+
+
 def _fresh_database() -> None:
     import psycopg
 

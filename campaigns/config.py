@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # outside development (workers.entrypoints.flower_auth).
     flower_auth: str | None = None
 
+    # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
+    # 429 must follow the first for any cut at all (0: every 429 cuts). An isolated 429 from a carrier exactly
+    # at budget costs no cut; one whose budget is really lower answers 429 again within seconds, and that
+    # one cuts. bench/RESULTS.md (issue 13) has the measurement and the arithmetic.
+    aimd_factor: float = 0.7
+    aimd_confirm_s: float = 5.0
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

@@ -61,6 +61,8 @@ class Faults:
     Create requests: `api_5xx` answers 500/502/503 and places nothing; `api_placed_5xx` places the calls
     (their real callbacks follow) but answers 502 or 504, as a gateway timing out at the carrier's edge;
     `api_503` answers 503 with `Retry-After: api_503_retry_after` from the limiter and places nothing;
+    `api_429` answers 429 (no Retry-After) to a request within the budget and places nothing, as a carrier
+    exactly at budget does now and then;
     `api_slow` holds the request `api_slow_seconds` before anything (past a read timeout: nothing placed);
     `api_no_answer` places the calls and holds the answer `api_no_answer_seconds` (placed, never answered).
     Refusing connections for N seconds is `POST /_sim/outage {"seconds": N}`."""
@@ -74,6 +76,7 @@ class Faults:
     api_placed_5xx: float = 0.0
     api_503: float = 0.0
     api_503_retry_after: float = 1.0  # seconds, in the Retry-After header
+    api_429: float = 0.0
     api_slow: float = 0.0
     api_slow_seconds: float = 0.0   # real time
     api_no_answer: float = 0.0

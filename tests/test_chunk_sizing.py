@@ -37,10 +37,12 @@ def test_a_request_never_holds_more_than_a_second_of_budget(
     [
         (BULK, {}, 50.0, None, 50),  # bulk: one request's worth per task
         (BULK, {}, 50.0, 10.0, 10),
-        (1, {}, 50.0, None, 7),  # one per request: an eighth of a second's budget per task
-        (1, {}, 400.0, None, 25),  # … at most 25
-        (1, {}, 400.0, 16.0, 2),  # the campaign's cap, not the account's
-        (BULK, {"bulk": False}, 80.0, None, 10),  # opted out of bulk: sized like one per request
+        (1, {}, 200.0, None, 7),  # one per request: a 32nd of a second's budget per task
+        (1, {}, 1000.0, None, 25),  # … at most 25
+        (1, {}, 50.0, None, 3),  # … at least 3
+        (1, {}, 400.0, 160.0, 5),  # the campaign's cap, not the account's
+        (BULK, {"bulk": False}, 320.0, None, 10),  # opted out of bulk: sized like one per request
+        (1, {}, 2.0, None, 2),  # never more than a second's budget for the minimum
         (1, {}, 0.5, None, 1),  # at least one
     ],
 )

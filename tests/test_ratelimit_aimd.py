@@ -117,3 +117,22 @@ def test_cps_script_paces_at_the_adaptive_rate(redis_client: redis.Redis) -> Non
     sends = [budgets.reserve(account, None, 1, 20.0, None, 5.0).send_at for _ in range(4)]
     gaps = [b - a for a, b in itertools.pairwise(sends)]
     assert gaps == pytest.approx([0.1] * 3, abs=1e-6)
+
+
+def test_an_isolated_429_does_not_cut_the_rate_and_a_second_within_the_confirm_window_does(
+    redis_client: redis.Redis,
+) -> None:
+    budgets = Budgets(redis_client, aimd=AimdPolicy(factor=0.7, cooldown_s=0.0, confirm_s=0.3))
+    account = next(_ids)
+    assert budgets.decrease(account, 100.0) == 100.0, "one 429 alone: the carrier is at budget, not below"
+    assert budgets.current_rate(account, 100.0) == 100.0
+    assert budgets.decrease(account, 100.0) == pytest.approx(70.0), "a second 429 soon after: cut"
+    time.sleep(0.35)
+    assert budgets.decrease(account, 100.0) == pytest.approx(70.0), "isolated again once the window passed"
+
+
+def test_with_no_confirm_window_every_429_cuts(redis_client: redis.Redis) -> None:
+    budgets = Budgets(redis_client, aimd=AimdPolicy(factor=0.7, cooldown_s=0.0, confirm_s=0.0))
+    account = next(_ids)
+    assert budgets.decrease(account, 100.0) == pytest.approx(70.0)
+    assert not redis_client.exists(redis_keys.account_last_throttle(account))

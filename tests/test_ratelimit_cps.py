@@ -56,6 +56,30 @@ def test_single_caller_is_paced_one_emission_interval_apart(budgets: Budgets) ->
     assert grants[5].send_at_delay_s == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_booking_keeps_the_widest_window_any_host_of_the_account_asked_for(budgets: Budgets) -> None:
+    # A loaded host (window 1.1 s) fills a second's budget; a host that keeps time (1.02 s) books next: its
+    # send still goes a full 1.1 s after the loaded host's first, whose send may leave late.
+    account = next(_ids)
+    loaded = [budgets.reserve(account, None, 1, 10, None, 5.0, 1.1) for _ in range(10)]
+    quiet = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02)
+    assert all(g.granted for g in [*loaded, quiet])
+    assert send_us(quiet) - send_us(loaded[0]) >= 1_100_000
+    # Another account is not held to it.
+    other = next(_ids)
+    spread = [budgets.reserve(other, None, 1, 10, None, 5.0, 1.02) for _ in range(11)]
+    assert send_us(spread[10]) - send_us(spread[0]) == 1_020_000
+
+
+def test_a_send_is_booked_no_sooner_than_the_callers_lead(budgets: Budgets) -> None:
+    # An idle account could send now, but the caller still has a round trip to make before it can: a send
+    # booked for now would leave late.
+    account = next(_ids)
+    first = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02, 0.05)
+    assert first.granted and first.send_at_delay_s >= 0.05 - 0.005
+    second = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02, 0.05)
+    assert send_us(second) - send_us(first) == 100_000, "pacing is unchanged"
+
+
 def test_bulk_of_n_takes_n_tokens(budgets: Budgets) -> None:
     account = next(_ids)
     bulk = budgets.reserve(account, None, 4, 10, None, 5.0)

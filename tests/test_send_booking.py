@@ -14,13 +14,18 @@ import redis
 from workers.ratelimit import Budgets, Reservation
 from workers.send_booking import (
     BUDGET_WINDOW_S,
-    LATE_TOLERANCE_S,
-    MARK_ALLOWANCE_S,
+    GUARD_MAX_S,
+    GUARD_MIN_S,
+    MAX_LATENESS_S,
+    NETWORK_S,
     Booking,
+    SendBooking,
     allowed_lateness_s,
-    book_send_time,
+    guard_for,
+    handoff_lead_s,
     mark_lead_s,
 )
+from workers.send_metrics import RecentSeconds
 
 _accounts = itertools.count(7100)
 
@@ -59,6 +64,15 @@ class FakeClock:
         self.now += seconds
 
 
+def book_send_time(
+    budgets: Budgets, booking: Booking, mark: Callable[[], bool], *, sleep: Callable[[float], None],
+    clock: FakeClock, recent: RecentSeconds | None = None,
+) -> Reservation:
+    """A booking whose own thread sleeps until the booked time, on a host whose recent lateness is given."""
+    return SendBooking(budgets, booking, mark, timed=False, sleep=sleep, clock=clock,
+                       recent=recent or RecentSeconds()).book()
+
+
 def _book(budgets: Budgets, clock: FakeClock, n: int, rate: float, mark: Callable[[], bool]) -> Reservation:
     booking = Booking(next(_accounts), 99, n, rate, None)
     return book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
@@ -69,17 +83,50 @@ def test_the_mark_lead_grows_with_the_rows_to_mark() -> None:
     assert mark_lead_s(1000) == pytest.approx(0.11)
 
 
-def test_only_a_send_whose_mark_overran_gets_the_mark_allowance() -> None:
-    assert allowed_lateness_s(False) == LATE_TOLERANCE_S
-    assert allowed_lateness_s(True) == LATE_TOLERANCE_S + MARK_ALLOWANCE_S
-    assert allowed_lateness_s(True) < BUDGET_WINDOW_S - 1.0, "the request keeps part of the 40 ms guard"
+@pytest.mark.parametrize(
+    ("recent_p99", "guard"),
+    [
+        (0.0, GUARD_MIN_S),  # a host that keeps time: the smallest guard
+        (0.004, GUARD_MIN_S),
+        (0.02, NETWORK_S + 0.03),  # a loaded one: room for 1.5 x its p99 lateness
+        (1.0, GUARD_MAX_S),  # never more than this
+    ],
+)
+def test_the_guard_follows_how_late_this_host_sends(recent_p99: float, guard: float) -> None:
+    assert guard_for(recent_p99) == pytest.approx(guard)
+    # The network keeps its part of any guard; the send gets the rest.
+    assert allowed_lateness_s(guard_for(recent_p99)) == pytest.approx(guard - NETWORK_S)
 
 
-def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) -> None:
+def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Redis) -> None:
+    budgets = BookingSpy(redis_client)
+    windows: list[float] = []
+    reserve = budgets.reserve
+
+    def spy(*args: Any) -> Reservation:
+        windows.append(args[6])
+        return reserve(*args)
+
+    budgets.reserve = spy  # type: ignore[method-assign]
+    late_host = RecentSeconds()
+    for _ in range(100):
+        late_host.add(0.015)
+    clock = FakeClock()
+    booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 10, None), lambda: True, timed=True,
+                         sleep=clock.sleep, clock=clock, recent=late_host)
+    assert booked.book().granted
+    assert windows == [pytest.approx(1.0 + NETWORK_S + 0.0225)]
+    assert booked.max_late_s == pytest.approx(0.0225)
+
+
+def _after_a_full_window(
+    redis_client: redis.Redis,
+) -> tuple[BookingSpy, FakeClock, Booking, list[float], Callable[[], bool]]:
+    """An account whose next second is booked full, so the next send waits about a second for its turn;
+    and a mark that remembers when it ran."""
     budgets = BookingSpy(redis_client)
     clock = FakeClock()
     booking = Booking(next(_accounts), 99, 1, 10, None)
-    # A full window booked ahead: the next send waits about a second for its turn.
     assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
     marks: list[float] = []
 
@@ -87,6 +134,11 @@ def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) ->
         marks.append(clock())
         return True
 
+    return budgets, clock, booking, marks, mark
+
+
+def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) -> None:
+    budgets, clock, booking, marks, mark = _after_a_full_window(redis_client)
     started = clock()
     grant = book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
     delay = budgets.granted[1].send_at_delay_s
@@ -98,12 +150,12 @@ def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) ->
     assert budgets.refunded == []
 
 
-def test_a_mark_within_its_allowance_sends_on_the_first_booking(redis_client: redis.Redis) -> None:
+def test_a_mark_within_the_allowed_lateness_sends_on_the_first_booking(redis_client: redis.Redis) -> None:
     budgets = BookingSpy(redis_client)
     clock = FakeClock()
 
     def quick_mark() -> bool:  # a send booked for now waits for the mark's round trip
-        clock.now += MARK_ALLOWANCE_S
+        clock.now += allowed_lateness_s(GUARD_MIN_S)
         return True
 
     grant = _book(budgets, clock, 5, 1000, quick_mark)
@@ -134,7 +186,7 @@ def test_a_thread_that_keeps_waking_late_hands_the_work_back(redis_client: redis
     clock = FakeClock()
 
     def oversleep(seconds: float) -> None:
-        clock.now += seconds + 2 * LATE_TOLERANCE_S
+        clock.now += seconds + 2 * MAX_LATENESS_S
 
     booking = Booking(next(_accounts), 99, 1, 1000, None)
     # Sends booked about a second ahead, so every booking sleeps (and oversleeps).
@@ -151,3 +203,45 @@ def test_nothing_left_to_send_gives_the_booking_back(redis_client: redis.Redis) 
     grant = _book(budgets, FakeClock(), 1, 10, lambda: False)
     assert not grant.granted
     assert [g.token for g in budgets.granted] == budgets.refunded
+
+
+def test_with_a_timed_sender_the_thread_hands_over_before_the_booked_time(redis_client: redis.Redis) -> None:
+    budgets, clock, booking, marks, mark = _after_a_full_window(redis_client)
+    started = clock()
+    booked = SendBooking(budgets, booking, mark, timed=True, sleep=clock.sleep, clock=clock,
+                         recent=RecentSeconds())
+    grant = booked.book()
+    delay = budgets.granted[1].send_at_delay_s
+    assert grant.granted and booked.grant == grant and booked.due == pytest.approx(started + delay)
+    # The sender waits for the booked instant; the thread, which may wake late, hands over ahead of it.
+    assert marks == [pytest.approx(booked.due - handoff_lead_s(1))]
+    assert clock() < booked.due
+    assert booked.max_late_s == allowed_lateness_s(GUARD_MIN_S)
+
+
+def test_a_send_the_timed_sender_refused_is_booked_again_and_not_marked_again(
+    redis_client: redis.Redis,
+) -> None:
+    budgets = BookingSpy(redis_client)
+    clock = FakeClock()
+    marks = 0
+
+    def mark() -> bool:
+        nonlocal marks
+        marks += 1
+        return True
+
+    booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 100, None), mark, timed=True,
+                         sleep=clock.sleep, clock=clock, recent=RecentSeconds())
+    first = booked.book()
+    clock.now = booked.due + 0.5  # the sender found it half a second late and refused it
+    again = booked.refused_late()
+    assert again.granted and again.token != first.token
+    assert budgets.refunded == [first.token], "the refused booking was given back"
+    assert marks == 1
+    assert booked.due >= clock() - booked.max_late_s
+
+
+def test_the_window_of_a_host_that_keeps_time_is_the_smallest_guard() -> None:
+    assert BUDGET_WINDOW_S == pytest.approx(1.0 + GUARD_MIN_S)
+    assert allowed_lateness_s(GUARD_MIN_S) > 0

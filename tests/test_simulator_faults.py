@@ -60,6 +60,19 @@ def test_503_from_the_limiter_says_retry_after_and_places_nothing(sim: RunningSi
     assert not [c for c in sim.ledger()["calls"] if c["destination"] == "+14155551002"]
 
 
+def test_a_lone_429_within_the_budget_places_nothing_and_is_counted(sim: RunningSimulator) -> None:
+    sim.configure({"faults": {"api_429": 1.0}})
+    try:
+        with httpx.Client() as client:
+            before = sim.stats()["accounts"].get("faulty", {}).get("rejected_429", 0)
+            resp = create(client, sim, "+14155551003")
+    finally:
+        sim.configure({"faults": {"api_429": 0.0}})
+    assert resp.status_code == 429
+    assert not [c for c in sim.ledger()["calls"] if c["destination"] == "+14155551003"]
+    assert sim.stats()["accounts"]["faulty"]["rejected_429"] == before + 1
+
+
 def test_refusing_connections_gives_connect_errors_then_listens_again(sim: RunningSimulator) -> None:
     with httpx.Client(timeout=2.0) as client:
         assert create(client, sim, "+14155551003").status_code == 201  # a keep-alive connection is open

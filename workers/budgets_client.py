@@ -10,7 +10,7 @@ import redis
 
 from campaigns.config import get_settings
 from workers.budget_state import PostgresBudgetState
-from workers.ratelimit import Budgets
+from workers.ratelimit import AimdPolicy, Budgets
 
 _lock = threading.Lock()
 _budgets: tuple[int, Budgets] | None = None
@@ -26,5 +26,7 @@ def get_budgets() -> Budgets:
             from workers.pg import get_pool
 
             state = PostgresBudgetState(lambda: get_pool().connection())
-            _budgets = (os.getpid(), Budgets(client, state=state))
+            settings = get_settings()
+            aimd = AimdPolicy(factor=settings.aimd_factor, confirm_s=settings.aimd_confirm_s)
+            _budgets = (os.getpid(), Budgets(client, aimd=aimd, state=state))
         return _budgets[1]

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 SINGLE_CHUNK_MAX = 25  # destinations per task for one-per-request providers
-SINGLE_CHUNK_SLICES = 8  # a task of a one-per-request provider takes about 1/8 of a second's budget
+# A task of a one-per-request provider takes about 1/32 of a second's budget, so the dispatcher's 2 s
+# horizon holds about 64 tasks: enough for every thread of several workers to dial at once. A task sends its
+# requests one after the other, so with 1/8 (16 tasks at once, whatever the threads) each thread had to
+# place 12.5 calls a second at 200 CPS, and on a loaded machine it could not (bench/RESULTS.md, issue 13).
+SINGLE_CHUNK_SLICES = 32
+SINGLE_CHUNK_MIN = 3  # but not fewer than this (or a second's budget): each task has its own set-up queries
 
 
 def sends_in_bulk(max_per_request: int, provider_options: Mapping[str, Any] | None) -> bool:
@@ -51,4 +56,5 @@ def chunk_size(
     if sends_in_bulk(max_per_request, provider_options):
         return request_size(max_per_request, provider_options, rate, campaign_cps)
     per_second = calls_per_second(rate, campaign_cps)
-    return max(1, min(SINGLE_CHUNK_MAX, math.ceil(per_second / SINGLE_CHUNK_SLICES)))
+    least = min(SINGLE_CHUNK_MIN, math.ceil(per_second))
+    return max(1, min(SINGLE_CHUNK_MAX, max(least, math.ceil(per_second / SINGLE_CHUNK_SLICES))))

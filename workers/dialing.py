@@ -31,14 +31,21 @@ from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.batch_lookup import record_batch
 from workers.chunk_sizing import request_size, sends_in_bulk
-from workers.metrics import counted_create_calls
+from workers.metrics import counted_request
 from workers.outbound_request import outbound_call
 from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets, Reservation
 from workers.ratelimit.backoff import full_jitter_backoff
-from workers.send_booking import MAX_RESERVATION_WAIT_S, Booking, book_send_time
+from workers.send_booking import (
+    MAX_RESERVATION_WAIT_S,
+    Booking,
+    NotRebooked,
+    SendBooking,
+    create_calls_when_due,
+)
+from workers.timed_sender import leaves_on_time
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +218,23 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         return GO_ON
     # Built before booking: between the booked time and the send only the request itself remains.
     call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
-    grant, sending = _book_and_mark(chunk, started)
-    if not grant.granted:
-        not_before = ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
-        unsent = sending or started
-        report.handed_back += store.undo_unsent_attempts(conn, unsent, not_before, back_to="pending")
-        chunk.release(unsent)
-        return RequestResult(stop_until=not_before)
+    booked, sending = _book_and_mark(chunk, started)
+    if not booked.grant.granted:
+        return _hand_back_unbooked(chunk, sending or started, booked.grant)
     if len(sending) != len(started):
         started = sending
         call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
     try:
-        accepted = counted_create_calls(chunk.adapter, ctx.client, creds, call, campaign.id)
+        accepted = counted_request(
+            lambda: create_calls_when_due(booked, chunk.adapter, ctx.client, creds, call),
+            creds,
+            call,
+            campaign.id,
+        )
+    except NotRebooked:
+        return _hand_back_unbooked(chunk, started, booked.grant)
     except Throttled as exc:
-        _give_back(chunk, started, grant, back_to="queued")
+        _give_back(chunk, started, booked.grant, back_to="queued")
         throttle.slow_account_down(budgets, creds.account_id, limits.cps, exc)
         store.count_throttle(conn, campaign.id)
         report.throttled += len(started)
@@ -236,7 +246,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
             _fail_rejected(chunk, started, exc)
         return GO_ON
     except (AuthFailed, PaymentRequired) as exc:
-        _give_back(chunk, started, grant, back_to="pending")
+        _give_back(chunk, started, booked.grant, back_to="pending")
         what = "balance too low" if isinstance(exc, PaymentRequired) else "credentials or account rejected"
         store.pause_account_campaigns(
             conn, creds.account_id, f"{creds.provider} {what} (HTTP {exc.status}): {exc.message}"
@@ -244,7 +254,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         report.errors.append(exc.message)
         return RequestResult(stop_until=ctx.now() + timedelta(seconds=5))
     except Transient as exc:
-        return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
+        return RequestResult(stop_until=_retry_transient(chunk, started, booked.grant, exc))
     except Ambiguous as exc:
         # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
         # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
@@ -312,9 +322,21 @@ def _retry_transient(
     return now + timedelta(seconds=1)
 
 
+def _hand_back_unbooked(
+    chunk: ChunkDial, attempts: list[store.StartedAttempt], grant: Reservation
+) -> RequestResult:
+    """No send time could be booked (or kept): nothing left; the attempts go back to pending for later."""
+    not_before = chunk.ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
+    chunk.report.handed_back += store.undo_unsent_attempts(
+        chunk.ctx.conn, attempts, not_before, back_to="pending"
+    )
+    chunk.release(attempts)
+    return RequestResult(stop_until=not_before)
+
+
 def _book_and_mark(
     chunk: ChunkDial, started: list[store.StartedAttempt]
-) -> tuple[Reservation, list[store.StartedAttempt]]:
+) -> tuple[SendBooking, list[store.StartedAttempt]]:
     """Book the send time and mark the attempts as sending: (the booking, the attempts to send)."""
     sending: list[store.StartedAttempt] = []
 
@@ -327,8 +349,10 @@ def _book_and_mark(
 
     campaign = chunk.campaign
     booking = Booking(chunk.creds.account_id, campaign.id, len(started), chunk.limits.cps, campaign.cps)
-    grant = book_send_time(chunk.ctx.budgets, booking, mark_sending, sleep=chunk.ctx.sleep)
-    return grant, sending
+    booked = SendBooking(chunk.ctx.budgets, booking, mark_sending, timed=leaves_on_time(chunk.ctx.client),
+                         sleep=chunk.ctx.sleep)
+    booked.book()
+    return booked, sending
 
 
 def _give_back(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -91,8 +92,15 @@ def counted_create_calls(
     campaign_id: int,
 ) -> CallsAccepted:
     """adapter.create_calls, with the request counted by how it ended (the exception passes through)."""
+    return counted_request(lambda: adapter.create_calls(client, creds, call), creds, call, campaign_id)
+
+
+def counted_request(
+    send: Callable[[], CallsAccepted], creds: AccountCredentials, call: OutboundCall, campaign_id: int
+) -> CallsAccepted:
+    """One create request however it is sent (timed or not), counted by how it ended."""
     try:
-        accepted = adapter.create_calls(client, creds, call)
+        accepted = send()
     except ProviderError as exc:
         count_request(creds.account_id, result_name(exc))
         raise

@@ -23,6 +23,11 @@ def account_rate(account_id: int) -> str:
     return f"{_prefix()}:rate:account:{account_id}"
 
 
+def account_last_throttle(account_id: int) -> str:
+    """Set for AIMD's confirm window after a 429, so a second 429 within it is told from an isolated one."""
+    return f"{_prefix()}:rate:last429:account:{account_id}"
+
+
 def account_pause(account_id: int) -> str:
     """Epoch-seconds until which every worker holds off this account (set from Retry-After)."""
     return f"{_prefix()}:pause:account:{account_id}"

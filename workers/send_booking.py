@@ -1,8 +1,11 @@
 """Booking a provider request's send time against the account's CPS budget, and waiting for it.
 
-The limiter (workers.ratelimit) books a send time; this module waits for it, marks the attempts as sending
-just before it, and books again when the thread woke too late (a late send would put two bookings closer
-at the carrier than the budget allows). The rules are pure functions (`mark_lead_s`, `allowed_lateness_s`);
+The limiter (workers.ratelimit) books a send time; this module waits until just before it, marks the
+attempts as sending, and hands the request over to leave at the booked instant: to this process's timed
+sender (workers.timed_sender), which refuses a send that would leave too late, or, for a client without
+one, by sleeping until the booked time itself. A send that would leave too late is booked again rather than
+sent late: arriving late it could share a sliding second at the carrier with a send booked a window after
+it. The rules are pure functions (`guard_for`, `allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`);
 the clock and the sleep are parameters, so tests can check the rule without timing the machine.
 """
 
@@ -12,21 +15,42 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.metrics import SEND_LATENESS
-from workers.ratelimit import Budgets, BulkTooLarge, Reservation
+import httpx
 
-# Requests leave a few ms off their booked time and the carrier counts arrivals, so budgets are kept in a
-# window 40 ms longer than a second: a send that reaches the carrier up to 40 ms off its booked time still
-# never puts more than the CPS into any 1-second window the carrier sees. The cost is 4% of the budget.
-# (Measured: with 30 ms, 200 CPS on a loaded 2-core machine saw 202 in one second.)
-BUDGET_WINDOW_S = 1.04
+from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.ratelimit import Budgets, BulkTooLarge, Reservation
+from workers.send_metrics import RECENT, RecentSeconds, observe_lateness, observe_refused_late
+from workers.timed_sender import SendSlot, SendTooLate, booked_for
+
+# Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
+# budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach
+# the carrier more than a second apart when the first left at most the allowed lateness (the guard less
+# NETWORK_S) after its booked time, and the network and the carrier's front end delayed the two by at most
+# NETWORK_S more than each other. A send that would leave later is booked again, not sent.
+# The lateness part follows this host (`guard_for`): 1.5 x the p99 of its recent send lateness, at least
+# LATENESS_MIN_S. So the guard is GUARD_MIN_S (3% of the budget) on a host that keeps time, up to GUARD_MAX_S
+# on one that does not. The CPS script keeps every booking of the account in the widest window any host
+# asked for lately, so a quiet host's sends never crowd a loaded host's late ones. Measured in
+# bench/RESULTS.md (issue 13); before the timed sender the window was a fixed 1.04 s, and a strict carrier
+# still answered 429 now and then. (The spread of round trips to the carrier was tried as the network part:
+# on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
+GUARD_MIN_S = 0.03
+GUARD_MAX_S = 0.05
+GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
+LATENESS_MIN_S = 0.01  # and never less than this
+NETWORK_S = 0.02
+LATENESS_QUANTILE = 0.99
+BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time
+MAX_WINDOW_S = 1.0 + GUARD_MAX_S
+MAX_LATENESS_S = GUARD_MAX_S - NETWORK_S  # the latest any send leaves after its booked time
 MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
-LATE_TOLERANCE_S = 0.005  # woke later than this after the booked send time: book again
-MARK_ALLOWANCE_S = 0.015  # plus this for the pre-send mark; 20 of the 40 ms guard remain for the request
 # The mark starts this long before the booked time: late enough that a worker killed while waiting has
 # marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
 MARK_LEAD_S = 0.01
 MARK_LEAD_PER_ROW_S = 0.0001
+# With a timed sender the chunk thread wakes this much earlier still, so that its own wake-up (decided by
+# the GIL and the OS scheduler among dozens of threads) is not the send's.
+HANDOFF_LEAD_S = 0.02
 MAX_REBOOKINGS = 3
 
 
@@ -46,10 +70,133 @@ def mark_lead_s(n: int) -> float:
     return MARK_LEAD_S + MARK_LEAD_PER_ROW_S * n
 
 
-def allowed_lateness_s(mark_overran: bool) -> float:
-    """How late after the booked time a request may still leave. A send booked for now that waited for the
-    mark's round trip is allowed that too; a stall longer than this re-books."""
-    return LATE_TOLERANCE_S + (MARK_ALLOWANCE_S if mark_overran else 0.0)
+def handoff_lead_s(n: int) -> float:
+    """With a timed sender: how long before the booked time the chunk thread wakes to mark the attempts
+    and hand the request over."""
+    return HANDOFF_LEAD_S + mark_lead_s(n)
+
+
+def guard_for(recent_lateness_s: float, network_s: float = NETWORK_S) -> float:
+    """The guard a host asks for: the network allowance plus room for how late its sends recently left
+    (at least LATENESS_MIN_S, so a host whose sends have all been on time can still be a little late)."""
+    wanted = network_s + max(LATENESS_MIN_S, GUARD_HEADROOM * max(0.0, recent_lateness_s))
+    return min(GUARD_MAX_S, max(GUARD_MIN_S, wanted))
+
+
+def allowed_lateness_s(guard_s: float, network_s: float = NETWORK_S) -> float:
+    """How late after its booked time a request booked with this guard may still leave; later than this,
+    it is booked again."""
+    return guard_s - network_s
+
+
+class SendBooking:
+    """One request's send time: reserve the tokens, wait until just before the booked time, mark the
+    attempts as sending (once, however often it is booked again), and hand over.
+
+    `timed`: a timed sender makes the request leave at `due` and refuses it past `max_late_s`
+    (`refused_late` then books again). Otherwise `book` itself sleeps until the booked time and books again
+    when the thread woke too late. `mark_sending` returning False means none is left to send."""
+
+    def __init__(
+        self,
+        budgets: Budgets,
+        booking: Booking,
+        mark_sending: Callable[[], bool],
+        *,
+        timed: bool,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        recent: RecentSeconds = RECENT,
+    ) -> None:
+        self.budgets, self.booking, self.mark_sending, self.timed = budgets, booking, mark_sending, timed
+        self.sleep, self.clock, self.recent = sleep, clock, recent
+        self.marked = False
+        self.bookings = 0
+        self.grant = Reservation(False, 0.0, 0.0)
+        self.due = 0.0  # the granted send time on this process's clock
+        self.max_late_s = 0.0
+
+    def _lead_s(self) -> float:
+        """How far ahead the send must be booked for the work before it (the mark, the handover) to fit."""
+        if self.timed:
+            return handoff_lead_s(self.booking.n) if not self.marked else HANDOFF_LEAD_S
+        return mark_lead_s(self.booking.n) if not self.marked else 0.0
+
+    def _refund(self, grant: Reservation) -> None:
+        self.budgets.refund(self.booking.account_id, self.booking.campaign_id, grant)
+
+    def book(self) -> Reservation:
+        """A granted reservation whose send is due at `self.due`, or a refusal (hand the work back); either
+        is also `self.grant`."""
+        self.grant = self._book()
+        return self.grant
+
+    def _book(self) -> Reservation:
+        b, clock = self.booking, self.clock
+        while self.bookings < MAX_REBOOKINGS:
+            self.bookings += 1
+            guard = guard_for(self.recent.quantile(LATENESS_QUANTILE))
+            try:
+                grant = self.budgets.reserve(
+                    b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
+                    MAX_RESERVATION_WAIT_S, 1.0 + guard, self._lead_s(),
+                )
+            except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
+                return Reservation(False, 0.0, 0.1)
+            if not grant.granted:
+                return grant
+            due = clock() + grant.send_at_delay_s
+            if not self.marked:
+                wait = due - (handoff_lead_s(b.n) if self.timed else mark_lead_s(b.n)) - clock()
+                if wait > 0:
+                    self.sleep(wait)
+                if not self.mark_sending():
+                    self._refund(grant)
+                    return Reservation(False, 0.0, 0.0)
+                self.marked = True
+            elif self.timed and (wait := due - HANDOFF_LEAD_S - clock()) > 0:
+                self.sleep(wait)
+            max_late = allowed_lateness_s(guard)
+            if not self.timed and (remaining := due - clock()) > 0:
+                self.sleep(remaining)
+            lateness = clock() - due
+            if lateness > max_late:  # already too late to leave: book again
+                self._refund(grant)
+                observe_refused_late(lateness)  # counted in the recent lateness: the guard widens
+                continue
+            if not self.timed:
+                observe_lateness(lateness)
+            self.due, self.max_late_s = due, max_late
+            return grant
+        # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
+        return Reservation(False, 0.0, 0.05)
+
+    def refused_late(self) -> Reservation:
+        """The timed sender refused the send as too late: give the booking back and book again."""
+        self._refund(self.grant)
+        return self.book()
+
+
+class NotRebooked(Exception):
+    """The timed sender refused a late send and no new send time could be booked: hand the work back."""
+
+
+def create_calls_when_due(
+    booked: SendBooking,
+    adapter: ProviderAdapter,
+    client: httpx.Client,
+    creds: AccountCredentials,
+    call: OutboundCall,
+) -> CallsAccepted:
+    """The adapter's request, leaving at the booked time (through a timed sender's client); a send refused
+    as too late is booked again (the attempts stay marked) and sent at its new time."""
+    while True:
+        try:
+            with booked_for(SendSlot(booked.due, booked.max_late_s)):
+                return adapter.create_calls(client, creds, call)
+        except SendTooLate:
+            if not booked.refused_late().granted:
+                raise NotRebooked() from None
 
 
 def book_send_time(
@@ -62,44 +209,5 @@ def book_send_time(
 ) -> Reservation:
     """Reserve the tokens and sleep until the booked send time; re-book if this thread woke too late.
     The attempts are marked as sending (`mark_sending`) just before the booked time, not after it: a bulk of
-    a thousand rows takes longer to mark than the guard allows after the booked time. False from
-    `mark_sending` means none is left to send."""
-    marked = False
-    for _ in range(MAX_REBOOKINGS):
-        try:
-            grant = budgets.reserve(
-                booking.account_id,
-                booking.campaign_id,
-                booking.n,
-                booking.account_rate,
-                booking.campaign_rate,
-                MAX_RESERVATION_WAIT_S,
-                BUDGET_WINDOW_S,
-            )
-        except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
-            return Reservation(False, 0.0, 0.1)
-        if not grant.granted:
-            return grant
-        due = clock() + grant.send_at_delay_s
-        mark_overran = False
-        if not marked:
-            lead = due - mark_lead_s(booking.n) - clock()
-            if lead > 0:
-                sleep(lead)
-            if not mark_sending():
-                budgets.refund(booking.account_id, booking.campaign_id, grant)
-                return Reservation(False, 0.0, 0.0)
-            marked = True
-            # The next booking needs no mark, so it gets the usual tolerance only.
-            mark_overran = clock() > due
-        remaining = due - clock()
-        if remaining > 0:
-            sleep(remaining)
-        late = clock() - due
-        if late > allowed_lateness_s(mark_overran):
-            budgets.refund(booking.account_id, booking.campaign_id, grant)
-            continue
-        SEND_LATENESS.observe(max(late, 0.0))  # the request leaves now
-        return grant
-    # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
-    return Reservation(False, 0.0, 0.05)
+    a thousand rows takes longer to mark than the guard allows after the booked time."""
+    return SendBooking(budgets, booking, mark_sending, timed=False, sleep=sleep, clock=clock).book()

@@ -34,6 +34,22 @@ def http_client() -> httpx.Client:
         return _client
 
 
+_dial_client: httpx.Client | None = None
+
+
+def dial_client() -> httpx.Client:
+    """The client dial chunks send through: its requests go to this process's timed sender
+    (workers.timed_sender), which makes each leave at its booked send time."""
+    global _dial_client
+    with _client_lock:
+        if _dial_client is None:
+            from workers.providers.http import make_client
+            from workers.timed_sender import ScheduledTransport, process_sender
+
+            _dial_client = make_client(transport=ScheduledTransport(process_sender()))
+        return _dial_client
+
+
 def _locked(lock_key: str, ttl_ms: int) -> bool:
     """Take a short Redis lock so overlapping beat ticks (or two beats) do not run the same pass twice."""
     return bool(get_budgets().client.set(lock_key, "1", nx=True, px=ttl_ms))
@@ -46,7 +62,7 @@ def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
     from workers.dialing import dial_chunk as run_chunk
 
     with get_pool().connection() as conn:
-        ctx = DialContext(conn=conn, client=http_client(), budgets=get_budgets())
+        ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
         report = run_chunk(ctx, campaign_id, destination_ids)
     return report.__dict__
 

@@ -165,6 +165,10 @@ class Provider:
                 raise ApiError(402, "Insufficient balance to place the call")
         except ApiError as exc:
             return self.fail(request, account, exc.status, exc.message)
+        if faults.api_429 and rng.random() < faults.api_429:
+            # A carrier exactly at budget refusing one send it counted a little early: nothing is placed.
+            carrier.ledger.rejected(account.auth_id, account.provider, "cps", len(req.destinations), 0.01)
+            return self.throttled(Rejection("cps", "call creation rate limit exceeded (simulated)", 0.01))
         rejection = carrier.admit(account, len(req.destinations))
         if rejection is not None:
             return self.throttled(rejection)

@@ -72,9 +72,11 @@ class Budgets:
         campaign_cps: float | None,
         max_wait_s: float,
         window_s: float = 1.0,
+        lead_s: float = 0.0,
     ) -> Reservation:
-        """Book a send time for n tokens within max_wait_s, or say how long until one could be booked."""
-        args = (account_id, campaign_id, n_tokens, account_cps, campaign_cps, max_wait_s, window_s)
+        """Book a send time for n tokens within max_wait_s, at least lead_s from now, or say how long until
+        one could be booked."""
+        args = (account_id, campaign_id, n_tokens, account_cps, campaign_cps, max_wait_s, window_s, lead_s)
         try:
             return self._cps.reserve(*args)
         except BudgetsLost:

@@ -21,11 +21,15 @@ class AimdPolicy:
     recover_interval_s: float = 1.0
     step: float | None = None  # None: 5% of the configured rate, at least 1 CPS
     keep_s: float = 600.0  # an account idle this long forgets its lowered rate
+    # A 429 with no other 429 in the confirm_s before it (an "isolated" one) does not cut the rate: a carrier
+    # exactly at budget refuses a send that arrived a few ms early, and a cut costs seconds of budget. A
+    # second 429 within confirm_s cuts. 0: every 429 cuts.
+    confirm_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.factor <= 0.9:
             raise ValueError("AIMD factor must be within 0.5..0.9")
-        if self.floor <= 0 or self.cooldown_s < 0 or self.recover_interval_s < 0:
+        if self.floor <= 0 or self.cooldown_s < 0 or self.recover_interval_s < 0 or self.confirm_s < 0:
             raise ValueError("AIMD floor must be > 0 and intervals >= 0")
 
 
@@ -62,8 +66,9 @@ class AdaptiveRate:
     def decrease_changed(self, account_id: int, configured_rate: float) -> tuple[bool, float]:
         """decrease(), and whether this call was the one that cut the rate."""
         p = self.policy
-        args = [configured_rate, p.factor, p.floor, int(p.cooldown_s * 1e6), int(p.keep_s * 1000)]
-        keys = [redis_keys.account_rate(account_id)]
+        args = [configured_rate, p.factor, p.floor, int(p.cooldown_s * 1e6), int(p.keep_s * 1000),
+                int(p.confirm_s * 1000)]
+        keys = [redis_keys.account_rate(account_id), redis_keys.account_last_throttle(account_id)]
         with redis_errors_translated(self._client):
             changed, rate = script(self._client, "aimd_decrease")(keys=keys, args=args)
         return bool(changed), float(rate)

@@ -1,7 +1,8 @@
 -- Reserve n CPS tokens on an account's budget and (optionally) a campaign's, in one atomic step.
 -- KEYS: account state hash, account sends zset, account AIMD rate hash, account pause key, budgets epoch key,
 --       [campaign state hash, campaign sends zset].
--- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch.
+-- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch,
+--       lead_us (the send is booked at least this long from now: the caller's work before it can leave).
 -- Returns {status, send_us, now_us, retry_us, max_tokens, member}; status 1 granted, 0 refused, 2 bulk too large,
 -- 3 the budgets epoch is missing: Redis lost its state and the budgets must be rebuilt before any booking.
 --
@@ -15,7 +16,8 @@
 -- AOF never re-run it with another clock. Times are integer microseconds, exact in Lua's doubles.
 local SEC = 1000000
 -- The window the count is kept in: 1 s, or a little more so that sends leaving a few ms off their booked
--- time still never put more than the budget into any 1-second window as the carrier counts arrivals.
+-- time still never put more than the budget into any 1-second window as the carrier counts arrivals
+-- (widened below to the widest any host of the account asked for lately).
 local WINDOW = tonumber(ARGV[6]) or SEC
 local MAX_HOLES = 64
 local t = redis.call('TIME')
@@ -27,6 +29,18 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then return {3, '0', fm
 local n = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[4])
 local keep_ms = tonumber(ARGV[5])
+-- A loaded host sends later than a quiet one, so it asks for a wider window. Every booking on the account
+-- uses the widest window any host asked for within the last WINDOW_HOLD (refreshed by each such booking),
+-- so a quiet host's sends are never booked closer to a loaded host's than the loaded one allowed for.
+local WINDOW_HOLD = 10 * SEC
+local held = tonumber(redis.call('HGET', KEYS[1], 'win_us'))
+local held_until = tonumber(redis.call('HGET', KEYS[1], 'win_until')) or 0
+if held and held_until > now and held > WINDOW then
+  WINDOW = held
+elseif WINDOW > SEC then
+  redis.call('HSET', KEYS[1], 'win_us', fmt(WINDOW), 'win_until', fmt(now + WINDOW_HOLD))
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], WINDOW_HOLD / 1000 + keep_ms) end
+end
 local function parse(member)
   local e, k = string.match(member, '^(%d+):(%d+):')
   return tonumber(e), tonumber(k)
@@ -113,7 +127,9 @@ end
 
 -- The earliest time both budgets accept. Holes are not monotone, so repeat until neither moves; if that
 -- does not settle quickly, append on both (appending is monotone, so one pass settles).
-local send, settled = now, false
+-- Never sooner than the caller can send: a send booked for now that leaves after the caller's last round
+-- trip would leave late, and lateness is what crowds two sends into one second at the carrier.
+local send, settled = now + (tonumber(ARGV[8]) or 0), false
 for _ = 1, 4 do
   local moved = false
   for _, b in ipairs(budgets) do

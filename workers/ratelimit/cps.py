@@ -49,9 +49,11 @@ class CpsLimiter:
         campaign_cps: float | None,
         max_wait_s: float,
         window_s: float = 1.0,
+        lead_s: float = 0.0,
     ) -> Reservation:
         """Book a send time for n tokens within max_wait_s, or say how long until one could be booked.
-        `window_s` > 1 keeps the count in a longer window, a guard against send-time jitter."""
+        `window_s` > 1 keeps the count in a longer window, a guard against send-time jitter; the send is
+        booked at least `lead_s` from now (the caller's work before it can leave)."""
         if n_tokens < 1:
             raise ValueError("n_tokens must be >= 1")
         if account_cps <= 0 or (campaign_cps is not None and campaign_cps <= 0):
@@ -65,7 +67,7 @@ class CpsLimiter:
         ]
         keys = _budget_keys(account_id, None) + account_keys + _budget_keys(account_id, capped)[2:]
         args = [n_tokens, account_cps, campaign_cps or 0, int(max_wait_s * 1e6), self._keep_ms,
-                int(window_s * 1e6), int(self._check_epoch)]
+                int(window_s * 1e6), int(self._check_epoch), int(lead_s * 1e6)]
         with redis_errors_translated(self._client):
             status, send_us, now_us, retry_us, max_tokens, member = script(self._client, "cps")(
                 keys=keys, args=args

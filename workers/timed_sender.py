@@ -1,0 +1,193 @@
+"""One sender per worker process: each provider request leaves at its booked send time, not when a sleeping
+thread happens to wake.
+
+The dial-chunk threads do everything slow (slots, attempt rows, the booking, the pre-send mark) and hand the
+built request to this process's sender a little before its booked time. The sender is one asyncio loop in
+a daemon thread with a keep-alive connection pool to the carriers: it wakes at the booked instant
+(`loop.call_at` through `asyncio.sleep`), checks how late it is, and writes the request. With dozens of
+threads sharing two cores, a thread's own wake-up was decided by the GIL and the OS scheduler; here only one
+thread has to wake on time, and the interpreter is asked to hand it the GIL quickly (`SWITCH_INTERVAL_S`).
+
+A send that would leave later than `SendSlot.max_late_s` after its booked time is not sent (`SendTooLate`):
+arriving late it could share a sliding second at the carrier with a send booked a window later. The caller
+re-books it. Requests made without a slot (status lookups) leave at once.
+
+Adapters are unchanged: they call `httpx.Client.send` on a client whose transport is `ScheduledTransport`,
+and the booked slot travels in a context variable set around the call (`booked_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import httpx
+
+from workers.send_metrics import observe_lateness, observe_refused_late
+
+# How long the interpreter lets a thread hold the GIL when another wants it (CPython's default is 5 ms):
+# the sender thread must get it within a millisecond or two of its timer firing.
+SWITCH_INTERVAL_S = 0.001
+# The loop's timer wakes this long before the booked instant and the last of it is spent watching the clock:
+# the timer's millisecond rounding and the wait for the GIL then fall before the send, not after it.
+WAKE_EARLY_S = 0.001
+MAX_CONNECTIONS = 64
+KEEPALIVE_EXPIRY_S = 60.0
+
+
+@dataclass(frozen=True)
+class SendSlot:
+    """A request's booked send time on this process's monotonic clock, and how late it may still leave."""
+
+    due: float
+    max_late_s: float
+
+
+class SendTooLate(Exception):
+    """The request would have left `lateness_s` after its booked time, past what the window allows: it was
+    not sent, and the caller re-books it. Deliberately not an httpx error: nothing left this host."""
+
+    def __init__(self, lateness_s: float) -> None:
+        super().__init__(f"send not made: {lateness_s * 1000:.1f} ms past its booked time")
+        self.lateness_s = lateness_s
+
+
+def lateness_refused(lateness_s: float, max_late_s: float) -> bool:
+    """The rule: a send later than max_late_s after its booked time is refused."""
+    return lateness_s > max_late_s
+
+
+_slot: ContextVar[SendSlot | None] = ContextVar("dialer_send_slot", default=None)
+
+
+@contextmanager
+def booked_for(slot: SendSlot) -> Iterator[None]:
+    """Requests sent through a ScheduledTransport inside this block leave at the slot's time."""
+    token = _slot.set(slot)
+    try:
+        yield
+    finally:
+        _slot.reset(token)
+
+
+class TimedSender:
+    """An asyncio loop in a daemon thread that sends prepared httpx requests at their booked instants."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dialer-sender", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        if self._transport is None:
+            limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
+                                  keepalive_expiry=KEEPALIVE_EXPIRY_S)
+            self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._loop.call_soon(self._ready.set)
+        self._loop.create_task(self._warm_up())
+        self._loop.run_forever()
+
+    def send(self, request: httpx.Request, slot: SendSlot | None) -> httpx.Response:
+        """Send `request` at the slot's time (at once without one); the carrier's answer, read in full.
+        Raises SendTooLate (nothing sent) or the httpx error of the transport."""
+        future: Future[httpx.Response] = asyncio.run_coroutine_threadsafe(
+            self._send(request, slot), self._loop
+        )
+        return future.result()
+
+    async def _send(self, request: httpx.Request, slot: SendSlot | None) -> httpx.Response:
+        if slot is not None:
+            delay = slot.due - time.monotonic() - WAKE_EARLY_S
+            if delay > 0:
+                await asyncio.sleep(delay)  # the loop's timer (epoll rounds it up to the millisecond)
+            while time.monotonic() < slot.due:  # the last moments on the clock: never early, barely late
+                pass
+            lateness = time.monotonic() - slot.due
+            if lateness_refused(lateness, slot.max_late_s):
+                observe_refused_late(lateness)
+                raise SendTooLate(lateness)
+        left: list[float] = []
+
+        async def trace(event: str, info: dict[str, object]) -> None:
+            # Just before the request's first byte is written, after any wait for a connection or a connect,
+            # which are the send's too. Refusing here still sends nothing (the connection is then dropped).
+            if event == "http11.send_request_headers.started" and not left:
+                now = time.monotonic()
+                if slot is not None and lateness_refused(now - slot.due, slot.max_late_s):
+                    observe_refused_late(now - slot.due)
+                    raise SendTooLate(now - slot.due)
+                left.append(now)
+
+        request.extensions = {**request.extensions, "trace": trace}
+        assert self._transport is not None
+        response = await self._transport.handle_async_request(request)
+        if slot is not None:
+            observe_lateness((left[0] if left else time.monotonic()) - slot.due)
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        return httpx.Response(response.status_code, headers=response.headers, content=body,
+                              extensions=response.extensions)
+
+    async def _warm_up(self) -> None:
+        """Load and start the async HTTP stack now, not at the first booked instant (its first use imports
+        and initialises modules for tens of milliseconds on a loaded host)."""
+        import anyio
+        import h11  # noqa: F401
+
+        await anyio.sleep(0)
+
+    def close(self) -> None:
+        """Stop the loop (tests; worker processes just exit)."""
+        transport = self._transport
+
+        async def shut() -> None:
+            if transport is not None:
+                await transport.aclose()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class ScheduledTransport(httpx.BaseTransport):
+    """A sync httpx transport that hands every request to a TimedSender, at the slot set by `booked_for`."""
+
+    def __init__(self, sender: TimedSender) -> None:
+        self._sender = sender
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._sender.send(request, _slot.get())
+
+
+def leaves_on_time(client: httpx.Client) -> bool:
+    """Does this client hand its requests to a timed sender (so the caller must not sleep until the booked
+    time itself, and must not send a booked request through any other client)?"""
+    return isinstance(getattr(client, "_transport", None), ScheduledTransport)
+
+
+_lock = threading.Lock()
+_sender: tuple[int, TimedSender] | None = None
+
+
+def process_sender() -> TimedSender:
+    """This process's sender, started on first use (and again in a forked child)."""
+    global _sender
+    with _lock:
+        if _sender is None or _sender[0] != os.getpid():
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+            _sender = (os.getpid(), TimedSender())
+        return _sender[1]
