@@ -36,11 +36,11 @@ won AS (
     FROM expected e
     WHERE d.id = e.id AND {sql_in("d.status", allowed_sources(DestinationStatus.DIALING))}
       AND d.attempts_made = e.attempts_made
-    RETURNING d.id, d.attempts_made
+    RETURNING d.id, d.attempts_made, d.run_no
 )
 INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, batch_id, status,
-                          lease_expires_at)
-SELECT id, %s, %s, attempts_made, %s, 'dialing', now() + make_interval(secs => %s) FROM won
+                          lease_expires_at, run_no)
+SELECT id, %s, %s, attempts_made, %s, 'dialing', now() + make_interval(secs => %s), run_no FROM won
 RETURNING id, destination_id
 """
 
