@@ -93,8 +93,20 @@ def _transition(
 
 
 def start(conn: psycopg.Connection, campaign_id: int) -> None:
-    """Draft or paused -> running. Needs an account and a caller id."""
+    """Draft or paused -> running. Needs an account and a caller id. Starting a draft begins run 1."""
+    from campaigns.runs import record_first_run
+
     row = _campaign(conn, campaign_id)
+    require_ready_to_dial(row)
+    _transition(conn, campaign_id, STARTABLE, "running", None)
+    if row["state"] == "draft":
+        record_first_run(conn, campaign_id)
+    conn.commit()
+
+
+def require_ready_to_dial(row: dict[str, Any]) -> None:
+    """A campaign row has what dialing needs (an account and a caller id), or InvalidRequest says how."""
+    campaign_id = row["id"]
     if row["account_id"] is None:
         raise InvalidRequest(
             f"campaign {campaign_id} has no provider account: "
@@ -104,8 +116,6 @@ def start(conn: psycopg.Connection, campaign_id: int) -> None:
         raise InvalidRequest(
             f"campaign {campaign_id} has no caller id: `dialer campaign set {campaign_id} --caller-id +1…`"
         )
-    _transition(conn, campaign_id, STARTABLE, "running", None)
-    conn.commit()
 
 
 def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by operator") -> None:

@@ -261,7 +261,9 @@ class CampaignSchedule(SQLModel, table=True):
     run_for_s: int | None = _int(nullable=True)
     until_at: datetime | None = _timestamp()
     next_run_at: datetime | None = _timestamp()
-    enabled: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true")))
+    enabled: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true"))
+    )
     last_note: str | None = _text(nullable=True)
     created_at: datetime | None = _timestamp(nullable=False, now=True)
 

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from campaigns.errors import InvalidRequest
 from campaigns.states import RUN_SELECTABLE
 
 
-class InvalidSchedule(ValueError):
+class InvalidSchedule(InvalidRequest):
     """A cron expression, time zone or outcome list that cannot be used; the message names which."""
 
 
@@ -38,7 +39,8 @@ def parse_cron_spec(text: str, timezone: str | None = None) -> CronSpec:
         cron, zone = " ".join(fields), timezone or "UTC"
     else:
         raise InvalidSchedule(
-            f"cron {text!r}: expected five fields and an optional time zone, e.g. '0 10 * * 1-5 Europe/London'"
+            f"cron {text!r}: expected five fields and an optional time zone, "
+            "e.g. '0 10 * * 1-5 Europe/London'"
         )
     if not croniter.is_valid(cron):
         raise InvalidSchedule(f"cron {cron!r} is not a valid five-field expression")
@@ -90,10 +92,10 @@ class OpenRun:
 
 @dataclass(frozen=True)
 class FiringPlan:
-    """What beat does for one schedule now: end the open run, start a new one (ending at `run_ends_at`),
-    and when to look again (`next_run_at`, None: never). `note` says why a due firing started nothing."""
+    """What beat does for one schedule now: start a new run (ending at `run_ends_at`) or not, and when to
+    look again (`next_run_at`, None: never). `note` says why a due firing started nothing. An open run past
+    its end time counts as ended: beat ends such runs before it plans."""
 
-    end_open_run: bool
     start_run: bool
     run_ends_at: datetime | None
     next_run_at: datetime | None
@@ -104,31 +106,33 @@ def run_has_ended(run: OpenRun | None, now: datetime) -> bool:
     return run is not None and run.ends_at is not None and run.ends_at <= now
 
 
-def plan_firing(schedule: ScheduleView, open_run: OpenRun | None, campaign_state: str, now: datetime) -> FiringPlan:
+def plan_firing(
+    schedule: ScheduleView, open_run: OpenRun | None, campaign_state: str, now: datetime
+) -> FiringPlan:
     """Decide one schedule's tick. Firings missed while beat was down start one run, not one per firing."""
-    end_open = run_has_ended(open_run, now)
+    ended = run_has_ended(open_run, now)
     due_at = schedule.next_run_at
     if due_at is None or due_at > now:
-        return FiringPlan(end_open, False, None, due_at)
+        return FiringPlan(False, None, due_at)
     following = next_firing(schedule.spec, now)
     if schedule.until_at is not None and following > schedule.until_at:
         following_or_none: datetime | None = None
     else:
         following_or_none = following
     if schedule.until_at is not None and due_at > schedule.until_at:
-        return FiringPlan(end_open, False, None, None, "the schedule's until date has passed")
+        return FiringPlan(False, None, None, "the schedule's until date has passed")
     if campaign_state == "cancelled":
-        return FiringPlan(end_open, False, None, None, "the campaign is cancelled: the schedule stops")
+        return FiringPlan(False, None, None, "the campaign is cancelled: the schedule stops")
     if campaign_state in ("paused", "loading"):
-        return FiringPlan(end_open, False, None, following_or_none, f"skipped: the campaign is {campaign_state}")
-    if open_run is not None and not end_open:
+        return FiringPlan(False, None, following_or_none, f"skipped: the campaign is {campaign_state}")
+    if open_run is not None and not ended:
         return FiringPlan(
-            False, False, None, following_or_none, f"skipped: run {open_run.run_no} has not finished"
+            False, None, following_or_none, f"skipped: run {open_run.run_no} has not finished"
         )
     ends_at = following_or_none
     if schedule.run_for is not None:
         ends_at = min(ends_at, now + schedule.run_for) if ends_at else now + schedule.run_for
-    return FiringPlan(end_open, True, ends_at, following_or_none)
+    return FiringPlan(True, ends_at, following_or_none)
 
 
 def parse_duration(text: str | None) -> timedelta | None:
