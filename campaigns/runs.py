@@ -33,9 +33,13 @@ WHERE campaign_id = %(campaign_id)s AND (
     status = 'pending'
     OR ({sql_in("status", RUN_RESETTABLE)}
         AND (%(only)s::text[] IS NULL OR outcome = ANY(%(only)s) OR status = ANY(%(only)s))))"""
+# Campaigns dialed before runs were recorded (or started by hand) have run 1 in their rows, not in
+# campaign_run: any destination that has left `pending` was in a run.
 NEXT_RUN_NO = """
 SELECT greatest(coalesce((SELECT max(run_no) FROM campaign_run WHERE campaign_id = %(c)s), 0),
-                coalesce((SELECT max(run_no) FROM call_attempt WHERE campaign_id = %(c)s), 0)) + 1"""
+                coalesce((SELECT max(run_no) FROM call_attempt WHERE campaign_id = %(c)s), 0),
+                coalesce((SELECT max(run_no) FROM destination
+                          WHERE campaign_id = %(c)s AND status <> 'pending'), 0)) + 1"""
 EXPIRE_RUN_LEFTOVERS = f"""
 UPDATE destination SET status = 'expired', next_attempt_at = NULL, updated_at = now()
 WHERE campaign_id = %s AND run_no = %s AND {sql_in("status", EXPIRABLE_DESTINATION)}"""

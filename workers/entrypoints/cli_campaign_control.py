@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time as time_module
 from datetime import datetime, time
+from typing import TextIO
 
 import psycopg
 import typer
@@ -222,15 +223,26 @@ def status(
 
 @campaign_app.command("results")
 def results(
-    campaign_id: int, out: str = typer.Option("-", help="CSV file to write; - for standard output")
+    campaign_id: int,
+    out: str = typer.Option("-", help="CSV file to write; - for standard output"),
+    run: int = typer.Option(None, help="One run's results (see `dialer campaign runs`)"),
+    all_runs: bool = typer.Option(False, "--all-runs", help="A row per destination and run"),
 ) -> None:
     """Every destination with its last attempt's outcome, as CSV."""
+    from campaigns.results_export import write_run_results_csv
+
+    def write(conn: psycopg.Connection, handle: TextIO) -> None:
+        if run is not None or all_runs:
+            write_run_results_csv(conn, campaign_id, handle, run)
+        else:
+            write_results_csv(conn, campaign_id, handle)
+
     with connect() as conn:
         if out == "-":
-            write_results_csv(conn, campaign_id, sys.stdout)
+            write(conn, sys.stdout)
         else:
             with open(out, "w", newline="") as handle:
-                write_results_csv(conn, campaign_id, handle)
+                write(conn, handle)
     if out != "-":
         console.print(f"results written to {out}")
 

@@ -18,6 +18,7 @@ from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache, CallScripts
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
+from workers.entrypoints.api.routes_runs import router as runs_router
 
 
 @asynccontextmanager
@@ -54,6 +55,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.state.apply_events = apply_events
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
+    app.include_router(runs_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
