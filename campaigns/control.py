@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
+from campaigns.templates import check_script_options, record_missing_variables
 
 STARTABLE = ("draft", "paused")
 
@@ -60,7 +61,9 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         except InvalidPolicy as exc:
             raise InvalidRequest(str(exc)) from exc
         values["retry_policy"] = Jsonb(values["retry_policy"])
+    script_changed = "message" in (settings.provider_options or {})
     if "provider_options" in values:
+        check_script_options(values["provider_options"])
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
         return
@@ -74,6 +77,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         f"UPDATE campaign SET {assignments}, updated_at = now() WHERE id = %(id)s",
         {**values, "id": campaign_id},
     )
+    if script_changed:  # rows lacking one of the template's variables get a warning each
+        record_missing_variables(conn, campaign_id, (settings.provider_options or {}).get("message"))
     conn.commit()
 
 

@@ -36,6 +36,7 @@ from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets, Reservation
 from workers.ratelimit.backoff import full_jitter_backoff
 from workers.send_booking import MAX_RESERVATION_WAIT_S, Booking, book_send_time
+from workers.spoken_text import store_spoken_text, varies_per_destination
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ def _request_size(chunk: ChunkDial) -> int:
     campaign, limits = chunk.campaign, chunk.limits
     if not sends_in_bulk(max_per_request, campaign.provider_options):
         return 1  # no need to ask Redis for the rate
+    if chunk.adapter.answer_document_kind == "none" and varies_per_destination(campaign.provider_options):
+        return 1  # the text goes in the create request: one text, so one destination, per request
     rate = chunk.ctx.budgets.current_rate(campaign.account_id, limits.cps)
     max_concurrent = min(limits.max_concurrent, campaign.max_concurrent or limits.max_concurrent)
     return request_size(max_per_request, campaign.provider_options, rate, campaign.cps, max_concurrent)
@@ -206,8 +209,9 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         budgets.release(creds.account_id, campaign.id, lost)
     if not started:
         return GO_ON
+    spoken = store_spoken_text(conn, campaign, started)  # what each call will say, kept on its attempt
     # Built before booking: between the booked time and the send only the request itself remains.
-    call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
+    call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     grant, sending = _book_and_mark(chunk, started)
     if not grant.granted:
         not_before = ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
@@ -217,7 +221,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         return RequestResult(stop_until=not_before)
     if len(sending) != len(started):
         started = sending
-        call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
+        call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     try:
         accepted = chunk.adapter.create_calls(ctx.client, creds, call)
     except Throttled as exc:

@@ -164,7 +164,7 @@ async def receive_callback(request: Request) -> Response:
         await _forget_nonce(request, nonce_key)
         await _count(request, account_id, "callbacks_malformed")
         return Response(f"bad callback: {exc}", status_code=400)
-    return await _acknowledge(request, adapter, kind_hint, row.batch_id)
+    return await _acknowledge(request, adapter, kind_hint, row.batch_id, row.destination)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -176,42 +176,15 @@ def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> 
     return {}
 
 
-class CallScripts:
-    """What an answered call of a batch plays: the campaign's own answer URL (redirected to) or its
-    message. Looked up once per batch (a bulk request's calls share one) and kept for a while."""
-
-    def __init__(self, size: int = 20000) -> None:
-        self.size = size
-        self.entries: dict[uuid.UUID, tuple[str | None, str | None]] = {}
-
-    async def get(self, request: Request, batch_id: uuid.UUID | None) -> tuple[str | None, str | None]:
-        if batch_id is None:
-            return None, None
-        hit = self.entries.get(batch_id)
-        if hit is not None:
-            return hit
-        try:
-            async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
-                cur = await conn.execute(
-                    "SELECT c.answer_url, c.provider_options->>'message' FROM call_attempt a "
-                    "JOIN campaign c ON c.id = a.campaign_id WHERE a.batch_id = %s LIMIT 1", (batch_id,))
-                row = await cur.fetchone()
-        except Exception:  # the event is stored; play the default message rather than fail the call
-            log.warning("could not look up the script of batch %s", batch_id)
-            return None, None
-        script = (row[0], row[1]) if row else (None, None)
-        if len(self.entries) >= self.size:
-            self.entries.clear()
-        self.entries[batch_id] = script
-        return script
-
-
 async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind,
-                       batch_id: uuid.UUID | None) -> Response:
+                       batch_id: uuid.UUID | None, destination: str | None = None) -> Response:
     """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
-        redirect_url, message = await request.app.state.scripts.get(request, batch_id)
-        media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
+        script = await request.app.state.scripts.get(request, batch_id)
+        media_type, document = answer_document(
+            adapter.kind, message=script.text_for(destination), redirect_url=script.answer_url,
+            voice=script.options.get("voice"), language=script.options.get("language"),
+            audio_url=script.options.get("audio_url"))
         return Response(document, media_type=media_type)
     return Response(status_code=adapter.callback_ack_status)
 

@@ -82,7 +82,11 @@ def set_(
     ring_timeout: int = typer.Option(None),
     time_limit: int = typer.Option(None),
     machine_detection: str = typer.Option(None, help="true or hangup"),
-    message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
+    message: str = typer.Option(None, help="What an answered call hears (without --answer-url); "
+                                "{column} is filled from each row"),
+    audio_url: str = typer.Option(None, help="Play this audio instead of speaking the message"),
+    voice: str = typer.Option(None, help="Voice of the spoken message, where the provider takes one"),
+    language: str = typer.Option(None, help="Language of the spoken message, e.g. en-GB"),
 ) -> None:
     """Configure a campaign before (or between) runs."""
     from campaigns.accounts import resolve_account_id
@@ -95,6 +99,9 @@ def set_(
             "time_limit": time_limit,
             "machine_detection": machine_detection,
             "message": message,
+            "audio_url": audio_url,
+            "voice": voice,
+            "language": language,
         }.items()
         if v is not None
     }

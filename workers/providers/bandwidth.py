@@ -136,6 +136,8 @@ class BandwidthAdapter(ProviderAdapter):
     default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
     callback_ack_status: ClassVar[int] = 204
     speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
+    speak_language_attribute: ClassVar[str] = "locale"  # en_US
+    play_verb: ClassVar[str] = "PlayAudio"
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
 

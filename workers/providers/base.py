@@ -127,6 +127,10 @@ class ProviderAdapter(ABC):
     callback_ack_status: ClassVar[int] = 200
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
     speak_verb: ClassVar[str] = "Speak"
+    # The speak verb's attributes for a campaign's voice and language, and the verb that plays audio.
+    speak_voice_attribute: ClassVar[str] = "voice"
+    speak_language_attribute: ClassVar[str] = "language"
+    play_verb: ClassVar[str] = "Play"
 
     @abstractmethod
     def create_calls(

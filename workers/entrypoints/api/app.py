@@ -13,9 +13,10 @@ from psycopg_pool import AsyncConnectionPool
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
+from workers.callbacks.call_scripts import CallScripts
 from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
-from workers.callbacks.receiver import AccountCache, CallScripts
+from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_runs import router as runs_router
