@@ -104,7 +104,8 @@ def test_template_rows_warn_at_load_and_each_attempt_stores_and_plays_its_own_te
     warned = db.execute("SELECT count(*) FROM load_warning WHERE campaign_id = %s", (campaign_id,)).fetchone()
     assert warned == (2,)  # set again: the same two rows, not twice
     db.execute("UPDATE campaign SET state = 'running' WHERE id = %s", (campaign_id,))
-    wait_for(lambda: campaign_state(db, campaign_id) == "completed", timeout=60, what="the campaign to finish")
+    wait_for(lambda: campaign_state(db, campaign_id) == "completed", timeout=60,
+             what="the campaign to finish")
 
     spoken = dict(db.execute(
         "SELECT d.number, a.spoken_text FROM call_attempt a JOIN destination d ON d.id = a.destination_id "
