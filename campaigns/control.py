@@ -4,7 +4,7 @@ shared by the CLI and the HTTP API). State changes are conditional updates on th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 import psycopg
@@ -36,6 +36,8 @@ class CampaignSettings:
     timezone_override: str | None = None
     retry_policy: dict[str, Any] | None = None
     provider_options: dict[str, Any] | None = None
+    observe_holidays: bool | None = None  # skip each destination's national public holidays
+    blackout_dates: list[date] | None = None  # the campaign's own days off (replaces the list)
 
 
 def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:

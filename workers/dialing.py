@@ -28,6 +28,7 @@ from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
+from workers.blackout_hold import hold_blacked_out
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call
 from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
@@ -152,6 +153,8 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     queued = store.queued_destinations(conn, destination_ids)
     report.skipped = len(destination_ids) - len(queued)  # already dialed by an earlier delivery, or reclaimed
     queued = _screen(ctx, campaign, queued, report)
+    queued, held = hold_blacked_out(conn, campaign, queued, ctx.now())  # holidays and blackout dates
+    report.handed_back += held
     if not queued:
         return report
     creds, limits = load_account(conn, campaign.account_id)

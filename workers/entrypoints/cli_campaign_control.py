@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time as time_module
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import TextIO
 
 import psycopg
@@ -49,6 +49,16 @@ def _days(value: str | None) -> list[int] | None:
     return sorted(days)
 
 
+def _dates(value: str | None) -> list[date] | None:
+    """'2026-12-24,2026-12-31' -> dates; '' -> [] (clears the list)."""
+    if value is None:
+        return None
+    try:
+        return sorted({date.fromisoformat(part.strip()) for part in value.split(",") if part.strip()})
+    except ValueError as exc:
+        raise typer.BadParameter(f"--blackout-dates takes YYYY-MM-DD,…, not {value!r}") from exc
+
+
 def _retry(values: list[str] | None) -> dict | None:
     """--retry busy=300:3 → {"busy": {"delay_s": 300, "max_attempts": 3}}."""
     if not values:
@@ -87,6 +97,10 @@ def set_(
     audio_url: str = typer.Option(None, help="Play this audio instead of speaking the message"),
     voice: str = typer.Option(None, help="Voice of the spoken message, where the provider takes one"),
     language: str = typer.Option(None, help="Language of the spoken message, e.g. en-GB"),
+    holidays: bool = typer.Option(None, "--holidays/--no-holidays",
+                                  help="Skip public holidays of each destination's own country"),
+    blackout_dates: str = typer.Option(None, help="The campaign's own days off, e.g. 2026-12-24,2026-12-31 "
+                                       "('' clears them)"),
 ) -> None:
     """Configure a campaign before (or between) runs."""
     from campaigns.accounts import resolve_account_id
@@ -121,6 +135,8 @@ def set_(
             timezone_override=timezone,
             retry_policy=_retry(retry),
             provider_options=options or None,
+            observe_holidays=holidays,
+            blackout_dates=_dates(blackout_dates),
         )
         control.configure(conn, campaign_id, settings)
     console.print(f"campaign {campaign_id} updated")
