@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
+from campaigns.states import D, allowed_sources, sql_in
 from campaigns.templates import check_script_options, record_missing_variables
 
 STARTABLE = ("draft", "paused")
@@ -131,8 +132,23 @@ def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by o
     conn.commit()
 
 
+# Attempts committed but not yet marked as sending never reach the carrier: cancel undoes them, conditional
+# on `sent_at IS NULL` under the row lock, so the dial task's mark (workers.dial_store.mark_sending) and
+# this cannot both win. Their destinations are cancelled too: a new call stops within the mark's lead.
+CANCEL_UNSENT = f"""
+WITH gone AS (
+    DELETE FROM call_attempt a USING destination d
+    WHERE d.id = a.destination_id AND d.campaign_id = %s AND d.status = 'dialing'
+      AND d.attempts_made = a.attempt_no AND a.status = 'dialing' AND a.sent_at IS NULL
+    RETURNING a.destination_id)
+UPDATE destination d SET status = 'cancelled', attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
+    updated_at = now()
+FROM gone WHERE d.id = gone.destination_id AND {sql_in("d.status", allowed_sources(D.CANCELLED))}"""
+
+
 def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
-    """Stop for good: every destination not yet dialed is cancelled. Returns how many."""
+    """Stop for good: every destination not yet dialed is cancelled, and so is every attempt not yet sent.
+    Calls already placed go on (`cancel --hangup` ends them through the carriers). Returns how many."""
     with conn.transaction():
         _transition(conn, campaign_id, ("draft", "running", "paused"), "cancelled", "cancelled by operator")
         cur = conn.execute(
@@ -140,7 +156,8 @@ def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
             "WHERE campaign_id = %s AND status IN ('pending', 'queued', 'retry_wait')",
             (campaign_id,),
         )
-    return cur.rowcount
+        unsent = conn.execute(CANCEL_UNSENT, (campaign_id,)).rowcount
+    return cur.rowcount + unsent
 
 
 @dataclass

@@ -89,7 +89,9 @@ _DESTINATION_SOURCES: dict[DestinationStatus, frozenset[DestinationStatus]] = {
     D.UNKNOWN: frozenset({D.DIALING, D.RINGING, D.ANSWERED}),
     D.DNC: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
     D.INVALID: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
-    D.CANCELLED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
+    # Not dialed yet; or (dialing) an attempt not yet sent, undone by cancel; or a live call of a cancelled
+    # campaign whose outcome would have retried: it never returns to retry_wait.
+    D.CANCELLED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT, D.DIALING, D.RINGING, D.ANSWERED, D.UNKNOWN}),
     D.EXPIRED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
 }
 

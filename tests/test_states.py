@@ -33,6 +33,8 @@ DESTINATION_MOVES = {
     (D.UNKNOWN, D.RETRY_WAIT), (D.UNKNOWN, D.DONE), (D.UNKNOWN, D.FAILED),
     *((waiting, end) for waiting in (D.PENDING, D.QUEUED, D.RETRY_WAIT)
       for end in (D.DNC, D.INVALID, D.CANCELLED, D.EXPIRED)),
+    # A cancelled campaign: an unsent attempt is undone, and a call that would retry ends cancelled.
+    *((live, D.CANCELLED) for live in (D.DIALING, D.RINGING, D.ANSWERED, D.UNKNOWN)),
 }
 
 ATTEMPT_MOVES = {
@@ -75,3 +77,12 @@ def test_status_lists_render_as_sql_literals_in_the_machines_order() -> None:
     assert sql_values({D.RETRY_WAIT, D.PENDING}) == ["pending", "retry_wait"]
     with pytest.raises(ValueError):
         sql_in("status", set())
+
+
+def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invalid_or_cancelled() -> None:
+    from campaigns.states import RUN_RESET_TARGET, RUN_RESETTABLE
+
+    assert RUN_RESET_TARGET == D.PENDING and RUN_RESETTABLE <= FINAL_DESTINATION
+    assert not RUN_RESETTABLE & {D.DNC, D.INVALID, D.CANCELLED}
+    # The engine's own moves never leave a final state for pending: only campaigns.runs does, by name.
+    assert not any(can_move(final, D.PENDING) for final in FINAL_DESTINATION)

@@ -15,8 +15,8 @@ from psycopg.types.json import Jsonb
 
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
-from campaigns.retry_policy import next_step
-from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
+from campaigns.retry_policy import NextStep, next_step
+from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, DestinationStatus, Outcome, sql_in
 from workers.callbacks.applier_store import apply_events, unattached_for_call
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
@@ -103,15 +103,19 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
         if not moved:
             return False
         policy = conn.execute(
-            "SELECT retry_policy, end_at FROM campaign WHERE id = %s", (attempt["campaign_id"],)
+            "SELECT c.retry_policy, c.end_at, c.state, d.attempts_before_run FROM campaign c "
+            "JOIN destination d ON d.campaign_id = c.id WHERE c.id = %s AND d.id = %s",
+            (attempt["campaign_id"], attempt["destination_id"]),
         ).fetchone()
         step = next_step(
             Outcome.UNKNOWN,
-            attempt["attempt_no"],
+            attempt["attempt_no"] - (policy[3] if policy else 0),  # the retry policy counts this run's tries
             policy[0] if policy else {},
             now,
             policy[1] if policy else None,
         )
+        if policy and policy[2] == "cancelled" and step.status == DestinationStatus.RETRY_WAIT:
+            step = NextStep(DestinationStatus.CANCELLED, None, step.outcome)  # never back to retry_wait
         conn.execute(
             f"""UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
                    updated_at = now()

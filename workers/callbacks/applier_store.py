@@ -68,11 +68,11 @@ class CampaignPolicies:
     def __call__(self, campaign_id: int) -> CampaignPolicy:
         if campaign_id not in self.cache:
             row = self.conn.execute(
-                "SELECT retry_policy, end_at, provider_options FROM campaign WHERE id = %s",
+                "SELECT retry_policy, end_at, provider_options, state FROM campaign WHERE id = %s",
                 (campaign_id,)).fetchone()
             lease = answered_lease_s((row[2] if row else None) or {})
-            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease) if row \
-                else CampaignPolicy({}, None, lease)
+            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease, row[3] == "cancelled") \
+                if row else CampaignPolicy({}, None, lease)
         return self.cache[campaign_id]
 
 

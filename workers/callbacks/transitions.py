@@ -105,6 +105,7 @@ class CampaignPolicy:
     retry_policy: dict[str, Any]
     end_at: datetime | None
     answered_lease_s: float
+    cancelled: bool = False  # the campaign was cancelled: nothing goes back to retry_wait
 
 
 PolicyOf = Callable[[int], CampaignPolicy]  # campaign id -> its policy (looked up only when needed)
@@ -165,6 +166,8 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
             step = after_carrier_throttle(tries_this_run, now)
         else:
             step = next_step(outcome, tries_this_run, policy.retry_policy, now, policy.end_at)
+        if policy.cancelled and step.status == DestinationStatus.RETRY_WAIT:
+            step = NextStep(DestinationStatus.CANCELLED, None, step.outcome)
         dest.status, dest.outcome = step.status.value, step.outcome.value
         dest.next_attempt_at, dest.changed = step.next_attempt_at, True
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time as time_module
 from datetime import date, datetime, time
-from typing import TextIO
+from typing import Any, TextIO
 
 import psycopg
 import typer
@@ -165,11 +165,36 @@ def pause(campaign_id: int) -> None:
 
 
 @campaign_app.command("cancel")
-def cancel(campaign_id: int) -> None:
-    """Cancel every destination not yet dialed."""
+def cancel(
+    campaign_id: int,
+    hangup: bool = typer.Option(False, "--hangup", help="Also end live calls through each provider's "
+                                "hang-up API (their final results are still recorded)"),
+) -> None:
+    """Cancel every destination not yet dialed; with --hangup, end the calls in progress too."""
     with connect() as conn:
         count = control.cancel(conn, campaign_id)
-    console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
+        console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
+        if hangup:
+            from workers.hangup import hang_up_live_calls
+            from workers.providers.http import make_client
+
+            with make_client() as client:
+                report = hang_up_live_calls(conn, client, campaign_id)
+            console.print(hangup_summary(report))
+
+
+def hangup_summary(report: Any) -> str:
+    """One line on what `--hangup` did (a workers.hangup.HangupReport)."""
+    parts = [f"hang-up asked for {report.requested} live calls"]
+    if report.already_ended:
+        parts.append(f"{report.already_ended} had already ended")
+    if report.without_id:
+        parts.append(f"{report.without_id} had no id from the carrier yet (they end at their time limit)")
+    for provider, n in sorted(report.unsupported.items()):
+        parts.append(f"{n} on {provider} cannot be hung up (no hang-up API): they end at their time limit")
+    if report.errors:
+        parts.append(f"{len(report.errors)} refused: {report.errors[0]}")
+    return "; ".join(parts)
 
 
 def status_table(st: control.CampaignStatus) -> Table:

@@ -140,10 +140,26 @@ class BandwidthAdapter(ProviderAdapter):
     play_verb: ClassVar[str] = "PlayAudio"
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
+    has_hangup: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL; auth_id is the Bandwidth account id."""
         return f"{account.base_url.rstrip('/')}/api/v2/accounts/{account.auth_id}/calls"
+
+    def hangup_request(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> httpx.Request | None:
+        """Update Call: POST …/calls/{callId} {"state": "completed"}."""
+        call_id = call_uuid or request_uuid
+        if not call_id:
+            return None
+        headers = self.auth_headers(account)
+        return client.build_request("POST", self.call_url(account, call_id), headers=headers,
+                                    json={"state": "completed"})
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """Basic with the API user (options['api_username'], else auth_id) and auth_token."""

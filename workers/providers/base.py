@@ -131,6 +131,9 @@ class ProviderAdapter(ABC):
     speak_voice_attribute: ClassVar[str] = "voice"
     speak_language_attribute: ClassVar[str] = "language"
     play_verb: ClassVar[str] = "Play"
+    # A hang-up API for live calls (`dialer campaign cancel --hangup`). None of the seeds documents one;
+    # the adapters that have one follow the provider's public API reference (docs/DESIGN.md lists them).
+    has_hangup: ClassVar[bool] = False
 
     @abstractmethod
     def create_calls(
@@ -166,6 +169,40 @@ class ProviderAdapter(ABC):
         if record is None:
             return None
         return self.event_from_record(record, request_uuid=request_uuid, call_uuid=call_uuid, call_id=call_id)
+
+    def hangup_request(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> httpx.Request | None:
+        """The request that ends one live call; None without a hang-up API or an id to name the call."""
+        return None
+
+    def hang_up(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> bool:
+        """End a live call. True if the carrier took the request, False if it cannot (no API, no id) or no
+        longer knows the call (404: already ended); other answers raise their ProviderError. Its final
+        callback still arrives and is recorded as usual."""
+        from workers.providers.errors import AuthFailed
+        from workers.providers.http import send  # http builds on these types: import when used
+
+        request = self.hangup_request(client, account, request_uuid, call_uuid)
+        if request is None:
+            return False
+        try:
+            send(client, request, account, idempotent=True)
+        except AuthFailed as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """The id the status API takes."""

@@ -188,6 +188,7 @@ class PlivoAdapter(ProviderAdapter):
     callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3-nonce",)
     max_destinations_per_request: ClassVar[int] = 1000
     has_call_status: ClassVar[bool] = True
+    has_hangup: ClassVar[bool] = True
     api_prefix: ClassVar[str] = "/v1"
     v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
@@ -246,6 +247,22 @@ class PlivoAdapter(ProviderAdapter):
     def call_url(self, account: AccountCredentials, call_id: str) -> str:
         """.../Call/{uuid}/: the collection URL ends in a slash, and so does a call's."""
         return f"{self.calls_url(account)}{call_id}/"
+
+    def hangup_request(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> httpx.Request | None:
+        """DELETE …/Call/{call_uuid}/ (a placed call), or …/Request/{request_uuid}/ (one not placed yet)."""
+        if call_uuid:
+            url = self.call_url(account, call_uuid)
+        elif request_uuid:
+            url = self.calls_url(account).removesuffix("Call/") + f"Request/{request_uuid}/"
+        else:
+            return None
+        return client.build_request("DELETE", url, headers=self.auth_headers(account))
 
     def event_from_record(
         self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str

@@ -127,6 +127,7 @@ class VoipbinAdapter(ProviderAdapter):
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "none"  # actions are given at creation
     max_destinations_per_request: ClassVar[int] = 100
     has_call_status: ClassVar[bool] = True
+    has_hangup: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL (the token goes in the query)."""
@@ -135,6 +136,20 @@ class VoipbinAdapter(ProviderAdapter):
     def auth_params(self, account: AccountCredentials) -> dict[str, str]:
         """VoIPbin takes its token in the query."""
         return {"token": account.auth_token}
+
+    def hangup_request(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> httpx.Request | None:
+        """POST /v1.0/calls/{id}/hangup?token=…"""
+        call_id = call_uuid or request_uuid
+        if not call_id:
+            return None
+        return client.build_request("POST", f"{self.call_url(account, call_id)}/hangup",
+                                    params=self.auth_params(account))
 
     def create_calls(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall

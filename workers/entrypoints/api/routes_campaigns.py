@@ -44,6 +44,7 @@ from workers.entrypoints.api.schemas import (
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
+HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
@@ -142,9 +143,25 @@ async def resume_campaign(campaign_id: CampaignId) -> StateChange:
 
 
 @router.post("/{campaign_id}/cancel", response_model=StateChange, responses=_conflict)
-async def cancel_campaign(campaign_id: CampaignId) -> StateChange:
-    """Stop for good: every destination not yet dialed becomes cancelled."""
-    return await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
+async def cancel_campaign(
+    campaign_id: CampaignId,
+    hangup: HangupFlag = False,
+) -> StateChange:
+    """Stop for good: every destination not yet dialed becomes cancelled; with hangup, live calls end too."""
+    change = await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
+    if hangup:
+        change.hangup = await run_db(_hang_up, campaign_id)
+    return change
+
+
+def _hang_up(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
+    from workers.hangup import hang_up_live_calls
+    from workers.providers.http import make_client
+
+    with make_client() as client:
+        report = hang_up_live_calls(conn, client, campaign_id)
+    return {"requested": report.requested, "already_ended": report.already_ended,
+            "without_id": report.without_id, "unsupported": dict(report.unsupported), "errors": report.errors}
 
 
 # --- the work behind the routes: sync, on the connection run_db gives -----------------------------

@@ -120,6 +120,7 @@ class StateChange(BaseModel):
     state: str
     state_reason: str | None
     destinations_cancelled: int | None = None  # only for cancel
+    hangup: dict[str, Any] | None = None  # only for cancel?hangup=true: what the carriers were asked
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
