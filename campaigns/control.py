@@ -151,6 +151,12 @@ def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
     Calls already placed go on (`cancel --hangup` ends them through the carriers). Returns how many."""
     with conn.transaction():
         _transition(conn, campaign_id, ("draft", "running", "paused"), "cancelled", "cancelled by operator")
+        # Rows locked in id order, as the dial task's and the applier's statements take them: no deadlock.
+        conn.execute(
+            "SELECT id FROM destination WHERE campaign_id = %s "
+            "AND status IN ('pending', 'queued', 'retry_wait', 'dialing') ORDER BY id FOR UPDATE",
+            (campaign_id,),
+        )
         cur = conn.execute(
             "UPDATE destination SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
             "WHERE campaign_id = %s AND status IN ('pending', 'queued', 'retry_wait')",
