@@ -70,7 +70,8 @@ def test_cancel_with_hangup_ends_live_calls_and_records_their_final_callbacks(
 ) -> None:
     sim, stack = env
     account_id = add_account(db, name=f"hangup-{provider}", provider=provider, auth_id=auth_id,
-                             auth_token=token, cps=50, max_concurrent=100, base_url=sim.base_url, options=options)
+                             auth_token=token, cps=50, max_concurrent=100, base_url=sim.base_url,
+                             options=options)
     phones = numbers(4, start=8100 if provider == "plivo" else 8200)
     campaign_id = load_campaign(f"hangup-{provider}", phones)
     prepare_and_start(db, campaign_id, account_id, retry_policy=RETRY_EVERYTHING,
