@@ -45,3 +45,10 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
     assert len(rows) == state[1] and all(r["outcome"] for r in rows)
     output = (tmp_path / "demo.out").read_text()
     assert "attempts by outcome" in output and "0 429s" in output
+    # The message template is filled from each row: what the answered calls heard names their person.
+    heard = output.split("what answered calls heard", 1)[-1]
+    assert "what answered calls heard" in output and "Hello " in heard and "{first_name}" not in heard
+    with psycopg.connect(database_url) as conn:
+        spoken = conn.execute("SELECT spoken_text FROM call_attempt WHERE campaign_id = %s AND outcome = "
+                              "'answered' LIMIT 1", (campaign_id,)).fetchone()
+    assert spoken and spoken[0].startswith("Hello ") and "{" not in spoken[0]
