@@ -147,16 +147,9 @@ class BandwidthAdapter(ProviderAdapter):
         return f"{account.base_url.rstrip('/')}/api/v2/accounts/{account.auth_id}/calls"
 
     def hangup_request(
-        self,
-        client: httpx.Client,
-        account: AccountCredentials,
-        request_uuid: str | None,
-        call_uuid: str | None,
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
     ) -> httpx.Request | None:
         """Update Call: POST …/calls/{callId} {"state": "completed"}."""
-        call_id = call_uuid or request_uuid
-        if not call_id:
-            return None
         headers = self.auth_headers(account)
         return client.build_request("POST", self.call_url(account, call_id), headers=headers,
                                     json={"state": "completed"})

@@ -171,13 +171,10 @@ class ProviderAdapter(ABC):
         return self.event_from_record(record, request_uuid=request_uuid, call_uuid=call_uuid, call_id=call_id)
 
     def hangup_request(
-        self,
-        client: httpx.Client,
-        account: AccountCredentials,
-        request_uuid: str | None,
-        call_uuid: str | None,
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
     ) -> httpx.Request | None:
-        """The request that ends one live call; None without a hang-up API or an id to name the call."""
+        """The request that ends one live call, named by its call id (`placed`) or, before the carrier has
+        given one, its request id; None without a hang-up API."""
         return None
 
     def hang_up(
@@ -193,7 +190,8 @@ class ProviderAdapter(ABC):
         from workers.providers.errors import AuthFailed
         from workers.providers.http import send  # http builds on these types: import when used
 
-        request = self.hangup_request(client, account, request_uuid, call_uuid)
+        call_id = call_uuid or request_uuid
+        request = self.hangup_request(client, account, call_id, placed=bool(call_uuid)) if call_id else None
         if request is None:
             return False
         try:

@@ -249,19 +249,11 @@ class PlivoAdapter(ProviderAdapter):
         return f"{self.calls_url(account)}{call_id}/"
 
     def hangup_request(
-        self,
-        client: httpx.Client,
-        account: AccountCredentials,
-        request_uuid: str | None,
-        call_uuid: str | None,
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
     ) -> httpx.Request | None:
         """DELETE …/Call/{call_uuid}/ (a placed call), or …/Request/{request_uuid}/ (one not placed yet)."""
-        if call_uuid:
-            url = self.call_url(account, call_uuid)
-        elif request_uuid:
-            url = self.calls_url(account).removesuffix("Call/") + f"Request/{request_uuid}/"
-        else:
-            return None
+        url = self.call_url(account, call_id) if placed else (
+            self.calls_url(account).removesuffix("Call/") + f"Request/{call_id}/")
         return client.build_request("DELETE", url, headers=self.auth_headers(account))
 
     def event_from_record(

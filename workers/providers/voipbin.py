@@ -138,16 +138,9 @@ class VoipbinAdapter(ProviderAdapter):
         return {"token": account.auth_token}
 
     def hangup_request(
-        self,
-        client: httpx.Client,
-        account: AccountCredentials,
-        request_uuid: str | None,
-        call_uuid: str | None,
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
     ) -> httpx.Request | None:
         """POST /v1.0/calls/{id}/hangup?token=…"""
-        call_id = call_uuid or request_uuid
-        if not call_id:
-            return None
         return client.build_request("POST", f"{self.call_url(account, call_id)}/hangup",
                                     params=self.auth_params(account))
 

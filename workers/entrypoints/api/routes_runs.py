@@ -36,18 +36,6 @@ class ScheduleIn(BaseModel):
     run_for: str | None = Field(None, description="Each run ends this long after it starts: 90m, 4h")
 
 
-class ScheduleOut(BaseModel):
-    campaign_id: int
-    cron: str
-    timezone: str
-    only_outcomes: list[str] | None
-    run_for_s: int | None
-    until_at: datetime | None
-    next_run_at: datetime | None
-    enabled: bool
-    last_note: str | None
-
-
 class RerunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -85,22 +73,17 @@ class CloneOut(BaseModel):
     cloned_from: int
 
 
-def _schedule_out(stored: StoredSchedule) -> ScheduleOut:
-    return ScheduleOut(**stored.__dict__)
-
-
-def _set(conn: psycopg.Connection, campaign_id: int, body: ScheduleIn) -> ScheduleOut:
+def _set(conn: psycopg.Connection, campaign_id: int, body: ScheduleIn) -> StoredSchedule:
     only = parse_outcomes(",".join(body.only)) if body.only else None
-    stored = set_schedule(conn, campaign_id, parse_cron_spec(body.cron, body.timezone), only=only,
-                          until_at=body.until, run_for=parse_duration(body.run_for), now=datetime.now(UTC))
-    return _schedule_out(stored)
+    return set_schedule(conn, campaign_id, parse_cron_spec(body.cron, body.timezone), only=only,
+                        until_at=body.until, run_for=parse_duration(body.run_for), now=datetime.now(UTC))
 
 
-def _get(conn: psycopg.Connection, campaign_id: int) -> ScheduleOut:
+def _get(conn: psycopg.Connection, campaign_id: int) -> StoredSchedule:
     stored = get_schedule(conn, campaign_id)
     if stored is None:
         raise NotFound(f"campaign {campaign_id} has no schedule")
-    return _schedule_out(stored)
+    return stored
 
 
 def _remove(conn: psycopg.Connection, campaign_id: int) -> None:
@@ -122,14 +105,14 @@ def _run_results(conn: psycopg.Connection, campaign_id: int, run_no: int | None)
     return buffer.getvalue()
 
 
-@router.put("/{campaign_id}/schedule", response_model=ScheduleOut)
-async def put_schedule(campaign_id: CampaignId, body: ScheduleIn) -> ScheduleOut:
+@router.put("/{campaign_id}/schedule", response_model=StoredSchedule)
+async def put_schedule(campaign_id: CampaignId, body: ScheduleIn) -> StoredSchedule:
     """Create or replace the campaign's recurring schedule (stored in Postgres; beat starts the runs)."""
     return await run_db(_set, campaign_id, body)
 
 
-@router.get("/{campaign_id}/schedule", response_model=ScheduleOut)
-async def read_schedule(campaign_id: CampaignId) -> ScheduleOut:
+@router.get("/{campaign_id}/schedule", response_model=StoredSchedule)
+async def read_schedule(campaign_id: CampaignId) -> StoredSchedule:
     return await run_db(_get, campaign_id)
 
 
