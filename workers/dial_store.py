@@ -284,9 +284,11 @@ def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[
               AND a.created_at < now() - make_interval(secs => %s)
             RETURNING a.account_id, a.campaign_id, a.destination_id, a.attempt_no
         ), back AS (
-            UPDATE destination d SET status = 'pending', attempts_made = d.attempts_made - 1,
-                next_attempt_at = NULL, updated_at = now()
-            FROM gone WHERE d.id = gone.destination_id
+            -- In a cancelled campaign nobody would claim it again: it is cancelled, not pending.
+            UPDATE destination d SET attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
+                status = CASE WHEN c.state = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+                updated_at = now()
+            FROM gone JOIN campaign c ON c.id = gone.campaign_id WHERE d.id = gone.destination_id
         )
         SELECT account_id, campaign_id, destination_id, attempt_no FROM gone
         """,
