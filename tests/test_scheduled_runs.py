@@ -150,6 +150,9 @@ def test_a_schedule_starts_two_runs_and_the_second_dials_only_what_the_first_lef
     wait_for(lambda: _finished(conn, campaign_id), timeout=90, what="run 2 to finish")
     second = _dialed_in_run(conn, campaign_id, 2)
     assert set(second) == left  # only what run 1 left, each dialed once more
+    counted = conn.execute("SELECT DISTINCT attempts_made - attempts_before_run FROM destination "
+                           "WHERE campaign_id = %s AND run_no = 2", (campaign_id,)).fetchall()
+    assert counted == [(1,)]  # the retry policy counts run 2's own tries, not run 1's
     placed = ["+" + c["destination"].lstrip("+") for c in sim.ledger()["calls"] if c["account"] == "MARUNS"]
     assert sorted(placed) == sorted(phones + sorted(left))  # the carrier's witness: nobody else called twice
 

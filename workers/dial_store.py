@@ -67,10 +67,15 @@ class QueuedDestination:
     number: str
     timezone: str
     attempts_made: int
+    attempts_before_run: int = 0  # attempts of earlier runs (campaigns.runs): not counted by retry limits
 
     @property
     def next_attempt_no(self) -> int:
         return self.attempts_made + 1
+
+    @property
+    def next_try_this_run(self) -> int:
+        return self.next_attempt_no - self.attempts_before_run
 
     @property
     def slot_member(self) -> str:
@@ -109,7 +114,7 @@ def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial
 
 def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[QueuedDestination]:
     rows = conn.execute(
-        "SELECT id, number, timezone, attempts_made FROM destination "
+        "SELECT id, number, timezone, attempts_made, attempts_before_run FROM destination "
         "WHERE id = ANY(%s) AND status = 'queued' "
         "ORDER BY id",
         (ids,),

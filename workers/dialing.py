@@ -295,11 +295,11 @@ def _retry_transient(
     chunk.release(started)
     ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
     for attempt in started:
-        attempt_no = attempt.destination.next_attempt_no
+        tries = attempt.destination.next_try_this_run  # the limit counts this run's tries only
         backoff = full_jitter_backoff(
-            attempt_no, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
+            tries, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
         )
-        step = after_transient_error(attempt_no, now, backoff)
+        step = after_transient_error(tries, now, backoff)
         store.fail_attempts(
             ctx.conn,
             [attempt],
