@@ -34,6 +34,7 @@ from workers.entrypoints.api.schemas import (
     CampaignStatusOut,
     CampaignSummary,
     CampaignUpdate,
+    CancelOut,
     ErrorBody,
     LoadReportOut,
     RejectedRowOut,
@@ -142,16 +143,12 @@ async def resume_campaign(campaign_id: CampaignId) -> StateChange:
     return await run_db(_change_state, campaign_id, _resume, invalid_status=409)
 
 
-@router.post("/{campaign_id}/cancel", response_model=StateChange, responses=_conflict)
-async def cancel_campaign(
-    campaign_id: CampaignId,
-    hangup: HangupFlag = False,
-) -> StateChange:
+@router.post("/{campaign_id}/cancel", response_model=CancelOut, responses=_conflict)
+async def cancel_campaign(campaign_id: CampaignId, hangup: HangupFlag = False) -> CancelOut:
     """Stop for good: every destination not yet dialed becomes cancelled; with hangup, live calls end too."""
     change = await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
-    if hangup:
-        change.hangup = await run_db(_hang_up, campaign_id)
-    return change
+    report = await run_db(_hang_up, campaign_id) if hangup else None
+    return CancelOut(**change.model_dump(), hangup=report)
 
 
 def _hang_up(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:

@@ -120,7 +120,10 @@ class StateChange(BaseModel):
     state: str
     state_reason: str | None
     destinations_cancelled: int | None = None  # only for cancel
-    hangup: dict[str, Any] | None = None  # only for cancel?hangup=true: what the carriers were asked
+
+
+class CancelOut(StateChange):
+    hangup: dict[str, Any] | None = None  # only with ?hangup=true: what the carriers were asked
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
