@@ -64,6 +64,10 @@ def test_schedule_runs_rerun_and_clone_from_the_cli(database_url: str, tmp_path:
     assert "run 2 started with 2 destinations" in flat(rerun.stdout)
     runs = runner.invoke(app, ["campaign", "runs", str(campaign_id)])
     assert runs.exit_code == 0 and "rerun" in runs.stdout and "busy" in runs.stdout
+    one = runner.invoke(app, ["campaign", "status", str(campaign_id), "--run", "2"])
+    assert one.exit_code == 0 and "rerun" in one.stdout
+    missing = runner.invoke(app, ["campaign", "status", str(campaign_id), "--run", "7"])
+    assert "no run 7" in str(missing.exception)
 
     clone = runner.invoke(app, ["campaign", "clone", str(campaign_id), "--name", "copy"])
     assert clone.exit_code == 0 and "cloned as campaign" in clone.stdout

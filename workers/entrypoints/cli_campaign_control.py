@@ -260,11 +260,18 @@ def watch(campaign_id: int, timeout_s: float | None = None) -> control.CampaignS
 
 @campaign_app.command("status")
 def status(
-    campaign_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Progress bar until done")
+    campaign_id: int,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Progress bar until done"),
+    run: int = typer.Option(None, help="One run's outcomes instead (see `dialer campaign runs`)"),
 ) -> None:
-    """Counts per destination status and outcome."""
+    """Counts per destination status and outcome (all runs), or one run's."""
+    from workers.entrypoints.cli_campaign_runs import print_runs
+
     if follow:
         watch(campaign_id)
+    if run is not None:
+        print_runs(campaign_id, only_run=run)
+        return
     with connect() as conn:
         console.print(status_table(control.status(conn, campaign_id)))
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from campaigns import runs
 from campaigns.clone import clone_campaign
 from campaigns.db import connect
+from campaigns.errors import InvalidRequest
 from campaigns.schedule_store import get_schedule, parse_until, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
 from workers.entrypoints.cli_campaign import campaign_app
@@ -60,8 +61,17 @@ def schedule(
 @campaign_app.command("runs")
 def runs_(campaign_id: int) -> None:
     """Every run of the campaign with its outcomes."""
+    print_runs(campaign_id)
+
+
+def print_runs(campaign_id: int, only_run: int | None = None) -> None:
+    """The runs table: every run, or only `only_run` (InvalidRequest if there is no such run)."""
     with connect() as conn:
         reports = runs.list_runs(conn, campaign_id)
+    if only_run is not None:
+        reports = [r for r in reports if r.run_no == only_run]
+        if not reports:
+            raise InvalidRequest(f"campaign {campaign_id} has no run {only_run} (see `dialer campaign runs`)")
     table = Table(title=f"campaign {campaign_id} runs")
     for column in ("run", "trigger", "dials", "destinations", "attempts", "outcomes", "not dialed",
                    "started", "ends", "finished"):
