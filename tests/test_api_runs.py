@@ -101,3 +101,17 @@ def test_clone_copies_settings_and_destinations_as_a_draft(
     statuses = db.execute("SELECT DISTINCT status FROM destination WHERE campaign_id = %s",
                           (new_id,)).fetchall()
     assert statuses == [("pending",)]
+
+
+def test_an_upload_with_a_message_reports_and_lists_rows_missing_a_variable(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    body = b"phone,first_name\n+14155552671,Ann\n+14155552672,\n"
+    created = client.post("/campaigns", headers=auth, data={"name": "warn", "message": "Hi {first_name}"},
+                          files={"file": ("people.csv", body, "text/csv")})
+    assert created.status_code == 201 and created.json()["rows_with_warnings"] == 1
+    listed = client.get(f"/campaigns/{created.json()['campaign_id']}/warnings", headers=auth).json()
+    assert [(w["line"], w["reason"]) for w in listed] == [(3, "missing_variable")]
+    bad = client.post("/campaigns", headers=auth, data={"name": "bad", "message": "Hi {first_name"},
+                      files={"file": ("people.csv", body, "text/csv")})
+    assert bad.status_code == 422 and "message template" in bad.json()["message"]

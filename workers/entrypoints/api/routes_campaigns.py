@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal
 
 import psycopg
@@ -46,6 +47,7 @@ from workers.entrypoints.api.schemas import (
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
 HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
+MessageForm = Annotated[str | None, Form(description="What answered calls hear: {column} from each row")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
@@ -64,11 +66,12 @@ async def create_campaign(
     account: Annotated[str | None, Form(description="Provider account, by name or id")] = None,
     caller_id: Annotated[str | None, Form(description="E.164, or national in the region")] = None,
     timezone: Annotated[str, Form(description="Zone of sip: URIs and numbers of unknown zone")] = "UTC",
+    message: MessageForm = None,
 ) -> LoadReportOut:
     """Create a draft campaign from an uploaded CSV: every row loaded or rejected with a reason, or
     nothing stored at all when the file cannot be read (422 with the reason and where)."""
-    options = _load_options(phone_column=phone_column or None, default_region=default_region,
-                            caller_id=caller_id or None, timezone=timezone)
+    options = replace(_load_options(phone_column=phone_column or None, default_region=default_region,
+                                    caller_id=caller_id or None, timezone=timezone), message=message or None)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
                                      options=options)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
@@ -76,7 +79,8 @@ async def create_campaign(
                          rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,
                          rejects_by_reason=report.rejects_by_reason, encoding=report.encoding,
                          delimiter=report.delimiter, phone_column=report.phone_column,
-                         columns=list(report.columns), seconds=round(report.seconds, 3))
+                         columns=list(report.columns), seconds=round(report.seconds, 3),
+                         rows_with_warnings=report.rows_with_warnings)
 
 
 @router.get("", response_model=CampaignPage)

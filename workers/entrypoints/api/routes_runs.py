@@ -1,5 +1,6 @@
-"""Runs on the API: a campaign's schedule (PUT/GET/DELETE), its runs, a one-off rerun, a clone, and the
-results of one run or all. The same domain functions as `dialer campaign schedule|runs|rerun|clone`."""
+"""Runs on the API: a campaign's schedule (PUT/GET/DELETE), its runs, a one-off rerun, a clone, the
+results of one run or all, and the load warnings of its message template. The same domain functions as
+`dialer campaign schedule|runs|rerun|clone|warnings`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from campaigns.errors import NotFound
 from campaigns.results_export import write_run_results_csv
 from campaigns.schedule_store import StoredSchedule, get_schedule, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
+from campaigns.templates import list_warnings
 from workers.entrypoints.api.deps import DialerRoute, require_api_key, run_db
 from workers.entrypoints.api.schemas import ErrorBody
 
@@ -152,3 +154,24 @@ async def run_results(
     """Results per run as CSV: each destination's last attempt in each run, with the text it spoke."""
     body = await run_db(_run_results, campaign_id, run)
     return Response(body, media_type="text/csv; charset=utf-8")
+
+
+class LoadWarningOut(BaseModel):
+    line: int
+    reason: str
+    detail: str
+
+
+def _warnings(conn: psycopg.Connection, campaign_id: int, limit: int) -> list[LoadWarningOut]:
+    if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    return [LoadWarningOut(line=line, reason=reason, detail=detail)
+            for line, reason, detail in list_warnings(conn, campaign_id, limit)]
+
+
+@router.get("/{campaign_id}/warnings", response_model=list[LoadWarningOut])
+async def load_warnings(
+    campaign_id: CampaignId, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+) -> list[LoadWarningOut]:
+    """Rows loaded with a warning (a message variable their CSV row leaves empty), by line."""
+    return await run_db(_warnings, campaign_id, limit)

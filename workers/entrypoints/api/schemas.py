@@ -43,6 +43,7 @@ class LoadReportOut(BaseModel):
     phone_column: str
     columns: list[str]
     seconds: float
+    rows_with_warnings: int = 0  # loaded, but the message names a column they leave empty (/warnings)
 
 
 class CampaignSummary(BaseModel):
