@@ -79,6 +79,34 @@ def test_plan_starts_one_run_for_missed_firings_and_skips_while_a_run_is_open() 
     assert plan_firing(view, None, "cancelled", three_days_late).next_run_at is None
 
 
+def test_a_run_ends_at_its_end_time_and_the_next_firing_dials_the_whole_list_afresh(
+    database_url: str, redis_client: Any
+) -> None:
+    """No workers here: the run scheduler alone, on a frozen clock (runs before the module's stack starts)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        account_id = add_account(conn, name="runs-end", provider="plivo", auth_id="MAEND", auth_token="t",
+                                 cps=5, max_concurrent=5, base_url="http://127.0.0.1:9")
+        campaign_id = load_campaign("run-end", numbers(3, start=7500))
+        prepare_and_start(conn, campaign_id, account_id, start=False)
+        set_schedule(conn, campaign_id, LONDON_WEEKDAYS_10, only=None, until_at=None,
+                     run_for=timedelta(hours=1), now=MONDAY_0959_LONDON)
+        firing = datetime(2031, 3, 3, 10, 0, 1, tzinfo=UTC)
+        assert run_scheduler_tick(conn, firing).started == [(campaign_id, 1)]
+        assert runs.open_run(conn, campaign_id) == OpenRun(1, datetime(2031, 3, 3, 11, 0, 1, tzinfo=UTC))
+        assert run_scheduler_tick(conn, firing + timedelta(minutes=59)).ended == []
+        report = run_scheduler_tick(conn, firing + timedelta(hours=1, seconds=1))
+        assert report.ended == [(campaign_id, 1)] and runs.open_run(conn, campaign_id) is None
+        statuses = conn.execute("SELECT DISTINCT status FROM destination WHERE campaign_id = %s",
+                                (campaign_id,)).fetchall()
+        assert statuses == [("expired",)]  # nothing was dialed within the run: it expired, not left pending
+        tuesday = run_scheduler_tick(conn, datetime(2031, 3, 4, 10, 0, 1, tzinfo=UTC))
+        assert tuesday.started == [(campaign_id, 2)]
+        pending = conn.execute("SELECT count(*) FROM destination WHERE campaign_id = %s "
+                               "AND status = 'pending' AND run_no = 2", (campaign_id,)).fetchone()
+        assert pending == (3,)  # the whole list, afresh
+        conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))
+
+
 SIM_ACCOUNTS: list[dict[str, Any]] = [
     {"provider": "plivo", "auth_id": "MARUNS", "auth_token": "tok-runs", "cps": 50, "max_concurrent": 200},
 ]
@@ -146,7 +174,11 @@ def test_a_schedule_starts_two_runs_and_the_second_dials_only_what_the_first_lef
 
     tuesday = datetime(2031, 3, 4, 10, 0, 2, tzinfo=UTC)
     report = run_scheduler_tick(conn, tuesday)
-    assert report.closed == [(campaign_id, 1)] and report.started == [(campaign_id, 2)]
+    assert report.started == [(campaign_id, 2)]
+    # Run 1 was closed when its campaign completed: by this tick, or already by the stack's own beat.
+    closed = conn.execute("SELECT finish_reason FROM campaign_run WHERE campaign_id = %s AND run_no = 1",
+                          (campaign_id,)).fetchone()
+    assert closed == ("every destination finished",)
     wait_for(lambda: _finished(conn, campaign_id), timeout=90, what="run 2 to finish")
     second = _dialed_in_run(conn, campaign_id, 2)
     assert set(second) == left  # only what run 1 left, each dialed once more
