@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint up down services clean
+.PHONY: venv demo test soak bench lint up down services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ demo: $(STAMP) services
 
 test: $(STAMP) services
 	$(BIN)/pytest -q tests
+
+# Long fault scenarios (docs/RELIABILITY.md), each bounded by SOAK_SECONDS (default 600) and sized by
+# SOAK_DESTINATIONS (default 20000); figures are appended to bench/out/fault-figures.jsonl.
+SOAK_SECONDS ?= 600
+SOAK_DESTINATIONS ?= 20000
+soak: $(STAMP) services
+	mkdir -p bench/out
+	DIALER_SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) SOAK_DESTINATIONS=$(SOAK_DESTINATIONS) \
+		DIALER_FAULT_FIGURES=$(CURDIR)/bench/out/fault-figures.jsonl $(BIN)/pytest -q -s -m soak tests
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench

@@ -152,6 +152,15 @@ CREATE TABLE IF NOT EXISTS api_key (
     CONSTRAINT api_key_key_hash_key UNIQUE (key_hash)
 );
 
+-- What the Redis budgets must not forget if Redis loses its state (workers.ratelimit.recovery): the last
+-- Retry-After pause and the AIMD rate lowered after 429s. Live calls are rebuilt from open attempts.
+CREATE TABLE IF NOT EXISTS account_budget_state (
+    account_id          BIGINT PRIMARY KEY REFERENCES provider_account (id) ON DELETE CASCADE,
+    adaptive_cps        DOUBLE PRECISION,                     -- NULL: back at the configured CPS
+    paused_until        TIMESTAMPTZ,                          -- end of the last Retry-After pause
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- Runs, schedules, blackouts and spoken text (issue 12). Additive, so an existing database takes them with
 -- `dialer db init`: new tables, and new columns with defaults on the tables above.
 -- A destination belongs to one run's cycle at a time: `run_no` is the run it was last taken into and

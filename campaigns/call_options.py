@@ -8,6 +8,9 @@ from typing import Any
 DEFAULT_RING_TIMEOUT_S = 45
 DEFAULT_TIME_LIMIT_S = 600  # reminders and surveys: 10 minutes is plenty; a lost hangup frees its slot sooner
 LEASE_MARGIN_S = 60
+# A placed call shows itself (ring, answer or hangup callback) by its ring timeout at the latest; the margin
+# covers callback delivery and a carrier's retries of it. Operators on a carrier with slow callbacks raise it.
+EVIDENCE_MARGIN_S = 60
 
 
 def ring_timeout(options: Mapping[str, Any]) -> int:
@@ -26,3 +29,15 @@ def dial_lease_s(options: Mapping[str, Any]) -> float:
 def answered_lease_s(options: Mapping[str, Any]) -> float:
     """Renewed lease once answered: the talk time limit from now, plus a margin."""
     return float(time_limit(options) + LEASE_MARGIN_S)
+
+
+def evidence_window_s(options: Mapping[str, Any]) -> float:
+    """How long after an ambiguous send (5xx, no answer) we wait for a sign of the call before treating it
+    as never placed: the ring timeout plus a margin (`evidence_margin_s`, default EVIDENCE_MARGIN_S)."""
+    return float(ring_timeout(options)) + float(options.get("evidence_margin_s", EVIDENCE_MARGIN_S))
+
+
+def unsettled_send_ends_unknown(options: Mapping[str, Any]) -> bool:
+    """A send whose evidence window closed with no sign of the call is retried by the transient policy,
+    unless the campaign says `"unsettled_send": "unknown"` (end the destination unknown instead)."""
+    return options.get("unsettled_send", "retry") == "unknown"

@@ -233,6 +233,17 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = _timestamp()
 
 
+class AccountBudgetState(SQLModel, table=True):
+    __tablename__ = "account_budget_state"
+
+    account_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"), primary_key=True),
+    )
+    adaptive_cps: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
+    paused_until: datetime | None = _timestamp()
+    updated_at: datetime | None = _timestamp(nullable=False, now=True)
+
 class CampaignRun(SQLModel, table=True):
     __tablename__ = "campaign_run"
     __table_args__ = (UniqueConstraint("campaign_id", "run_no", name="campaign_run_campaign_id_run_no_key"),)

@@ -96,19 +96,28 @@ _DESTINATION_SOURCES: dict[DestinationStatus, frozenset[DestinationStatus]] = {
 }
 
 
+# Undoing an attempt that provably never reached the carrier (no row, or a row never marked as sending, or
+# a request refused outright) takes its destination back. Not a forward move, so not in `allowed_sources`,
+# whose lists guard the engine's ordinary UPDATEs: each undo is conditional on the very attempt it undoes.
+_UNDO_TARGETS: dict[DestinationStatus, frozenset[DestinationStatus]] = {
+    D.PENDING: frozenset({D.DIALING}),
+    D.QUEUED: frozenset({D.DIALING}),
+}
+
+
 def allowed_sources(target: DestinationStatus) -> frozenset[DestinationStatus]:
-    """The statuses a destination may move to `target` from."""
+    """The statuses a destination may move forward to `target` from."""
     return _DESTINATION_SOURCES.get(target, frozenset())
 
 
 def can_move(current: DestinationStatus, target: DestinationStatus) -> bool:
-    """May a destination move from `current` to `target`?"""
-    return current in allowed_sources(target)
+    """May a destination move from `current` to `target` (forward, or by undoing an unsent attempt)?"""
+    return current in allowed_sources(target) or current in _UNDO_TARGETS.get(target, frozenset())
 
 
 def destination_moves_from(current: DestinationStatus) -> frozenset[DestinationStatus]:
     """Every status a destination may move to from `current`."""
-    return frozenset(target for target, sources in _DESTINATION_SOURCES.items() if current in sources)
+    return frozenset(target for target in D if can_move(current, target))
 
 
 def attempt_can_move(current: AttemptStatus, target: AttemptStatus) -> bool:
@@ -159,35 +168,62 @@ class Ownership:
 
 
 APPLIER = "workers.callbacks (applier)"  # applies the carrier's callbacks
-UNTIL_REAPED = "its lease; then the reaper reconciles it or marks it unknown"
+REAPER = "workers.reaper"
+DISPATCHER = "workers.dispatcher"
+BY_ITS_ATTEMPT = (
+    "its attempt's deadline (below); if that attempt is final or missing, the reaper moves it on after a "
+    "grace: by the retry policy, or back to pending when no attempt row exists"
+)
+ORPHAN_SETTING = "workers.reaper.ORPHAN_GRACE_S (60 s)"
+AT_THE_LEASE = (
+    "its lease; then the reaper asks the carrier's status API (where there is one and ids are known), "
+    "else marks it unknown"
+)
+UNSENT_OR_UNANSWERED = (
+    "never marked as sending: handed back after a grace (row deleted, destination pending). Marked but "
+    "unanswered (worker died after sending, a 5xx, a lost answer): its evidence window after sent_at, then "
+    "settled by evidence: sent if a callback or its ids (or another call of its bulk request) show the call, "
+    "else unknown as never placed, the destination retried by the transient policy (or unknown if the "
+    "campaign sets unsettled_send: unknown)"
+)
 
 DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
-    D.PENDING: Ownership("workers.dispatcher", "claimed when due; expired at the campaign's end",
-                         "destination.next_attempt_at, campaign.end_at", destination_moves_from(D.PENDING)),
-    D.RETRY_WAIT: Ownership("workers.dispatcher", "claimed at next_attempt_at; expired at the campaign's end",
-                            "destination.next_attempt_at, campaign.end_at",
-                            destination_moves_from(D.RETRY_WAIT)),
-    D.QUEUED: Ownership("workers.dialing", "the chunk's claim lease; after it the dispatcher claims it again",
-                        "workers.dial_store.QUEUED_LEASE_S", destination_moves_from(D.QUEUED)),
-    D.DIALING: Ownership(APPLIER, "its attempt's lease; then the reaper",
-                         "campaigns.call_options.dial_lease_s", destination_moves_from(D.DIALING)),
-    D.RINGING: Ownership(APPLIER, "its attempt's lease; then the reaper",
-                         "campaigns.call_options.dial_lease_s", destination_moves_from(D.RINGING)),
-    D.ANSWERED: Ownership(APPLIER, "its attempt's lease (ring + talk); then the reaper",
-                          "campaigns.call_options.dial_lease_s", destination_moves_from(D.ANSWERED)),
+    D.PENDING: Ownership(
+        DISPATCHER, "claimed once due, in an open calling window; expired at the campaign's end",
+        "destination.next_attempt_at, campaign window and end_at", destination_moves_from(D.PENDING)),
+    D.RETRY_WAIT: Ownership(
+        DISPATCHER, "claimed at next_attempt_at, in an open calling window; expired at the campaign's end",
+        "next_attempt_at from the retry policy, campaign.end_at", destination_moves_from(D.RETRY_WAIT)),
+    D.QUEUED: Ownership(
+        f"workers.dialing (its chunk task); then {DISPATCHER}",
+        "the chunk's claim lease; after it the dispatcher claims it again, counted as demand even when "
+        "nothing else is due; expired at the campaign's end",
+        "workers.dial_store.QUEUED_LEASE_S (30 s)", destination_moves_from(D.QUEUED)),
+    D.DIALING: Ownership(f"its attempt's owner; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
+                         destination_moves_from(D.DIALING)),
+    D.RINGING: Ownership(f"{APPLIER}; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
+                         destination_moves_from(D.RINGING)),
+    D.ANSWERED: Ownership(f"{APPLIER}; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
+                          destination_moves_from(D.ANSWERED)),
 }
 
 ATTEMPT_OWNERS: dict[AttemptStatus, Ownership] = {
-    A.DIALING: Ownership("workers.dialing", "unsent: the reaper hands it back after a grace; sent: its lease",
-                         "workers.reaper.NEVER_SENT_GRACE_S, campaigns.call_options.dial_lease_s",
-                         attempt_moves_from(A.DIALING)),
-    A.SENT: Ownership(APPLIER, UNTIL_REAPED,
-                      "campaigns.call_options.dial_lease_s", attempt_moves_from(A.SENT)),
-    A.RINGING: Ownership(APPLIER, UNTIL_REAPED,
-                         "campaigns.call_options.dial_lease_s", attempt_moves_from(A.RINGING)),
-    A.ANSWERED: Ownership(APPLIER, "its lease; the reaper extends a live call by the "
-                          "answered lease, else reconciles or marks unknown",
-                          "call_options.dial_lease_s, answered_lease_s", attempt_moves_from(A.ANSWERED)),
+    A.DIALING: Ownership(
+        f"workers.dialing; {APPLIER}; {REAPER}", UNSENT_OR_UNANSWERED,
+        "workers.reaper.NEVER_SENT_GRACE_S (15 s); campaigns.call_options.evidence_window_s "
+        "(ring timeout + evidence_margin_s, default 60 s)",
+        attempt_moves_from(A.DIALING)),
+    A.SENT: Ownership(f"{APPLIER}; {REAPER}", AT_THE_LEASE,
+                      "campaigns.call_options.dial_lease_s (ring timeout + time limit + 60 s)",
+                      attempt_moves_from(A.SENT)),
+    A.RINGING: Ownership(f"{APPLIER}; {REAPER}", AT_THE_LEASE, "campaigns.call_options.dial_lease_s",
+                         attempt_moves_from(A.RINGING)),
+    A.ANSWERED: Ownership(
+        f"{APPLIER}; {REAPER}",
+        "its lease; a call the carrier says is still live gets the answered lease again, else it is "
+        "reconciled or marked unknown",
+        "campaigns.call_options.dial_lease_s, answered_lease_s (time limit + 60 s)",
+        attempt_moves_from(A.ANSWERED)),
 }
 
 
@@ -201,3 +237,20 @@ RUN_RESETTABLE = frozenset({D.DONE, D.FAILED, D.UNKNOWN, D.EXPIRED})  # never dn
 RUN_SELECTABLE = frozenset({o.value for o in Outcome} | {D.EXPIRED.value})
 # Campaign states a new run may begin from; `running` only once its previous run has been ended.
 RUN_STARTABLE_CAMPAIGN = ("draft", "completed", "running")
+
+
+def owner_table_markdown() -> str:
+    """The owner tables as the Markdown that README.md and docs/DESIGN.md carry (tests/test_states.py checks
+    they agree; `python -m campaigns.states` prints it)."""
+    lines = ["| state | who moves it on | after how long (setting) | to what |", "|---|---|---|---|"]
+    for kind, table in (("destination", DESTINATION_OWNERS), ("attempt", ATTEMPT_OWNERS)):
+        for status, own in table.items():
+            targets = ", ".join(t.value for t in type(status) if t in own.moves_to)
+            lines.append(
+                f"| {kind} `{status.value}` | {own.owner} | {own.deadline} ({own.setting}) | {targets} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(owner_table_markdown(), end="")

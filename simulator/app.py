@@ -22,6 +22,50 @@ from simulator.providers.base import json_response
 CARRIER_KEY = web.AppKey("carrier", Carrier)
 
 
+class Listener:
+    """The listening socket, which can refuse connections for a while (the carrier unreachable): the site
+    is stopped and every open connection closed, so clients get ECONNREFUSED, then it listens again on
+    the same port. Calls already placed keep running and sending their callbacks meanwhile."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = _listen(host, port)
+        self.host = host
+        self.port = int(self.sock.getsockname()[1])
+        self.runner: web.AppRunner | None = None
+        self.site: web.SockSite | None = None
+        self.refusing_until = 0.0
+        self.outage: asyncio.Task[None] | None = None
+
+    async def start(self, runner: web.AppRunner) -> None:
+        self.runner = runner
+        self.site = web.SockSite(runner, self.sock)
+        await self.site.start()
+
+    def refuse_for(self, seconds: float) -> None:
+        """Start refusing connections now, for `seconds` (a later call replaces the end)."""
+        loop = asyncio.get_running_loop()
+        self.refusing_until = loop.time() + seconds
+        if self.outage is None or self.outage.done():
+            self.outage = asyncio.ensure_future(self._outage())
+
+    async def _outage(self) -> None:
+        assert self.runner is not None and self.site is not None
+        await asyncio.sleep(0.05)  # let the control request's answer leave first
+        await self.site.stop()
+        self.sock.close()
+        if self.runner.server is not None:
+            for connection in self.runner.server.connections:  # keep-alive ones too: nothing gets through
+                connection.force_close()
+        loop = asyncio.get_running_loop()
+        while (left := self.refusing_until - loop.time()) > 0:
+            await asyncio.sleep(left)
+        self.sock = _listen(self.host, self.port)
+        await self.start(self.runner)
+
+
+LISTENER_KEY = web.AppKey("listener", Listener)
+
+
 def _carrier(request: web.Request) -> Carrier:
     return request.app[CARRIER_KEY]
 
@@ -65,15 +109,30 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"status": "reset"})
 
 
+async def outage(request: web.Request) -> web.Response:
+    """Refuse every connection for `seconds` (JSON body {"seconds": N}), then listen again."""
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+        seconds = float(body["seconds"])
+        if not 0 < seconds <= 3600:
+            raise ValueError
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return json_response({"error": "expected {\"seconds\": N} with 0 < N <= 3600"}, 400)
+    request.app[LISTENER_KEY].refuse_for(seconds)
+    return json_response({"status": "refusing connections", "seconds": seconds})
+
+
 async def not_found(request: web.Request) -> web.Response:
     if request.path.startswith("/v1/Account"):
         return PROVIDER_CLASSES["plivo"](_carrier(request)).error(404, "Not found")
     return json_response({"error": "not found", "path": request.path}, 404)
 
 
-def build_app(carrier: Carrier) -> web.Application:
+def build_app(carrier: Carrier, listener: Listener | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[CARRIER_KEY] = carrier
+    if listener is not None:
+        app[LISTENER_KEY] = listener
     for name, cls in PROVIDER_CLASSES.items():
         provider = cls(carrier)
         carrier.providers[name] = provider
@@ -81,7 +140,8 @@ def build_app(carrier: Carrier) -> web.Application:
     app.add_routes([
         web.get("/_sim/health", health), web.get("/_sim/ledger", ledger), web.get("/_sim/stats", stats),
         web.get("/_sim/config", get_config), web.post("/_sim/config", patch_config),
-        web.post("/_sim/reset", reset), web.route("*", "/{tail:.*}", not_found),
+        web.post("/_sim/reset", reset), web.post("/_sim/outage", outage),
+        web.route("*", "/{tail:.*}", not_found),
     ])
     return app
 
@@ -103,14 +163,13 @@ async def serve(config: SimConfig, *, host: str, port: int, speed: float, seed: 
     gc.set_threshold(100_000, 50, 1000)
     gc.freeze()
     carrier = Carrier(config, speed=speed, seed=seed)
-    sock = _listen(host, port)
-    bound = sock.getsockname()[1]
-    carrier.public_url = f"http://{host}:{bound}"
+    listener = Listener(host, port)
+    carrier.public_url = f"http://{host}:{listener.port}"
     await carrier.start()
-    runner = web.AppRunner(build_app(carrier), access_log=None, handle_signals=False,
+    runner = web.AppRunner(build_app(carrier, listener), access_log=None, handle_signals=False,
                            shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await listener.start(runner)
     print(f"simulator listening on {carrier.public_url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,6 +179,8 @@ async def serve(config: SimConfig, *, host: str, port: int, speed: float, seed: 
     try:
         await stop.wait()
     finally:
+        if listener.outage is not None:
+            listener.outage.cancel()
         if ledger_out:
             dump: dict[str, Any] = {"ledger": carrier.ledger.snapshot(), "stats": carrier.ledger.stats()}
             Path(ledger_out).write_bytes(orjson.dumps(dump, option=orjson.OPT_INDENT_2))

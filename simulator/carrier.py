@@ -1,4 +1,5 @@
-"""The carrier: admits call creations under each account's CPS, concurrency and credit, places them
+"""The carrier: admits call creations under each account's CPS (a strict sliding 1-second window of
+arrivals by default), concurrency and credit, places them
 paced at the CPS, and runs each call on a clock (ringing, a seeded outcome, hangup) emitting the
 provider's callbacks. Call durations and callback backoff are divided by `speed`; limits are real time."""
 
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 from simulator.callbacks import Callback, CallbackSender
 from simulator.config import OUTCOMES, Account, SimConfig
 from simulator.ledger import CallRecord, Ledger
-from simulator.limits import Pacer, TokenBucket
+from simulator.limits import CpsLimit, Pacer, arrival_delay, make_cps_limit
 
 
 class CallbackBuilder(Protocol):
@@ -38,8 +39,9 @@ class Rejection:
 
 @dataclass(slots=True)
 class AccountState:
-    bucket: TokenBucket
+    bucket: CpsLimit
     pacer: Pacer
+    kind: str
     live: int = 0
     credit_used: int = 0
 
@@ -52,6 +54,7 @@ class Carrier:
         self.sender = CallbackSender(config, self.ledger, speed=speed, seed=seed)
         self.rng = random.Random(seed)
         self.fault_rng = random.Random(seed * 31 + 7)
+        self.jitter_rng = random.Random(f"{seed}:arrival-jitter")
         self.states: dict[str, AccountState] = {}
         self.calls: dict[str, CallRecord] = {}  # by call_uuid and by request_uuid
         self.providers: dict[str, CallbackBuilder] = {}
@@ -71,13 +74,21 @@ class Carrier:
 
     def _state(self, account: Account, now: float) -> AccountState:
         state = self.states.get(account.auth_id)
+        kind = self.config.limiter.kind
         if state is None:
-            state = AccountState(TokenBucket(account.cps, now), Pacer(account.cps))
+            state = AccountState(make_cps_limit(kind, account.cps, now), Pacer(account.cps), kind)
             self.states[account.auth_id] = state
+        elif state.kind != kind:
+            state.bucket, state.kind = make_cps_limit(kind, account.cps, now), kind
         elif state.bucket.rate != account.cps:
             state.bucket.set_rate(account.cps, now)
             state.pacer.rate = float(account.cps)
         return state
+
+    def arrival_delay(self) -> float:
+        """Seconds of network delay before the limiter sees the next create request (the jitter knob)."""
+        limiter = self.config.limiter
+        return arrival_delay(self.jitter_rng, limiter.jitter_mean_ms, limiter.jitter_spread_ms)
 
     def has_credit(self, account: Account, n: int) -> bool:
         if account.credit is None:
@@ -155,7 +166,7 @@ class Carrier:
         live = {k: c for k, c in self.calls.items() if c.status != "completed"}
         self.calls = live
         for state in self.states.values():
-            state.bucket = TokenBucket(state.bucket.rate, now)
+            state.bucket = make_cps_limit(state.kind, state.bucket.rate, now)
             state.pacer = Pacer(state.pacer.rate)
             state.credit_used = 0
 

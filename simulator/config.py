@@ -49,7 +49,14 @@ class OutcomeMix:
 
 @dataclass
 class Faults:
-    """Fractions (0..1) of callbacks or create requests that misbehave."""
+    """Fractions (0..1) of callbacks or create requests that misbehave.
+
+    Create requests: `api_5xx` answers 500/502/503 and places nothing; `api_placed_5xx` places the calls
+    (their real callbacks follow) but answers 502 or 504, as a gateway timing out at the carrier's edge;
+    `api_503` answers 503 with `Retry-After: api_503_retry_after` from the limiter and places nothing;
+    `api_slow` holds the request `api_slow_seconds` before anything (past a read timeout: nothing placed);
+    `api_no_answer` places the calls and holds the answer `api_no_answer_seconds` (placed, never answered).
+    Refusing connections for N seconds is `POST /_sim/outage {"seconds": N}`."""
 
     drop: float = 0.0
     duplicate: float = 0.0
@@ -57,9 +64,27 @@ class Faults:
     delay_max: float = 0.0          # seconds, real time
     reorder: float = 0.0
     api_5xx: float = 0.0
+    api_placed_5xx: float = 0.0
+    api_503: float = 0.0
+    api_503_retry_after: float = 1.0  # seconds, in the Retry-After header
     api_slow: float = 0.0
     api_slow_seconds: float = 0.0   # real time
     api_no_answer: float = 0.0
+    api_no_answer_seconds: float = 600.0  # real time
+
+
+LIMITER_KINDS = ("sliding_window", "token_bucket")
+
+
+@dataclass
+class Limiter:
+    """How the carrier counts CPS: `sliding_window` admits at most CPS arrivals in any 1-second window
+    (strict, like an independent carrier); `token_bucket` refills continuously (a burst of CPS, then CPS
+    per second). `arrival_jitter_ms` {mean, spread}: network delay before the limiter counts an arrival."""
+
+    kind: str = "sliding_window"
+    jitter_mean_ms: float = 0.0
+    jitter_spread_ms: float = 0.0
 
 
 @dataclass
@@ -78,13 +103,17 @@ class SimConfig:
     outcomes: OutcomeMix = field(default_factory=OutcomeMix)
     faults: Faults = field(default_factory=Faults)
     callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
+    limiter: Limiter = field(default_factory=Limiter)
 
     def to_dict(self) -> dict[str, Any]:
+        limiter = self.limiter
         return {
             "accounts": [asdict(a) for a in self.accounts.values()],
             "outcomes": asdict(self.outcomes),
             "faults": asdict(self.faults),
             "callbacks": asdict(self.callbacks),
+            "limiter": {"kind": limiter.kind, "arrival_jitter_ms": {"mean": limiter.jitter_mean_ms,
+                                                                    "spread": limiter.jitter_spread_ms}},
         }
 
 
@@ -128,6 +157,26 @@ def _patch_faults(faults: Faults, patch: dict[str, Any]) -> None:
     _set_fields(faults, flat, "faults")
 
 
+def _patch_limiter(limiter: Limiter, patch: dict[str, Any]) -> None:
+    """{"kind": "sliding_window" | "token_bucket", "arrival_jitter_ms": {"mean": ms, "spread": ms}}."""
+    flat: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "arrival_jitter_ms":
+            if not isinstance(value, dict) or set(value) - {"mean", "spread"}:
+                raise ConfigError("limiter.arrival_jitter_ms: expected {mean, spread} in milliseconds")
+            flat["jitter_mean_ms"] = float(value.get("mean", limiter.jitter_mean_ms))
+            flat["jitter_spread_ms"] = float(value.get("spread", limiter.jitter_spread_ms))
+            if flat["jitter_mean_ms"] < 0 or flat["jitter_spread_ms"] < 0:
+                raise ConfigError("limiter.arrival_jitter_ms: mean and spread must be >= 0")
+        elif key == "kind":
+            if value not in LIMITER_KINDS:
+                raise ConfigError(f"limiter.kind: expected one of {', '.join(LIMITER_KINDS)}")
+            flat["kind"] = value
+        else:
+            raise ConfigError(f"limiter: unknown key {key!r}")
+    _set_fields(limiter, flat, "limiter")
+
+
 def _make_account(raw: dict[str, Any]) -> Account:
     try:
         account = Account(provider=raw["provider"], auth_id=str(raw["auth_id"]), auth_token=raw["auth_token"])
@@ -167,6 +216,10 @@ def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
             _patch_faults(config.faults, value)
         elif key == "callbacks":
             _set_fields(config.callbacks, value, "callbacks")
+        elif key == "limiter":
+            if not isinstance(value, dict):
+                raise ConfigError("limiter: expected an object")
+            _patch_limiter(config.limiter, value)
         else:
             raise ConfigError(f"unknown config section {key!r}")
 

@@ -47,6 +47,12 @@ class CallRecord:
             "hung_up_by_api": self.hung_up_by_api,
         }
 
+    def with_answer(self, placed_errors: dict[str, int]) -> dict[str, Any]:
+        """to_dict plus `answered_status`: the 5xx the create request got although the call was placed."""
+        row = self.to_dict()
+        row["answered_status"] = placed_errors.get(self.request_uuid)
+        return row
+
 
 @dataclass(slots=True)
 class AccountStats:
@@ -85,6 +91,7 @@ class Ledger:
         self.rejections: list[dict[str, Any]] = []
         self.api_errors: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
+        self.placed_errors: dict[str, int] = {}  # request_uuid -> the 5xx answered although it was placed
         self.accounts: dict[str, AccountStats] = {}
         self.cb_delivered = 0
         self.cb_failed = 0
@@ -155,6 +162,11 @@ class Ledger:
         self.api_errors.append({"seq": self._next(), "time": time.time(), "account": auth_id,
                                 "provider": provider, "status": status, "error": error, "path": path})
 
+    def placed_but_errored(self, request_uuids: list[str], status: int) -> None:
+        """These calls were placed, but the create request was answered `status` (the placed-5xx fault)."""
+        for request_uuid in request_uuids:
+            self.placed_errors[request_uuid] = status
+
     def callback_attempt(self, call: CallRecord | None, kind: str, url: str, attempt: int,
                          status: int | None, error: str | None, fault: str | None = None) -> None:
         self.cb_attempts += 1
@@ -169,7 +181,7 @@ class Ledger:
             return [r for r in rows if r["seq"] > since]
 
         return {
-            "calls": [c.to_dict() for c in self.calls if c.seq > since],
+            "calls": [c.with_answer(self.placed_errors) for c in self.calls if c.seq > since],
             "rejections": newer(self.rejections),
             "api_errors": newer(self.api_errors),
             "callbacks": newer(self.callbacks),
@@ -187,6 +199,7 @@ class Ledger:
                 "api_errors": len(self.api_errors),
                 "duplicate_dials": sum(a["duplicate_dials"] for a in accounts.values()),
                 "live": sum(a["live"] for a in accounts.values()),
+                "placed_but_5xx": len(self.placed_errors),
             },
             "callbacks": {
                 "delivered": self.cb_delivered, "failed": self.cb_failed, "pending": self.cb_pending,

@@ -45,6 +45,10 @@ class RunningSimulator:
         """Patch faults/outcomes/callbacks/accounts at runtime; returns the whole config."""
         return self.client.post("/_sim/config", json=patch).raise_for_status().json()
 
+    def refuse_connections(self, seconds: float) -> None:
+        """The carrier becomes unreachable (ECONNREFUSED) for `seconds`, then listens again."""
+        self.client.post("/_sim/outage", json={"seconds": seconds}).raise_for_status()
+
     def wait_idle(self, timeout: float = 20.0) -> dict[str, Any]:
         """Wait until no call is live and no callback is pending; return the stats then."""
         deadline = time.monotonic() + timeout

@@ -30,6 +30,16 @@ def pytest_configure(config: pytest.Config) -> None:
     import workers.providers.registry  # noqa: F401
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak scenarios (long fault runs) run only from `make soak`, which sets DIALER_SOAK=1."""
+    if os.environ.get("DIALER_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="soak scenario: run with `make soak`")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """The session's own database, created with schema.sql and dropped at the end."""

@@ -95,8 +95,8 @@ def test_events_only_move_attempts_and_destinations_forward(case: Row) -> None:
 
     finals = sum(advance(attempt, dest, event, NOW, policy_of, effects) for event in case.events)
     assert (attempt.status, dest.status, finals) == (case.attempt_after, case.dest_after, case.finals)
-    assert effects.release == [(7, 5, "10:1")] * case.released
-    assert effects.renew == [(7, 5, "10:1", 3700.0)] * case.renewed
+    assert effects.release == [(7, 5, "1")] * case.released, "the slot is the attempt's own (its id)"
+    assert effects.renew == [(7, 5, "1", 3700.0)] * case.renewed
     assert dest.changed == (case.dest_after != case.dest_status)
     for name, value in case.extra.items():
         assert getattr(attempt, name) == value

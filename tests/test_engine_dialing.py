@@ -305,11 +305,13 @@ def test_auth_and_balance_errors_pause_the_campaign_with_a_reason(
     ).fetchone() == (0,)
 
 
-def test_5xx_is_retried_with_backoff_until_the_carrier_recovers(env, conn) -> None:
+def test_a_503_with_retry_after_is_retried_with_backoff_until_the_carrier_recovers(env, conn) -> None:
+    # The carrier's limiter says outright that nothing was placed: the one 5xx retried without waiting for
+    # evidence (any other 5xx is ambiguous: tests/test_engine_ambiguous_sends.py).
     sim, stack = env
     account_id = _account(conn, sim, "flaky", "tryvox", "tvx-flaky", "tvx_sk_test_flaky", 50)
     campaign_id = load_campaign("flaky", numbers(5, start=7500))
-    sim.configure({"faults": {"api_5xx": 1.0}})
+    sim.configure({"faults": {"api_503": 1.0, "api_503_retry_after": 1.0}})
     try:
         prepare_and_start(conn, campaign_id, account_id)
         wait_for(
@@ -322,15 +324,15 @@ def test_5xx_is_retried_with_backoff_until_the_carrier_recovers(env, conn) -> No
                 == 5
             ),
             30,
-            what="each destination met a 5xx",
+            what="each destination met a 503",
         )
         done = conn.execute(
             "SELECT count(*) FROM destination WHERE campaign_id = %s AND status = 'done'", (campaign_id,)
         ).fetchone()
         assert done == (0,)
     finally:
-        sim.configure({"faults": {"api_5xx": 0.0}})
-    assert len(_calls(sim, "tvx-flaky")) == 0, "a 5xx placed nothing"
+        sim.configure({"faults": {"api_503": 0.0}})
+    assert len(_calls(sim, "tvx-flaky")) == 0, "a 503 from the limiter placed nothing"
     # Backoff put them in retry_wait; bring the retries forward rather than wait out the jitter.
     conn.execute(
         "UPDATE destination SET next_attempt_at = now() WHERE campaign_id = %s AND status = 'retry_wait'",

@@ -22,7 +22,7 @@ from workers.providers.registry import PROVIDERS, adapter_for
 
 STATUS_ERRORS: list[tuple[int, type[ProviderError]]] = [
     (400, Rejected), (401, AuthFailed), (402, PaymentRequired), (403, AuthFailed), (404, AuthFailed),
-    (422, Rejected), (429, Throttled), (500, Transient), (502, Transient), (503, Transient),
+    (422, Rejected), (429, Throttled), (500, Ambiguous), (502, Ambiguous), (503, Ambiguous), (504, Ambiguous),
 ]
 NOT_SENT = [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout]
 AFTER_SENDING = [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError]
@@ -80,6 +80,20 @@ def test_status_get_read_timeout_is_transient_not_ambiguous() -> None:
         raise httpx.ReadTimeout("slow", request=request)
 
     client = make_client(transport=httpx.MockTransport(fail))
+    with pytest.raises(Transient):
+        adapter_for("plivo").fetch_call_status(client, ACCOUNTS["plivo"], None, "call-1")
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_a_503_with_retry_after_says_nothing_was_placed_and_may_be_retried(provider: str) -> None:
+    client, _ = client_with(503, {"error": "rate limited"}, headers={"Retry-After": "2"})
+    with pytest.raises(Transient) as caught:
+        adapter_for(provider).create_calls(client, ACCOUNTS[provider], call_to("+14155550001"))
+    assert caught.value.retry_after == 2.0 and caught.value.status == 503
+
+
+def test_a_5xx_on_a_status_get_is_transient_there_is_nothing_to_place() -> None:
+    client, _ = client_with(502, {"error": "bad gateway"})
     with pytest.raises(Transient):
         adapter_for("plivo").fetch_call_status(client, ACCOUNTS["plivo"], None, "call-1")
 

@@ -25,7 +25,7 @@ from tests.results_helpers import (
     wait_for,
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers import dial_store
+from workers import attempt_marks, dial_store
 from workers.budgets_client import get_budgets
 from workers.callback_urls import webhook_url
 from workers.callbacks.applier_store import apply_events_for_ids
@@ -385,7 +385,7 @@ def test_an_event_that_arrives_before_the_ids_is_applied_once_they_are_recorded(
     assert stored[1] is None
     assert _attempt_row(conn, attempt_id)["status"] == "dialing"
     # The create answer comes back: the dialer records the ids (as workers.dialing._record_accepted does).
-    dial_store.record_sent(conn, [(attempt_id, call_id, call_id)])
+    attempt_marks.record_sent(conn, [(attempt_id, call_id, call_id)])
     if recorded_by == "dialer":
         # The API's sweep may win the race and apply it a moment earlier; either way, once the dialer's
         # call returns the event is applied (exactly once: the applied_at guard makes a second try a no-op).

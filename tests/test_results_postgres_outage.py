@@ -1,17 +1,15 @@
 """Postgres stops while hangups arrive: the callback API answers 503 (never 2xx for what it did not
 store), the carrier retries with backoff, and after the restart every call's hangup is stored and applied.
 
-This test stops the machine's Postgres cluster for a few seconds: other test sessions running at the same
-time on this machine see that outage too.
+Postgres here is a private cluster (tests/private_services.py) that the whole stack is pointed at: the
+machine's shared Postgres, which other test sessions use, never stops.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +17,7 @@ import pytest
 
 from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
+from tests.private_services import PrivatePostgres, pointed_at, private_postgres
 from tests.results_helpers import NO_RETRIES, wait_for
 from tests.sim_helpers import start_simulator
 
@@ -29,29 +28,30 @@ CALLS = 40
 OUTAGE_S = 3.0
 
 
-def _cluster() -> list[str]:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
-
-
-def _wait_ready(timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (
-            subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode
-            == 0
-        ):
-            return
-        time.sleep(0.2)
-    raise RuntimeError("Postgres did not come back")
-
-
 def _connect(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
 
 
 @pytest.fixture()
-def sim_and_stack(database_url: str, redis_client: Any) -> Iterator[tuple[Any, Any]]:
+def cluster() -> Iterator[PrivatePostgres]:
+    with private_postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture()
+def private_url(cluster: PrivatePostgres, database_url: str) -> Iterator[str]:
+    """The dialer's database on the private cluster; this process and the stack pointed at it."""
+    from campaigns.config import get_settings
+    from campaigns.db import init_database
+
+    with pointed_at(database_url=cluster.database_url("dialer_outage")):
+        url = get_settings().psycopg_url
+        init_database(url)
+        yield url
+
+
+@pytest.fixture()
+def sim_and_stack(private_url: str, redis_client: Any) -> Iterator[tuple[Any, Any]]:
     config = {
         "accounts": [
             {"provider": "plivo", "auth_id": AUTH_ID, "auth_token": TOKEN, "cps": 40, "max_concurrent": 500}
@@ -72,8 +72,9 @@ def sim_and_stack(database_url: str, redis_client: Any) -> Iterator[tuple[Any, A
         yield sim, stack
 
 
-def test_postgres_outage_gets_503_and_loses_no_hangup(sim_and_stack, database_url) -> None:
+def test_postgres_outage_gets_503_and_loses_no_hangup(sim_and_stack, cluster, private_url) -> None:
     sim, stack = sim_and_stack
+    database_url = private_url
     with _connect(database_url) as conn:
         account_id = add_account(
             conn,
@@ -109,13 +110,12 @@ def test_postgres_outage_gets_503_and_loses_no_hangup(sim_and_stack, database_ur
         "hangups came before the outage"
     )
     try:
-        subprocess.run([*_cluster(), "stop", "-m", "fast"], check=True, capture_output=True)
+        cluster.stop()
         stopped_at = time.time()
         time.sleep(OUTAGE_S)
     finally:
         restarting_at = time.time()
-        subprocess.run([*_cluster(), "start"], check=True, capture_output=True)
-        _wait_ready()
+        cluster.start()
     sim.wait_idle(90)
     during = [cb for cb in sim.ledger()["callbacks"] if stopped_at <= cb["time"] <= restarting_at]
     assert any(cb["status"] == 503 for cb in during), "the API never answered 503 while Postgres was down"

@@ -31,6 +31,7 @@ DESTINATION_MOVES = {
     *((live, end) for live in (D.DIALING, D.RINGING, D.ANSWERED)
       for end in (D.RETRY_WAIT, D.DONE, D.FAILED, D.UNKNOWN)),
     (D.UNKNOWN, D.RETRY_WAIT), (D.UNKNOWN, D.DONE), (D.UNKNOWN, D.FAILED),
+    (D.DIALING, D.PENDING), (D.DIALING, D.QUEUED),  # an attempt that never reached the carrier, undone
     *((waiting, end) for waiting in (D.PENDING, D.QUEUED, D.RETRY_WAIT)
       for end in (D.DNC, D.INVALID, D.CANCELLED, D.EXPIRED)),
     # A cancelled campaign: an unsent attempt is undone, and a call that would retry ends cancelled.
@@ -78,6 +79,18 @@ def test_status_lists_render_as_sql_literals_in_the_machines_order() -> None:
     with pytest.raises(ValueError):
         sql_in("status", set())
 
+
+def test_the_owner_table_in_the_readme_and_the_design_is_the_one_in_the_code() -> None:
+    from pathlib import Path
+
+    from campaigns.states import owner_table_markdown
+
+    root = Path(__file__).resolve().parent.parent
+    table = owner_table_markdown()
+    for doc in ("README.md", "docs/DESIGN.md"):
+        assert table in (root / doc).read_text(), (
+            f"{doc}: the owner table differs from campaigns.states; paste `python -m campaigns.states`"
+        )
 
 def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invalid_or_cancelled() -> None:
     from campaigns.states import RUN_RESET_TARGET, RUN_RESETTABLE

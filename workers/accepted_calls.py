@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from workers.dial_store import StartedAttempt
 from workers.providers.base import CallsAccepted
 
-# (attempt id, request_uuid, call_uuid), as store.record_sent takes them
+# (attempt id, request_uuid, call_uuid), as workers.attempt_marks.record_sent takes them
 SentIds = tuple[int, str | None, str | None]
 
 

@@ -1,4 +1,5 @@
-"""One Budgets (Redis limiters) per process, on the configured Redis."""
+"""One Budgets (Redis limiters) per process, on the configured Redis, rebuilt from Postgres if Redis loses
+its state (workers.ratelimit.recovery)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import redis
 
 from campaigns.config import get_settings
+from workers.budget_state import PostgresBudgetState
 from workers.ratelimit import Budgets
 
 _lock = threading.Lock()
@@ -21,5 +23,8 @@ def get_budgets() -> Budgets:
             client = redis.Redis.from_url(
                 get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
             )
-            _budgets = (os.getpid(), Budgets(client))
+            from workers.pg import get_pool
+
+            state = PostgresBudgetState(lambda: get_pool().connection())
+            _budgets = (os.getpid(), Budgets(client, state=state))
         return _budgets[1]

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
+from workers.ratelimit.slots import slot_member
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
 # again (the task died). Safe: only one of two claimants can move it queued -> dialing.
@@ -28,7 +29,7 @@ _HAND_BACK = (
     f"WHERE id = ANY(%s) AND {sql_in('status', allowed_sources(DestinationStatus.PENDING))}"
 )
 _START_ATTEMPTS = f"""
-WITH expected(id, attempts_made) AS (SELECT * FROM unnest(%s::bigint[], %s::int[])),
+WITH expected(id, attempts_made, attempt_id) AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::bigint[])),
 won AS (
     UPDATE destination d
     SET status = 'dialing', attempts_made = d.attempts_made + 1, next_attempt_at = NULL,
@@ -38,10 +39,34 @@ won AS (
       AND d.attempts_made = e.attempts_made
     RETURNING d.id, d.attempts_made, d.run_no
 )
-INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, batch_id, status,
+INSERT INTO call_attempt (id, destination_id, campaign_id, account_id, attempt_no, batch_id, status,
                           lease_expires_at, run_no)
-SELECT id, %s, %s, attempts_made, %s, 'dialing', now() + make_interval(secs => %s), run_no FROM won
+SELECT e.attempt_id, won.id, %s, %s, won.attempts_made, %s, 'dialing', now() + make_interval(secs => %s),
+       won.run_no
+FROM won JOIN expected e ON e.id = won.id
 RETURNING id, destination_id
+"""
+# An undo changes only what it still owns: the destination moves back only while its current attempt is the
+# one this undo deleted (attempts_made = attempt_no), never after the reaper handed it back and another
+# worker dialed it again.
+_UNDO_UNSENT = """
+WITH gone AS (
+    DELETE FROM call_attempt WHERE id = ANY(%s) AND status = 'dialing'
+    RETURNING destination_id, attempt_no
+)
+UPDATE destination d SET status = %s, attempts_made = d.attempts_made - 1,
+    next_attempt_at = CASE WHEN %s = 'queued' THEN now() + make_interval(secs => %s) ELSE %s END,
+    updated_at = now()
+FROM gone WHERE d.id = gone.destination_id AND d.attempts_made = gone.attempt_no AND d.status = 'dialing'
+"""
+_FAIL_ATTEMPTS = """
+WITH ended AS (
+    UPDATE call_attempt SET status = 'failed', outcome = 'failed', error_message = %s, end_at = now()
+    WHERE id = ANY(%s) AND status = 'dialing'
+    RETURNING destination_id, attempt_no
+)
+UPDATE destination d SET status = %s, outcome = 'failed', next_attempt_at = %s, updated_at = now()
+FROM ended WHERE d.id = ended.destination_id AND d.attempts_made = ended.attempt_no AND d.status = 'dialing'
 """
 
 
@@ -63,10 +88,15 @@ class CampaignForDial:
 
 @dataclass(frozen=True)
 class QueuedDestination:
+    """A claimed destination as this task read it, with the id its next attempt will have if this task
+    makes it (reserved from the sequence in the same read, so the concurrency slot can be taken in the
+    attempt's name before the row exists)."""
+
     id: int
     number: str
     timezone: str
     attempts_made: int
+    attempt_id: int
     attempts_before_run: int = 0  # attempts of earlier runs (campaigns.runs): not counted by retry limits
 
     @property
@@ -79,8 +109,9 @@ class QueuedDestination:
 
     @property
     def slot_member(self) -> str:
-        """The concurrency-slot member of the attempt about to be made: one per (destination, attempt)."""
-        return f"{self.id}:{self.next_attempt_no}"
+        """The concurrency-slot member of the attempt about to be made: its own attempt id, so no other
+        attempt of the destination (a redelivered chunk, a later retry) can ever free it."""
+        return slot_member(self.attempt_id)
 
 
 @dataclass(frozen=True)
@@ -113,8 +144,11 @@ def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial
 
 
 def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[QueuedDestination]:
+    """The still-queued destinations among `ids`, each with an attempt id reserved for it (sequence values
+    an attempt never uses are gaps, nothing more)."""
     rows = conn.execute(
-        "SELECT id, number, timezone, attempts_made, attempts_before_run FROM destination "
+        "SELECT id, number, timezone, attempts_made, nextval('call_attempt_id_seq'), attempts_before_run "
+        "FROM destination "
         "WHERE id = ANY(%s) AND status = 'queued' "
         "ORDER BY id",
         (ids,),
@@ -122,8 +156,18 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     return [QueuedDestination(*row) for row in rows]
 
 
+def on_dnc_sql(number_sql: str) -> str:
+    """The dial-time do-not-call lookup as an SQL condition on a number expression: the one definition both
+    the chunk's screen (`dnc_numbers`) and the per-request check (`mark_sending`) use. Per-account lists
+    extend it here."""
+    return f"EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql})"
+
+
 def dnc_numbers(conn: psycopg.Connection, numbers: list[str]) -> set[str]:
-    rows = conn.execute("SELECT number FROM dnc_number WHERE number = ANY(%s)", (numbers,)).fetchall()
+    """Which of these numbers may not be called (through `on_dnc_sql`)."""
+    rows = conn.execute(
+        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n')}", (numbers,)
+    ).fetchall()
     return {row[0] for row in rows}
 
 
@@ -163,6 +207,7 @@ def start_attempts(
         (
             [d.id for d in destinations],
             [d.attempts_made for d in destinations],
+            [d.attempt_id for d in destinations],
             campaign.id,
             campaign.account_id,
             batch_id,
@@ -178,37 +223,15 @@ def undo_unsent_attempts(
     not_before: datetime | None,
     *,
     back_to: str = "pending",
-) -> None:
-    """The carrier refused the request outright (429, auth, balance): no call exists, so no attempt.
-    `back_to` is `queued` when this task will retry them itself, `pending` to hand them to the dispatcher."""
+) -> int:
+    """No call exists (429, auth, balance, a refused bulk, no tokens in time): undo the attempts still
+    `dialing`, and move back only the destinations whose current attempt was one of them. `back_to` is
+    `queued` when this task will send them again itself (within the claim lease), `pending` to hand them to
+    the dispatcher from `not_before`. Returns how many destinations moved back."""
     if not attempts:
-        return
-    with conn.transaction():
-        conn.execute(
-            "DELETE FROM call_attempt WHERE id = ANY(%s) AND status = 'dialing'",
-            ([a.attempt_id for a in attempts],),
-        )
-        conn.execute(
-            "UPDATE destination SET status = %s, attempts_made = attempts_made - 1, "
-            "next_attempt_at = CASE WHEN %s = 'queued' THEN now() + make_interval(secs => %s) ELSE %s END, "
-            "updated_at = now() WHERE id = ANY(%s) AND status = 'dialing'",
-            (back_to, back_to, QUEUED_LEASE_S, not_before, [a.destination.id for a in attempts]),
-        )
-
-
-def requeue_for_single_dial(conn: psycopg.Connection, attempts: list[StartedAttempt]) -> None:
-    """A bulk request was refused as a whole (400): put its destinations back to dial one by one."""
-    with conn.transaction():
-        conn.execute(
-            "DELETE FROM call_attempt WHERE id = ANY(%s) AND status = 'dialing'",
-            ([a.attempt_id for a in attempts],),
-        )
-        conn.execute(
-            "UPDATE destination SET status = 'queued', attempts_made = attempts_made - 1, "
-            "updated_at = now(), "
-            "next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s) AND status = 'dialing'",
-            (QUEUED_LEASE_S, [a.destination.id for a in attempts]),
-        )
+        return 0
+    ids = [a.attempt_id for a in attempts]
+    return conn.execute(_UNDO_UNSENT, (ids, back_to, back_to, QUEUED_LEASE_S, not_before)).rowcount
 
 
 def fail_attempts(
@@ -219,61 +242,12 @@ def fail_attempts(
     destination_status: str,
     next_attempt_at: datetime | None,
 ) -> None:
-    """The request reached the carrier and was refused, or failed before placing a call."""
-    with conn.transaction():
-        conn.execute(
-            "UPDATE call_attempt SET status = 'failed', outcome = 'failed', error_message = %s, "
-            "end_at = now() "
-            "WHERE id = ANY(%s) AND status = 'dialing'",
-            (message[:2000], [a.attempt_id for a in attempts]),
-        )
-        conn.execute(
-            "UPDATE destination SET status = %s, outcome = 'failed', next_attempt_at = %s, "
-            "updated_at = now() "
-            "WHERE id = ANY(%s) AND status = 'dialing'",
-            (destination_status, next_attempt_at, [a.destination.id for a in attempts]),
-        )
-
-
-def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:
-    """Sent with no answer: the call may be live. Leave it `dialing` for a callback or the reaper."""
+    """The request reached the carrier and was refused: the attempts still `dialing` fail, and their
+    destinations follow only while those attempts are still theirs."""
     conn.execute(
-        "UPDATE call_attempt SET error_message = %s, sent_at = coalesce(sent_at, now()) WHERE id = ANY(%s)",
-        (message[:2000], [a.attempt_id for a in attempts]),
+        _FAIL_ATTEMPTS,
+        (message[:2000], [a.attempt_id for a in attempts], destination_status, next_attempt_at),
     )
-
-
-def record_sent(conn: psycopg.Connection, rows: list[tuple[int, str | None, str | None]]) -> None:
-    """Record (attempt id, request_uuid, call_uuid) of accepted calls (callbacks may be ahead of this)."""
-    if not rows:
-        return
-    rows = sorted(rows)
-    # One statement; rows locked in id order, as the event applier does, so the two never deadlock.
-    conn.execute(
-        """
-        WITH locked AS (SELECT id FROM call_attempt WHERE id = ANY(%s) ORDER BY id FOR UPDATE)
-        UPDATE call_attempt a
-        SET status = CASE WHEN a.status = 'dialing' THEN 'sent' ELSE a.status END,
-            request_uuid = coalesce(a.request_uuid, v.request_uuid),
-            call_uuid = coalesce(a.call_uuid, v.call_uuid),
-            sent_at = coalesce(a.sent_at, now())
-        FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, request_uuid, call_uuid), locked
-        WHERE a.id = v.id AND locked.id = v.id
-        """,
-        ([r[0] for r in rows], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
-    )
-
-
-def mark_sending(conn: psycopg.Connection, attempts: list[StartedAttempt]) -> set[int]:
-    """Mark attempts as about to be sent, just before the request: an attempt without `sent_at` provably
-    never reached the carrier, so the reaper may hand it back for dialing. Returns the ids marked; one the
-    reaper handed back meanwhile is not marked and must not be sent."""
-    rows = conn.execute(
-        "UPDATE call_attempt SET sent_at = now() "
-        "WHERE id = ANY(%s) AND status = 'dialing' AND sent_at IS NULL RETURNING id",
-        ([a.attempt_id for a in attempts],),
-    ).fetchall()
-    return {row[0] for row in rows}
 
 
 def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[tuple[int, int, str]]:
@@ -287,7 +261,7 @@ def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[
             WHERE d.id = a.destination_id AND d.status = 'dialing' AND d.attempts_made = a.attempt_no
               AND a.status = 'dialing' AND a.sent_at IS NULL
               AND a.created_at < now() - make_interval(secs => %s)
-            RETURNING a.account_id, a.campaign_id, a.destination_id, a.attempt_no
+            RETURNING a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no
         ), back AS (
             -- In a cancelled campaign nobody would claim it again: it is cancelled, not pending.
             UPDATE destination d SET attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
@@ -295,11 +269,11 @@ def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[
                 updated_at = now()
             FROM gone JOIN campaign c ON c.id = gone.campaign_id WHERE d.id = gone.destination_id
         )
-        SELECT account_id, campaign_id, destination_id, attempt_no FROM gone
+        SELECT account_id, campaign_id, id FROM gone
         """,
         (older_than_s,),
     ).fetchall()
-    return [(r[0], r[1], f"{r[2]}:{r[3]}") for r in rows]
+    return [(r[0], r[1], slot_member(r[2])) for r in rows]
 
 
 def has_unapplied_events(conn: psycopg.Connection, ids: list[str]) -> bool:

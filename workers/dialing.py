@@ -26,6 +26,7 @@ from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_C
 from campaigns.states import DestinationStatus
 from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
+from workers import attempt_marks as marks
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.blackout_hold import hold_blacked_out
@@ -218,9 +219,9 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     grant, sending = _book_and_mark(chunk, started)
     if not grant.granted:
         not_before = ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
-        store.undo_unsent_attempts(conn, sending or started, not_before, back_to="pending")
-        chunk.release(sending or started)
-        report.handed_back += len(sending or started)
+        unsent = sending or started
+        report.handed_back += store.undo_unsent_attempts(conn, unsent, not_before, back_to="pending")
+        chunk.release(unsent)
         return RequestResult(stop_until=not_before)
     if len(sending) != len(started):
         started = sending
@@ -250,7 +251,10 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     except Transient as exc:
         return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
     except Ambiguous as exc:
-        store.note_ambiguous(conn, started, f"no answer from carrier: {exc.message}")
+        # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
+        # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
+        # (workers.send_evidence); a callback that came first has already moved it on, and is kept.
+        marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON
     _record_accepted(chunk, started, accepted)
@@ -265,7 +269,7 @@ def _members(started: list[store.StartedAttempt]) -> list[str]:
 
 def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
     """A bulk refused as a whole (400): undo it and send each destination alone, so only the bad one fails."""
-    store.requeue_for_single_dial(chunk.ctx.conn, started)
+    store.undo_unsent_attempts(chunk.ctx.conn, started, None, back_to="queued")
     chunk.release(started)
     for attempt in started:
         single = store.queued_destinations(chunk.ctx.conn, [attempt.destination.id])
@@ -289,16 +293,18 @@ def _fail_rejected(chunk: ChunkDial, started: list[store.StartedAttempt], exc: R
 def _retry_transient(
     chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, exc: Transient
 ) -> datetime:
-    """5xx or no connection: nothing was placed. Each destination retries after its own jittered backoff."""
+    """The carrier said outright that nothing was placed (no connection, 503 with Retry-After): free the
+    slots and tokens; each destination retries after its own jittered backoff, at least Retry-After."""
     ctx = chunk.ctx
     now = ctx.now()
     chunk.release(started)
     ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
     for attempt in started:
         tries = attempt.destination.next_try_this_run  # the limit counts this run's tries only
-        backoff = full_jitter_backoff(
+        jitter = full_jitter_backoff(
             tries, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
         )
+        backoff = max(exc.retry_after or 0.0, jitter)
         step = after_transient_error(tries, now, backoff)
         store.fail_attempts(
             ctx.conn,
@@ -318,11 +324,10 @@ def _book_and_mark(
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
-        marked = store.mark_sending(chunk.ctx.conn, started)
-        sending.extend(a for a in started if a.attempt_id in marked)
-        handed_back = [a for a in started if a.attempt_id not in marked]
-        if handed_back:  # the reaper took them back (this thread woke very late): not ours to send
-            chunk.release(handed_back)
+        check = marks.last_check(chunk.ctx.conn, chunk.campaign, started, chunk.ctx.now())
+        sending.extend(check.sending)
+        chunk.report.handed_back += check.handed_back
+        chunk.release(check.not_sent)
         return bool(sending)
 
     campaign = chunk.campaign
@@ -355,7 +360,7 @@ def _record_accepted(chunk: ChunkDial, started: list[store.StartedAttempt], acce
             next_attempt_at=None,
         )
         chunk.release(match.refused)
-    store.record_sent(conn, match.sent)
+    marks.record_sent(conn, match.sent)
     ids = match.provider_ids(accepted)
     if ids and store.has_unapplied_events(conn, ids):
         apply_events_for_ids(conn, ids)

@@ -22,7 +22,6 @@ from campaigns.secrets_box import SecretUnreadable
 from campaigns.states import (
     ACTIVE_DESTINATION,
     CLAIMABLE_DESTINATION,
-    DUE_DESTINATION,
     EXPIRABLE_DESTINATION,
     sql_in,
 )
@@ -76,13 +75,17 @@ UPDATE campaign c SET state = 'completed', state_reason = 'every destination fin
 WHERE c.state = 'running' AND NOT EXISTS (
     SELECT 1 FROM destination d WHERE d.campaign_id = c.id AND {sql_in("d.status", ACTIVE_DESTINATION)})
 RETURNING c.id"""
-# Due destinations (pending/retry_wait due, or queued past their claim lease), oldest due first.
+# Due: pending/retry_wait due, or queued past their claim lease (the chunk task died). One condition for
+# both the claim and the demand estimate, so whatever the claim would take is also counted as demand: an
+# estimate blind to expired claims left them stranded once nothing else was due.
+# (A queued row without a lease has no owner: it is due at once. Two claimants are safe: only one of them
+# can move it queued -> dialing.)
+DUE_NOW = f"""{sql_in("status", CLAIMABLE_DESTINATION)}
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())"""
 CLAIM_DUE = f"""
 WITH due AS (
     SELECT id FROM destination
-    WHERE campaign_id = %s AND {sql_in("status", CLAIMABLE_DESTINATION)}
-      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-      AND (status <> 'queued' OR next_attempt_at IS NOT NULL)
+    WHERE campaign_id = %s AND {DUE_NOW}
       AND timezone = ANY(%s)
     ORDER BY next_attempt_at NULLS FIRST, id
     LIMIT %s FOR UPDATE SKIP LOCKED)
@@ -91,10 +94,7 @@ UPDATE destination d SET status = 'queued', updated_at = now(),
 FROM due WHERE d.id = due.id RETURNING d.id
 """
 DUE_ESTIMATE = f"""
-SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s
-    AND {sql_in("status", DUE_DESTINATION)}
-    AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-    LIMIT %s) s"""
+SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s AND {DUE_NOW} LIMIT %s) s"""
 
 
 def finish_campaigns(conn: psycopg.Connection, report: DispatchReport) -> None:

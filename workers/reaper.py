@@ -1,5 +1,8 @@
-"""The reaper: attempts past their lease with no final event are reconciled with the carrier or marked
-`unknown`; their slots are freed and the retry policy decides what follows. Nothing stays open forever."""
+"""The reaper: the owner of every open attempt once its deadline passes. Attempts committed but never marked
+as sending are handed back; sends never answered are settled by evidence once their window closes
+(workers.send_evidence); attempts past their lease with no final event are reconciled with the carrier or
+marked `unknown`; destinations left live whose attempt is final or gone are repaired. Their slots are freed
+and the retry policy decides what follows. Nothing stays open forever."""
 
 from __future__ import annotations
 
@@ -15,14 +18,16 @@ from psycopg.types.json import Jsonb
 
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
-from campaigns.retry_policy import NextStep, next_step
-from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, DestinationStatus, Outcome, sql_in
+from campaigns.retry_policy import next_step, unless_cancelled
+from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
 from workers.callbacks.applier_store import apply_events, unattached_for_call
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
+from workers.ratelimit.slots import slot_member
+from workers.send_evidence import settle_unanswered_sends
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class ReapReport:
     unknown: int = 0
     still_live: int = 0  # the carrier says the call goes on: lease and slot extended
     never_sent: int = 0  # committed but its worker died before sending: handed back for dialing
+    settled_placed: int = 0  # an unanswered send with a sign of its call: left to callbacks and lease
+    never_placed: int = 0  # an unanswered send with no sign within its evidence window: retried or unknown
+    orphaned: int = 0  # a live destination whose current attempt was final or missing: moved on
 
 
 def _expired_attempts(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -114,8 +122,7 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
             now,
             policy[1] if policy else None,
         )
-        if policy and policy[2] == "cancelled" and step.status == DestinationStatus.RETRY_WAIT:
-            step = NextStep(DestinationStatus.CANCELLED, None, step.outcome)  # never back to retry_wait
+        step = unless_cancelled(step, policy is not None and policy[2] == "cancelled")
         conn.execute(
             f"""UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
                    updated_at = now()
@@ -125,7 +132,7 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
     budgets.release(
         attempt["account_id"],
         attempt["campaign_id"],
-        [f"{attempt['destination_id']}:{attempt['attempt_no']}"],
+        [slot_member(attempt["id"])],
     )
     return True
 
@@ -136,6 +143,9 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
     for account_id, campaign_id, member in hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
         budgets.release(account_id, campaign_id, [member])
         report.never_sent += 1
+    evidence = settle_unanswered_sends(conn, budgets, now)
+    report.settled_placed, report.never_placed = evidence.placed, evidence.never_placed
+    report.orphaned = repair_orphaned_destinations(conn, now)
     for attempt in _expired_attempts(conn):
         report.expired += 1
         answer = _reconcile(conn, client, attempt)
@@ -147,6 +157,55 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
         elif _mark_unknown(conn, budgets, attempt, now):
             report.unknown += 1
     return report
+
+
+# A destination is live (dialing, ringing, answered) only while its current attempt is open: the attempt and
+# the destination move in one statement everywhere. One left live this long with its attempt final or gone
+# (a bug, a hand edit) has no other owner: the reaper moves it on as the retry policy says, or, with no
+# attempt row, back to pending (no row means no request was sent).
+ORPHAN_GRACE_S = 60
+_ORPHANED = f"""
+SELECT d.id, d.status, d.attempts_made, a.outcome, a.id IS NULL AS missing, c.retry_policy, c.end_at,
+       d.attempts_before_run, c.state = 'cancelled' AS cancelled
+FROM campaign c JOIN destination d ON d.campaign_id = c.id
+LEFT JOIN call_attempt a ON a.destination_id = d.id AND a.attempt_no = d.attempts_made
+WHERE c.state <> 'completed' AND {sql_in("d.status", LIVE_DESTINATION)}
+  AND d.updated_at < now() - make_interval(secs => %s)
+  AND (a.id IS NULL OR {sql_in("a.status", FINAL_ATTEMPT)})
+LIMIT %s
+"""
+_BACK_TO_PENDING = """
+UPDATE destination d SET next_attempt_at = NULL, updated_at = now(),
+    status = CASE WHEN (SELECT state FROM campaign WHERE id = d.campaign_id) = 'cancelled'
+                  THEN 'cancelled' ELSE 'pending' END,  -- nobody claims a cancelled campaign's pending
+    attempts_made = (SELECT coalesce(max(attempt_no), 0) FROM call_attempt WHERE destination_id = d.id)
+WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
+  AND NOT EXISTS (SELECT 1 FROM call_attempt a
+                  WHERE a.destination_id = d.id AND a.attempt_no = d.attempts_made)
+"""
+_MOVE_ON = """
+UPDATE destination d SET status = %s, outcome = %s, next_attempt_at = %s, updated_at = now()
+WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
+"""
+
+
+def repair_orphaned_destinations(conn: psycopg.Connection, now: datetime) -> int:
+    """Move on live destinations whose current attempt is final or missing; how many moved."""
+    moved = 0
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_ORPHANED, (ORPHAN_GRACE_S, BATCH)).fetchall()
+    for row in rows:
+        expected = (row["id"], row["status"], row["attempts_made"])
+        if row["missing"]:
+            moved += conn.execute(_BACK_TO_PENDING, expected).rowcount
+            continue
+        step = next_step(Outcome(row["outcome"] or Outcome.UNKNOWN),
+                         row["attempts_made"] - row["attempts_before_run"],  # this run's tries
+                         row["retry_policy"] or {}, now, row["end_at"])
+        step = unless_cancelled(step, row["cancelled"])
+        moved += conn.execute(_MOVE_ON, (step.status.value, step.outcome.value, step.next_attempt_at,
+                                         *expected)).rowcount
+    return moved
 
 
 def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any]) -> None:
@@ -161,7 +220,7 @@ def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
         f"AND {sql_in('status', OPEN_ATTEMPT)}",
         (lease_s, attempt["id"]),
     )
-    member = f"{attempt['destination_id']}:{attempt['attempt_no']}"
+    member = slot_member(attempt["id"])
     if not budgets.renew(attempt["account_id"], attempt["campaign_id"], member, lease_s):
         # The slot expired meanwhile: take it back so the budget counts this call (even past the max).
         budgets.acquire(attempt["account_id"], attempt["campaign_id"], [member], 10**9, None, lease_s)

@@ -74,3 +74,14 @@ def account_cps_sends(account_id: int) -> str:
 def campaign_cps_sends(campaign_id: int) -> str:
     """Sorted set of the sends booked on a campaign's own CPS budget, as account_cps_sends."""
     return f"{_prefix()}:cps:campaign:{campaign_id}:sends"
+
+
+def budgets_epoch() -> str:
+    """Set once the budgets were built in this Redis; missing means Redis lost its state (restart without
+    persistence, FLUSHALL, failover to an empty replica) and the budgets must be rebuilt before any send."""
+    return f"{_prefix()}:budgets:epoch"
+
+
+def budgets_rebuild_lock() -> str:
+    """Held by the one process rebuilding the budgets after Redis lost its state."""
+    return f"{_prefix()}:lock:budgets-rebuild"

@@ -4,6 +4,7 @@ limits, acceptance), error answers in the provider's shape, and small formatting
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import uuid
@@ -21,7 +22,6 @@ from simulator.ledger import CallRecord
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 PLAIN_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
-HOLD_SECONDS = 600.0  # api_no_answer: how long a create request is left unanswered
 
 
 class ApiError(Exception):
@@ -143,6 +143,9 @@ class Provider:
         faults = carrier.config.faults
         rng = carrier.fault_rng
         account: Account | None = None
+        delay = carrier.arrival_delay()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the network: the limiter counts the request when it arrives
         try:
             account = await self.authenticate(request)
             if faults.api_slow and rng.random() < faults.api_slow:
@@ -150,6 +153,8 @@ class Provider:
             if faults.api_5xx and rng.random() < faults.api_5xx:
                 status = rng.choice((500, 502, 503))
                 return self.fail(request, account, status, "Internal server error (simulated)")
+            if faults.api_503 and rng.random() < faults.api_503:
+                return self.unavailable(request, account, faults.api_503_retry_after)
             req = await self.parse_create(request, account)
             if not carrier.has_credit(account, len(req.destinations)):
                 raise ApiError(402, "Insufficient balance to place the call")
@@ -161,8 +166,19 @@ class Provider:
         calls = carrier.accept(account, req.destinations, req.caller, req.params, batch=req.batch,
                                tag=req.tag, **req.extra.get("accept", {}))
         if faults.api_no_answer and rng.random() < faults.api_no_answer:
-            await asyncio.sleep(HOLD_SECONDS)  # placed, but the client never hears back
+            await asyncio.sleep(faults.api_no_answer_seconds)  # placed, but the client never hears back
+        if faults.api_placed_5xx and rng.random() < faults.api_placed_5xx:
+            # Placed (the calls run and send their real callbacks), yet the answer is a gateway error.
+            status = rng.choice((502, 504))
+            carrier.ledger.placed_but_errored([c.request_uuid for c in calls], status)
+            return self.fail(request, account, status, "Bad gateway (simulated; the calls were placed)")
         return self.created(calls, req, account)
+
+    def unavailable(self, request: web.Request, account: Account, retry_after: float) -> web.Response:
+        """503 from the limiter with Retry-After: nothing was placed, try again after that long."""
+        response = self.fail(request, account, 503, "Service unavailable: call creation rate limited")
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
 
     async def handle_hangup(self, request: web.Request) -> web.Response:
         """A hang-up request by call id: 204 if the call was live, 404 if unknown or already ended."""

@@ -221,6 +221,11 @@ def unattached_for_call(request_uuid: str | None, call_uuid: str | None) -> Even
                          (request_uuid, call_uuid))
 
 
+def for_batches(batch_ids: Sequence[Any]) -> EventSelector:
+    """Events of these requests (by the batch id in our callback URLs), before their sends are judged."""
+    return EventSelector("batch_id = ANY(%s)", (list(batch_ids),))
+
+
 def recent_after(after_id: int) -> EventSelector:
     """The API applier's sweep: older than a second (the fast path has them), younger than an hour (the
     reaper resolves their attempts by then), after a cursor."""

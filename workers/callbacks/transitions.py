@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from campaigns.retry_policy import NextStep, after_carrier_throttle, next_step
+from campaigns.retry_policy import NextStep, after_carrier_throttle, next_step, unless_cancelled
 from campaigns.states import (
     FINISHABLE_DESTINATION,
     OPEN_ATTEMPT,
@@ -22,6 +22,7 @@ from campaigns.states import (
     Outcome,
     attempt_can_move,
 )
+from workers.ratelimit.slots import slot_member
 
 # Which attempt status an event kind moves to; STATUS events only fill fields.
 KIND_TO_ATTEMPT = {"ring": AttemptStatus.RINGING, "answer": AttemptStatus.ANSWERED,
@@ -54,7 +55,7 @@ class AttemptRow:
 
     @property
     def slot_member(self) -> str:
-        return f"{self.destination_id}:{self.attempt_no}"
+        return slot_member(self.id)
 
 
 @dataclass(slots=True)
@@ -166,8 +167,7 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
             step = after_carrier_throttle(tries_this_run, now)
         else:
             step = next_step(outcome, tries_this_run, policy.retry_policy, now, policy.end_at)
-        if policy.cancelled and step.status == DestinationStatus.RETRY_WAIT:
-            step = NextStep(DestinationStatus.CANCELLED, None, step.outcome)
+        step = unless_cancelled(step, policy.cancelled)
         dest.status, dest.outcome = step.status.value, step.outcome.value
         dest.next_attempt_at, dest.changed = step.next_attempt_at, True
     return True

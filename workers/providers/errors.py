@@ -6,8 +6,9 @@ ProviderError
 ├── Rejected           400: this destination or body is invalid; attempt failed, no retry
 ├── AuthFailed         401/403/404: credentials or account wrong; pause the campaign
 ├── PaymentRequired    402: balance too low; pause the campaign
-├── Transient          5xx, or no connection: nothing was placed; retry with backoff
-└── Ambiguous          sent but no answer (read timeout): the call may be live; unknown until a callback
+├── Transient          nothing was placed (no connection, 503 + Retry-After from the limiter); retry
+└── Ambiguous          sent with no answer, or a 5xx: the call may be live; settled by evidence
+                       (callbacks, status lookup) or, when its evidence window closes with none, never placed
 """
 
 from __future__ import annotations
@@ -43,8 +44,14 @@ class PaymentRequired(ProviderError):
 
 
 class Transient(ProviderError):
-    """Nothing was placed (5xx, connect error, timeout before sending); safe to retry later."""
+    """Nothing was placed (connect error, timeout before sending, 503 with Retry-After); safe to retry
+    later, not before `retry_after` seconds when the carrier said."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
 
 
 class Ambiguous(ProviderError):
-    """The request was sent but no answer came: the call may be live. Never redial blindly."""
+    """The request was sent but no usable answer came (timeout, dropped connection, 5xx): the call may be
+    live. Never redial blindly."""

@@ -6,7 +6,10 @@ Nothing here retries: a create POST is sent exactly once and the dialer decides 
 ConnectError / ConnectTimeout / PoolTimeout / other pre-send errors -> Transient (nothing was sent)
 ReadTimeout / WriteTimeout / ReadError / WriteError / RemoteProtocolError / others -> Ambiguous
 429 -> Throttled(retry_after)   400/422 and other 4xx -> Rejected   401/403/404 -> AuthFailed
-402 -> PaymentRequired   5xx -> Transient   3xx (redirects are not followed) -> AuthFailed (wrong base URL)
+402 -> PaymentRequired   3xx (redirects are not followed) -> AuthFailed (wrong base URL)
+503 with Retry-After (the carrier's limiter: it says outright nothing was placed) -> Transient(retry_after)
+any other 5xx -> Ambiguous: a gateway error at the carrier's edge is sent after the call may have been placed
+(idempotent status GETs: Transient, there is nothing to place)
 """
 
 from __future__ import annotations
@@ -79,7 +82,10 @@ def send(
         ) from exc
     if response.is_success:
         return response
-    raise error_for_response(response, account)
+    failure = error_for_response(response, account)
+    if idempotent and isinstance(failure, Ambiguous):  # a GET places nothing: just try again later
+        failure = Transient(failure.message, status=failure.status)
+    raise failure
 
 
 def error_for_response(
@@ -109,7 +115,19 @@ def error_for_response(
             f"{who}: balance too low (HTTP 402: {message}); top up the account", status=status
         )
     if status >= 500:
-        return Transient(f"{account.provider} server error HTTP {status}: {message}", status=status)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+        if status == 503 and retry_after is not None:
+            return Transient(
+                f"{account.provider} unavailable, nothing placed (HTTP 503, Retry-After {retry_after:g} s): "
+                f"{message}",
+                status=status,
+                retry_after=retry_after,
+            )
+        return Ambiguous(
+            f"{account.provider} server error HTTP {status} after the request arrived: {message}; "
+            "the call may have been placed",
+            status=status,
+        )
     if 300 <= status < 400:
         return AuthFailed(
             f"{who}: unexpected redirect HTTP {status} to {response.headers.get('location')}; "

@@ -1,17 +1,29 @@
-"""The global budgets every worker on every host shares, in Redis: CPS, adaptive rate, concurrency slots."""
+"""The global budgets every worker on every host shares, in Redis: CPS, adaptive rate, concurrency slots.
+
+With a BudgetStateStore they also survive Redis losing its state (workers.ratelimit.recovery): the 429
+pause and lowered rate are persisted when set, and an empty Redis is rebuilt before anything is booked.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import redis
 
 from workers.ratelimit.aimd import AdaptiveRate, AimdPolicy
 from workers.ratelimit.backoff import full_jitter_backoff
 from workers.ratelimit.cps import CpsLimiter, Reservation
-from workers.ratelimit.errors import BulkTooLarge, LimiterError, LimiterUnavailable
+from workers.ratelimit.errors import BudgetsLost, BulkTooLarge, LimiterError, LimiterUnavailable
+from workers.ratelimit.recovery import QUIET_S, BudgetRecovery, BudgetStateStore
 from workers.ratelimit.slots import SlotPool
+
+log = logging.getLogger(__name__)
+REBUILD_WAIT_S = 0.25  # another process is rebuilding the budgets: hand the work back for this long
 
 __all__ = [
     "AimdPolicy",
+    "BudgetStateStore",
     "Budgets",
     "BulkTooLarge",
     "LimiterError",
@@ -24,11 +36,32 @@ __all__ = [
 class Budgets:
     """An account's (and campaign's) CPS, adaptive rate and concurrency slots, through one Redis client."""
 
-    def __init__(self, client: redis.Redis, *, aimd: AimdPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        aimd: AimdPolicy | None = None,
+        state: BudgetStateStore | None = None,
+        quiet_s: float = QUIET_S,
+    ) -> None:
         self.client = client
-        self._cps = CpsLimiter(client)
+        guarded = state is not None
+        self._cps = CpsLimiter(client, check_epoch=guarded)
         self._rate = AdaptiveRate(client, aimd)
-        self._slots = SlotPool(client)
+        self._slots = SlotPool(client, check_epoch=guarded)
+        self.recovery = BudgetRecovery(client, state, quiet_s=quiet_s) if state is not None else None
+
+    def _persist(self, what: str, save: Callable[..., None], *args: object) -> None:
+        """Write a pause or rate through to the state store; Redis stays authoritative while it lives, so a
+        failed write only weakens a later rebuild and must not fail the send path."""
+        try:
+            save(*args)
+        except Exception:
+            log.warning("could not persist the %s of account %s", what, args[0], exc_info=True)
+
+    def restore(self) -> bool:
+        """Rebuild the budgets if Redis lost its state; True once they are in place."""
+        return self.recovery.restore() if self.recovery is not None else True
 
     def reserve(
         self,
@@ -41,8 +74,13 @@ class Budgets:
         window_s: float = 1.0,
     ) -> Reservation:
         """Book a send time for n tokens within max_wait_s, or say how long until one could be booked."""
-        return self._cps.reserve(account_id, campaign_id, n_tokens, account_cps, campaign_cps, max_wait_s,
-                                 window_s)
+        args = (account_id, campaign_id, n_tokens, account_cps, campaign_cps, max_wait_s, window_s)
+        try:
+            return self._cps.reserve(*args)
+        except BudgetsLost:
+            if not self.restore():
+                return Reservation(False, 0.0, REBUILD_WAIT_S)
+        return self._cps.reserve(*args)
 
     def refund(self, account_id: int, campaign_id: int | None, reservation: Reservation) -> bool:
         """Give back a granted reservation that was never sent (429, transient error)."""
@@ -50,15 +88,25 @@ class Budgets:
 
     def pause_account(self, account_id: int, seconds: float) -> float:
         """Stop every worker on this account for `seconds` (Retry-After); the pause end, epoch seconds."""
-        return self._cps.pause_account(account_id, seconds)
+        until = self._cps.pause_account(account_id, seconds)
+        if self.recovery is not None:
+            self._persist("pause", self.recovery.store.save_pause, account_id, until)
+        return until
 
     def decrease(self, account_id: int, configured_rate: float) -> float:
         """Cut the account's adaptive rate after a 429, once per cooldown; the new rate."""
-        return self._rate.decrease(account_id, configured_rate)
+        changed, rate = self._rate.decrease_changed(account_id, configured_rate)
+        if changed and self.recovery is not None:
+            self._persist("lowered rate", self.recovery.store.save_rate, account_id, rate)
+        return rate
 
     def recover(self, account_id: int, configured_rate: float) -> float:
         """Raise the account's adaptive rate one step after a clean interval; the new rate."""
-        return self._rate.recover(account_id, configured_rate)
+        changed, rate = self._rate.recover_changed(account_id, configured_rate)
+        if changed and self.recovery is not None:
+            back = rate if rate < configured_rate else None
+            self._persist("recovered rate", self.recovery.store.save_rate, account_id, back)
+        return rate
 
     def current_rate(self, account_id: int, configured: float) -> float:
         """The CPS the limiter enforces now: min(configured, adaptive)."""
@@ -74,7 +122,13 @@ class Budgets:
         lease_s: float,
     ) -> bool:
         """Take a leased slot per attempt on the account and campaign, all or none."""
-        return self._slots.acquire(account_id, campaign_id, attempt_ids, account_max, campaign_max, lease_s)
+        args = (account_id, campaign_id, attempt_ids, account_max, campaign_max, lease_s)
+        try:
+            return self._slots.acquire(*args)
+        except BudgetsLost:
+            if not self.restore():
+                return False
+        return self._slots.acquire(*args)
 
     def release(self, account_id: int, campaign_id: int | None, attempt_ids: list[str]) -> int:
         """Free the attempts' slots, idempotently; how many were held."""

@@ -53,22 +53,30 @@ class AdaptiveRate:
 
     def decrease(self, account_id: int, configured_rate: float) -> float:
         """Cut the rate after a 429 (once per cooldown however many workers report it); the new rate."""
+        return self.decrease_changed(account_id, configured_rate)[1]
+
+    def recover(self, account_id: int, configured_rate: float) -> float:
+        """Raise the rate by one step after a clean interval (once per interval); the new rate."""
+        return self.recover_changed(account_id, configured_rate)[1]
+
+    def decrease_changed(self, account_id: int, configured_rate: float) -> tuple[bool, float]:
+        """decrease(), and whether this call was the one that cut the rate."""
         p = self.policy
         args = [configured_rate, p.factor, p.floor, int(p.cooldown_s * 1e6), int(p.keep_s * 1000)]
         keys = [redis_keys.account_rate(account_id)]
         with redis_errors_translated(self._client):
-            _, rate = script(self._client, "aimd_decrease")(keys=keys, args=args)
-        return float(rate)
+            changed, rate = script(self._client, "aimd_decrease")(keys=keys, args=args)
+        return bool(changed), float(rate)
 
-    def recover(self, account_id: int, configured_rate: float) -> float:
-        """Raise the rate by one step after a clean interval (once per interval); the new rate."""
+    def recover_changed(self, account_id: int, configured_rate: float) -> tuple[bool, float]:
+        """recover(), and whether this call was the one that raised the rate."""
         p = self.policy
         step = recovery_step(configured_rate, p.step)
         args = [configured_rate, step, int(p.recover_interval_s * 1e6), int(p.keep_s * 1000)]
         keys = [redis_keys.account_rate(account_id)]
         with redis_errors_translated(self._client):
-            _, rate = script(self._client, "aimd_recover")(keys=keys, args=args)
-        return float(rate)
+            changed, rate = script(self._client, "aimd_recover")(keys=keys, args=args)
+        return bool(changed), float(rate)
 
     def current_rate(self, account_id: int, configured: float) -> float:
         """min(configured, adaptive): the rate the CPS script enforces now."""

@@ -1,8 +1,9 @@
 -- Reserve n CPS tokens on an account's budget and (optionally) a campaign's, in one atomic step.
--- KEYS: account state hash, account sends zset, account AIMD rate hash, account pause key,
+-- KEYS: account state hash, account sends zset, account AIMD rate hash, account pause key, budgets epoch key,
 --       [campaign state hash, campaign sends zset].
--- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, [window_us].
--- Returns {status, send_us, now_us, retry_us, max_tokens, member}; status 1 granted, 0 refused, 2 bulk too large.
+-- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch.
+-- Returns {status, send_us, now_us, retry_us, max_tokens, member}; status 1 granted, 0 refused, 2 bulk too large,
+-- 3 the budgets epoch is missing: Redis lost its state and the budgets must be rebuilt before any booking.
 --
 -- Each budget keeps GCRA state (tat: the theoretical arrival time, so sends are paced 1/rate apart) and the
 -- sends it has booked (member "send_us:n:seq", score send_us). GCRA alone cannot keep a bulk counted at its
@@ -19,11 +20,13 @@ local WINDOW = tonumber(ARGV[6]) or SEC
 local MAX_HOLES = 64
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * SEC + tonumber(t[2])
+local function fmt(x) return string.format('%.0f', x) end
+-- No epoch: this Redis does not remember the last second's sends, the live calls or a 429 pause. Book
+-- nothing until they are rebuilt (workers.ratelimit.recovery), or the first second would be a burst.
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then return {3, '0', fmt(now), '0', 0, ''} end
 local n = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[4])
 local keep_ms = tonumber(ARGV[5])
-
-local function fmt(x) return string.format('%.0f', x) end
 local function parse(member)
   local e, k = string.match(member, '^(%d+):(%d+):')
   return tonumber(e), tonumber(k)
@@ -44,7 +47,7 @@ local account_rate = tonumber(ARGV[2])
 local adaptive = tonumber(redis.call('HGET', KEYS[3], 'rate'))
 if adaptive and adaptive < account_rate then account_rate = adaptive end
 local budgets = {budget(KEYS[1], KEYS[2], account_rate)}
-if #KEYS >= 6 then budgets[2] = budget(KEYS[5], KEYS[6], tonumber(ARGV[3])) end
+if #KEYS >= 7 then budgets[2] = budget(KEYS[6], KEYS[7], tonumber(ARGV[3])) end
 
 local max_tokens = budgets[1].cap
 if budgets[2] and budgets[2].cap < max_tokens then max_tokens = budgets[2].cap end

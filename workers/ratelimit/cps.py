@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import redis
 
 from workers import redis_keys
-from workers.ratelimit.errors import BulkTooLarge, redis_errors_translated
+from workers.ratelimit.errors import BudgetsLost, BulkTooLarge, redis_errors_translated
 from workers.ratelimit.scripts import script
 
-_GRANTED, _REFUSED, _TOO_LARGE = 1, 0, 2
+_GRANTED, _REFUSED, _TOO_LARGE, _LOST = 1, 0, 2, 3
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ def _budget_keys(account_id: int, campaign_id: int | None) -> list[str]:
 class CpsLimiter:
     """Calls-per-second budgets shared by every worker on every host, enforced by one Lua script."""
 
-    def __init__(self, client: redis.Redis, *, keep_s: float = 5.0) -> None:
+    def __init__(self, client: redis.Redis, *, keep_s: float = 5.0, check_epoch: bool = False) -> None:
         self._client = client
         self._keep_ms = int(keep_s * 1000)
+        self._check_epoch = check_epoch
 
     def reserve(
         self,
@@ -57,14 +58,20 @@ class CpsLimiter:
             raise ValueError("CPS limits must be > 0")
         # A campaign without a cap of its own is bounded by the account alone.
         capped = campaign_id if campaign_cps is not None else None
-        account_keys = [redis_keys.account_rate(account_id), redis_keys.account_pause(account_id)]
+        account_keys = [
+            redis_keys.account_rate(account_id),
+            redis_keys.account_pause(account_id),
+            redis_keys.budgets_epoch(),
+        ]
         keys = _budget_keys(account_id, None) + account_keys + _budget_keys(account_id, capped)[2:]
         args = [n_tokens, account_cps, campaign_cps or 0, int(max_wait_s * 1e6), self._keep_ms,
-                int(window_s * 1e6)]
+                int(window_s * 1e6), int(self._check_epoch)]
         with redis_errors_translated(self._client):
             status, send_us, now_us, retry_us, max_tokens, member = script(self._client, "cps")(
                 keys=keys, args=args
             )
+        if status == _LOST:
+            raise BudgetsLost()
         if status == _TOO_LARGE:
             raise BulkTooLarge(n_tokens, int(max_tokens))
         if status == _REFUSED:

@@ -2,6 +2,7 @@
 
 LimiterError
 ├── LimiterUnavailable   Redis could not be reached: no budget can be checked, so nothing may be dialled
+├── BudgetsLost          Redis answers but lost its state (no budgets epoch): rebuild before booking
 └── BulkTooLarge         a bulk asks for more tokens than one second of the (adaptive) rate holds
 """
 
@@ -28,6 +29,13 @@ class LimiterUnavailable(LimiterError):
             f"start it with: {START_REDIS}"
         )
         self.url = url
+
+
+class BudgetsLost(LimiterError):
+    """Redis has no budgets epoch: it lost the recent sends, live calls and pauses (restart, FLUSHALL)."""
+
+    def __init__(self) -> None:
+        super().__init__("Redis lost the budgets' state (no epoch key); they must be rebuilt before sending")
 
 
 class BulkTooLarge(LimiterError, ValueError):

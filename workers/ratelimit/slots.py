@@ -1,12 +1,23 @@
-"""Global concurrency budgets: a leased slot per live call, per account and optionally per campaign."""
+"""Global concurrency budgets: a leased slot per live call, per account and optionally per campaign.
+
+A slot's member is its call attempt's id as a decimal string (`slot_member`; in SQL `a.id::text`), the one
+format every taker and freer uses: the dial task (which reserves the attempt id before taking the slot), the
+callback applier, the reaper and the rebuild after Redis lost its state (workers.budget_state). A slot
+belongs to one attempt, so freeing one attempt's slot can never free another's.
+"""
 
 from __future__ import annotations
 
 import redis
 
 from workers import redis_keys
-from workers.ratelimit.errors import redis_errors_translated
+from workers.ratelimit.errors import BudgetsLost, redis_errors_translated
 from workers.ratelimit.scripts import script
+
+
+def slot_member(attempt_id: int) -> str:
+    """The concurrency-slot member of a call attempt."""
+    return str(attempt_id)
 
 
 def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:
@@ -19,8 +30,9 @@ def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:
 class SlotPool:
     """Live calls as sorted sets (member attempt id, score lease expiry), shared by every worker."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, check_epoch: bool = False) -> None:
         self._client = client
+        self._check_epoch = check_epoch
 
     def acquire(
         self,
@@ -35,10 +47,15 @@ class SlotPool:
         ids = list(dict.fromkeys(attempt_ids))  # a duplicate id is one call, one slot
         if not ids:
             return True
-        keys = _slot_keys(account_id, campaign_id if campaign_max is not None else None)
-        args: list[str | int] = [int(lease_s * 1e6), account_max, campaign_max or 0, *ids]
+        keys = [redis_keys.budgets_epoch()]
+        keys += _slot_keys(account_id, campaign_id if campaign_max is not None else None)
+        args: list[str | int] = [int(lease_s * 1e6), account_max, campaign_max or 0, int(self._check_epoch)]
+        args += ids
         with redis_errors_translated(self._client):
-            return bool(script(self._client, "slots_acquire")(keys=keys, args=args))
+            acquired = int(script(self._client, "slots_acquire")(keys=keys, args=args))
+        if acquired < 0:
+            raise BudgetsLost()
+        return acquired == 1
 
     def release(self, account_id: int, campaign_id: int | None, attempt_ids: list[str]) -> int:
         """Free the attempts' slots; idempotent (a duplicate or early hangup is harmless). Slots freed."""
