@@ -8,7 +8,8 @@ import psycopg
 
 from campaigns.control import cancel
 from tests.test_dial_store import _committed_attempt
-from workers.dial_store import hand_back_never_sent, mark_sending
+from workers.attempt_marks import mark_sending
+from workers.dial_store import hand_back_never_sent
 
 
 def _destination(db: psycopg.Connection, destination_id: int) -> tuple[str, int]:
@@ -28,12 +29,12 @@ def test_cancel_undoes_an_attempt_not_yet_sent_so_its_worker_cannot_send_it(db: 
     attempt = _committed_attempt(db, age_s=0)
     assert cancel(db, _campaign_of(db, attempt.attempt_id)) == 1
     assert _destination(db, attempt.destination.id) == ("cancelled", 0)
-    assert mark_sending(db, [attempt]) == set(), "the worker waking now finds nothing to send"
+    assert mark_sending(db, [attempt]).marked == set(), "the worker waking now finds nothing to send"
 
 
 def test_cancel_leaves_a_call_already_sending_to_its_callback(db: psycopg.Connection) -> None:
     attempt = _committed_attempt(db, age_s=0)
-    assert mark_sending(db, [attempt]) == {attempt.attempt_id}
+    assert mark_sending(db, [attempt]).marked == {attempt.attempt_id}
     assert cancel(db, _campaign_of(db, attempt.attempt_id)) == 0
     assert _destination(db, attempt.destination.id) == ("dialing", 1)
 
