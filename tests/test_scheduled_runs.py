@@ -105,6 +105,11 @@ def test_a_run_ends_at_its_end_time_and_the_next_firing_dials_the_whole_list_afr
                                "AND status = 'pending' AND run_no = 2", (campaign_id,)).fetchone()
         assert pending == (3,)  # the whole list, afresh
         conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))
+    # The beat task is the same pass with the real clock: nothing is due in 2026 for a 2031 schedule.
+    from workers.tasks import start_scheduled_runs
+
+    result = start_scheduled_runs()
+    assert result is not None and result["started"] == [] and result["ended"] == []
 
 
 SIM_ACCOUNTS: list[dict[str, Any]] = [
