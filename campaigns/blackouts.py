@@ -1,5 +1,5 @@
 """Blackout dates: the public holidays of each destination's own country (the `holidays` library) and the
-campaign's own list of dates (pure, apart from `load_blackouts`).
+campaign's own list of dates (pure).
 
 A day is judged in the destination's time zone, and an overnight window belongs to the day it starts, as
 in campaigns.windows. A destination on a blackout day waits for its next open window on a day that is not
@@ -8,18 +8,16 @@ one (`next_open`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
 import holidays
 import phonenumbers
 
 from campaigns.windows import CallingWindow, is_callable_now, next_opening, zone
-
-if TYPE_CHECKING:
-    import psycopg
 
 MAX_DAYS_AHEAD = 400  # a destination blacked out longer than this waits for the campaign's end instead
 
@@ -91,10 +89,17 @@ def next_open(
     return None
 
 
-def load_blackouts(conn: psycopg.Connection, campaign_id: int) -> Blackouts:
-    row = conn.execute(
-        "SELECT observe_holidays, blackout_dates FROM campaign WHERE id = %s", (campaign_id,)
-    ).fetchone()
-    if row is None:
-        return Blackouts()
-    return Blackouts(bool(row[0]), frozenset(row[1] or ()))
+def open_for(blackouts: Blackouts, window: CallingWindow, tz_name: str, number: str, now: datetime) -> bool:
+    """May this destination be called now: inside its window, on a day that is not a blackout for it?"""
+    if not is_callable_now(window, tz_name, now):
+        return False
+    if not blackouts.active:
+        return True
+    country = country_of(number) if blackouts.observe_holidays else None
+    return not is_blacked_out(blackouts, country, window_day(window, tz_name, now))
+
+
+def blackouts_of(campaign_row: Mapping[str, Any]) -> Blackouts:
+    """A campaign row's blackout settings."""
+    return Blackouts(bool(campaign_row.get("observe_holidays")),
+                     frozenset(campaign_row.get("blackout_dates") or ()))

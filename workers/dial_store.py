@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.blackouts import Blackouts, blackouts_of
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
 from workers.ratelimit.slots import slot_member
@@ -84,6 +85,7 @@ class CampaignForDial:
     window: CallingWindow
     timezone_override: str | None
     end_at: datetime | None
+    blackouts: Blackouts = Blackouts()  # public holidays observed, and the campaign's own dates
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial
         ),
         timezone_override=row["timezone_override"],
         end_at=row["end_at"],
+        blackouts=blackouts_of(row),
     )
 
 

@@ -21,15 +21,14 @@ import httpx
 import psycopg
 
 from campaigns.accounts import AccountLimits, load_account
+from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
-from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
 from workers import attempt_marks as marks
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
-from workers.blackout_hold import hold_blacked_out
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call
 from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
@@ -120,7 +119,8 @@ def _screen(
     queued: list[store.QueuedDestination],
     report: ChunkReport,
 ) -> list[store.QueuedDestination]:
-    """Dial-time checks (invariant 5): DNC and the destination's local calling window."""
+    """Dial-time checks (invariant 5): DNC, and the destination's local calling window on a day that is not
+    a blackout (its country's public holiday, or one of the campaign's own dates)."""
     now = ctx.now()
     on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued])
     if on_dnc:
@@ -133,10 +133,10 @@ def _screen(
         if dest.number in on_dnc:
             continue
         tz = campaign.timezone_override or dest.timezone
-        if is_callable_now(campaign.window, tz, now):
+        if open_for(campaign.blackouts, campaign.window, tz, dest.number, now):
             callable_now.append(dest)
         else:
-            opening = next_opening(campaign.window, tz, now)
+            opening = next_open(campaign.blackouts, campaign.window, tz, country_of(dest.number), now)
             closed.setdefault(opening or now + timedelta(hours=1), []).append(dest.id)
     for opening, ids in closed.items():
         report.handed_back += store.hand_back(ctx.conn, ids, opening)
@@ -154,8 +154,6 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     queued = store.queued_destinations(conn, destination_ids)
     report.skipped = len(destination_ids) - len(queued)  # already dialed by an earlier delivery, or reclaimed
     queued = _screen(ctx, campaign, queued, report)
-    queued, held = hold_blacked_out(conn, campaign, queued, ctx.now())  # holidays and blackout dates
-    report.handed_back += held
     if not queued:
         return report
     creds, limits = load_account(conn, campaign.account_id)
