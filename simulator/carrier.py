@@ -44,6 +44,7 @@ class AccountState:
     kind: str
     live: int = 0
     credit_used: int = 0
+    admitted_at: float | None = None  # monotonic time the limiter admitted the request being accepted
 
 
 class Carrier:
@@ -106,6 +107,8 @@ class Carrier:
             wait = state.bucket.try_take(n, now)
             if wait > 0:
                 rejection = Rejection("cps", "call creation rate limit exceeded", wait)
+            else:
+                state.admitted_at = now
         if rejection is not None:
             self.ledger.rejected(account.auth_id, account.provider, rejection.reason, n,
                                  round(rejection.retry_after, 3))
@@ -115,9 +118,13 @@ class Carrier:
                *, batch: str | None = None, tag: str | None = None,
                same_ids: bool = False, id_prefix: str = "") -> list[CallRecord]:
         """Create and start the calls of an admitted request (ids are fresh uuid4s)."""
-        now_mono = time.monotonic()
-        now = time.time()
-        state = self._state(account, now_mono)
+        mono = time.monotonic()
+        state = self._state(account, mono)
+        # The ledger measures windows at the instant the limiter counted the arrival, not a moment later:
+        # otherwise a window it measures can straddle one the limiter saw and count one arrival too many.
+        now_mono = state.admitted_at if state.admitted_at is not None else mono
+        now = time.time() - (mono - now_mono)
+        state.admitted_at = None
         calls = []
         for destination in destinations:
             request_uuid = str(uuid.uuid4())

@@ -100,6 +100,7 @@ class FaultRun:
         self.account_id = 0
         self.started = 0.0
         self.ended = 0.0
+        self.events: list[tuple[str, float]] = []  # (what, epoch seconds): faults injected, for the figures
 
     def start(self) -> None:
         # The carrier allows exactly our budget: any excess is a 429 and shows in the windows.
@@ -115,6 +116,10 @@ class FaultRun:
         prepare_and_start(self.conn, self.campaign_id, self.account_id, provider_options=self.options,
                           retry_policy=NO_RETRIES)
         self.started = time.monotonic()
+
+    def mark(self, what: str) -> None:
+        """Note a fault injected now; each 429 is reported with its offset from the latest one before it."""
+        self.events.append((what, time.time()))
 
     # progress -----------------------------------------------------------------------------------------
     def statuses(self) -> dict[str, int]:
@@ -174,6 +179,9 @@ class FaultRun:
                  if cb["status"] is not None and 200 <= cb["status"] < 300}
         # Calls none of whose callbacks was ever delivered: only a status lookup can settle them.
         notes.setdefault("silent_calls", sum(1 for c in calls if c["call_uuid"] not in heard))
+        if self.events:
+            notes.setdefault("429s_after", [self._after_event(r["time"]) for r in ledger["rejections"]
+                                            if r["account"] == self.auth_id])
         figures = Figures(
             scenario=self.name,
             destinations=self.size,
@@ -192,6 +200,10 @@ class FaultRun:
                 out.write(json.dumps(asdict(figures)) + "\n")
         print(figures.line())
         return figures
+
+    def _after_event(self, at: float) -> str:
+        before = [(what, t) for what, t in self.events if t <= at]
+        return f"{before[-1][0]}+{at - before[-1][1]:.1f}s" if before else f"start+{at:.0f}"
 
     def _stranded(self) -> int:
         """Non-final destinations past their deadline by more than the grace, and open attempts past their

@@ -8,7 +8,9 @@ from workers.providers.base import CallsAccepted, PlacedCall
 
 
 def _started(*numbers: str) -> list[StartedAttempt]:
-    return [StartedAttempt(100 + i, QueuedDestination(i, n, "UTC", 0)) for i, n in enumerate(numbers)]
+    # Attempt ids 100, 101, ...: each destination's reserved attempt id is its attempt's.
+    return [StartedAttempt(100 + i, QueuedDestination(i, n, "UTC", 0, 100 + i))
+            for i, n in enumerate(numbers)]
 
 
 def test_a_single_request_takes_the_answers_ids_whatever_its_number_says() -> None:

