@@ -127,6 +127,17 @@ CREATE INDEX IF NOT EXISTS call_event_unapplied_call_idx ON call_event (call_uui
 -- is deleted, and without this index each delete scans every event ever stored.
 CREATE INDEX IF NOT EXISTS call_event_attempt_idx ON call_event (attempt_id);
 
+-- The request ids a bulk answer gave (Plivo/Vobiz list them with no order). Where the carrier can be asked about
+-- a bare request id (Vobiz: request_uuid is the call_uuid), the reaper looks each one up when every callback
+-- of the bulk was lost, and maps the answers back to destinations by their numbers.
+CREATE TABLE IF NOT EXISTS provider_batch (
+    batch_id            UUID PRIMARY KEY,                     -- call_attempt.batch_id of the request
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id) ON DELETE CASCADE,
+    request_uuids       TEXT[] NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS provider_batch_created_idx ON provider_batch (created_at);
+
 CREATE TABLE IF NOT EXISTS dnc_number (
     number              TEXT PRIMARY KEY,                     -- E.164
     reason              TEXT,

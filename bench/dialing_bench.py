@@ -24,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 APP_ID = "7fc9698a-b04a-468b-9e8f-91238c0d0086"
+API_USER = "bench-api-user"  # Bandwidth authenticates an API user, not the account id
 # The simulator scales callback retry backoff by --speed; give it enough attempts and a backoff that is
 # still about a second of real time, as a real carrier's would be.
 CARRIER_RETRIES = {"attempts": 8, "backoff": 40.0, "backoff_factor": 2.0, "timeout": 10.0}
@@ -102,6 +103,7 @@ def _run_campaign(
         "cps": rate,
         "max_concurrent": 10**6,
         "application_id": APP_ID,
+        "api_username": API_USER,
     }
     config = {"accounts": [sim_account], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
     with start_simulator(config, speed=speed, seed=5) as sim, running_stack(workers=workers, threads=8):
@@ -115,7 +117,7 @@ def _run_campaign(
                 cps=rate,
                 max_concurrent=10**6,
                 base_url=sim.base_url,
-                options={"application_id": APP_ID},
+                options={"application_id": APP_ID, "api_username": API_USER},
             )
             conn.commit()
         campaign_id = load_campaign(f"bench-{provider}-{rate}", numbers(count, start=0, area=area))
@@ -179,6 +181,7 @@ def run_naive(rate: int, seconds: float, workers: int = 4) -> dict[str, Any]:
                 "cps": rate,
                 "max_concurrent": 100000,
                 "application_id": APP_ID,
+                "api_username": API_USER,
             }
         ],
         "outcomes": ALL_ANSWERED,

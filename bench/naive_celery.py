@@ -25,6 +25,7 @@ app.conf.update(
     task_default_queue="naive",
 )
 _client = httpx.Client(timeout=10.0)
+API_USER = "bench-api-user"  # Bandwidth Basic auth takes an API user, never the account id
 
 
 @app.task(name="naive.place_call", rate_limit=os.environ.get("BENCH_RATE_LIMIT", "20/s"))
@@ -32,7 +33,7 @@ def place_call(base_url: str, account_id: str, token: str, application_id: str, 
     """POST one Bandwidth call; return the status code (429s are simply lost, as in most such scripts)."""
     response = _client.post(
         f"{base_url}/api/v2/accounts/{account_id}/calls",
-        auth=(account_id, token),
+        auth=(API_USER, token),
         json={
             "from": "+14155550100",
             "to": number,

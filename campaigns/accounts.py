@@ -7,7 +7,7 @@ Which provider kinds exist, and each one's default API base URL, is declared by 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,41 @@ from campaigns.secrets_box import decrypt, encrypt
 
 # provider kind -> default API base URL, in registration order; filled by register_provider.
 _PROVIDER_BASE_URLS: dict[str, str] = {}
+# provider kind -> its check of an account's options (ValueError naming the problem; `partial` for updates)
+OptionsCheck = Callable[..., None]
+_OPTIONS_CHECKS: dict[str, OptionsCheck] = {}
+_NO_ANSWER_URL: set[str] = set()  # kinds that cannot hand a call to a campaign's own answer URL
 
 
-def register_provider(kind: str, default_base_url: str) -> None:
-    """Declare a provider kind that accounts may use (called by the adapters' registry)."""
+def register_provider(
+    kind: str,
+    default_base_url: str,
+    *,
+    check_options: OptionsCheck | None = None,
+    takes_answer_url: bool = True,
+) -> None:
+    """Declare a provider kind that accounts may use (called by the adapters' registry), with what its
+    accounts must carry and whether its campaigns may have their own answer URL."""
     _PROVIDER_BASE_URLS[kind] = default_base_url
+    if check_options is not None:
+        _OPTIONS_CHECKS[kind] = check_options
+    if not takes_answer_url:
+        _NO_ANSWER_URL.add(kind)
+
+
+def provider_takes_answer_url(kind: str) -> bool:
+    """Whether a campaign on this provider may hand its calls to its own answer URL."""
+    return kind not in _NO_ANSWER_URL
+
+
+def _check_options(provider: str, options: Mapping[str, Any], *, partial: bool = False) -> None:
+    check = _OPTIONS_CHECKS.get(provider)
+    if check is None:
+        return
+    try:
+        check(options, partial=partial)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,12 @@ class AccountCredentials:
     base_url: str
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Bandwidth application_id
     webhook_secret: str | None = None  # VoIPbin webhook HMAC secret
+
+    @property
+    def time_zone(self) -> str | None:
+        """options['time_zone']: the console zone of callback times where the provider writes local time."""
+        zone = self.options.get("time_zone")
+        return str(zone) if zone else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,7 @@ def add_account(
     _check_provider(provider)
     _check_cps(cps)
     _check_max_concurrent(max_concurrent)
+    _check_options(provider, options or {})
     try:
         row = conn.execute(
             """INSERT INTO provider_account (name, provider, auth_id, auth_token_encrypted,
@@ -158,6 +195,8 @@ def update_account(
         sets.append("auth_token_encrypted = %s")
         values.append(encrypt(auth_token))
     if options is not None:
+        row = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
+        _check_options(str(row[0]) if row else "", options, partial=True)
         sets.append("options = options || %s")
         values.append(Jsonb(options))
     if sets:

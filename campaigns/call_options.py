@@ -31,6 +31,29 @@ def answered_lease_s(options: Mapping[str, Any]) -> float:
     return float(time_limit(options) + LEASE_MARGIN_S)
 
 
+MACHINE_DETECTION_ON = frozenset({"true", "yes", "on", "1"})
+MACHINE_DETECTION_OFF = frozenset({"false", "no", "off", "0", "", "none"})
+
+
+def machine_detection_mode(options: Mapping[str, Any]) -> str | None:
+    """The campaign's machine detection as the carriers take it: "true" (detect and report), "hangup"
+    (detect and hang up on a machine) or None (off). Plivo/Vobiz accept only those two words (their seeds),
+    so "false" is never sent; anything else is an error naming the value."""
+    value = options.get("machine_detection")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "true"
+    word = str(value).strip().lower()
+    if word in MACHINE_DETECTION_ON:
+        return "true"
+    if word == "hangup":
+        return "hangup"
+    if word in MACHINE_DETECTION_OFF:
+        return None
+    raise ValueError(f"machine_detection must be true, hangup or false, not {value!r}")
+
+
 def evidence_window_s(options: Mapping[str, Any]) -> float:
     """How long after an ambiguous send (5xx, no answer) we wait for a sign of the call before treating it
     as never placed: the ring timeout plus a margin (`evidence_margin_s`, default EVIDENCE_MARGIN_S)."""

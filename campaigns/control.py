@@ -11,6 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from campaigns.accounts import provider_takes_answer_url
+from campaigns.call_options import machine_detection_mode
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 from campaigns.states import D, allowed_sources, sql_in
@@ -66,6 +68,10 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         values["retry_policy"] = Jsonb(values["retry_policy"])
     script_changed = "message" in (settings.provider_options or {})
     if "provider_options" in values:
+        try:
+            machine_detection_mode(values["provider_options"])
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
         check_script_options(values["provider_options"])
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
@@ -105,15 +111,16 @@ def start(conn: psycopg.Connection, campaign_id: int) -> None:
     from campaigns.runs import record_first_run
 
     row = _campaign(conn, campaign_id)
-    require_ready_to_dial(row)
+    require_ready_to_dial(conn, row)
     _transition(conn, campaign_id, STARTABLE, "running", None)
     if row["state"] == "draft":
         record_first_run(conn, campaign_id)
     conn.commit()
 
 
-def require_ready_to_dial(row: dict[str, Any]) -> None:
-    """A campaign row has what dialing needs (an account and a caller id), or InvalidRequest says how."""
+def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
+    """A campaign row has what dialing needs (an account, a caller id, a script its provider can use), or
+    InvalidRequest says how."""
     campaign_id = row["id"]
     if row["account_id"] is None:
         raise InvalidRequest(
@@ -123,6 +130,15 @@ def require_ready_to_dial(row: dict[str, Any]) -> None:
     if not row["caller_id"]:
         raise InvalidRequest(
             f"campaign {campaign_id} has no caller id: `dialer campaign set {campaign_id} --caller-id +1…`"
+        )
+    provider = conn.execute(
+        "SELECT provider FROM provider_account WHERE id = %s", (row["account_id"],)
+    ).fetchone()
+    if provider and row["answer_url"] and not provider_takes_answer_url(provider[0]):
+        # VoIPbin takes a call's actions at creation; its API names no way to fetch them from a URL.
+        raise InvalidRequest(
+            f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
+            f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
 
 

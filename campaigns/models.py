@@ -222,6 +222,15 @@ class RejectedRow(SQLModel, table=True):
     detail: str | None = _text(nullable=True)
 
 
+class ProviderBatch(SQLModel, table=True):
+    __tablename__ = "provider_batch"
+
+    batch_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, primary_key=True))
+    account_id: int = _fk("provider_account.id", ondelete="CASCADE")
+    request_uuids: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_key"
     __table_args__ = (UniqueConstraint("key_hash", name="api_key_key_hash_key"),)

@@ -107,7 +107,7 @@ def start_run(
             row = cur.execute("SELECT * FROM campaign WHERE id = %s FOR UPDATE", (campaign_id,)).fetchone()
         if row is None:
             raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
-        require_ready_to_dial(row)
+        require_ready_to_dial(conn, row)
         if row["state"] not in RUN_STARTABLE_CAMPAIGN:
             cancelled = row["state"] == "cancelled"
             hint = "clone it: `dialer campaign clone`" if cancelled else "resume it, or wait for it to finish"

@@ -212,6 +212,11 @@ class Carrier:
         outcome, ring, talk = self._draw()
         params = call.params
         ring_timeout = float(params.get("ring_timeout") or 60)
+        # Vobiz `hangup_on_ring`: one bound from the start of ringing through the conversation.
+        on_ring = float(params.get("hangup_on_ring") or 0)
+        if on_ring:
+            ring_timeout = min(ring_timeout, on_ring)
+        outcome = params.get("forced_outcome") or outcome  # e.g. VoIPbin actions with no answer
         machine_on = bool(params.get("machine_detection"))
         if outcome == "machine" and not machine_on:
             outcome = "answered"  # a machine picked up but nobody asked the carrier to tell
@@ -232,6 +237,8 @@ class Carrier:
             if call.machine and params.get("machine_hangup"):
                 talk = min(talk, 3.0)
             talk = min(talk, float(params.get("time_limit") or 14400))
+            if on_ring:
+                talk = max(0.0, min(talk, on_ring - ring))
             talk_started = time.monotonic()
             if await self._pause(call, talk / speed):
                 talk = (time.monotonic() - talk_started) * speed  # hung up mid-call: answered, shorter

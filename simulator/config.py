@@ -12,6 +12,7 @@ from typing import Any
 
 PROVIDERS = ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
+CALLBACK_SHAPES = ("seed", "rich", "form")
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,12 @@ class Account:
     webhook_secret: str | None = None  # VoIPbin: HMAC key of X-VoIPBIN-Signature
     application_id: str | None = None  # Bandwidth: the only applicationId accepted (None: any)
     flow_ids: list[str] | None = None  # VoIPbin: known flows (None: any flow_id exists)
+    api_username: str | None = None    # Bandwidth: the API user whose password is auth_token (required)
+    time_zone: str = "UTC"             # Plivo/Vobiz: console zone of StartTime/AnswerTime/EndTime
+    # "seed": callbacks and answers exactly as the provider's seed shows them (the default); "rich": the
+    # fuller shapes of the providers' other docs (Plivo HangupCause*/Duration…); "form": TryVox webhooks
+    # form-encoded instead of JSON (its seed does not say which).
+    callback_shape: str = "seed"
 
 
 @dataclass
@@ -123,7 +130,7 @@ DEFAULT_ACCOUNTS: list[dict[str, Any]] = [
     {"provider": "tryvox", "auth_id": "tryvox-account", "auth_token": "tvx_sk_test_simulator"},
     {"provider": "voipbin", "auth_id": "voipbin-customer", "auth_token": "voipbin-token"},
     {"provider": "bandwidth", "auth_id": "5555555", "auth_token": "bandwidth-password",
-     "application_id": "7fc9698a-b04a-468b-9e8f-91238c0d0086"},
+     "api_username": "bandwidth-api-user", "application_id": "7fc9698a-b04a-468b-9e8f-91238c0d0086"},
 ]
 
 
@@ -185,6 +192,9 @@ def _make_account(raw: dict[str, Any]) -> Account:
     if account.provider not in PROVIDERS:
         raise ConfigError(f"account {account.auth_id}: provider must be one of {', '.join(PROVIDERS)}")
     _set_fields(account, {k: v for k, v in raw.items() if k not in ("provider", "auth_id")}, "account")
+    if account.callback_shape not in CALLBACK_SHAPES:
+        shapes = ", ".join(CALLBACK_SHAPES)
+        raise ConfigError(f"account {account.auth_id}: callback_shape must be one of {shapes}")
     return account
 
 

@@ -4,12 +4,14 @@ ledger/DB comparisons, and small waits. Everything talks to real processes; noth
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import orjson
 import psycopg
 import redis
+from psycopg.rows import dict_row
 
 from campaigns.config import get_settings
 from tests.polling import wait_for as wait_for  # re-exported: the tests that import it from here
@@ -184,3 +186,14 @@ def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -
 
 def public_url() -> str:
     return get_settings().public_url
+
+
+def attempt_rows(conn: psycopg.Connection, campaign_id: int) -> list[dict[str, Any]]:
+    """A campaign's attempts with their destination's number, status, outcome and attempts made."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT a.*, d.number, d.status AS d_status, d.outcome AS d_outcome, d.attempts_made
+               FROM call_attempt a JOIN destination d ON d.id = a.destination_id
+               WHERE a.campaign_id = %s ORDER BY a.destination_id, a.attempt_no""",
+            (campaign_id,),
+        ).fetchall()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import psycopg
@@ -30,9 +31,20 @@ def test_answer_document_speaks_the_message_in_each_providers_xml(provider: str,
     assert f"<{verb}>Hi &lt;there&gt; &amp; bye</{verb}>" in body
 
 
-def test_answer_document_redirects_to_the_campaigns_own_answer_url() -> None:
-    _, body = answer_document("plivo", message="ignored", redirect_url="https://example.test/ivr?a=1&b=2")
-    assert "<Redirect>https://example.test/ivr?a=1&amp;b=2</Redirect>" in body
+@pytest.mark.parametrize(
+    ("provider", "element"),
+    [
+        ("plivo", "<Redirect>https://example.test/ivr?a=1&amp;b=2</Redirect>"),
+        ("vobiz", "<Redirect>https://example.test/ivr?a=1&amp;b=2</Redirect>"),
+        ("tryvox", "<Redirect>https://example.test/ivr?a=1&amp;b=2</Redirect>"),
+        # BXML: <Redirect redirectUrl="…"/>, the URL an attribute.
+        ("bandwidth", '<Redirect redirectUrl="https://example.test/ivr?a=1&amp;b=2"/>'),
+    ],
+)
+def test_answer_document_redirects_to_the_campaigns_own_answer_url(provider: str, element: str) -> None:
+    _, body = answer_document(provider, message="ignored", redirect_url="https://example.test/ivr?a=1&b=2")
+    assert element in body
+    ElementTree.fromstring(body.split("?>", 1)[1])  # well-formed
 
 
 @pytest.fixture(scope="module")

@@ -142,3 +142,37 @@ def test_a_stored_event_is_read_back_with_every_field_the_transition_uses() -> N
         "busy", "USER_BUSY", "completed", True)
     assert (event.duration, event.billed_duration, event.cost) == (3, 60, "0.012")
     assert event.ring_at == event.answer_at == event.end_at == NOW.isoformat()
+
+
+# A machine-detection result in its own callback (Bandwidth's machineDetectionComplete) is not lost to the
+# disconnect that follows, which says only "hangup" with an answer time; in either order.
+MACHINE = CarrierEvent.from_stored("machine", "req-1", "call-1",
+                                   {"provider_status": "answering-machine", "outcome": "machine"})
+
+
+def _fresh() -> tuple[AttemptRow, DestinationRow]:
+    return (AttemptRow(id=1, destination_id=10, campaign_id=5, account_id=7, attempt_no=1, status="sent"),
+            DestinationRow(id=10, status="dialing", attempts_made=1))
+
+
+def test_a_machine_result_before_the_disconnect_is_the_outcome() -> None:
+    attempt, dest = _fresh()
+    for event in (ANSWER, MACHINE, HANGUP):
+        advance(attempt, dest, event, NOW, lambda _: POLICY, Effects())
+    assert (attempt.status, attempt.outcome, dest.outcome) == ("completed", "machine", "machine")
+
+
+def test_a_machine_result_after_the_disconnect_corrects_an_answered_outcome() -> None:
+    attempt, dest = _fresh()
+    advance(attempt, dest, HANGUP, NOW, lambda _: POLICY, Effects())
+    assert (attempt.outcome, dest.outcome) == ("answered", "answered")
+    advance(attempt, dest, MACHINE, NOW, lambda _: POLICY, Effects())
+    assert (attempt.status, attempt.outcome, dest.outcome, dest.changed) == (
+        "completed", "machine", "machine", True)
+
+
+def test_a_human_answer_stays_answered() -> None:
+    attempt, dest = _fresh()
+    for event in (ANSWER, CarrierEvent("status", provider_status="human"), HANGUP):
+        advance(attempt, dest, event, NOW, lambda _: POLICY, Effects())
+    assert (attempt.outcome, dest.outcome) == ("answered", "answered")

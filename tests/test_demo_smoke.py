@@ -52,3 +52,33 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
         spoken = conn.execute("SELECT spoken_text FROM call_attempt WHERE campaign_id = %s AND outcome = "
                               "'answered' LIMIT 1", (campaign_id,)).fetchone()
     assert spoken and spoken[0].startswith("Hello ") and "{" not in spoken[0]
+
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("provider", ["vobiz", "tryvox", "voipbin", "bandwidth"])
+def test_demo_runs_the_pipeline_on_every_provider(
+    database_url: str, redis_client: Any, tmp_path: Path, provider: str
+) -> None:
+    results = tmp_path / "results.csv"
+    with (tmp_path / "demo.out").open("w") as out:
+        campaign_id = run_demo(
+            DemoSettings(rows=40, cps=40, workers=1, timeout_s=180, results_csv=results, provider=provider),
+            console=Console(file=out, width=200),
+        )
+    with psycopg.connect(database_url) as conn:
+        state = conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+        outcomes = dict(conn.execute(
+            "SELECT outcome, count(*) FROM call_attempt WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
+        ).fetchall())
+        provider_of = conn.execute(
+            "SELECT p.provider FROM campaign c JOIN provider_account p ON p.id = c.account_id "
+            "WHERE c.id = %s",
+            (campaign_id,),
+        ).fetchone()
+    assert provider_of == (provider,)
+    assert state is not None and state[0] == "completed", (provider, state)
+    assert None not in outcomes and "unknown" not in outcomes, outcomes
+    assert outcomes.get("answered", 0) > 0, outcomes
+    output = (tmp_path / "demo.out").read_text()
+    assert f"provider {provider}" in " ".join(output.split()) and "0 429s" in output

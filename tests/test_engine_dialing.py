@@ -36,6 +36,7 @@ SIM_ACCOUNTS: list[dict[str, Any]] = [
         "cps": 20,
         "max_concurrent": 500,
         "application_id": APP_ID,
+        "api_username": "bw-api-user",  # Bandwidth authenticates an API user, never the account id
     },
     {
         "provider": "tryvox",
@@ -151,7 +152,8 @@ def _assert_budget_kept(calls: list[dict[str, Any]], cps: int, expected: int) ->
     ("provider", "auth_id", "token", "options"),
     [
         ("plivo", "MAPLIVO20", "tok-20", {}),  # bulk requests
-        ("bandwidth", "5550020", "bw-pass", {"application_id": APP_ID}),  # one destination per request
+        # one destination per request
+        ("bandwidth", "5550020", "bw-pass", {"application_id": APP_ID, "api_username": "bw-api-user"}),
     ],
 )
 def test_four_workers_keep_an_account_under_its_cps_and_dial_everyone_once(

@@ -26,6 +26,7 @@ def test_every_adapter_declares_what_the_system_needs_to_know(kind: str) -> None
     adapter = PROVIDERS[kind]
     assert adapter.default_base_url.startswith("https://")
     assert adapter.answer_document_kind in ("xml", "none")
+    assert adapter.takes_answer_url or adapter.answer_document_kind == "none"
     assert 200 <= adapter.callback_ack_status < 300
     assert all(header.islower() for header in adapter.callback_nonce_headers)
 
@@ -33,8 +34,9 @@ def test_every_adapter_declares_what_the_system_needs_to_know(kind: str) -> None
 def test_accounts_accept_exactly_the_registered_kinds_with_their_default_base_url(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         for kind, adapter in PROVIDERS.items():
+            required = {name: "x" for name in adapter.required_account_options}
             account_id = add_account(conn, name=f"knowledge-{kind}", provider=kind, auth_id="A",
-                                     auth_token="t", cps=1, max_concurrent=1)
+                                     auth_token="t", cps=1, max_concurrent=1, options=required)
             row = conn.execute("SELECT base_url FROM provider_account WHERE id = %s",
                                (account_id,)).fetchone()
             assert row is not None and row[0] == adapter.default_base_url

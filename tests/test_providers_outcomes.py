@@ -28,7 +28,8 @@ Out = Outcome
     ("completed", 4000, 12, "2024-05-01 10:00:05", None, Out.ANSWERED, False),
     ("completed", 4010, 0, "2024-05-01 10:00:05", None, Out.ANSWERED, False),   # AnswerTime alone
     ("completed", 4000, 7, "", None, Out.ANSWERED, False),                       # Duration alone
-    ("completed", None, 0, "", None, Out.UNKNOWN, False),                        # neither: not an answer
+    ("completed", None, 0, "", None, Out.NO_ANSWER, False),                      # neither: not answered
+    ("completed", None, None, None, None, Out.NO_ANSWER, False),                 # the seed's own shape
     ("busy", None, 0, None, None, Out.BUSY, False),
     ("completed", 3010, 0, None, None, Out.BUSY, False),
     ("no-answer", None, 0, None, None, Out.NO_ANSWER, False),
@@ -62,6 +63,21 @@ def test_plivo_and_vobiz_outcomes(status: str, code: int | None, duration: int, 
 ])
 def test_tryvox_outcomes(status: str | None, outcome: Outcome) -> None:
     assert tryvox_outcome(status).outcome == outcome
+
+
+@pytest.mark.parametrize(("duration", "answer_time", "end_reason", "outcome"), [
+    (12, None, "callee-hangup", Out.ANSWERED),
+    (0, "2026-04-09T10:30:05Z", None, Out.ANSWERED),
+    (0, None, "callee-hangup", Out.NO_ANSWER),      # 0 s and no answer time: never answered
+    (0, None, "busy", Out.BUSY),
+    (None, None, "no-answer", Out.NO_ANSWER),
+    (None, None, None, Out.ANSWERED),               # nothing but the status: taken at its word
+])
+def test_a_completed_tryvox_call_is_answered_only_with_evidence_of_an_answer(
+    duration: int | None, answer_time: str | None, end_reason: str | None, outcome: Outcome
+) -> None:
+    result = tryvox_outcome("completed", duration=duration, answer_time=answer_time, end_reason=end_reason)
+    assert result.outcome == outcome
 
 
 @pytest.mark.parametrize(("reason", "outcome"), [

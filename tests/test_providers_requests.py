@@ -107,12 +107,13 @@ def test_plivo_bulk_joins_destinations_and_leaves_calls_to_the_callbacks() -> No
     assert accepted.calls == []
 
 
-def test_plivo_bulk_reports_the_destinations_the_carrier_would_not_place() -> None:
+def test_plivo_bulk_answer_is_read_only_for_the_fields_the_seed_names() -> None:
+    # `invalid_number` is not a key any seed names: it must not fail a destination.
     client, _ = client_with(201, {"message": "calls fired", "request_uuid": ["a"],
                                   "invalid_number": ["14155550002"]})
     accepted = adapter_for("plivo").create_calls(
         client, ACCOUNTS["plivo"], call_to("+14155550001", "+14155550002"))
-    assert accepted.refused == ["14155550002"]
+    assert accepted.refused == []
     assert accepted.request_uuids == ["a"]
 
 
@@ -174,7 +175,9 @@ def test_voipbin_request_shape_with_default_talk_action() -> None:
     assert body["source"] == {"type": "tel", "target": "+14155550000"}
     assert body["destinations"] == [{"type": "tel", "target": "+14155550001"},
                                     {"type": "sip", "target": "sip:bob@sip.test"}]
-    assert body["actions"][0]["type"] == "talk" and body["actions"][0]["option"]["text"]
+    # Seed troubleshooting: outbound actions start with {"type": "answer"}.
+    assert [a["type"] for a in body["actions"]] == ["answer", "talk", "hangup"]
+    assert body["actions"][1]["option"]["text"]
     assert accepted.request_uuids == ["c1", "c2"]
     assert accepted.calls[1] == PlacedCall(to="sip:bob@sip.test", request_uuid="c2", call_uuid="c2")
 

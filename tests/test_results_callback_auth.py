@@ -42,6 +42,9 @@ TOKENS = {
 VOIPBIN_SECRET = "vb-webhook-secret"
 
 
+BANDWIDTH_OPTIONS = {"application_id": "app", "api_username": "api-user"}
+
+
 @pytest.fixture(scope="module")
 def api(database_url: str, redis_client: Any) -> Iterator[tuple[Stack, dict[str, int]]]:
     with running_stack(workers=0, beat=False) as stack:
@@ -57,6 +60,7 @@ def api(database_url: str, redis_client: Any) -> Iterator[tuple[Stack, dict[str,
                     max_concurrent=10,
                     base_url="http://127.0.0.1:9",
                     webhook_secret=VOIPBIN_SECRET if p == "voipbin" else None,
+                    options=BANDWIDTH_OPTIONS if p == "bandwidth" else None,
                 )
                 for p in TOKENS
             }

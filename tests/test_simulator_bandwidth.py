@@ -12,9 +12,10 @@ import pytest
 from tests.sim_helpers import CallbackSink, RunningSimulator, start_simulator
 
 ACCOUNT, PASSWORD, APP = "55555555", "api-password", "7fc9698a-b04a-468b-9e8f-91238c0d0086"
+API_USER = "api-user"
 CONFIG = {
     "accounts": [{"provider": "bandwidth", "auth_id": ACCOUNT, "auth_token": PASSWORD, "cps": 3,
-                  "max_concurrent": 100, "application_id": APP}],
+                  "max_concurrent": 100, "application_id": APP, "api_username": API_USER}],
     "outcomes": {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
                  "ring_time": [1, 2], "talk_time": [3, 4]},
 }
@@ -32,8 +33,9 @@ def sim() -> Iterator[RunningSimulator]:
         yield sim
 
 
-def create(sim: RunningSimulator, body: dict[str, object], password: str = PASSWORD) -> httpx.Response:
-    return httpx.post(f"{sim.base_url}/api/v2/accounts/{ACCOUNT}/calls", json=body, auth=(ACCOUNT, password))
+def create(sim: RunningSimulator, body: dict[str, object], password: str = PASSWORD,
+           user: str = API_USER) -> httpx.Response:
+    return httpx.post(f"{sim.base_url}/api/v2/accounts/{ACCOUNT}/calls", json=body, auth=(user, password))
 
 
 def test_bandwidth_call_as_in_seed_and_its_callbacks(sim: RunningSimulator, sink: CallbackSink) -> None:
@@ -44,8 +46,9 @@ def test_bandwidth_call_as_in_seed_and_its_callbacks(sim: RunningSimulator, sink
     assert resp.status_code == 201
     data = resp.json()
     assert resp.headers["location"] == data["callUrl"] and data["callId"].startswith("c-")
-    for key in ("applicationId", "accountId", "to", "from", "enqueuedTime", "callTimeout", "callbackTimeout"):
-        assert key in data
+    # The seed's example answer, key for key (bandwidth-create-call.txt l.56-70).
+    assert set(data) == {"from", "to", "applicationId", "callId", "callUrl", "callTimeout", "answerUrl",
+                         "answerMethod", "disconnectUrl", "disconnectMethod", "username", "password", "tag"}
     assert data["tag"] == "batch-42" and data["callTimeout"] == 30
     got = sink.wait_for(lambda reqs: sum(r.path == "/bw-disconnect" for r in reqs) >= 1)
     answer = next(r for r in got if r.path == "/bw-answer")
@@ -57,7 +60,7 @@ def test_bandwidth_call_as_in_seed_and_its_callbacks(sim: RunningSimulator, sink
     assert event["answerTime"] and event["endTime"] and event["tag"] == "batch-42"
     expected = "Basic " + base64.b64encode(b"cbuser:cbpass").decode()
     assert disconnect.headers["authorization"] == expected == answer.headers["authorization"]
-    state = httpx.get(data["callUrl"], auth=(ACCOUNT, PASSWORD)).json()
+    state = httpx.get(data["callUrl"], auth=(API_USER, PASSWORD)).json()
     assert state["state"] == "disconnected" and state["disconnectCause"] == "hangup"
 
 
@@ -70,6 +73,11 @@ def test_bandwidth_errors_and_429_with_retry_after(sim: RunningSimulator, sink: 
     assert create(sim, {**ok, "to": "5555550001"}).status_code == 400
     assert create(sim, {**ok, "callTimeout": 301}).status_code == 400
     assert create(sim, ok, password="wrong").status_code == 401
+    assert create(sim, {**ok, "tag": "x" * 257}).status_code == 400  # seed: tag at most 256 characters
+    assert create(sim, {**ok, "answerMethod": "PUT"}).status_code == 400  # seed: GET or POST
+    # Bandwidth authenticates with an API user, never the account id (seed l.9-11).
+    as_account = create(sim, ok, user=ACCOUNT)
+    assert as_account.status_code == 401 and "account id" in as_account.json()["description"]
     codes = []
     for i in range(5):
         resp = create(sim, {**ok, "to": f"+1555555100{i}"})

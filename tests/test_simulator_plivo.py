@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -17,11 +19,18 @@ from tests.sim_helpers import CallbackSink, ReceivedCallback, RunningSimulator, 
 
 PLIVO_ID, PLIVO_TOKEN = "MAPLIVOSIM0000000001", "plivo-secret"
 VOBIZ_ID, VOBIZ_TOKEN = "MA_VOBIZSIM1", "vobiz-secret"
+PLIVO_RICH_ID = "MAPLIVORICH000000001"
+# The seed's hangup_url parameters (plivo-make-call.txt l.83-99), plus Machine when detection is on.
+SEED_HANGUP_FIELDS = {"From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "Direction", "ALegUUID",
+                      "Event", "stir_verification", "CallStatus", "StartTime", "AnswerTime", "SessionStart",
+                      "EndTime", "STIRAttestation"}
 FAST = {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
         "ring_time": [1, 2], "talk_time": [3, 4]}
 CONFIG = {
     "accounts": [
         {"provider": "plivo", "auth_id": PLIVO_ID, "auth_token": PLIVO_TOKEN, "cps": 50},
+        {"provider": "plivo", "auth_id": PLIVO_RICH_ID, "auth_token": PLIVO_TOKEN, "cps": 50,
+         "callback_shape": "rich", "time_zone": "Asia/Kolkata"},
         {"provider": "plivo", "auth_id": "MAPLIVOSLOW000000001", "auth_token": "t", "cps": 1},
         {"provider": "plivo", "auth_id": "MAPLIVOBROKE00000001", "auth_token": "t", "credit": 1},
         {"provider": "vobiz", "auth_id": VOBIZ_ID, "auth_token": VOBIZ_TOKEN, "cps": 50},
@@ -100,8 +109,7 @@ def test_plivo_single_call_is_fired_and_reported_with_signed_form_callbacks(
     assert (ring["Event"], ring["CallStatus"]) == ("Ring", "ringing")
     assert (answer["Event"], answer["CallStatus"]) == ("StartApp", "in-progress")
     assert hangup["Event"] == "Hangup" and hangup["CallStatus"] == "completed"
-    assert hangup["HangupCauseName"] == "Normal Hangup" and hangup["HangupCauseCode"] == "4000"
-    assert int(hangup["Duration"]) >= 3 and hangup["BillDuration"] == "60"
+    assert set(hangup) == SEED_HANGUP_FIELDS, "the hangup carries exactly the seed's fields"
     assert hangup["To"] == "+12025551111" and hangup["From"] == "+12025550000"
     assert hangup["CallUUID"] != hangup["RequestUUID"] and hangup["AnswerTime"] and hangup["EndTime"]
     for cb in got.values():
@@ -109,6 +117,30 @@ def test_plivo_single_call_is_fired_and_reported_with_signed_form_callbacks(
         nonce = cb.headers["x-plivo-signature-v3-nonce"]
         expected = independent_plivo_v3(sink.url(cb.path), cb.form(), nonce, PLIVO_TOKEN)
         assert cb.headers["x-plivo-signature-v3"] == expected
+
+
+def test_plivo_rich_shape_adds_causes_and_durations_in_the_console_zone(
+        sim: RunningSimulator, sink: CallbackSink) -> None:
+    body = {"to": "+12025551112", "from": "+12025550000", "answer_url": sink.url("/answer"),
+            "hangup_url": sink.url("/rich-hangup")}
+    resp = plivo_post(sim, body, auth_id=PLIVO_RICH_ID)
+    assert resp.status_code == 201
+    got = callbacks_for(sink, resp.json()["request_uuid"], 2)
+    hangup = next(r.form() for r in got if r.path == "/rich-hangup")
+    assert hangup["HangupCauseName"] == "Normal Hangup" and hangup["HangupCauseCode"] == "4000"
+    assert int(hangup["Duration"]) >= 3 and hangup["BillDuration"] == "60"
+    # Kolkata is UTC+05:30: the console-zone EndTime is 5.5 h ahead of SessionStart's UTC clock.
+    end = datetime.fromisoformat(hangup["EndTime"]).replace(tzinfo=ZoneInfo("Asia/Kolkata"))
+    session = datetime.fromisoformat(hangup["SessionStart"][:19]).replace(tzinfo=UTC)
+    assert timedelta(0) <= end - session < timedelta(minutes=1)
+
+
+def test_plivo_refuses_what_its_seed_does_not_allow(sim: RunningSimulator, sink: CallbackSink) -> None:
+    ok = {"to": "+12025557001", "from": "+12025550000", "answer_url": sink.url("/answer")}
+    for wrong in ({"machine_detection": "false"}, {"machine_detection_time": 1999},
+                  {"caller_name": "x" * 51}, {"time_limit": 0}, {"hangup_on_ring": -1},
+                  {"to": "+12025557002<not-a-number"}):
+        assert plivo_post(sim, {**ok, **wrong}).status_code == 400, wrong
 
 
 def test_plivo_bulk_form_request_fires_unique_destinations_in_no_order(
@@ -159,12 +191,13 @@ def test_plivo_call_lookup_by_call_uuid_and_request_uuid(sim: RunningSimulator, 
     hangup = callbacks_for(sink, request_uuid, 1)[0].form()
     base = f"{sim.base_url}/v1/Account/{PLIVO_ID}/Call/"
     by_call = httpx.get(f"{base}{hangup['CallUUID']}/", auth=(PLIVO_ID, PLIVO_TOKEN)).json()
-    by_request = httpx.get(f"{base}{request_uuid}/", auth=(PLIVO_ID, PLIVO_TOKEN)).json()
-    assert by_call["call_uuid"] == by_request["call_uuid"] == hangup["CallUUID"]
+    by_request = httpx.get(f"{base}{request_uuid}/", auth=(PLIVO_ID, PLIVO_TOKEN))
+    assert by_call["call_uuid"] == hangup["CallUUID"]
+    assert by_request.status_code == 404, "Plivo's Call retrieve takes the call uuid, not the request uuid"
     assert by_call["call_status"] == "completed" and by_call["to_number"] == "+12025555001"
     listed = httpx.get(base, params={"request_uuid": request_uuid}, auth=(PLIVO_ID, PLIVO_TOKEN)).json()
     assert [o["request_uuid"] for o in listed["objects"]] == [request_uuid]
-    live = httpx.get(f"{base}{request_uuid}/", params={"status": "live"}, auth=(PLIVO_ID, PLIVO_TOKEN))
+    live = httpx.get(f"{base}{hangup['CallUUID']}/", params={"status": "live"}, auth=(PLIVO_ID, PLIVO_TOKEN))
     assert live.status_code == 404
     assert httpx.get(f"{base}nope/", auth=(PLIVO_ID, PLIVO_TOKEN)).status_code == 404
 
@@ -192,7 +225,7 @@ def test_vobiz_paths_auth_and_signed_callbacks(sim: RunningSimulator, sink: Call
     sim.configure({"outcomes": {**FAST, "answered": 0, "no_answer": 100}})
     body = {"to": "14157654321", "from": "14157654322", "answer_url": sink.url("/v-answer"),
             "ring_url": sink.url("/v-ring"), "hangup_url": sink.url("/v-hangup?campaign=7"),
-            "ring_timeout": 2}
+            "hangup_on_ring": 2}
     path = f"/api/v1/Account/{VOBIZ_ID}/Call/"
     try:
         assert vobiz_post(sim, path.replace("Account", "account"), body).status_code == 401
@@ -206,7 +239,12 @@ def test_vobiz_paths_auth_and_signed_callbacks(sim: RunningSimulator, sink: Call
         sim.configure({"outcomes": FAST})
     hangup = next(r for r in got if r.path == "/v-hangup")
     form = hangup.form()
-    assert form["CallStatus"] == "no-answer" and form["HangupSource"] == "Vobiz"
+    # Vobiz seed l.103: CallStatus is always "completed"; unanswered shows as no AnswerTime.
+    assert form["CallStatus"] == "completed" and "AnswerTime" not in form and "HangupCause" not in form
+    assert set(form) == SEED_HANGUP_FIELDS - {"AnswerTime"}
+    ring = next(r.form() for r in got if r.path == "/v-ring")
+    assert set(ring) == {"From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "Direction", "Event",
+                         "CallStatus", "SessionStart", "STIRAttestation"}  # seed l.63-74
     assert form["CallUUID"] == form["RequestUUID"] == resp.json()["request_uuid"]
     for cb in got:
         nonce = cb.headers["x-vobiz-signature-v3-nonce"]

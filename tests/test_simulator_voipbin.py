@@ -12,10 +12,13 @@ import pytest
 from tests.sim_helpers import CallbackSink, ReceivedCallback, RunningSimulator, start_simulator
 
 TOKEN, SECRET = "vb-token", "vb-webhook-secret"
+# The seed's first example (voipbin-calls-tutorial.txt l.14-36) with the answer action its troubleshooting
+# section (l.587-590) requires at the start of outbound actions.
 SEED_BODY = {
     "source": {"type": "tel", "target": "+15551234567"},
     "destinations": [{"type": "tel", "target": "+15559876543"}],
-    "actions": [{"type": "talk", "option": {"text": "hello. welcome to voipbin.", "language": "en-US"}}],
+    "actions": [{"type": "answer"},
+                {"type": "talk", "option": {"text": "hello. welcome to voipbin.", "language": "en-US"}}],
 }
 
 
@@ -60,6 +63,22 @@ def test_voipbin_call_as_in_seed_returns_call_list_and_signed_webhooks(
     assert (hangup["status"], hangup["hangup_reason"], hangup["hangup_by"]) == ("hangup", "busy", "remote")
     looked_up = httpx.get(f"{sim.base_url}/v1.0/calls/{call['id']}", params={"token": TOKEN}).json()
     assert looked_up["hangup_reason"] == "busy"
+
+
+def test_voipbin_call_without_an_answer_action_hangs_up_at_once(
+        sim: RunningSimulator, sink: CallbackSink) -> None:
+    body = {**SEED_BODY, "actions": SEED_BODY["actions"][1:],
+            "destinations": [{"type": "tel", "target": "+15559876544"}]}
+    resp = httpx.post(f"{sim.base_url}/v1.0/calls", params={"token": TOKEN}, json=body)
+    assert resp.status_code == 200
+    call_id = resp.json()[0]["id"]
+
+    def hung_up(reqs: list[ReceivedCallback]) -> bool:
+        return any(r.json()["type"] == "call_hangup" and r.json()["data"]["id"] == call_id for r in reqs)
+
+    hangup = next(r.json()["data"] for r in sink.wait_for(hung_up) if r.json()["type"] == "call_hangup"
+                  and r.json()["data"]["id"] == call_id)
+    assert hangup["hangup_reason"] == "failed" and hangup["tm_progressing"].startswith("9999-")
 
 
 def test_voipbin_groupcall_and_errors(sim: RunningSimulator) -> None:

@@ -29,6 +29,7 @@ from workers import account_throttle as throttle
 from workers import attempt_marks as marks
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
+from workers.batch_lookup import record_batch
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.outbound_request import outbound_call
 from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
@@ -255,7 +256,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON
-    _record_accepted(chunk, started, accepted)
+    _record_accepted(chunk, started, accepted, batch_id)
     throttle.recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
     return GO_ON
@@ -343,8 +344,11 @@ def _give_back(
     chunk.ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
 
 
-def _record_accepted(chunk: ChunkDial, started: list[store.StartedAttempt], accepted: CallsAccepted) -> None:
-    """Store the ids the carrier gave; then apply any callback that arrived before them."""
+def _record_accepted(
+    chunk: ChunkDial, started: list[store.StartedAttempt], accepted: CallsAccepted, batch_id: uuid.UUID
+) -> None:
+    """Store the ids the carrier gave (a bulk answer's request ids, in no order, on its batch for the
+    reaper); then apply any callback that arrived before them."""
     from workers.callbacks.applier_store import apply_events_for_ids
 
     conn = chunk.ctx.conn
@@ -359,6 +363,8 @@ def _record_accepted(chunk: ChunkDial, started: list[store.StartedAttempt], acce
         )
         chunk.release(match.refused)
     marks.record_sent(conn, match.sent)
+    if len(started) > 1 and len(accepted.calls) < len(started):
+        record_batch(conn, batch_id, chunk.creds.account_id, list(accepted.request_uuids))
     ids = match.provider_ids(accepted)
     if ids and store.has_unapplied_events(conn, ids):
         apply_events_for_ids(conn, ids)

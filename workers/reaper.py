@@ -20,7 +20,8 @@ from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step, unless_cancelled
 from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
-from workers.callbacks.applier_store import apply_events, unattached_for_call
+from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
+from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import event_payload
 from workers.dial_store import hand_back_never_sent
 from workers.providers.errors import ProviderError
@@ -100,6 +101,25 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
     return report.finals > 0
 
 
+def _reconcile_by_batch(
+    conn: psycopg.Connection, client: httpx.Client, attempt: dict[str, Any], batches: dict[Any, BatchAnswer]
+) -> bool | str:
+    """An attempt of a bulk whose callbacks were all lost (no id of its own): ask about every request id of
+    its batch, once per pass, then see whether that settled this attempt."""
+    batch_id = attempt["batch_id"]
+    if attempt["request_uuid"] or attempt["call_uuid"] or batch_id is None:
+        return False
+    if batch_id not in batches:
+        creds, _ = load_account(conn, attempt["account_id"])
+        batches[batch_id] = answer = look_up_batch(conn, client, creds, adapter_for(creds.provider), batch_id)
+        if answer.final:
+            apply_events(conn, unattached_of_batch(batch_id), answer.final + 10)
+    if is_live(batches[batch_id], attempt["number"]):
+        return LIVE
+    row = conn.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt["id"],)).fetchone()
+    return bool(row and row[0] in ("completed", "failed"))
+
+
 def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
     with conn.transaction():
         moved = conn.execute(
@@ -146,9 +166,10 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
     evidence = settle_unanswered_sends(conn, budgets, now)
     report.settled_placed, report.never_placed = evidence.placed, evidence.never_placed
     report.orphaned = repair_orphaned_destinations(conn, now)
+    batches: dict[Any, BatchAnswer] = {}
     for attempt in _expired_attempts(conn):
         report.expired += 1
-        answer = _reconcile(conn, client, attempt)
+        answer = _reconcile(conn, client, attempt) or _reconcile_by_batch(conn, client, attempt, batches)
         if answer == LIVE:
             _extend_lease(conn, budgets, attempt)
             report.still_live += 1

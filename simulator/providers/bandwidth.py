@@ -1,6 +1,12 @@
 """Bandwidth Voice v2: POST /api/v2/accounts/{accountId}/calls (HTTP Basic, camelCase JSON), 201 with
 Location; 429 always with Retry-After; answer and disconnect callbacks as JSON, sent with HTTP Basic
-using the username/password of the create request."""
+using the username/password of the create request.
+
+Per its seed (bandwidth-create-call.txt): Basic auth takes "Dashboard API Credentials" (l.9-11), an API
+user distinct from the account id: the account's `api_username` with `auth_token` as its password; the
+account id as the username is refused. The 201 body is the seed example's fields (l.56-70); a
+callback_shape "rich" account also gets accountId, enqueuedTime, callbackTimeout and priority.
+Fields the seed does not name (callbackTimeout, priority, machineDetection) are still accepted."""
 
 from __future__ import annotations
 
@@ -80,11 +86,16 @@ class BandwidthProvider(Provider):
             user, _, password = base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise ApiError(401, "Authentication failed") from None
-        account = self.account_for(user)
-        if account is None or not hmac.compare_digest(password.encode(), account.auth_token.encode()):
-            raise ApiError(401, "Authentication failed")
-        if request.match_info["auth_id"] != user:
+        account = self.account_for(request.match_info["auth_id"])
+        if account is None:
             raise ApiError(403, "Access to this account is forbidden")
+        if user == account.auth_id:
+            raise ApiError(401, "Authentication failed: use an API user's credentials, not the account id")
+        api_user = account.api_username or ""
+        if not header.startswith("Basic ") or not api_user or user != api_user or not hmac.compare_digest(
+            password.encode(), account.auth_token.encode()
+        ):
+            raise ApiError(401, "Authentication failed")
         return account
 
     async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:
@@ -100,6 +111,9 @@ class BandwidthProvider(Provider):
         for key in ("answerUrl", "disconnectUrl"):
             if body.get(key) is not None and not is_http_url(body[key]):
                 raise ApiError(400, f"Invalid {key}: must be an http(s) URL")
+        for key in ("answerMethod", "disconnectMethod"):  # seed l.21, l.23: GET or POST
+            if body.get(key) is not None and body[key] not in ("GET", "POST"):
+                raise ApiError(400, f"Invalid {key}: must be GET or POST")
         call_timeout = _number(body.get("callTimeout", 30), "callTimeout", 1, 300)
         callback_timeout = _number(body.get("callbackTimeout", 15), "callbackTimeout", 1, 25)
         tag = body.get("tag")
@@ -126,15 +140,17 @@ class BandwidthProvider(Provider):
         call = calls[0]
         call.params["callUrl"] = url = self.call_url(self.carrier.public_url, call)
         p = call.params
-        body = {
-            "callId": call.call_uuid, "callUrl": url, "applicationId": p["applicationId"],
-            "accountId": account.auth_id, "to": call.destination, "from": call.caller,
-            "enqueuedTime": ts_iso(call.received_at), "callTimeout": p["callTimeout"],
-            "callbackTimeout": p["callbackTimeout"], "tag": call.tag, "answerUrl": p["answerUrl"],
-            "answerMethod": p["answerMethod"], "disconnectUrl": p["disconnectUrl"],
-            "disconnectMethod": p["disconnectMethod"], "username": p["username"], "password": p["password"],
-            "priority": p["priority"],
+        body = {  # the seed's example answer (l.56-70)
+            "from": call.caller, "to": call.destination, "applicationId": p["applicationId"],
+            "callId": call.call_uuid, "callUrl": url, "callTimeout": p["callTimeout"],
+            "answerUrl": p["answerUrl"], "answerMethod": p["answerMethod"],
+            "disconnectUrl": p["disconnectUrl"], "disconnectMethod": p["disconnectMethod"],
+            "username": p["username"], "password": p["password"],
+            "tag": call.tag,
         }
+        if account.callback_shape == "rich":
+            body.update(accountId=account.auth_id, enqueuedTime=ts_iso(call.received_at),
+                        callbackTimeout=p["callbackTimeout"], priority=p["priority"])
         return json_response(body, self.created_status, {"Location": url})
 
     async def handle_get(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
@@ -54,9 +55,13 @@ def is_http_url(value: Any) -> bool:
     return isinstance(value, str) and (value.startswith("http://") or value.startswith("https://"))
 
 
-def ts_plain(epoch: float | None) -> str:
-    """yyyy-MM-dd HH:mm:ss in UTC (Plivo/Vobiz)."""
-    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+def ts_plain(epoch: float | None, zone: str = "UTC") -> str:
+    """yyyy-MM-dd HH:mm:ss in `zone` (Plivo/Vobiz: the console's local time zone; UTC by default)."""
+    if epoch is None:
+        return ""
+    if zone == "UTC":
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+    return datetime.fromtimestamp(epoch, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def ts_iso(epoch: float | None) -> str | None:

@@ -1,5 +1,13 @@
 """Plivo: POST /v1/Account/{auth_id}/Call/ (HTTP Basic, JSON or form), bulk `to` joined by `<`,
-form-encoded callbacks signed with X-Plivo-Signature-V3. Vobiz subclasses this (providers/vobiz.py)."""
+form-encoded callbacks signed with X-Plivo-Signature-V3. Vobiz subclasses this (providers/vobiz.py).
+
+Seed-shaped by default (/work/shared/seeds/plivo-make-call.txt l.57-99): the hangup_url gets CallStatus
+"completed" always, StartTime/EndTime, AnswerTime only when answered (times in the account's console zone),
+and no HangupCause*/Duration/BillDuration. An account with callback_shape "rich" gets those too (the
+fuller shape Plivo's other docs describe). Validation follows the seed: from/to/answer_url required,
+machine_detection only "true"/"hangup", machine_detection_time 2000-10000, caller_name <= 50, positive
+ring_timeout/time_limit/hangup_on_ring, at most 1000 unique destinations, every one of them valid.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from simulator.providers.base import (
 )
 
 MAX_BULK = 1000
+MACHINE_RANGES = (("machine_detection_time", 2000, 10000),)
 
 # outcome -> (CallStatus, HangupCause, HangupCauseName, HangupCauseCode, HangupSource)
 HANGUP_CAUSES: dict[str, tuple[str, str, str, int, str]] = {
@@ -49,6 +58,7 @@ class PlivoProvider(Provider):
     platform = "Plivo"
     created_status = 201
     fired = ("call fired", "calls fired")
+    answer_stir_field = "stir_verification"  # plivo seed l.77; Vobiz's answer says STIRVerification (l.87)
 
     def routes(self) -> list[web.RouteDef]:
         base = self.prefix + "/Account/{auth_id}/Call/"
@@ -97,17 +107,24 @@ class PlivoProvider(Provider):
         destinations = list(dict.fromkeys(d.strip() for d in str(body["to"]).split("<") if d.strip()))
         if len(destinations) > MAX_BULK:
             raise ApiError(400, f"Too many destinations: at most {MAX_BULK} unique destinations allowed")
-        valid = [d for d in destinations if PLAIN_NUMBER.match(d) or _is_sip(d)]
-        invalid = [d for d in destinations if d not in valid]
-        if not valid:
-            raise ApiError(400, f"Invalid destination number(s): {'<'.join(invalid)}")
+        invalid = [d for d in destinations if not (PLAIN_NUMBER.match(d) or _is_sip(d))]
+        if invalid or not destinations:
+            # The seed documents no partial acceptance: a malformed `to` is a 400 for the whole request.
+            raise ApiError(400, f"Invalid destination number(s): {'<'.join(invalid) or '(none)'}")
         api_id = new_id()
-        return CreateRequest(destinations=valid, caller=caller, params=params,
-                             batch=api_id if len(valid) > 1 else None,
-                             extra={"api_id": api_id, "invalid": invalid, "accept": self._accept_options()})
+        return CreateRequest(destinations=destinations, caller=caller, params=params,
+                             batch=api_id if len(destinations) > 1 else None,
+                             extra={"api_id": api_id, "accept": self._accept_options()})
 
     def _accept_options(self) -> dict[str, Any]:
         return {}
+
+    def _limits(self, body: dict[str, Any], params: dict[str, Any]) -> None:
+        """Plivo's numeric fields (seed l.31-49); Vobiz overrides with its own."""
+        params["ring_timeout"] = positive_int(body.get("ring_timeout", 120), "ring_timeout")
+        for name, low, high in MACHINE_RANGES:
+            if body.get(name) is not None:
+                positive_int(body[name], name, low=low, high=high)
 
     def _callback_params(self, body: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {"answer_url": body["answer_url"]}
@@ -119,29 +136,36 @@ class PlivoProvider(Provider):
             if method not in ("GET", "POST"):
                 raise ApiError(400, f"{kind}_method must be GET or POST")
             params[f"{kind}_url"], params[f"{kind}_method"] = url, method
-        params["ring_timeout"] = positive_int(body.get("ring_timeout", 120), "ring_timeout")
+        self._limits(body, params)
         params["time_limit"] = positive_int(body.get("time_limit", 14400), "time_limit")
-        machine = str(body.get("machine_detection", "false")).lower()
-        if machine not in ("true", "false", "hangup"):
-            raise ApiError(400, "machine_detection must be true or hangup")
-        params["machine_detection"] = machine in ("true", "hangup")
+        if body.get("hangup_on_ring") is not None:
+            params["hangup_on_ring"] = positive_int(body["hangup_on_ring"], "hangup_on_ring")
+        caller_name = body.get("caller_name")
+        if caller_name is not None and len(str(caller_name)) > 50:
+            raise ApiError(400, "caller_name must be at most 50 characters")
+        machine = body.get("machine_detection")
+        if machine is True:
+            machine = "true"
+        if machine is not None and machine not in ("true", "hangup"):
+            raise ApiError(400, f"machine_detection must be true or hangup, not {machine!r}")
+        params["machine_detection"] = machine is not None
         params["machine_hangup"] = machine == "hangup"
         return params
 
     def created(self, calls: list[CallRecord], req: CreateRequest, account: Account) -> web.Response:
         body: dict[str, Any] = {"api_id": req.extra["api_id"]}
-        if len(calls) == 1 and not req.extra["invalid"]:
+        if len(calls) == 1:
             body.update(message=self.fired[0], request_uuid=calls[0].request_uuid)
         else:
             uuids = [c.request_uuid for c in calls]
             random.shuffle(uuids)  # Plivo documents no order relative to `to`
             body.update(message=self.fired[1], request_uuid=uuids)
-            if req.extra["invalid"]:
-                body["invalid_number"] = req.extra["invalid"]
         return json_response(body, self.created_status)
 
     # lookups -----------------------------------------------------------------
     def detail(self, call: CallRecord) -> dict[str, Any]:
+        account = self.accounts.get(call.account)
+        zone = account.time_zone if account is not None else "UTC"
         final = call.status == "completed"
         status, _cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"] if final else (
             LIVE_STATUS[call.status], "", "", 0, "")
@@ -149,8 +173,9 @@ class PlivoProvider(Provider):
             "api_id": new_id(), "call_uuid": call.call_uuid, "request_uuid": call.request_uuid,
             "parent_call_uuid": None, "call_direction": "outbound", "call_status": status,
             "from_number": call.caller, "to_number": call.destination,
-            "initiation_time": ts_plain(call.placed_at), "answer_time": ts_plain(call.answered_at) or None,
-            "end_time": ts_plain(call.hangup_at) or None, "call_duration": call.duration,
+            "initiation_time": ts_plain(call.placed_at, zone),
+            "answer_time": ts_plain(call.answered_at, zone) or None,
+            "end_time": ts_plain(call.hangup_at, zone) or None, "call_duration": call.duration,
             "bill_duration": _billed(call.duration), "billed_duration": _billed(call.duration),
             "hangup_cause_name": name or None, "hangup_cause_code": code or None,
             "hangup_source": source.format(platform=self.platform) or None,
@@ -161,6 +186,9 @@ class PlivoProvider(Provider):
         try:
             account = await self.authenticate(request)
             call = self.lookup(request.match_info["call_id"], account)
+            if call.call_uuid != request.match_info["call_id"]:
+                # Plivo's Call retrieve takes a call_uuid; a request_uuid differs from it (Vobiz: same ids).
+                raise ApiError(404, "Call not found")
             if request.query.get("status") == "live" and call.status == "completed":
                 raise ApiError(404, "Call not found")
         except ApiError as exc:
@@ -183,14 +211,15 @@ class PlivoProvider(Provider):
 
     # callbacks ---------------------------------------------------------------
     def _base_fields(self, call: CallRecord, event: str, status: str) -> dict[str, str]:
+        """The fields every callback of the seed carries (ring_url: l.59-68)."""
         fields = {
             "From": call.caller, "To": call.destination, "RequestUUID": call.request_uuid,
-            "ALegRequestUUID": call.request_uuid, "CallUUID": call.call_uuid, "ALegUUID": call.call_uuid,
+            "ALegRequestUUID": call.request_uuid, "CallUUID": call.call_uuid,
             "Direction": "outbound", "Event": event, "CallStatus": status,
-            "SessionStart": ts_plain(call.ringing_at or call.placed_at) + ".000000",
+            "SessionStart": _session_start(call.ringing_at or call.placed_at),
             "STIRAttestation": "Not Applicable",
         }
-        if call.machine:
+        if call.machine:  # seed l.39: every URL the call invokes gets the machine parameter
             fields["Machine"] = "true"
         return fields
 
@@ -213,21 +242,35 @@ class PlivoProvider(Provider):
         return self._form_callback("ring", call, account, self._base_fields(call, "Ring", "ringing"))
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        fields = self._base_fields(call, "StartApp", "in-progress")
+        fields = self._base_fields(call, "StartApp", "in-progress")  # seed l.69-82
+        fields.update({"ALegUUID": call.call_uuid, self.answer_stir_field: "Not Applicable"})
         return self._form_callback("answer", call, account, fields)
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        status, cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"]
-        fields = self._base_fields(call, "Hangup", status)
-        fields.update(
-            HangupCause=cause, HangupCauseName=name, HangupCauseCode=str(code),
-            HangupSource=source.format(platform=self.platform), Duration=str(call.duration),
-            BillDuration=str(_billed(call.duration)), StartTime=ts_plain(call.placed_at),
-            EndTime=ts_plain(call.hangup_at), TotalCost="0.00000", BillRate="0.00000",
-        )
+        zone = account.time_zone
+        if account.callback_shape == "rich":
+            status, cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"]
+        else:
+            status = "completed"  # seed l.94: "This will have the value 'completed'"
+        fields = self._base_fields(call, "Hangup", status)  # seed l.83-99
+        fields.update(ALegUUID=call.call_uuid, stir_verification="Not Applicable",
+                      StartTime=ts_plain(call.placed_at, zone), EndTime=ts_plain(call.hangup_at, zone))
         if call.answered_at is not None:
-            fields["AnswerTime"] = ts_plain(call.answered_at)
+            fields["AnswerTime"] = ts_plain(call.answered_at, zone)
+        if call.machine and call.params.get("machine_hangup"):
+            fields["Machine"] = "machine_detection"  # seed l.39, machine_detection=hangup
+        if account.callback_shape == "rich":
+            fields.update(
+                HangupCause=cause, HangupCauseName=name, HangupCauseCode=str(code),
+                HangupSource=source.format(platform=self.platform), Duration=str(call.duration),
+                BillDuration=str(_billed(call.duration)), TotalCost="0.00000", BillRate="0.00000",
+            )
         return self._form_callback("hangup", call, account, fields, final=True)
+
+
+def _session_start(epoch: float | None) -> str:
+    """YYYY-MM-DD HH:mm:ss.sssss in UTC (seed l.67), whatever the console zone."""
+    return ts_plain(epoch) + f".{int((epoch or 0) % 1 * 100000):05d}"
 
 
 def _billed(duration: int) -> int:

@@ -1,5 +1,8 @@
-"""TryVox: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key, one E.164 destination, JSON
-webhooks to ring_url / answer_url / hangup_url (no signature: TryVox publishes none)."""
+"""TryVox: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key, one E.164 destination, webhooks to
+ring_url / answer_url / hangup_url (no signature: TryVox publishes none). The seed
+(tryvox-make-call.txt) gives the request fields, their defaults and enums, and the create answer; of the
+webhooks it says only what each is for, so their seed shape here is the create answer's fields plus the
+hangup's "duration, end reason" (see TryVoxProvider._event)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from aiohttp import web
 
 from simulator.callbacks import Callback
 from simulator.config import Account
+from simulator.http_client import form_encode
 from simulator.ledger import CallRecord
 from simulator.providers.base import (
     E164,
@@ -69,6 +73,9 @@ class TryVoxProvider(Provider):
             if url is not None and not is_http_url(url):
                 raise ApiError(400, f"'{kind}_url' must be an http(s) URL")
             params[f"{kind}_url"] = url
+        if str(body.get("answer_method", "POST")).upper() not in ("GET", "POST"):
+            raise ApiError(400, "'answer_method' must be GET or POST")
+        params["answer_method"] = str(body.get("answer_method", "POST")).upper()
         params["ring_timeout"] = positive_int(body.get("ring_timeout", 60), "ring_timeout")
         params["time_limit"] = positive_int(body.get("time_limit", 14400), "time_limit")
         machine = body.get("machine_detection", "Disable")
@@ -106,25 +113,38 @@ class TryVoxProvider(Provider):
 
     def _event(self, kind: str, call: CallRecord, account: Account, event: str, status: str,
                at: float | None, **more: Any) -> list[Callback]:
+        """Seed shape: the create answer's fields (seed l.34-42) with the event's status, plus what the
+        seed says a hangup carries ("duration, end reason", l.50). Rich adds the times and flags of
+        PROVIDERS.md; form sends the seed shape form-encoded."""
         url = call.params.get(f"{kind}_url")
         if not url:
             return []
-        body = {"event": event, "call_uuid": call.call_uuid, "request_uuid": call.request_uuid,
-                "account_id": account.auth_id, "from": call.caller, "to": call.destination,
-                "direction": "outbound", "status": status, "timestamp": ts_iso(at), **more}
-        return [json_callback(kind, url, body, final=kind == "hangup")]
+        body: dict[str, Any] = {
+            "event": event, "request_uuid": call.request_uuid, "call_uuid": call.call_uuid,
+            "from": call.caller, "to": call.destination, "direction": "outbound", "status": status,
+        }
+        if kind == "hangup":
+            body.update(duration=call.duration, end_reason=more.pop("end_reason"))
+        if account.callback_shape == "rich":
+            body.update(account_id=account.auth_id, timestamp=ts_iso(at), **more)
+        final = kind == "hangup"
+        if account.callback_shape == "form":
+            fields = {k: str(v) for k, v in body.items() if v is not None}
+            return [Callback(kind=kind, url=url, body=form_encode(fields).encode(), final=final,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})]
+        return [json_callback(kind, url, body, final=final)]
 
     def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         return self._event("ring", call, account, "call.ringing", "ringing", call.ringing_at)
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         extra = {"machine_detected": True} if call.machine else {}
-        return self._event("answer", call, account, "call.answered", "answered", call.answered_at, **extra)
+        return self._event("answer", call, account, "call.answered", "in-progress", call.answered_at, **extra)
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         status, end_reason = FINAL[call.outcome or "failed"]
         return self._event(
-            "hangup", call, account, "call.hangup", status, call.hangup_at, duration=call.duration,
+            "hangup", call, account, "call.hangup", status, call.hangup_at, end_reason=end_reason,
             start_time=ts_iso(call.placed_at), answer_time=ts_iso(call.answered_at),
-            end_time=ts_iso(call.hangup_at), end_reason=end_reason, machine_detected=call.machine,
+            end_time=ts_iso(call.hangup_at), machine_detected=call.machine,
         )

@@ -1,6 +1,9 @@
 """Vobiz: Plivo-compatible API at /api/v1/Account/{auth_id}/Call/ with X-Auth-ID/X-Auth-Token headers.
 A lowercase path answers 401 and a missing trailing slash or unknown auth id 404 (its seed).
-Callbacks carry X-Vobiz-Signature-V3 over the URL without query + "." + nonce (params not signed)."""
+Callbacks carry X-Vobiz-Signature-V3 over the URL without query + "." + nonce (params not signed).
+Its seed (vobiz-make-call.txt) has no ring_timeout: a ring_timeout in the body is ignored, as a field the
+API does not know, and only `hangup_on_ring` (l.43) bounds a call from the start of ringing through the
+conversation. Its machine-detection fields have the ranges of l.29-35."""
 
 from __future__ import annotations
 
@@ -11,8 +14,16 @@ from aiohttp import web
 
 from simulator import signing
 from simulator.config import Account
-from simulator.providers.base import ApiError
+from simulator.providers.base import ApiError, positive_int
 from simulator.providers.plivo import PlivoProvider
+
+VOBIZ_MACHINE_RANGES = (
+    ("machine_detection_time", 2000, 10000),
+    ("machine_detection_maximum_speech_length", 1000, 6000),
+    ("machine_detection_initial_silence", 2000, 10000),
+    ("machine_detection_maximum_words", 2, 10),
+    ("machine_detection_initial_greeting", 1000, 5000),
+)
 
 
 class VobizProvider(PlivoProvider):
@@ -21,6 +32,7 @@ class VobizProvider(PlivoProvider):
     platform = "Vobiz"
     created_status = 200  # its seed: "Success Response (200 OK)"
     fired = ("Call fired", "Calls fired")
+    answer_stir_field = "STIRVerification"
 
     def routes(self) -> list[web.RouteDef]:
         return [*super().routes(), web.route("*", "/api/v1/{tail:.*}", self.handle_wrong_path)]
@@ -43,6 +55,12 @@ class VobizProvider(PlivoProvider):
         if header_id != path_id or not hmac.compare_digest(token.encode(), account.auth_token.encode()):
             raise ApiError(401, "Authentication credentials invalid")
         return account
+
+    def _limits(self, body: dict[str, Any], params: dict[str, Any]) -> None:
+        params["ring_timeout"] = None  # not a Vobiz field: the carrier's own ring limit applies
+        for name, low, high in VOBIZ_MACHINE_RANGES:
+            if body.get(name) is not None:
+                positive_int(body[name], name, low=low, high=high)
 
     def _accept_options(self) -> dict[str, Any]:
         return {"same_ids": True}  # its seed: request_uuid is equivalent to call_uuid

@@ -88,10 +88,17 @@ class VoipbinProvider(Provider):
             raise ApiError(400, "either actions or flow_id is required")
         if flow_id is not None and account.flow_ids is not None and flow_id not in account.flow_ids:
             raise ApiError(404, "Not found: flow_id")
-        amd = any(isinstance(a, dict) and a.get("type") == "amd" for a in actions or [])
+        if actions is not None and not all(isinstance(a, dict) and isinstance(a.get("type"), str)
+                                           for a in actions):
+            raise ApiError(400, "every action must be an object with a type")
+        amd = any(a.get("type") == "amd" for a in actions or [])
         group = request.path.endswith("/groupcalls")
-        params = {"ring_timeout": 60, "machine_detection": amd, "source": source,
-                  "flow_id": flow_id or new_id(), "addresses": {d["target"]: d for d in destinations}}
+        params: dict[str, Any] = {"ring_timeout": 60, "machine_detection": amd, "source": source,
+                                  "flow_id": flow_id or new_id(),
+                                  "addresses": {d["target"]: d for d in destinations}}
+        if actions is not None and (not actions or actions[0].get("type") != "answer"):
+            # Seed troubleshooting (l.587-590): with no answer action first, the call immediately hangs up.
+            params["forced_outcome"] = "failed"
         return CreateRequest(destinations=list(dict.fromkeys(d["target"] for d in destinations)),
                              caller=source["target"], params=params, batch=new_id() if group else None,
                              extra={"group": group, "source": source, "destinations": destinations})

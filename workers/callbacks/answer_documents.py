@@ -1,9 +1,11 @@
 """What we answer a carrier's answer callback with: its own call-control XML (pure).
 
 Plivo XML, Vobiz (Plivo-compatible), TryVox VoxML and Bandwidth BXML all take <Response>; the verbs that
-speak and play differ, and so do the speak verb's voice and language attributes; VoIPbin wants no document
-(its actions are given at creation). Each adapter declares which (`answer_document_kind`, `speak_verb`,
-`speak_voice_attribute`, `speak_language_attribute`, `play_verb`).
+speak and play differ, and so do the speak verb's voice and language attributes; the Redirect verb takes
+its URL as text (Plivo XML) or as a `redirectUrl` attribute (BXML), and VoIPbin wants no document (its
+actions are given at creation). Each adapter declares which (`answer_document_kind`, `speak_verb`,
+`speak_voice_attribute`, `speak_language_attribute`, `play_verb`, `redirect_url_attribute`). TryVox's seed
+names VoxML and none of its verbs: the Plivo-style ones are a guess (docs/PROVIDERS.md).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ def answer_document(
     if adapter is not None and adapter.answer_document_kind == "none":
         return "application/json", "{}"
     if redirect_url:
-        target = escape(redirect_url)
-        return "application/xml", f"<?xml version=\"1.0\"?><Response><Redirect>{target}</Redirect></Response>"
+        attribute = adapter.redirect_url_attribute if adapter is not None else None
+        if attribute:
+            return "application/xml", _document(f"<Redirect {attribute}={quoteattr(redirect_url)}/>")
+        return "application/xml", _document(f"<Redirect>{escape(redirect_url)}</Redirect>")
     if audio_url:
         play = adapter.play_verb if adapter is not None else "Play"
         return "application/xml", _document(f"<{play}>{escape(audio_url)}</{play}>")

@@ -221,6 +221,11 @@ def unattached_for_call(request_uuid: str | None, call_uuid: str | None) -> Even
                          (request_uuid, call_uuid))
 
 
+def unattached_of_batch(batch_id: Any) -> EventSelector:
+    """Events of one batch not yet tied to an attempt (the reaper's look-up of a bulk's request ids)."""
+    return EventSelector("attempt_id IS NULL AND batch_id = %s", (batch_id,))
+
+
 def for_batches(batch_ids: Sequence[Any]) -> EventSelector:
     """Events of these requests (by the batch id in our callback URLs), before their sends are judged."""
     return EventSelector("batch_id = ANY(%s)", (list(batch_ids),))

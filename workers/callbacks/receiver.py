@@ -130,7 +130,7 @@ async def receive_callback(request: Request) -> Response:
     query = request.url.query
     url = f"{get_settings().public_url}{request.url.path}" + (f"?{query}" if query else "")
     incoming = IncomingCallback(method=request.method, url=url, headers=headers, body=body, params=params,
-                                kind_hint=kind_hint)
+                                kind_hint=kind_hint, time_zone=account.time_zone)
     if not adapter.verify_callback(account, incoming, request.query_params.get("s")):
         await _count(request, account_id, "callbacks_forged")
         return Response("signature invalid", status_code=403)

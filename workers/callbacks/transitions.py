@@ -126,6 +126,18 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def _remember_machine(attempt: AttemptRow, dest: DestinationRow) -> None:
+    """A machine-detection result outlives the hangup that follows it: a Bandwidth disconnect says only
+    "hangup" with an answer time. Before the hangup, the attempt's outcome holds it for the hangup to keep;
+    after an `answered` hangup (the result arrived late), it corrects the outcome."""
+    if attempt.status != AttemptStatus.COMPLETED:
+        attempt.outcome = Outcome.MACHINE.value
+    elif attempt.outcome == Outcome.ANSWERED:
+        attempt.outcome = Outcome.MACHINE.value
+        if dest.outcome == Outcome.ANSWERED and dest.attempts_made == attempt.attempt_no:
+            dest.outcome, dest.changed = Outcome.MACHINE.value, True
+
+
 def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now: datetime,
             policy_of: PolicyOf, effects: Effects) -> bool:
     """Apply one event to the in-memory attempt and destination rows (pure apart from `effects`).
@@ -141,6 +153,8 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
         if current in OPEN_ATTEMPT and provider_status:
             attempt.provider_status = provider_status
         return False
+    if event.kind == "machine":
+        _remember_machine(attempt, dest)
     if not attempt_can_move(AttemptStatus(current), target):
         return False  # a duplicate, or late: nothing else changes
     attempt.status = target.value
@@ -150,6 +164,8 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
         _progress(attempt, dest, event.kind, ours, policy_of, effects)
         return False
     outcome = Outcome(event.outcome or Outcome.UNKNOWN)
+    if outcome == Outcome.ANSWERED and attempt.outcome == Outcome.MACHINE:
+        outcome = Outcome.MACHINE  # a machine result came first (Bandwidth: its own callback)
     cost = Decimal(event.cost) if event.cost else None
     attempt.outcome = outcome.value
     attempt.hangup_cause = event.hangup_cause

@@ -62,13 +62,24 @@ def demo(
     rows: int = typer.Option(None, help="Dial only the first N rows of the sample"),
     workers: int = typer.Option(2, help="Celery worker processes"),
     results: str = typer.Option("demo-results.csv", help="Where to write the results CSV"),
+    provider: str = typer.Option(
+        None, help="Simulated carrier: plivo (default), vobiz, tryvox, voipbin or bandwidth"
+    ),
 ) -> None:
     """Run the whole pipeline against the simulator with the shipped 10,000-row sample, then stop it all."""
+    from dataclasses import replace
     from pathlib import Path
 
-    from workers.entrypoints.demo import DemoSettings, run_demo
+    from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
 
-    run_demo(DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results)))
+    settings = DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results))
+    if provider is not None:
+        try:
+            demo_auth_id(provider)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        settings = replace(settings, provider=provider)
+    run_demo(settings)
 
 
 def main() -> None:

@@ -29,6 +29,16 @@ def _options(raw: str | None) -> dict | None:
     return value
 
 
+def _with_named_options(
+    options: dict | None, api_username: str | None, application_id: str | None, time_zone: str | None
+) -> dict | None:
+    named = {"api_username": api_username, "application_id": application_id, "time_zone": time_zone}
+    given = {k: v for k, v in named.items() if v is not None}
+    if not given:
+        return options
+    return {**(options or {}), **given}
+
+
 @account_app.command("add")
 def add(
     name: str,
@@ -48,8 +58,16 @@ def add(
     ),
     webhook_secret: str = typer.Option(None, help="VoIPbin webhook HMAC secret, if set there"),
     options: str = typer.Option(None, help='Provider options as JSON, e.g. {"application_id": "…"}'),
+    api_username: str = typer.Option(
+        None, help="Bandwidth: the API user (its password is the token); never the account id"
+    ),
+    application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
+    time_zone: str = typer.Option(
+        None, help="Plivo/Vobiz: the console's time zone, in which callback times are written (default UTC)"
+    ),
 ) -> None:
     """Add a provider account."""
+    merged = _with_named_options(_options(options), api_username, application_id, time_zone)
     with connect() as conn:
         account_id = add_account(
             conn,
@@ -61,7 +79,7 @@ def add(
             max_concurrent=max_concurrent,
             base_url=base_url,
             webhook_secret=webhook_secret,
-            options=_options(options),
+            options=merged,
         )
         conn.commit()
     console.print(f"account {account_id} ({name}, {provider}) added")
@@ -88,8 +106,12 @@ def update(
     base_url: str = typer.Option(None),
     auth_token: str = typer.Option(None, envvar="DIALER_PROVIDER_TOKEN"),
     options: str = typer.Option(None, help="JSON object merged into the account's options"),
+    api_username: str = typer.Option(None, help="Bandwidth: the API user"),
+    application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
+    time_zone: str = typer.Option(None, help="Plivo/Vobiz: the console's time zone"),
 ) -> None:
     """Change an account's limits, URL, token or options."""
+    merged = _with_named_options(_options(options), api_username, application_id, time_zone)
     with connect() as conn:
         update_account(
             conn,
@@ -98,7 +120,7 @@ def update(
             max_concurrent=max_concurrent,
             base_url=base_url,
             auth_token=auth_token,
-            options=_options(options),
+            options=merged,
         )
         conn.commit()
     console.print(f"account {name} updated")

@@ -1,8 +1,9 @@
 """`dialer demo`: the whole pipeline on this machine, start to finish, then everything stopped again.
 
 Starts the carrier simulator, the API, Celery workers and beat in the background; adds a provider account
-pointing at the simulator; loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at
-100 CPS with a progress bar; prints the results table and where the results are.
+pointing at the simulator (`--provider`: plivo by default, or any of the five, each speaking its seed's
+shapes); loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at 100 CPS with a
+progress bar; prints the results table and where the results are.
 """
 
 from __future__ import annotations
@@ -24,14 +25,25 @@ from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
+from workers.callback_urls import webhook_url
 from workers.entrypoints.cli_campaign_control import status_table, watch
 from workers.local_stack import local_stack
 
 SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
 # Filled from each row's own columns (first_name, appointment_date in the sample CSV).
 DEMO_MESSAGE = "Hello {first_name}, this is a reminder of your appointment on {appointment_date}."
-DEMO_AUTH_ID = "MADEMO00000000000001"
 DEMO_TOKEN = "demo-token"
+DEMO_APPLICATION_ID = "7fc9698a-b04a-468b-9e8f-91238c0d0086"
+DEMO_API_USER = "demo-api-user"
+# provider -> (simulator account id, the account options it needs: see docs/PROVIDERS.md)
+DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, str]]] = {
+    "plivo": ("MADEMO00000000000001", {}),
+    "vobiz": ("MA_DEMO00001", {}),
+    "tryvox": ("demo-tryvox", {}),
+    "voipbin": ("demo-voipbin", {}),
+    "bandwidth": ("9900000", {"api_username": DEMO_API_USER, "application_id": DEMO_APPLICATION_ID}),
+}
+DEMO_AUTH_ID = DEMO_ACCOUNTS["plivo"][0]
 
 
 @dataclass(frozen=True)
@@ -43,19 +55,21 @@ class DemoSettings:
     workers: int = 2
     timeout_s: float = 900.0
     results_csv: Path = Path("demo-results.csv")
+    provider: str = "plivo"
 
 
-def simulator_config(cps: int) -> dict:
+def demo_auth_id(provider: str) -> str:
+    if provider not in DEMO_ACCOUNTS:
+        raise ValueError(f"--provider must be one of {', '.join(DEMO_ACCOUNTS)}, not {provider!r}")
+    return DEMO_ACCOUNTS[provider][0]
+
+
+def simulator_config(cps: int, provider: str = "plivo") -> dict:
+    auth_id, options = DEMO_ACCOUNTS[provider][0], DEMO_ACCOUNTS[provider][1]
+    account = {"provider": provider, "auth_id": auth_id, "auth_token": DEMO_TOKEN, "cps": cps,
+               "max_concurrent": 2000, **options}
     return {
-        "accounts": [
-            {
-                "provider": "plivo",
-                "auth_id": DEMO_AUTH_ID,
-                "auth_token": DEMO_TOKEN,
-                "cps": cps,
-                "max_concurrent": 2000,
-            }
-        ],
+        "accounts": [account],
         "outcomes": {
             "answered": 70,
             "busy": 10,
@@ -79,23 +93,26 @@ def _demo_csv(settings: DemoSettings, workdir: Path) -> Path:
     return path
 
 
-def demo_account(conn: psycopg.Connection, base_url: str, cps: int) -> int:
+def demo_account(conn: psycopg.Connection, base_url: str, cps: int, provider: str = "plivo") -> int:
     """The simulator account the demo dials through: updated if an earlier run made it, else added.
     Only "no such account" means a first run; any other error is the operator's to see."""
+    name = "demo-simulator" if provider == "plivo" else f"demo-simulator-{provider}"
+    auth_id, options = DEMO_ACCOUNTS[provider]
     try:
-        account_id = resolve_account_id(conn, "demo-simulator")
+        account_id = resolve_account_id(conn, name)
         update_account(conn, account_id, base_url=base_url, cps=cps, auth_token=DEMO_TOKEN)
     except NotFound:  # first run: no such account yet
         conn.rollback()
         account_id = add_account(
             conn,
-            name="demo-simulator",
-            provider="plivo",
-            auth_id=DEMO_AUTH_ID,
+            name=name,
+            provider=provider,
+            auth_id=auth_id,
             auth_token=DEMO_TOKEN,
             cps=cps,
             max_concurrent=2000,
             base_url=base_url,
+            options=dict(options),
         )
     conn.commit()
     return account_id
@@ -120,17 +137,22 @@ def outcome_table(campaign_id: int) -> Table:
 def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     """Run the demo; returns the campaign id. Stops every process it started, whatever happens."""
     console = console or Console()
+    auth_id = demo_auth_id(settings.provider)
     init_database()
+    config = simulator_config(settings.cps, settings.provider)
     with (
-        start_simulator(simulator_config(settings.cps), speed=settings.speed, seed=7) as sim,
+        start_simulator(config, speed=settings.speed, seed=7) as sim,
         local_stack(workers=settings.workers, threads=8) as stack,
     ):
         console.print(
+            f"[bold]provider[/bold] {settings.provider}   "
             f"[bold]simulator[/bold] {sim.base_url}   [bold]api[/bold] {stack.api_url}   "
             f"[bold]workers[/bold] {settings.workers}   logs {stack.workdir}"
         )
         with connect() as conn:
-            account_id = demo_account(conn, sim.base_url, settings.cps)
+            account_id = demo_account(conn, sim.base_url, settings.cps, settings.provider)
+        if settings.provider == "voipbin":  # VoIPbin sends every call event to the customer's one webhook
+            sim.configure({"accounts": {auth_id: {"webhook_uri": webhook_url("voipbin", account_id)}}})
         with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
             conn.execute(
                 "UPDATE campaign SET state = 'paused', state_reason = 'superseded by a newer demo run' "
@@ -173,7 +195,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         console.print(status_table(final))
         console.print(outcome_table(report.campaign_id))
         console.print(spoken_table(report.campaign_id))
-        stats = sim.stats()["accounts"].get(DEMO_AUTH_ID, {})
+        stats = sim.stats()["accounts"].get(auth_id, {})
         dialed = sum(v for k, v in final.by_status.items() if k not in ("pending", "cancelled", "dnc"))
         console.print(
             f"carrier saw {stats.get('accepted', 0)} calls for {dialed} destinations (the rest are "

@@ -1,9 +1,17 @@
 """Bandwidth Voice API v2: one call per POST, camelCase JSON, 201 + callId; callbacks carry HTTP Basic.
 
-API credentials are distinct from the account id: Basic username is options['api_username'] (else
-auth_id), password is auth_token; the account id in the path is auth_id; options['application_id'] is
-required. Every call gets the callback credentials `bandwidth_callback_credentials(account_id)`, which
-its callbacks must carry back.
+Checked against /work/shared/seeds/bandwidth-create-call.txt (docs/PROVIDERS.md has the table):
+- API calls authenticate with Basic "Dashboard API Credentials" (seed l.9-11): an API user's username and
+  password, never the account id. The account id (auth_id) goes in the path only; the API username is
+  options['api_username'] (required) and the password is auth_token. options['application_id'] is required.
+- Body fields are the seed's (l.17-33): callTimeout 1-300 (decimals allowed), tag at most 256 characters.
+  `machineDetection` is not in the seed (Bandwidth documents it elsewhere): sent only when the campaign
+  asks for machine detection, and its result arrives in its own callback, before the disconnect; the
+  dialer keeps a machine result through the final disconnect (a disconnect says only "hangup").
+- The seed describes no callback payload; the parser reads the disconnect fields PROVIDERS.md lists and
+  tolerates any missing one except callId.
+Every call gets the callback credentials `bandwidth_callback_credentials(account_id)`, which its callbacks
+must carry back.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -40,6 +49,7 @@ from workers.providers.signatures import bandwidth_callback_credentials, basic_a
 
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
+MAX_TAG = 256  # seed l.27
 
 
 def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, Any]:
@@ -56,6 +66,8 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
         "callTimeout": min(MAX_CALL_TIMEOUT, max(MIN_CALL_TIMEOUT, call.ring_timeout)),
     }
     if call.tag:
+        if len(call.tag) > MAX_TAG:
+            raise ValueError(f"bandwidth tag is at most {MAX_TAG} characters, not {len(call.tag)}")
         body["tag"] = call.tag
     if urls.username and urls.password:
         body.update(username=urls.username, password=urls.password)
@@ -136,6 +148,12 @@ class BandwidthAdapter(ProviderAdapter):
     default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
     callback_ack_status: ClassVar[int] = 204
     speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
+    redirect_url_attribute: ClassVar[str | None] = "redirectUrl"
+    required_account_options: ClassVar[Mapping[str, str]] = {
+        "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
+        "application_id": "the Voice application id (--application-id)",
+    }
+
     speak_language_attribute: ClassVar[str] = "locale"  # en_US
     play_verb: ClassVar[str] = "PlayAudio"
     max_destinations_per_request: ClassVar[int] = 1
@@ -155,9 +173,15 @@ class BandwidthAdapter(ProviderAdapter):
                                     json={"state": "completed"})
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
-        """Basic with the API user (options['api_username'], else auth_id) and auth_token."""
-        username = str(account.options.get("api_username") or account.auth_id)
-        return {"Authorization": basic_auth_header(username, account.auth_token)}
+        """Basic with the API user (options['api_username']) and its password (auth_token)."""
+        username = account.options.get("api_username")
+        if not username:
+            raise AuthFailed(
+                f"bandwidth account {account.account_id} has no api_username option; Bandwidth "
+                "authenticates API calls with an API user's username and password, not the account id "
+                "(dialer account update … --api-username USER)"
+            )
+        return {"Authorization": basic_auth_header(str(username), account.auth_token)}
 
     def create_calls(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
@@ -203,7 +227,5 @@ class BandwidthAdapter(ProviderAdapter):
         """A JSON callback body."""
         return bandwidth_event(json_object(callback.body))
 
-    def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
-    ) -> CallbackEvent | None:
-        return bandwidth_event(record_as_event_payload({"callId": call_id, **record}))
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
+        return bandwidth_event(record_as_event_payload({"callId": looked_up.call_id, **record}))

@@ -45,6 +45,8 @@ class OutboundCall:
     time_limit: int = 14400
     machine_detection: str | None = None  # None, "true" or "hangup"
     tag: str | None = None  # our batch id, echoed back where the provider supports it
+    message: str | None = None  # what an answered call hears (providers that take actions at creation)
+    script_url: str | None = None  # the campaign's own answer URL, where it has one
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific body fields, passed through
 
 
@@ -65,6 +67,17 @@ class CallsAccepted:
     request_uuids: list[str]
     calls: list[PlacedCall]
     refused: list[str] = field(default_factory=list)  # destinations of an accepted bulk it would not place
+
+
+@dataclass(frozen=True)
+class LookedUp:
+    """What a status lookup asked with: the ids we knew, the id the API took, and the account's zone for naive
+    times in the record."""
+
+    request_uuid: str | None
+    call_uuid: str | None
+    call_id: str
+    time_zone: str | None = None
 
 
 class EventKind(StrEnum):
@@ -111,6 +124,7 @@ class IncomingCallback:
     body: bytes
     params: Mapping[str, str]  # form or query parameters (flattened) for form/GET callbacks
     kind_hint: EventKind  # from our URL path: which of our callback URLs this is
+    time_zone: str | None = None  # the account's console zone, for naive callback times (None: UTC)
 
 
 class ProviderAdapter(ABC):
@@ -120,6 +134,9 @@ class ProviderAdapter(ABC):
     default_base_url: ClassVar[str]  # the carrier's API root, for an account added without --base-url
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = False
+    # The status API answers for a bare request id of a bulk answer (the reaper asks with the batch's ids
+    # when every callback of a bulk was lost).
+    request_ids_lookup: ClassVar[bool] = False
     # Callbacks: the one-time nonce headers of signed callbacks (checked for replays and kept with the
     # event), the status a stored callback is acknowledged with, and what answers an answer callback:
     # call-control XML whose verb `speak_verb` plays a message, or no document at all.
@@ -127,6 +144,14 @@ class ProviderAdapter(ABC):
     callback_ack_status: ClassVar[int] = 200
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "xml"
     speak_verb: ClassVar[str] = "Speak"
+    redirect_url_attribute: ClassVar[str | None] = None  # BXML: <Redirect redirectUrl="…"/>; else its text
+    # Accounts: options an account must carry (name -> what it is), whether callback times are the console's
+    # local time (an account `time_zone` option then applies), and whether a campaign's own answer URL can
+    # be handed the call (VoIPbin takes its call control at creation and fetches none).
+    required_account_options: ClassVar[Mapping[str, str]] = {}
+    local_callback_times: ClassVar[bool] = False
+    takes_answer_url: ClassVar[bool] = True
+
     # The speak verb's attributes for a campaign's voice and language, and the verb that plays audio.
     speak_voice_attribute: ClassVar[str] = "voice"
     speak_language_attribute: ClassVar[str] = "language"
@@ -168,7 +193,8 @@ class ProviderAdapter(ABC):
         record = fetch_record(client, self.status_request(client, account, call_id), account)
         if record is None:
             return None
-        return self.event_from_record(record, request_uuid=request_uuid, call_uuid=call_uuid, call_id=call_id)
+        looked_up = LookedUp(request_uuid, call_uuid, call_id, account.time_zone)
+        return self.event_from_record(record, looked_up)
 
     def hangup_request(
         self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
@@ -239,8 +265,6 @@ class ProviderAdapter(ABC):
             params=self.auth_params(account) or None,
         )
 
-    def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
-    ) -> CallbackEvent | None:
-        """The carrier's record of a call, in our words."""
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
+        """The carrier's record of a call, in our words (naive times in `looked_up.time_zone`)."""
         raise TypeError(f"{self.kind} has no call status API")

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.states import Outcome
 
@@ -52,7 +53,13 @@ def plivo_outcome(
     answer_time: str | None,
     machine: str | None,
 ) -> Normalised:
-    """Plivo/Vobiz hangup: Machine first, then HangupCauseCode, then CallStatus; default unknown."""
+    """Plivo/Vobiz hangup: Machine first, then HangupCauseCode, then CallStatus.
+
+    Both seeds (plivo-make-call.txt l.94-98, vobiz-make-call.txt l.103-107) give the hangup_url only
+    `CallStatus` "completed" (always), `AnswerTime` and no HangupCause/Duration. So a "completed" hangup
+    is answered when it carries an answer time (or a positive Duration, where a richer shape sends one)
+    and otherwise *not answered* (no_answer, which the retry policy can retry); the finer causes are used
+    only when present."""
     if (machine or "").strip().lower() in PLIVO_MACHINE_VALUES:
         return Normalised(Outcome.MACHINE)
     if cause_code in PLIVO_THROTTLED_CAUSES:
@@ -64,11 +71,16 @@ def plivo_outcome(
     status = (status or "").strip().lower()
     if status == "completed":
         answered = (duration or 0) > 0 or bool((answer_time or "").strip())
-        return Normalised(Outcome.ANSWERED if answered else Outcome.UNKNOWN)
+        return Normalised(Outcome.ANSWERED if answered else Outcome.NO_ANSWER)
     return Normalised(PLIVO_STATUS_OUTCOMES.get(status, Outcome.UNKNOWN))
 
 
 # --- TryVox ----------------------------------------------------------------------------------------
+# The seed (tryvox-make-call.txt l.43, l.50) names the statuses (ringing, in-progress, completed, failed,
+# "etc.") and says the hangup carries "duration, end reason": not their values. "completed" therefore
+# means answered only with evidence of an answer (answer_time, or duration > 0); a completed hangup
+# that shows duration 0 and no answer time was not answered. With no duration field at all the status is
+# all we have, and "completed" is taken as the call having been connected and finished.
 TRYVOX_STATUS_OUTCOMES: dict[str, Outcome] = {
     "completed": Outcome.ANSWERED,
     "busy": Outcome.BUSY,
@@ -78,11 +90,39 @@ TRYVOX_STATUS_OUTCOMES: dict[str, Outcome] = {
     "cancelled": Outcome.CANCELLED,
 }
 TRYVOX_FINAL_STATUSES = frozenset(TRYVOX_STATUS_OUTCOMES)
+# end_reason values (unpublished; PROVIDERS.md lists caller-hangup, callee-hangup …) that say more than
+# the status does.
+TRYVOX_END_REASON_OUTCOMES: dict[str, Outcome] = {
+    "busy": Outcome.BUSY,
+    "no-answer": Outcome.NO_ANSWER,
+    "no_answer": Outcome.NO_ANSWER,
+    "timeout": Outcome.NO_ANSWER,
+    "rejected": Outcome.REJECTED,
+    "failed": Outcome.FAILED,
+    "canceled": Outcome.CANCELLED,
+    "cancelled": Outcome.CANCELLED,
+}
 
 
-def tryvox_outcome(status: str | None) -> Normalised:
-    """TryVox final `status`; default unknown."""
-    return Normalised(TRYVOX_STATUS_OUTCOMES.get((status or "").strip().lower(), Outcome.UNKNOWN))
+def tryvox_outcome(
+    status: str | None,
+    *,
+    duration: int | None = None,
+    answer_time: str | None = None,
+    end_reason: str | None = None,
+) -> Normalised:
+    """TryVox final `status`, checked against the answer evidence; default unknown."""
+    status = (status or "").strip().lower()
+    if status != "completed":
+        return Normalised(TRYVOX_STATUS_OUTCOMES.get(status, Outcome.UNKNOWN))
+    if (answer_time or "").strip() or (duration or 0) > 0:
+        return Normalised(Outcome.ANSWERED)
+    reason = (end_reason or "").strip().lower()
+    if reason in TRYVOX_END_REASON_OUTCOMES:
+        return Normalised(TRYVOX_END_REASON_OUTCOMES[reason])
+    if duration is not None:  # the carrier says it lasted 0 s and never answered
+        return Normalised(Outcome.NO_ANSWER)
+    return Normalised(Outcome.ANSWERED)
 
 
 # --- VoIPbin ---------------------------------------------------------------------------------------
@@ -137,17 +177,30 @@ def bandwidth_outcome(
 NOT_YET_PREFIX = "9999-"  # VoIPbin's "has not happened" timestamp
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any, zone: str | None = None) -> datetime | None:
     """A carrier timestamp as an aware UTC datetime; None when missing, empty, 'not yet' or unparseable.
 
-    Naive values ('YYYY-MM-DD HH:MM:SS[.ffffff]', Plivo/Vobiz/VoIPbin) are taken as UTC."""
+    Naive values ('YYYY-MM-DD HH:MM:SS[.ffffff]') are read in `zone` (an IANA name; Plivo/Vobiz send
+    the console's local time), UTC when it is None or unknown."""
     if not isinstance(value, str) or not value.strip() or value.startswith(NOT_YET_PREFIX):
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=time_zone(zone))
+    return parsed.astimezone(UTC)
+
+
+def time_zone(name: str | None) -> tzinfo:
+    """The zone an account's naive callback times are in; UTC for None, empty or an unknown name."""
+    if not name or name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def parse_int(value: Any) -> int | None:

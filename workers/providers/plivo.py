@@ -1,8 +1,14 @@
 """Plivo: bulk call creation (`to` joined by '<'), form-encoded callbacks, V3 signatures.
 
 Vobiz is Plivo-compatible and subclasses this adapter, overriding the path, auth headers and signature.
-Plivo's StartTime/AnswerTime/EndTime are 'YYYY-MM-DD HH:MM:SS' in the console's time zone: we read them as
-UTC, so set the Plivo console time zone to UTC.
+Checked against /work/shared/seeds/plivo-make-call.txt (docs/PROVIDERS.md has the field-by-field table):
+- StartTime/AnswerTime/EndTime are 'yyyy-MM-dd HH:mm:ss' in the console's local time zone (seed l.95-98):
+  read in the account option `time_zone` (IANA name, default UTC). SessionStart is UTC (l.97).
+- machine_detection takes only "true" or "hangup" (l.39); detection is synchronous: the result comes as
+  `Machine` on the answer/hangup callbacks. machine_detection_url (l.42) would switch to asynchronous
+  detection whose parameters the seed does not give, so we never send it.
+- The seed shows no response body and no key for refused bulk destinations: a bulk answer's
+  request_uuid is read as a string or a list, and nothing else is read from it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -46,6 +53,7 @@ FINAL_STATUSES = frozenset(
     {"completed", "busy", "failed", "timeout", "no-answer", "cancel", "canceled", "cancelled"}
 )
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
+MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})  # the seed's only values (l.39)
 
 
 def plivo_number(destination: str) -> str:
@@ -53,8 +61,13 @@ def plivo_number(destination: str) -> str:
     return destination if destination.startswith("sip:") else destination.lstrip("+")
 
 
-def plivo_call_body(call: OutboundCall) -> dict[str, Any]:
-    """The JSON body of a Plivo/Vobiz Call create request."""
+def plivo_call_body(call: OutboundCall, *, ring_timeout_field: bool = True) -> dict[str, Any]:
+    """The JSON body of a Plivo/Vobiz Call create request.
+
+    Plivo takes `ring_timeout` (seed l.48). Vobiz has none (`ring_timeout_field=False`): its only ring
+    bound is `hangup_on_ring`, counted from the start of ringing *through* the conversation (vobiz seed
+    l.43), so it gets ring_timeout + time_limit: it never cuts an answered call shorter than time_limit,
+    and ends a call that rings on for ever."""
     urls = call.callbacks
     body: dict[str, Any] = {
         "from": plivo_number(call.caller_id),
@@ -63,15 +76,18 @@ def plivo_call_body(call: OutboundCall) -> dict[str, Any]:
         "answer_method": "POST",
         "hangup_url": urls.hangup_url,
         "hangup_method": "POST",
-        "ring_timeout": call.ring_timeout,
         "time_limit": call.time_limit,
     }
+    if ring_timeout_field:
+        body["ring_timeout"] = call.ring_timeout
+    else:
+        body["hangup_on_ring"] = call.ring_timeout + call.time_limit
     if urls.ring_url:
         body.update(ring_url=urls.ring_url, ring_method="POST")
     if call.machine_detection:
+        if call.machine_detection not in MACHINE_DETECTION_MODES:
+            raise ValueError(f"machine_detection must be true or hangup, not {call.machine_detection!r}")
         body["machine_detection"] = call.machine_detection
-    if urls.machine_detection_url:
-        body.update(machine_detection_url=urls.machine_detection_url, machine_detection_method="POST")
     body.update(call.extra)
     return body
 
@@ -86,10 +102,7 @@ def accepted_from_answer(data: Any, call: OutboundCall, account: AccountCredenti
         raise Ambiguous(f"{account.provider} accepted the request but gave no request_uuid: {data!r:.200}")
     single = len(call.destinations) == 1 and len(uuids) == 1
     calls = [PlacedCall(to=call.destinations[0], request_uuid=uuids[0])] if single else []
-    # A bulk with some bad destinations is still accepted; the carrier lists the ones it will not place.
-    invalid = data.get("invalid_number") if isinstance(data, dict) else None
-    refused = [str(n) for n in invalid] if isinstance(invalid, list) else ([invalid] if invalid else [])
-    return CallsAccepted(request_uuids=uuids, calls=calls, refused=refused)
+    return CallsAccepted(request_uuids=uuids, calls=calls)
 
 
 def form_params(body: bytes) -> dict[str, list[str]]:
@@ -100,9 +113,14 @@ def form_params(body: bytes) -> dict[str, list[str]]:
     return params
 
 
+def machine_value(params: Mapping[str, Any]) -> str:
+    """The seed's "machine parameter" (l.39) under either spelling: Plivo's docs say `Machine`."""
+    return str(params.get("Machine") or params.get("machine") or "")
+
+
 def _kind(params: Mapping[str, Any], hint: EventKind) -> EventKind:
     kind = EVENT_KINDS.get(str(params.get("Event") or "").strip().lower(), hint)
-    machine = str(params.get("Machine") or "").strip().lower() in MACHINE_VALUES
+    machine = str(machine_value(params)).strip().lower() in MACHINE_VALUES
     if kind in (EventKind.ANSWER, EventKind.MACHINE) and machine:
         return EventKind.MACHINE
     if kind == EventKind.MACHINE:
@@ -110,8 +128,10 @@ def _kind(params: Mapping[str, Any], hint: EventKind) -> EventKind:
     return kind
 
 
-def plivo_event(provider: str, params: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
-    """A Plivo/Vobiz callback's parameters as a CallbackEvent."""
+def plivo_event(
+    provider: str, params: Mapping[str, Any], hint: EventKind, zone: str | None = None
+) -> CallbackEvent:
+    """A Plivo/Vobiz callback's parameters as a CallbackEvent; naive times are in `zone` (None: UTC)."""
     request_uuid = params.get("RequestUUID") or params.get("ALegRequestUUID") or None
     call_uuid = params.get("CallUUID") or None
     if not request_uuid and not call_uuid:
@@ -127,7 +147,7 @@ def plivo_event(provider: str, params: Mapping[str, Any], hint: EventKind) -> Ca
             cause_code,
             parse_int(params.get("Duration")),
             params.get("AnswerTime"),
-            params.get("Machine"),
+            machine_value(params),
         )
         if final
         else None
@@ -147,9 +167,9 @@ def plivo_event(provider: str, params: Mapping[str, Any], hint: EventKind) -> Ca
         hangup_cause=params.get("HangupCauseName")
         or params.get("HangupCause")
         or (str(cause_code) if cause_code is not None else None),
-        ring_at=parse_time(params.get("StartTime")),
-        answer_at=parse_time(params.get("AnswerTime")),
-        end_at=parse_time(params.get("EndTime")),
+        ring_at=parse_time(params.get("StartTime"), zone),
+        answer_at=parse_time(params.get("AnswerTime"), zone),
+        end_at=parse_time(params.get("EndTime"), zone),
         duration=parse_int(params.get("Duration")),
         billed_duration=parse_int(params.get("BillDuration")),
         cost=parse_decimal(params.get("TotalCost")),
@@ -185,9 +205,11 @@ class PlivoAdapter(ProviderAdapter):
 
     kind: ClassVar[str] = "plivo"
     default_base_url: ClassVar[str] = "https://api.plivo.com"
+    local_callback_times: ClassVar[bool] = True  # StartTime/AnswerTime/EndTime: the console's zone
     callback_nonce_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3-nonce",)
     max_destinations_per_request: ClassVar[int] = 1000
     has_call_status: ClassVar[bool] = True
+    ring_timeout_field: ClassVar[bool] = True
     has_hangup: ClassVar[bool] = True
     api_prefix: ClassVar[str] = "/v1"
     v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
@@ -209,7 +231,10 @@ class PlivoAdapter(ProviderAdapter):
         """One POST for up to 1000 destinations; never retried here."""
         check_destinations(call.destinations, self.max_destinations_per_request)
         request = client.build_request(
-            "POST", self.calls_url(account), json=plivo_call_body(call), headers=self.auth_headers(account)
+            "POST",
+            self.calls_url(account),
+            json=plivo_call_body(call, ring_timeout_field=self.ring_timeout_field),
+            headers=self.auth_headers(account),
         )
         response = send(client, request, account)
         return accepted_from_answer(json_answer(response, account), call, account)
@@ -242,7 +267,12 @@ class PlivoAdapter(ProviderAdapter):
         params: Mapping[str, Any] = callback.params or {
             key: values[-1] for key, values in form_params(callback.body).items()
         }
-        return plivo_event(self.kind, params, callback.kind_hint)
+        return plivo_event(self.kind, params, callback.kind_hint, callback.time_zone)
+
+    def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
+        """Plivo's Call retrieve (/Call/{call_uuid}/) takes the call uuid; a request uuid can differ from it
+        and Plivo's seed names no lookup by request uuid, so without a call uuid there is nothing to ask."""
+        return call_uuid
 
     def call_url(self, account: AccountCredentials, call_id: str) -> str:
         """.../Call/{uuid}/: the collection URL ends in a slash, and so does a call's."""
@@ -256,10 +286,8 @@ class PlivoAdapter(ProviderAdapter):
             self.calls_url(account).removesuffix("Call/") + f"Request/{call_id}/")
         return client.build_request("DELETE", url, headers=self.auth_headers(account))
 
-    def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         params = {k: v for k, v in record_as_params(record).items() if v not in (None, "")}
-        params.setdefault("RequestUUID", request_uuid)
-        params.setdefault("CallUUID", call_uuid or request_uuid)
-        return plivo_event(self.kind, params, EventKind.STATUS)
+        params.setdefault("RequestUUID", looked_up.request_uuid)
+        params.setdefault("CallUUID", looked_up.call_uuid or looked_up.request_uuid)
+        return plivo_event(self.kind, params, EventKind.STATUS, looked_up.time_zone)

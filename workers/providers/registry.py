@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 
 from campaigns.accounts import register_provider
+from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
 from workers.providers.plivo import PlivoAdapter
@@ -27,7 +29,12 @@ CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
 )
 
 for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
-    register_provider(_adapter.kind, _adapter.default_base_url)
+    register_provider(
+        _adapter.kind,
+        _adapter.default_base_url,
+        check_options=partial(check_account_options, _adapter),
+        takes_answer_url=_adapter.takes_answer_url,
+    )
 
 
 def adapter_for(provider: str) -> ProviderAdapter:

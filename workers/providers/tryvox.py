@@ -1,4 +1,11 @@
-"""TryVox: one destination per request, Bearer auth, JSON webhooks authenticated by a URL secret."""
+"""TryVox: one destination per request, Bearer auth, webhooks authenticated by a URL secret.
+
+Its seed (/work/shared/seeds/tryvox-make-call.txt) gives the request and the create answer in full but
+says of the webhooks only what they are for (l.44-50): not their encoding, event names or fields. So the
+parser is tolerant: a JSON body, or form/query parameters (answer_method may be GET or POST, l.12); the
+event from `event` ("call.answered") or `status`, else from which of our URLs was called; the outcome
+from `status` checked against the answer evidence (tryvox_outcome).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
@@ -79,7 +87,15 @@ def _outcome(kind: EventKind, status: str, payload: Mapping[str, Any]) -> Outcom
     machine_answered = kind == EventKind.HANGUP and status == "completed" and _machine(payload)
     if kind == EventKind.MACHINE or machine_answered:
         return Outcome.MACHINE
-    return tryvox_outcome(status).outcome if kind == EventKind.HANGUP else None
+    if kind != EventKind.HANGUP:
+        return None
+    answer_time = payload.get("answer_time")
+    return tryvox_outcome(
+        status,
+        duration=parse_int(payload.get("duration")),
+        answer_time=answer_time if isinstance(answer_time, str) else None,
+        end_reason=str(payload.get("end_reason") or ""),
+    ).outcome
 
 
 def tryvox_event(payload: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
@@ -157,17 +173,17 @@ class TryVoxAdapter(ProviderAdapter):
         return constant_time_equal(url_secret, callback_url_secret(account.account_id))
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
-        """A JSON webhook body (form/query parameters when there is no JSON body)."""
-        payload = json_object(callback.body) if callback.body.strip() else dict(callback.params)
+        """Form or query parameters when there are any (the seed does not say webhooks are JSON), else a
+        JSON body."""
+        payload = dict(callback.params) if callback.params else json_object(callback.body)
         return tryvox_event(payload, callback.kind_hint)
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """TryVox looks calls up by call_uuid only."""
         return call_uuid
 
-    def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         return tryvox_event(
-            {"call_uuid": call_uuid, "request_uuid": request_uuid, **record}, EventKind.STATUS
+            {"call_uuid": looked_up.call_uuid, "request_uuid": looked_up.request_uuid, **record},
+            EventKind.STATUS,
         )

@@ -4,6 +4,15 @@ VoIPbin webhooks are configured per customer (webhook_uri), not per call: point 
 callback URL (with the account's URL secret) and, better, set a webhook secret so bodies are HMAC-signed.
 The batch size is ours (VoIPbin documents none): 100 destinations keeps a request small and bounds what one
 ambiguous timeout can leave unknown, while the answer still maps every call to its destination.
+
+What an answered call does is given at creation as `actions` (or a `flow_id`), never by a document fetched
+at answer time: the seed's troubleshooting (voipbin-calls-tutorial.txt l.587-590) requires outbound actions
+to start with {"type": "answer"}, so ours do (and a customer's own `actions` get one prepended). The
+campaign's message is the talk text. Machine detection is an `amd` action after the answer (the seed does
+not show its options; `machine_handle` is VoIPbin's flow-action option and the rest is left default). The
+seed names no action that fetches call control from a URL, so a campaign answer URL cannot be honoured:
+the request is refused with that reason rather than silently playing something else.
+Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as UTC.
 """
 
 from __future__ import annotations
@@ -19,11 +28,12 @@ from workers.providers.base import (
     CallsAccepted,
     EventKind,
     IncomingCallback,
+    LookedUp,
     OutboundCall,
     PlacedCall,
     ProviderAdapter,
 )
-from workers.providers.errors import Ambiguous
+from workers.providers.errors import Ambiguous, Rejected
 from workers.providers.http import check_destinations, e164, json_answer, send
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
@@ -46,17 +56,38 @@ def voipbin_address(destination: str) -> dict[str, str]:
     return {"type": "tel", "target": e164(destination)}
 
 
+def voipbin_actions(call: OutboundCall, text: str, language: str) -> list[dict[str, Any]]:
+    """answer, then amd when machine detection is asked for, then the message, then hangup."""
+    actions: list[dict[str, Any]] = [{"type": "answer"}]
+    if call.machine_detection:
+        handle = "hangup" if call.machine_detection == "hangup" else "continue"
+        actions.append({"type": "amd", "option": {"machine_handle": handle}})
+    actions.append({"type": "talk", "option": {"text": text, "language": language}})
+    actions.append({"type": "hangup"})
+    return actions
+
+
 def voipbin_call_body(call: OutboundCall) -> dict[str, Any]:
-    """The JSON body: source, destinations, then flow_id or actions (extra['actions'] or a default talk)."""
+    """The JSON body: source, destinations, then flow_id or actions (extra['actions'] or our script)."""
+    if call.script_url:
+        raise Rejected(
+            "voipbin cannot hand an answered call to an answer URL (its API takes the call's actions or a "
+            "flow_id at creation): give the campaign a message, or extra.actions / extra.flow_id"
+        )
     extra = dict(call.extra)
-    text = extra.pop("talk_text", DEFAULT_TALK_TEXT)
+    text = extra.pop("talk_text", None) or call.message or DEFAULT_TALK_TEXT
     language = extra.pop("talk_language", "en-US")
     body: dict[str, Any] = {
         "source": {"type": "tel", "target": e164(call.caller_id)},
         "destinations": [voipbin_address(d) for d in call.destinations],
     }
-    if not extra.get("flow_id") and not extra.get("actions"):
-        body["actions"] = [{"type": "talk", "option": {"text": text, "language": language}}]
+    own_actions = extra.get("actions")
+    if isinstance(own_actions, list) and own_actions:
+        first = own_actions[0]
+        if not (isinstance(first, dict) and first.get("type") == "answer"):
+            extra["actions"] = [{"type": "answer"}, *own_actions]
+    elif not extra.get("flow_id"):
+        body["actions"] = voipbin_actions(call, text, language)
     body.update(extra)
     return body
 
@@ -125,6 +156,7 @@ class VoipbinAdapter(ProviderAdapter):
     kind: ClassVar[str] = "voipbin"
     default_base_url: ClassVar[str] = "https://api.voipbin.net"
     answer_document_kind: ClassVar[Literal["xml", "none"]] = "none"  # actions are given at creation
+    takes_answer_url: ClassVar[bool] = False  # no action fetches call control from a URL (seed)
     max_destinations_per_request: ClassVar[int] = 100
     has_call_status: ClassVar[bool] = True
     has_hangup: ClassVar[bool] = True
@@ -181,7 +213,5 @@ class VoipbinAdapter(ProviderAdapter):
             raise ValueError("callback is missing required field data")
         return voipbin_event(data, str(envelope.get("type") or ""), envelope)
 
-    def event_from_record(
-        self, record: dict[str, Any], *, request_uuid: str | None, call_uuid: str | None, call_id: str
-    ) -> CallbackEvent | None:
+    def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         return voipbin_event(record, "", record) if record.get("id") else None

@@ -1,0 +1,106 @@
+"""Bulk requests whose callbacks were all lost: the request ids their answer gave, kept on the batch, and the
+reaper's look-up of each one, mapped back to its destination through the number in the carrier's record.
+
+A Plivo/Vobiz bulk answer lists request ids with no order (`to` joined by '<' in, a list of ids out): only a
+callback ties an id to a destination. When every callback of a bulk is lost the attempts know no id at all.
+Where the provider's status API answers for a bare request id (adapter.request_ids_lookup; Vobiz, whose
+seed makes request_uuid and call_uuid interchangeable), the reaper asks about every id of the batch once,
+stores each final answer as an event of the batch with its destination, and lets the applier match it by
+(batch, number), exactly as it matches a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+from workers.callbacks.event_payload import event_payload
+from workers.providers.base import AccountCredentials, ProviderAdapter
+from workers.providers.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+
+def record_batch(
+    conn: psycopg.Connection, batch_id: uuid.UUID, account_id: int, request_uuids: list[str]
+) -> None:
+    """Keep a bulk answer's request ids on its batch (idempotent)."""
+    if not request_uuids:
+        return
+    conn.execute(
+        """INSERT INTO provider_batch (batch_id, account_id, request_uuids) VALUES (%s, %s, %s)
+           ON CONFLICT (batch_id) DO NOTHING""",
+        (batch_id, account_id, request_uuids),
+    )
+
+
+def batch_request_ids(conn: psycopg.Connection, batch_id: uuid.UUID) -> list[str]:
+    row = conn.execute("SELECT request_uuids FROM provider_batch WHERE batch_id = %s", (batch_id,)).fetchone()
+    return list(row[0]) if row else []
+
+
+@dataclass
+class BatchAnswer:
+    """What the carrier said about a batch's request ids."""
+
+    asked: int = 0
+    final: int = 0  # final records stored as events of the batch
+    live_numbers: set[str] = field(default_factory=set)  # destinations whose call goes on
+
+
+def _digits(number: str | None) -> str:
+    return (number or "").strip().lstrip("+")
+
+
+def look_up_batch(
+    conn: psycopg.Connection,
+    client: httpx.Client,
+    creds: AccountCredentials,
+    adapter: ProviderAdapter,
+    batch_id: uuid.UUID,
+) -> BatchAnswer:
+    """Ask about every request id of the batch; store the final ones as events of the batch (to be applied
+    by the caller). Nothing is stored for an id the carrier does not know or cannot tell about."""
+    answer = BatchAnswer()
+    if not adapter.request_ids_lookup:
+        return answer
+    for request_uuid in batch_request_ids(conn, batch_id):
+        answer.asked += 1
+        try:
+            event = adapter.fetch_call_status(client, creds, request_uuid, None)
+        except ProviderError as exc:
+            log.info("looking up request %s of batch %s: %s", request_uuid, batch_id, exc)
+            continue
+        if event is None or not event.destination:
+            continue
+        if not event.is_final:
+            answer.live_numbers.add(_digits(event.destination))
+            continue
+        conn.execute(
+            """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid,
+                                       call_uuid, destination, payload)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_key) DO NOTHING""",
+            (
+                creds.provider,
+                creds.account_id,
+                f"reconcile:{event.event_key}",
+                event.kind.value,
+                batch_id,
+                event.request_uuid or request_uuid,
+                event.call_uuid,
+                event.destination,
+                Jsonb(event_payload(event, dict(event.payload), source="reconcile")),
+            ),
+        )
+        answer.final += 1
+    conn.commit()
+    return answer
+
+
+def is_live(answer: BatchAnswer, number: str) -> bool:
+    return _digits(number) in answer.live_numbers
