@@ -26,7 +26,7 @@ SIM_ACCOUNTS: list[dict[str, Any]] = [
     {"provider": "plivo", "auth_id": "MAHANGUP", "auth_token": "tok-hang", "cps": 50, "max_concurrent": 100},
     {"provider": "plivo", "auth_id": "MASLOW", "auth_token": "tok-slow", "cps": 50, "max_concurrent": 100},
     {"provider": "bandwidth", "auth_id": "5550777", "auth_token": "bw-hang", "cps": 50, "max_concurrent": 100,
-     "application_id": APP_ID},
+     "application_id": APP_ID, "api_username": "bw-hang-user"},
     {"provider": "voipbin", "auth_id": "vb-hang", "auth_token": "vb-hang-token", "cps": 50,
      "max_concurrent": 100},
     {"provider": "vobiz", "auth_id": "MZHANGUP", "auth_token": "vz-hang", "cps": 50, "max_concurrent": 100},
@@ -62,7 +62,7 @@ def _statuses(db: psycopg.Connection, campaign_id: int) -> dict[str, int]:
 
 @pytest.mark.parametrize(("provider", "auth_id", "token", "options"), [
     ("plivo", "MAHANGUP", "tok-hang", None),
-    ("bandwidth", "5550777", "bw-hang", {"application_id": APP_ID}),
+    ("bandwidth", "5550777", "bw-hang", {"application_id": APP_ID, "api_username": "bw-hang-user"}),
 ])
 def test_cancel_with_hangup_ends_live_calls_and_records_their_final_callbacks(
     env: tuple[RunningSimulator, Stack], db: psycopg.Connection, auth: dict[str, str],
@@ -92,11 +92,11 @@ def test_cancel_with_hangup_ends_live_calls_and_records_their_final_callbacks(
     attempts = db.execute("SELECT status, outcome, duration FROM call_attempt WHERE campaign_id = %s",
                           (campaign_id,)).fetchall()
     assert len(attempts) == len(phones)
-    assert all(status == "completed" and outcome == "answered" and duration < 600
-               for status, outcome, duration in attempts)
+    # The seed's minimal Plivo hangup carries no Duration: the carrier's ledger says how long they talked.
+    assert all(status == "completed" and outcome == "answered" for status, outcome, _ in attempts), attempts
     calls = _calls(sim, auth_id)
     assert len(calls) == len(phones)
-    assert all(c["hung_up_by_api"] and c["status"] == "completed" for c in calls)
+    assert all(c["hung_up_by_api"] and c["status"] == "completed" and c["duration"] < 600 for c in calls)
     assert db.execute("SELECT count(*) FROM call_event e JOIN call_attempt a ON a.id = e.attempt_id "
                       "WHERE a.campaign_id = %s AND e.kind = 'hangup' AND e.applied_at IS NOT NULL",
                       (campaign_id,)).fetchone() == (len(phones),)
