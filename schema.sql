@@ -219,3 +219,56 @@ CREATE TABLE IF NOT EXISTS account_budget_state (
     paused_until        TIMESTAMPTZ,                          -- end of the last Retry-After pause
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Runs, schedules, blackouts and spoken text (issue 12). Additive, so an existing database takes them with
+-- `dialer db init`: new tables, and new columns with defaults on the tables above.
+-- A destination belongs to one run's cycle at a time: `run_no` is the run it was last taken into and
+-- `attempts_before_run` its attempt count when that run began (the retry policy counts from there).
+ALTER TABLE destination ADD COLUMN IF NOT EXISTS run_no INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE destination ADD COLUMN IF NOT EXISTS attempts_before_run INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE call_attempt ADD COLUMN IF NOT EXISTS run_no INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE call_attempt ADD COLUMN IF NOT EXISTS spoken_text TEXT;   -- the message as rendered for this call
+-- Public holidays of each destination's own country, and the campaign's own dates, are not called.
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS observe_holidays BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS blackout_dates DATE[] NOT NULL DEFAULT '{}';
+
+CREATE TABLE IF NOT EXISTS campaign_run (
+    id                  BIGSERIAL PRIMARY KEY,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    run_no              INTEGER NOT NULL,
+    trigger             TEXT NOT NULL CHECK (trigger IN ('start', 'schedule', 'rerun')),
+    only_outcomes       TEXT[],                               -- NULL: the whole list afresh
+    destinations        INTEGER NOT NULL DEFAULT 0,           -- taken into this run when it began
+    started_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ends_at             TIMESTAMPTZ,                          -- undialed destinations expire then
+    finished_at         TIMESTAMPTZ,
+    finish_reason       TEXT,
+    CONSTRAINT campaign_run_campaign_id_run_no_key UNIQUE (campaign_id, run_no)
+);
+CREATE INDEX IF NOT EXISTS campaign_run_open_idx ON campaign_run (campaign_id) WHERE finished_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS campaign_schedule (
+    id                  BIGSERIAL PRIMARY KEY,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    cron                TEXT NOT NULL,                        -- five fields, read by croniter
+    timezone            TEXT NOT NULL,                        -- the zone the cron fields are read in
+    only_outcomes       TEXT[],                               -- NULL: each run dials the whole list
+    run_for_s           INTEGER CHECK (run_for_s > 0),        -- NULL: a run may last until the next firing
+    until_at            TIMESTAMPTZ,                          -- no run starts after this
+    next_run_at         TIMESTAMPTZ,                          -- NULL: the schedule has no more firings
+    enabled             BOOLEAN NOT NULL DEFAULT true,
+    last_note           TEXT,                                 -- why the last firing did or did not start a run
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT campaign_schedule_campaign_id_key UNIQUE (campaign_id)
+);
+CREATE INDEX IF NOT EXISTS campaign_schedule_due_idx ON campaign_schedule (next_run_at) WHERE enabled;
+
+-- Load-time warnings that do not refuse a row (a template variable the row has no column for).
+CREATE TABLE IF NOT EXISTS load_warning (
+    id                  BIGSERIAL PRIMARY KEY,
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    line_no             INTEGER NOT NULL,
+    reason              TEXT NOT NULL,
+    detail              TEXT
+);
+CREATE INDEX IF NOT EXISTS load_warning_campaign_idx ON load_warning (campaign_id, line_no);

@@ -4,7 +4,7 @@ shared by the CLI and the HTTP API). State changes are conditional updates on th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 import psycopg
@@ -16,6 +16,8 @@ from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.states import D, allowed_sources, sql_in
+from campaigns.templates import check_script_options, record_missing_variables
 
 STARTABLE = ("draft", "paused")
 
@@ -38,6 +40,8 @@ class CampaignSettings:
     timezone_override: str | None = None
     retry_policy: dict[str, Any] | None = None
     provider_options: dict[str, Any] | None = None
+    observe_holidays: bool | None = None  # skip each destination's national public holidays
+    blackout_dates: list[date] | None = None  # the campaign's own days off (replaces the list)
 
 
 def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
@@ -60,12 +64,14 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
     values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
     if "retry_policy" in values:
         values["retry_policy"] = Jsonb(values["retry_policy"])
+    script_changed = "message" in (settings.provider_options or {})
     if "provider_options" in values:
         check_opt_out_digit(values["provider_options"].get("opt_out_digit"))
         try:
             machine_detection_mode(values["provider_options"])
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
+        check_script_options(values["provider_options"])
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
         return
@@ -79,6 +85,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         f"UPDATE campaign SET {assignments}, updated_at = now() WHERE id = %(id)s",
         {**values, "id": campaign_id},
     )
+    if script_changed:  # rows lacking one of the template's variables get a warning each
+        record_missing_variables(conn, campaign_id, (settings.provider_options or {}).get("message"))
     conn.commit()
 
 
@@ -98,8 +106,21 @@ def _transition(
 
 
 def start(conn: psycopg.Connection, campaign_id: int) -> None:
-    """Draft or paused -> running. Needs an account and a caller id."""
+    """Draft or paused -> running. Needs an account and a caller id. Starting a draft begins run 1."""
+    from campaigns.runs import record_first_run
+
     row = _campaign(conn, campaign_id)
+    require_ready_to_dial(conn, row)
+    _transition(conn, campaign_id, STARTABLE, "running", None)
+    if row["state"] == "draft":
+        record_first_run(conn, campaign_id)
+    conn.commit()
+
+
+def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
+    """A campaign row has what dialing needs (an account, a caller id, a script its provider can use), or
+    InvalidRequest says how."""
+    campaign_id = row["id"]
     if row["account_id"] is None:
         raise InvalidRequest(
             f"campaign {campaign_id} has no provider account: "
@@ -118,8 +139,6 @@ def start(conn: psycopg.Connection, campaign_id: int) -> None:
             f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
             f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
-    _transition(conn, campaign_id, STARTABLE, "running", None)
-    conn.commit()
 
 
 def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by operator") -> None:
@@ -128,16 +147,38 @@ def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by o
     conn.commit()
 
 
+# Attempts committed but not yet marked as sending never reach the carrier: cancel undoes them, conditional
+# on `sent_at IS NULL` under the row lock, so the dial task's mark (workers.dial_store.mark_sending) and
+# this cannot both win. Their destinations are cancelled too: a new call stops within the mark's lead.
+CANCEL_UNSENT = f"""
+WITH gone AS (
+    DELETE FROM call_attempt a USING destination d
+    WHERE d.id = a.destination_id AND d.campaign_id = %s AND d.status = 'dialing'
+      AND d.attempts_made = a.attempt_no AND a.status = 'dialing' AND a.sent_at IS NULL
+    RETURNING a.destination_id)
+UPDATE destination d SET status = 'cancelled', attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
+    updated_at = now()
+FROM gone WHERE d.id = gone.destination_id AND {sql_in("d.status", allowed_sources(D.CANCELLED))}"""
+
+
 def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
-    """Stop for good: every destination not yet dialed is cancelled. Returns how many."""
+    """Stop for good: every destination not yet dialed is cancelled, and so is every attempt not yet sent.
+    Calls already placed go on (`cancel --hangup` ends them through the carriers). Returns how many."""
     with conn.transaction():
         _transition(conn, campaign_id, ("draft", "running", "paused"), "cancelled", "cancelled by operator")
+        # Rows locked in id order, as the dial task's and the applier's statements take them: no deadlock.
+        conn.execute(
+            "SELECT id FROM destination WHERE campaign_id = %s "
+            "AND status IN ('pending', 'queued', 'retry_wait', 'dialing') ORDER BY id FOR UPDATE",
+            (campaign_id,),
+        )
         cur = conn.execute(
             "UPDATE destination SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
             "WHERE campaign_id = %s AND status IN ('pending', 'queued', 'retry_wait')",
             (campaign_id,),
         )
-    return cur.rowcount
+        unsent = conn.execute(CANCEL_UNSENT, (campaign_id,)).rowcount
+    return cur.rowcount + unsent
 
 
 @dataclass

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -32,6 +32,7 @@ from campaigns.numbers import (
     normalise_caller_id,
     valid_timezone,
 )
+from campaigns.templates import record_missing_variables, template_variables
 
 if TYPE_CHECKING:  # the parser processes import this module: keep psycopg and SQLAlchemy out of them
     import psycopg
@@ -97,6 +98,7 @@ class LoadOptions:
     blocked_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
     default_timezone: str = "UTC"
     workers: int | None = None  # None: Settings.loader_workers
+    message: str | None = None  # template an answered call hears; rows lacking a variable get a warning
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class LoadReport:
     phone_column: str
     seconds: float
     columns: tuple[str, ...] = field(default=())
+    rows_with_warnings: int = 0  # loaded, but the message template names a column they leave empty
 
 
 ProgressCallback = Callable[[LoadProgress], None]
@@ -160,6 +163,8 @@ def _checked_options(options: LoadOptions) -> tuple[NumberPolicy, str | None]:
         raise InvalidRequest(str(exc)) from None
     if valid_timezone(options.default_timezone) is None:
         raise InvalidRequest(f"unknown time zone {options.default_timezone!r}")
+    if options.message:
+        template_variables(options.message)  # InvalidRequest naming the bad placeholder
     policy = NumberPolicy(default_region=region, blocked_types=frozenset(options.blocked_types),
                           default_timezone=options.default_timezone)
     return policy, caller_id
@@ -167,14 +172,17 @@ def _checked_options(options: LoadOptions) -> tuple[NumberPolicy, str | None]:
 
 def _create_campaign(conn: psycopg.Connection, name: str, options: LoadOptions, policy: NumberPolicy,
                      caller_id: str | None) -> int:
+    from psycopg.types.json import Jsonb
+
     if options.account_id is not None:
         found = conn.execute("SELECT 1 FROM provider_account WHERE id = %s", (options.account_id,)).fetchone()
         if found is None:
             raise NotFound(f"no provider account with id {options.account_id}")
     row = conn.execute(
-        "INSERT INTO campaign (name, account_id, caller_id, default_region, state) "
-        "VALUES (%s, %s, %s, %s, 'loading') RETURNING id",
-        (name, options.account_id, caller_id, policy.default_region),
+        "INSERT INTO campaign (name, account_id, caller_id, default_region, provider_options, state) "
+        "VALUES (%s, %s, %s, %s, %s, 'loading') RETURNING id",
+        (name, options.account_id, caller_id, policy.default_region,
+         Jsonb({"message": options.message} if options.message else {})),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -229,10 +237,12 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
         if progress:
             progress(LoadProgress("finishing", rows_total, rejected, csv_stream.bytes_read, size))
         loaded, by_reason = _finish(conn, campaign_id, rows_total)
+        warned = record_missing_variables(conn, campaign_id, options.message)
         conn.commit()
     if progress:
         progress(LoadProgress("done", rows_total, sum(by_reason.values()), csv_stream.bytes_read, size))
-    return _report(campaign_id, name, rows_total, loaded, by_reason, layout, time.monotonic() - started)
+    report = _report(campaign_id, name, rows_total, loaded, by_reason, layout, time.monotonic() - started)
+    return replace(report, rows_with_warnings=warned)
 
 
 def _stream_into_staging(conn: psycopg.Connection, csv_stream: CsvStream, layout: RowLayout,

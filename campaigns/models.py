@@ -11,14 +11,16 @@ deliberately separate pydantic models: they validate operator input, which the t
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -122,6 +124,12 @@ class Campaign(SQLModel, table=True):
     rows_loaded: int = _int(default=0)
     rows_rejected: int = _int(default=0)
     throttled_count: int = _int(default=0, kind=BigInteger)
+    observe_holidays: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    blackout_dates: list[date] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Date), nullable=False, server_default=text("'{}'"))
+    )
     created_at: datetime | None = _timestamp(nullable=False, now=True)
     updated_at: datetime | None = _timestamp(nullable=False, now=True)
 
@@ -141,6 +149,8 @@ class Destination(SQLModel, table=True):
     next_attempt_at: datetime | None = _timestamp()
     outcome: str | None = _text(nullable=True)
     updated_at: datetime | None = _timestamp(nullable=False, now=True)
+    run_no: int = _int(default=1)
+    attempts_before_run: int = _int(default=0)
 
 
 class CallAttempt(SQLModel, table=True):
@@ -173,6 +183,8 @@ class CallAttempt(SQLModel, table=True):
     lease_expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     opt_out_digits: str | None = _text(nullable=True)
     opted_out_at: datetime | None = _timestamp()
+    run_no: int = _int(default=1)
+    spoken_text: str | None = _text(nullable=True)
 
 
 class CallEvent(SQLModel, table=True):
@@ -274,3 +286,47 @@ class AccountBudgetState(SQLModel, table=True):
     adaptive_cps: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
     paused_until: datetime | None = _timestamp()
     updated_at: datetime | None = _timestamp(nullable=False, now=True)
+
+class CampaignRun(SQLModel, table=True):
+    __tablename__ = "campaign_run"
+    __table_args__ = (UniqueConstraint("campaign_id", "run_no", name="campaign_run_campaign_id_run_no_key"),)
+
+    id: int | None = _pk()
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    run_no: int = _int()
+    trigger: str = _text()
+    only_outcomes: list[str] | None = Field(default=None, sa_column=Column(ARRAY(Text), nullable=True))
+    destinations: int = _int(default=0)
+    started_at: datetime | None = _timestamp(nullable=False, now=True)
+    ends_at: datetime | None = _timestamp()
+    finished_at: datetime | None = _timestamp()
+    finish_reason: str | None = _text(nullable=True)
+
+
+class CampaignSchedule(SQLModel, table=True):
+    __tablename__ = "campaign_schedule"
+    __table_args__ = (UniqueConstraint("campaign_id", name="campaign_schedule_campaign_id_key"),)
+
+    id: int | None = _pk()
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    cron: str = _text()
+    timezone: str = _text()
+    only_outcomes: list[str] | None = Field(default=None, sa_column=Column(ARRAY(Text), nullable=True))
+    run_for_s: int | None = _int(nullable=True)
+    until_at: datetime | None = _timestamp()
+    next_run_at: datetime | None = _timestamp()
+    enabled: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true"))
+    )
+    last_note: str | None = _text(nullable=True)
+    created_at: datetime | None = _timestamp(nullable=False, now=True)
+
+
+class LoadWarning(SQLModel, table=True):
+    __tablename__ = "load_warning"
+
+    id: int | None = _pk()
+    campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
+    line_no: int = _int()
+    reason: str = _text()
+    detail: str | None = _text(nullable=True)

@@ -110,3 +110,11 @@ def after_carrier_throttle(attempts_made: int, now: datetime) -> NextStep:
             DestinationStatus.RETRY_WAIT, now + timedelta(seconds=THROTTLED_RETRY_DELAY_S), Outcome.FAILED
         )
     return NextStep(DestinationStatus.FAILED, None, Outcome.FAILED)
+
+
+def unless_cancelled(step: NextStep, campaign_cancelled: bool) -> NextStep:
+    """A destination of a cancelled campaign never waits for a retry: where the policy says retry_wait, it
+    ends cancelled (with the outcome its call had)."""
+    if campaign_cancelled and step.status == DestinationStatus.RETRY_WAIT:
+        return NextStep(DestinationStatus.CANCELLED, None, step.outcome)
+    return step

@@ -89,7 +89,9 @@ _DESTINATION_SOURCES: dict[DestinationStatus, frozenset[DestinationStatus]] = {
     D.UNKNOWN: frozenset({D.DIALING, D.RINGING, D.ANSWERED}),
     D.DNC: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
     D.INVALID: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
-    D.CANCELLED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
+    # Not dialed yet; or (dialing) an attempt not yet sent, undone by cancel; or a live call of a cancelled
+    # campaign whose outcome would have retried: it never returns to retry_wait.
+    D.CANCELLED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT, D.DIALING, D.RINGING, D.ANSWERED, D.UNKNOWN}),
     D.EXPIRED: frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT}),
 }
 
@@ -223,6 +225,18 @@ ATTEMPT_OWNERS: dict[AttemptStatus, Ownership] = {
         "campaigns.call_options.dial_lease_s, answered_lease_s (time limit + 60 s)",
         attempt_moves_from(A.ANSWERED)),
 }
+
+
+# Runs. A new run of a campaign (an operator's rerun, or a schedule firing) is the one way out of a final
+# state: the destinations it takes start a fresh cycle, numbered by the run (destination.run_no, and every
+# attempt carries it). It is not a move of the dialing machine, so `allowed_sources` does not list it and
+# no engine UPDATE can take it by accident; campaigns.runs is its only caller.
+RUN_RESET_TARGET = D.PENDING
+RUN_RESETTABLE = frozenset({D.DONE, D.FAILED, D.UNKNOWN, D.EXPIRED})  # never dnc, invalid or cancelled
+# What a run may choose to dial again: a final outcome, or `expired` (the previous run ended first).
+RUN_SELECTABLE = frozenset({o.value for o in Outcome} | {D.EXPIRED.value})
+# Campaign states a new run may begin from; `running` only once its previous run has been ended.
+RUN_STARTABLE_CAMPAIGN = ("draft", "completed", "running")
 
 
 def owner_table_markdown() -> str:

@@ -60,6 +60,7 @@ class Carrier:
         self.calls: dict[str, CallRecord] = {}  # by call_uuid and by request_uuid
         self.providers: dict[str, CallbackBuilder] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.hangups: dict[str, asyncio.Event] = {}  # call_uuid -> set when the API asks to hang it up
         self.public_url = ""  # http://host:port, for URLs the API hands out (Bandwidth callUrl)
 
     async def start(self) -> None:
@@ -147,6 +148,24 @@ class Carrier:
     def find(self, call_id: str) -> CallRecord | None:
         return self.calls.get(call_id)
 
+    def hang_up(self, call: CallRecord) -> bool:
+        """The provider's hang-up API: end a live call now (its hangup callback follows as usual).
+        False if it has already ended."""
+        if call.status == "completed":
+            return False
+        call.hung_up_by_api = True
+        self.hangups.setdefault(call.call_uuid, asyncio.Event()).set()
+        return True
+
+    async def _pause(self, call: CallRecord, seconds: float) -> bool:
+        """Sleep `seconds` of real time unless the call is hung up meanwhile; True if it was."""
+        event = self.hangups.setdefault(call.call_uuid, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
     def reset(self) -> None:
         """Clear the ledger and refill the buckets; live calls keep running and holding their slots."""
         now = time.monotonic()
@@ -171,48 +190,57 @@ class Carrier:
     async def _run_call(self, call: CallRecord, account: Account, state: AccountState,
                         place_at: float) -> None:
         provider = self.providers[account.provider]
-        speed = self.speed
         try:
             delay = place_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            call.placed_at = time.time()
-            outcome, ring, talk = self._draw()
-            params = call.params
-            ring_timeout = float(params.get("ring_timeout") or 60)
-            # Vobiz `hangup_on_ring`: one bound from the start of ringing through the conversation.
-            on_ring = float(params.get("hangup_on_ring") or 0)
-            if on_ring:
-                ring_timeout = min(ring_timeout, on_ring)
-            outcome = params.get("forced_outcome") or outcome  # e.g. VoIPbin actions with no answer
-            machine_on = bool(params.get("machine_detection"))
-            if outcome == "machine" and not machine_on:
-                outcome = "answered"  # a machine picked up but nobody asked the carrier to tell
-            if outcome in ("answered", "machine") and ring >= ring_timeout:
-                outcome = "no_answer"
-            if outcome != "failed":
-                call.status, call.ringing_at = "ringing", time.time()
-                self.ledger.touch(call)
-                self._emit(call, account, provider.ring_callbacks(call, account))
-            wait = {"no_answer": ring_timeout, "failed": ring * 0.2}.get(outcome, ring)
-            await asyncio.sleep(wait / speed)
-            if outcome in ("answered", "machine"):
-                call.status, call.answered_at = "answered", time.time()
-                call.machine = outcome == "machine"
-                self.ledger.touch(call)
-                self._emit(call, account, provider.answer_callbacks(call, account))
-                if call.machine and params.get("machine_hangup"):
-                    talk = min(talk, 3.0)
-                talk = min(talk, float(params.get("time_limit") or 14400))
-                if on_ring:
-                    talk = max(0.0, min(talk, on_ring - ring))
-                await asyncio.sleep(talk / speed)
-                call.duration = max(1, math.ceil(talk))
-            call.outcome = outcome
+            if delay > 0 and await self._pause(call, delay):
+                call.outcome = "cancelled"  # hung up through the API before it was placed
+            else:
+                call.outcome = await self._place(call, account, provider)
         finally:
             call.status, call.hangup_at = "completed", time.time()
             if call.outcome is None:
                 call.outcome = "failed"
             state.live -= 1
+            self.hangups.pop(call.call_uuid, None)
             self.ledger.call_ended(call)
         self._emit(call, account, provider.hangup_callbacks(call, account))
+
+    async def _place(self, call: CallRecord, account: Account, provider: CallbackBuilder) -> str:
+        """Ring, maybe answer and talk; returns the outcome (cancelled if hung up through the API first)."""
+        speed = self.speed
+        call.placed_at = time.time()
+        outcome, ring, talk = self._draw()
+        params = call.params
+        ring_timeout = float(params.get("ring_timeout") or 60)
+        # Vobiz `hangup_on_ring`: one bound from the start of ringing through the conversation.
+        on_ring = float(params.get("hangup_on_ring") or 0)
+        if on_ring:
+            ring_timeout = min(ring_timeout, on_ring)
+        outcome = params.get("forced_outcome") or outcome  # e.g. VoIPbin actions with no answer
+        machine_on = bool(params.get("machine_detection"))
+        if outcome == "machine" and not machine_on:
+            outcome = "answered"  # a machine picked up but nobody asked the carrier to tell
+        if outcome in ("answered", "machine") and ring >= ring_timeout:
+            outcome = "no_answer"
+        if outcome != "failed":
+            call.status, call.ringing_at = "ringing", time.time()
+            self.ledger.touch(call)
+            self._emit(call, account, provider.ring_callbacks(call, account))
+        wait = {"no_answer": ring_timeout, "failed": ring * 0.2}.get(outcome, ring)
+        if await self._pause(call, wait / speed):
+            return "cancelled"  # hung up while ringing
+        if outcome in ("answered", "machine"):
+            call.status, call.answered_at = "answered", time.time()
+            call.machine = outcome == "machine"
+            self.ledger.touch(call)
+            self._emit(call, account, provider.answer_callbacks(call, account))
+            if call.machine and params.get("machine_hangup"):
+                talk = min(talk, 3.0)
+            talk = min(talk, float(params.get("time_limit") or 14400))
+            if on_ring:
+                talk = max(0.0, min(talk, on_ring - ring))
+            talk_started = time.monotonic()
+            if await self._pause(call, talk / speed):
+                talk = (time.monotonic() - talk_started) * speed  # hung up mid-call: answered, shorter
+            call.duration = max(1, math.ceil(talk))
+        return outcome

@@ -34,6 +34,7 @@ class CallRecord:
     machine: bool = False
     duration: int = 0               # carrier seconds (talk time before the speed scale)
     seq: int = 0
+    hung_up_by_api: bool = False    # ended early through the provider's hang-up API
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class CallRecord:
             "received_at": self.received_at, "placed_at": self.placed_at, "ringing_at": self.ringing_at,
             "answered_at": self.answered_at, "hangup_at": self.hangup_at, "status": self.status,
             "outcome": self.outcome, "machine": self.machine, "duration": self.duration,
+            "hung_up_by_api": self.hung_up_by_api,
         }
 
     def with_answer(self, placed_errors: dict[str, int]) -> dict[str, Any]:

@@ -48,6 +48,14 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
     # The live view (a line per refresh when not on a terminal) and where to watch it from.
     assert "/metrics" in output and "dialer flower" in output and f"search campaign={campaign_id}" in output
     assert f"campaign {campaign_id} completed: cps " in output and "eta 0m00s" in output
+    # The message template is filled from each row: what the answered calls heard names their person.
+    heard = output.split("what answered calls heard", 1)[-1]
+    assert "what answered calls heard" in output and "Hello " in heard and "{first_name}" not in heard
+    with psycopg.connect(database_url) as conn:
+        spoken = conn.execute("SELECT spoken_text FROM call_attempt WHERE campaign_id = %s AND outcome = "
+                              "'answered' LIMIT 1", (campaign_id,)).fetchone()
+    assert spoken and spoken[0].startswith("Hello ") and "{" not in spoken[0]
+
 
 
 @pytest.mark.timeout(300)

@@ -34,6 +34,8 @@ DESTINATION_MOVES = {
     (D.DIALING, D.PENDING), (D.DIALING, D.QUEUED),  # an attempt that never reached the carrier, undone
     *((waiting, end) for waiting in (D.PENDING, D.QUEUED, D.RETRY_WAIT)
       for end in (D.DNC, D.INVALID, D.CANCELLED, D.EXPIRED)),
+    # A cancelled campaign: an unsent attempt is undone, and a call that would retry ends cancelled.
+    *((live, D.CANCELLED) for live in (D.DIALING, D.RINGING, D.ANSWERED, D.UNKNOWN)),
 }
 
 ATTEMPT_MOVES = {
@@ -89,3 +91,11 @@ def test_the_owner_table_in_the_readme_and_the_design_is_the_one_in_the_code() -
         assert table in (root / doc).read_text(), (
             f"{doc}: the owner table differs from campaigns.states; paste `python -m campaigns.states`"
         )
+
+def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invalid_or_cancelled() -> None:
+    from campaigns.states import RUN_RESET_TARGET, RUN_RESETTABLE
+
+    assert RUN_RESET_TARGET == D.PENDING and RUN_RESETTABLE <= FINAL_DESTINATION
+    assert not RUN_RESETTABLE & {D.DNC, D.INVALID, D.CANCELLED}
+    # The engine's own moves never leave a final state for pending: only campaigns.runs does, by name.
+    assert not any(can_move(final, D.PENDING) for final in FINAL_DESTINATION)

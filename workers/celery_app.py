@@ -24,6 +24,7 @@ HOUSEKEEPING_QUEUE = "housekeeping"
 DISPATCH_INTERVAL_S = 1.0
 REAPER_INTERVAL_S = 5.0
 APPLY_EVENTS_INTERVAL_S = 2.0
+RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron time
 
 
 def make_app() -> Celery:
@@ -58,6 +59,7 @@ def make_app() -> Celery:
             "workers.tasks.apply_pending_events": {"queue": RESULTS_QUEUE},
             "workers.tasks.dispatch_tick": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.reap_expired_attempts": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.start_scheduled_runs": {"queue": HOUSEKEEPING_QUEUE},
         },
         # Pacing lives in Postgres (next_attempt_at) and Redis, never in ETAs: a beat tick that is
         # late is simply dropped rather than piling up.
@@ -73,6 +75,11 @@ def make_app() -> Celery:
                 "task": "workers.tasks.reap_expired_attempts",
                 "schedule": REAPER_INTERVAL_S,
                 "options": {"expires": REAPER_INTERVAL_S * 2},
+            },
+            "scheduled-runs": {
+                "task": "workers.tasks.start_scheduled_runs",
+                "schedule": RUN_SCHEDULER_INTERVAL_S,
+                "options": {"expires": RUN_SCHEDULER_INTERVAL_S * 2},
             },
             "apply-events": {
                 "task": "workers.tasks.apply_pending_events",

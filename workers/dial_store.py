@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.blackouts import Blackouts, blackouts_of
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
 from workers.frequency_guard import within_caps
@@ -38,11 +39,12 @@ won AS (
     FROM expected e
     WHERE d.id = e.id AND {sql_in("d.status", allowed_sources(DestinationStatus.DIALING))}
       AND d.attempts_made = e.attempts_made
-    RETURNING d.id, d.attempts_made
+    RETURNING d.id, d.attempts_made, d.run_no
 )
 INSERT INTO call_attempt (id, destination_id, campaign_id, account_id, attempt_no, batch_id, status,
-                          lease_expires_at)
-SELECT e.attempt_id, won.id, %s, %s, won.attempts_made, %s, 'dialing', now() + make_interval(secs => %s)
+                          lease_expires_at, run_no)
+SELECT e.attempt_id, won.id, %s, %s, won.attempts_made, %s, 'dialing', now() + make_interval(secs => %s),
+       won.run_no
 FROM won JOIN expected e ON e.id = won.id
 RETURNING id, destination_id
 """
@@ -84,6 +86,7 @@ class CampaignForDial:
     window: CallingWindow
     timezone_override: str | None
     end_at: datetime | None
+    blackouts: Blackouts = Blackouts()  # public holidays observed, and the campaign's own dates
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,15 @@ class QueuedDestination:
     timezone: str
     attempts_made: int
     attempt_id: int
+    attempts_before_run: int = 0  # attempts of earlier runs (campaigns.runs): not counted by retry limits
 
     @property
     def next_attempt_no(self) -> int:
         return self.attempts_made + 1
+
+    @property
+    def next_try_this_run(self) -> int:
+        return self.next_attempt_no - self.attempts_before_run
 
     @property
     def slot_member(self) -> str:
@@ -135,6 +143,7 @@ def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial
         ),
         timezone_override=row["timezone_override"],
         end_at=row["end_at"],
+        blackouts=blackouts_of(row),
     )
 
 
@@ -142,7 +151,8 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     """The still-queued destinations among `ids`, each with an attempt id reserved for it (sequence values
     an attempt never uses are gaps, nothing more)."""
     rows = conn.execute(
-        "SELECT id, number, timezone, attempts_made, nextval('call_attempt_id_seq') FROM destination "
+        "SELECT id, number, timezone, attempts_made, nextval('call_attempt_id_seq'), attempts_before_run "
+        "FROM destination "
         "WHERE id = ANY(%s) AND status = 'queued' "
         "ORDER BY id",
         (ids,),
@@ -263,9 +273,11 @@ def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[
               AND a.created_at < now() - make_interval(secs => %s)
             RETURNING a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no
         ), back AS (
-            UPDATE destination d SET status = 'pending', attempts_made = d.attempts_made - 1,
-                next_attempt_at = NULL, updated_at = now()
-            FROM gone WHERE d.id = gone.destination_id
+            -- In a cancelled campaign nobody would claim it again: it is cancelled, not pending.
+            UPDATE destination d SET attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
+                status = CASE WHEN c.state = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+                updated_at = now()
+            FROM gone JOIN campaign c ON c.id = gone.campaign_id WHERE d.id = gone.destination_id
         )
         SELECT account_id, campaign_id, id FROM gone
         """,

@@ -21,10 +21,10 @@ import httpx
 import psycopg
 
 from campaigns.accounts import AccountLimits, load_account
+from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
-from campaigns.windows import is_callable_now, next_opening
 from workers import account_throttle as throttle
 from workers import attempt_marks as marks
 from workers import dial_store as store
@@ -45,6 +45,7 @@ from workers.send_booking import (
     SendBooking,
     create_calls_when_due,
 )
+from workers.spoken_text import store_spoken_text, varies_per_destination
 from workers.timed_sender import leaves_on_time
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def _request_size(chunk: ChunkDial) -> int:
     campaign, limits = chunk.campaign, chunk.limits
     if not sends_in_bulk(max_per_request, campaign.provider_options):
         return 1  # no need to ask Redis for the rate
+    if chunk.adapter.answer_document_kind == "none" and varies_per_destination(campaign.provider_options):
+        return 1  # the text goes in the create request: one text, so one destination, per request
     rate = chunk.ctx.budgets.current_rate(campaign.account_id, limits.cps)
     max_concurrent = min(limits.max_concurrent, campaign.max_concurrent or limits.max_concurrent)
     return request_size(max_per_request, campaign.provider_options, rate, campaign.cps, max_concurrent)
@@ -125,7 +128,8 @@ def _screen(
     queued: list[store.QueuedDestination],
     report: ChunkReport,
 ) -> list[store.QueuedDestination]:
-    """Dial-time checks (invariant 5): DNC and the destination's local calling window."""
+    """Dial-time checks (invariant 5): DNC, and the destination's local calling window on a day that is not
+    a blackout (its country's public holiday, or one of the campaign's own dates)."""
     now = ctx.now()
     on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued], campaign.account_id)
     if on_dnc:
@@ -138,10 +142,10 @@ def _screen(
         if dest.number in on_dnc:
             continue
         tz = campaign.timezone_override or dest.timezone
-        if is_callable_now(campaign.window, tz, now):
+        if open_for(campaign.blackouts, campaign.window, tz, dest.number, now):
             callable_now.append(dest)
         else:
-            opening = next_opening(campaign.window, tz, now)
+            opening = next_open(campaign.blackouts, campaign.window, tz, country_of(dest.number), now)
             closed.setdefault(opening or now + timedelta(hours=1), []).append(dest.id)
     for opening, ids in closed.items():
         report.handed_back += store.hand_back(ctx.conn, ids, opening)
@@ -216,14 +220,15 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         budgets.release(creds.account_id, campaign.id, lost)
     if not started:
         return GO_ON
+    spoken = store_spoken_text(conn, campaign, started)  # what each call will say, kept on its attempt
     # Built before booking: between the booked time and the send only the request itself remains.
-    call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
+    call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     booked, sending = _book_and_mark(chunk, started)
     if not booked.grant.granted:
         return _hand_back_unbooked(chunk, sending or started, booked.grant)
     if len(sending) != len(started):
         started = sending
-        call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started])
+        call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     try:
         accepted = counted_request(
             lambda: create_calls_when_due(booked, chunk.adapter, ctx.client, creds, call),
@@ -305,12 +310,12 @@ def _retry_transient(
     chunk.release(started)
     ctx.budgets.refund(chunk.creds.account_id, chunk.campaign.id, grant)
     for attempt in started:
-        attempt_no = attempt.destination.next_attempt_no
+        tries = attempt.destination.next_try_this_run  # the limit counts this run's tries only
         jitter = full_jitter_backoff(
-            attempt_no, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
+            tries, base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=ctx.rng
         )
         backoff = max(exc.retry_after or 0.0, jitter)
-        step = after_transient_error(attempt_no, now, backoff)
+        step = after_transient_error(tries, now, backoff)
         store.fail_attempts(
             ctx.conn,
             [attempt],

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
+from campaigns.templates import render
 from workers.callback_urls import callback_urls_for
 from workers.dial_store import CampaignForDial
 from workers.providers.base import AccountCredentials, OutboundCall
+from workers.providers.registry import adapter_for
 
 
 def outbound_call(
-    campaign: CampaignForDial, creds: AccountCredentials, batch_id: uuid.UUID, numbers: list[str]
+    campaign: CampaignForDial,
+    creds: AccountCredentials,
+    batch_id: uuid.UUID,
+    numbers: list[str],
+    spoken: Mapping[int, str] | None = None,
 ) -> OutboundCall:
-    """One request's body: the caller id, numbers, callback URLs tagged with the batch, and call options."""
+    """One request's body: the caller id, numbers, callback URLs tagged with the batch, and call options.
+    `spoken` (attempt id -> rendered text) is the message of providers that take it at creation rather than
+    in an answer document (a request's calls share it: workers.dialing sends one per request there)."""
     options = campaign.provider_options
     machine = machine_detection_mode(options)
+    extra = dict(options.get("extra", {}))
+    if options.get("language") and adapter_for(creds.provider).answer_document_kind == "none":
+        extra.setdefault("talk_language", options["language"])  # where the text goes in at creation
     return OutboundCall(
         caller_id=campaign.caller_id,
         destinations=numbers,
@@ -31,7 +43,16 @@ def outbound_call(
         time_limit=time_limit(options),
         machine_detection=machine,
         tag=str(batch_id),
-        message=options.get("message"),  # providers that take the script at creation (VoIPbin)
+        message=_one_text(spoken, options.get("message")),  # providers that take the script at creation
         script_url=campaign.answer_url,
-        extra=options.get("extra", {}),
+        extra=extra,
     )
+
+
+def _one_text(spoken: Mapping[int, str] | None, template: str | None) -> str | None:
+    """The text a request's calls share: the rendered one, else the template with its variables left out
+    (never `{first_name}`)."""
+    texts = set((spoken or {}).values())
+    if len(texts) == 1:
+        return texts.pop()
+    return render(template, {}).text if template else None

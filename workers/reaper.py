@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
-from campaigns.retry_policy import next_step
+from campaigns.retry_policy import next_step, unless_cancelled
 from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
 from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
@@ -138,15 +138,18 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
         if not moved:
             return False
         policy = conn.execute(
-            "SELECT retry_policy, end_at FROM campaign WHERE id = %s", (attempt["campaign_id"],)
+            "SELECT c.retry_policy, c.end_at, c.state, d.attempts_before_run FROM campaign c "
+            "JOIN destination d ON d.campaign_id = c.id WHERE c.id = %s AND d.id = %s",
+            (attempt["campaign_id"], attempt["destination_id"]),
         ).fetchone()
         step = next_step(
             Outcome.UNKNOWN,
-            attempt["attempt_no"],
+            attempt["attempt_no"] - (policy[3] if policy else 0),  # the retry policy counts this run's tries
             policy[0] if policy else {},
             now,
             policy[1] if policy else None,
         )
+        step = unless_cancelled(step, policy is not None and policy[2] == "cancelled")
         conn.execute(
             f"""UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
                    updated_at = now()
@@ -190,7 +193,8 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
 # attempt row, back to pending (no row means no request was sent).
 ORPHAN_GRACE_S = 60
 _ORPHANED = f"""
-SELECT d.id, d.status, d.attempts_made, a.outcome, a.id IS NULL AS missing, c.retry_policy, c.end_at
+SELECT d.id, d.status, d.attempts_made, a.outcome, a.id IS NULL AS missing, c.retry_policy, c.end_at,
+       d.attempts_before_run, c.state = 'cancelled' AS cancelled
 FROM campaign c JOIN destination d ON d.campaign_id = c.id
 LEFT JOIN call_attempt a ON a.destination_id = d.id AND a.attempt_no = d.attempts_made
 WHERE c.state <> 'completed' AND {sql_in("d.status", LIVE_DESTINATION)}
@@ -199,7 +203,9 @@ WHERE c.state <> 'completed' AND {sql_in("d.status", LIVE_DESTINATION)}
 LIMIT %s
 """
 _BACK_TO_PENDING = """
-UPDATE destination d SET status = 'pending', next_attempt_at = NULL, updated_at = now(),
+UPDATE destination d SET next_attempt_at = NULL, updated_at = now(),
+    status = CASE WHEN (SELECT state FROM campaign WHERE id = d.campaign_id) = 'cancelled'
+                  THEN 'cancelled' ELSE 'pending' END,  -- nobody claims a cancelled campaign's pending
     attempts_made = (SELECT coalesce(max(attempt_no), 0) FROM call_attempt WHERE destination_id = d.id)
 WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
   AND NOT EXISTS (SELECT 1 FROM call_attempt a
@@ -221,8 +227,10 @@ def repair_orphaned_destinations(conn: psycopg.Connection, now: datetime) -> int
         if row["missing"]:
             moved += conn.execute(_BACK_TO_PENDING, expected).rowcount
             continue
-        step = next_step(Outcome(row["outcome"] or Outcome.UNKNOWN), row["attempts_made"],
+        step = next_step(Outcome(row["outcome"] or Outcome.UNKNOWN),
+                         row["attempts_made"] - row["attempts_before_run"],  # this run's tries
                          row["retry_policy"] or {}, now, row["end_at"])
+        step = unless_cancelled(step, row["cancelled"])
         moved += conn.execute(_MOVE_ON, (step.status.value, step.outcome.value, step.next_attempt_at,
                                          *expected)).rowcount
     return moved

@@ -56,6 +56,11 @@ def reaper_lock() -> str:
     return f"{_prefix()}:lock:reaper"
 
 
+def run_scheduler_lock() -> str:
+    """Held by the one run-scheduler tick (scheduled runs) running at a time."""
+    return f"{_prefix()}:lock:run-scheduler"
+
+
 def broker_prefix() -> str:
     """kombu's global_keyprefix, so Celery's queues live under the same prefix."""
     return f"{_prefix()}:celery:"

@@ -116,3 +116,20 @@ def reap_expired_attempts() -> dict[str, int] | None:
             return run_reaper(conn, http_client(), get_budgets()).__dict__
     finally:
         get_budgets().client.delete(redis_keys.reaper_lock())
+
+
+@app.task(name="workers.tasks.start_scheduled_runs", ignore_result=True)
+def start_scheduled_runs() -> dict[str, Any] | None:
+    """Scheduled runs (workers.run_scheduler): close finished runs, end runs at their end, start due ones."""
+    from datetime import UTC, datetime
+
+    from workers.run_scheduler import run_scheduler_tick
+
+    if not _locked(redis_keys.run_scheduler_lock(), 30000):
+        return None
+    try:
+        with get_pool().connection() as conn:
+            report = run_scheduler_tick(conn, datetime.now(UTC))
+        return {"started": report.started, "ended": report.ended, "closed": report.closed}
+    finally:
+        get_budgets().client.delete(redis_keys.run_scheduler_lock())

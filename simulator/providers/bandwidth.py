@@ -42,6 +42,7 @@ DISCONNECT: dict[str, tuple[str, int, str | None]] = {
     "answered": ("hangup", 200, None), "machine": ("hangup", 200, None),
     "busy": ("busy", 486, "Callee is busy"), "no_answer": ("timeout", 487, "Call timed out"),
     "failed": ("error", 500, "Service unavailable"),
+    "cancelled": ("cancel", 487, "Call cancelled"),  # ended through the update-call API before answer
 }
 STATE = {"queued": "initiated", "ringing": "initiated", "answered": "answered", "completed": "disconnected"}
 ERROR_TYPES = {400: "validation", 401: "authentication-error", 403: "forbidden", 404: "not-found"}
@@ -54,7 +55,22 @@ class BandwidthProvider(Provider):
     def routes(self) -> list[web.RouteDef]:
         base = "/api/v2/accounts/{auth_id}/calls"
         return [web.post(base, self.handle_create), web.post(base + "/", self.handle_create),
-                web.get(base + "/{call_id}", self.handle_get)]
+                web.get(base + "/{call_id}", self.handle_get),
+                web.post(base + "/{call_id}", self.handle_update)]
+
+    async def handle_update(self, request: web.Request) -> web.Response:
+        """Update Call: {"state": "completed"} hangs it up (200; no effect on a call already ended). Other
+        updates (redirectUrl) are not simulated and answered 400 so a test cannot take them for done."""
+        try:
+            account = await self.authenticate(request)
+            call = self.lookup(request.match_info["call_id"], account)
+            body = await self.read_json(request)
+            if body.get("state") != "completed":
+                raise ApiError(400, "only {\"state\": \"completed\"} is simulated")
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        self.carrier.hang_up(call)
+        return web.Response(status=200)
 
     def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:
         body = {"type": ERROR_TYPES.get(status, "error"), "description": message}

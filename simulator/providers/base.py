@@ -189,6 +189,17 @@ class Provider:
         response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         return response
 
+    async def handle_hangup(self, request: web.Request) -> web.Response:
+        """A hang-up request by call id: 204 if the call was live, 404 if unknown or already ended."""
+        try:
+            account = await self.authenticate(request)
+            call = self.lookup(request.match_info["call_id"], account)
+            if not self.carrier.hang_up(call):
+                raise ApiError(404, "Call not found")
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        return web.Response(status=204)
+
     def lookup(self, call_id: str, account: Account) -> CallRecord:
         call = self.carrier.find(call_id)
         if call is None or call.account != account.auth_id:

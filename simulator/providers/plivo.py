@@ -47,6 +47,8 @@ HANGUP_CAUSES: dict[str, tuple[str, str, str, int, str]] = {
     "busy": ("busy", "USER_BUSY", "Busy Line", 3010, "Callee"),
     "no_answer": ("no-answer", "NO_ANSWER", "No Answer", 3000, "{platform}"),
     "failed": ("failed", "DESTINATION_OUT_OF_ORDER", "Destination Out Of Service", 2010, "Carrier"),
+    # Ended through the hang-up API (DELETE …/Call/{uuid}/) before it was answered.
+    "cancelled": ("cancel", "ORIGINATOR_CANCEL", "Cancelled Call", 1000, "API Request"),
 }
 LIVE_STATUS = {"queued": "queued", "ringing": "ringing", "answered": "in-progress"}
 
@@ -65,6 +67,10 @@ class PlivoProvider(Provider):
             web.post(base, self.handle_create),
             web.get(base, self.handle_list),
             web.get(base + "{call_id}/", self.handle_get),
+            # Hang up a call by its CallUUID, or a request not yet placed by its RequestUUID: 204, or
+            # 404 when it is not live (Plivo's "Hangup a call" / "Cancel a queued call").
+            web.delete(base + "{call_id}/", self.handle_hangup),
+            web.delete(self.prefix + "/Account/{auth_id}/Request/{call_id}/", self.handle_hangup),
         ]
 
     def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:

@@ -22,6 +22,7 @@ ZERO_ID = "00000000-0000-0000-0000-000000000000"
 HANGUP: dict[str, tuple[str, str]] = {
     "answered": ("remote", "normal"), "machine": ("local", "amd"), "busy": ("remote", "busy"),
     "no_answer": ("local", "noanswer"), "failed": ("remote", "failed"),
+    "cancelled": ("local", "cancel"),  # ended through POST /v1.0/calls/{id}/hangup before answer
 }
 STATUS = {"queued": "dialing", "ringing": "ringing", "answered": "progressing", "completed": "hangup"}
 
@@ -41,7 +42,18 @@ class VoipbinProvider(Provider):
             web.post("/v1.0/calls", self.handle_create),
             web.post("/v1.0/groupcalls", self.handle_create),
             web.get("/v1.0/calls/{call_id}", self.handle_get),
+            web.post("/v1.0/calls/{call_id}/hangup", self.handle_voipbin_hangup),
         ]
+
+    async def handle_voipbin_hangup(self, request: web.Request) -> web.Response:
+        """POST /v1.0/calls/{id}/hangup: hangs the call up and answers its call object (200)."""
+        try:
+            account = await self.authenticate(request)
+            call = self.lookup(request.match_info["call_id"], account)
+        except ApiError as exc:
+            return self.error(exc.status, exc.message)
+        self.carrier.hang_up(call)
+        return json_response(self.call_object(call, account))
 
     def error(self, status: int, message: str, retry_after: float | None = None) -> web.Response:
         return json_response({"message": message}, status)

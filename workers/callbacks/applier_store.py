@@ -68,11 +68,11 @@ class CampaignPolicies:
     def __call__(self, campaign_id: int) -> CampaignPolicy:
         if campaign_id not in self.cache:
             row = self.conn.execute(
-                "SELECT retry_policy, end_at, provider_options FROM campaign WHERE id = %s",
+                "SELECT retry_policy, end_at, provider_options, state FROM campaign WHERE id = %s",
                 (campaign_id,)).fetchone()
             lease = answered_lease_s((row[2] if row else None) or {})
-            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease) if row \
-                else CampaignPolicy({}, None, lease)
+            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease, row[3] == "cancelled") \
+                if row else CampaignPolicy({}, None, lease)
         return self.cache[campaign_id]
 
 
@@ -124,7 +124,7 @@ LOCK_ATTEMPTS = """
 SELECT a.id, a.destination_id, a.campaign_id, a.account_id, a.attempt_no, a.status, a.request_uuid,
        a.call_uuid, a.provider_status, a.outcome, a.hangup_cause, a.ring_at, a.answer_at, a.end_at,
        a.duration, a.billed_duration, a.cost, d.status AS d_status, d.attempts_made AS d_attempts,
-       d.outcome AS d_outcome, d.next_attempt_at AS d_next
+       d.outcome AS d_outcome, d.next_attempt_at AS d_next, d.attempts_before_run AS d_before_run
 FROM call_attempt a JOIN destination d ON d.id = a.destination_id
 WHERE a.id = ANY(%s) ORDER BY a.id FOR UPDATE OF a, d
 """
@@ -172,7 +172,8 @@ def _locked_rows(conn: psycopg.Connection, events: list[dict[str, Any]]
         with conn.cursor(row_factory=dict_row) as cur:
             for row in cur.execute(LOCK_ATTEMPTS, (sorted(set(matched.values())),)).fetchall():
                 dest = DestinationRow(row["destination_id"], row.pop("d_status"), row.pop("d_attempts"),
-                                      row.pop("d_outcome"), row.pop("d_next"))
+                                      row.pop("d_outcome"), row.pop("d_next"),
+                                      attempts_before_run=row.pop("d_before_run"))
                 destinations.setdefault(dest.id, dest)
                 attempts[row["id"]] = AttemptRow(**row)
     return matched, attempts, destinations

@@ -254,7 +254,7 @@ async def receive_callback(request: Request) -> Response:
         return Response("store unavailable, retry", status_code=503)
     except Unstorable as exc:
         return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
-    return await _acknowledge(request, adapter, kind_hint, account_id, row.batch_id)
+    return await _acknowledge(request, adapter, kind_hint, account_id, row.batch_id, row.destination)
 
 
 def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -266,46 +266,16 @@ def _callback_params(request: Request, headers: dict[str, str], body: bytes) -> 
     return {}
 
 
-class CallScripts:
-    """What an answered call of a batch plays: the campaign's own answer URL (redirected to) or its
-    message. Looked up once per batch (a bulk request's calls share one) and kept for a while."""
-
-    def __init__(self, size: int = 20000) -> None:
-        self.size = size
-        self.entries: dict[tuple[int, uuid.UUID], tuple[str | None, str | None]] = {}
-
-    async def get(self, request: Request, account_id: int,
-                  batch_id: uuid.UUID | None) -> tuple[str | None, str | None]:
-        if batch_id is None:
-            return None, None
-        hit = self.entries.get((account_id, batch_id))
-        if hit is not None:
-            return hit
-        try:
-            async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
-                cur = await conn.execute(
-                    "SELECT c.answer_url, c.provider_options->>'message' FROM call_attempt a "
-                    "JOIN campaign c ON c.id = a.campaign_id "
-                    "WHERE a.batch_id = %s AND a.account_id = %s LIMIT 1",
-                    (batch_id, account_id))
-                row = await cur.fetchone()
-        except Exception:  # the event is stored; play the default message rather than fail the call
-            log.warning("could not look up the script of batch %s", batch_id)
-            return None, None
-        script = (row[0], row[1]) if row else (None, None)
-        if len(self.entries) >= self.size:
-            self.entries.clear()
-        self.entries[(account_id, batch_id)] = script
-        return script
-
-
 async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: EventKind, account_id: int,
-                       batch_id: uuid.UUID | None) -> Response:
+                       batch_id: uuid.UUID | None, destination: str | None = None) -> Response:
     """The 2xx each carrier expects: call-control XML for an answer, else the adapter's ack status."""
     if kind_hint == EventKind.ANSWER:
-        redirect_url, message = await request.app.state.scripts.get(request, account_id, batch_id)
-        media_type, document = answer_document(adapter.kind, message=message, redirect_url=redirect_url)
-        if redirect_url is None:
+        script = await request.app.state.scripts.get(request, account_id, batch_id)
+        media_type, document = answer_document(
+            adapter.kind, message=script.text_for(destination), redirect_url=script.answer_url,
+            voice=script.options.get("voice"), language=script.options.get("language"),
+            audio_url=script.options.get("audio_url"))
+        if script.answer_url is None:
             document = await offer_opt_out(request, adapter, account_id, batch_id, document)
         return Response(document, media_type=media_type)
     return Response(status_code=adapter.callback_ack_status)

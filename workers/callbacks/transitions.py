@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from campaigns.retry_policy import NextStep, after_carrier_throttle, next_step
+from campaigns.retry_policy import NextStep, after_carrier_throttle, next_step, unless_cancelled
 from campaigns.states import (
     FINISHABLE_DESTINATION,
     OPEN_ATTEMPT,
@@ -68,6 +68,7 @@ class DestinationRow:
     outcome: str | None = None
     next_attempt_at: datetime | None = None
     changed: bool = False
+    attempts_before_run: int = 0  # the retry policy counts this run's attempts only (campaigns.runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class CampaignPolicy:
     retry_policy: dict[str, Any]
     end_at: datetime | None
     answered_lease_s: float
+    cancelled: bool = False  # the campaign was cancelled: nothing goes back to retry_wait
 
 
 PolicyOf = Callable[[int], CampaignPolicy]  # campaign id -> its policy (looked up only when needed)
@@ -175,11 +177,13 @@ def advance(attempt: AttemptRow, dest: DestinationRow, event: CarrierEvent, now:
         effects.release.append((attempt.account_id, attempt.campaign_id, attempt.slot_member))
     if ours and dest.status in FINISHABLE_DESTINATION:
         policy = policy_of(attempt.campaign_id)
+        tries_this_run = attempt.attempt_no - dest.attempts_before_run
         step: NextStep
         if event.throttled:
-            step = after_carrier_throttle(attempt.attempt_no, now)
+            step = after_carrier_throttle(tries_this_run, now)
         else:
-            step = next_step(outcome, attempt.attempt_no, policy.retry_policy, now, policy.end_at)
+            step = next_step(outcome, tries_this_run, policy.retry_policy, now, policy.end_at)
+        step = unless_cancelled(step, policy.cancelled)
         dest.status, dest.outcome = step.status.value, step.outcome.value
         dest.next_attempt_at, dest.changed = step.next_attempt_at, True
     return True

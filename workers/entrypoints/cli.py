@@ -11,6 +11,7 @@ from rich.markup import escape
 from campaigns.errors import DialerError
 from workers.entrypoints import (
     cli_campaign_control,  # noqa: F401  (registers run/watch commands on campaign_app)
+    cli_campaign_runs,  # noqa: F401  (registers schedule/runs/rerun/clone on campaign_app)
     cli_processes,
 )
 from workers.entrypoints.cli_account import account_app

@@ -70,6 +70,7 @@ def create(
     block_types: str = typer.Option(",".join(sorted(DEFAULT_BLOCKED_TYPES)),
                                     help="Number types rejected as blocked_type, comma-separated."),
     workers: int = typer.Option(None, help="Parser processes (default: DIALER_LOADER_WORKERS)."),
+    message: str = typer.Option(None, help="What an answered call hears; {column} is filled from each row."),
 ) -> None:
     """Create a campaign from a CSV (all rows or nothing); rows that cannot be dialed become rejects."""
     from campaigns.loader import LoadOptions, load_campaign_csv
@@ -84,7 +85,7 @@ def create(
             account_id = resolve_account_id(conn, account)
     options = LoadOptions(default_region=default_region, phone_column=phone_column, account_id=account_id,
                           caller_id=caller_id, blocked_types=blocked, default_timezone=default_timezone,
-                          workers=workers)
+                          workers=workers, message=message)
     try:
         with _progress() as progress:
             report = load_campaign_csv(name=name, source=csv_path, options=options,
@@ -103,6 +104,10 @@ def create(
             table.add_row(reason, f"{count:,}")
         out.print(table)
         out.print(f"see them with: dialer campaign rejects {report.campaign_id}")
+    if report.rows_with_warnings:
+        err.print(f"[yellow]warning:[/yellow] {report.rows_with_warnings:,} rows lack a variable of the "
+                  f"message (it is left out when they are called); see them with: "
+                  f"dialer campaign warnings {report.campaign_id}")
 
 
 @campaign_app.command("list")
@@ -161,6 +166,24 @@ def printable(value: str) -> str:
     """A CSV value safe for a terminal: control characters (an ANSI escape in a crafted file) shown, not
     obeyed."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+@campaign_app.command("warnings")
+def warnings(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    limit: int = typer.Option(100, min=1, help="At most this many, by line number."),
+) -> None:
+    """Rows that were loaded with a warning: a message variable their CSV row leaves empty."""
+    from campaigns.templates import list_warnings
+
+    with connect() as conn:
+        if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        rows = list_warnings(conn, campaign_id, limit)
+    table = Table("line", "reason", "detail", title=f"load warnings of campaign {campaign_id}")
+    for line_no, reason_, detail in rows:
+        table.add_row(str(line_no), reason_, escape(detail))
+    out.print(table if rows else "no load warnings")
 
 
 @campaign_app.command("rejects")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, time
+from datetime import date, datetime, time
+from typing import Any, TextIO
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +33,16 @@ def _window(value: str | None) -> tuple[time | None, time | None]:
 def _days(value: str | None) -> list[int] | None:
     """'1-5' or '1,3,5' (ISO weekdays, 1 = Monday), by the rules the API applies too."""
     return None if value is None else settings_rules.parse_days(value)
+
+
+def _dates(value: str | None) -> list[date] | None:
+    """'2026-12-24,2026-12-31' -> dates; '' -> [] (clears the list)."""
+    if value is None:
+        return None
+    try:
+        return sorted({date.fromisoformat(part.strip()) for part in value.split(",") if part.strip()})
+    except ValueError as exc:
+        raise typer.BadParameter(f"--blackout-dates takes YYYY-MM-DD,…, not {value!r}") from exc
 
 
 def _retry(values: list[str] | None) -> dict | None:
@@ -66,7 +78,15 @@ def set_(
     ring_timeout: int = typer.Option(None),
     time_limit: int = typer.Option(None),
     machine_detection: str = typer.Option(None, help="true or hangup"),
-    message: str = typer.Option(None, help="What an answered call hears (without --answer-url)"),
+    message: str = typer.Option(None, help="What an answered call hears (without --answer-url); "
+                                "{column} is filled from each row"),
+    audio_url: str = typer.Option(None, help="Play this audio instead of speaking the message"),
+    voice: str = typer.Option(None, help="Voice of the spoken message, where the provider takes one"),
+    language: str = typer.Option(None, help="Language of the spoken message, e.g. en-GB"),
+    holidays: bool = typer.Option(None, "--holidays/--no-holidays",
+                                  help="Skip public holidays of each destination's own country"),
+    blackout_dates: str = typer.Option(None, help="The campaign's own days off, e.g. 2026-12-24,2026-12-31 "
+                                       "('' clears them)"),
     opt_out_digit: str = typer.Option(
         None, help="Offer 'press KEY to stop these calls' after the message (Plivo, Vobiz, Bandwidth)"
     ),
@@ -83,6 +103,9 @@ def set_(
             "machine_detection": machine_detection,
             "message": message,
             "opt_out_digit": opt_out_digit,  # checked by control.configure
+            "audio_url": audio_url,
+            "voice": voice,
+            "language": language,
         }.items()
         if v is not None
     }
@@ -102,6 +125,8 @@ def set_(
             timezone_override=timezone,
             retry_policy=_retry(retry),
             provider_options=options or None,
+            observe_holidays=holidays,
+            blackout_dates=_dates(blackout_dates),
         )
         control.configure(conn, campaign_id, settings)
     console.print(f"campaign {campaign_id} updated")
@@ -130,11 +155,36 @@ def pause(campaign_id: int) -> None:
 
 
 @campaign_app.command("cancel")
-def cancel(campaign_id: int) -> None:
-    """Cancel every destination not yet dialed."""
+def cancel(
+    campaign_id: int,
+    hangup: bool = typer.Option(False, "--hangup", help="Also end live calls through each provider's "
+                                "hang-up API (their final results are still recorded)"),
+) -> None:
+    """Cancel every destination not yet dialed; with --hangup, end the calls in progress too."""
     with connect() as conn:
         count = control.cancel(conn, campaign_id)
-    console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
+        console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
+        if hangup:
+            from workers.hangup import hang_up_live_calls
+            from workers.providers.http import make_client
+
+            with make_client() as client:
+                report = hang_up_live_calls(conn, client, campaign_id)
+            console.print(hangup_summary(report))
+
+
+def hangup_summary(report: Any) -> str:
+    """One line on what `--hangup` did (a workers.hangup.HangupReport)."""
+    parts = [f"hang-up asked for {report.requested} live calls"]
+    if report.already_ended:
+        parts.append(f"{report.already_ended} had already ended")
+    if report.without_id:
+        parts.append(f"{report.without_id} had no id from the carrier yet (they end at their time limit)")
+    for provider, n in sorted(report.unsupported.items()):
+        parts.append(f"{n} on {provider} cannot be hung up (no hang-up API): they end at their time limit")
+    if report.errors:
+        parts.append(f"{len(report.errors)} refused: {report.errors[0]}")
+    return "; ".join(parts)
 
 
 def status_table(st: control.CampaignStatus) -> Table:
@@ -161,27 +211,45 @@ def status_table(st: control.CampaignStatus) -> Table:
 def status(
     campaign_id: int,
     follow: bool = typer.Option(False, "--follow", "-f", help="Live view (CPS, live calls, outcomes, ETA)"),
+    run: int = typer.Option(None, help="One run's outcomes instead (see `dialer campaign runs`)"),
 ) -> None:
-    """Counts per destination status and outcome; with --follow, a live view until it stops running."""
+    """Counts per destination status and outcome (all runs), or one run's; with --follow, a live view until
+    it stops running."""
+    from workers.entrypoints.cli_campaign_runs import print_runs
+
     if follow:
         from workers.entrypoints.cli_follow import follow as follow_live
 
         follow_live(campaign_id, console)
+    if run is not None:
+        print_runs(campaign_id, only_run=run)
+        return
     with connect() as conn:
         console.print(status_table(control.status(conn, campaign_id)))
 
 
 @campaign_app.command("results")
 def results(
-    campaign_id: int, out: str = typer.Option("-", help="CSV file to write; - for standard output")
+    campaign_id: int,
+    out: str = typer.Option("-", help="CSV file to write; - for standard output"),
+    run: int = typer.Option(None, help="One run's results (see `dialer campaign runs`)"),
+    all_runs: bool = typer.Option(False, "--all-runs", help="A row per destination and run"),
 ) -> None:
     """Every destination with its last attempt's outcome, as CSV."""
+    from campaigns.results_export import write_run_results_csv
+
+    def write(conn: psycopg.Connection, handle: TextIO) -> None:
+        if run is not None or all_runs:
+            write_run_results_csv(conn, campaign_id, handle, run)
+        else:
+            write_results_csv(conn, campaign_id, handle)
+
     with connect() as conn:
         if out == "-":
-            write_results_csv(conn, campaign_id, sys.stdout)
+            write(conn, sys.stdout)
         else:
             with open(out, "w", newline="") as handle:
-                write_results_csv(conn, campaign_id, handle)
+                write(conn, handle)
     if out != "-":
         console.print(f"results written to {out}")
 

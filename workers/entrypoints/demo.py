@@ -31,6 +31,8 @@ from workers.entrypoints.cli_follow import follow
 from workers.local_stack import local_stack
 
 SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
+# Filled from each row's own columns (first_name, appointment_date in the sample CSV).
+DEMO_MESSAGE = "Hello {first_name}, this is a reminder of your appointment on {appointment_date}."
 DEMO_TOKEN = "demo-token"
 DEMO_APPLICATION_ID = "7fc9698a-b04a-468b-9e8f-91238c0d0086"
 DEMO_API_USER = "demo-api-user"
@@ -163,11 +165,12 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         report = load_campaign_csv(
             name=f"demo {time.strftime('%Y-%m-%d %H:%M:%S')}",
             source=csv_path,
-            options=LoadOptions(default_region="US"),
+            options=LoadOptions(default_region="US", message=DEMO_MESSAGE),
         )
         console.print(
             f"loaded {report.rows_loaded} of {report.rows_total} rows in {report.seconds:.1f}s; "
-            f"rejected {report.rows_rejected} {report.rejects_by_reason}"
+            f"rejected {report.rows_rejected} {report.rejects_by_reason}; message {DEMO_MESSAGE!r} "
+            f"({report.rows_with_warnings} rows lack one of its variables)"
         )
         with connect() as conn:
             control.configure(
@@ -196,6 +199,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         elapsed = time.monotonic() - started
         console.print(status_table(final))
         console.print(outcome_table(report.campaign_id))
+        console.print(spoken_table(report.campaign_id))
         stats = sim.stats()["accounts"].get(auth_id, {})
         dialed = sum(v for k, v in final.by_status.items() if k not in ("pending", "cancelled", "dnc"))
         console.print(
@@ -214,6 +218,21 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 f"{stack.workdir}[/red]"
             )
     return report.campaign_id
+
+
+def spoken_table(campaign_id: int, rows: int = 3) -> Table:
+    """A few answered calls and the message each heard, rendered from its own CSV row."""
+    with connect() as conn:
+        heard = conn.execute(
+            "SELECT d.number, a.spoken_text FROM call_attempt a "
+            "JOIN destination d ON d.id = a.destination_id "
+            "WHERE a.campaign_id = %s AND a.outcome = 'answered' ORDER BY a.id LIMIT %s",
+            (campaign_id, rows),
+        ).fetchall()
+    table = Table("number", "heard", title="what answered calls heard")
+    for number, text in heard:
+        table.add_row(number, text or "")
+    return table
 
 
 def _write_results(campaign_id: int, path: Path) -> None:

@@ -166,13 +166,25 @@ class BandwidthAdapter(ProviderAdapter):
         "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
         "application_id": "the Voice application id (--application-id)",
     }
+
+    speak_language_attribute: ClassVar[str] = "locale"  # en_US
+    play_verb: ClassVar[str] = "PlayAudio"
     max_destinations_per_request: ClassVar[int] = 1
     has_call_status: ClassVar[bool] = True
     max_ring_timeout_s: ClassVar[int] = MAX_CALL_TIMEOUT  # callTimeout is 1-300
+    has_hangup: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL; auth_id is the Bandwidth account id."""
         return f"{account.base_url.rstrip('/')}/api/v2/accounts/{account.auth_id}/calls"
+
+    def hangup_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
+    ) -> httpx.Request | None:
+        """Update Call: POST …/calls/{callId} {"state": "completed"}."""
+        headers = self.auth_headers(account)
+        return client.build_request("POST", self.call_url(account, call_id), headers=headers,
+                                    json={"state": "completed"})
 
     def auth_headers(self, account: AccountCredentials) -> dict[str, str]:
         """Basic with the API user (options['api_username']) and its password (auth_token)."""

@@ -169,6 +169,14 @@ class ProviderAdapter(ABC):
     local_callback_times: ClassVar[bool] = False
     takes_answer_url: ClassVar[bool] = True
 
+    # The speak verb's attributes for a campaign's voice and language, and the verb that plays audio.
+    speak_voice_attribute: ClassVar[str] = "voice"
+    speak_language_attribute: ClassVar[str] = "language"
+    play_verb: ClassVar[str] = "Play"
+    # A hang-up API for live calls (`dialer campaign cancel --hangup`). None of the seeds documents one;
+    # the adapters that have one follow the provider's public API reference (docs/DESIGN.md lists them).
+    has_hangup: ClassVar[bool] = False
+
     @abstractmethod
     def create_calls(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
@@ -210,6 +218,38 @@ class ProviderAdapter(ABC):
             return None
         looked_up = LookedUp(request_uuid, call_uuid, call_id, account.time_zone)
         return self.event_from_record(record, looked_up)
+
+    def hangup_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
+    ) -> httpx.Request | None:
+        """The request that ends one live call, named by its call id (`placed`) or, before the carrier has
+        given one, its request id; None without a hang-up API."""
+        return None
+
+    def hang_up(
+        self,
+        client: httpx.Client,
+        account: AccountCredentials,
+        request_uuid: str | None,
+        call_uuid: str | None,
+    ) -> bool:
+        """End a live call. True if the carrier took the request, False if it cannot (no API, no id) or no
+        longer knows the call (404: already ended); other answers raise their ProviderError. Its final
+        callback still arrives and is recorded as usual."""
+        from workers.providers.errors import AuthFailed
+        from workers.providers.http import send  # http builds on these types: import when used
+
+        call_id = call_uuid or request_uuid
+        request = self.hangup_request(client, account, call_id, placed=bool(call_uuid)) if call_id else None
+        if request is None:
+            return False
+        try:
+            send(client, request, account, idempotent=True)
+        except AuthFailed as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """The id the status API takes."""

@@ -221,6 +221,7 @@ class PlivoAdapter(ProviderAdapter):
     max_destinations_per_request: ClassVar[int] = 1000
     has_call_status: ClassVar[bool] = True
     ring_timeout_field: ClassVar[bool] = True
+    has_hangup: ClassVar[bool] = True
     api_prefix: ClassVar[str] = "/v1"
     v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
@@ -297,6 +298,14 @@ class PlivoAdapter(ProviderAdapter):
     def call_url(self, account: AccountCredentials, call_id: str) -> str:
         """.../Call/{uuid}/: the collection URL ends in a slash, and so does a call's."""
         return f"{self.calls_url(account)}{call_id}/"
+
+    def hangup_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
+    ) -> httpx.Request | None:
+        """DELETE …/Call/{call_uuid}/ (a placed call), or …/Request/{request_uuid}/ (one not placed yet)."""
+        url = self.call_url(account, call_id) if placed else (
+            self.calls_url(account).removesuffix("Call/") + f"Request/{call_id}/")
+        return client.build_request("DELETE", url, headers=self.auth_headers(account))
 
     def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
         params = {k: v for k, v in record_as_params(record).items() if v not in (None, "")}

@@ -165,6 +165,7 @@ class VoipbinAdapter(ProviderAdapter):
     takes_answer_url: ClassVar[bool] = False  # no action fetches call control from a URL (seed)
     max_destinations_per_request: ClassVar[int] = 100
     has_call_status: ClassVar[bool] = True
+    has_hangup: ClassVar[bool] = True
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL (the token goes in the query)."""
@@ -173,6 +174,13 @@ class VoipbinAdapter(ProviderAdapter):
     def auth_params(self, account: AccountCredentials) -> dict[str, str]:
         """VoIPbin takes its token in the query."""
         return {"token": account.auth_token}
+
+    def hangup_request(
+        self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool
+    ) -> httpx.Request | None:
+        """POST /v1.0/calls/{id}/hangup?token=…"""
+        return client.build_request("POST", f"{self.call_url(account, call_id)}/hangup",
+                                    params=self.auth_params(account))
 
     def create_calls(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall

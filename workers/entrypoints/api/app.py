@@ -14,14 +14,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
+from workers.callbacks.call_scripts import CallScripts
 from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
-from workers.callbacks.receiver import AccountCache, CallScripts
+from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.deps import answer_http_exception
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
+from workers.entrypoints.api.routes_runs import router as runs_router
 from workers.entrypoints.api.upload_guard import UploadGuard
 from workers.metrics_collector import state_registry
 
@@ -65,6 +67,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(campaigns_router)
     app.include_router(dnc_router)
     app.include_router(health_router)
+    app.include_router(runs_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal
 
 import psycopg
@@ -33,6 +34,7 @@ from workers.entrypoints.api.schemas import (
     CampaignStatusOut,
     CampaignSummary,
     CampaignUpdate,
+    CancelOut,
     ErrorBody,
     LoadReportOut,
     RejectedRowOut,
@@ -45,6 +47,8 @@ from workers.metrics import observe_load
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
 CampaignId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Campaign id")]
+HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
+MessageForm = Annotated[str | None, Form(description="What answered calls hear: {column} from each row")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
@@ -63,11 +67,12 @@ async def create_campaign(
     account: Annotated[str | None, Form(description="Provider account, by name or id")] = None,
     caller_id: Annotated[str | None, Form(description="E.164, or national in the region")] = None,
     timezone: Annotated[str, Form(description="Zone of sip: URIs and numbers of unknown zone")] = "UTC",
+    message: MessageForm = None,
 ) -> LoadReportOut:
     """Create a draft campaign from an uploaded CSV: every row loaded or rejected with a reason, or
     nothing stored at all when the file cannot be read (422 with the reason and where)."""
-    options = _load_options(phone_column=phone_column or None, default_region=default_region,
-                            caller_id=caller_id or None, timezone=timezone)
+    options = replace(_load_options(phone_column=phone_column or None, default_region=default_region,
+                                    caller_id=caller_id or None, timezone=timezone), message=message or None)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
                                      options=options)
     observe_load(report.rows_total, report.seconds)
@@ -76,7 +81,8 @@ async def create_campaign(
                          rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,
                          rejects_by_reason=report.rejects_by_reason, encoding=report.encoding,
                          delimiter=report.delimiter, phone_column=report.phone_column,
-                         columns=list(report.columns), seconds=round(report.seconds, 3))
+                         columns=list(report.columns), seconds=round(report.seconds, 3),
+                         rows_with_warnings=report.rows_with_warnings)
 
 
 @router.get("", response_model=CampaignPage)
@@ -143,10 +149,22 @@ async def resume_campaign(campaign_id: CampaignId) -> StateChange:
     return await run_db(_change_state, campaign_id, _resume, invalid_status=409)
 
 
-@router.post("/{campaign_id}/cancel", response_model=StateChange, responses=_conflict)
-async def cancel_campaign(campaign_id: CampaignId) -> StateChange:
-    """Stop for good: every destination not yet dialed becomes cancelled."""
-    return await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
+@router.post("/{campaign_id}/cancel", response_model=CancelOut, responses=_conflict)
+async def cancel_campaign(campaign_id: CampaignId, hangup: HangupFlag = False) -> CancelOut:
+    """Stop for good: every destination not yet dialed becomes cancelled; with hangup, live calls end too."""
+    change = await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
+    report = await run_db(_hang_up, campaign_id) if hangup else None
+    return CancelOut(**change.model_dump(), hangup=report)
+
+
+def _hang_up(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
+    from workers.hangup import hang_up_live_calls
+    from workers.providers.http import make_client
+
+    with make_client() as client:
+        report = hang_up_live_calls(conn, client, campaign_id)
+    return {"requested": report.requested, "already_ended": report.already_ended,
+            "without_id": report.without_id, "unsupported": dict(report.unsupported), "errors": report.errors}
 
 
 # --- the work behind the routes: sync, on the connection run_db gives -----------------------------

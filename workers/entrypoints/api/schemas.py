@@ -6,7 +6,7 @@ Inputs refuse unknown fields and name the bad one; outputs mirror the domain's d
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +43,7 @@ class LoadReportOut(BaseModel):
     phone_column: str
     columns: list[str]
     seconds: float
+    rows_with_warnings: int = 0  # loaded, but the message names a column they leave empty (/warnings)
 
 
 class CampaignSummary(BaseModel):
@@ -122,6 +123,10 @@ class StateChange(BaseModel):
     destinations_cancelled: int | None = None  # only for cancel
 
 
+class CancelOut(StateChange):
+    hangup: dict[str, Any] | None = None  # only with ?hangup=true: what the carriers were asked
+
+
 PositiveInt = Annotated[int, Field(gt=0)]
 IsoWeekday = Annotated[int, Field(ge=1, le=7)]
 
@@ -145,6 +150,8 @@ class CampaignUpdate(BaseModel):
     retry_policy: dict[str, Any] | None = Field(None, description='e.g. {"busy": {"delay_s": 300, '
                                                                    '"max_attempts": 3}}')
     provider_options: dict[str, Any] | None = Field(None, description="Merged into the current options")
+    observe_holidays: bool | None = Field(None, description="Skip each destination's national holidays")
+    blackout_dates: list[date] | None = Field(None, description="The campaign's own days off (replaces)")
 
     @field_validator("window")
     @classmethod
@@ -184,7 +191,8 @@ class CampaignUpdate(BaseModel):
             max_concurrent=self.max_concurrent, weight=self.weight, window_start=window_start,
             window_end=window_end, window_days=sorted(set(self.days)) if self.days else None,
             start_at=self.start_at, end_at=self.end_at, timezone_override=self.timezone,
-            retry_policy=self.retry_policy, provider_options=self.provider_options)
+            retry_policy=self.retry_policy, provider_options=self.provider_options,
+            observe_holidays=self.observe_holidays, blackout_dates=self.blackout_dates)
 
 
 def parse_window(value: str) -> tuple[time, time]:

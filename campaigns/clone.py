@@ -1,0 +1,43 @@
+"""`dialer campaign clone`: a new draft campaign with the same settings and destinations, for a one-off
+re-run of a campaign that cannot run again (cancelled) or should keep its own history apart."""
+
+from __future__ import annotations
+
+import psycopg
+
+from campaigns.errors import NotFound
+
+# Everything an operator set, but not its dates (a clone is a new run, not the old schedule) or its state.
+COPIED_SETTINGS = (
+    "account_id, caller_id, answer_url, provider_options, cps, max_concurrent, weight, default_region, "
+    "window_start, window_end, window_days, timezone_override, retry_policy, observe_holidays, blackout_dates"
+)
+
+
+def clone_campaign(conn: psycopg.Connection, campaign_id: int, name: str | None = None) -> int:
+    """Copy the campaign as a draft with every dialable destination pending; returns the new id."""
+    with conn.transaction():
+        row = conn.execute(
+            f"INSERT INTO campaign (name, state, {COPIED_SETTINGS}) "
+            f"SELECT coalesce(%s, name || ' (clone of ' || id || ')'), 'draft', {COPIED_SETTINGS} "
+            "FROM campaign WHERE id = %s RETURNING id",
+            (name, campaign_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
+        new_id = int(row[0])
+        copied = conn.execute(
+            "INSERT INTO destination (campaign_id, line_no, number, variables, timezone) "
+            "SELECT %s, line_no, number, variables, timezone FROM destination "
+            "WHERE campaign_id = %s AND status <> 'invalid' ORDER BY id",
+            (new_id, campaign_id),
+        ).rowcount
+        conn.execute(
+            "UPDATE campaign SET rows_total = %s, rows_loaded = %s WHERE id = %s", (copied, copied, new_id)
+        )
+        conn.execute(
+            "INSERT INTO load_warning (campaign_id, line_no, reason, detail) "
+            "SELECT %s, line_no, reason, detail FROM load_warning WHERE campaign_id = %s",
+            (new_id, campaign_id),
+        )
+    return new_id
