@@ -7,7 +7,7 @@ caller ID, the callback URLs or their credentials.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
@@ -37,6 +37,14 @@ class ProviderOptions(BaseModel):
     time_limit: StrictInt | None = Field(None, ge=1, le=86400, description="Longest call, seconds")
     machine_detection: Any = None  # the carriers' words, by call_options.machine_detection_mode
     message: str | None = Field(None, min_length=1, max_length=4000, description="What answered calls hear")
+    audio_url: str | None = Field(None, min_length=1, max_length=2000, description="Played, not the message")
+    voice: str | None = Field(None, min_length=1, max_length=100, description="Voice of the spoken message")
+    language: str | None = Field(None, min_length=1, max_length=35, description="Language, e.g. en-GB")
+    opt_out_digit: str | None = Field(None, description="Key that adds the number to the account's DNC list")
+    evidence_margin_s: StrictInt | None = Field(
+        None, ge=0, le=3600, description="Seconds past the ring timeout until an unanswered send is unplaced"
+    )
+    unsettled_send: Literal["retry", "unknown"] | None = None
     track_ringing: StrictBool | None = None
     bulk: StrictBool | None = None
     extra: dict[str, Any] | None = Field(None, description="Fields passed through to the create-call body")

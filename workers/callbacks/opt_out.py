@@ -12,6 +12,7 @@ A campaign that redirects answered calls to its own answer URL runs its own IVR:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from xml.sax.saxutils import escape
 
@@ -19,6 +20,7 @@ import psycopg
 from fastapi import Request, Response
 from psycopg_pool import PoolTimeout
 
+from campaigns.config import get_settings
 from campaigns.dnc import is_opt_out_digit
 from workers.callback_urls import callback_url
 from workers.callbacks.event_store import CONNECTION_WAIT_S
@@ -76,19 +78,21 @@ class OptOutOffers:
     """The opt-out key of each batch's campaign, looked up once per batch (like the call scripts)."""
 
     def __init__(self) -> None:
-        self.entries: dict[uuid.UUID, str | None] = {}
+        self.entries: dict[tuple[int, uuid.UUID], str | None] = {}
 
-    async def digit(self, request: Request, batch_id: uuid.UUID | None) -> str | None:
+    async def digit(self, request: Request, account_id: int, batch_id: uuid.UUID | None) -> str | None:
+        """The key offered by the batch's campaign, looked up only among the authenticated account's calls."""
         if batch_id is None:
             return None
-        if batch_id in self.entries:
-            return self.entries[batch_id]
+        if (account_id, batch_id) in self.entries:
+            return self.entries[(account_id, batch_id)]
         try:
             async with request.app.state.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
                 cur = await conn.execute(
                     "SELECT c.provider_options->>'opt_out_digit' FROM call_attempt a "
-                    "JOIN campaign c ON c.id = a.campaign_id WHERE a.batch_id = %s LIMIT 1",
-                    (batch_id,),
+                    "JOIN campaign c ON c.id = a.campaign_id "
+                    "WHERE a.batch_id = %s AND a.account_id = %s LIMIT 1",
+                    (batch_id, account_id),
                 )
                 row = await cur.fetchone()
         except Exception:  # the answer still plays its message; only the offer is missing
@@ -97,7 +101,7 @@ class OptOutOffers:
         digit = valid_opt_out_digit(row[0]) if row else None
         if len(self.entries) >= _CACHE_SIZE:
             self.entries.clear()
-        self.entries[batch_id] = digit
+        self.entries[(account_id, batch_id)] = digit
         return digit
 
 
@@ -110,10 +114,15 @@ async def offer_opt_out(
     offers: OptOutOffers | None = getattr(request.app.state, "opt_out_offers", None)
     if offers is None:
         offers = request.app.state.opt_out_offers = OptOutOffers()
-    digit = await offers.digit(request, batch_id)
+    digit = await offers.digit(request, account_id, batch_id)
     if digit is None:
         return document
-    action_url = callback_url(adapter.kind, account_id, KEYPRESS_KIND, str(batch_id) if batch_id else None)
+    # A ticket in the signed path, like the call's own URLs (Vobiz signs only the path); the call is live, so
+    # its key comes within the grace.
+    expires = int(time.time() + get_settings().callback_grace_s)
+    action_url = callback_url(
+        adapter.kind, account_id, KEYPRESS_KIND, str(batch_id) if batch_id else None, expires
+    )
     credentials = adapter.callback_credentials(account_id)
     return with_opt_out(adapter, document, digit=digit, action_url=action_url, credentials=credentials)
 
