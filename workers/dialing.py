@@ -10,17 +10,10 @@ For each provider request (one destination, or a bulk of several for Plivo/Vobiz
 from __future__ import annotations
 
 import logging
-import random
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import httpx
-import psycopg
-
-from campaigns.accounts import AccountLimits, load_account
+from campaigns.accounts import load_account
 from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
@@ -30,13 +23,14 @@ from workers import attempt_marks as marks
 from workers import dial_store as store
 from workers.accepted_calls import match_accepted
 from workers.batch_lookup import record_batch
+from workers.chunk_dial import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
 from workers.chunk_sizing import request_size, sends_in_bulk
 from workers.metrics import counted_request
 from workers.outbound_request import outbound_call
-from workers.providers.base import AccountCredentials, CallsAccepted, ProviderAdapter
+from workers.providers.base import CallsAccepted
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
-from workers.ratelimit import Budgets, Reservation
+from workers.ratelimit import Reservation
 from workers.ratelimit.backoff import full_jitter_backoff
 from workers.send_booking import (
     MAX_RESERVATION_WAIT_S,
@@ -51,62 +45,6 @@ from workers.timed_sender import leaves_on_time
 log = logging.getLogger(__name__)
 
 SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
-
-
-@dataclass
-class ChunkReport:
-    """What one chunk task did, for logs and tests."""
-
-    sent: int = 0
-    handed_back: int = 0
-    throttled: int = 0
-    failed: int = 0
-    ambiguous: int = 0
-    skipped: int = 0
-    dnc: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DialContext:
-    conn: psycopg.Connection
-    client: httpx.Client
-    budgets: Budgets
-    sleep: Callable[[float], None] = time.sleep
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
-    rng: random.Random = field(default_factory=random.Random)
-
-
-@dataclass
-class ChunkDial:
-    """Everything one chunk's requests share: the task's context, the campaign, its account and adapter,
-    and the report they all add to."""
-
-    ctx: DialContext
-    campaign: store.CampaignForDial
-    creds: AccountCredentials
-    limits: AccountLimits
-    adapter: ProviderAdapter
-    report: ChunkReport
-
-    def release(self, attempts: list[store.StartedAttempt]) -> None:
-        """Free these attempts' concurrency slots."""
-        self.ctx.budgets.release(self.creds.account_id, self.campaign.id, _members(attempts))
-
-    def hand_back(self, ids: list[int], not_before: datetime | None) -> None:
-        self.report.handed_back += store.hand_back(self.ctx.conn, ids, not_before)
-
-
-@dataclass(frozen=True)
-class RequestResult:
-    """What one provider request asks of the rest of the chunk: go on (neither set), stop and hand the rest
-    back until `stop_until`, or back off and try again after the carrier's 429 (`throttled`)."""
-
-    stop_until: datetime | None = None
-    throttled: Throttled | None = None
-
-
-GO_ON = RequestResult()
 
 
 def _request_size(chunk: ChunkDial) -> int:
@@ -271,10 +209,6 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     throttle.recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
     return GO_ON
-
-
-def _members(started: list[store.StartedAttempt]) -> list[str]:
-    return [a.destination.slot_member for a in started]
 
 
 def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
