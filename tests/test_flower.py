@@ -24,7 +24,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {
         **env,
         "DIALER_ENVIRONMENT": "production",
-        "DIALER_SECRET_KEY": "a-real-secret-for-this-test",
+        "DIALER_SECRET_KEY": "a-real-secret-for-this-flower-test-0123456789",
         **extra,
     }
 
