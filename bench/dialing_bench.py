@@ -42,7 +42,7 @@ ALL_ANSWERED = {
 def _environment() -> None:
     os.environ.setdefault("DIALER_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/dialer_bench")
     os.environ["DIALER_REDIS_PREFIX"] = f"bench-{secrets.token_hex(3)}"
-    os.environ.setdefault("DIALER_SECRET_KEY", "bench-secret")
+    os.environ.setdefault("DIALER_SECRET_KEY", "bench-secret-for-benchmarks-only-0123")
 
 
 def prepare(database: str) -> None:
