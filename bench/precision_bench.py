@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from bench.dialing_bench import (
     ALL_ANSWERED,
+    API_USER,
     APP_ID,
     CARRIER_RETRIES,
     OUT,
@@ -130,11 +131,12 @@ class Bench:
         auth_id = f"55501{self.seq:02d}"
         self.sim.configure({"accounts": [{
             "provider": "bandwidth", "auth_id": auth_id, "auth_token": "pw", "cps": rate,
-            "max_concurrent": 10**6, "application_id": APP_ID,
+            "max_concurrent": 10**6, "application_id": APP_ID, "api_username": API_USER,
         }]})
         account_id = add_account(
             self.conn, name=f"precision-{self.seq}", provider="bandwidth", auth_id=auth_id, auth_token="pw",
-            cps=rate, max_concurrent=10**6, base_url=self.sim.base_url, options={"application_id": APP_ID},
+            cps=rate, max_concurrent=10**6, base_url=self.sim.base_url,
+            options={"application_id": APP_ID, "api_username": API_USER},
         )
         return auth_id, account_id
 
