@@ -4,28 +4,14 @@ on the real Postgres."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from campaigns.accounts import add_account
-from campaigns.api_keys import create_api_key
-from workers.entrypoints.api.app import create_app
 
-
-@pytest.fixture(scope="module")
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(apply_events=False)) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def auth(database_url: str) -> dict[str, str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        key = create_api_key(conn, name="dnc-api-tests").key
-    return {"Authorization": f"Bearer {key}"}
+# `client` and `auth` are the shared API fixtures in tests/conftest.py.
 
 
 @pytest.fixture(scope="module")

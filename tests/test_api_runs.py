@@ -5,29 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from fastapi.testclient import TestClient
 
 from campaigns.accounts import add_account
-from campaigns.api_keys import create_api_key
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.entrypoints.api.app import create_app
 
-
-@pytest.fixture(scope="module")
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(apply_events=False)) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def auth(database_url: str) -> dict[str, str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        key = create_api_key(conn, name="runs-api-tests").key
-    return {"Authorization": f"Bearer {key}"}
+# `client` and `auth` are the shared API fixtures in tests/conftest.py.
 
 
 def _completed_campaign(db: psycopg.Connection) -> tuple[int, list[str]]:
