@@ -6,6 +6,11 @@ calls still arrive after `dialer campaign pause` returns, at 100 CPS.
     python -m bench.precision_bench --only 200 --jitter-only
 
 4 worker processes of 8 threads, beat and the API, one simulator; Bandwidth (one destination per request).
+As docker-compose.yml does, the workers' sender threads run at nice -10 (DIALER_SENDER_NICE; `--sender-nice`).
+The simulator stands for a carrier on its own hardware: it runs at nice -15 when the OS allows
+(`--carrier-nice`), so the dialer's load on these shared cores does not delay the instants it counts
+arrivals at. A short warm-up campaign (`--warm-up-calls`, 0 for none) runs first, so the first scenario is
+not also the stack's cold start; each row keeps its per-second arrivals (`per_second`), cold start included.
 Per scenario: the most arrivals in any sliding 1-second window, the carrier's 429s, the budget used (mean
 arrivals over the whole 1-second bins of the run, against the CPS), and the send lateness the workers
 measured (booked time to the moment the request left; workers.send_metrics). Uses its own database
@@ -38,6 +43,9 @@ from bench.dialing_bench import (
 
 T = TypeVar("T")
 JITTER_MS = (5.0, 5.0)  # mean, spread: 5 ms ± 5 ms
+SENDER_NICE = -10  # docker-compose.yml's DIALER_SENDER_NICE
+CARRIER_NICE = -15
+WARM_UP = (50, 150)  # CPS, calls: about three seconds, enough for every worker thread to have dialed
 PAUSE_RATE = 100
 PAUSE_AFTER_S = 6.0
 
@@ -82,6 +90,17 @@ def _lateness(directory: Path, since: float) -> dict[str, Any]:
         "late_p99_ms": round(_percentile(samples, 0.99) * 1000, 2),
         "late_max_ms": round(max(samples, default=0.0) * 1000, 2),
     }
+
+
+def _per_second(times: list[float]) -> list[int]:
+    """Arrivals in each 1-second bin from the first arrival."""
+    if not times:
+        return []
+    first = min(times)
+    bins = [0] * (int(max(times) - first) + 1)
+    for t in times:
+        bins[int(t - first)] += 1
+    return bins
 
 
 def _full_seconds_used(times: list[float], rate: int) -> float | None:
@@ -189,7 +208,7 @@ class Bench:
             "max_in_1s": max_in_window(times), "429s": stats["rejected_429"],
             "used_pct": _full_seconds_used(times, scenario.rate), "target_used_pct": scenario.target_used,
             "duplicates": stats["duplicate_dials"], "complete_s": round(time.monotonic() - started, 1),
-            **_lateness(self.lateness_root, since),
+            **_lateness(self.lateness_root, since), "per_second": _per_second(times),
         }
 
     def run_pause(self, calls: int) -> dict[str, Any]:
@@ -246,6 +265,16 @@ def _table(rows: list[dict[str, Any]], load: str) -> str:
     return "\n".join(lines)
 
 
+def _set_nice(pid: int, nice: int) -> int:
+    """Give a process this nice value if the OS lets this user; the value it has afterwards."""
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        except PermissionError:
+            print(f"the simulator keeps its priority: nice {nice} needs CAP_SYS_NICE", file=sys.stderr)
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -263,6 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fraction of requests the carrier refuses with a lone 429 (AIMD comparison)")
     parser.add_argument("--pause-calls", type=int, default=4000)
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
+    parser.add_argument("--sender-nice", type=int, default=SENDER_NICE,
+                        help="DIALER_SENDER_NICE of the workers (0: the process's own priority)")
+    parser.add_argument("--carrier-nice", type=int, default=CARRIER_NICE,
+                        help="nice value of the simulator, when the OS allows it (0: leave it)")
+    parser.add_argument("--warm-up-calls", type=int, default=WARM_UP[1],
+                        help="calls of the unmeasured warm-up campaign (0: none: the first scenario is cold)")
     args = parser.parse_args(argv)
     prepare("dialer_bench_precision")
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
@@ -276,10 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = _load()
     root = Path(tempfile.mkdtemp(prefix="precision-lateness-"))
     os.environ[SAMPLES_DIR_ENV] = str(root)
+    os.environ["DIALER_SENDER_NICE"] = str(args.sender_nice)
     rows: list[dict[str, Any]] = []
     config = {"accounts": [], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
     with start_simulator(config, speed=30, seed=5) as sim, running_stack(workers=4, threads=8):
         bench = Bench(sim, root)
+        carrier_nice = _set_nice(sim.process.pid, args.carrier_nice)
+        if args.warm_up_calls:
+            bench.run(Scenario("warm-up", WARM_UP[0], args.warm_up_calls, False, 0.0))
         if args.isolated_429:
             sim.configure({"faults": {"api_429": args.isolated_429}})
         mean, spread = (float(x) for x in args.jitter_ms.split(","))
@@ -294,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workers.send_booking import BUDGET_WINDOW_S
 
     settings = get_settings()
-    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S,
+    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "sender_nice": args.sender_nice,
+            "carrier_nice": carrier_nice, "warm_up_calls": args.warm_up_calls,
             "aimd_factor": getattr(settings, "aimd_factor", None),
             "aimd_confirm_s": getattr(settings, "aimd_confirm_s", None), "load_average_end": _load()}
     print(json.dumps(meta))

@@ -133,12 +133,25 @@ def test_environment_from_the_anchor(compose: dict[str, Any], services: dict[str
     assert env["DIALER_PUBLIC_URL"] == "http://api:8000"
     assert env["DIALER_ENVIRONMENT"] == "production"
     assert env["DIALER_SECRET_KEY"].startswith("${DIALER_SECRET_KEY:?")
-    for name in ("migrate", "api", "worker", "beat"):
+    for name in ("migrate", "api", "beat"):
         assert _env(services[name]) == env, name
+    worker = _env(services["worker"])
+    assert int(worker.pop("DIALER_SENDER_NICE")) < 0, "the sender thread runs ahead of the chunk threads"
+    assert worker == env
     flower = _env(services["flower"])
     assert REQUIRED_VAR.fullmatch(flower.pop("DIALER_FLOWER_AUTH")), "Flower refuses to start without auth"
     assert flower == env
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "dialer"
+
+
+def test_worker_may_raise_its_sender_priority(services: dict[str, dict[str, Any]]) -> None:
+    """The image runs as an unprivileged user: it can lower its nice value only as far as RLIMIT_NICE lets
+    it (20 - limit), so the limit must reach the sender's configured nice value."""
+    worker = services["worker"]
+    nice = int(_env(worker)["DIALER_SENDER_NICE"])
+    limit = worker["ulimits"]["nice"]
+    limit = limit["soft"] if isinstance(limit, dict) else limit
+    assert 20 - int(limit) <= nice
 
 
 def test_backing_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:

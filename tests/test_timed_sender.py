@@ -147,3 +147,39 @@ def test_a_request_held_up_before_its_first_byte_past_the_allowed_lateness_is_re
         sender._loop.call_soon_threadsafe(server.close)
     finally:
         sender.close()
+
+
+def test_the_sender_thread_alone_takes_the_configured_nice_value(carrier: Carrier) -> None:
+    """DIALER_SENDER_NICE moves only the sender thread: the chunk threads (here, this one) keep theirs.
+    A positive value is used because any process may lower its own priority."""
+    import os
+    import threading
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    wanted = min(19, mine + 5)
+    sender = TimedSender(httpx.MockTransport(carrier), nice=wanted)
+    try:
+        sender_tid = sender._thread.native_id
+        assert sender_tid is not None
+        assert os.getpriority(os.PRIO_PROCESS, sender_tid) == wanted
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    finally:
+        sender.close()
+
+
+def test_a_refused_priority_is_logged_and_the_sender_still_sends(
+    carrier: Carrier, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    sender = TimedSender(httpx.MockTransport(carrier), nice=-10)
+    try:
+        with make_client(transport=ScheduledTransport(sender)) as http:
+            assert http.post("http://carrier.test/calls").status_code == 201
+    finally:
+        sender.close()
+    assert "sender thread priority not changed to nice -10" in caplog.text

@@ -19,6 +19,7 @@ and the booked slot travels in a context variable set around the call (`booked_f
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 import httpx
 
 from workers.send_metrics import observe_lateness, observe_refused_late
+
+log = logging.getLogger(__name__)
 
 # How long the interpreter lets a thread hold the GIL when another wants it (CPython's default is 5 ms):
 # the sender thread must get it within a millisecond or two of its timer firing.
@@ -81,8 +84,9 @@ def booked_for(slot: SendSlot) -> Iterator[None]:
 class TimedSender:
     """An asyncio loop in a daemon thread that sends prepared httpx requests at their booked instants."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, nice: int = 0) -> None:
         self._transport = transport
+        self._nice = nice
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dialer-sender", daemon=True)
@@ -90,6 +94,8 @@ class TimedSender:
         self._ready.wait()
 
     def _run(self) -> None:
+        if self._nice:
+            set_thread_nice(self._nice)
         asyncio.set_event_loop(self._loop)
         if self._transport is None:
             limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
@@ -163,6 +169,18 @@ class TimedSender:
         self._thread.join(timeout=5)
 
 
+def set_thread_nice(nice: int) -> bool:
+    """Give the calling thread this nice value (Linux schedules threads, so only this thread moves); False,
+    logged, when the OS refuses (a negative value without CAP_SYS_NICE) or has no per-thread priorities."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (PermissionError, OSError, AttributeError) as exc:
+        log.warning("sender thread priority not changed to nice %d (%s): it keeps the process's priority; "
+                    "a loaded host then sends later (docs/SCALING.md)", nice, exc)
+        return False
+    return True
+
+
 class ScheduledTransport(httpx.BaseTransport):
     """A sync httpx transport that hands every request to a TimedSender, at the slot set by `booked_for`."""
 
@@ -188,6 +206,8 @@ def process_sender() -> TimedSender:
     global _sender
     with _lock:
         if _sender is None or _sender[0] != os.getpid():
+            from campaigns.config import get_settings
+
             sys.setswitchinterval(SWITCH_INTERVAL_S)
-            _sender = (os.getpid(), TimedSender())
+            _sender = (os.getpid(), TimedSender(nice=get_settings().sender_nice))
         return _sender[1]
