@@ -70,6 +70,20 @@ def test_a_booking_keeps_the_widest_window_any_host_of_the_account_asked_for(bud
     assert send_us(spread[10]) - send_us(spread[0]) == 1_020_000
 
 
+def test_a_widened_window_is_the_accounts_for_the_hold_and_no_longer(budgets: Budgets) -> None:
+    from workers.ratelimit.cps import WINDOW_HOLD_S
+
+    account = next(_ids)
+    loaded = [budgets.reserve(account, None, 1, 10, None, 5.0, 1.1) for _ in range(10)]
+    state = redis_keys.account_cps(account)
+    now_us = budgets.client.time()[0] * 1_000_000
+    held_until = int(budgets.client.hget(state, "win_until"))
+    assert held_until - now_us == pytest.approx(WINDOW_HOLD_S * 1_000_000, abs=1_100_000)
+    budgets.client.hset(state, "win_until", now_us - 1)  # the hold has run out
+    quiet = budgets.reserve(account, None, 1, 10, None, 5.0, 1.02)
+    assert send_us(quiet) - send_us(loaded[0]) == 1_020_000
+
+
 def test_a_send_is_booked_no_sooner_than_the_callers_lead(budgets: Budgets) -> None:
     # An idle account could send now, but the caller still has a round trip to make before it can: a send
     # booked for now would leave late.

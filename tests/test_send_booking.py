@@ -16,6 +16,7 @@ from workers.send_booking import (
     BUDGET_WINDOW_S,
     GUARD_MAX_S,
     GUARD_MIN_S,
+    LATENESS_QUANTILE,
     MAX_LATENESS_S,
     NETWORK_S,
     Booking,
@@ -245,3 +246,27 @@ def test_a_send_the_timed_sender_refused_is_booked_again_and_not_marked_again(
 def test_the_window_of_a_host_that_keeps_time_is_the_smallest_guard() -> None:
     assert BUDGET_WINDOW_S == pytest.approx(1.0 + GUARD_MIN_S)
     assert allowed_lateness_s(GUARD_MIN_S) > 0
+
+
+def test_a_late_start_stops_widening_the_window_once_it_is_older_than_the_span() -> None:
+    """One slow second at a worker's start (30 ms late sends) widens its window at once, and no longer
+    after the history's span: the lateness that counts is the host's recent one, not its first one."""
+    clock = FakeClock()
+    recent = RecentSeconds(span_s=10.0, clock=clock)
+    for _ in range(5):
+        recent.add(0.03)
+    assert guard_for(recent.quantile(LATENESS_QUANTILE)) == pytest.approx(GUARD_MAX_S)
+    clock.sleep(5.0)
+    for _ in range(60):  # six seconds of a host keeping time again, 10 sends a second: 11 s in all
+        recent.add(0.001)
+        clock.sleep(0.1)
+    assert guard_for(recent.quantile(LATENESS_QUANTILE)) == pytest.approx(GUARD_MIN_S)
+
+
+def test_without_recent_sends_the_host_asks_for_the_narrowest_window() -> None:
+    clock = FakeClock()
+    recent = RecentSeconds(span_s=10.0, clock=clock)
+    recent.add(0.04)
+    clock.sleep(10.5)
+    assert recent.quantile(LATENESS_QUANTILE) == 0.0
+    assert guard_for(recent.quantile(LATENESS_QUANTILE)) == pytest.approx(GUARD_MIN_S)

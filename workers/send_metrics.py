@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -55,21 +56,30 @@ SENDS_REFUSED_LATE = Counter(
 
 
 class RecentSeconds:
-    """The last few hundred send lateness values of this process (refused sends included), for the
-    booking's guard (workers.send_booking.guard_for): a host that sends later asks for a wider window."""
+    """This process's send lateness over the last `span_s` seconds (at most `size` values; refused sends
+    included), for the booking's guard (workers.send_booking.guard_for): a host that sends later asks for a
+    wider window. Bounded in time, not only in count: at 20 CPS a few hundred values reach back a minute,
+    and one slow second at a worker's start (imports, first connections) kept every later booking on the
+    widest window long after the host was keeping time again (bench/RESULTS.md, issue 13)."""
 
-    def __init__(self, size: int = 256) -> None:
-        self._values: deque[float] = deque(maxlen=size)
+    def __init__(self, size: int = 256, span_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._values: deque[tuple[float, float]] = deque(maxlen=size)
+        self._span_s = span_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
         with self._lock:
-            self._values.append(seconds)
+            self._values.append((self._clock(), seconds))
 
     def quantile(self, q: float) -> float:
-        """The q-quantile of the recent values; 0 before any."""
+        """The q-quantile of the values of the last span_s seconds; 0 when there are none."""
+        oldest = self._clock() - self._span_s
         with self._lock:
-            ordered = sorted(self._values)
+            while self._values and self._values[0][0] < oldest:
+                self._values.popleft()
+            ordered = sorted(value for _, value in self._values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 

@@ -2,7 +2,8 @@
 -- KEYS: account state hash, account sends zset, account AIMD rate hash, account pause key, budgets epoch key,
 --       [campaign state hash, campaign sends zset].
 -- ARGV: n, account_cps, campaign_cps (0 without campaign), max_wait_us, keep_ms, window_us, check_epoch,
---       lead_us (the send is booked at least this long from now: the caller's work before it can leave).
+--       lead_us (the send is booked at least this long from now: the caller's work before it can leave),
+--       hold_us (how long a widened window stays the account's: workers.ratelimit.cps.WINDOW_HOLD_S).
 -- Returns {status, send_us, now_us, retry_us, max_tokens, member}; status 1 granted, 0 refused, 2 bulk too large,
 -- 3 the budgets epoch is missing: Redis lost its state and the budgets must be rebuilt before any booking.
 --
@@ -31,8 +32,10 @@ local max_wait = tonumber(ARGV[4])
 local keep_ms = tonumber(ARGV[5])
 -- A loaded host sends later than a quiet one, so it asks for a wider window. Every booking on the account
 -- uses the widest window any host asked for within the last WINDOW_HOLD (refreshed by each such booking),
--- so a quiet host's sends are never booked closer to a loaded host's than the loaded one allowed for.
-local WINDOW_HOLD = 10 * SEC
+-- so a quiet host's sends are never booked closer to a loaded host's than the loaded one allowed for: a
+-- wide booking is at most the longest reservation wait ahead, so a booking that could fall within its
+-- window is made within that wait plus the window.
+local WINDOW_HOLD = tonumber(ARGV[9]) or 10 * SEC
 local held = tonumber(redis.call('HGET', KEYS[1], 'win_us'))
 local held_until = tonumber(redis.call('HGET', KEYS[1], 'win_until')) or 0
 if held and held_until > now and held > WINDOW then

@@ -11,6 +11,11 @@ from workers.ratelimit.errors import BudgetsLost, BulkTooLarge, redis_errors_tra
 from workers.ratelimit.scripts import script
 
 _GRANTED, _REFUSED, _TOO_LARGE, _LOST = 1, 0, 2, 3
+# How long a window one host widened stays the whole account's (cps.lua): longer than the furthest ahead a
+# booking is made (workers.send_booking.MAX_RESERVATION_WAIT_S, 2 s) plus the widest window (1.05 s), so
+# no booking can fall inside a wide one's window without seeing it. It was 10 s; a slow start then kept
+# every host on the widest window for a quarter of a minute (bench/RESULTS.md, issue 13).
+WINDOW_HOLD_S = 3.2
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class CpsLimiter:
         ]
         keys = _budget_keys(account_id, None) + account_keys + _budget_keys(account_id, capped)[2:]
         args = [n_tokens, account_cps, campaign_cps or 0, int(max_wait_s * 1e6), self._keep_ms,
-                int(window_s * 1e6), int(self._check_epoch), int(lead_s * 1e6)]
+                int(window_s * 1e6), int(self._check_epoch), int(lead_s * 1e6), int(WINDOW_HOLD_S * 1e6)]
         with redis_errors_translated(self._client):
             status, send_us, now_us, retry_us, max_tokens, member = script(self._client, "cps")(
                 keys=keys, args=args
