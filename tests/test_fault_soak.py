@@ -71,8 +71,6 @@ def test_soak_worker_sigkill_every_5s_until_complete(
     _assert_target(figures, waiting_ok=True)  # the kills go on until the bound: the last may cut a lease
 
 
-@pytest.mark.xfail(strict=False, reason="after the engine fix, 1 429 in 1,000 at 50 CPS in 1 of 1 runs: "
-                   "open (the short version sees none)")
 def test_soak_placed_but_5xx_3_percent(stack: Stack, conn: psycopg.Connection) -> None:
     with _sim(42, api_placed_5xx=0.03) as sim:
         run = FaultRun(sim, stack, conn, name="soak-placed-5xx", destinations=min(DESTINATIONS, 1000), cps=50,
