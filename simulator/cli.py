@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Sequence
+
+# A whole test suite can run against a carrier with network-like arrival jitter:
+# SIMULATOR_ARRIVAL_JITTER_MS=5,5 make test (every simulator it starts then counts arrivals 0-10 ms late).
+JITTER_ENV = "SIMULATOR_ARRIVAL_JITTER_MS"
 
 
 def run_simulator(*, config: str | None, host: str, port: int, speed: float, seed: int,
-                  ledger_out: str | None = None) -> None:
+                  ledger_out: str | None = None, arrival_jitter_ms: str | None = None) -> None:
     """Run the carrier simulator in the foreground until SIGINT/SIGTERM (uvloop when installed)."""
     from simulator.app import serve
-    from simulator.config import load_config
+    from simulator.config import load_config, parse_jitter
 
     if speed <= 0:
         raise ValueError("speed must be positive")
-    sim_config = load_config(config)
+    sim_config = load_config(config, parse_jitter(arrival_jitter_ms) if arrival_jitter_ms else None)
     coro = serve(sim_config, host=host, port=port, speed=speed, seed=seed, ledger_out=ledger_out)
     try:
         import uvloop
@@ -34,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="divides call durations and callback backoff")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ledger-out", help="write the ledger and stats as JSON here on exit")
+    parser.add_argument("--arrival-jitter-ms", default=os.environ.get(JITTER_ENV) or None,
+                        metavar="MEAN,SPREAD",
+                        help=f"default network delay before the limiter counts an arrival, uniform in "
+                             f"mean ± spread ms (a config's own limiter section wins; env {JITTER_ENV})")
     args = parser.parse_args(argv)
     run_simulator(config=args.config, host=args.host, port=args.port, speed=args.speed, seed=args.seed,
-                  ledger_out=args.ledger_out)
+                  ledger_out=args.ledger_out, arrival_jitter_ms=args.arrival_jitter_ms)

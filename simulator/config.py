@@ -244,8 +244,10 @@ def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
             raise ConfigError(f"unknown config section {key!r}")
 
 
-def load_config(source: str | Path | dict[str, Any] | None) -> SimConfig:
-    """A config from a JSON file path, a dict, or None (one default account per provider)."""
+def load_config(source: str | Path | dict[str, Any] | None,
+                limiter_default: dict[str, Any] | None = None) -> SimConfig:
+    """A config from a JSON file path, a dict, or None (one default account per provider).
+    `limiter_default` (the "limiter" section's shape) is applied first: the source's own "limiter" wins."""
     if source is None:
         raw: dict[str, Any] = {"accounts": DEFAULT_ACCOUNTS}
     elif isinstance(source, dict):
@@ -253,5 +255,16 @@ def load_config(source: str | Path | dict[str, Any] | None) -> SimConfig:
     else:
         raw = json.loads(Path(source).read_text())
     config = SimConfig()
+    if limiter_default:
+        _patch_limiter(config.limiter, limiter_default)
     apply_patch(config, {"accounts": [], **raw})
     return config
+
+
+def parse_jitter(text: str) -> dict[str, Any]:
+    """"MEAN,SPREAD" in milliseconds (the --arrival-jitter-ms option) as a limiter section."""
+    try:
+        mean, spread = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"arrival jitter: expected MEAN,SPREAD in milliseconds, got {text!r}") from None
+    return {"arrival_jitter_ms": {"mean": mean, "spread": spread}}

@@ -115,3 +115,24 @@ def test_limiter_config_is_validated_and_round_trips() -> None:
     for bad in ({"kind": "leaky"}, {"arrival_jitter_ms": {"mean": -1}}, {"arrival_jitter_ms": 5}, {"x": 1}):
         with pytest.raises(ConfigError):
             load_config({"accounts": [], "limiter": bad})
+
+
+def test_a_default_arrival_jitter_applies_unless_the_config_sets_its_own() -> None:
+    from simulator.config import parse_jitter
+
+    jitter = parse_jitter("5,5")
+    assert load_config(None, jitter).to_dict()["limiter"]["arrival_jitter_ms"] == {"mean": 5.0, "spread": 5.0}
+    own = {"accounts": [], "limiter": {"arrival_jitter_ms": {"mean": 1, "spread": 0}}}
+    assert load_config(own, jitter).to_dict()["limiter"]["arrival_jitter_ms"] == {"mean": 1.0, "spread": 0.0}
+    with pytest.raises(ConfigError, match="MEAN,SPREAD"):
+        parse_jitter("5")
+
+
+def test_every_simulator_a_suite_starts_takes_the_jitter_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIMULATOR_ARRIVAL_JITTER_MS=5,5 make test runs the whole suite against a jittery carrier."""
+    monkeypatch.setenv("SIMULATOR_ARRIVAL_JITTER_MS", "4,3")
+    with start_simulator(CONFIG, speed=20, seed=4) as jittery:
+        limiter = jittery.configure({})["limiter"]
+    assert limiter["arrival_jitter_ms"] == {"mean": 4.0, "spread": 3.0}

@@ -56,11 +56,16 @@ def simulator(
     port: int = typer.Option(8765),
     speed: float = typer.Option(1.0, help="Time scale: 60 makes a 30 s call take 0.5 s."),
     seed: int = typer.Option(1),
+    arrival_jitter_ms: str = typer.Option(
+        None, envvar="SIMULATOR_ARRIVAL_JITTER_MS", metavar="MEAN,SPREAD",
+        help="Network delay before the carrier's limiter counts an arrival, uniform in mean ± spread ms.",
+    ),
 ) -> None:
     """Run the local carrier simulator (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth call APIs)."""
     from simulator.cli import run_simulator
 
-    run_simulator(config=config, host=host, port=port, speed=speed, seed=seed)
+    run_simulator(config=config, host=host, port=port, speed=speed, seed=seed,
+                  arrival_jitter_ms=arrival_jitter_ms)
 
 
 @app.command("demo")
