@@ -270,3 +270,38 @@ def test_without_recent_sends_the_host_asks_for_the_narrowest_window() -> None:
     clock.sleep(10.5)
     assert recent.quantile(LATENESS_QUANTILE) == 0.0
     assert guard_for(recent.quantile(LATENESS_QUANTILE)) == pytest.approx(GUARD_MIN_S)
+
+
+class SlowReplies(BookingSpy):
+    """The real limiter, whose answers reach this host `reply_s` after it asked (a host short of CPU)."""
+
+    def __init__(self, client: redis.Redis, clock: FakeClock, reply_s: float) -> None:
+        super().__init__(client)
+        self.clock, self.reply_s = clock, reply_s
+
+    def reserve(self, *args: Any, **kwargs: Any) -> Reservation:
+        grant = super().reserve(*args, **kwargs)
+        self.clock.sleep(self.reply_s)
+        return grant
+
+
+def test_the_bookings_round_trip_counts_against_the_allowed_lateness(redis_client: redis.Redis) -> None:
+    """The booked delay runs from Redis's clock, somewhere within the round trip: a send timed from the
+    reply may already be up to the round trip late. A slow reply (25 ms, against the 10 ms a host that
+    keeps time may be late) is booked again rather than sent late without anyone knowing."""
+    clock = FakeClock()
+    slow = SlowReplies(redis_client, clock, reply_s=0.025)
+    booked = SendBooking(slow, Booking(next(_accounts), 99, 1, 10, None), lambda: True, timed=True,
+                         sleep=clock.sleep, clock=clock, recent=RecentSeconds())
+    assert not booked.book().granted
+    assert slow.refunded == [g.token for g in slow.granted] and len(slow.granted) == 3
+
+
+def test_a_quick_reply_leaves_the_rest_of_the_allowed_lateness_to_the_send(redis_client: redis.Redis) -> None:
+    clock = FakeClock()
+    quick = SlowReplies(redis_client, clock, reply_s=0.004)
+    booked = SendBooking(quick, Booking(next(_accounts), 99, 1, 10, None), lambda: True, timed=True,
+                         sleep=clock.sleep, clock=clock, recent=RecentSeconds())
+    assert booked.book().granted
+    assert booked.slack_s == pytest.approx(0.004)
+    assert booked.max_late_s == allowed_lateness_s(GUARD_MIN_S)

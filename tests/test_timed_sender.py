@@ -183,3 +183,13 @@ def test_a_refused_priority_is_logged_and_the_sender_still_sends(
     finally:
         sender.close()
     assert "sender thread priority not changed to nice -10" in caplog.text
+
+
+def test_a_send_whose_booking_came_back_late_is_refused_though_its_sender_is_on_time(
+    client: httpx.Client, carrier: Carrier
+) -> None:
+    """The booked instant may have been `slack_s` before `due`: 40 ms of slack is past 30 ms allowed."""
+    slot = SendSlot(time.monotonic() + 0.02, max_late_s=0.03, slack_s=0.04)
+    with pytest.raises(SendTooLate), booked_for(slot):
+        client.post("http://carrier.test/calls")
+    assert carrier.arrivals == []

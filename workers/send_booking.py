@@ -113,8 +113,9 @@ class SendBooking:
         self.marked = False
         self.bookings = 0
         self.grant = Reservation(False, 0.0, 0.0)
-        self.due = 0.0  # the granted send time on this process's clock
+        self.due = 0.0  # the granted send time on this process's clock (never before the booked instant)
         self.max_late_s = 0.0
+        self.slack_s = 0.0  # how much earlier than `due` the booked instant may have been
 
     def _lead_s(self) -> float:
         """How far ahead the send must be booked for the work before it (the mark, the handover) to fit."""
@@ -136,6 +137,7 @@ class SendBooking:
         while self.bookings < MAX_REBOOKINGS:
             self.bookings += 1
             guard = guard_for(self.recent.quantile(LATENESS_QUANTILE))
+            asked = clock()
             try:
                 grant = self.budgets.reserve(
                     b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
@@ -145,7 +147,17 @@ class SendBooking:
                 return Reservation(False, 0.0, 0.1)
             if not grant.granted:
                 return grant
-            due = clock() + grant.send_at_delay_s
+            # The delay is counted from Redis's clock when the script ran, somewhere between asking and
+            # hearing back. Counted from hearing back, the send never leaves early; the round trip is then
+            # how late it may already be, so it counts against the allowed lateness (a host starved of CPU
+            # hears back late, and its sends would otherwise leave late without knowing it).
+            heard = clock()
+            due, slack = heard + grant.send_at_delay_s, heard - asked
+            max_late = allowed_lateness_s(guard)
+            if slack > max_late:  # it could only leave later than allowed: book again (nothing marked)
+                self._refund(grant)
+                observe_refused_late(slack)
+                continue
             if not self.marked:
                 wait = due - (handoff_lead_s(b.n) if self.timed else mark_lead_s(b.n)) - clock()
                 if wait > 0:
@@ -156,17 +168,16 @@ class SendBooking:
                 self.marked = True
             elif self.timed and (wait := due - HANDOFF_LEAD_S - clock()) > 0:
                 self.sleep(wait)
-            max_late = allowed_lateness_s(guard)
             if not self.timed and (remaining := due - clock()) > 0:
                 self.sleep(remaining)
-            lateness = clock() - due
+            lateness = clock() - due + slack
             if lateness > max_late:  # already too late to leave: book again
                 self._refund(grant)
                 observe_refused_late(lateness)  # counted in the recent lateness: the guard widens
                 continue
             if not self.timed:
                 observe_lateness(lateness)
-            self.due, self.max_late_s = due, max_late
+            self.due, self.max_late_s, self.slack_s = due, max_late, slack
             return grant
         # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
         return Reservation(False, 0.0, 0.05)
@@ -192,7 +203,7 @@ def create_calls_when_due(
     as too late is booked again (the attempts stay marked) and sent at its new time."""
     while True:
         try:
-            with booked_for(SendSlot(booked.due, booked.max_late_s)):
+            with booked_for(SendSlot(booked.due, booked.max_late_s, booked.slack_s)):
                 return adapter.create_calls(client, creds, call)
         except SendTooLate:
             if not booked.refused_late().granted:

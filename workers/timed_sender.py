@@ -48,10 +48,16 @@ KEEPALIVE_EXPIRY_S = 60.0
 
 @dataclass(frozen=True)
 class SendSlot:
-    """A request's booked send time on this process's monotonic clock, and how late it may still leave."""
+    """A request's send time on this process's monotonic clock, and how late it may still leave. The
+    booked instant may have been up to `slack_s` before `due` (the booking's round trip to Redis): the
+    request never leaves before `due`, and its lateness counts from `due - slack_s`."""
 
     due: float
     max_late_s: float
+    slack_s: float = 0.0
+
+    def lateness(self, now: float) -> float:
+        return now - self.due + self.slack_s
 
 
 class SendTooLate(Exception):
@@ -120,7 +126,7 @@ class TimedSender:
                 await asyncio.sleep(delay)  # the loop's timer (epoll rounds it up to the millisecond)
             while time.monotonic() < slot.due:  # the last moments on the clock: never early, barely late
                 pass
-            lateness = time.monotonic() - slot.due
+            lateness = slot.lateness(time.monotonic())
             if lateness_refused(lateness, slot.max_late_s):
                 observe_refused_late(lateness)
                 raise SendTooLate(lateness)
@@ -131,16 +137,16 @@ class TimedSender:
             # which are the send's too. Refusing here still sends nothing (the connection is then dropped).
             if event == "http11.send_request_headers.started" and not left:
                 now = time.monotonic()
-                if slot is not None and lateness_refused(now - slot.due, slot.max_late_s):
-                    observe_refused_late(now - slot.due)
-                    raise SendTooLate(now - slot.due)
+                if slot is not None and lateness_refused(slot.lateness(now), slot.max_late_s):
+                    observe_refused_late(slot.lateness(now))
+                    raise SendTooLate(slot.lateness(now))
                 left.append(now)
 
         request.extensions = {**request.extensions, "trace": trace}
         assert self._transport is not None
         response = await self._transport.handle_async_request(request)
         if slot is not None:
-            observe_lateness((left[0] if left else time.monotonic()) - slot.due)
+            observe_lateness(slot.lateness(left[0] if left else time.monotonic()))
         try:
             body = await response.aread()
         finally:
