@@ -265,16 +265,6 @@ def _table(rows: list[dict[str, Any]], load: str) -> str:
     return "\n".join(lines)
 
 
-def _set_nice(pid: int, nice: int) -> int:
-    """Give a process this nice value if the OS lets this user; the value it has afterwards."""
-    if nice:
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, nice)
-        except PermissionError:
-            print(f"the simulator keeps its priority: nice {nice} needs CAP_SYS_NICE", file=sys.stderr)
-    return os.getpriority(os.PRIO_PROCESS, pid)
-
-
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -316,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {"accounts": [], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
     with start_simulator(config, speed=30, seed=5) as sim, running_stack(workers=4, threads=8):
         bench = Bench(sim, root)
-        carrier_nice = _set_nice(sim.process.pid, args.carrier_nice)
+        carrier_nice = sim.own_cores(args.carrier_nice) if args.carrier_nice else 0
         if args.warm_up_calls:
             bench.run(Scenario("warm-up", WARM_UP[0], args.warm_up_calls, False, 0.0))
         if args.isolated_429:
