@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     aimd_factor: float = 0.7
     aimd_confirm_s: float = 5.0
     # Nice value of each worker process's sender thread (workers.timed_sender), so that on a busy host the
-    # OS runs it promptly at each booked instant. Negative values need CAP_SYS_NICE (docker-compose.yml adds
-    # it); without that permission the sender keeps the process's priority and says so once in the log.
+    # OS runs it promptly at each booked instant. Negative values need CAP_SYS_NICE or RLIMIT_NICE
+    # (docker-compose.yml sets the limit); refused, the sender keeps the process's priority and says so once
+    # in the log.
     sender_nice: int = 0
 
     @field_validator("public_url")

@@ -137,9 +137,9 @@ class TimedSender:
             # which are the send's too. Refusing here still sends nothing (the connection is then dropped).
             if event == "http11.send_request_headers.started" and not left:
                 now = time.monotonic()
-                if slot is not None and lateness_refused(slot.lateness(now), slot.max_late_s):
-                    observe_refused_late(slot.lateness(now))
-                    raise SendTooLate(slot.lateness(now))
+                if slot is not None and lateness_refused(late := slot.lateness(now), slot.max_late_s):
+                    observe_refused_late(late)
+                    raise SendTooLate(late)
                 left.append(now)
 
         request.extensions = {**request.extensions, "trace": trace}
@@ -180,7 +180,7 @@ def set_thread_nice(nice: int) -> bool:
     logged, when the OS refuses (a negative value without CAP_SYS_NICE) or has no per-thread priorities."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (PermissionError, OSError, AttributeError) as exc:
+    except (OSError, AttributeError) as exc:  # PermissionError is an OSError
         log.warning("sender thread priority not changed to nice %d (%s): it keeps the process's priority; "
                     "a loaded host then sends later (docs/SCALING.md)", nice, exc)
         return False

@@ -35,7 +35,7 @@ local keep_ms = tonumber(ARGV[5])
 -- so a quiet host's sends are never booked closer to a loaded host's than the loaded one allowed for: a
 -- wide booking is at most the longest reservation wait ahead, so a booking that could fall within its
 -- window is made within that wait plus the window.
-local WINDOW_HOLD = tonumber(ARGV[9]) or 10 * SEC
+local WINDOW_HOLD = tonumber(ARGV[9])
 local held = tonumber(redis.call('HGET', KEYS[1], 'win_us'))
 local held_until = tonumber(redis.call('HGET', KEYS[1], 'win_until')) or 0
 if held and held_until > now and held > WINDOW then
