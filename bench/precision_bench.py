@@ -106,14 +106,10 @@ def _per_second(times: list[float]) -> list[int]:
 def _full_seconds_used(times: list[float], rate: int) -> float | None:
     """Mean arrivals per whole 1-second bin from the first arrival (the last, partial bin left out), as a
     percentage of the budget."""
-    if len(times) < 2:
+    full = _per_second(times)[:-1]
+    if not full:
         return None
-    times = sorted(times)
-    full_bins = int(times[-1] - times[0])
-    if not full_bins:
-        return None
-    in_full = sum(1 for t in times if t - times[0] < full_bins)
-    return round(100.0 * in_full / full_bins / rate, 1)
+    return round(100.0 * sum(full) / len(full) / rate, 1)
 
 
 def retrying(what: str, action: Callable[[], T], attempts: int = 90) -> T:
