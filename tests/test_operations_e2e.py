@@ -67,16 +67,10 @@ def env(database_url: str, redis_client: Any) -> Iterator[tuple[RunningSimulator
         yield sim, stack
 
 
-@pytest.fixture()
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-def _account(conn: psycopg.Connection, sim: RunningSimulator, index: int) -> int:
+def _account(db: psycopg.Connection, sim: RunningSimulator, index: int) -> int:
     raw = SIM_ACCOUNTS[index]
     return add_account(
-        conn,
+        db,
         name=f"ops-{raw['auth_id']}",
         provider=raw["provider"],
         auth_id=raw["auth_id"],
@@ -94,8 +88,8 @@ def _dialed(sim: RunningSimulator, auth_id: str) -> list[dict[str, Any]]:
     return [{**c, "destination": "+" + c["destination"].lstrip("+")} for c in calls]
 
 
-def _statuses(conn: psycopg.Connection, campaign_id: int) -> dict[str, int]:
-    rows = conn.execute(
+def _statuses(db: psycopg.Connection, campaign_id: int) -> dict[str, int]:
+    rows = db.execute(
         "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
     ).fetchall()
     return dict(rows)
@@ -114,22 +108,22 @@ def _dialer(*args: str) -> str:
     return done.stdout + done.stderr
 
 
-def test_a_number_added_to_the_dnc_list_mid_run_is_never_called_after(env, conn) -> None:
+def test_a_number_added_to_the_dnc_list_mid_run_is_never_called_after(env, db) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, 0)
+    account_id = _account(db, sim, 0)
     phones = numbers(40, start=5000, area="646")
     campaign_id = load_campaign("dnc-mid-run", phones)
-    prepare_and_start(conn, campaign_id, account_id)
+    prepare_and_start(db, campaign_id, account_id)
     wait_for(lambda: len(_dialed(sim, "MAOPSDNC")) >= 5, 30, what="the campaign dialing")
     listed = phones[-15:]  # at 5 CPS these are ~5 s away from being dialed
     _dialer("dnc", "add", *listed, "--account", "ops-MAOPSDNC", "--reason", "asked mid-run")
     added_at = time.time()
-    wait_for(lambda: _statuses(conn, campaign_id).keys() <= {"done", "dnc"}, 60, what="campaign finished")
+    wait_for(lambda: _statuses(db, campaign_id).keys() <= {"done", "dnc"}, 60, what="campaign finished")
     calls = _dialed(sim, "MAOPSDNC")
     late = [c for c in calls if c["destination"] in listed and c["received_at"] >= added_at]
     assert late == [], "a number was dialed after it was put on the do-not-call list"
     called_before = {c["destination"] for c in calls if c["destination"] in listed}
-    assert _statuses(conn, campaign_id).get("dnc", 0) == len(listed) - len(called_before) > 0
+    assert _statuses(db, campaign_id).get("dnc", 0) == len(listed) - len(called_before) > 0
     assert len(calls) == len({c["destination"] for c in calls}), "a destination was dialed twice"
 
 
@@ -137,15 +131,15 @@ def test_a_number_added_to_the_dnc_list_mid_run_is_never_called_after(env, conn)
     ("index", "opt_out_number", "start"), [(1, OPT_OUT_NUMBER, 7100), (3, BANDWIDTH_OPT_OUT_NUMBER, 7300)]
 )
 def test_an_opt_out_keypress_lists_the_number_for_the_account(
-    env, conn, index, opt_out_number, start
+    env, db, index, opt_out_number, start
 ) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, index)
+    account_id = _account(db, sim, index)
     provider = SIM_ACCOUNTS[index]["provider"]
     phones = [opt_out_number, *numbers(4, start=start, area="646")]
     campaign_id = load_campaign(f"opt-out-{provider}", phones)
     prepare_and_start(
-        conn,
+        db,
         campaign_id,
         account_id,
         provider_options={
@@ -157,19 +151,19 @@ def test_an_opt_out_keypress_lists_the_number_for_the_account(
     )
 
     def opted_out() -> Any:
-        return conn.execute(
+        return db.execute(
             "SELECT a.opt_out_digits FROM call_attempt a JOIN destination d ON d.id = a.destination_id "
             "WHERE d.campaign_id = %s AND d.number = %s AND a.opted_out_at IS NOT NULL",
             (campaign_id, opt_out_number),
         ).fetchone()
 
     assert wait_for(opted_out, 60, what=f"the {provider} opt-out keypress recorded") == ("9",)
-    listed = conn.execute(
+    listed = db.execute(
         "SELECT source FROM account_dnc_number WHERE account_id = %s AND number = %s",
         (account_id, opt_out_number),
     ).fetchone()
     assert listed == ("keypress",)
-    opted = conn.execute(
+    opted = db.execute(
         "SELECT count(*) FROM call_attempt WHERE campaign_id = %s AND opted_out_at IS NOT NULL",
         (campaign_id,),
     ).fetchone()
@@ -181,7 +175,7 @@ def test_an_opt_out_keypress_lists_the_number_for_the_account(
     assert keypresses and all(200 <= cb["status"] < 300 for cb in keypresses)
     # The next campaign of the account refuses the number at load.
     again = load_campaign(f"opt-out-again-{provider}", [opt_out_number], account_id=account_id)
-    rejected = conn.execute("SELECT reason FROM rejected_row WHERE campaign_id = %s", (again,)).fetchall()
+    rejected = db.execute("SELECT reason FROM rejected_row WHERE campaign_id = %s", (again,)).fetchall()
     assert rejected == [("dnc",)]
     # A keypress that does not carry the carrier's signature or credentials is refused like any forged one.
     forged = httpx.post(
@@ -190,37 +184,37 @@ def test_an_opt_out_keypress_lists_the_number_for_the_account(
         timeout=5,
     )
     assert forged.status_code == 403
-    count = conn.execute(
+    count = db.execute(
         "SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account_id,)
     ).fetchone()
     assert count == (1,)
 
 
-def test_a_frequency_cap_holds_across_two_campaigns_sharing_numbers(env, conn) -> None:
+def test_a_frequency_cap_holds_across_two_campaigns_sharing_numbers(env, db) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, 2)
-    set_account_caps(conn, account_id, per_day=1, per_week=3)
+    account_id = _account(db, sim, 2)
+    set_account_caps(db, account_id, per_day=1, per_week=3)
     shared = numbers(10, start=8000, area="646")
     first = load_campaign("cap-a", shared + numbers(5, start=8100, area="646"))
     second = load_campaign("cap-b", shared + numbers(5, start=8200, area="646"))
-    prepare_and_start(conn, first, account_id, start=False)
-    prepare_and_start(conn, second, account_id, start=False)
-    conn.execute("UPDATE campaign SET state = 'running' WHERE id = ANY(%s)", ([first, second],))
+    prepare_and_start(db, first, account_id, start=False)
+    prepare_and_start(db, second, account_id, start=False)
+    db.execute("UPDATE campaign SET state = 'running' WHERE id = ANY(%s)", ([first, second],))
 
     def settled() -> bool:
-        held = conn.execute(
+        held = db.execute(
             "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'pending' "
             "AND next_attempt_at > now() + interval '20 hours'",
             ([first, second],),
         ).fetchone()
-        done = conn.execute(
+        done = db.execute(
             "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'done'",
             ([first, second],),
         ).fetchone()
         return held == (10,) and done == (20,)
 
     wait_for(settled, 60, what="each shared number dialed once and held back once")
-    conn.execute("UPDATE campaign SET state = 'paused' WHERE id = ANY(%s)", ([first, second],))
+    db.execute("UPDATE campaign SET state = 'paused' WHERE id = ANY(%s)", ([first, second],))
     dialed = Counter(c["destination"] for c in _dialed(sim, "MA_OPSCAP"))
     assert all(dialed[number] == 1 for number in shared), dialed
     assert sum(dialed.values()) == 20
@@ -236,12 +230,12 @@ def _samples(text: str, name: str) -> dict[str, float]:
     return found
 
 
-def test_metrics_after_a_small_campaign(env, conn) -> None:
+def test_metrics_after_a_small_campaign(env, db) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, 4)
+    account_id = _account(db, sim, 4)
     campaign_id = load_campaign("metrics", numbers(12, start=9000, area="646"))
-    prepare_and_start(conn, campaign_id, account_id)
-    wait_for(lambda: _statuses(conn, campaign_id) == {"done": 12}, 60, what="the campaign done")
+    prepare_and_start(db, campaign_id, account_id)
+    wait_for(lambda: _statuses(db, campaign_id) == {"done": 12}, 60, what="the campaign done")
     text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
     key = f'{{account="{account_id}",campaign="{campaign_id}"}}'
     assert _samples(text, "dialer_calls_placed_total")[key] == 12 == len(_dialed(sim, "MAOPSMET"))
@@ -269,11 +263,11 @@ def test_metrics_after_a_small_campaign(env, conn) -> None:
     assert accepted == 12 and lateness >= 1
 
 
-def test_status_follow_prints_a_line_per_refresh_until_the_campaign_completes(env, conn) -> None:
+def test_status_follow_prints_a_line_per_refresh_until_the_campaign_completes(env, db) -> None:
     sim, stack = env
-    account_id = _account(conn, sim, 5)
+    account_id = _account(db, sim, 5)
     campaign_id = load_campaign("follow", numbers(15, start=9500, area="646"))
-    prepare_and_start(conn, campaign_id, account_id)
+    prepare_and_start(db, campaign_id, account_id)
     output = _dialer("campaign", "status", str(campaign_id), "--follow")  # not a TTY: plain lines
     lines = [line for line in output.splitlines() if line.startswith(f"campaign {campaign_id} ")]
     assert len(lines) >= 2, output
