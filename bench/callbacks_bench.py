@@ -196,7 +196,7 @@ def _one(conn: Any, sql: str) -> tuple[Any, ...]:
 
 def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str | None) -> dict[str, Any]:
     db_name = _setup_env(admin_url, redis_url)
-    from workers.local_stack import free_port, wait_http
+    from workers.entrypoints.local_stack import free_port, wait_http
 
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"

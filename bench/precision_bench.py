@@ -13,7 +13,7 @@ arrivals at. A short warm-up campaign (`--warm-up-calls`, 0 for none) runs first
 not also the stack's cold start; each row keeps its per-second arrivals (`per_second`), cold start included.
 Per scenario: the most arrivals in any sliding 1-second window, the carrier's 429s, the budget used (mean
 arrivals over the whole 1-second bins of the run, against the CPS), and the send lateness the workers
-measured (booked time to the moment the request left; workers.send_metrics). Uses its own database
+measured (booked time to the moment the request left; workers.metrics.send_lateness). Uses its own database
 (dialer_bench_precision) and Redis prefix; Postgres and Redis must be running.
 """
 
@@ -80,7 +80,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _lateness(directory: Path, since: float) -> dict[str, Any]:
-    from workers.send_metrics import read_samples
+    from workers.metrics.send_lateness import read_samples
 
     samples = read_samples(directory, since)
     return {
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from tests.engine_harness import running_stack
     from tests.sim_helpers import start_simulator
-    from workers.send_metrics import SAMPLES_DIR_ENV
+    from workers.metrics.send_lateness import SAMPLES_DIR_ENV
 
     rates = {r for r in args.only.split(",") if r}
     chosen = [s for s in SCENARIOS if str(s.rate) in rates
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(bench.run_pause(args.pause_calls))
             print(json.dumps(rows[-1]), flush=True)
     from campaigns.config import get_settings
-    from workers.send_booking import BUDGET_WINDOW_S
+    from workers.dialing.send_booking import BUDGET_WINDOW_S
 
     settings = get_settings()
     meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "sender_nice": args.sender_nice,

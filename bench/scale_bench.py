@@ -81,8 +81,8 @@ def booking_cost(rates: Sequence[int] = (100, 500, 1000, 2000), bookings: int = 
     import redis
 
     from tests.private_services import private_redis
+    from workers.dialing.send_booking import BUDGET_WINDOW_S
     from workers.ratelimit import Budgets
-    from workers.send_booking import BUDGET_WINDOW_S
 
     cost: dict[int, float] = {}
     with private_redis() as server:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # one cuts. bench/RESULTS.md (issue 13) has the measurement and the arithmetic.
     aimd_factor: float = 0.7
     aimd_confirm_s: float = 5.0
-    # Nice value of each worker process's sender thread (workers.timed_sender), so that on a busy host the
+    # Nice value of each worker process's sender thread (workers.dialing.timed_sender), so that on a busy host the
     # OS runs it promptly at each booked instant. Negative values need CAP_SYS_NICE or RLIMIT_NICE
     # (docker-compose.yml sets the limit); refused, the sender keeps the process's priority and says so once
     # in the log.

@@ -1,7 +1,7 @@
 """Recurring runs: cron expressions read in a named time zone, and what beat does at each tick (pure).
 
 The clock is an argument everywhere (`now`), so the scheduling decision is testable on a frozen clock;
-the beat task (workers.run_scheduler) calls `plan_firing` with the real time and applies the answer.
+the beat task (workers.housekeeping.run_scheduler) calls `plan_firing` with the real time and applies the answer.
 """
 
 from __future__ import annotations

@@ -168,13 +168,13 @@ class Ownership:
 
 
 APPLIER = "workers.callbacks (applier)"  # applies the carrier's callbacks
-REAPER = "workers.reaper"
-DISPATCHER = "workers.dispatcher"
+REAPER = "workers.housekeeping.reaper"
+DISPATCHER = "workers.dispatch.dispatcher"
 BY_ITS_ATTEMPT = (
     "its attempt's deadline (below); if that attempt is final or missing, the reaper moves it on after a "
     "grace: by the retry policy, or back to pending when no attempt row exists"
 )
-ORPHAN_SETTING = "workers.reaper.ORPHAN_GRACE_S (60 s)"
+ORPHAN_SETTING = "workers.housekeeping.reaper.ORPHAN_GRACE_S (60 s)"
 AT_THE_LEASE = (
     "its lease; then the reaper asks the carrier's status API (where there is one and ids are known), "
     "else marks it unknown"
@@ -195,10 +195,10 @@ DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
         DISPATCHER, "claimed at next_attempt_at, in an open calling window; expired at the campaign's end",
         "next_attempt_at from the retry policy, campaign.end_at", destination_moves_from(D.RETRY_WAIT)),
     D.QUEUED: Ownership(
-        f"workers.dialing (its chunk task); then {DISPATCHER}",
+        f"workers.dialing.chunk (its chunk task); then {DISPATCHER}",
         "the chunk's claim lease; after it the dispatcher claims it again, counted as demand even when "
         "nothing else is due; expired at the campaign's end",
-        "workers.dial_store.QUEUED_LEASE_S (30 s)", destination_moves_from(D.QUEUED)),
+        "workers.store.dial_store.QUEUED_LEASE_S (30 s)", destination_moves_from(D.QUEUED)),
     D.DIALING: Ownership(f"its attempt's owner; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
                          destination_moves_from(D.DIALING)),
     D.RINGING: Ownership(f"{APPLIER}; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
@@ -209,8 +209,8 @@ DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
 
 ATTEMPT_OWNERS: dict[AttemptStatus, Ownership] = {
     A.DIALING: Ownership(
-        f"workers.dialing; {APPLIER}; {REAPER}", UNSENT_OR_UNANSWERED,
-        "workers.reaper.NEVER_SENT_GRACE_S (15 s); campaigns.call_options.evidence_window_s "
+        f"workers.dialing.chunk; {APPLIER}; {REAPER}", UNSENT_OR_UNANSWERED,
+        "workers.housekeeping.reaper.NEVER_SENT_GRACE_S (15 s); campaigns.call_options.evidence_window_s "
         "(ring timeout + evidence_margin_s, default 60 s)",
         attempt_moves_from(A.DIALING)),
     A.SENT: Ownership(f"{APPLIER}; {REAPER}", AT_THE_LEASE,

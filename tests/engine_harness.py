@@ -1,4 +1,4 @@
-"""Helpers for end-to-end tests: the dialer's processes (workers.local_stack), campaigns made through the
+"""Helpers for end-to-end tests: the dialer's processes (workers.entrypoints.local_stack), campaigns made through the
 real loader, waiting, and the window arithmetic the assertions use.
 
 Every process inherits this test session's DIALER_* environment (its own database and Redis prefix).
@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import redis
 
-from workers.local_stack import LocalStack, free_port, local_stack, wait_http
+from workers.entrypoints.local_stack import LocalStack, free_port, local_stack, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ Stack = LocalStack
 
 @contextmanager
 def running_stack(**kwargs: Any) -> Iterator[LocalStack]:
-    """workers.local_stack for a test module; on exit, whatever the module left running is stopped (its
+    """workers.entrypoints.local_stack for a test module; on exit, whatever the module left running is stopped (its
     campaigns paused, this session's Celery queues emptied) so the next module starts clean."""
     with local_stack(**kwargs) as stack:
         yield stack

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from workers.local_stack import free_port
+from workers.entrypoints.local_stack import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

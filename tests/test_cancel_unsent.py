@@ -8,8 +8,8 @@ import psycopg
 
 from campaigns.control import cancel
 from tests.test_dial_store import _committed_attempt
-from workers.attempt_marks import mark_sending
-from workers.dial_store import hand_back_never_sent
+from workers.store.attempt_marks import mark_sending
+from workers.store.dial_store import hand_back_never_sent
 
 
 def _destination(db: psycopg.Connection, destination_id: int) -> tuple[str, int]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.chunk_sizing import chunk_size, request_size
+from workers.ratelimit.chunk_sizing import chunk_size, request_size
 
 BULK = 1000  # a Plivo/Vobiz request takes up to a thousand destinations
 

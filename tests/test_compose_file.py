@@ -256,7 +256,7 @@ def test_docker_compose_config_validates() -> None:
 def test_worker_and_beat_have_health_checks_that_match_their_commands(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    from workers.celery_app import app
+    from workers.runtime.celery_app import app
 
     _, worker = _parse_dialer(services["worker"]["command"])
     check = " ".join(services["worker"]["healthcheck"]["test"])
@@ -268,7 +268,7 @@ def test_worker_and_beat_have_health_checks_that_match_their_commands(
 
 
 def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
-    from workers.metrics_server import DEFAULT_PORT
+    from workers.metrics.worker_server import DEFAULT_PORT
 
     prometheus = services["prometheus"]
     mount = next(v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro"))
@@ -287,8 +287,8 @@ def test_grafana_is_provisioned_with_the_dashboard_and_every_panel_queries_a_rea
     from fastapi.testclient import TestClient
     from prometheus_client import generate_latest
 
-    from workers import metrics
     from workers.entrypoints.api.app import create_app
+    from workers.metrics import counters as metrics
 
     grafana = services["grafana"]
     assert REQUIRED_VAR.fullmatch(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"])

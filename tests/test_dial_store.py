@@ -10,15 +10,15 @@ import psycopg
 import pytest
 
 from campaigns.secrets_box import encrypt
-from workers.attempt_marks import mark_sending
-from workers.dial_store import (
+from workers.ratelimit.slots import slot_member
+from workers.store.attempt_marks import mark_sending
+from workers.store.dial_store import (
     QueuedDestination,
     StartedAttempt,
     dnc_numbers,
     hand_back_never_sent,
     undo_unsent_attempts,
 )
-from workers.ratelimit.slots import slot_member
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ import psycopg
 
 from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.budgets_client import get_budgets
-from workers.dispatcher import dispatch_tick
+from workers.dispatch.dispatcher import dispatch_tick
+from workers.ratelimit.process_budgets import get_budgets
 
 
 def _account(conn: psycopg.Connection, name: str) -> int:

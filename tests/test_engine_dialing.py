@@ -394,8 +394,8 @@ def test_paused_campaign_places_no_new_calls(env, conn) -> None:
 def test_reaper_keeps_a_call_the_carrier_says_is_still_live(env, conn) -> None:
     import httpx as _httpx
 
-    from workers.budgets_client import get_budgets
-    from workers.reaper import reap_expired_attempts
+    from workers.housekeeping.reaper import reap_expired_attempts
+    from workers.ratelimit.process_budgets import get_budgets
 
     sim, _ = env
     account_id = _account(conn, sim, "long-call", "tryvox", "tvx-flaky", "tvx_sk_test_flaky", 50)

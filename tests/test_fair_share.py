@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.fair_share import split_by_weight
+from workers.dispatch.fair_share import split_by_weight
 
 
 @pytest.mark.parametrize(

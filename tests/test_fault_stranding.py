@@ -10,7 +10,7 @@ import psycopg
 
 from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.dispatcher import dispatch_tick
+from workers.dispatch.dispatcher import dispatch_tick
 from workers.ratelimit import Budgets
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from campaigns.errors import InvalidRequest
 from workers.entrypoints.flower_auth import flower_basic_auth
-from workers.local_stack import free_port
-from workers.task_labels import dial_chunk_options
+from workers.entrypoints.local_stack import free_port
+from workers.runtime.task_labels import dial_chunk_options
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from campaigns.config import get_settings
 from workers.entrypoints.api.app import create_app
-from workers.local_stack import free_port
+from workers.entrypoints.local_stack import free_port
 
 
 def test_live_and_ready_with_postgres_and_redis_up(database_url: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from workers import metrics
+from workers.metrics import counters as metrics
 from workers.providers.base import AccountCredentials, CallbackUrls, CallsAccepted, OutboundCall
 from workers.providers.errors import AuthFailed, Throttled
 
@@ -55,7 +55,7 @@ def test_each_request_is_counted_by_how_it_ended_and_errors_pass_through() -> No
 
 def test_with_a_multiprocess_directory_the_counts_of_every_process_are_summed(tmp_path) -> None:
     script = (
-        "from workers import metrics\n"
+        "from workers.metrics import counters as metrics\n"
         "metrics.count_request(5, 'accepted', 9, sent=3)\n"
         "from prometheus_client import generate_latest\n"
         "print(generate_latest(metrics.registry()).decode())\n"

@@ -18,10 +18,10 @@ import pytest
 from campaigns.accounts import add_account
 from campaigns.states import ATTEMPT_OWNERS, DESTINATION_OWNERS, AttemptStatus, DestinationStatus
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
-from workers.dispatcher import dispatch_tick
+from workers.dispatch.dispatcher import dispatch_tick
+from workers.housekeeping.reaper import reap_expired_attempts
 from workers.ratelimit import Budgets
 from workers.ratelimit.slots import slot_member
-from workers.reaper import reap_expired_attempts
 
 _blocks = iter(range(10_000, 99_999, 10))
 
@@ -218,9 +218,9 @@ def test_a_hangup_that_beats_the_ambiguous_answer_settles_the_attempt_and_the_5x
 ) -> None:
     from psycopg.types.json import Jsonb
 
-    from workers.attempt_marks import note_ambiguous
     from workers.callbacks.applier_store import apply_events, by_ids
-    from workers.dial_store import QueuedDestination, StartedAttempt
+    from workers.store.attempt_marks import note_ambiguous
+    from workers.store.dial_store import QueuedDestination, StartedAttempt
 
     lone.set_destination("dialing", 1)
     attempt = lone.attempt("dialing", age_s=1, sent_age_s=1, lease_in_s=600)

@@ -12,8 +12,8 @@ import pytest
 
 from campaigns.accounts import add_account
 from campaigns.errors import InvalidRequest
-from workers.callback_urls import callback_urls_for
 from workers.callbacks.receiver import KEPT_HEADERS
+from workers.callbacks.urls import callback_urls_for
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, PROVIDERS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import NO_RETRIES, attempt_rows, wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.budgets_client import get_budgets
-from workers.callback_urls import webhook_url
+from workers.callbacks.urls import webhook_url
+from workers.ratelimit.process_budgets import get_budgets
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -14,9 +14,10 @@ import pytest
 import redis
 
 from campaigns.secrets_box import encrypt
-from workers import redis_keys, send_booking
-from workers.budget_state import PostgresBudgetState
+from workers import redis_keys
+from workers.dialing import send_booking
 from workers.ratelimit import Budgets
+from workers.ratelimit.postgres_state import PostgresBudgetState
 from workers.ratelimit.recovery import QUIET_S, BudgetSnapshot, OpenSlot
 from workers.ratelimit.slots import slot_member
 

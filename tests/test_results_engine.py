@@ -26,11 +26,11 @@ from tests.results_helpers import (
     wait_for,
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers import attempt_marks, dial_store
-from workers.budgets_client import get_budgets
-from workers.callback_urls import webhook_url
 from workers.callbacks.applier_store import apply_events_for_ids
+from workers.callbacks.urls import webhook_url
 from workers.providers.signatures import callback_url_secret
+from workers.ratelimit.process_budgets import get_budgets
+from workers.store import attempt_marks, dial_store
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -391,7 +391,7 @@ def test_an_event_that_arrives_before_the_ids_is_applied_once_they_are_recorded(
     )
     assert stored[1] is None
     assert _attempt_row(conn, attempt_id)["status"] == "dialing"
-    # The create answer comes back: the dialer records the ids (as workers.dialing._record_accepted does).
+    # The create answer comes back: the dialer records the ids (as workers.dialing.chunk._record_accepted does).
     attempt_marks.record_sent(conn, [(attempt_id, call_id, call_id)])
     if recorded_by == "dialer":
         # The API's sweep may win the race (it skips rows the other holds locked, and so does this call):

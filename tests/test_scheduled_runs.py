@@ -34,7 +34,7 @@ from tests.engine_harness import (
 )
 from tests.polling import wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.run_scheduler import run_scheduler_tick
+from workers.housekeeping.run_scheduler import run_scheduler_tick
 
 LONDON_WEEKDAYS_10 = CronSpec("0 10 * * 1-5", "Europe/London")
 # A frozen clock far in the future, so the real beat in the stack never finds these schedules due.
@@ -106,7 +106,7 @@ def test_a_run_ends_at_its_end_time_and_the_next_firing_dials_the_whole_list_afr
         assert pending == (3,)  # the whole list, afresh
         conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))
     # The beat task is the same pass with the real clock: nothing is due in 2026 for a 2031 schedule.
-    from workers.tasks import start_scheduled_runs
+    from workers.runtime.tasks import start_scheduled_runs
 
     result = start_scheduled_runs()
     assert result is not None and result["started"] == [] and result["ended"] == []

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.ratelimit import Budgets, Reservation
-from workers.send_booking import (
+from workers.dialing.send_booking import (
     BUDGET_WINDOW_S,
     GUARD_MAX_S,
     GUARD_MIN_S,
@@ -26,7 +25,8 @@ from workers.send_booking import (
     handoff_lead_s,
     mark_lead_s,
 )
-from workers.send_metrics import RecentSeconds
+from workers.metrics.send_lateness import RecentSeconds
+from workers.ratelimit import Budgets, Reservation
 
 _accounts = itertools.count(7100)
 

@@ -20,10 +20,10 @@ from campaigns.accounts import add_account
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers import redis_keys
-from workers.dial_store import hand_back_never_sent
-from workers.dialing import DialContext, dial_chunk
+from workers.dialing.chunk import DialContext, dial_chunk
 from workers.ratelimit import Budgets, Reservation
 from workers.ratelimit.slots import slot_member
+from workers.store.dial_store import hand_back_never_sent
 
 LONG_CALLS = {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
               "talk_time": [600, 600], "ring_time": [1, 1]}

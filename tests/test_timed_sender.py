@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from workers.providers.http import make_client
-from workers.timed_sender import (
+from workers.dialing.timed_sender import (
     ScheduledTransport,
     SendSlot,
     SendTooLate,
@@ -20,6 +19,7 @@ from workers.timed_sender import (
     lateness_refused,
     leaves_on_time,
 )
+from workers.providers.http import make_client
 
 
 class Carrier:

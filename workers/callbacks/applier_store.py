@@ -77,7 +77,7 @@ class CampaignPolicies:
 
 
 def _slot_ops() -> tuple[SlotRelease, SlotRenew]:
-    from workers.budgets_client import get_budgets
+    from workers.ratelimit.process_budgets import get_budgets
 
     budgets = get_budgets()
 

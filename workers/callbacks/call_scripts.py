@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 
 from campaigns.templates import render
-from workers.callbacks.event_store import CONNECTION_WAIT_S
+from workers.store.event_store import CONNECTION_WAIT_S
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from campaigns.secrets_box import SecretUnreadable
 from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
-from workers.callbacks.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
 from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
@@ -43,6 +42,7 @@ from workers.providers.base import (
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
+from workers.store.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from workers import redis_keys
-from workers.callbacks.event_store import CONNECTION_WAIT_S
+from workers.store.event_store import CONNECTION_WAIT_S
 
 log = logging.getLogger(__name__)
 

@@ -165,7 +165,7 @@ def cancel(
         count = control.cancel(conn, campaign_id)
         console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
         if hangup:
-            from workers.hangup import hang_up_live_calls
+            from workers.housekeeping.hangup import hang_up_live_calls
             from workers.providers.http import make_client
 
             with make_client() as client:
@@ -174,7 +174,7 @@ def cancel(
 
 
 def hangup_summary(report: Any) -> str:
-    """One line on what `--hangup` did (a workers.hangup.HangupReport)."""
+    """One line on what `--hangup` did (a workers.housekeeping.hangup.HangupReport)."""
     parts = [f"hang-up asked for {report.requested} live calls"]
     if report.already_ended:
         parts.append(f"{report.already_ended} had already ended")

@@ -53,7 +53,7 @@ def worker(
             "-m",
             "celery",
             "-A",
-            "workers.celery_app",
+            "workers.runtime.celery_app",
             "worker",
             "-Q",
             queues,
@@ -76,7 +76,7 @@ def beat(loglevel: str = typer.Option("INFO")) -> None:
     preflight()
     schedule = os.environ.get("DIALER_BEAT_SCHEDULE", "/tmp/dialer-celerybeat-schedule")
     _exec(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-l", loglevel, "-s", schedule]
+        [sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "beat", "-l", loglevel, "-s", schedule]
     )
 
 
@@ -122,5 +122,5 @@ def flower(
     preflight()
     if auth:
         os.environ["FLOWER_BASIC_AUTH"] = auth
-    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower", f"--port={port}",
+    _exec([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "flower", f"--port={port}",
            f"--address={address}"])

@@ -25,10 +25,10 @@ from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from simulator.process import start_simulator
-from workers.callback_urls import webhook_url
+from workers.callbacks.urls import webhook_url
 from workers.entrypoints.cli_campaign_control import status_table
 from workers.entrypoints.cli_follow import follow
-from workers.local_stack import local_stack
+from workers.entrypoints.local_stack import local_stack
 
 SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
 # Filled from each row's own columns (first_name, appointment_date in the sample CSV).

@@ -29,7 +29,7 @@ from workers.ratelimit.scripts import script
 
 log = logging.getLogger(__name__)
 
-# Bookings are made at most 2 s ahead (workers.send_booking.MAX_RESERVATION_WAIT_S) and counted in a
+# Bookings are made at most 2 s ahead (workers.dialing.send_booking.MAX_RESERVATION_WAIT_S) and counted in a
 # window of at most 1.05 s (send_booking.MAX_WINDOW_S); a send leaves at most 30 ms late (MAX_LATENESS_S).
 # 3.2 s covers all three.
 QUIET_S = 3.2

@@ -15,7 +15,6 @@ from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from workers.callbacks.applier import EventApplier
 from workers.callbacks.call_scripts import CallScripts
-from workers.callbacks.event_store import EventWriter
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
@@ -25,7 +24,8 @@ from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_runs import router as runs_router
 from workers.entrypoints.api.upload_guard import UploadGuard
-from workers.metrics_collector import state_registry
+from workers.metrics.state_collector import state_registry
+from workers.store.event_store import EventWriter
 
 
 @asynccontextmanager

@@ -42,7 +42,7 @@ from workers.entrypoints.api.schemas import (
     StateChange,
     format_window,
 )
-from workers.metrics import observe_load
+from workers.metrics.counters import observe_load
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
@@ -158,7 +158,7 @@ async def cancel_campaign(campaign_id: CampaignId, hangup: HangupFlag = False) -
 
 
 def _hang_up(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
-    from workers.hangup import hang_up_live_calls
+    from workers.housekeeping.hangup import hang_up_live_calls
     from workers.providers.http import make_client
 
     with make_client() as client:

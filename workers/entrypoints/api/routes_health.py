@@ -1,5 +1,5 @@
 """Health and metrics of the API process: /health/live, /health/ready (Postgres and Redis answer),
-/metrics (Prometheus text: this process's counters plus the dialer's state, workers.metrics_collector).
+/metrics (Prometheus text: this process's counters plus the dialer's state, workers.metrics.state_collector).
 None needs an API key: they carry no campaign data, and probes and scrapers hold no keys."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from workers.metrics import registry
+from workers.metrics.counters import registry
 
 router = APIRouter(tags=["health"])
 READY_TIMEOUT_S = 2.0

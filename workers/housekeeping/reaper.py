@@ -1,6 +1,6 @@
 """The reaper: the owner of every open attempt once its deadline passes. Attempts committed but never marked
 as sending are handed back; sends never answered are settled by evidence once their window closes
-(workers.send_evidence); attempts past their lease with no final event are reconciled with the carrier or
+(workers.housekeeping.send_evidence); attempts past their lease with no final event are reconciled with the carrier or
 marked `unknown`; destinations left live whose attempt is final or gone are repaired. Their slots are freed
 and the retry policy decides what follows. Nothing stays open forever."""
 
@@ -20,16 +20,16 @@ from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step, unless_cancelled
 from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
-from workers.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import event_payload
-from workers.dial_store import hand_back_never_sent
+from workers.housekeeping.batch_lookup import BatchAnswer, is_live, look_up_batch
+from workers.housekeeping.send_evidence import settle_unanswered_sends
 from workers.providers.errors import ProviderError
 from workers.providers.fields import check_event
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 from workers.ratelimit.slots import slot_member
-from workers.send_evidence import settle_unanswered_sends
+from workers.store.dial_store import hand_back_never_sent
 
 log = logging.getLogger(__name__)
 

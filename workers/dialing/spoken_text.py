@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from campaigns.templates import render, template_variables
-from workers.dial_store import CampaignForDial, StartedAttempt
+from workers.store.dial_store import CampaignForDial, StartedAttempt
 
 
 def speaks_text(campaign: CampaignForDial) -> bool:

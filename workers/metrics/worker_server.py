@@ -1,4 +1,4 @@
-"""Each Celery worker serves its own /metrics (workers.metrics: requests by result, calls sent, 429s, send
+"""Each Celery worker serves its own /metrics (workers.metrics.counters: requests by result, calls sent, 429s, send
 lateness) on DIALER_WORKER_METRICS_PORT (default 9808; 0 turns it off). Several workers on one host take
 the next free ports, each logged, so a scrape config or `docker compose` (one worker per container, port
 9808 each) finds them."""
@@ -12,7 +12,7 @@ from typing import Any
 from celery.signals import worker_init
 from prometheus_client import start_http_server
 
-from workers.metrics import registry
+from workers.metrics.counters import registry
 
 log = logging.getLogger(__name__)
 

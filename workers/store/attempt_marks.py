@@ -12,12 +12,12 @@ from datetime import datetime
 import psycopg
 
 from campaigns.windows import is_callable_now
-from workers.dial_store import CampaignForDial, StartedAttempt, on_dnc_sql, undo_unsent_attempts
+from workers.store.dial_store import CampaignForDial, StartedAttempt, on_dnc_sql, undo_unsent_attempts
 
 
 def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:
     """Sent with no usable answer: the call may be live. Leave it `dialing` for a callback, a status lookup
-    or its evidence window (workers.send_evidence); one a callback already moved on is left as it is."""
+    or its evidence window (workers.housekeeping.send_evidence); one a callback already moved on is left as it is."""
     conn.execute(
         "UPDATE call_attempt SET error_message = %s, sent_at = coalesce(sent_at, now()) "
         "WHERE id = ANY(%s) AND status = 'dialing'",

@@ -2,7 +2,7 @@
 
 The limiter (workers.ratelimit) books a send time; this module waits until just before it, marks the
 attempts as sending, and hands the request over to leave at the booked instant: to this process's timed
-sender (workers.timed_sender), which refuses a send that would leave too late, or, for a client without
+sender (workers.dialing.timed_sender), which refuses a send that would leave too late, or, for a client without
 one, by sleeping until the booked time itself. A send that would leave too late is booked again rather than
 sent late: arriving late it could share a sliding second at the carrier with a send booked a window after
 it. The rules are pure functions (`guard_for`, `allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`);
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from workers.dialing.timed_sender import SendSlot, SendTooLate, booked_for
+from workers.metrics.send_lateness import RECENT, RecentSeconds, observe_lateness, observe_refused_late
 from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
-from workers.send_metrics import RECENT, RecentSeconds, observe_lateness, observe_refused_late
-from workers.timed_sender import SendSlot, SendTooLate, booked_for
 
 # Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
 # budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach

@@ -9,8 +9,8 @@ import threading
 import redis
 
 from campaigns.config import get_settings
-from workers.budget_state import PostgresBudgetState
 from workers.ratelimit import AimdPolicy, Budgets
+from workers.ratelimit.postgres_state import PostgresBudgetState
 
 _lock = threading.Lock()
 _budgets: tuple[int, Budgets] | None = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from workers.send_metrics import observe_lateness, observe_refused_late
+from workers.metrics.send_lateness import observe_lateness, observe_refused_late
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ A send that leaves late can reach the carrier inside the same sliding second as 
 what an operator watches to see that a host is too loaded to keep its budget. It is a Prometheus histogram
 (`dialer_send_lateness_seconds`) and a counter of sends refused because they would have left too late
 (`dialer_send_refused_late_total`, each re-booked rather than sent). Both live in the default registry of
-the process; exposing it is the metrics endpoint's job (issue 12b's workers.metrics, which defines the same
-histogram: this module then uses that one).
+the process; exposing it is the metrics endpoint's job (workers.metrics.counters.registry).
 
 For benchmarks, `DIALER_SEND_LATENESS_DIR` names a directory where each process also appends its raw
 samples (`<epoch time> <seconds late>[ refused]`, one a line, file `<pid>.txt`), so exact percentiles and
@@ -14,7 +13,6 @@ the maximum of any stretch of a run can be read afterwards.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
@@ -33,22 +31,11 @@ LATENESS_BUCKETS = (
 )
 
 
-def _lateness_histogram() -> Histogram:
-    """The engine's metrics module (workers.metrics, issue 12b) registers this histogram when it is there:
-    use its one, since a name can be registered only once per process; else register it here."""
-    try:
-        engine_metrics = importlib.import_module("workers.metrics")
-        histogram: Histogram = engine_metrics.SEND_LATENESS
-        return histogram
-    except (ImportError, AttributeError):
-        return Histogram(
-            "dialer_send_lateness_seconds",
-            "Seconds between a provider request's booked send time and the moment it left the worker",
-            buckets=LATENESS_BUCKETS,
-        )
-
-
-SEND_LATENESS = _lateness_histogram()
+SEND_LATENESS = Histogram(
+    "dialer_send_lateness_seconds",
+    "How late a request left after its booked send time (booked CPS slot vs the moment it went out)",
+    buckets=LATENESS_BUCKETS,
+)
 SENDS_REFUSED_LATE = Counter(
     "dialer_send_refused_late",
     "Provider requests not sent because they would have left too late for the CPS window; re-booked",
@@ -57,7 +44,7 @@ SENDS_REFUSED_LATE = Counter(
 
 class RecentSeconds:
     """This process's send lateness over the last `span_s` seconds (at most `size` values; refused sends
-    included), for the booking's guard (workers.send_booking.guard_for): a host that sends later asks for a
+    included), for the booking's guard (workers.dialing.send_booking.guard_for): a host that sends later asks for a
     wider window. Bounded in time, not only in count: at 20 CPS a few hundred values reach back a minute,
     and one slow second at a worker's start (imports, first connections) kept every later booking on the
     widest window long after the host was keeping time again (bench/RESULTS.md, issue 13)."""

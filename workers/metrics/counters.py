@@ -5,9 +5,9 @@ outcomes; never a phone number.
 Two kinds:
 - In-process counters and histograms, updated where the thing happens (a worker's dial requests, the
   send lateness, loads through the API). Each process serves its own on /metrics (the API route;
-  workers.metrics_server on each worker). With PROMETHEUS_MULTIPROC_DIR set (prefork or several uvicorn
+  workers.metrics.worker_server on each worker). With PROMETHEUS_MULTIPROC_DIR set (prefork or several uvicorn
   processes) they are summed across the processes of the host (`registry()`).
-- State read at scrape time from Postgres and Redis by workers.metrics_collector (calls per campaign and
+- State read at scrape time from Postgres and Redis by workers.metrics.state_collector (calls per campaign and
   outcome, live calls, CPS used, queues, callback lag, attempts past their lease). It is served by the API
   only, so a state counted once is exported once whatever the number of workers.
 """
@@ -19,10 +19,12 @@ import re
 from collections.abc import Callable
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.registry import REGISTRY
 
+# Defined beside the booking that observes it; exported here with the engine's other metrics.
+from workers.metrics.send_lateness import SEND_LATENESS as SEND_LATENESS
 from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
 from workers.providers.errors import ProviderError
 
@@ -40,13 +42,6 @@ CALLS_SENT = Counter(
 )
 THROTTLED = Counter(
     "dialer_throttled_total", "429s (or carrier-side limits) met when creating calls", ["account"]
-)
-SEND_LATENESS = Histogram(
-    "dialer_send_lateness_seconds",
-    "How late a request left after its booked send time (booked CPS slot vs the moment it went out)",
-    # Fine at the low end, where a healthy host lives (a guard of a few tens of ms); the buckets issue 13's
-    # workers.send_metrics uses too, which observes into this histogram when both are present.
-    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 LOADER_ROWS = Counter("dialer_loader_rows_total", "CSV rows read by campaign loads in this process")
 LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading campaigns in this process")

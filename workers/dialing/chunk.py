@@ -2,7 +2,7 @@
 
 For each provider request (one destination, or a bulk of several for Plivo/Vobiz/VoIPbin):
   concurrency slots -> attempt rows committed -> CPS reservation (sleep once until the booked send time,
-  workers.send_booking) -> HTTP request -> ids recorded (workers.accepted_calls), or the error handled as
+  workers.dialing.send_booking) -> HTTP request -> ids recorded (workers.dialing.accepted_calls), or the error handled as
   docs/DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres with a
   `next_attempt_at`; no long waits here.
 """
@@ -18,29 +18,27 @@ from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
-from workers import account_throttle as throttle
-from workers import attempt_marks as marks
-from workers import dial_store as store
-from workers.accepted_calls import match_accepted
-from workers.batch_lookup import record_batch
-from workers.chunk_dial import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
-from workers.chunk_sizing import request_size, sends_in_bulk
-from workers.metrics import counted_request
-from workers.outbound_request import outbound_call
-from workers.providers.base import CallsAccepted
-from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
-from workers.providers.registry import adapter_for
-from workers.ratelimit import Reservation
-from workers.ratelimit.backoff import full_jitter_backoff
-from workers.send_booking import (
+from workers.dialing.accepted_calls import match_accepted
+from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
+from workers.dialing.outbound_request import outbound_call
+from workers.dialing.send_booking import (
     MAX_RESERVATION_WAIT_S,
     Booking,
     NotRebooked,
     SendBooking,
     create_calls_when_due,
 )
-from workers.spoken_text import store_spoken_text, varies_per_destination
-from workers.timed_sender import leaves_on_time
+from workers.dialing.spoken_text import store_spoken_text, varies_per_destination
+from workers.dialing.timed_sender import leaves_on_time
+from workers.metrics.counters import counted_request
+from workers.providers.base import CallsAccepted
+from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
+from workers.providers.registry import adapter_for
+from workers.ratelimit import Reservation, throttle
+from workers.ratelimit.backoff import full_jitter_backoff
+from workers.ratelimit.chunk_sizing import request_size, sends_in_bulk
+from workers.store import attempt_marks as marks
+from workers.store import dial_store as store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
 
 
 def _request_size(chunk: ChunkDial) -> int:
-    """Destinations per request (workers.chunk_sizing), at the rate enforced now."""
+    """Destinations per request (workers.ratelimit.chunk_sizing), at the rate enforced now."""
     max_per_request = chunk.adapter.max_destinations_per_request
     campaign, limits = chunk.campaign, chunk.limits
     if not sends_in_bulk(max_per_request, campaign.provider_options):
@@ -201,7 +199,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     except Ambiguous as exc:
         # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
         # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
-        # (workers.send_evidence); a callback that came first has already moved it on, and is kept.
+        # (workers.housekeeping.send_evidence); a callback that came first has already moved it on, and is kept.
         marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON
@@ -323,7 +321,7 @@ def _record_accepted(
         chunk.release(match.refused)
     marks.record_sent(conn, match.sent)
     if len(started) > 1 and len(accepted.calls) < len(started):
-        record_batch(conn, batch_id, chunk.creds.account_id, list(accepted.request_uuids))
+        store.record_batch(conn, batch_id, chunk.creds.account_id, list(accepted.request_uuids))
     ids = match.provider_ids(accepted)
     if ids and store.has_unapplied_events(conn, ids):
         apply_events_for_ids(conn, ids)

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
 from campaigns.templates import render
-from workers.callback_urls import callback_urls_for
-from workers.dial_store import CampaignForDial
+from workers.callbacks.urls import callback_urls_for
 from workers.providers.base import AccountCredentials, OutboundCall
 from workers.providers.registry import adapter_for
+from workers.store.dial_store import CampaignForDial
 
 
 def outbound_call(
@@ -22,7 +22,7 @@ def outbound_call(
 ) -> OutboundCall:
     """One request's body: the caller id, numbers, callback URLs tagged with the batch, and call options.
     `spoken` (attempt id -> rendered text) is the message of providers that take it at creation rather than
-    in an answer document (a request's calls share it: workers.dialing sends one per request there)."""
+    in an answer document (a request's calls share it: workers.dialing.chunk sends one per request there)."""
     options = campaign.provider_options
     machine = machine_detection_mode(options)
     extra = dict(options.get("extra", {}))

@@ -1,7 +1,7 @@
 """The Celery application: queues, delivery guarantees and the beat schedule, each setting explained.
 
-Queues: `dial` (dial-chunk tasks, the hot path), `results` (applying stored callbacks), `housekeeping`
-(dispatcher tick, reaper). Separate queues so a backlog of one never delays the others.
+Queues are named in workers.queues: `dial` (dial-chunk tasks, the hot path), `results` (applying stored
+callbacks), `housekeeping` (dispatcher tick, reaper, scheduled runs).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from kombu import Exchange, Queue
 
 from campaigns.config import get_settings
 from workers import redis_keys
-
-DIAL_QUEUE = "dial"
-RESULTS_QUEUE = "results"
-HOUSEKEEPING_QUEUE = "housekeeping"
+from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
+from workers.queues import ALL_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
 
 DISPATCH_INTERVAL_S = 1.0
 REAPER_INTERVAL_S = 5.0
@@ -29,7 +27,7 @@ RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron
 
 def make_app() -> Celery:
     settings = get_settings()
-    app = Celery("dialer", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery("dialer", broker=settings.redis_url, include=["workers.runtime.tasks"])
     app.conf.update(
         # At-least-once delivery: a task is acknowledged after it ran, so a crash re-delivers it.
         # Re-delivery is safe because the attempt row, not Celery, guards against a second dial.
@@ -52,7 +50,7 @@ def make_app() -> Celery:
         # Each queue its own exchange and routing key: a shared default would deliver every task to all three.
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (DIAL_QUEUE, RESULTS_QUEUE, HOUSEKEEPING_QUEUE)
+            for name in ALL_QUEUES
         ],
         task_routes={
             "workers.tasks.dial_chunk": {"queue": DIAL_QUEUE},
@@ -118,5 +116,3 @@ def _refuse_a_database_without_the_schema(**_: Any) -> None:
     except ServiceUnavailable:
         pass
 
-
-from workers import metrics_server  # noqa: E402,F401  (each worker serves /metrics: worker_init signal)

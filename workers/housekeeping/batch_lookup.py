@@ -28,19 +28,6 @@ from workers.providers.fields import check_event
 log = logging.getLogger(__name__)
 
 
-def record_batch(
-    conn: psycopg.Connection, batch_id: uuid.UUID, account_id: int, request_uuids: list[str]
-) -> None:
-    """Keep a bulk answer's request ids on its batch (idempotent)."""
-    if not request_uuids:
-        return
-    conn.execute(
-        """INSERT INTO provider_batch (batch_id, account_id, request_uuids) VALUES (%s, %s, %s)
-           ON CONFLICT (batch_id) DO NOTHING""",
-        (batch_id, account_id, request_uuids),
-    )
-
-
 def batch_request_ids(conn: psycopg.Connection, batch_id: uuid.UUID) -> list[str]:
     row = conn.execute("SELECT request_uuids FROM provider_batch WHERE batch_id = %s", (batch_id,)).fetchone()
     return list(row[0]) if row else []

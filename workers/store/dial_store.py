@@ -18,8 +18,8 @@ from psycopg.rows import dict_row
 from campaigns.blackouts import Blackouts, blackouts_of
 from campaigns.states import DestinationStatus, allowed_sources, sql_in
 from campaigns.windows import CallingWindow, window_of
-from workers.frequency_guard import within_caps
 from workers.ratelimit.slots import slot_member
+from workers.store.frequency_guard import within_caps
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
 # again (the task died). Safe: only one of two claimants can move it queued -> dialing.
@@ -172,7 +172,7 @@ def on_dnc_sql(number_sql: str, account_sql: str) -> str:
 
 def dnc_numbers(conn: psycopg.Connection, numbers: list[str], account_id: int | None = None) -> set[str]:
     """Which of these numbers may not be called by `account_id`'s campaigns (through `on_dnc_sql`): at
-    claim (workers.dnc_screen) and in the chunk's screen."""
+    claim (workers.dispatch.dnc_screen) and in the chunk's screen."""
     rows = conn.execute(
         f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n', '%s::bigint')}", (numbers, account_id)
     ).fetchall()
@@ -210,7 +210,7 @@ def start_attempts(
     """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
     by_id = {d.id: d for d in destinations}
     # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
-    # the cap check under per-number locks (workers.frequency_guard), and over-cap ones handed back.
+    # the cap check under per-number locks (workers.store.frequency_guard), and over-cap ones handed back.
     with within_caps(conn, campaign.account_id, destinations) as allowed:
         rows = conn.execute(
             _START_ATTEMPTS,
@@ -308,3 +308,16 @@ def pause_account_campaigns(conn: psycopg.Connection, account_id: int, reason: s
 
 def count_throttle(conn: psycopg.Connection, campaign_id: int) -> None:
     conn.execute("UPDATE campaign SET throttled_count = throttled_count + 1 WHERE id = %s", (campaign_id,))
+
+
+def record_batch(
+    conn: psycopg.Connection, batch_id: uuid.UUID, account_id: int, request_uuids: list[str]
+) -> None:
+    """Keep a bulk answer's request ids on its batch (idempotent)."""
+    if not request_uuids:
+        return
+    conn.execute(
+        """INSERT INTO provider_batch (batch_id, account_id, request_uuids) VALUES (%s, %s, %s)
+           ON CONFLICT (batch_id) DO NOTHING""",
+        (batch_id, account_id, request_uuids),
+    )

@@ -1,5 +1,5 @@
-"""Celery tasks: thin shells over workers.dispatcher, workers.dialing, workers.callbacks.applier_store and
-workers.reaper."""
+"""Celery tasks: thin shells over workers.dispatch.dispatcher, workers.dialing.chunk, workers.callbacks.applier_store and
+workers.housekeeping.reaper."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 
 from workers import redis_keys
-from workers.budgets_client import get_budgets
-from workers.celery_app import DIAL_QUEUE, app
 from workers.pg import get_pool
-from workers.task_labels import dial_chunk_options
+from workers.queues import DIAL_QUEUE
+from workers.ratelimit.process_budgets import get_budgets
+from workers.runtime.celery_app import app
+from workers.runtime.task_labels import dial_chunk_options
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,12 @@ _dial_client: httpx.Client | None = None
 
 def dial_client() -> httpx.Client:
     """The client dial chunks send through: its requests go to this process's timed sender
-    (workers.timed_sender), which makes each leave at its booked send time."""
+    (workers.dialing.timed_sender), which makes each leave at its booked send time."""
     global _dial_client
     with _client_lock:
         if _dial_client is None:
+            from workers.dialing.timed_sender import ScheduledTransport, process_sender
             from workers.providers.http import make_client
-            from workers.timed_sender import ScheduledTransport, process_sender
 
             _dial_client = make_client(transport=ScheduledTransport(process_sender()))
         return _dial_client
@@ -57,9 +58,9 @@ def _locked(lock_key: str, ttl_ms: int) -> bool:
 
 @app.task(name="workers.tasks.dial_chunk", acks_late=True)
 def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
-    """Dial the still-queued destinations of one chunk (safe to run twice: see workers.dial_store)."""
-    from workers.dialing import DialContext
-    from workers.dialing import dial_chunk as run_chunk
+    """Dial the still-queued destinations of one chunk (safe to run twice: see workers.store.dial_store)."""
+    from workers.dialing.chunk import DialContext
+    from workers.dialing.chunk import dial_chunk as run_chunk
 
     with get_pool().connection() as conn:
         ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
@@ -75,7 +76,7 @@ def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
 @app.task(name="workers.tasks.dispatch_tick", ignore_result=True)
 def dispatch_tick() -> dict[str, Any] | None:
     """Claim due destinations and enqueue dial chunks, within the budgets' horizon."""
-    from workers.dispatcher import dispatch_tick as run_tick
+    from workers.dispatch.dispatcher import dispatch_tick as run_tick
 
     if not _locked(redis_keys.dispatch_lock(), 5000):
         return None
@@ -107,7 +108,7 @@ def apply_pending_events() -> int:
 @app.task(name="workers.tasks.reap_expired_attempts", ignore_result=True)
 def reap_expired_attempts() -> dict[str, int] | None:
     """Resolve attempts past their lease without a final event."""
-    from workers.reaper import reap_expired_attempts as run_reaper
+    from workers.housekeeping.reaper import reap_expired_attempts as run_reaper
 
     if not _locked(redis_keys.reaper_lock(), 60000):
         return None
@@ -120,10 +121,10 @@ def reap_expired_attempts() -> dict[str, int] | None:
 
 @app.task(name="workers.tasks.start_scheduled_runs", ignore_result=True)
 def start_scheduled_runs() -> dict[str, Any] | None:
-    """Scheduled runs (workers.run_scheduler): close finished runs, end runs at their end, start due ones."""
+    """Scheduled runs (workers.housekeeping.run_scheduler): close finished runs, end runs at their end, start due ones."""
     from datetime import UTC, datetime
 
-    from workers.run_scheduler import run_scheduler_tick
+    from workers.housekeeping.run_scheduler import run_scheduler_tick
 
     if not _locked(redis_keys.run_scheduler_lock(), 30000):
         return None

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from workers import redis_keys
-from workers.celery_app import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
+from workers.queues import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
 from workers.ratelimit import Budgets
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """What one dial-chunk task carries through its provider requests: the task's context (connection, HTTP
 client, budgets, clock), the campaign with its account and adapter, the report they add to, and what one
-request asks of the rest of the chunk (workers.dialing runs them)."""
+request asks of the rest of the chunk (workers.dialing.chunk runs them)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import httpx
 import psycopg
 
 from campaigns.accounts import AccountLimits
-from workers import dial_store as store
 from workers.providers.base import AccountCredentials, ProviderAdapter
 from workers.providers.errors import Throttled
 from workers.ratelimit import Budgets
+from workers.store import dial_store as store
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Dispatch: the beat tick that claims due destinations and enqueues dial chunks within the budgets."""

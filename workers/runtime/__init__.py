@@ -1,0 +1,1 @@
+"""Runtime: the Celery application, its tasks (thin shells over the wings) and their labels."""
