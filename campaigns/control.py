@@ -148,7 +148,7 @@ def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by o
 
 
 # Attempts committed but not yet marked as sending never reach the carrier: cancel undoes them, conditional
-# on `sent_at IS NULL` under the row lock, so the dial task's mark (workers.store.dial_store.mark_sending) and
+# on `sent_at IS NULL` under the row lock, so the dial task's mark (campaigns.store.dial_store.mark_sending) and
 # this cannot both win. Their destinations are cancelled too: a new call stops within the mark's lead.
 CANCEL_UNSENT = f"""
 WITH gone AS (

@@ -4,7 +4,7 @@ Numbers are stored in E.164, normalised with the loader's rules (campaigns.numbe
 and "+1 212 555 0143" are one entry. Imports stream the file through the loader's CSV reader and limits
 (campaigns.csv_source): a bad file is refused whole, in one transaction, and a bad row is reported with its
 line, never half-stored. The dial path reads both lists through one function,
-workers.store.dial_store.dnc_numbers; the loader rejects listed numbers at load.
+campaigns.store.dial_store.dnc_numbers; the loader rejects listed numbers at load.
 """
 
 from __future__ import annotations

@@ -105,6 +105,12 @@ _UNDO_TARGETS: dict[DestinationStatus, frozenset[DestinationStatus]] = {
 }
 
 
+def slot_member(attempt_id: int) -> str:
+    """A call attempt's member in the concurrency budgets (workers.ratelimit.slots): its id as a decimal
+    string, `a.id::text` in SQL, so freeing one attempt's slot can never free another's."""
+    return str(attempt_id)
+
+
 def allowed_sources(target: DestinationStatus) -> frozenset[DestinationStatus]:
     """The statuses a destination may move forward to `target` from."""
     return _DESTINATION_SOURCES.get(target, frozenset())
@@ -198,7 +204,7 @@ DESTINATION_OWNERS: dict[DestinationStatus, Ownership] = {
         f"workers.dialing.chunk (its chunk task); then {DISPATCHER}",
         "the chunk's claim lease; after it the dispatcher claims it again, counted as demand even when "
         "nothing else is due; expired at the campaign's end",
-        "workers.store.dial_store.QUEUED_LEASE_S (30 s)", destination_moves_from(D.QUEUED)),
+        "campaigns.store.dial_store.QUEUED_LEASE_S (30 s)", destination_moves_from(D.QUEUED)),
     D.DIALING: Ownership(f"its attempt's owner; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,
                          destination_moves_from(D.DIALING)),
     D.RINGING: Ownership(f"{APPLIER}; {REAPER}", BY_ITS_ATTEMPT, ORPHAN_SETTING,

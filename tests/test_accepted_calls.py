@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from campaigns.store.dial_store import QueuedDestination, StartedAttempt
 from workers.dialing.accepted_calls import match_accepted
 from workers.providers.base import CallsAccepted, PlacedCall
-from workers.store.dial_store import QueuedDestination, StartedAttempt
 
 
 def _started(*numbers: str) -> list[StartedAttempt]:

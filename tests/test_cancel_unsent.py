@@ -7,9 +7,9 @@ from __future__ import annotations
 import psycopg
 
 from campaigns.control import cancel
+from campaigns.store.attempt_marks import mark_sending
+from campaigns.store.dial_store import hand_back_never_sent
 from tests.test_dial_store import _committed_attempt
-from workers.store.attempt_marks import mark_sending
-from workers.store.dial_store import hand_back_never_sent
 
 
 def _destination(db: psycopg.Connection, destination_id: int) -> tuple[str, int]:

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from campaigns.secrets_box import encrypt
-from workers.ratelimit.slots import slot_member
-from workers.store.attempt_marks import mark_sending
-from workers.store.dial_store import (
+from campaigns.states import slot_member
+from campaigns.store.attempt_marks import mark_sending
+from campaigns.store.dial_store import (
     QueuedDestination,
     StartedAttempt,
     dnc_numbers,

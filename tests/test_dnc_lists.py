@@ -12,7 +12,7 @@ import pytest
 from campaigns import dnc
 from campaigns.errors import BadInputFile, InvalidRequest
 from campaigns.secrets_box import encrypt
-from workers.store.dial_store import dnc_numbers
+from campaigns.store.dial_store import dnc_numbers
 
 
 def _account(conn: psycopg.Connection) -> int:

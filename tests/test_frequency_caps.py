@@ -13,7 +13,7 @@ import pytest
 from campaigns.errors import InvalidRequest
 from campaigns.frequency_caps import DAY, WEEK, FrequencyCaps, next_allowed, set_account_caps
 from campaigns.secrets_box import encrypt
-from workers.store.dial_store import load_campaign, queued_destinations, start_attempts
+from campaigns.store.dial_store import load_campaign, queued_destinations, start_attempts
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

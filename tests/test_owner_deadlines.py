@@ -16,12 +16,11 @@ import psycopg
 import pytest
 
 from campaigns.accounts import add_account
-from campaigns.states import ATTEMPT_OWNERS, DESTINATION_OWNERS, AttemptStatus, DestinationStatus
+from campaigns.states import ATTEMPT_OWNERS, DESTINATION_OWNERS, AttemptStatus, DestinationStatus, slot_member
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
 from workers.dispatch.dispatcher import dispatch_tick
 from workers.housekeeping.reaper import reap_expired_attempts
 from workers.ratelimit import Budgets
-from workers.ratelimit.slots import slot_member
 
 _blocks = iter(range(10_000, 99_999, 10))
 
@@ -218,9 +217,9 @@ def test_a_hangup_that_beats_the_ambiguous_answer_settles_the_attempt_and_the_5x
 ) -> None:
     from psycopg.types.json import Jsonb
 
+    from campaigns.store.attempt_marks import note_ambiguous
+    from campaigns.store.dial_store import QueuedDestination, StartedAttempt
     from workers.callbacks.applier_store import apply_events, by_ids
-    from workers.store.attempt_marks import note_ambiguous
-    from workers.store.dial_store import QueuedDestination, StartedAttempt
 
     lone.set_destination("dialing", 1)
     attempt = lone.attempt("dialing", age_s=1, sent_age_s=1, lease_in_s=600)

@@ -14,12 +14,12 @@ import pytest
 import redis
 
 from campaigns.secrets_box import encrypt
+from campaigns.states import slot_member
 from workers import redis_keys
 from workers.dialing import send_booking
 from workers.ratelimit import Budgets
 from workers.ratelimit.postgres_state import PostgresBudgetState
 from workers.ratelimit.recovery import QUIET_S, BudgetSnapshot, OpenSlot
-from workers.ratelimit.slots import slot_member
 
 _accounts = itertools.count(9_100_000)
 

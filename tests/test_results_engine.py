@@ -15,6 +15,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from campaigns.accounts import add_account
+from campaigns.store import attempt_marks, dial_store
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.results_helpers import (
     LEDGER_TO_OUTCOME,
@@ -30,7 +31,6 @@ from workers.callbacks.applier_store import apply_events_for_ids
 from workers.callbacks.urls import webhook_url
 from workers.providers.signatures import callback_url_secret
 from workers.ratelimit.process_budgets import get_budgets
-from workers.store import attempt_marks, dial_store
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -17,13 +17,13 @@ import psycopg
 import pytest
 
 from campaigns.accounts import add_account
+from campaigns.states import slot_member
+from campaigns.store.dial_store import hand_back_never_sent
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers import redis_keys
 from workers.dialing.chunk import DialContext, dial_chunk
 from workers.ratelimit import Budgets, Reservation
-from workers.ratelimit.slots import slot_member
-from workers.store.dial_store import hand_back_never_sent
 
 LONG_CALLS = {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
               "talk_time": [600, 600], "ring_time": [1, 1]}

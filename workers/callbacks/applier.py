@@ -13,9 +13,9 @@ import time
 
 from campaigns.config import get_settings
 from campaigns.db import SCHEMA_ERRORS, schema_missing
+from campaigns.store.event_store import stored_ids
 from workers.callbacks.applier_store import apply_events, apply_events_by_id, recent_after
 from workers.pg import get_pool
-from workers.store.event_store import stored_ids
 
 log = logging.getLogger(__name__)
 

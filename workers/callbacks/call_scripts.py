@@ -12,8 +12,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from campaigns.store.event_store import CONNECTION_WAIT_S
 from campaigns.templates import render
-from workers.store.event_store import CONNECTION_WAIT_S
 
 log = logging.getLogger(__name__)
 

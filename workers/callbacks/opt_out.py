@@ -22,9 +22,9 @@ from psycopg_pool import PoolTimeout
 
 from campaigns.config import get_settings
 from campaigns.dnc import is_opt_out_digit
+from campaigns.store.event_store import CONNECTION_WAIT_S
 from workers.callbacks.urls import callback_url
 from workers.providers.base import AccountCredentials, IncomingCallback, ProviderAdapter
-from workers.store.event_store import CONNECTION_WAIT_S
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from campaigns.accounts import account_from_row
 from campaigns.config import get_settings
 from campaigns.secrets_box import SecretUnreadable
+from campaigns.store.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
@@ -42,7 +43,6 @@ from workers.providers.base import (
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
-from workers.store.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavailable, Unstorable
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -14,8 +14,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from campaigns.store.event_store import CONNECTION_WAIT_S
 from workers import redis_keys
-from workers.store.event_store import CONNECTION_WAIT_S
 
 log = logging.getLogger(__name__)
 

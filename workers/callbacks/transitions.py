@@ -21,8 +21,8 @@ from campaigns.states import (
     DestinationStatus,
     Outcome,
     attempt_can_move,
+    slot_member,
 )
-from workers.ratelimit.slots import slot_member
 
 # Which attempt status an event kind moves to; STATUS events only fill fields.
 KIND_TO_ATTEMPT = {"ring": AttemptStatus.RINGING, "answer": AttemptStatus.ANSWERED,

@@ -18,6 +18,8 @@ from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import DestinationStatus
+from campaigns.store import attempt_marks as marks
+from campaigns.store import dial_store as store
 from workers.dialing.accepted_calls import match_accepted
 from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
 from workers.dialing.outbound_request import outbound_call
@@ -37,8 +39,6 @@ from workers.providers.registry import adapter_for
 from workers.ratelimit import Reservation, throttle
 from workers.ratelimit.backoff import full_jitter_backoff
 from workers.ratelimit.chunk_sizing import request_size, sends_in_bulk
-from workers.store import attempt_marks as marks
-from workers.store import dial_store as store
 
 log = logging.getLogger(__name__)
 

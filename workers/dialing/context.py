@@ -14,10 +14,10 @@ import httpx
 import psycopg
 
 from campaigns.accounts import AccountLimits
+from campaigns.store import dial_store as store
 from workers.providers.base import AccountCredentials, ProviderAdapter
 from workers.providers.errors import Throttled
 from workers.ratelimit import Budgets
-from workers.store import dial_store as store
 
 
 @dataclass

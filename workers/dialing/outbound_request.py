@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Mapping
 
 from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_timeout, time_limit
+from campaigns.store.dial_store import CampaignForDial
 from campaigns.templates import render
 from workers.callbacks.urls import callback_urls_for
 from workers.providers.base import AccountCredentials, OutboundCall
 from workers.providers.registry import adapter_for
-from workers.store.dial_store import CampaignForDial
 
 
 def outbound_call(

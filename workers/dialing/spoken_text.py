@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
+from campaigns.store.dial_store import CampaignForDial, StartedAttempt
 from campaigns.templates import render, template_variables
-from workers.store.dial_store import CampaignForDial, StartedAttempt
 
 
 def speaks_text(campaign: CampaignForDial) -> bool:

@@ -25,13 +25,13 @@ from campaigns.states import (
     EXPIRABLE_DESTINATION,
     sql_in,
 )
+from campaigns.store.dial_store import QUEUED_LEASE_S, pause_account_campaigns
 from campaigns.windows import open_timezones, window_of
 from workers.dispatch.dnc_screen import screen_claimed
 from workers.dispatch.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 from workers.ratelimit.chunk_sizing import chunk_size
-from workers.store.dial_store import QUEUED_LEASE_S, pause_account_campaigns
 
 log = logging.getLogger(__name__)
 

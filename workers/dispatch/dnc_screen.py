@@ -1,6 +1,6 @@
 """The do-not-call check at claim time: destinations the dispatcher just claimed whose number is on the
 global list or the account's own list are finished as `dnc` before any chunk task sees them. The same
-lookup (workers.store.dial_store.dnc_numbers) runs again just before each request, so a number listed while its
+lookup (campaigns.store.dial_store.dnc_numbers) runs again just before each request, so a number listed while its
 chunk waits is still never called."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import psycopg
 
 from campaigns.states import DestinationStatus
-from workers.store import dial_store as store
+from campaigns.store import dial_store as store
 
 
 def screen_claimed(conn: psycopg.Connection, account_id: int, claimed: list[int]) -> list[int]:

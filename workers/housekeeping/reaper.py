@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import next_step, unless_cancelled
-from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, sql_in
+from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, slot_member, sql_in
+from campaigns.store.dial_store import hand_back_never_sent
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import event_payload
 from workers.housekeeping.batch_lookup import BatchAnswer, is_live, look_up_batch
@@ -28,8 +29,6 @@ from workers.providers.errors import ProviderError
 from workers.providers.fields import check_event
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
-from workers.ratelimit.slots import slot_member
-from workers.store.dial_store import hand_back_never_sent
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,10 @@ from campaigns.retry_policy import (
     after_transient_error,
     next_step,
 )
-from campaigns.states import DestinationStatus, Outcome
+from campaigns.states import DestinationStatus, Outcome, slot_member
 from workers.callbacks.applier_store import apply_events, for_batches
 from workers.ratelimit import Budgets
 from workers.ratelimit.backoff import full_jitter_backoff
-from workers.ratelimit.slots import slot_member
 
 BATCH = 200
 # No campaign's evidence window is shorter than this (a zero ring timeout and a zero margin are refused by

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import redis
 
+from campaigns.states import slot_member as slot_member  # the format every taker and freer shares
 from workers import redis_keys
 from workers.ratelimit.errors import BudgetsLost, redis_errors_translated
 from workers.ratelimit.scripts import script
-
-
-def slot_member(attempt_id: int) -> str:
-    """The concurrency-slot member of a call attempt."""
-    return str(attempt_id)
 
 
 def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:

@@ -58,7 +58,7 @@ def _locked(lock_key: str, ttl_ms: int) -> bool:
 
 @app.task(name="workers.tasks.dial_chunk", acks_late=True)
 def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
-    """Dial the still-queued destinations of one chunk (safe to run twice: see workers.store.dial_store)."""
+    """Dial the still-queued destinations of one chunk (safe to run twice: see campaigns.store.dial_store)."""
     from workers.dialing.chunk import DialContext
     from workers.dialing.chunk import dial_chunk as run_chunk
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
+from campaigns.store.event_store import EventWriter
 from workers.callbacks.applier import EventApplier
 from workers.callbacks.call_scripts import CallScripts
 from workers.callbacks.nonces import NonceClaims
@@ -25,7 +26,6 @@ from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_runs import router as runs_router
 from workers.entrypoints.api.upload_guard import UploadGuard
 from workers.metrics.state_collector import state_registry
-from workers.store.event_store import EventWriter
 
 
 @asynccontextmanager

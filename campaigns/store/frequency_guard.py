@@ -18,7 +18,7 @@ import psycopg
 from campaigns.frequency_caps import FrequencyCaps, account_caps, next_allowed
 
 if TYPE_CHECKING:
-    from workers.store.dial_store import QueuedDestination
+    from campaigns.store.dial_store import QueuedDestination
 
 # Locks in sorted key order: two tasks locking overlapping sets cannot deadlock.
 _LOCK_NUMBERS = """
@@ -60,7 +60,7 @@ def within_caps(
     if not caps.any or not destinations:
         yield destinations
         return
-    from workers.store.dial_store import hand_back
+    from campaigns.store.dial_store import hand_back
 
     with conn.transaction():
         waits = over_cap(conn, account_id, [d.number for d in destinations], caps)

@@ -16,10 +16,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.blackouts import Blackouts, blackouts_of
-from campaigns.states import DestinationStatus, allowed_sources, sql_in
+from campaigns.states import DestinationStatus, allowed_sources, slot_member, sql_in
+from campaigns.store.frequency_guard import within_caps
 from campaigns.windows import CallingWindow, window_of
-from workers.ratelimit.slots import slot_member
-from workers.store.frequency_guard import within_caps
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
 # again (the task died). Safe: only one of two claimants can move it queued -> dialing.
@@ -210,7 +209,7 @@ def start_attempts(
     """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
     by_id = {d.id: d for d in destinations}
     # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
-    # the cap check under per-number locks (workers.store.frequency_guard), and over-cap ones handed back.
+    # the cap check under per-number locks (campaigns.store.frequency_guard), and over-cap ones handed back.
     with within_caps(conn, campaign.account_id, destinations) as allowed:
         rows = conn.execute(
             _START_ATTEMPTS,

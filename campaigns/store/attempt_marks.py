@@ -11,8 +11,8 @@ from datetime import datetime
 
 import psycopg
 
+from campaigns.store.dial_store import CampaignForDial, StartedAttempt, on_dnc_sql, undo_unsent_attempts
 from campaigns.windows import is_callable_now
-from workers.store.dial_store import CampaignForDial, StartedAttempt, on_dnc_sql, undo_unsent_attempts
 
 
 def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:
