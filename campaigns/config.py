@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
     # 429 must follow the first for any cut at all (0: every 429 cuts). An isolated 429 from a carrier exactly
     # at budget costs no cut; one whose budget is really lower answers 429 again within seconds, and that
-    # one cuts. bench/RESULTS.md (issue 13) has the measurement and the arithmetic.
+    # one cuts. bench/RESULTS.md ("AIMD after an isolated 429") has the measurement and the arithmetic.
     aimd_factor: float = 0.7
     aimd_confirm_s: float = 5.0
     # Nice value of each worker process's sender thread (workers.dialing.timed_sender), so that on a busy host the

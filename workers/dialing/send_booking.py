@@ -31,7 +31,7 @@ from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 # LATENESS_MIN_S. So the guard is GUARD_MIN_S (3% of the budget) on a host that keeps time, up to GUARD_MAX_S
 # on one that does not. The CPS script keeps every booking of the account in the widest window any host
 # asked for lately, so a quiet host's sends never crowd a loaded host's late ones. Measured in
-# bench/RESULTS.md (issue 13); before the timed sender the window was a fixed 1.04 s, and a strict carrier
+# bench/RESULTS.md ("Send precision"); before the timed sender the window was a fixed 1.04 s, and a strict carrier
 # still answered 429 now and then. (The spread of round trips to the carrier was tried as the network part:
 # on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
 GUARD_MIN_S = 0.03

@@ -47,7 +47,7 @@ class RecentSeconds:
     included), for the booking's guard (workers.dialing.send_booking.guard_for): a host that sends later asks for a
     wider window. Bounded in time, not only in count: at 20 CPS a few hundred values reach back a minute,
     and one slow second at a worker's start (imports, first connections) kept every later booking on the
-    widest window long after the host was keeping time again (bench/RESULTS.md, issue 13)."""
+    widest window long after the host was keeping time again (bench/RESULTS.md, "Send precision, second session")."""
 
     def __init__(self, size: int = 256, span_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
