@@ -20,6 +20,7 @@ from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_C
 from campaigns.states import DestinationStatus
 from campaigns.store import attempt_marks as marks
 from campaigns.store import dial_store as store
+from workers.callbacks.applier_store import apply_events_for_ids
 from workers.dialing.accepted_calls import match_accepted
 from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
 from workers.dialing.outbound_request import outbound_call
@@ -306,8 +307,6 @@ def _record_accepted(
 ) -> None:
     """Store the ids the carrier gave (a bulk answer's request ids, in no order, on its batch for the
     reaper); then apply any callback that arrived before them."""
-    from workers.callbacks.applier_store import apply_events_for_ids
-
     conn = chunk.ctx.conn
     match = match_accepted(started, accepted)
     if match.refused:  # no call will come of these: fail them now rather than leave them to the reaper

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from campaigns.config import get_settings
+from campaigns.db import SCHEMA_ERRORS, _redacted, init_database, schema_missing
 from campaigns.errors import DialerError
+from simulator.cli import run_simulator
 from workers.entrypoints import (
     cli_campaign_control,  # noqa: F401  (registers run/watch commands on campaign_app)
     cli_campaign_runs,  # noqa: F401  (registers schedule/runs/rerun/clone on campaign_app)
@@ -20,6 +25,7 @@ from workers.entrypoints.cli_campaign import campaign_app
 from workers.entrypoints.cli_dnc import caps as account_caps_command
 from workers.entrypoints.cli_dnc import dnc_app
 from workers.entrypoints.cli_secrets import secrets_app
+from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
@@ -41,8 +47,6 @@ err = Console(stderr=True)
 @db_app.command("init")
 def db_init() -> None:
     """Create the database if absent and apply schema.sql (idempotent)."""
-    from campaigns.config import get_settings
-    from campaigns.db import _redacted, init_database
 
     created = init_database()
     url = _redacted(get_settings().database_url)
@@ -62,7 +66,6 @@ def simulator(
     ),
 ) -> None:
     """Run the local carrier simulator (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth call APIs)."""
-    from simulator.cli import run_simulator
 
     run_simulator(config=config, host=host, port=port, speed=speed, seed=seed,
                   arrival_jitter_ms=arrival_jitter_ms)
@@ -79,10 +82,6 @@ def demo(
     ),
 ) -> None:
     """Run the whole pipeline against the simulator with the shipped 10,000-row sample, then stop it all."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
 
     settings = DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results))
     if provider is not None:
@@ -95,9 +94,6 @@ def demo(
 
 
 def main() -> None:
-    from campaigns.config import get_settings
-    from campaigns.db import SCHEMA_ERRORS, schema_missing
-
     try:
         app()
     except DialerError as exc:

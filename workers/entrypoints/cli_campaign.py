@@ -14,8 +14,10 @@ from rich.table import Table
 
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
+from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import DEFAULT_BLOCKED_TYPES, RejectReason, parse_type_names
 from campaigns.results_export import write_rejects_csv
+from campaigns.templates import list_warnings
 
 campaign_app = typer.Typer(help="Campaigns: load a CSV, list, show, rejects.", no_args_is_help=True)
 
@@ -73,7 +75,6 @@ def create(
     message: str = typer.Option(None, help="What an answered call hears; {column} is filled from each row."),
 ) -> None:
     """Create a campaign from a CSV (all rows or nothing); rows that cannot be dialed become rejects."""
-    from campaigns.loader import LoadOptions, load_campaign_csv
 
     try:
         blocked = parse_type_names(block_types)
@@ -174,7 +175,6 @@ def warnings(
     limit: int = typer.Option(100, min=1, help="At most this many, by line number."),
 ) -> None:
     """Rows that were loaded with a warning: a message variable their CSV row leaves empty."""
-    from campaigns.templates import list_warnings
 
     with connect() as conn:
         if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:

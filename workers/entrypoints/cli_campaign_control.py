@@ -12,10 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from campaigns import control, settings_rules
+from campaigns.accounts import resolve_account_id
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest
-from campaigns.results_export import write_results_csv
+from campaigns.results_export import write_results_csv, write_run_results_csv
 from workers.entrypoints.cli_campaign import campaign_app
+from workers.entrypoints.cli_campaign_runs import print_runs
+from workers.entrypoints.cli_follow import follow as follow_live
+from workers.housekeeping.hangup import hang_up_live_calls
+from workers.providers.http import make_client
 
 console = Console()
 
@@ -92,7 +97,6 @@ def set_(
     ),
 ) -> None:
     """Configure a campaign before (or between) runs."""
-    from campaigns.accounts import resolve_account_id
 
     window_start, window_end = _window(window)
     options = {
@@ -165,9 +169,6 @@ def cancel(
         count = control.cancel(conn, campaign_id)
         console.print(f"campaign {campaign_id} cancelled ({count} destinations not dialed)")
         if hangup:
-            from workers.housekeeping.hangup import hang_up_live_calls
-            from workers.providers.http import make_client
-
             with make_client() as client:
                 report = hang_up_live_calls(conn, client, campaign_id)
             console.print(hangup_summary(report))
@@ -215,11 +216,8 @@ def status(
 ) -> None:
     """Counts per destination status and outcome (all runs), or one run's; with --follow, a live view until
     it stops running."""
-    from workers.entrypoints.cli_campaign_runs import print_runs
 
     if follow:
-        from workers.entrypoints.cli_follow import follow as follow_live
-
         follow_live(campaign_id, console)
     if run is not None:
         print_runs(campaign_id, only_run=run)
@@ -236,7 +234,6 @@ def results(
     all_runs: bool = typer.Option(False, "--all-runs", help="A row per destination and run"),
 ) -> None:
     """Every destination with its last attempt's outcome, as CSV."""
-    from campaigns.results_export import write_run_results_csv
 
     def write(conn: psycopg.Connection, handle: TextIO) -> None:
         if run is not None or all_runs:

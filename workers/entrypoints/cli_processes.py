@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 import sys
 
+import redis
 import typer
+
+from campaigns.config import get_settings
+from campaigns.db import connect, require_schema
+from campaigns.errors import ServiceUnavailable
+from workers.entrypoints.flower_auth import flower_basic_auth
+from workers.ratelimit.errors import START_REDIS
 
 
 def preflight() -> None:
     """Postgres and Redis reachable and the schema in place, or one clear line naming the URL and the fix
     (not a retry loop of connection tracebacks from Celery or uvicorn)."""
-    import redis
-
-    from campaigns.config import get_settings
-    from campaigns.db import connect, require_schema
-    from campaigns.errors import ServiceUnavailable
-    from workers.ratelimit.errors import START_REDIS
 
     with connect() as conn:
         require_schema(conn)  # before `dialer db init`: one line with the fix, not a traceback per sweep
@@ -114,8 +115,6 @@ def flower(
 ) -> None:
     """Start Flower to watch workers and tasks (basic auth from DIALER_FLOWER_AUTH; required outside
     development). Search `campaign=ID` to find a campaign's dial chunks."""
-    from campaigns.config import get_settings
-    from workers.entrypoints.flower_auth import flower_basic_auth
 
     settings = get_settings()
     auth = flower_basic_auth(settings.environment, settings.flower_auth)

@@ -9,6 +9,7 @@ import threading
 import redis
 
 from campaigns.config import get_settings
+from workers.pg import get_pool
 from workers.ratelimit import AimdPolicy, Budgets
 from workers.ratelimit.postgres_state import PostgresBudgetState
 
@@ -23,8 +24,6 @@ def get_budgets() -> Budgets:
             client = redis.Redis.from_url(
                 get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
             )
-            from workers.pg import get_pool
-
             state = PostgresBudgetState(lambda: get_pool().connection())
             settings = get_settings()
             aimd = AimdPolicy(factor=settings.aimd_factor, confirm_s=settings.aimd_confirm_s)

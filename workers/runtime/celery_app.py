@@ -15,6 +15,8 @@ from celery.signals import beat_init, worker_init
 from kombu import Exchange, Queue
 
 from campaigns.config import get_settings
+from campaigns.db import SchemaMissing, connect, require_schema
+from campaigns.errors import ServiceUnavailable
 from workers import redis_keys
 from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
 from workers.queues import ALL_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
@@ -103,9 +105,6 @@ app = make_app()
 def _refuse_a_database_without_the_schema(**_: Any) -> None:
     """A worker or beat started before `dialer db init` says so in one line and stops, instead of a
     traceback per task. An unreachable Postgres is not this: the tasks wait for it and retry."""
-    from campaigns.db import SchemaMissing, connect, require_schema
-    from campaigns.errors import ServiceUnavailable
-
     try:
         with connect() as conn:
             require_schema(conn)

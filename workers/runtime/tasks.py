@@ -1,16 +1,32 @@
-"""Celery tasks: thin shells over workers.dispatch.dispatcher, workers.dialing.chunk, workers.callbacks.applier_store and
-workers.housekeeping.reaper."""
+"""Celery tasks: thin shells over the wings. Each builds its context (a pooled connection, the process's
+budgets and HTTP client) and calls the one function that does the work: workers.dialing.chunk.dial_chunk,
+workers.dispatch.dispatcher.dispatch_tick, workers.callbacks.applier_store.apply_events,
+workers.housekeeping.reaper.reap_expired_attempts and workers.housekeeping.run_scheduler.run_scheduler_tick.
+
+The task names are the ones the tasks had before the engine was split into wings (`workers.tasks.*`):
+messages already queued under them must still run after an upgrade."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from workers import redis_keys
+from workers.callbacks.applier_store import apply_events, left_over_after
+from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
+from workers.dialing.context import DialContext
+from workers.dialing.timed_sender import ScheduledTransport, process_sender
+from workers.dispatch.dispatcher import dispatch_tick as claim_and_enqueue
+from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
+from workers.housekeeping.run_scheduler import run_scheduler_tick
 from workers.pg import get_pool
+from workers.providers.http import make_client
 from workers.queues import DIAL_QUEUE
 from workers.ratelimit.process_budgets import get_budgets
 from workers.runtime.celery_app import app
@@ -29,8 +45,6 @@ def http_client() -> httpx.Client:
     global _client
     with _client_lock:
         if _client is None:
-            from workers.providers.http import make_client
-
             _client = make_client()
         return _client
 
@@ -44,27 +58,31 @@ def dial_client() -> httpx.Client:
     global _dial_client
     with _client_lock:
         if _dial_client is None:
-            from workers.dialing.timed_sender import ScheduledTransport, process_sender
-            from workers.providers.http import make_client
-
             _dial_client = make_client(transport=ScheduledTransport(process_sender()))
         return _dial_client
 
 
-def _locked(lock_key: str, ttl_ms: int) -> bool:
-    """Take a short Redis lock so overlapping beat ticks (or two beats) do not run the same pass twice."""
-    return bool(get_budgets().client.set(lock_key, "1", nx=True, px=ttl_ms))
+@contextmanager
+def single_flight(lock_key: str, ttl_ms: int) -> Iterator[bool]:
+    """Hold a short Redis lock for the block, so overlapping beat ticks (or two beats) do not run the same
+    pass twice; yields False (and holds nothing) when another holder has it. The TTL frees the lock of a
+    process that died holding it."""
+    client = get_budgets().client
+    if not client.set(lock_key, "1", nx=True, px=ttl_ms):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        client.delete(lock_key)
 
 
 @app.task(name="workers.tasks.dial_chunk", acks_late=True)
 def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
     """Dial the still-queued destinations of one chunk (safe to run twice: see campaigns.store.dial_store)."""
-    from workers.dialing.chunk import DialContext
-    from workers.dialing.chunk import dial_chunk as run_chunk
-
     with get_pool().connection() as conn:
         ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
-        report = run_chunk(ctx, campaign_id, destination_ids)
+        report = dial_claimed_chunk(ctx, campaign_id, destination_ids)
     return report.__dict__
 
 
@@ -76,16 +94,12 @@ def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
 @app.task(name="workers.tasks.dispatch_tick", ignore_result=True)
 def dispatch_tick() -> dict[str, Any] | None:
     """Claim due destinations and enqueue dial chunks, within the budgets' horizon."""
-    from workers.dispatch.dispatcher import dispatch_tick as run_tick
-
-    if not _locked(redis_keys.dispatch_lock(), 5000):
-        return None
-    try:
+    with single_flight(redis_keys.dispatch_lock(), 5000) as mine:
+        if not mine:
+            return None
         with get_pool().connection() as conn:
-            report = run_tick(conn, get_budgets(), enqueue_chunk)
+            report = claim_and_enqueue(conn, get_budgets(), enqueue_chunk)
         return {"claimed": report.claimed, "chunks": report.chunks, "completed": report.completed}
-    finally:
-        get_budgets().client.delete(redis_keys.dispatch_lock())
 
 
 _safety_net_cursor = 0  # per worker process: where the last full page ended
@@ -96,8 +110,6 @@ def apply_pending_events() -> int:
     """Safety net for the API's own applier: apply stored events it left for over 10 s (an API process
     that died between storing and applying). Recent ones are left to the API so the two do not contend.
     Pages through, so old events that never match cannot keep newer ones waiting."""
-    from workers.callbacks.applier_store import apply_events, left_over_after
-
     global _safety_net_cursor
     with get_pool().connection() as conn:
         report = apply_events(conn, left_over_after(_safety_net_cursor), SAFETY_NET_PAGE)
@@ -108,29 +120,20 @@ def apply_pending_events() -> int:
 @app.task(name="workers.tasks.reap_expired_attempts", ignore_result=True)
 def reap_expired_attempts() -> dict[str, int] | None:
     """Resolve attempts past their lease without a final event."""
-    from workers.housekeeping.reaper import reap_expired_attempts as run_reaper
-
-    if not _locked(redis_keys.reaper_lock(), 60000):
-        return None
-    try:
+    with single_flight(redis_keys.reaper_lock(), 60000) as mine:
+        if not mine:
+            return None
         with get_pool().connection() as conn:
-            return run_reaper(conn, http_client(), get_budgets()).__dict__
-    finally:
-        get_budgets().client.delete(redis_keys.reaper_lock())
+            return reap_open_attempts(conn, http_client(), get_budgets()).__dict__
 
 
 @app.task(name="workers.tasks.start_scheduled_runs", ignore_result=True)
 def start_scheduled_runs() -> dict[str, Any] | None:
-    """Scheduled runs (workers.housekeeping.run_scheduler): close finished runs, end runs at their end, start due ones."""
-    from datetime import UTC, datetime
-
-    from workers.housekeeping.run_scheduler import run_scheduler_tick
-
-    if not _locked(redis_keys.run_scheduler_lock(), 30000):
-        return None
-    try:
+    """Scheduled runs (workers.housekeeping.run_scheduler): close finished runs, end runs at their end,
+    start due ones."""
+    with single_flight(redis_keys.run_scheduler_lock(), 30000) as mine:
+        if not mine:
+            return None
         with get_pool().connection() as conn:
             report = run_scheduler_tick(conn, datetime.now(UTC))
         return {"started": report.started, "ended": report.ended, "closed": report.closed}
-    finally:
-        get_budgets().client.delete(redis_keys.run_scheduler_lock())

@@ -42,7 +42,9 @@ from workers.entrypoints.api.schemas import (
     StateChange,
     format_window,
 )
+from workers.housekeeping.hangup import hang_up_live_calls
 from workers.metrics.counters import observe_load
+from workers.providers.http import make_client
 
 CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
@@ -158,9 +160,6 @@ async def cancel_campaign(campaign_id: CampaignId, hangup: HangupFlag = False) -
 
 
 def _hang_up(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
-    from workers.housekeeping.hangup import hang_up_live_calls
-    from workers.providers.http import make_client
-
     with make_client() as client:
         report = hang_up_live_calls(conn, client, campaign_id)
     return {"requested": report.requested, "already_ended": report.already_ended,
