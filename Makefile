@@ -44,7 +44,7 @@ bench: $(STAMP) services
 
 lint: $(STAMP)
 	$(BIN)/ruff check campaigns workers simulator bench tests
-	$(BIN)/mypy campaigns workers simulator
+	$(BIN)/mypy
 
 up:
 	docker compose up -d --build

@@ -31,11 +31,13 @@ class RunningSimulator:
 
     def ledger(self, since: int = 0) -> dict[str, Any]:
         """{"calls": [...], "rejections": [...], "api_errors": [...], "callbacks": [...], "next_since": n}"""
-        return self.client.get("/_sim/ledger", params={"since": since}).raise_for_status().json()
+        ledger: dict[str, Any] = self.client.get("/_sim/ledger", params={"since": since}).raise_for_status().json()
+        return ledger
 
     def stats(self) -> dict[str, Any]:
         """{"accounts": {auth_id: {...}}, "totals": {...}, "callbacks": {...}, "uptime": s}"""
-        return self.client.get("/_sim/stats").raise_for_status().json()
+        stats: dict[str, Any] = self.client.get("/_sim/stats").raise_for_status().json()
+        return stats
 
     def reset(self) -> None:
         """Clear the ledger and counters and refill the CPS buckets (live calls keep running)."""
@@ -43,7 +45,8 @@ class RunningSimulator:
 
     def configure(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Patch faults/outcomes/callbacks/accounts at runtime; returns the whole config."""
-        return self.client.post("/_sim/config", json=patch).raise_for_status().json()
+        config: dict[str, Any] = self.client.post("/_sim/config", json=patch).raise_for_status().json()
+        return config
 
     def refuse_connections(self, seconds: float) -> None:
         """The carrier becomes unreachable (ECONNREFUSED) for `seconds`, then listens again."""

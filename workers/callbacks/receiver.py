@@ -177,9 +177,10 @@ async def _claim_nonce(request: Request, provider: str, account_id: int, nonce: 
     if nonce is None:
         return None
     try:
-        first_time, key = await request.app.state.nonces.claim(provider, account_id, nonce, ttl_s)
+        claimed: tuple[bool, str] = await request.app.state.nonces.claim(provider, account_id, nonce, ttl_s)
     except Exception:  # cannot tell a replay without Redis: have the carrier try again
         return Response("replay check unavailable, retry", status_code=503)
+    first_time, key = claimed
     if not first_time:
         await count(request, account_id, "callbacks_replayed")
         return forbidden()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,7 +18,7 @@ account_app = typer.Typer(
 console = Console()
 
 
-def _options(raw: str | None) -> dict | None:
+def _options(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
@@ -30,8 +31,9 @@ def _options(raw: str | None) -> dict | None:
 
 
 def _with_named_options(
-    options: dict | None, api_username: str | None, application_id: str | None, time_zone: str | None
-) -> dict | None:
+    options: dict[str, Any] | None, api_username: str | None, application_id: str | None,
+    time_zone: str | None,
+) -> dict[str, Any] | None:
     named = {"api_username": api_username, "application_id": application_id, "time_zone": time_zone}
     given = {k: v for k, v in named.items() if v is not None}
     if not given:

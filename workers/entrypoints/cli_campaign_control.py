@@ -50,7 +50,7 @@ def _dates(value: str | None) -> list[date] | None:
         raise typer.BadParameter(f"--blackout-dates takes YYYY-MM-DD,…, not {value!r}") from exc
 
 
-def _retry(values: list[str] | None) -> dict | None:
+def _retry(values: list[str] | None) -> dict[str, dict[str, int]] | None:
     """--retry busy=300:3 → {"busy": {"delay_s": 300, "max_attempts": 3}}."""
     if not values:
         return None

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from rich.console import Console
@@ -65,7 +66,7 @@ def demo_auth_id(provider: str) -> str:
     return DEMO_ACCOUNTS[provider][0]
 
 
-def simulator_config(cps: int, provider: str = "plivo") -> dict:
+def simulator_config(cps: int, provider: str = "plivo") -> dict[str, Any]:
     auth_id, options = DEMO_ACCOUNTS[provider][0], DEMO_ACCOUNTS[provider][1]
     account = {"provider": provider, "auth_id": auth_id, "auth_token": DEMO_TOKEN, "cps": cps,
                "max_concurrent": 2000, **options}

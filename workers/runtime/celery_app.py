@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import beat_init, worker_init
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from campaigns.config import get_settings
 from campaigns.db import SchemaMissing, connect, require_schema

@@ -16,7 +16,7 @@ UPLOAD_PATH = "/campaigns"
 
 
 def _is_upload(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
+    return bool(scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH)
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
