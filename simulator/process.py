@@ -31,7 +31,8 @@ class RunningSimulator:
 
     def ledger(self, since: int = 0) -> dict[str, Any]:
         """{"calls": [...], "rejections": [...], "api_errors": [...], "callbacks": [...], "next_since": n}"""
-        ledger: dict[str, Any] = self.client.get("/_sim/ledger", params={"since": since}).raise_for_status().json()
+        response = self.client.get("/_sim/ledger", params={"since": since}).raise_for_status()
+        ledger: dict[str, Any] = response.json()
         return ledger
 
     def stats(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Helpers for end-to-end tests: the dialer's processes (workers.entrypoints.local_stack), campaigns made through the
-real loader, waiting, and the window arithmetic the assertions use.
+"""Helpers for end-to-end tests: the dialer's processes (workers.entrypoints.local_stack), campaigns made
+through the real loader, waiting, and the window arithmetic the assertions use.
 
 Every process inherits this test session's DIALER_* environment (its own database and Redis prefix).
 """
@@ -26,8 +26,8 @@ Stack = LocalStack
 
 @contextmanager
 def running_stack(**kwargs: Any) -> Iterator[LocalStack]:
-    """workers.entrypoints.local_stack for a test module; on exit, whatever the module left running is stopped (its
-    campaigns paused, this session's Celery queues emptied) so the next module starts clean."""
+    """workers.entrypoints.local_stack for a test module; on exit, whatever the module left running is
+    stopped (its campaigns paused, this session's Celery queues emptied) so the next module starts clean."""
     with local_stack(**kwargs) as stack:
         yield stack
     from campaigns.config import get_settings

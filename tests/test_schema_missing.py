@@ -39,8 +39,9 @@ def _one_line(out: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_a_celery_worker_without_the_schema_stops_with_one_line(empty_env: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "worker", "-P", "solo",
-                          "-l", "WARNING", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+    out = subprocess.run([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "worker",
+                          "-P", "solo", "-l", "WARNING", "--without-mingle", "--without-gossip",
+                          "--without-heartbeat"],
                          cwd=REPO, env=empty_env, capture_output=True, text=True, timeout=90)
     _one_line(out)
 

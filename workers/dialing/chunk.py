@@ -2,9 +2,9 @@
 
 For each provider request (one destination, or a bulk of several for Plivo/Vobiz/VoIPbin):
   concurrency slots -> attempt rows committed -> CPS reservation (sleep once until the booked send time,
-  workers.dialing.send_booking) -> HTTP request -> ids recorded (workers.dialing.accepted_calls), or the error handled as
-  docs/DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres with a
-  `next_attempt_at`; no long waits here.
+  workers.dialing.send_booking) -> HTTP request -> ids recorded (workers.dialing.accepted_calls), or the
+  error handled as docs/DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres
+  with a `next_attempt_at`; no long waits here.
 """
 
 from __future__ import annotations
@@ -198,9 +198,10 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     except Transient as exc:
         return RequestResult(stop_until=_retry_transient(chunk, started, booked.grant, exc))
     except Ambiguous as exc:
-        # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the
-        # carrier may have counted it). Callbacks, a status lookup or the evidence window settle it
-        # (workers.housekeeping.send_evidence); a callback that came first has already moved it on, and is kept.
+        # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the carrier
+        # may have counted it). Callbacks, a status lookup or the evidence window settle it
+        # (workers.housekeeping.send_evidence); a callback that came first has already moved it on, and is
+        # kept.
         marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
         return GO_ON

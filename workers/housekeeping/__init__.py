@@ -1,1 +1,2 @@
-"""Housekeeping: the owners of every open state's deadline (reaper, send evidence, batch lookups, hang-up, scheduled runs)."""
+"""Housekeeping: the owners of every open state's deadline (reaper, send evidence, batch lookups, hang-up,
+scheduled runs)."""

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 SINGLE_CHUNK_MAX = 25  # destinations per task for one-per-request providers
-# A task of a one-per-request provider takes about 1/32 of a second's budget, so the dispatcher's 2 s
-# horizon holds about 64 tasks: enough for every thread of several workers to dial at once. A task sends its
-# requests one after the other, so with 1/8 (16 tasks at once, whatever the threads) each thread had to
-# place 12.5 calls a second at 200 CPS, and on a loaded machine it could not (bench/RESULTS.md, "Send precision").
+# A task of a one-per-request provider takes about 1/32 of a second's budget, so the dispatcher's 2 s horizon
+# holds about 64 tasks: enough for every thread of several workers to dial at once. A task sends its requests
+# one after the other, so with 1/8 (16 tasks at once, whatever the threads) each thread had to place 12.5
+# calls a second at 200 CPS, and on a loaded machine it could not (bench/RESULTS.md, "Send precision").
 SINGLE_CHUNK_SLICES = 32
 SINGLE_CHUNK_MIN = 3  # but not fewer than this (or a second's budget): each task has its own set-up queries
 

@@ -12,9 +12,10 @@ from workers.ratelimit.scripts import script
 
 _GRANTED, _REFUSED, _TOO_LARGE, _LOST = 1, 0, 2, 3
 # How long a window one host widened stays the whole account's (cps.lua): longer than the furthest ahead a
-# booking is made (workers.dialing.send_booking.MAX_RESERVATION_WAIT_S, 2 s) plus the widest window (1.05 s), so
-# no booking can fall inside a wide one's window without seeing it. It was 10 s; a slow start then kept
-# every host on the widest window for a quarter of a minute (bench/RESULTS.md, "Send precision, second session").
+# booking is made (workers.dialing.send_booking.MAX_RESERVATION_WAIT_S, 2 s) plus the widest window (1.05 s),
+# so no booking can fall inside a wide one's window without seeing it. It was 10 s; a slow start then kept
+# every host on the widest window for a quarter of a minute (bench/RESULTS.md, "Send precision, second
+# session").
 WINDOW_HOLD_S = 3.2
 
 

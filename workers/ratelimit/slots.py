@@ -2,8 +2,8 @@
 
 A slot's member is its call attempt's id as a decimal string (`slot_member`; in SQL `a.id::text`), the one
 format every taker and freer uses: the dial task (which reserves the attempt id before taking the slot), the
-callback applier, the reaper and the rebuild after Redis lost its state (workers.ratelimit.postgres_state). A slot
-belongs to one attempt, so freeing one attempt's slot can never free another's.
+callback applier, the reaper and the rebuild after Redis lost its state (workers.ratelimit.postgres_state).
+A slot belongs to one attempt, so freeing one attempt's slot can never free another's.
 """
 
 from __future__ import annotations

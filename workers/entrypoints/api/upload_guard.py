@@ -16,7 +16,8 @@ UPLOAD_PATH = "/campaigns"
 
 
 def _is_upload(scope: Scope) -> bool:
-    return bool(scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH)
+    path = str(scope["path"]).rstrip("/")
+    return scope["type"] == "http" and scope["method"] == "POST" and path == UPLOAD_PATH
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
