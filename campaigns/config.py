@@ -1,15 +1,26 @@
-"""Settings read from the environment (prefix DIALER_), built once per process on first use."""
+"""Settings read from the environment (prefix DIALER_) or a .env file, checked and built once per process on
+first use."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
 # 32 characters: a key anyone can brute-force forges every account's callbacks (TryVox, VoIPbin, Bandwidth).
 MIN_SECRET_KEY_CHARS = 32
+# The port docker-compose.yml exposes on each worker container and prometheus scrapes.
+DEFAULT_WORKER_METRICS_PORT = 9808
+
+# Ranges checked when the settings are read, so a bad value stops the process at start with one line naming
+# the variable instead of failing later in the code that uses it.
+Port = Annotated[int, Field(ge=0, le=65535)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -21,41 +32,54 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key the limiters write, so several deployments (or test sessions) share a server.
     redis_prefix: str = "dialer"
+    # The base URL carriers call back; callback signatures are checked against it.
     public_url: str = "http://127.0.0.1:8000"
+    # The root of every derived key (campaigns.keys); the model check below refuses a weak one.
     secret_key: str = DEVELOPMENT_SECRET
     # Secrets replaced by a rotation, comma-separated: still accepted, never used for anything new.
     previous_secret_keys: str = ""
+    # An open set, not a Literal: "development" allows the development secret and Flower without auth, and
+    # every other name (production, staging, ...) refuses both.
     environment: str = "development"
     # How long a callback URL handed to a carrier stays valid past the call's own time limit: the carrier's
     # retries of a late callback. A signature that covers only the URL (Vobiz) can be replayed this long, so
     # its nonce is remembered this long too.
-    callback_grace_s: int = 3600
+    callback_grace_s: NonNegativeInt = 3600
     # Largest callback body read; larger ones get 413 before any parsing.
-    max_callback_bytes: int = 65536
+    max_callback_bytes: PositiveInt = 65536
     # Largest CSV upload through the API (counted while streaming, after the API key is checked).
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: PositiveInt = 512 * 1024 * 1024
 
     # Loader limits: a bad file is refused whole rather than half-loaded.
-    max_rows: int = 5_000_000
-    max_field_bytes: int = 4096
-    max_line_bytes: int = 65536
-    loader_workers: int = 0  # 0: one parser process per core
+    max_rows: PositiveInt = 5_000_000
+    max_field_bytes: PositiveInt = 4096
+    max_line_bytes: PositiveInt = 65536
+    loader_workers: NonNegativeInt = 0  # 0: one parser process per core
 
     # Flower's basic auth, user:password[,user2:password2]; `dialer flower` refuses to start without it
     # outside development (workers.entrypoints.flower_auth).
     flower_auth: str | None = None
+    # Each Celery worker's /metrics port (workers.metrics.worker_server); 0 turns the exporter off, and a
+    # worker that finds the port taken tries the next ones.
+    worker_metrics_port: Port = DEFAULT_WORKER_METRICS_PORT
+    # Celery beat's schedule file (`dialer beat`): beat records there when each periodic task last ran.
+    beat_schedule: str = Field(default="/tmp/dialer-celerybeat-schedule", min_length=1)
+    # For benchmarks: a directory where each worker process appends its raw send-lateness samples
+    # (workers.metrics.send_lateness); unset or empty, none are written.
+    send_lateness_dir: str | None = None
 
     # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
     # 429 must follow the first for any cut at all (0: every 429 cuts). An isolated 429 from a carrier exactly
     # at budget costs no cut; one whose budget is really lower answers 429 again within seconds, and that
     # one cuts. bench/RESULTS.md ("AIMD after an isolated 429") has the measurement and the arithmetic.
-    aimd_factor: float = 0.7
-    aimd_confirm_s: float = 5.0
-    # Nice value of each worker process's sender thread (workers.dialing.timed_sender), so that on a busy host the
-    # OS runs it promptly at each booked instant. Negative values need CAP_SYS_NICE or RLIMIT_NICE
+    # The factor's range is the one AimdPolicy accepts (tests/test_settings_env.py holds the two together).
+    aimd_factor: float = Field(default=0.7, ge=0.5, le=0.9, allow_inf_nan=False)
+    aimd_confirm_s: NonNegativeSeconds = 5.0
+    # Nice value of each worker process's sender thread (workers.dialing.timed_sender), so that on a busy host
+    # the OS runs it promptly at each booked instant. Negative values need CAP_SYS_NICE or RLIMIT_NICE
     # (docker-compose.yml sets the limit); refused, the sender keeps the process's priority and says so once
-    # in the log.
-    sender_nice: int = 0
+    # in the log. The range is the OS's own.
+    sender_nice: int = Field(default=0, ge=-20, le=19)
 
     @field_validator("public_url")
     @classmethod

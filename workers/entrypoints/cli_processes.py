@@ -75,10 +75,9 @@ def worker(
 def beat(loglevel: str = typer.Option("INFO")) -> None:
     """Start Celery beat (dispatcher every second, reaper, results safety net). Run exactly one."""
     preflight()
-    schedule = os.environ.get("DIALER_BEAT_SCHEDULE", "/tmp/dialer-celerybeat-schedule")
-    _exec(
-        [sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "beat", "-l", loglevel, "-s", schedule]
-    )
+    schedule = get_settings().beat_schedule
+    _exec([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "beat", "-l", loglevel,
+           "-s", schedule])
 
 
 def api(
@@ -120,6 +119,7 @@ def flower(
     auth = flower_basic_auth(settings.environment, settings.flower_auth)
     preflight()
     if auth:
+        # A write, handed to the Flower exec'd below through its own variable, never argv (visible in `ps`).
         os.environ["FLOWER_BASIC_AUTH"] = auth
     _exec([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "flower", f"--port={port}",
            f"--address={address}"])

@@ -50,6 +50,7 @@ LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading camp
 def registry() -> CollectorRegistry:
     """What /metrics serves from this process: the default registry, or every process's values when
     PROMETHEUS_MULTIPROC_DIR is set."""
+    # Not a setting: prometheus_client itself reads this variable to decide where every process writes.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         merged = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(merged)

@@ -23,6 +23,9 @@ from typing import TextIO
 
 from prometheus_client import Counter, Histogram
 
+from campaigns.config import get_settings
+
+# The variable behind Settings.send_lateness_dir, named for the benchmark that sets it for its workers.
 SAMPLES_DIR_ENV = "DIALER_SEND_LATENESS_DIR"
 
 # Fine at the low end, where a healthy host lives (a guard of a few tens of ms), coarse above it.
@@ -44,10 +47,11 @@ SENDS_REFUSED_LATE = Counter(
 
 class RecentSeconds:
     """This process's send lateness over the last `span_s` seconds (at most `size` values; refused sends
-    included), for the booking's guard (workers.dialing.send_booking.guard_for): a host that sends later asks for a
-    wider window. Bounded in time, not only in count: at 20 CPS a few hundred values reach back a minute,
-    and one slow second at a worker's start (imports, first connections) kept every later booking on the
-    widest window long after the host was keeping time again (bench/RESULTS.md, "Send precision, second session")."""
+    included), for the booking's guard (workers.dialing.send_booking.guard_for): a host that sends later
+    asks for a wider window. Bounded in time, not only in count: at 20 CPS a few hundred values reach back
+    a minute, and one slow second at a worker's start (imports, first connections) kept every later
+    booking on the widest window long after the host was keeping time again (bench/RESULTS.md, "Send
+    precision, second session")."""
 
     def __init__(self, size: int = 256, span_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -79,7 +83,7 @@ _samples_pid = 0
 
 def _sample_file() -> TextIO | None:
     global _samples, _samples_pid
-    directory = os.environ.get(SAMPLES_DIR_ENV)
+    directory = get_settings().send_lateness_dir
     if not directory:
         return None
     pid = os.getpid()

@@ -1,32 +1,28 @@
-"""Each Celery worker serves its own /metrics (workers.metrics.counters: requests by result, calls sent, 429s, send
-lateness) on DIALER_WORKER_METRICS_PORT (default 9808; 0 turns it off). Several workers on one host take
-the next free ports, each logged, so a scrape config or `docker compose` (one worker per container, port
-9808 each) finds them."""
+"""Each Celery worker serves its own /metrics (workers.metrics.counters: requests by result, calls sent, 429s,
+send lateness) on DIALER_WORKER_METRICS_PORT (default 9808; 0 turns it off). Several workers on one host
+take the next free ports, each logged, so a scrape config or `docker compose` (one worker per container,
+port 9808 each) finds them."""
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery.signals import worker_init
 from prometheus_client import start_http_server
 
+from campaigns.config import DEFAULT_WORKER_METRICS_PORT, get_settings
 from workers.metrics.counters import registry
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9808
+DEFAULT_PORT = DEFAULT_WORKER_METRICS_PORT
 PORTS_TO_TRY = 20
 
 
 def metrics_port() -> int:
-    raw = os.environ.get("DIALER_WORKER_METRICS_PORT", str(DEFAULT_PORT))
-    try:
-        return int(raw)
-    except ValueError:
-        log.error("DIALER_WORKER_METRICS_PORT=%r is not a port number: worker metrics are off", raw)
-        return 0
+    """The port this worker's exporter starts from (Settings.worker_metrics_port); 0: off."""
+    return get_settings().worker_metrics_port
 
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> int | None:
