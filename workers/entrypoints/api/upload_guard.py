@@ -16,8 +16,9 @@ UPLOAD_PATH = "/campaigns"
 
 
 def _is_upload(scope: Scope) -> bool:
-    path = str(scope["path"]).rstrip("/")
-    return scope["type"] == "http" and scope["method"] == "POST" and path == UPLOAD_PATH
+    if scope["type"] != "http" or scope["method"] != "POST":  # lifespan and websocket scopes have no path
+        return False
+    return str(scope["path"]).rstrip("/") == UPLOAD_PATH
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
