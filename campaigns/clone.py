@@ -6,6 +6,8 @@ from __future__ import annotations
 import psycopg
 
 from campaigns.errors import NotFound
+from campaigns.states import CampaignState
+from campaigns.store.loading import copy_dialable_destinations
 
 # Everything an operator set, but not its dates (a clone is a new run, not the old schedule) or its state.
 COPIED_SETTINGS = (
@@ -19,19 +21,15 @@ def clone_campaign(conn: psycopg.Connection, campaign_id: int, name: str | None 
     with conn.transaction():
         row = conn.execute(
             f"INSERT INTO campaign (name, state, {COPIED_SETTINGS}) "
-            f"SELECT coalesce(%s, name || ' (clone of ' || id || ')'), 'draft', {COPIED_SETTINGS} "
+            f"SELECT coalesce(%s, name || ' (clone of ' || id || ')'), '{CampaignState.DRAFT.value}', "
+            f"{COPIED_SETTINGS} "
             "FROM campaign WHERE id = %s RETURNING id",
             (name, campaign_id),
         ).fetchone()
         if row is None:
             raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
         new_id = int(row[0])
-        copied = conn.execute(
-            "INSERT INTO destination (campaign_id, line_no, number, variables, timezone) "
-            "SELECT %s, line_no, number, variables, timezone FROM destination "
-            "WHERE campaign_id = %s AND status <> 'invalid' ORDER BY id",
-            (new_id, campaign_id),
-        ).rowcount
+        copied = copy_dialable_destinations(conn, from_campaign_id=campaign_id, to_campaign_id=new_id)
         conn.execute(
             "UPDATE campaign SET rows_total = %s, rows_loaded = %s WHERE id = %s", (copied, copied, new_id)
         )

@@ -3,8 +3,6 @@ shared by the CLI and the HTTP API). State changes are conditional updates on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from typing import Any
 
 import psycopg
@@ -12,36 +10,20 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from campaigns import settings_rules
-from campaigns.accounts import provider_takes_answer_url
 from campaigns.call_options import machine_detection_mode
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
-from campaigns.states import D, allowed_sources, sql_in
+from campaigns.readiness import require_ready_to_dial
+from campaigns.reports import CampaignStatus as CampaignStatus  # callers name it control's
+from campaigns.runs import record_first_run
+from campaigns.settings_rules import CampaignSettings as CampaignSettings  # callers name it control's
+from campaigns.states import CampaignState
+from campaigns.store.operator import cancel_destinations
 from campaigns.templates import check_script_options, record_missing_variables
 
-STARTABLE = ("draft", "paused")
-
-
-@dataclass
-class CampaignSettings:
-    """Fields an operator may set on a campaign; None leaves a field as it is."""
-
-    account_id: int | None = None
-    caller_id: str | None = None
-    answer_url: str | None = None
-    cps: float | None = None
-    max_concurrent: int | None = None
-    weight: int | None = None
-    window_start: time | None = None
-    window_end: time | None = None
-    window_days: list[int] | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
-    timezone_override: str | None = None
-    retry_policy: dict[str, Any] | None = None
-    provider_options: dict[str, Any] | None = None
-    observe_holidays: bool | None = None  # skip each destination's national public holidays
-    blackout_dates: list[date] | None = None  # the campaign's own days off (replaces the list)
+C = CampaignState
+STARTABLE = (C.DRAFT, C.PAUSED)
+CANCELLABLE = (C.DRAFT, C.RUNNING, C.PAUSED)
 
 
 def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
@@ -91,7 +73,11 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
 
 
 def _transition(
-    conn: psycopg.Connection, campaign_id: int, sources: tuple[str, ...], target: str, reason: str | None
+    conn: psycopg.Connection,
+    campaign_id: int,
+    sources: tuple[CampaignState, ...],
+    target: CampaignState,
+    reason: str | None,
 ) -> None:
     row = _campaign(conn, campaign_id)
     cur = conn.execute(
@@ -107,104 +93,26 @@ def _transition(
 
 def start(conn: psycopg.Connection, campaign_id: int) -> None:
     """Draft or paused -> running. Needs an account and a caller id. Starting a draft begins run 1."""
-    from campaigns.runs import record_first_run
-
     row = _campaign(conn, campaign_id)
     require_ready_to_dial(conn, row)
-    _transition(conn, campaign_id, STARTABLE, "running", None)
-    if row["state"] == "draft":
+    _transition(conn, campaign_id, STARTABLE, C.RUNNING, None)
+    if row["state"] == C.DRAFT:
         record_first_run(conn, campaign_id)
     conn.commit()
 
 
-def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
-    """A campaign row has what dialing needs (an account, a caller id, a script its provider can use), or
-    InvalidRequest says how."""
-    campaign_id = row["id"]
-    if row["account_id"] is None:
-        raise InvalidRequest(
-            f"campaign {campaign_id} has no provider account: "
-            f"`dialer campaign set {campaign_id} --account NAME`"
-        )
-    if not row["caller_id"]:
-        raise InvalidRequest(
-            f"campaign {campaign_id} has no caller id: `dialer campaign set {campaign_id} --caller-id +1…`"
-        )
-    provider = conn.execute(
-        "SELECT provider FROM provider_account WHERE id = %s", (row["account_id"],)
-    ).fetchone()
-    if provider and row["answer_url"] and not provider_takes_answer_url(provider[0]):
-        # VoIPbin takes a call's actions at creation; its API names no way to fetch them from a URL.
-        raise InvalidRequest(
-            f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
-            f"message instead (`dialer campaign set {campaign_id} --message …`)"
-        )
-
-
 def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by operator") -> None:
     """Running -> paused: no new call is placed; calls in progress finish and are recorded."""
-    _transition(conn, campaign_id, ("running",), "paused", reason)
+    _transition(conn, campaign_id, (C.RUNNING,), C.PAUSED, reason)
     conn.commit()
-
-
-# Attempts committed but not yet marked as sending never reach the carrier: cancel undoes them, conditional
-# on `sent_at IS NULL` under the row lock, so the dial task's mark (campaigns.store.dial_store.mark_sending) and
-# this cannot both win. Their destinations are cancelled too: a new call stops within the mark's lead.
-CANCEL_UNSENT = f"""
-WITH gone AS (
-    DELETE FROM call_attempt a USING destination d
-    WHERE d.id = a.destination_id AND d.campaign_id = %s AND d.status = 'dialing'
-      AND d.attempts_made = a.attempt_no AND a.status = 'dialing' AND a.sent_at IS NULL
-    RETURNING a.destination_id)
-UPDATE destination d SET status = 'cancelled', attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
-    updated_at = now()
-FROM gone WHERE d.id = gone.destination_id AND {sql_in("d.status", allowed_sources(D.CANCELLED))}"""
 
 
 def cancel(conn: psycopg.Connection, campaign_id: int) -> int:
     """Stop for good: every destination not yet dialed is cancelled, and so is every attempt not yet sent.
     Calls already placed go on (`cancel --hangup` ends them through the carriers). Returns how many."""
     with conn.transaction():
-        _transition(conn, campaign_id, ("draft", "running", "paused"), "cancelled", "cancelled by operator")
-        # Rows locked in id order, as the dial task's and the applier's statements take them: no deadlock.
-        conn.execute(
-            "SELECT id FROM destination WHERE campaign_id = %s "
-            "AND status IN ('pending', 'queued', 'retry_wait', 'dialing') ORDER BY id FOR UPDATE",
-            (campaign_id,),
-        )
-        cur = conn.execute(
-            "UPDATE destination SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
-            "WHERE campaign_id = %s AND status IN ('pending', 'queued', 'retry_wait')",
-            (campaign_id,),
-        )
-        unsent = conn.execute(CANCEL_UNSENT, (campaign_id,)).rowcount
-    return cur.rowcount + unsent
-
-
-@dataclass
-class CampaignStatus:
-    id: int
-    name: str
-    state: str
-    state_reason: str | None
-    account_id: int | None
-    rows_total: int
-    rows_loaded: int
-    rows_rejected: int
-    throttled: int
-    by_status: dict[str, int] = field(default_factory=dict)
-    by_outcome: dict[str, int] = field(default_factory=dict)
-    attempts: int = 0
-    answered_seconds: int = 0
-    mean_duration_s: float | None = None
-
-    @property
-    def finished(self) -> int:
-        return sum(
-            v
-            for k, v in self.by_status.items()
-            if k in ("done", "failed", "invalid", "dnc", "cancelled", "expired", "unknown")
-        )
+        _transition(conn, campaign_id, CANCELLABLE, C.CANCELLED, "cancelled by operator")
+        return cancel_destinations(conn, campaign_id=campaign_id)
 
 
 def status(conn: psycopg.Connection, campaign_id: int) -> CampaignStatus:

@@ -17,12 +17,17 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
+import psycopg
+from psycopg.types.json import Jsonb
+
+from campaigns.config import Settings, get_settings
 from campaigns.copy_chunks import normalised_chunks
 from campaigns.csv_source import CsvLayout, CsvLimits, CsvStream
+from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.numbers import (
     DEFAULT_BLOCKED_TYPES,
@@ -32,13 +37,10 @@ from campaigns.numbers import (
     normalise_caller_id,
     valid_timezone,
 )
+from campaigns.reports import LoadReport
+from campaigns.states import CampaignState
+from campaigns.store.loading import insert_loaded_destinations
 from campaigns.templates import record_missing_variables, template_variables
-
-if TYPE_CHECKING:  # the parser processes import this module: keep psycopg and SQLAlchemy out of them
-    import psycopg
-
-    from campaigns.config import Settings
-
 
 STAGING_DDL = """
 CREATE TEMP TABLE load_staging (
@@ -55,9 +57,9 @@ STAGING_COPY = ("COPY load_staging (line_no, raw_value, number, variables, timez
                 "FROM STDIN")
 
 # Rows rejected while parsing go straight across; the others are ranked by number in one pass: the first
-# line of a number becomes the destination (inserted in file order, so dialing follows the file), later
-# lines are duplicates, and a number on the DNC list (global, or the campaign's account's) is rejected on
-# every line.
+# line of a number becomes the destination (inserted in file order by
+# campaigns.store.loading.insert_loaded_destinations, so dialing follows the file), later lines are
+# duplicates, and a number on the DNC list (global, or the campaign's account's) is rejected on every line.
 REJECT_PARSED_SQL = """
 INSERT INTO rejected_row (campaign_id, line_no, raw_value, reason, detail)
 SELECT %(campaign_id)s, line_no, raw_value, reason, detail FROM load_staging WHERE reason IS NOT NULL
@@ -71,11 +73,6 @@ SELECT s.line_no, s.raw_value, s.number, s.variables, s.timezone,
         OR EXISTS (SELECT 1 FROM account_dnc_number a JOIN campaign c ON c.account_id = a.account_id
                    WHERE c.id = %(campaign_id)s AND a.number = s.number)) AS on_dnc
 FROM load_staging s WHERE s.reason IS NULL
-"""
-INSERT_DESTINATIONS_SQL = """
-INSERT INTO destination (campaign_id, line_no, number, variables, timezone)
-SELECT %(campaign_id)s, line_no, number, variables, timezone FROM load_ranked
-WHERE line_no = first_line AND NOT on_dnc ORDER BY line_no
 """
 REJECT_RANKED_SQL = """
 INSERT INTO rejected_row (campaign_id, line_no, raw_value, reason, detail)
@@ -110,24 +107,6 @@ class LoadProgress:
     rows_rejected: int  # so far: duplicates and DNC are known only when finishing
     bytes_read: int
     bytes_total: int | None
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """The outcome of a committed load."""
-
-    campaign_id: int
-    name: str
-    rows_total: int
-    rows_loaded: int
-    rows_rejected: int
-    rejects_by_reason: dict[str, int]
-    encoding: str
-    delimiter: str
-    phone_column: str
-    seconds: float
-    columns: tuple[str, ...] = field(default=())
-    rows_with_warnings: int = 0  # loaded, but the message template names a column they leave empty
 
 
 ProgressCallback = Callable[[LoadProgress], None]
@@ -172,15 +151,13 @@ def _checked_options(options: LoadOptions) -> tuple[NumberPolicy, str | None]:
 
 def _create_campaign(conn: psycopg.Connection, name: str, options: LoadOptions, policy: NumberPolicy,
                      caller_id: str | None) -> int:
-    from psycopg.types.json import Jsonb
-
     if options.account_id is not None:
         found = conn.execute("SELECT 1 FROM provider_account WHERE id = %s", (options.account_id,)).fetchone()
         if found is None:
             raise NotFound(f"no provider account with id {options.account_id}")
     row = conn.execute(
         "INSERT INTO campaign (name, account_id, caller_id, default_region, provider_options, state) "
-        "VALUES (%s, %s, %s, %s, %s, 'loading') RETURNING id",
+        f"VALUES (%s, %s, %s, %s, %s, '{CampaignState.LOADING.value}') RETURNING id",
         (name, options.account_id, caller_id, policy.default_region,
          Jsonb({"message": options.message} if options.message else {})),
     ).fetchone()
@@ -194,14 +171,13 @@ def _finish(conn: psycopg.Connection, campaign_id: int, rows_total: int) -> tupl
     with conn.cursor() as cur:
         cur.execute(REJECT_PARSED_SQL, params)
         cur.execute(RANK_SQL, params)
-        cur.execute(INSERT_DESTINATIONS_SQL, params)
-        loaded = cur.rowcount
+        loaded = insert_loaded_destinations(conn, campaign_id=campaign_id)
         cur.execute(REJECT_RANKED_SQL, params)
         cur.execute("SELECT reason, count(*) FROM rejected_row WHERE campaign_id = %s GROUP BY reason "
                     "ORDER BY reason", (campaign_id,))
         by_reason = {reason: int(count) for reason, count in cur.fetchall()}
-        cur.execute("UPDATE campaign SET state = 'draft', rows_total = %s, rows_loaded = %s, "
-                    "rows_rejected = %s, updated_at = now() WHERE id = %s",
+        cur.execute(f"UPDATE campaign SET state = '{CampaignState.DRAFT.value}', rows_total = %s, "
+                    "rows_loaded = %s, rows_rejected = %s, updated_at = now() WHERE id = %s",
                     (rows_total, loaded, sum(by_reason.values()), campaign_id))
     return loaded, by_reason
 
@@ -214,9 +190,6 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
     Raises BadInputFile (nothing stored) for a file that cannot be loaded, InvalidRequest for bad options,
     NotFound for a missing file or account. Rows that cannot be dialed are stored as rejected_row.
     """
-    from campaigns.config import get_settings
-    from campaigns.db import connect
-
     started = time.monotonic()
     options = options or LoadOptions()
     settings = settings or get_settings()
@@ -241,8 +214,8 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
         conn.commit()
     if progress:
         progress(LoadProgress("done", rows_total, sum(by_reason.values()), csv_stream.bytes_read, size))
-    report = _report(campaign_id, name, rows_total, loaded, by_reason, layout, time.monotonic() - started)
-    return replace(report, rows_with_warnings=warned)
+    return _report(campaign_id, name, rows_total, loaded, by_reason, layout, time.monotonic() - started,
+                   warned)
 
 
 def _stream_into_staging(conn: psycopg.Connection, csv_stream: CsvStream, layout: RowLayout,
@@ -260,8 +233,8 @@ def _stream_into_staging(conn: psycopg.Connection, csv_stream: CsvStream, layout
 
 
 def _report(campaign_id: int, name: str, rows_total: int, loaded: int, by_reason: dict[str, int],
-            layout: CsvLayout, seconds: float) -> LoadReport:
+            layout: CsvLayout, seconds: float, rows_with_warnings: int) -> LoadReport:
     return LoadReport(campaign_id=campaign_id, name=name, rows_total=rows_total, rows_loaded=loaded,
                       rows_rejected=sum(by_reason.values()), rejects_by_reason=by_reason,
                       encoding=layout.encoding, delimiter=layout.delimiter, phone_column=layout.phone_column,
-                      seconds=seconds, columns=layout.header)
+                      seconds=seconds, columns=list(layout.header), rows_with_warnings=rows_with_warnings)

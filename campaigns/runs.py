@@ -2,9 +2,10 @@
 time, close the ones whose campaign has finished, and report each run from its own attempts.
 
 A completed campaign runs again only through here: the destinations a run takes are reset into a fresh
-cycle by the one transition campaigns.states declares for it (RUN_RESETTABLE -> RUN_RESET_TARGET), their
-attempt count is remembered (`attempts_before_run`) so the retry policy starts over, and every attempt
-carries the run number. Nothing reopens a final state any other way.
+cycle by the one transition campaigns.states declares for it (RUN_RESETTABLE -> RUN_RESET_TARGET, written
+by campaigns.store.operator.reset_for_rerun), their attempt count is remembered (`attempts_before_run`) so
+the retry policy starts over, and every attempt carries the run number. Nothing reopens a final state any
+other way.
 """
 
 from __future__ import annotations
@@ -17,32 +18,27 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.readiness import require_ready_to_dial
 from campaigns.schedules import OpenRun
-from campaigns.states import (
-    EXPIRABLE_DESTINATION,
-    RUN_RESET_TARGET,
-    RUN_RESETTABLE,
-    RUN_STARTABLE_CAMPAIGN,
-    sql_in,
-)
+from campaigns.states import RUN_STARTABLE_CAMPAIGN, CampaignState, DestinationStatus, RunTrigger, sql_in
+from campaigns.store.operator import expire_undialed, reset_for_rerun
 
-RESET_INTO_RUN = f"""
-UPDATE destination SET status = '{RUN_RESET_TARGET.value}', outcome = NULL, next_attempt_at = NULL,
-    run_no = %(run_no)s, attempts_before_run = attempts_made, updated_at = now()
-WHERE campaign_id = %(campaign_id)s AND (
-    status = 'pending'
-    OR ({sql_in("status", RUN_RESETTABLE)}
-        AND (%(only)s::text[] IS NULL OR outcome = ANY(%(only)s) OR status = ANY(%(only)s))))"""
+C = CampaignState
+D = DestinationStatus
+
 # Campaigns dialed before runs were recorded (or started by hand) have run 1 in their rows, not in
 # campaign_run: any destination that has left `pending` was in a run.
-NEXT_RUN_NO = """
+NEXT_RUN_NO = f"""
 SELECT greatest(coalesce((SELECT max(run_no) FROM campaign_run WHERE campaign_id = %(c)s), 0),
                 coalesce((SELECT max(run_no) FROM call_attempt WHERE campaign_id = %(c)s), 0),
                 coalesce((SELECT max(run_no) FROM destination
-                          WHERE campaign_id = %(c)s AND status <> 'pending'), 0)) + 1"""
-EXPIRE_RUN_LEFTOVERS = f"""
-UPDATE destination SET status = 'expired', next_attempt_at = NULL, updated_at = now()
-WHERE campaign_id = %s AND run_no = %s AND {sql_in("status", EXPIRABLE_DESTINATION)}"""
+                          WHERE campaign_id = %(c)s AND status <> '{D.PENDING.value}'), 0)) + 1"""
+# A campaign that completed or was cancelled leaves its open run behind; the run scheduler closes it.
+CLOSE_FINISHED_RUNS = f"""
+UPDATE campaign_run r SET finished_at = now(), finish_reason = CASE c.state
+    WHEN '{C.COMPLETED.value}' THEN 'every destination finished' ELSE 'campaign cancelled' END
+FROM campaign c WHERE c.id = r.campaign_id AND r.finished_at IS NULL
+    AND {sql_in("c.state", {C.COMPLETED, C.CANCELLED})} RETURNING r.campaign_id, r.run_no"""
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ class RunReport:
     """One run as `dialer campaign runs` shows it; outcomes are each destination's last attempt in the run."""
 
     run_no: int
-    trigger: str
+    trigger: RunTrigger
     only_outcomes: list[str] | None
     destinations: int
     started_at: datetime
@@ -85,7 +81,8 @@ def record_first_run(conn: psycopg.Connection, campaign_id: int) -> None:
     """`campaign start` of a draft is run 1 of the whole list (in the caller's transaction)."""
     conn.execute(
         "INSERT INTO campaign_run (campaign_id, run_no, trigger, destinations) "
-        "SELECT %(c)s, 1, 'start', (SELECT count(*) FROM destination WHERE campaign_id = %(c)s) "
+        f"SELECT %(c)s, 1, '{RunTrigger.START.value}', "
+        "(SELECT count(*) FROM destination WHERE campaign_id = %(c)s) "
         "WHERE NOT EXISTS (SELECT 1 FROM campaign_run WHERE campaign_id = %(c)s)",
         {"c": campaign_id},
     )
@@ -96,12 +93,10 @@ def start_run(
     campaign_id: int,
     *,
     only: list[str] | None,
-    trigger: str,
+    trigger: RunTrigger,
     ends_at: datetime | None = None,
 ) -> RunStarted:
     """Begin the next run: reset the chosen destinations into it and set the campaign running."""
-    from campaigns.control import require_ready_to_dial
-
     with conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute("SELECT * FROM campaign WHERE id = %s FOR UPDATE", (campaign_id,)).fetchone()
@@ -109,7 +104,7 @@ def start_run(
             raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
         require_ready_to_dial(conn, row)
         if row["state"] not in RUN_STARTABLE_CAMPAIGN:
-            cancelled = row["state"] == "cancelled"
+            cancelled = row["state"] == C.CANCELLED
             hint = "clone it: `dialer campaign clone`" if cancelled else "resume it, or wait for it to finish"
             raise InvalidRequest(
                 f"campaign {campaign_id} is {row['state']}; a new run needs it draft or completed ({hint})"
@@ -118,21 +113,20 @@ def start_run(
             raise InvalidRequest(f"campaign {campaign_id} ended at {row['end_at']}: move its end_at first")
         current = open_run(conn, campaign_id)
         if current is not None:
-            if row["state"] == "running":
+            if row["state"] == C.RUNNING:
                 raise InvalidRequest(f"campaign {campaign_id} is still in run {current.run_no}")
             _finish(conn, campaign_id, current.run_no, "every destination finished")
         run_row = conn.execute(NEXT_RUN_NO, {"c": campaign_id}).fetchone()
         run_no = int(run_row[0]) if run_row else 1
-        taken = conn.execute(
-            RESET_INTO_RUN, {"run_no": run_no, "campaign_id": campaign_id, "only": only}
-        ).rowcount
+        taken = reset_for_rerun(conn, campaign_id=campaign_id, run_no=run_no, only=only)
         conn.execute(
             "INSERT INTO campaign_run (campaign_id, run_no, trigger, only_outcomes, destinations, ends_at) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
             (campaign_id, run_no, trigger, only, taken, ends_at),
         )
         conn.execute(
-            "UPDATE campaign SET state = 'running', state_reason = %s, updated_at = now() WHERE id = %s",
+            f"UPDATE campaign SET state = '{C.RUNNING.value}', state_reason = %s, updated_at = now() "
+            "WHERE id = %s",
             (f"run {run_no} ({trigger})", campaign_id),
         )
     return RunStarted(campaign_id, run_no, taken)
@@ -142,19 +136,14 @@ def end_run(conn: psycopg.Connection, campaign_id: int, run_no: int, reason: str
     """The run's end time came: what it has not dialed yet expires; calls in progress finish and are
     recorded. Returns how many destinations expired."""
     with conn.transaction():
-        expired = conn.execute(EXPIRE_RUN_LEFTOVERS, (campaign_id, run_no)).rowcount
+        expired = expire_undialed(conn, campaign_id=campaign_id, run_no=run_no)
         _finish(conn, campaign_id, run_no, reason)
     return expired
 
 
 def close_finished_runs(conn: psycopg.Connection) -> list[tuple[int, int]]:
     """Open runs of campaigns that completed or were cancelled are finished; returns (campaign, run)."""
-    rows = conn.execute(
-        "UPDATE campaign_run r SET finished_at = now(), finish_reason = CASE c.state "
-        "WHEN 'completed' THEN 'every destination finished' ELSE 'campaign cancelled' END "
-        "FROM campaign c WHERE c.id = r.campaign_id AND r.finished_at IS NULL "
-        "AND c.state IN ('completed', 'cancelled') RETURNING r.campaign_id, r.run_no"
-    ).fetchall()
+    rows = conn.execute(CLOSE_FINISHED_RUNS).fetchall()
     return [(r[0], r[1]) for r in rows]
 
 
@@ -169,7 +158,8 @@ def _finish(conn: psycopg.Connection, campaign_id: int, run_no: int, reason: str
 def _db_now(conn: psycopg.Connection) -> datetime:
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
-    return row[0]
+    now: datetime = row[0]
+    return now
 
 
 def list_runs(conn: psycopg.Connection, campaign_id: int) -> list[RunReport]:
@@ -182,7 +172,7 @@ def list_runs(conn: psycopg.Connection, campaign_id: int) -> list[RunReport]:
             "finish_reason FROM campaign_run WHERE campaign_id = %s ORDER BY run_no",
             (campaign_id,),
         ).fetchall()
-    reports = {r["run_no"]: RunReport(**r) for r in runs}
+    reports = {r["run_no"]: RunReport(**{**r, "trigger": RunTrigger(r["trigger"])}) for r in runs}
     for run_no, outcome, count, attempts in conn.execute(
         "SELECT run_no, coalesce(outcome, 'in progress'), count(*), sum(tries) FROM ("
         "  SELECT DISTINCT ON (destination_id, run_no) destination_id, run_no, outcome,"

@@ -1,4 +1,4 @@
-"""The rules of a campaign's settings, shared by every way in (CLI, HTTP API, Python): one function per
+"""A campaign's settings and their rules, shared by every way in (CLI, HTTP API, Python): one function per
 field, each raising InvalidSetting that names the field. Pure; control.configure applies them.
 """
 
@@ -6,18 +6,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime, time
+from typing import Any
 
 from campaigns.errors import InvalidRequest
 from campaigns.numbers import normalise_caller_id, valid_timezone
 from campaigns.provider_options import InvalidOption, validate_provider_options
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
-if TYPE_CHECKING:
-    from campaigns.control import CampaignSettings
-
 MAX_CPS = 10_000.0
 MAX_COUNT = 1_000_000  # max_concurrent and weight: far above any carrier's limit, inside INTEGER
+
+
+@dataclasses.dataclass
+class CampaignSettings:
+    """Fields an operator may set on a campaign; None leaves a field as it is."""
+
+    account_id: int | None = None
+    caller_id: str | None = None
+    answer_url: str | None = None
+    cps: float | None = None
+    max_concurrent: int | None = None
+    weight: int | None = None
+    window_start: time | None = None
+    window_end: time | None = None
+    window_days: list[int] | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    timezone_override: str | None = None
+    retry_policy: dict[str, Any] | None = None
+    provider_options: dict[str, Any] | None = None
+    observe_holidays: bool | None = None  # skip each destination's national public holidays
+    blackout_dates: list[date] | None = None  # the campaign's own days off (replaces the list)
 
 
 class InvalidSetting(InvalidRequest):

@@ -1,4 +1,5 @@
-"""The destination and attempt state machines and the normalised call outcomes (pure; no I/O).
+"""The destination and attempt state machines, the campaign's states and the normalised call outcomes
+(pure; no I/O).
 
 The single source of the engine's states: which moves are allowed, which states are final, who owns each
 non-final state and by what deadline it leaves it (`DESTINATION_OWNERS`, `ATTEMPT_OWNERS`), and the SQL
@@ -57,8 +58,30 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
+class CampaignState(StrEnum):
+    """Where a campaign stands (the `campaign.state` column): the operator's controls, the loader, the
+    dispatcher and the run scheduler move it, each by a conditional UPDATE on the state it expects."""
+
+    LOADING = "loading"  # its CSV is being loaded; nothing of it is visible until the load commits
+    DRAFT = "draft"  # loaded, never started
+    RUNNING = "running"  # the dispatcher claims its due destinations
+    PAUSED = "paused"  # no new call is placed (the operator paused it, or its account's credentials failed)
+    COMPLETED = "completed"  # every destination is final or its end came; a new run may start it again
+    CANCELLED = "cancelled"  # stopped for good; a clone is the way to dial its list again
+
+
+class RunTrigger(StrEnum):
+    """What began a run of a campaign (the `campaign_run.trigger` column). A run has no status of its own:
+    it is open until `finished_at` is set."""
+
+    START = "start"  # `campaign start` of a draft: run 1, the whole list
+    SCHEDULE = "schedule"  # the campaign's schedule fired
+    RERUN = "rerun"  # an operator asked for a new run (`dialer campaign rerun`, POST .../rerun)
+
+
 D = DestinationStatus
 A = AttemptStatus
+C = CampaignState
 
 FINAL_DESTINATION = frozenset({D.DONE, D.FAILED, D.INVALID, D.DNC, D.CANCELLED, D.EXPIRED, D.UNKNOWN})
 ACTIVE_DESTINATION = frozenset(set(D) - FINAL_DESTINATION)  # a campaign with any of these is not finished
@@ -141,6 +164,7 @@ def attempt_moves_from(current: AttemptStatus) -> frozenset[AttemptStatus]:
 # Status sets the engine's SQL selects on, named for the question they answer.
 FINISHABLE_DESTINATION = allowed_sources(D.DONE)  # a final event may finish these (unknown: reaper gave up)
 EXPIRABLE_DESTINATION = allowed_sources(D.EXPIRED)  # not yet dialed: the schedule's end expires them
+UNDIALED_DESTINATION = frozenset({D.PENDING, D.QUEUED, D.RETRY_WAIT})  # cancel takes these at once
 DUE_DESTINATION = allowed_sources(D.QUEUED)  # waiting for an attempt, due at next_attempt_at
 # The dispatcher also claims `queued` rows again once their claim lease has passed (the chunk task died).
 CLAIMABLE_DESTINATION = DUE_DESTINATION | {D.QUEUED}
@@ -242,7 +266,7 @@ RUN_RESETTABLE = frozenset({D.DONE, D.FAILED, D.UNKNOWN, D.EXPIRED})  # never dn
 # What a run may choose to dial again: a final outcome, or `expired` (the previous run ended first).
 RUN_SELECTABLE = frozenset({o.value for o in Outcome} | {D.EXPIRED.value})
 # Campaign states a new run may begin from; `running` only once its previous run has been ended.
-RUN_STARTABLE_CAMPAIGN = ("draft", "completed", "running")
+RUN_STARTABLE_CAMPAIGN = frozenset({C.DRAFT, C.COMPLETED, C.RUNNING})
 
 
 def owner_table_markdown() -> str:
