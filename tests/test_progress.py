@@ -20,6 +20,9 @@ def _figures(at: float, done: int, total: int = 100, live: int = 3, sent: int = 
         throttled=2,
         by_status=by_status,
         by_outcome={"answered": done, "-": live},
+        attempts=done + live,
+        answered_seconds=0,
+        mean_duration_s=None,
     )
     return Figures(at=at, status=status, sent_recently=sent, cps_budget=5.0, max_concurrent=50)
 
