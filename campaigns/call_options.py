@@ -63,4 +63,4 @@ def evidence_window_s(options: Mapping[str, Any]) -> float:
 def unsettled_send_ends_unknown(options: Mapping[str, Any]) -> bool:
     """A send whose evidence window closed with no sign of the call is retried by the transient policy,
     unless the campaign says `"unsettled_send": "unknown"` (end the destination unknown instead)."""
-    return options.get("unsettled_send", "retry") == "unknown"
+    return bool(options.get("unsettled_send", "retry") == "unknown")

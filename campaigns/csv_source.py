@@ -85,7 +85,7 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         if self._head:
             n = min(len(buffer), len(self._head))
             buffer[:n] = self._head[:n]

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlmodel import create_engine
 
 from campaigns.config import get_settings
@@ -24,8 +25,6 @@ POSTGRES_START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgre
 
 def _redacted(url: str) -> str:
     """The URL without a password, for messages."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -108,7 +107,7 @@ def create_database_if_absent(url: str) -> bool:
 
 def apply_schema(conn: psycopg.Connection) -> None:
     """Apply schema.sql; every statement in it is idempotent."""
-    conn.execute(SCHEMA_PATH.read_text())  # type: ignore[arg-type]
+    conn.execute(SCHEMA_PATH.read_text())
 
 
 def init_database(url: str | None = None) -> bool:

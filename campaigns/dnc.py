@@ -9,6 +9,7 @@ campaigns.store.dial_store.dnc_numbers; the loader rejects listed numbers at loa
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -114,7 +115,7 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
     """Every entry of one list, in number order, streamed (a server-side cursor)."""
     if account_id is None:
         query = "SELECT number, NULL::bigint, reason, 'operator', added_at FROM dnc_number ORDER BY number"
-        params: tuple = ()
+        params: tuple[int, ...] = ()
     else:
         query = (
             "SELECT number, account_id, reason, source, added_at FROM account_dnc_number "
@@ -130,8 +131,6 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
 
 def write_csv(entries: Iterator[DncEntry], out: TextIO, *, header: bool = True) -> int:
     """number,reason,source,added_at: the export format, which `import` reads back."""
-    import csv
-
     writer = csv.writer(out)
     if header:
         writer.writerow(["number", "reason", "source", "added_at"])

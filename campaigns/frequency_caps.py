@@ -3,8 +3,8 @@
 A cap counts the account's call attempts on one number in every campaign, over rolling windows (the last
 24 hours, the last 7 days), so two campaigns sharing a number share its cap. An attempt a task undid before
 its request left (no call was placed) is deleted and stops counting. The check and the attempt rows are one
-transaction serialised per (account, number) by campaigns.store.frequency_guard, so concurrent tasks cannot both
-slip under a cap. This module is the pure rule and the account's settings.
+transaction serialised per (account, number) by the store (campaigns.store), so concurrent tasks cannot
+both slip under a cap. This module is the pure rule and the account's settings.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.schedules import CronSpec, InvalidSchedule, ScheduleView, next_firing
+from campaigns.states import CampaignState
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def set_schedule(
     row = conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     if row is None:
         raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
-    if row[0] == "cancelled":
+    if row[0] == CampaignState.CANCELLED:
         raise InvalidRequest(f"campaign {campaign_id} is cancelled; clone it to schedule it again")
     first = next_firing(spec, now)
     if until_at is not None and first > until_at:

@@ -1,7 +1,8 @@
 """Recurring runs: cron expressions read in a named time zone, and what beat does at each tick (pure).
 
 The clock is an argument everywhere (`now`), so the scheduling decision is testable on a frozen clock;
-the beat task (workers.housekeeping.run_scheduler) calls `plan_firing` with the real time and applies the answer.
+the beat task (workers.housekeeping.run_scheduler) calls `plan_firing` with the real time and applies the
+answer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from campaigns.errors import InvalidRequest
-from campaigns.states import RUN_SELECTABLE
+from campaigns.states import RUN_SELECTABLE, CampaignState
 
 
 class InvalidSchedule(InvalidRequest):
@@ -121,9 +122,9 @@ def plan_firing(
         following_or_none = following
     if schedule.until_at is not None and due_at > schedule.until_at:
         return FiringPlan(False, None, None, "the schedule's until date has passed")
-    if campaign_state == "cancelled":
+    if campaign_state == CampaignState.CANCELLED:
         return FiringPlan(False, None, None, "the campaign is cancelled: the schedule stops")
-    if campaign_state in ("paused", "loading"):
+    if campaign_state in (CampaignState.PAUSED, CampaignState.LOADING):
         return FiringPlan(False, None, following_or_none, f"skipped: the campaign is {campaign_state}")
     if open_run is not None and not ended:
         return FiringPlan(

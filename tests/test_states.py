@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
+from campaigns.db import SCHEMA_PATH
 from campaigns.states import (
     ATTEMPT_OWNERS,
     DESTINATION_OWNERS,
     FINAL_ATTEMPT,
     FINAL_DESTINATION,
     AttemptStatus,
+    CampaignState,
     DestinationStatus,
+    Outcome,
+    RunTrigger,
     attempt_can_move,
     can_move,
     sql_in,
@@ -99,3 +105,69 @@ def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invali
     assert not RUN_RESETTABLE & {D.DNC, D.INVALID, D.CANCELLED}
     # The engine's own moves never leave a final state for pending: only campaigns.runs does, by name.
     assert not any(can_move(final, D.PENDING) for final in FINAL_DESTINATION)
+
+
+# The columns whose values are a StrEnum of campaigns.states, and schema.sql's CHECK for each.
+SCHEMA_ENUMS = [
+    ("campaign", "state", CampaignState),
+    ("destination", "status", DestinationStatus),
+    ("call_attempt", "status", AttemptStatus),
+    ("call_attempt", "outcome", Outcome),
+    ("campaign_run", "trigger", RunTrigger),
+]
+STATUS_WORDS = {member.value for _, _, enum in SCHEMA_ENUMS for member in enum}
+# A SQL list of quoted words (`IN ('a', 'b')`, `ARRAY['a', 'b']`), across line breaks.
+QUOTED_SQL_LIST = re.compile(
+    r"\b(?:IN\s*\(|ARRAY\s*\[)\s*('[^']*'(?:\s*,\s*'[^']*')*)\s*[)\]]", re.IGNORECASE
+)
+
+
+def check_constraint_values(schema: str, table: str, column: str) -> list[str]:
+    """The values schema.sql's CHECK (column IN (...)) allows in `table`, in its order."""
+    body = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \((.*?)\n\);", schema, re.DOTALL)
+    assert body is not None, f"schema.sql has no table {table}"
+    check = re.search(rf"CHECK \({column} IN \(([^)]*)\)\)", body.group(1))
+    assert check is not None, f"schema.sql has no CHECK on {table}.{column}"
+    return re.findall(r"'([^']*)'", check.group(1))
+
+
+def hand_typed_status_lists(source: str) -> list[int]:
+    """Lines of SQL lists written out by hand that hold a status word (they belong in sql_in/sql_values)."""
+    return [
+        source.count("\n", 0, found.start()) + 1
+        for found in QUOTED_SQL_LIST.finditer(source)
+        if set(re.findall(r"'([^']*)'", found.group(1))) & STATUS_WORDS
+    ]
+
+
+@pytest.mark.parametrize(("table", "column", "enum"), SCHEMA_ENUMS)
+def test_each_status_enum_is_the_check_constraint_of_its_column(table: str, column: str, enum: type) -> None:
+    schema = SCHEMA_PATH.read_text()
+    assert check_constraint_values(schema, table, column) == [member.value for member in enum]
+
+
+def test_no_status_list_in_the_domain_or_the_engine_is_typed_by_hand() -> None:
+    root = Path(__file__).resolve().parent.parent
+    found = {
+        str(path.relative_to(root)): lines
+        for package in ("campaigns", "workers")
+        for path in sorted((root / package).rglob("*.py"))
+        if (lines := hand_typed_status_lists(path.read_text()))
+    }
+    assert found == {}, "build these lists from campaigns.states (sql_in / sql_values)"
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        ("q = \"WHERE c.state IN ('running', 'paused')\"", [1]),
+        ("q = '''\nWHERE status in (\n    'dialing',\n    'sent')'''", [2]),
+        ("q = \"WHERE status = ANY(ARRAY['done', 'failed'])\"", [1]),
+        ("q = \"WHERE provider IN ('plivo', 'vobiz')\"", []),  # not a status list
+        ("q = f\"WHERE {sql_in('status', OPEN_ATTEMPT)}\"", []),
+    ],
+)
+def test_the_status_list_finder_sees_lists_across_lines_and_arrays_only_of_status_words(
+    source: str, lines: list[int]
+) -> None:
+    assert hand_typed_status_lists(source) == lines

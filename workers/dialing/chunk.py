@@ -17,7 +17,7 @@ from campaigns.accounts import load_account
 from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
-from campaigns.states import DestinationStatus
+from campaigns.states import CampaignState, DestinationStatus
 from campaigns.store import attempt_marks as marks
 from campaigns.store import dial_store as store
 from workers.callbacks.applier_store import apply_events_for_ids
@@ -94,7 +94,7 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     report = ChunkReport()
     conn = ctx.conn
     campaign = store.load_campaign(conn, campaign_id)
-    if campaign is None or campaign.state != "running":
+    if campaign is None or campaign.state != CampaignState.RUNNING:
         report.handed_back += store.hand_back(conn, destination_ids, None)
         return report
     queued = store.queued_destinations(conn, destination_ids)

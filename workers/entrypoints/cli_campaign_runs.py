@@ -14,6 +14,7 @@ from campaigns.db import connect
 from campaigns.errors import InvalidRequest
 from campaigns.schedule_store import get_schedule, parse_until, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
+from campaigns.states import RunTrigger
 from workers.entrypoints.cli_campaign import campaign_app
 
 console = Console()
@@ -95,7 +96,7 @@ def rerun(
 ) -> None:
     """Start a new run of a finished campaign now."""
     with connect() as conn:
-        started = runs.start_run(conn, campaign_id, only=parse_outcomes(only), trigger="rerun")
+        started = runs.start_run(conn, campaign_id, only=parse_outcomes(only), trigger=RunTrigger.RERUN)
     console.print(
         f"campaign {campaign_id}: run {started.run_no} started with {started.destinations} destinations"
     )

@@ -13,6 +13,7 @@ from rich.table import Table
 from campaigns.db import connect
 from campaigns.errors import ServiceUnavailable
 from campaigns.progress import Progress, format_duration, read_figures
+from campaigns.states import CampaignState
 
 REFRESH_S = 1.0
 
@@ -65,7 +66,7 @@ def follow(
                 live.update(live_table(progress), refresh=True)
             else:
                 console.print(progress.line(), soft_wrap=True, highlight=False)
-            running = progress.latest.status.state == "running"
+            running = progress.latest.status.state == CampaignState.RUNNING
             if not running or (timeout_s is not None and time.monotonic() - started > timeout_s):
                 return progress
             time.sleep(refresh_s)

@@ -25,6 +25,7 @@ from campaigns.db import connect, init_database
 from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
+from campaigns.states import CampaignState, DestinationStatus
 from simulator.process import start_simulator
 from workers.callbacks.urls import webhook_url
 from workers.entrypoints.cli_campaign_control import status_table
@@ -46,6 +47,8 @@ DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, str]]] = {
     "bandwidth": ("9900000", {"api_username": DEMO_API_USER, "application_id": DEMO_APPLICATION_ID}),
 }
 DEMO_AUTH_ID = DEMO_ACCOUNTS["plivo"][0]
+# Destinations the carrier never saw a call for (the demo compares the rest with the carrier's count).
+NOT_DIALED = frozenset({DestinationStatus.PENDING, DestinationStatus.CANCELLED, DestinationStatus.DNC})
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,9 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
             sim.configure({"accounts": {auth_id: {"webhook_uri": webhook_url("voipbin", account_id)}}})
         with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
             conn.execute(
-                "UPDATE campaign SET state = 'paused', state_reason = 'superseded by a newer demo run' "
-                "WHERE account_id = %s AND state = 'running'",
+                f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', "
+                "state_reason = 'superseded by a newer demo run' "
+                f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}'",
                 (account_id,),
             )
             conn.commit()
@@ -202,7 +206,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         console.print(outcome_table(report.campaign_id))
         console.print(spoken_table(report.campaign_id))
         stats = sim.stats()["accounts"].get(auth_id, {})
-        dialed = sum(v for k, v in final.by_status.items() if k not in ("pending", "cancelled", "dnc"))
+        dialed = sum(v for k, v in final.by_status.items() if k not in NOT_DIALED)
         console.print(
             f"carrier saw {stats.get('accepted', 0)} calls for {dialed} destinations (the rest are "
             f"retries by policy), at most {stats.get('max_in_1s_window')} in any second (budget "
@@ -213,7 +217,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
             f"results: {settings.results_csv.resolve()}  ·  `dialer campaign status {report.campaign_id}`"
             f"  ·  `dialer campaign results {report.campaign_id}`"
         )
-        if final.state != "completed":
+        if final.state != CampaignState.COMPLETED:
             console.print(
                 f"[red]campaign still {final.state} after {settings.timeout_s:.0f}s; logs in "
                 f"{stack.workdir}[/red]"

@@ -15,6 +15,7 @@ from campaigns import runs
 from campaigns.errors import InvalidRequest
 from campaigns.schedule_store import due_schedules, record_firing
 from campaigns.schedules import plan_firing
+from campaigns.states import CampaignState, RunTrigger
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,14 @@ def run_scheduler_tick(conn: psycopg.Connection, now: datetime) -> RunSchedulerR
         for schedule in due_schedules(conn, now):
             cid = schedule.campaign_id
             state_row = conn.execute("SELECT state FROM campaign WHERE id = %s", (cid,)).fetchone()
-            state = state_row[0] if state_row else "cancelled"
+            state = state_row[0] if state_row else CampaignState.CANCELLED
             plan = plan_firing(schedule.view, runs.open_run(conn, cid), state, now)
             note = plan.note
             if plan.start_run:
                 try:
                     started = runs.start_run(
-                        conn, cid, only=schedule.only_outcomes, trigger="schedule", ends_at=plan.run_ends_at
+                        conn, cid, only=schedule.only_outcomes, trigger=RunTrigger.SCHEDULE,
+                        ends_at=plan.run_ends_at,
                     )
                     report.started.append((cid, started.run_no))
                     note = f"started run {started.run_no} with {started.destinations} destinations"

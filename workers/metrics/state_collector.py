@@ -15,23 +15,27 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from campaigns.states import OPEN_ATTEMPT, AttemptStatus, CampaignState, Outcome, sql_in
 from workers import redis_keys
 from workers.queues import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
 from workers.ratelimit import Budgets
 
 log = logging.getLogger(__name__)
 
-ACTIVE_CAMPAIGNS = """
+ACTIVE_CAMPAIGNS = f"""
 SELECT c.id, c.account_id, c.throttled_count FROM campaign c
 WHERE c.account_id IS NOT NULL
-  AND (c.state IN ('running', 'paused') OR c.updated_at > now() - interval '1 hour')
+  AND ({sql_in("c.state", {CampaignState.RUNNING, CampaignState.PAUSED})}
+       OR c.updated_at > now() - interval '1 hour')
 """
-CALLS_BY_OUTCOME = """
+# An attempt ended unanswered or failed: every outcome but answered and unknown, or refused outright.
+UNANSWERED_OUTCOMES = frozenset(Outcome) - {Outcome.ANSWERED, Outcome.UNKNOWN}
+CALLS_BY_OUTCOME = f"""
 SELECT campaign_id, account_id, count(*) FILTER (WHERE sent_at IS NOT NULL),
-       count(*) FILTER (WHERE outcome = 'answered'),
-       count(*) FILTER (WHERE status = 'failed' OR outcome IN ('busy', 'no_answer', 'failed', 'rejected',
-                                                                 'machine', 'cancelled')),
-       count(*) FILTER (WHERE outcome = 'unknown' OR status = 'unknown')
+       count(*) FILTER (WHERE outcome = '{Outcome.ANSWERED.value}'),
+       count(*) FILTER (WHERE status = '{AttemptStatus.FAILED.value}'
+                              OR {sql_in("outcome", UNANSWERED_OUTCOMES)}),
+       count(*) FILTER (WHERE outcome = '{Outcome.UNKNOWN.value}' OR status = '{AttemptStatus.UNKNOWN.value}')
 FROM call_attempt WHERE campaign_id = ANY(%s) GROUP BY 1, 2
 """
 ACCOUNTS = "SELECT id, cps, max_concurrent FROM provider_account"
@@ -39,9 +43,9 @@ CALLBACK_BACKLOG = """
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(received_at)), 0) FROM call_event
 WHERE applied_at IS NULL AND received_at > now() - interval '1 hour'
 """
-PAST_LEASE = """
+PAST_LEASE = f"""
 SELECT count(*) FROM call_attempt
-WHERE status IN ('dialing', 'sent', 'ringing', 'answered') AND lease_expires_at < now()
+WHERE {sql_in("status", OPEN_ATTEMPT)} AND lease_expires_at < now()
 """
 QUEUES = (DIAL_QUEUE, RESULTS_QUEUE, HOUSEKEEPING_QUEUE)
 

@@ -18,6 +18,7 @@ from campaigns.errors import NotFound
 from campaigns.results_export import write_run_results_csv
 from campaigns.schedule_store import StoredSchedule, get_schedule, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
+from campaigns.states import RunTrigger
 from campaigns.templates import list_warnings
 from workers.entrypoints.api.deps import DialerRoute, require_api_key, run_db
 from workers.entrypoints.api.schemas import ErrorBody
@@ -95,7 +96,7 @@ def _remove(conn: psycopg.Connection, campaign_id: int) -> None:
 
 def _rerun(conn: psycopg.Connection, campaign_id: int, body: RerunIn) -> RunStartedOut:
     only = parse_outcomes(",".join(body.only)) if body.only else None
-    started = runs.start_run(conn, campaign_id, only=only, trigger="rerun")
+    started = runs.start_run(conn, campaign_id, only=only, trigger=RunTrigger.RERUN)
     return RunStartedOut(**started.__dict__)
 
 
