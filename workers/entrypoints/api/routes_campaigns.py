@@ -27,6 +27,7 @@ from campaigns.errors import InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
 from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
+from campaigns.states import CampaignState
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
 from workers.entrypoints.api.schemas import (
     CampaignPage,
@@ -46,7 +47,9 @@ from workers.housekeeping.hangup import hang_up_live_calls
 from workers.metrics.counters import observe_load
 from workers.providers.http import make_client
 
-CampaignState = Literal["draft", "running", "paused", "completed", "cancelled"]
+C = CampaignState
+# The states a campaign list may be filtered by: a campaign still loading is never listed.
+ListedState = Literal[C.DRAFT, C.RUNNING, C.PAUSED, C.COMPLETED, C.CANCELLED]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
 CampaignId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Campaign id")]
 HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
@@ -89,7 +92,7 @@ async def create_campaign(
 
 @router.get("", response_model=CampaignPage)
 async def list_campaigns(
-    state: Annotated[CampaignState | None, Query()] = None,
+    state: Annotated[ListedState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> CampaignPage:
@@ -210,7 +213,7 @@ def _campaign_rows(conn: psycopg.Connection, state: str | None, limit: int,
         return cur.execute(
             "SELECT id, name, state, state_reason, account_id, rows_total, rows_loaded, rows_rejected, "
             "throttled_count AS throttled, created_at, updated_at FROM campaign "
-            "WHERE state <> 'loading' AND (%(state)s::text IS NULL OR state = %(state)s) "
+            f"WHERE state <> '{C.LOADING.value}' AND (%(state)s::text IS NULL OR state = %(state)s) "
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
             {"state": state, "limit": limit, "offset": offset}).fetchall()
 
@@ -274,9 +277,9 @@ def _resume(conn: psycopg.Connection, campaign_id: int) -> None:
         raise NotFound(f"no campaign {campaign_id}")
     # Nothing ever returns to draft or paused from elsewhere but pause, so start() after this check
     # cannot turn a draft into running by way of /resume.
-    if row[0] != "paused":
+    if row[0] != C.PAUSED:
         raise InvalidRequest(f"campaign {campaign_id} is {row[0]}; it must be paused to resume"
-                             + (" (start a draft with /start)" if row[0] == "draft" else ""))
+                             + (" (start a draft with /start)" if row[0] == C.DRAFT else ""))
     control.start(conn, campaign_id)
 
 
