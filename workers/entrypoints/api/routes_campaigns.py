@@ -24,8 +24,9 @@ from campaigns import control
 from campaigns.accounts import resolve_account_id
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
-from campaigns.loader import LoadOptions, LoadReport, load_campaign_csv
+from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
+from campaigns.reports import LoadReport
 from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from campaigns.states import CampaignState
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
@@ -82,12 +83,7 @@ async def create_campaign(
                                      options=options)
     observe_load(report.rows_total, report.seconds)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
-    return LoadReportOut(campaign_id=report.campaign_id, name=report.name, rows_total=report.rows_total,
-                         rows_loaded=report.rows_loaded, rows_rejected=report.rows_rejected,
-                         rejects_by_reason=report.rejects_by_reason, encoding=report.encoding,
-                         delimiter=report.delimiter, phone_column=report.phone_column,
-                         columns=list(report.columns), seconds=round(report.seconds, 3),
-                         rows_with_warnings=report.rows_with_warnings)
+    return LoadReportOut.model_validate({**report.model_dump(), "seconds": round(report.seconds, 3)})
 
 
 @router.get("", response_model=CampaignPage)
@@ -223,19 +219,10 @@ def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     assert row is not None
-    settings = CampaignSettingsOut(
-        account_id=row["account_id"], caller_id=row["caller_id"], answer_url=row["answer_url"],
-        default_region=row["default_region"], cps=row["cps"], max_concurrent=row["max_concurrent"],
-        weight=row["weight"], window=format_window(row["window_start"], row["window_end"]),
-        days=sorted(row["window_days"]), start_at=row["start_at"], end_at=row["end_at"],
-        timezone=row["timezone_override"], retry_policy=row["retry_policy"],
-        provider_options=row["provider_options"])
-    return CampaignStatusOut(
-        id=st.id, name=st.name, state=st.state, state_reason=st.state_reason, rows_total=st.rows_total,
-        rows_loaded=st.rows_loaded, rows_rejected=st.rows_rejected, destinations_by_status=st.by_status,
-        destinations_finished=st.finished, attempts=st.attempts, attempts_by_outcome=st.by_outcome,
-        throttled=st.throttled, answered_seconds=st.answered_seconds,
-        mean_answered_duration_s=st.mean_duration_s, settings=settings)
+    settings = CampaignSettingsOut.model_validate(row, update={
+        "window": format_window(row["window_start"], row["window_end"]), "days": sorted(row["window_days"]),
+        "timezone": row["timezone_override"]})
+    return CampaignStatusOut.model_validate(st, update={"settings": settings})
 
 
 def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdate) -> CampaignStatusOut:

@@ -1,18 +1,22 @@
 """Request and response bodies of the operators' campaign API (pydantic).
 
-Inputs refuse unknown fields and name the bad one; outputs mirror the domain's dataclasses
-(campaigns.loader.LoadReport, campaigns.control.CampaignStatus) without exposing table internals.
+Inputs refuse unknown fields and name the bad one. Outputs declare no column and no report field again:
+a response made of a table's columns subclasses that table's Base (campaigns.models), and a report is the
+domain's own (campaigns.reports), subclassed under the name the OpenAPI document has always given it.
+Subclasses carry comments, not docstrings: a docstring would become the schema's description.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, time
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from campaigns import control
+from campaigns.models import CampaignBase, CampaignSettingsBase, CampaignTimestamps, RejectedRowBase
 from campaigns.numbers import valid_timezone
+from campaigns.reports import CampaignStatus, LoadReport
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
 
@@ -30,34 +34,13 @@ class ErrorBody(BaseModel):
     fields: list[FieldError] | None = None
 
 
-class LoadReportOut(BaseModel):
-    campaign_id: int
-    name: str
-    state: str = "draft"
-    rows_total: int
-    rows_loaded: int
-    rows_rejected: int
-    rejects_by_reason: dict[str, int]
-    encoding: str
-    delimiter: str
-    phone_column: str
-    columns: list[str]
-    seconds: float
-    rows_with_warnings: int = 0  # loaded, but the message names a column they leave empty (/warnings)
+class LoadReportOut(LoadReport):
+    pass  # the load report under its name in the OpenAPI document
 
 
-class CampaignSummary(BaseModel):
-    id: int
-    name: str
-    state: str
-    state_reason: str | None
-    account_id: int | None
-    rows_total: int
-    rows_loaded: int
-    rows_rejected: int
-    throttled: int  # 429s met while dialing (not attempts)
-    created_at: datetime
-    updated_at: datetime
+class CampaignSummary(CampaignTimestamps, CampaignBase):
+    # Bases in this order so the campaign's columns come first (id, name, state…), then the timestamps.
+    throttled: int  # 429s met while dialing (not attempts): the campaign's throttled_count
 
 
 class CampaignPage(BaseModel):
@@ -66,46 +49,23 @@ class CampaignPage(BaseModel):
     offset: int
 
 
-class CampaignSettingsOut(BaseModel):
+class CampaignSettingsOut(CampaignSettingsBase):
+    # The settings shown otherwise than stored: the account's id (a column of CampaignBase), the window's two
+    # columns as one string, the days sorted, and timezone_override under the name PATCH takes.
     account_id: int | None
-    caller_id: str | None
-    answer_url: str | None
-    default_region: str
-    cps: float | None
-    max_concurrent: int | None
-    weight: int
     window: str  # "HH:MM-HH:MM", local time of each destination (or of `timezone`)
     days: list[int]
-    start_at: datetime | None
-    end_at: datetime | None
     timezone: str | None
-    retry_policy: dict[str, Any]
-    provider_options: dict[str, Any]
 
 
-class CampaignStatusOut(BaseModel):
-    id: int
-    name: str
-    state: str
-    state_reason: str | None
-    rows_total: int
-    rows_loaded: int
-    rows_rejected: int
-    destinations_by_status: dict[str, int]
-    destinations_finished: int
-    attempts: int
-    attempts_by_outcome: dict[str, int]  # "-" counts attempts without an outcome yet
-    throttled: int
-    answered_seconds: int
-    mean_answered_duration_s: float | None
+class CampaignStatusOut(CampaignStatus):
+    # The status report and the campaign's settings; the account's id is shown among the settings.
+    account_id: int | None = Field(exclude=True)
     settings: CampaignSettingsOut
 
 
-class RejectedRowOut(BaseModel):
-    line: int
-    raw_value: str
-    reason: str
-    detail: str | None
+class RejectedRowOut(RejectedRowBase):
+    line: int  # the row's line_no in the CSV
 
 
 class RejectsPage(BaseModel):
