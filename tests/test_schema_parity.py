@@ -1,12 +1,48 @@
-"""schema.sql is canonical and campaigns/models.py mirrors it: built side by side, they must not differ."""
+"""schema.sql is canonical and campaigns/models.py mirrors it: built side by side, they must not differ.
+The API's shapes take their columns from the models' Bases, so a column's type is written once."""
 
 from __future__ import annotations
 
 import psycopg
+import pytest
+from pydantic import BaseModel
 from sqlalchemy import create_engine, text
 
 from campaigns.db import SCHEMA_PATH
-from campaigns.models import SQLModel
+from campaigns.models import (
+    Campaign,
+    CampaignBase,
+    CampaignRun,
+    CampaignRunBase,
+    CampaignSettingsBase,
+    CampaignTimestamps,
+    RejectedRow,
+    RejectedRowBase,
+    SQLModel,
+)
+from campaigns.reports import LoadReport
+from workers.entrypoints.api.schemas import (
+    CampaignSettingsOut,
+    CampaignStatusOut,
+    CampaignSummary,
+    RejectedRowOut,
+)
+
+BASES: list[tuple[type[SQLModel], type[SQLModel]]] = [
+    (CampaignBase, Campaign),
+    (CampaignSettingsBase, Campaign),
+    (CampaignTimestamps, Campaign),
+    (RejectedRowBase, RejectedRow),
+    (CampaignRunBase, CampaignRun),
+]
+# Each response shape of the API and the table whose columns it shows.
+SHAPES: list[tuple[type[BaseModel], type[SQLModel]]] = [
+    (CampaignSummary, Campaign),
+    (CampaignSettingsOut, Campaign),
+    (CampaignStatusOut, Campaign),
+    (LoadReport, Campaign),
+    (RejectedRowOut, RejectedRow),
+]
 
 COLUMNS = """
 SELECT table_name, column_name, data_type, udt_name, is_nullable
@@ -70,3 +106,22 @@ def test_schema_sql_applies_twice_without_error(database_url: str) -> None:
         "rejected_row",
         "api_key",
     } <= tables
+
+
+
+@pytest.mark.parametrize(("base", "table"), BASES, ids=lambda c: c.__name__)
+def test_a_base_column_is_declared_once(base: type[SQLModel], table: type[SQLModel]) -> None:
+    columns = table.__table__.columns  # type: ignore[attr-defined]
+    for name, field in base.model_fields.items():
+        # The table's column is the very Column the Base declared: the table did not declare it again.
+        assert columns[name] is field.sa_column, f"{table.__name__}.{name} is declared again"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("shape", "table"), SHAPES, ids=lambda c: c.__name__)
+def test_a_response_field_named_as_a_column_has_its_type(shape: type[BaseModel],
+                                                          table: type[SQLModel]) -> None:
+    shown, stored = shape.model_fields, table.model_fields
+    shared = set(shown) & set(stored)
+    assert shared, f"{shape.__name__} shows no column of {table.__name__}"
+    for name in shared:
+        assert shown[name].annotation == stored[name].annotation, f"{shape.__name__}.{name}"
