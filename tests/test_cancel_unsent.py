@@ -8,7 +8,7 @@ import psycopg
 
 from campaigns.control import cancel
 from campaigns.store.attempt_marks import mark_sending
-from campaigns.store.dial_store import hand_back_never_sent
+from campaigns.store.settlements import hand_back_never_sent
 from tests.test_dial_store import _committed_attempt
 
 

@@ -12,13 +12,8 @@ import pytest
 from campaigns.secrets_box import encrypt
 from campaigns.states import slot_member
 from campaigns.store.attempt_marks import mark_sending
-from campaigns.store.dial_store import (
-    QueuedDestination,
-    StartedAttempt,
-    dnc_numbers,
-    hand_back_never_sent,
-    undo_unsent_attempts,
-)
+from campaigns.store.dial_store import QueuedDestination, StartedAttempt, dnc_numbers, undo_unsent_attempts
+from campaigns.store.settlements import hand_back_never_sent
 
 
 @pytest.fixture(autouse=True)

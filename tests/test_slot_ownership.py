@@ -18,7 +18,7 @@ import pytest
 
 from campaigns.accounts import add_account
 from campaigns.states import slot_member
-from campaigns.store.dial_store import hand_back_never_sent
+from campaigns.store.settlements import hand_back_never_sent
 from tests.engine_harness import load_campaign, numbers, prepare_and_start
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers import redis_keys

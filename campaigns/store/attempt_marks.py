@@ -1,7 +1,7 @@
-"""An attempt's marks around its one request, each a single conditional statement: marked as sending just
-before it (with the last checks: calling window, campaign still running, number not on a do-not-call
-list), noted as ambiguous when its answer never came or was a 5xx, and its ids recorded when the carrier
-accepted it.
+"""An attempt's marks around its one request, each a single statement: the text it will speak, stored when
+it starts; marked as sending just before the request (with the last checks: calling window, campaign still
+running, number not on a do-not-call list), noted as ambiguous when its answer never came or was a 5xx, its
+ids recorded when the carrier accepted it; and the digits of an opt-out pressed during the call.
 """
 
 from __future__ import annotations
@@ -15,9 +15,28 @@ from campaigns.store.dial_store import CampaignForDial, StartedAttempt, on_dnc_s
 from campaigns.windows import is_callable_now
 
 
+def record_spoken_text(conn: psycopg.Connection, texts: dict[int, str]) -> None:
+    """Keep on each attempt (by id) the text its call will speak, so the answer plays what results show."""
+    conn.execute(
+        "UPDATE call_attempt a SET spoken_text = v.text "
+        "FROM unnest(%s::bigint[], %s::text[]) AS v(id, text) WHERE a.id = v.id",
+        (list(texts), list(texts.values())),
+    )
+
+
+async def record_opt_out(conn: psycopg.AsyncConnection, *, attempt_id: int, digits: str) -> None:
+    """Record the opt-out key pressed during an attempt's call (the caller lists the number in the same
+    transaction)."""
+    await conn.execute(
+        "UPDATE call_attempt SET opt_out_digits = %s, opted_out_at = now() WHERE id = %s",
+        (digits, attempt_id),
+    )
+
+
 def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:
-    """Sent with no usable answer: the call may be live. Leave it `dialing` for a callback, a status lookup
-    or its evidence window (workers.housekeeping.send_evidence); one a callback already moved on is left as it is."""
+    """Sent with no usable answer: the call may be live. Leave it `dialing` for a callback, a status
+    lookup or its evidence window (workers.housekeeping.send_evidence); one a callback already moved on is
+    left as it is."""
     conn.execute(
         "UPDATE call_attempt SET error_message = %s, sent_at = coalesce(sent_at, now()) "
         "WHERE id = ANY(%s) AND status = 'dialing'",

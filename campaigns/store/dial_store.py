@@ -1,4 +1,6 @@
-"""The SQL of dialing: every write is a conditional UPDATE on the expected current state.
+"""The dial chunk's rows: the campaign and claimed destinations it reads, and its moves (queued -> dialing
+with the attempt row; back to pending or queued when no call was made; on to failed or dnc), each a
+conditional write on the expected current state.
 
 Invariant 1 lives here: `start_attempts` moves a destination queued -> dialing and inserts its attempt row in
 one committed transaction before any HTTP request, and only for destinations still `queued` with the
@@ -17,7 +19,7 @@ from psycopg.rows import dict_row
 
 from campaigns.blackouts import Blackouts, blackouts_of
 from campaigns.states import DestinationStatus, allowed_sources, slot_member, sql_in
-from campaigns.store.frequency_guard import within_caps
+from campaigns.store.frequency_guard import cap_waits
 from campaigns.windows import CallingWindow, window_of
 
 # A claimed (`queued`) destination belongs to its chunk task this long; after it, the dispatcher may claim it
@@ -209,8 +211,11 @@ def start_attempts(
     """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
     by_id = {d.id: d for d in destinations}
     # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
-    # the cap check under per-number locks (campaigns.store.frequency_guard), and over-cap ones handed back.
-    with within_caps(conn, campaign.account_id, destinations) as allowed:
+    # the cap check under per-number locks (campaigns.store.frequency_guard), and over-cap ones handed back
+    # until their cap frees.
+    with cap_waits(conn, campaign.account_id, [d.number for d in destinations]) as waits:
+        _hand_back_over_cap(conn, destinations, waits)
+        allowed = [d for d in destinations if d.number not in waits]
         rows = conn.execute(
             _START_ATTEMPTS,
             (
@@ -224,6 +229,18 @@ def start_attempts(
             ),
         ).fetchall()
     return [StartedAttempt(attempt_id=row[0], destination=by_id[row[1]]) for row in rows]
+
+
+def _hand_back_over_cap(
+    conn: psycopg.Connection, destinations: list[QueuedDestination], waits: dict[str, datetime]
+) -> None:
+    """Hand back the destinations whose number a cap holds back, each until the moment it frees."""
+    by_time: dict[datetime, list[int]] = {}
+    for dest in destinations:
+        if dest.number in waits:
+            by_time.setdefault(waits[dest.number], []).append(dest.id)
+    for not_before, ids in by_time.items():
+        hand_back(conn, ids, not_before)
 
 
 def undo_unsent_attempts(
@@ -257,32 +274,6 @@ def fail_attempts(
         _FAIL_ATTEMPTS,
         (message[:2000], [a.attempt_id for a in attempts], destination_status, next_attempt_at),
     )
-
-
-def hand_back_never_sent(conn: psycopg.Connection, older_than_s: float) -> list[tuple[int, int, str]]:
-    """Attempts committed but never marked as sending (their worker died before the request): no call was
-    placed, so undo them and let the destination be dialed again. Returns (account, campaign, slot member).
-    Conditional on `sent_at IS NULL` under the row lock, so a worker waking late and this can't both win."""
-    rows = conn.execute(
-        """
-        WITH gone AS (
-            DELETE FROM call_attempt a USING destination d
-            WHERE d.id = a.destination_id AND d.status = 'dialing' AND d.attempts_made = a.attempt_no
-              AND a.status = 'dialing' AND a.sent_at IS NULL
-              AND a.created_at < now() - make_interval(secs => %s)
-            RETURNING a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no
-        ), back AS (
-            -- In a cancelled campaign nobody would claim it again: it is cancelled, not pending.
-            UPDATE destination d SET attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
-                status = CASE WHEN c.state = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
-                updated_at = now()
-            FROM gone JOIN campaign c ON c.id = gone.campaign_id WHERE d.id = gone.destination_id
-        )
-        SELECT account_id, campaign_id, id FROM gone
-        """,
-        (older_than_s,),
-    ).fetchall()
-    return [(r[0], r[1], slot_member(r[2])) for r in rows]
 
 
 def has_unapplied_events(conn: psycopg.Connection, ids: list[str]) -> bool:

@@ -1,5 +1,6 @@
-"""Durable storage of carrier callbacks with group commit: many concurrent requests, one INSERT and one
-commit per batch. A request is answered 2xx only after the commit that holds its event (invariant 4)."""
+"""Durable storage of carrier events, by one INSERT: callbacks with group commit (many concurrent requests,
+one INSERT and one commit per batch; a request is answered 2xx only after the commit that holds its event,
+invariant 4), and one at a time the carrier's answers the reaper asked for (`store_event`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import threading
 import uuid
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,7 +64,21 @@ class EventRow:
     call_uuid: str | None
     destination: str | None
     payload: dict[str, Any]
-    headers: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)  # none for an answer the reaper asked for
+
+
+def event_records(rows: Sequence[EventRow]) -> tuple[str]:
+    """Rows as INSERT_EVENTS' one parameter: a JSON array, one orjson call."""
+    return (orjson.dumps([
+        {"provider": r.provider, "account_id": r.account_id, "event_key": r.event_key, "kind": r.kind,
+         "batch_id": r.batch_id, "request_uuid": r.request_uuid, "call_uuid": r.call_uuid,
+         "destination": r.destination, "payload": r.payload, "headers": r.headers} for r in rows],
+        default=str).decode(),)
+
+
+def store_event(conn: psycopg.Connection, row: EventRow) -> bool:
+    """Store one event unless its key is already stored (the caller commits); True if it was new."""
+    return conn.execute(INSERT_EVENTS, event_records([row])).fetchone() is not None
 
 
 class StoreUnavailable(Exception):
@@ -126,13 +142,9 @@ class EventWriter:
         self.stored.set()
 
     async def _write(self, rows: list[EventRow]) -> list[int]:
-        records = orjson.dumps([
-            {"provider": r.provider, "account_id": r.account_id, "event_key": r.event_key, "kind": r.kind,
-             "batch_id": r.batch_id, "request_uuid": r.request_uuid, "call_uuid": r.call_uuid,
-             "destination": r.destination, "payload": r.payload, "headers": r.headers} for r in rows],
-            default=str).decode()
+        records = event_records(rows)
         async with self.pool.connection(timeout=CONNECTION_WAIT_S) as conn:
-            cur = await conn.execute(INSERT_EVENTS, (records,))
+            cur = await conn.execute(INSERT_EVENTS, records)
             return [row[0] for row in await cur.fetchall()]
 
 

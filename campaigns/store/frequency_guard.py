@@ -11,14 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from campaigns.frequency_caps import FrequencyCaps, account_caps, next_allowed
-
-if TYPE_CHECKING:
-    from campaigns.store.dial_store import QueuedDestination
 
 # Locks in sorted key order: two tasks locking overlapping sets cannot deadlock.
 _LOCK_NUMBERS = """
@@ -51,23 +47,13 @@ def over_cap(
 
 
 @contextmanager
-def within_caps(
-    conn: psycopg.Connection, account_id: int, destinations: list[QueuedDestination]
-) -> Iterator[list[QueuedDestination]]:
-    """Yield the destinations the account's caps allow now, inside one transaction that the caller's
-    attempt inserts join; the others are handed back until their cap frees. No caps: no transaction."""
+def cap_waits(conn: psycopg.Connection, account_id: int, numbers: list[str]) -> Iterator[dict[str, datetime]]:
+    """Yield the numbers the account's caps hold back now, each with the moment it may be attempted, inside
+    one transaction (holding the numbers' locks) that the caller's hand-backs and attempt inserts join. No
+    caps, or no numbers: nothing held back, and no transaction."""
     caps = account_caps(conn, account_id)
-    if not caps.any or not destinations:
-        yield destinations
+    if not caps.any or not numbers:
+        yield {}
         return
-    from campaigns.store.dial_store import hand_back
-
     with conn.transaction():
-        waits = over_cap(conn, account_id, [d.number for d in destinations], caps)
-        by_time: dict[datetime, list[int]] = {}
-        for dest in destinations:
-            if dest.number in waits:
-                by_time.setdefault(waits[dest.number], []).append(dest.id)
-        for not_before, ids in by_time.items():
-            hand_back(conn, ids, not_before)
-        yield [d for d in destinations if d.number not in waits]
+        yield over_cap(conn, account_id, numbers, caps)

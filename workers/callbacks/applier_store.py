@@ -6,7 +6,8 @@ recorded) stays unapplied and is tried again when the ids are recorded, or by a 
 
 A batch costs a fixed handful of statements whatever its size: select the events, match them to attempts
 in one query, lock those attempts and destinations, compute every transition in memory, write attempts,
-destinations and events back with one UPDATE each, then free the ended calls' slots. Which events a batch
+destinations and events back with one UPDATE each (campaigns.store.applied_events), then free the ended
+calls' slots. Which events a batch
 takes is named by a selector (`pending_after`, `by_ids`, `by_provider_ids`, ...), not by SQL text.
 """
 
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.call_options import answered_lease_s
+from campaigns.store.applied_events import ATTEMPT_FIELDS, json_records, set_event_aside, write_applied
 from workers.callbacks.transitions import (
     AttemptRow,
     CampaignPolicy,
@@ -31,6 +32,7 @@ from workers.callbacks.transitions import (
     Effects,
     advance,
 )
+from workers.ratelimit.process_budgets import get_budgets
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,6 @@ class CampaignPolicies:
 
 
 def _slot_ops() -> tuple[SlotRelease, SlotRenew]:
-    from workers.ratelimit.process_budgets import get_budgets
-
     budgets = get_budgets()
 
     def release(account_id: int, campaign_id: int, members: list[str]) -> None:
@@ -129,40 +129,11 @@ FROM call_attempt a JOIN destination d ON d.id = a.destination_id
 WHERE a.id = ANY(%s) ORDER BY a.id FOR UPDATE OF a, d
 """
 
-ATTEMPT_FIELDS = ("status", "request_uuid", "call_uuid", "provider_status", "outcome", "hangup_cause",
-                  "ring_at", "answer_at", "end_at", "duration", "billed_duration", "cost")
-WRITE_ATTEMPTS = """
-UPDATE call_attempt a SET status = v.status, request_uuid = v.request_uuid, call_uuid = v.call_uuid,
-    provider_status = v.provider_status, outcome = v.outcome, hangup_cause = v.hangup_cause,
-    ring_at = v.ring_at, answer_at = v.answer_at, end_at = v.end_at, duration = v.duration,
-    billed_duration = v.billed_duration, cost = v.cost
-FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, request_uuid text, call_uuid text,
-     provider_status text, outcome text, hangup_cause text, ring_at timestamptz, answer_at timestamptz,
-     end_at timestamptz, duration int, billed_duration int, cost numeric)
-WHERE a.id = v.id
-"""
-WRITE_DESTINATIONS = """
-UPDATE destination d SET status = v.status, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
-    updated_at = now()
-FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, outcome text, next_attempt_at timestamptz)
-WHERE d.id = v.id
-"""
-MARK_APPLIED = """
-UPDATE call_event e SET applied_at = now(), attempt_id = v.attempt_id
-FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, attempt_id bigint) WHERE e.id = v.id
-"""
-
-
-def _records(names: Sequence[str], rows: list[tuple[Any, ...]]) -> tuple[str]:
-    """Rows as one JSON array parameter for jsonb_to_recordset: one orjson call instead of psycopg dumping
-    each array element in Python."""
-    return (orjson.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str).decode(),)
-
 
 def _locked_rows(conn: psycopg.Connection, events: list[dict[str, Any]]
                  ) -> tuple[dict[int, int], dict[int, AttemptRow], dict[int, DestinationRow]]:
     """(event id -> attempt id, attempts by id, destinations by id), attempts and destinations locked."""
-    keys = _records(("id", "account_id", "batch_id", "dest", "request_uuid", "call_uuid"),
+    keys = json_records(("id", "account_id", "batch_id", "dest", "request_uuid", "call_uuid"),
                     [(e["id"], e["account_id"], e["batch_id"], _e164(e["destination"]), e["request_uuid"],
                       e["call_uuid"]) for e in events])
     matched = {eid: aid for eid, aid in conn.execute(MATCH_ATTEMPTS, keys).fetchall() if aid is not None}
@@ -187,13 +158,8 @@ def _write_back(conn: psycopg.Connection, attempts: dict[int, AttemptRow],
                 before: dict[int, tuple[Any, ...]], destinations: dict[int, DestinationRow],
                 applied: list[tuple[int, int]]) -> None:
     changed = [(aid, *now) for aid, a in attempts.items() if (now := _written(a)) != before[aid]]
-    if changed:
-        conn.execute(WRITE_ATTEMPTS, _records(("id", *ATTEMPT_FIELDS), changed))
     dests = [(did, d.status, d.outcome, d.next_attempt_at) for did, d in destinations.items() if d.changed]
-    if dests:
-        conn.execute(WRITE_DESTINATIONS, _records(("id", "status", "outcome", "next_attempt_at"), dests))
-    if applied:
-        conn.execute(MARK_APPLIED, _records(("id", "attempt_id"), applied))
+    write_applied(conn, attempts=changed, destinations=dests, applied=applied)
 
 
 @dataclass(frozen=True)
@@ -250,7 +216,6 @@ def left_over_after(after_id: int) -> EventSelector:
 # What a poison event (a value Postgres or the transition maths cannot take) raises while being applied; a
 # lost connection is not one of them: that batch waits for the next try.
 POISON_ERRORS = (psycopg.DataError, ValueError, TypeError, KeyError, ArithmeticError)
-MARK_REJECTED = "UPDATE call_event SET applied_at = now(), rejected_reason = %s WHERE id = %s"
 
 
 def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
@@ -272,7 +237,7 @@ def apply_events(conn: psycopg.Connection, selector: EventSelector, limit: int,
         except POISON_ERRORS as exc:
             log.error("event %s cannot be applied and is set aside: %s", event_id, exc)
             with conn.transaction():
-                conn.execute(MARK_REJECTED, (f"{type(exc).__name__}: {exc}"[:500], event_id))
+                set_event_aside(conn, event_id=event_id, reason=f"{type(exc).__name__}: {exc}"[:500])
             continue
         report.applied += one.applied
         report.unmatched += one.unmatched

@@ -1,4 +1,5 @@
-"""The JSON stored for a carrier event: the raw callback as received and our parsed reading of it."""
+"""The JSON stored for a carrier event: the raw callback as received and our parsed reading of it; and the
+stored row of an answer the reaper asked the carrier for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
+from campaigns.store.event_store import EventRow
 from workers.providers.base import CallbackEvent
 
 _PARSED_FIELDS = tuple(f.name for f in fields(CallbackEvent) if f.name != "payload")
@@ -29,3 +32,22 @@ def parsed_fields(event: CallbackEvent) -> dict[str, Any]:
 
 def event_payload(event: CallbackEvent, raw: Any, source: str = "callback") -> dict[str, Any]:
     return {"raw": raw, "parsed": parsed_fields(event), "source": source}
+
+
+def reconciled_event(
+    provider: str,
+    account_id: int,
+    event: CallbackEvent,
+    *,
+    batch_id: UUID | None,
+    request_uuid: str | None,
+    call_uuid: str | None,
+    destination: str | None,
+) -> EventRow:
+    """The carrier's answer to a status look-up as an event to store and apply like a callback, keyed
+    `reconcile:` apart from the callbacks of the same call."""
+    return EventRow(
+        provider=provider, account_id=account_id, event_key=f"reconcile:{event.event_key}",
+        kind=event.kind.value, batch_id=batch_id, request_uuid=request_uuid, call_uuid=call_uuid,
+        destination=destination, payload=event_payload(event, dict(event.payload), source="reconcile"),
+    )

@@ -22,6 +22,7 @@ from psycopg_pool import PoolTimeout
 
 from campaigns.config import get_settings
 from campaigns.dnc import is_opt_out_digit
+from campaigns.store.attempt_marks import record_opt_out
 from campaigns.store.event_store import CONNECTION_WAIT_S
 from workers.callbacks.urls import callback_url
 from workers.providers.base import AccountCredentials, IncomingCallback, ProviderAdapter
@@ -45,7 +46,6 @@ _LIST_NUMBER = """
 INSERT INTO account_dnc_number (account_id, number, reason, source)
 VALUES (%s, %s, 'opted out by keypress on attempt ' || %s::text, 'keypress') ON CONFLICT DO NOTHING
 """
-_RECORD_ON_ATTEMPT = "UPDATE call_attempt SET opt_out_digits = %s, opted_out_at = now() WHERE id = %s"
 
 
 def valid_opt_out_digit(value: object) -> str | None:
@@ -173,7 +173,7 @@ async def receive_keypress(
             if digit is None or digit not in press.digits:
                 return _goodbye(adapter, False)
             await conn.execute(_LIST_NUMBER, (account.account_id, number, attempt_id))
-            await conn.execute(_RECORD_ON_ATTEMPT, (press.digits, attempt_id))
+            await record_opt_out(conn, attempt_id=attempt_id, digits=press.digits)
     except (psycopg.OperationalError, PoolTimeout):
         return Response("store unavailable, retry", status_code=503)
     log.info("number of attempt %s opted out by keypress", attempt_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from campaigns.store.attempt_marks import record_spoken_text
 from campaigns.store.dial_store import CampaignForDial, StartedAttempt
 from campaigns.templates import render, template_variables
 
@@ -42,9 +43,5 @@ def store_spoken_text(
         ).fetchall()
         by_destination = {row[0]: row[1] or {} for row in rows}
     texts = {a.attempt_id: render(template, by_destination.get(a.destination.id, {})).text for a in started}
-    conn.execute(
-        "UPDATE call_attempt a SET spoken_text = v.text "
-        "FROM unnest(%s::bigint[], %s::text[]) AS v(id, text) WHERE a.id = v.id",
-        (list(texts), list(texts.values())),
-    )
+    record_spoken_text(conn, texts)
     return texts

@@ -13,19 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.accounts import load_account
 from campaigns.secrets_box import SecretUnreadable
-from campaigns.states import (
-    ACTIVE_DESTINATION,
-    CLAIMABLE_DESTINATION,
-    EXPIRABLE_DESTINATION,
-    sql_in,
-)
-from campaigns.store.dial_store import QUEUED_LEASE_S, pause_account_campaigns
+from campaigns.states import ACTIVE_DESTINATION, sql_in
+from campaigns.store.claims import DUE_NOW, claim_due_destinations, expire_undialed
+from campaigns.store.dial_store import pause_account_campaigns
 from campaigns.windows import open_timezones, window_of
 from workers.dispatch.dnc_screen import screen_claimed
 from workers.dispatch.fair_share import split_by_weight
@@ -67,33 +64,12 @@ def campaign_timezones(conn: psycopg.Connection, campaign_id: int) -> list[str]:
     return zones
 
 
-EXPIRE_UNDIALED = f"""
-UPDATE destination d SET status = 'expired', next_attempt_at = NULL, updated_at = now()
-FROM campaign c WHERE d.campaign_id = c.id AND c.state = 'running' AND c.end_at <= now()
-  AND {sql_in("d.status", EXPIRABLE_DESTINATION)}"""
 COMPLETE_FINISHED = f"""
 UPDATE campaign c SET state = 'completed', state_reason = 'every destination finished', updated_at = now()
 WHERE c.state = 'running' AND NOT EXISTS (
     SELECT 1 FROM destination d WHERE d.campaign_id = c.id AND {sql_in("d.status", ACTIVE_DESTINATION)})
 RETURNING c.id"""
-# Due: pending/retry_wait due, or queued past their claim lease (the chunk task died). One condition for
-# both the claim and the demand estimate, so whatever the claim would take is also counted as demand: an
-# estimate blind to expired claims left them stranded once nothing else was due.
-# (A queued row without a lease has no owner: it is due at once. Two claimants are safe: only one of them
-# can move it queued -> dialing.)
-DUE_NOW = f"""{sql_in("status", CLAIMABLE_DESTINATION)}
-      AND (next_attempt_at IS NULL OR next_attempt_at <= now())"""
-CLAIM_DUE = f"""
-WITH due AS (
-    SELECT id FROM destination
-    WHERE campaign_id = %s AND {DUE_NOW}
-      AND timezone = ANY(%s)
-    ORDER BY next_attempt_at NULLS FIRST, id
-    LIMIT %s FOR UPDATE SKIP LOCKED)
-UPDATE destination d SET status = 'queued', updated_at = now(),
-    next_attempt_at = now() + make_interval(secs => %s)
-FROM due WHERE d.id = due.id RETURNING d.id
-"""
+# Counts what the claim would take (campaigns.store.claims.DUE_NOW), expired claims included.
 DUE_ESTIMATE = f"""
 SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s AND {DUE_NOW} LIMIT %s) s"""
 
@@ -101,7 +77,7 @@ SELECT count(*) FROM (SELECT 1 FROM destination WHERE campaign_id = %s AND {DUE_
 def finish_campaigns(conn: psycopg.Connection, report: DispatchReport) -> None:
     """Expire what a finished schedule left undialed; complete campaigns with nothing left to do."""
     with conn.transaction():
-        report.expired = conn.execute(EXPIRE_UNDIALED).rowcount
+        report.expired = expire_undialed(conn)
         rows = conn.execute(COMPLETE_FINISHED).fetchall()
         report.completed = [r[0] for r in rows]
 
@@ -110,8 +86,7 @@ def _claim(conn: psycopg.Connection, campaign_id: int, zones: list[str], limit: 
     """Claim up to `limit` due destinations (pending/retry_wait due, or queued past their lease)."""
     if limit <= 0 or not zones:
         return []
-    rows = conn.execute(CLAIM_DUE, (campaign_id, zones, limit, QUEUED_LEASE_S)).fetchall()
-    return sorted(r[0] for r in rows)
+    return claim_due_destinations(conn, campaign_id=campaign_id, timezones=zones, limit=limit)
 
 
 def _queued_count(conn: psycopg.Connection, campaign_ids: list[int]) -> int:
@@ -140,7 +115,7 @@ def dispatch_tick(
             "SELECT * FROM campaign WHERE state = 'running' AND account_id IS NOT NULL "
             "AND (start_at IS NULL OR start_at <= now()) ORDER BY id"
         ).fetchall()
-    by_account: dict[int, list[dict]] = {}
+    by_account: dict[int, list[dict[str, Any]]] = {}
     for c in campaigns:
         by_account.setdefault(c["account_id"], []).append(c)
     for account_id, group in by_account.items():
@@ -161,7 +136,7 @@ def _dispatch_account(
     budgets: Budgets,
     enqueue: Enqueue,
     account_id: int,
-    campaigns: list[dict],
+    campaigns: list[dict[str, Any]],
     now: datetime,
     report: DispatchReport,
 ) -> None:

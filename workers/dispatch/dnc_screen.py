@@ -1,7 +1,7 @@
 """The do-not-call check at claim time: destinations the dispatcher just claimed whose number is on the
 global list or the account's own list are finished as `dnc` before any chunk task sees them. The same
-lookup (campaigns.store.dial_store.dnc_numbers) runs again just before each request, so a number listed while its
-chunk waits is still never called."""
+lookup (campaigns.store.dial_store.dnc_numbers) runs again just before each request, so a number listed
+while its chunk waits is still never called."""
 
 from __future__ import annotations
 

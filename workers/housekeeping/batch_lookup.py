@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import httpx
 import psycopg
-from psycopg.types.json import Jsonb
 
-from workers.callbacks.event_payload import event_payload
+from campaigns.store.event_store import store_event
+from workers.callbacks.event_payload import reconciled_event
 from workers.providers.base import AccountCredentials, ProviderAdapter
 from workers.providers.errors import ProviderError
 from workers.providers.fields import check_event
@@ -76,23 +76,11 @@ def look_up_batch(
         if not event.is_final:
             answer.live_numbers.add(_digits(event.destination))
             continue
-        conn.execute(
-            """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid,
-                                       call_uuid, destination, payload)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (provider, account_id, event_key) DO NOTHING""",
-            (
-                creds.provider,
-                creds.account_id,
-                f"reconcile:{event.event_key}",
-                event.kind.value,
-                batch_id,
-                event.request_uuid or request_uuid,
-                event.call_uuid,
-                event.destination,
-                Jsonb(event_payload(event, dict(event.payload), source="reconcile")),
-            ),
-        )
+        store_event(conn, reconciled_event(
+            creds.provider, creds.account_id, event, batch_id=batch_id,
+            request_uuid=event.request_uuid or request_uuid, call_uuid=event.call_uuid,
+            destination=event.destination,
+        ))
         answer.final += 1
     conn.commit()
     return answer

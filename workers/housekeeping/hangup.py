@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
-from campaigns.accounts import load_account
+from campaigns.accounts import AccountCredentials, load_account
 from campaigns.states import AttemptStatus, sql_in
+from workers.providers.base import ProviderAdapter
 from workers.providers.errors import ProviderError
 from workers.providers.registry import adapter_for
 
@@ -58,7 +59,7 @@ def hang_up_live_calls(
     for pass_no in range(passes):
         waiting_for_id.clear()
         rows = conn.execute(LIVE_ATTEMPTS, (campaign_id, list(settled))).fetchall()
-        adapters: dict[int, tuple] = {}
+        adapters: dict[int, tuple[AccountCredentials, ProviderAdapter]] = {}
         for attempt_id, account_id, request_uuid, call_uuid in rows:
             if account_id not in adapters:
                 creds, _ = load_account(conn, account_id)

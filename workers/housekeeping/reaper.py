@@ -1,8 +1,9 @@
 """The reaper: the owner of every open attempt once its deadline passes. Attempts committed but never marked
 as sending are handed back; sends never answered are settled by evidence once their window closes
-(workers.housekeeping.send_evidence); attempts past their lease with no final event are reconciled with the carrier or
-marked `unknown`; destinations left live whose attempt is final or gone are repaired. Their slots are freed
-and the retry policy decides what follows. Nothing stays open forever."""
+(workers.housekeeping.send_evidence); attempts past their lease with no final event are reconciled with the
+carrier or marked `unknown`; destinations left live whose attempt is final or gone are repaired. Their slots
+are freed and the retry policy decides what follows; campaigns.store.settlements writes each move. Nothing
+stays open forever."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
-from campaigns.retry_policy import next_step, unless_cancelled
+from campaigns.retry_policy import NextStep, next_step, unless_cancelled
 from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, slot_member, sql_in
-from campaigns.store.dial_store import hand_back_never_sent
+from campaigns.store import settlements
+from campaigns.store.event_store import store_event
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
-from workers.callbacks.event_payload import event_payload
+from workers.callbacks.event_payload import reconciled_event
 from workers.housekeeping.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.housekeeping.send_evidence import settle_unanswered_sends
 from workers.providers.errors import ProviderError
@@ -85,23 +86,12 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
         return False
     if not event.is_final:
         return LIVE
-    conn.execute(
-        """INSERT INTO call_event (provider, account_id, event_key, kind, batch_id, request_uuid, call_uuid,
-                                   destination, payload)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (provider, account_id, event_key) DO NOTHING""",
-        (
-            creds.provider,
-            creds.account_id,
-            f"reconcile:{event.event_key}",
-            event.kind.value,
-            attempt["batch_id"],
-            event.request_uuid or attempt["request_uuid"],
-            event.call_uuid or attempt["call_uuid"],
-            event.destination or attempt["number"],
-            Jsonb(event_payload(event, dict(event.payload), source="reconcile")),
-        ),
-    )
+    store_event(conn, reconciled_event(
+        creds.provider, creds.account_id, event, batch_id=attempt["batch_id"],
+        request_uuid=event.request_uuid or attempt["request_uuid"],
+        call_uuid=event.call_uuid or attempt["call_uuid"],
+        destination=event.destination or attempt["number"],
+    ))
     conn.commit()
     report = apply_events(conn, unattached_for_call(attempt["request_uuid"], attempt["call_uuid"]), 10)
     return report.finals > 0
@@ -126,35 +116,29 @@ def _reconcile_by_batch(
     return bool(row and row[0] in ("completed", "failed"))
 
 
+def _unknown_step(conn: psycopg.Connection, attempt: dict[str, Any], now: datetime) -> NextStep:
+    """Where the destination of an attempt ended `unknown` goes, by its campaign's retry policy."""
+    policy = conn.execute(
+        "SELECT c.retry_policy, c.end_at, c.state, d.attempts_before_run FROM campaign c "
+        "JOIN destination d ON d.campaign_id = c.id WHERE c.id = %s AND d.id = %s",
+        (attempt["campaign_id"], attempt["destination_id"]),
+    ).fetchone()
+    step = next_step(
+        Outcome.UNKNOWN,
+        attempt["attempt_no"] - (policy[3] if policy else 0),  # the retry policy counts this run's tries
+        policy[0] if policy else {},
+        now,
+        policy[1] if policy else None,
+    )
+    return unless_cancelled(step, policy is not None and policy[2] == "cancelled")
+
+
 def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
-    with conn.transaction():
-        moved = conn.execute(
-            f"""UPDATE call_attempt SET status = 'unknown', outcome = 'unknown', end_at = now(),
-                   error_message = coalesce(error_message, 'lease expired with no final event')
-               WHERE id = %s AND {sql_in("status", OPEN_ATTEMPT)}""",
-            (attempt["id"],),
-        ).rowcount
-        if not moved:
-            return False
-        policy = conn.execute(
-            "SELECT c.retry_policy, c.end_at, c.state, d.attempts_before_run FROM campaign c "
-            "JOIN destination d ON d.campaign_id = c.id WHERE c.id = %s AND d.id = %s",
-            (attempt["campaign_id"], attempt["destination_id"]),
-        ).fetchone()
-        step = next_step(
-            Outcome.UNKNOWN,
-            attempt["attempt_no"] - (policy[3] if policy else 0),  # the retry policy counts this run's tries
-            policy[0] if policy else {},
-            now,
-            policy[1] if policy else None,
-        )
-        step = unless_cancelled(step, policy is not None and policy[2] == "cancelled")
-        conn.execute(
-            f"""UPDATE destination SET status = %s, outcome = 'unknown', next_attempt_at = %s,
-                   updated_at = now()
-               WHERE id = %s AND attempts_made = %s AND {sql_in("status", LIVE_DESTINATION)}""",
-            (step.status.value, step.next_attempt_at, attempt["destination_id"], attempt["attempt_no"]),
-        )
+    if not settlements.settle_as_unknown(
+        conn, attempt_id=attempt["id"], destination_id=attempt["destination_id"],
+        attempt_no=attempt["attempt_no"], next_step=lambda: _unknown_step(conn, attempt, now),
+    ):
+        return False
     budgets.release(
         attempt["account_id"],
         attempt["campaign_id"],
@@ -166,7 +150,7 @@ def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
 def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budgets: Budgets) -> ReapReport:
     report = ReapReport()
     now = datetime.now(UTC)
-    for account_id, campaign_id, member in hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
+    for account_id, campaign_id, member in settlements.hand_back_never_sent(conn, NEVER_SENT_GRACE_S):
         budgets.release(account_id, campaign_id, [member])
         report.never_sent += 1
     evidence = settle_unanswered_sends(conn, budgets, now)
@@ -201,19 +185,6 @@ WHERE c.state <> 'completed' AND {sql_in("d.status", LIVE_DESTINATION)}
   AND (a.id IS NULL OR {sql_in("a.status", FINAL_ATTEMPT)})
 LIMIT %s
 """
-_BACK_TO_PENDING = """
-UPDATE destination d SET next_attempt_at = NULL, updated_at = now(),
-    status = CASE WHEN (SELECT state FROM campaign WHERE id = d.campaign_id) = 'cancelled'
-                  THEN 'cancelled' ELSE 'pending' END,  -- nobody claims a cancelled campaign's pending
-    attempts_made = (SELECT coalesce(max(attempt_no), 0) FROM call_attempt WHERE destination_id = d.id)
-WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
-  AND NOT EXISTS (SELECT 1 FROM call_attempt a
-                  WHERE a.destination_id = d.id AND a.attempt_no = d.attempts_made)
-"""
-_MOVE_ON = """
-UPDATE destination d SET status = %s, outcome = %s, next_attempt_at = %s, updated_at = now()
-WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s
-"""
 
 
 def repair_orphaned_destinations(conn: psycopg.Connection, now: datetime) -> int:
@@ -222,16 +193,19 @@ def repair_orphaned_destinations(conn: psycopg.Connection, now: datetime) -> int
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_ORPHANED, (ORPHAN_GRACE_S, BATCH)).fetchall()
     for row in rows:
-        expected = (row["id"], row["status"], row["attempts_made"])
+        destination_id, status, attempts_made = row["id"], row["status"], row["attempts_made"]
         if row["missing"]:
-            moved += conn.execute(_BACK_TO_PENDING, expected).rowcount
+            moved += settlements.hand_back_orphan(
+                conn, destination_id=destination_id, status=status, attempts_made=attempts_made
+            )
             continue
         step = next_step(Outcome(row["outcome"] or Outcome.UNKNOWN),
                          row["attempts_made"] - row["attempts_before_run"],  # this run's tries
                          row["retry_policy"] or {}, now, row["end_at"])
         step = unless_cancelled(step, row["cancelled"])
-        moved += conn.execute(_MOVE_ON, (step.status.value, step.outcome.value, step.next_attempt_at,
-                                         *expected)).rowcount
+        moved += settlements.move_orphan_on(
+            conn, destination_id=destination_id, status=status, attempts_made=attempts_made, step=step
+        )
     return moved
 
 
@@ -242,11 +216,7 @@ def _extend_lease(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str,
         "SELECT provider_options FROM campaign WHERE id = %s", (attempt["campaign_id"],)
     ).fetchone()
     lease_s = answered_lease_s((row[0] if row else None) or {})
-    conn.execute(
-        "UPDATE call_attempt SET lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s "
-        f"AND {sql_in('status', OPEN_ATTEMPT)}",
-        (lease_s, attempt["id"]),
-    )
+    settlements.extend_lease(conn, attempt_id=attempt["id"], lease_s=lease_s)
     member = slot_member(attempt["id"])
     if not budgets.renew(attempt["account_id"], attempt["campaign_id"], member, lease_s):
         # The slot expired meanwhile: take it back so the budget counts this call (even past the max).

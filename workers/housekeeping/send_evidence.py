@@ -35,7 +35,8 @@ from campaigns.retry_policy import (
     after_transient_error,
     next_step,
 )
-from campaigns.states import DestinationStatus, Outcome, slot_member
+from campaigns.states import AttemptStatus, DestinationStatus, Outcome, slot_member, sql_in
+from campaigns.store import settlements
 from workers.callbacks.applier_store import apply_events, for_batches
 from workers.ratelimit import Budgets
 from workers.ratelimit.backoff import full_jitter_backoff
@@ -51,34 +52,21 @@ FROM call_attempt a JOIN campaign c ON c.id = a.campaign_id
 WHERE a.status = 'dialing' AND a.sent_at IS NOT NULL AND a.sent_at < now() - make_interval(secs => %s)
 ORDER BY a.sent_at LIMIT %s
 """
+# Statuses only an attempt of an accepted request reaches: the carrier took it, or a callback moved it on.
+SHOWN_BY_THE_CARRIER = frozenset(
+    {AttemptStatus.SENT, AttemptStatus.RINGING, AttemptStatus.ANSWERED, AttemptStatus.COMPLETED}
+)
 # What we know of each send, judged after its request's stored callbacks were applied.
-_EVIDENCE = """
+_EVIDENCE = f"""
 SELECT a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no, c.provider_options,
        c.retry_policy, c.end_at,
        (a.request_uuid IS NOT NULL OR a.call_uuid IS NOT NULL
         OR EXISTS (SELECT 1 FROM call_event e WHERE e.attempt_id = a.id)) AS placed,
        EXISTS (SELECT 1 FROM call_attempt b WHERE b.batch_id = a.batch_id AND b.id <> a.id
                AND (b.request_uuid IS NOT NULL OR b.call_uuid IS NOT NULL
-                    OR b.status IN ('sent', 'ringing', 'answered', 'completed'))) AS request_accepted
+                    OR {sql_in("b.status", SHOWN_BY_THE_CARRIER)})) AS request_accepted
 FROM call_attempt a JOIN campaign c ON c.id = a.campaign_id
 WHERE a.id = ANY(%s) AND a.status = 'dialing'
-"""
-_PLACED = """
-UPDATE call_attempt SET status = 'sent', error_message = left(coalesce(error_message || '; ', '') || %s, 2000)
-WHERE id = ANY(%s) AND status = 'dialing'
-"""
-_NEVER_PLACED = """
-WITH ended AS (
-    UPDATE call_attempt SET status = 'unknown', outcome = 'unknown', end_at = now(),
-        error_message = left(coalesce(error_message || '; ', '') || %s, 2000)
-    WHERE id = %s AND status = 'dialing'
-    RETURNING id, destination_id, attempt_no
-), moved AS (
-    UPDATE destination d SET status = %s, outcome = %s, next_attempt_at = %s, updated_at = now()
-    FROM ended WHERE d.id = ended.destination_id AND d.attempts_made = ended.attempt_no
-      AND d.status = 'dialing'
-)
-SELECT id FROM ended
 """
 PLACED_NOTE = "settled as placed: a sign of the call arrived"
 ACCEPTED_NOTE = "settled as placed: another call of the same request showed itself"
@@ -125,9 +113,9 @@ def settle_unanswered_sends(conn: psycopg.Connection, budgets: Budgets, now: dat
     placed = [r["id"] for r in rows if r["placed"]]
     accepted = [r["id"] for r in rows if not r["placed"] and r["request_accepted"]]
     if placed:
-        report.placed += conn.execute(_PLACED, (PLACED_NOTE, placed)).rowcount
+        report.placed += settlements.settle_as_placed(conn, attempt_ids=placed, note=PLACED_NOTE)
     if accepted:
-        report.placed += conn.execute(_PLACED, (ACCEPTED_NOTE, accepted)).rowcount
+        report.placed += settlements.settle_as_placed(conn, attempt_ids=accepted, note=ACCEPTED_NOTE)
     rng = rng or random.Random()
     for row in rows:
         if row["placed"] or row["request_accepted"]:
@@ -136,9 +124,8 @@ def settle_unanswered_sends(conn: psycopg.Connection, budgets: Budgets, now: dat
                                       cap=TRANSIENT_BACKOFF_CAP_S, rng=rng)
         step = never_placed_step(row["attempt_no"], row["provider_options"] or {}, row["retry_policy"] or {},
                                  now, row["end_at"], backoff)
-        ended = conn.execute(_NEVER_PLACED, (NEVER_PLACED_NOTE, row["id"], step.status.value,
-                                             step.outcome.value, step.next_attempt_at)).fetchall()
-        if ended:  # one statement, committed: only now is its slot free to lend
+        if settlements.settle_as_never_placed(conn, attempt_id=row["id"], note=NEVER_PLACED_NOTE, step=step):
+            # one statement, committed: only now is its slot free to lend
             budgets.release(row["account_id"], row["campaign_id"], [slot_member(row["id"])])
             report.never_placed += 1
     return report

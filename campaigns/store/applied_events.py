@@ -1,0 +1,72 @@
+"""What applying a batch of carrier events writes: the attempts and destinations the events moved, and the
+events themselves marked applied (with their attempt), one UPDATE each whatever the batch's size; and an
+event set aside as unappliable. workers.callbacks.applier_store decides every value, under its row locks and
+in its transaction; this writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+
+# The attempt columns an event may change, in the order `write_applied` takes them after the id.
+ATTEMPT_FIELDS = ("status", "request_uuid", "call_uuid", "provider_status", "outcome", "hangup_cause",
+                  "ring_at", "answer_at", "end_at", "duration", "billed_duration", "cost")
+WRITE_ATTEMPTS = """
+UPDATE call_attempt a SET status = v.status, request_uuid = v.request_uuid, call_uuid = v.call_uuid,
+    provider_status = v.provider_status, outcome = v.outcome, hangup_cause = v.hangup_cause,
+    ring_at = v.ring_at, answer_at = v.answer_at, end_at = v.end_at, duration = v.duration,
+    billed_duration = v.billed_duration, cost = v.cost
+FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, request_uuid text, call_uuid text,
+     provider_status text, outcome text, hangup_cause text, ring_at timestamptz, answer_at timestamptz,
+     end_at timestamptz, duration int, billed_duration int, cost numeric)
+WHERE a.id = v.id
+"""
+WRITE_DESTINATIONS = """
+UPDATE destination d SET status = v.status, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
+    updated_at = now()
+FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, outcome text, next_attempt_at timestamptz)
+WHERE d.id = v.id
+"""
+MARK_APPLIED = """
+UPDATE call_event e SET applied_at = now(), attempt_id = v.attempt_id
+FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, attempt_id bigint) WHERE e.id = v.id
+"""
+SET_ASIDE = "UPDATE call_event SET applied_at = now(), rejected_reason = %s WHERE id = %s"
+
+DestinationMove = tuple[int, str, str | None, datetime | None]  # (id, status, outcome, next_attempt_at)
+
+
+def json_records(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> tuple[str]:
+    """Rows as one JSON array parameter for jsonb_to_recordset: one orjson call instead of psycopg dumping
+    each array element in Python."""
+    return (orjson.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str).decode(),)
+
+
+def write_applied(
+    conn: psycopg.Connection,
+    *,
+    attempts: Sequence[tuple[Any, ...]],
+    destinations: Sequence[DestinationMove],
+    applied: Sequence[tuple[int, int]],
+) -> None:
+    """Write back what a batch of events changed: `attempts` as (id, *ATTEMPT_FIELDS), the destinations'
+    moves, and each applied event with its attempt as (event id, attempt id). Nothing to write: no
+    statement."""
+    if attempts:
+        conn.execute(WRITE_ATTEMPTS, json_records(("id", *ATTEMPT_FIELDS), attempts))
+    if destinations:
+        names = ("id", "status", "outcome", "next_attempt_at")
+        conn.execute(WRITE_DESTINATIONS, json_records(names, destinations))
+    if applied:
+        conn.execute(MARK_APPLIED, json_records(("id", "attempt_id"), applied))
+
+
+def set_event_aside(conn: psycopg.Connection, *, event_id: int, reason: str) -> None:
+    """An event that cannot be applied (its values break the transition) is marked applied with the reason,
+    so it never blocks the events after it."""
+    conn.execute(SET_ASIDE, (reason, event_id))
