@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from campaigns.states import (
     DESTINATION_OWNERS,
     FINAL_ATTEMPT,
     FINAL_DESTINATION,
+    RUN_RESET_TARGET,
+    RUN_RESETTABLE,
     AttemptStatus,
     CampaignState,
     DestinationStatus,
@@ -21,6 +24,7 @@ from campaigns.states import (
     RunTrigger,
     attempt_can_move,
     can_move,
+    owner_table_markdown,
     sql_in,
     sql_values,
 )
@@ -87,10 +91,6 @@ def test_status_lists_render_as_sql_literals_in_the_machines_order() -> None:
 
 
 def test_the_owner_table_in_the_readme_and_the_design_is_the_one_in_the_code() -> None:
-    from pathlib import Path
-
-    from campaigns.states import owner_table_markdown
-
     root = Path(__file__).resolve().parent.parent
     table = owner_table_markdown()
     for doc in ("README.md", "docs/DESIGN.md"):
@@ -98,9 +98,8 @@ def test_the_owner_table_in_the_readme_and_the_design_is_the_one_in_the_code() -
             f"{doc}: the owner table differs from campaigns.states; paste `python -m campaigns.states`"
         )
 
-def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invalid_or_cancelled() -> None:
-    from campaigns.states import RUN_RESET_TARGET, RUN_RESETTABLE
 
+def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invalid_or_cancelled() -> None:
     assert RUN_RESET_TARGET == D.PENDING and RUN_RESETTABLE <= FINAL_DESTINATION
     assert not RUN_RESETTABLE & {D.DNC, D.INVALID, D.CANCELLED}
     # The engine's own moves never leave a final state for pending: only campaigns.runs does, by name.
@@ -108,7 +107,7 @@ def test_a_new_run_is_the_only_way_out_of_a_final_state_and_never_for_dnc_invali
 
 
 # The columns whose values are a StrEnum of campaigns.states, and schema.sql's CHECK for each.
-SCHEMA_ENUMS = [
+SCHEMA_ENUMS: list[tuple[str, str, type[StrEnum]]] = [
     ("campaign", "state", CampaignState),
     ("destination", "status", DestinationStatus),
     ("call_attempt", "status", AttemptStatus),
@@ -141,7 +140,9 @@ def hand_typed_status_lists(source: str) -> list[int]:
 
 
 @pytest.mark.parametrize(("table", "column", "enum"), SCHEMA_ENUMS)
-def test_each_status_enum_is_the_check_constraint_of_its_column(table: str, column: str, enum: type) -> None:
+def test_each_status_enum_is_the_check_constraint_of_its_column(
+    table: str, column: str, enum: type[StrEnum]
+) -> None:
     schema = SCHEMA_PATH.read_text()
     assert check_constraint_values(schema, table, column) == [member.value for member in enum]
 
