@@ -21,6 +21,7 @@ from campaigns.models import (
     SQLModel,
 )
 from campaigns.reports import LoadReport
+from workers.entrypoints.api.routes_runs import RunOut
 from workers.entrypoints.api.schemas import (
     CampaignSettingsOut,
     CampaignStatusOut,
@@ -42,6 +43,7 @@ SHAPES: list[tuple[type[BaseModel], type[SQLModel]]] = [
     (CampaignStatusOut, Campaign),
     (LoadReport, Campaign),
     (RejectedRowOut, RejectedRow),
+    (RunOut, CampaignRun),
 ]
 
 COLUMNS = """

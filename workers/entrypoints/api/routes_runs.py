@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from campaigns import runs
 from campaigns.clone import clone_campaign
 from campaigns.errors import NotFound
+from campaigns.models import CampaignRunBase
 from campaigns.results_export import write_run_results_csv
 from campaigns.schedule_store import StoredSchedule, get_schedule, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
@@ -45,18 +46,11 @@ class RerunIn(BaseModel):
     only: list[str] | None = Field(None, description="Outcomes to dial again (unknown, failed…); all if none")
 
 
-class RunOut(BaseModel):
-    run_no: int
-    trigger: str
-    only_outcomes: list[str] | None
-    destinations: int
+class RunOut(CampaignRunBase):
+    # The run's columns, then its counts: attempts, each destination's last outcome, destinations not dialed.
     attempts: int
     outcomes: dict[str, int]
     not_dialed: int
-    started_at: datetime
-    ends_at: datetime | None
-    finished_at: datetime | None
-    finish_reason: str | None
 
 
 class RunStartedOut(BaseModel):
