@@ -1,8 +1,9 @@
 """The reports the domain computes and every way in shows: a campaign's status (`dialer campaign status`,
-the live view, `GET /campaigns/{id}`) and a load's outcome (`dialer campaign load`, `POST /campaigns`).
+the live view, `GET /campaigns/{id}`) and a load's outcome (`dialer campaign create`, `POST /campaigns`).
 
-Each is defined once here; the API subclasses them only to add what it shows beside them. A field whose
-JSON name differs from its name here carries that name as its serialization alias.
+Each is defined once here, as a pydantic model, and the API answers with it: it subclasses a report only
+to keep the schema name its OpenAPI document has always had and to add what it shows beside it. A field
+whose JSON name differs from its name here carries the JSON name as its serialization alias.
 """
 
 from __future__ import annotations
