@@ -21,7 +21,7 @@ from campaigns.errors import InvalidRequest, NotFound
 from campaigns.readiness import require_ready_to_dial
 from campaigns.schedules import OpenRun
 from campaigns.states import RUN_STARTABLE_CAMPAIGN, CampaignState, DestinationStatus, RunTrigger, sql_in
-from campaigns.store.operator import expire_undialed, reset_for_rerun
+from campaigns.store.operator import expire_run_leftovers, reset_for_rerun
 
 C = CampaignState
 D = DestinationStatus
@@ -136,7 +136,7 @@ def end_run(conn: psycopg.Connection, campaign_id: int, run_no: int, reason: str
     """The run's end time came: what it has not dialed yet expires; calls in progress finish and are
     recorded. Returns how many destinations expired."""
     with conn.transaction():
-        expired = expire_undialed(conn, campaign_id=campaign_id, run_no=run_no)
+        expired = expire_run_leftovers(conn, campaign_id=campaign_id, run_no=run_no)
         _finish(conn, campaign_id, run_no, reason)
     return expired
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import psycopg
 
+from campaigns.states import CampaignState
 from campaigns.store.dial_store import CampaignForDial, StartedAttempt, on_dnc_sql, undo_unsent_attempts
 from campaigns.windows import is_callable_now
 
@@ -67,7 +68,8 @@ def record_sent(conn: psycopg.Connection, rows: list[tuple[int, str | None, str 
 
 _MARK_SENDING = f"""
 WITH candidate AS (
-    SELECT a.id, c.state = 'running' AS running, {on_dnc_sql("d.number", "a.account_id")} AS on_dnc
+    SELECT a.id, c.state = '{CampaignState.RUNNING.value}' AS running,
+           {on_dnc_sql("d.number", "a.account_id")} AS on_dnc
     FROM call_attempt a JOIN destination d ON d.id = a.destination_id JOIN campaign c ON c.id = a.campaign_id
     WHERE a.id = ANY(%s) AND a.status = 'dialing' AND a.sent_at IS NULL
     ORDER BY a.id FOR UPDATE OF a

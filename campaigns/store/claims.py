@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
-from campaigns.states import CLAIMABLE_DESTINATION, EXPIRABLE_DESTINATION, sql_in
+from campaigns.states import CLAIMABLE_DESTINATION, EXPIRABLE_DESTINATION, CampaignState, sql_in
 from campaigns.store.dial_store import QUEUED_LEASE_S
 
 # Due: pending/retry_wait due, or queued past their claim lease (the chunk task died). One condition for
@@ -29,7 +29,7 @@ FROM due WHERE d.id = due.id RETURNING d.id
 """
 _EXPIRE_UNDIALED = f"""
 UPDATE destination d SET status = 'expired', next_attempt_at = NULL, updated_at = now()
-FROM campaign c WHERE d.campaign_id = c.id AND c.state = 'running' AND c.end_at <= now()
+FROM campaign c WHERE d.campaign_id = c.id AND c.state = '{CampaignState.RUNNING.value}' AND c.end_at <= now()
   AND {sql_in("d.status", EXPIRABLE_DESTINATION)}"""
 
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.blackouts import Blackouts, blackouts_of
-from campaigns.states import DestinationStatus, allowed_sources, slot_member, sql_in
+from campaigns.states import CampaignState, DestinationStatus, allowed_sources, slot_member, sql_in
 from campaigns.store.frequency_guard import cap_waits
 from campaigns.windows import CallingWindow, window_of
 
@@ -289,8 +289,8 @@ def has_unapplied_events(conn: psycopg.Connection, ids: list[str]) -> bool:
 def pause_account_campaigns(conn: psycopg.Connection, account_id: int, reason: str) -> int:
     """Credentials or balance are wrong: every running campaign of the account stops until a person acts."""
     cur = conn.execute(
-        "UPDATE campaign SET state = 'paused', state_reason = %s, updated_at = now() "
-        "WHERE account_id = %s AND state = 'running'",
+        f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', state_reason = %s, updated_at = now() "
+        f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}'",
         (reason[:500], account_id),
     )
     return cur.rowcount

@@ -45,7 +45,7 @@ WHERE campaign_id = %(campaign_id)s AND (
     status = '{D.PENDING.value}'
     OR ({sql_in("status", RUN_RESETTABLE)}
         AND (%(only)s::text[] IS NULL OR outcome = ANY(%(only)s) OR status = ANY(%(only)s))))"""
-EXPIRE_UNDIALED = f"""
+EXPIRE_RUN_LEFTOVERS = f"""
 UPDATE destination SET status = '{D.EXPIRED.value}', next_attempt_at = NULL, updated_at = now()
 WHERE campaign_id = %s AND run_no = %s AND {sql_in("status", EXPIRABLE_DESTINATION)}"""
 
@@ -73,6 +73,6 @@ def reset_for_rerun(
     return conn.execute(RESET_FOR_RERUN, params).rowcount
 
 
-def expire_undialed(conn: psycopg.Connection, *, campaign_id: int, run_no: int) -> int:
+def expire_run_leftovers(conn: psycopg.Connection, *, campaign_id: int, run_no: int) -> int:
     """The run's end came: its destinations not yet dialed expire. Returns how many."""
-    return conn.execute(EXPIRE_UNDIALED, (campaign_id, run_no)).rowcount
+    return conn.execute(EXPIRE_RUN_LEFTOVERS, (campaign_id, run_no)).rowcount

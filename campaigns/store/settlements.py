@@ -11,9 +11,9 @@ from collections.abc import Callable
 import psycopg
 
 from campaigns.retry_policy import NextStep
-from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, slot_member, sql_in
+from campaigns.states import LIVE_DESTINATION, OPEN_ATTEMPT, CampaignState, slot_member, sql_in
 
-_HAND_BACK_NEVER_SENT = """
+_HAND_BACK_NEVER_SENT = f"""
 WITH gone AS (
     DELETE FROM call_attempt a USING destination d
     WHERE d.id = a.destination_id AND d.status = 'dialing' AND d.attempts_made = a.attempt_no
@@ -23,7 +23,7 @@ WITH gone AS (
 ), back AS (
     -- In a cancelled campaign nobody would claim it again: it is cancelled, not pending.
     UPDATE destination d SET attempts_made = d.attempts_made - 1, next_attempt_at = NULL,
-        status = CASE WHEN c.state = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+        status = CASE WHEN c.state = '{CampaignState.CANCELLED.value}' THEN 'cancelled' ELSE 'pending' END,
         updated_at = now()
     FROM gone JOIN campaign c ON c.id = gone.campaign_id WHERE d.id = gone.destination_id
 )
@@ -56,9 +56,10 @@ _EXTEND_LEASE = (
     "UPDATE call_attempt SET lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s "
     f"AND {sql_in('status', OPEN_ATTEMPT)}"
 )
-_ORPHAN_BACK_TO_PENDING = """
+_ORPHAN_BACK_TO_PENDING = f"""
 UPDATE destination d SET next_attempt_at = NULL, updated_at = now(),
-    status = CASE WHEN (SELECT state FROM campaign WHERE id = d.campaign_id) = 'cancelled'
+    status = CASE WHEN (SELECT state FROM campaign WHERE id = d.campaign_id)
+                       = '{CampaignState.CANCELLED.value}'
                   THEN 'cancelled' ELSE 'pending' END,  -- nobody claims a cancelled campaign's pending
     attempts_made = (SELECT coalesce(max(attempt_no), 0) FROM call_attempt WHERE destination_id = d.id)
 WHERE d.id = %s AND d.status = %s AND d.attempts_made = %s

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.call_options import answered_lease_s
+from campaigns.states import CampaignState
 from campaigns.store.applied_events import ATTEMPT_FIELDS, json_records, set_event_aside, write_applied
 from workers.callbacks.transitions import (
     AttemptRow,
@@ -73,7 +74,8 @@ class CampaignPolicies:
                 "SELECT retry_policy, end_at, provider_options, state FROM campaign WHERE id = %s",
                 (campaign_id,)).fetchone()
             lease = answered_lease_s((row[2] if row else None) or {})
-            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease, row[3] == "cancelled") \
+            cancelled = row is not None and row[3] == CampaignState.CANCELLED
+            self.cache[campaign_id] = CampaignPolicy(row[0] or {}, row[1], lease, cancelled) \
                 if row else CampaignPolicy({}, None, lease)
         return self.cache[campaign_id]
 
