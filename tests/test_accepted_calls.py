@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from campaigns.store.dial_store import QueuedDestination, StartedAttempt
 from workers.dialing.accepted_calls import match_accepted
-from workers.providers.base import CallsAccepted, PlacedCall
+from workers.providers.calls import CallsAccepted, PlacedCall
 
 
 def _started(*numbers: str) -> list[StartedAttempt]:

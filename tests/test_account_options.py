@@ -26,7 +26,7 @@ runner = CliRunner()
 ])
 def test_account_options_the_seeds_require_are_checked(provider: str, options: dict, error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        check_account_options(adapter_for(provider), options)
+        check_account_options(adapter_for(provider).traits, options)
 
 
 @pytest.mark.parametrize(("provider", "options"), [
@@ -36,7 +36,7 @@ def test_account_options_the_seeds_require_are_checked(provider: str, options: d
     ("voipbin", {}),
 ])
 def test_account_options_that_are_complete_pass(provider: str, options: dict) -> None:
-    check_account_options(adapter_for(provider), options)
+    check_account_options(adapter_for(provider).traits, options)
 
 
 def test_dialer_account_add_bandwidth_takes_the_api_user(database_url: str) -> None:

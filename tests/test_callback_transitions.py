@@ -20,7 +20,7 @@ from workers.callbacks.transitions import (
     Effects,
     advance,
 )
-from workers.providers.base import CallbackEvent, EventKind
+from workers.providers.calls import CallbackEvent, EventKind
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = CampaignPolicy(retry_policy={}, end_at=None, answered_lease_s=3700.0)

@@ -17,7 +17,7 @@ from campaigns.api_keys import create_api_key
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.polling import wait_for
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.providers.base import CallbackUrls, OutboundCall
+from workers.providers.calls import CallbackUrls, OutboundCall
 from workers.providers.http import make_client
 from workers.providers.registry import adapter_for
 
@@ -156,6 +156,6 @@ def test_tryvox_has_no_hangup_api_and_says_so() -> None:
     adapter = adapter_for("tryvox")
     creds = AccountCredentials(account_id=1, provider="tryvox", auth_id="x", auth_token="y",
                                base_url="http://127.0.0.1:9")
-    assert not adapter.has_hangup
+    assert not adapter.traits.api.has_hangup
     with make_client() as client:
         assert adapter.hang_up(client, creds, "req", "call") is False  # nothing is sent

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.callbacks.event_payload import event_payload
-from workers.providers.base import EventKind, IncomingCallback
+from workers.providers.calls import EventKind, IncomingCallback
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import adapter_for
 

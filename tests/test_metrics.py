@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from workers.metrics import counters as metrics
-from workers.providers.base import AccountCredentials, CallbackUrls, CallsAccepted, OutboundCall
+from workers.providers.calls import AccountCredentials, CallbackUrls, CallsAccepted, OutboundCall
 from workers.providers.errors import AuthFailed, Throttled
 
 ACCOUNT = 424242

@@ -19,7 +19,7 @@ from campaigns.accounts import add_account
 from tests.engine_harness import Stack, running_stack
 from tests.results_helpers import bandwidth_auth, plivo_form, plivo_signed, signed_url
 from workers.callbacks.opt_out import with_opt_out
-from workers.providers.base import EventKind, IncomingCallback
+from workers.providers.calls import EventKind, IncomingCallback
 from workers.providers.registry import PROVIDERS
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,7 +61,7 @@ def test_bandwidth_gathers_with_the_callback_credentials() -> None:
 
 @pytest.mark.parametrize("kind", ["tryvox", "voipbin"])
 def test_providers_that_cannot_gather_digits_keep_their_document(kind: str) -> None:
-    assert PROVIDERS[kind].keypress is None
+    assert PROVIDERS[kind].traits.answer.keypress is None
     document = '<?xml version="1.0"?><Response><Speak>Hi</Speak></Response>'
     assert (
         with_opt_out(PROVIDERS[kind], document, digit="9", action_url="u", credentials=(None, None))
@@ -70,7 +70,7 @@ def test_providers_that_cannot_gather_digits_keep_their_document(kind: str) -> N
 
 
 def test_a_keypress_callback_without_digits_is_malformed() -> None:
-    dialect = PROVIDERS["plivo"].keypress
+    dialect = PROVIDERS["plivo"].traits.answer.keypress
     assert dialect is not None
     callback = IncomingCallback(
         method="POST", url="u", headers={}, body=b"", params={"To": "1"}, kind_hint=EventKind.STATUS

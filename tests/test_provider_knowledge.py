@@ -23,23 +23,23 @@ MAY_NAME_A_PROVIDER = {Path("workers/providers"), Path("workers/entrypoints/demo
 
 @pytest.mark.parametrize("kind", sorted(PROVIDERS))
 def test_every_adapter_declares_what_the_system_needs_to_know(kind: str) -> None:
-    adapter = PROVIDERS[kind]
-    assert adapter.default_base_url.startswith("https://")
-    assert adapter.answer_document_kind in ("xml", "none")
-    assert adapter.takes_answer_url or adapter.answer_document_kind == "none"
-    assert 200 <= adapter.callback_ack_status < 300
-    assert all(header.islower() for header in adapter.callback_nonce_headers)
+    traits = PROVIDERS[kind].traits
+    assert traits.kind == kind and traits.default_base_url.startswith("https://")
+    assert traits.answer.document_kind in ("xml", "none")
+    assert traits.answer.takes_answer_url or traits.answer.document_kind == "none"
+    assert 200 <= traits.callbacks.ack_status < 300
+    assert all(header.islower() for header in traits.callbacks.nonce_headers)
 
 
 def test_accounts_accept_exactly_the_registered_kinds_with_their_default_base_url(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         for kind, adapter in PROVIDERS.items():
-            required = {name: "x" for name in adapter.required_account_options}
+            required = {name: "x" for name in adapter.traits.accounts.required_options}
             account_id = add_account(conn, name=f"knowledge-{kind}", provider=kind, auth_id="A",
                                      auth_token="t", cps=1, max_concurrent=1, options=required)
             row = conn.execute("SELECT base_url FROM provider_account WHERE id = %s",
                                (account_id,)).fetchone()
-            assert row is not None and row[0] == adapter.default_base_url
+            assert row is not None and row[0] == adapter.traits.default_base_url
         with pytest.raises(InvalidRequest, match="provider must be one of plivo, vobiz, tryvox, voipbin"):
             add_account(conn, name="knowledge-x", provider="sixth", auth_id="A", auth_token="t", cps=1,
                         max_concurrent=1)
@@ -47,7 +47,7 @@ def test_accounts_accept_exactly_the_registered_kinds_with_their_default_base_ur
 
 
 def test_callback_nonce_headers_are_checked_and_kept_for_every_signing_provider() -> None:
-    declared = {h for adapter in PROVIDERS.values() for h in adapter.callback_nonce_headers}
+    declared = {h for adapter in PROVIDERS.values() for h in adapter.traits.callbacks.nonce_headers}
     assert declared == set(CALLBACK_NONCE_HEADERS) and declared <= set(KEPT_HEADERS)
 
 

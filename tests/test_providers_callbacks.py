@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 from campaigns.states import Outcome
-from workers.providers.base import CallbackEvent, EventKind, IncomingCallback
+from workers.providers.calls import CallbackEvent, EventKind, IncomingCallback
 from workers.providers.registry import adapter_for
 
 PLIVO_HANGUP = {

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from campaigns.states import Outcome
-from workers.providers.base import AccountCredentials, CallbackUrls, EventKind, OutboundCall, PlacedCall
+from workers.providers.calls import AccountCredentials, CallbackUrls, EventKind, OutboundCall, PlacedCall
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.http import make_client
 from workers.providers.registry import PROVIDERS, adapter_for
@@ -67,7 +67,7 @@ def client_with(status: int, payload: Any,
 
 def test_registry_knows_every_provider_of_the_schema() -> None:
     assert set(PROVIDERS) == {"plivo", "vobiz", "tryvox", "voipbin", "bandwidth"}
-    assert all(adapter_for(name).kind == name for name in PROVIDERS)
+    assert all(adapter_for(name).traits.kind == name for name in PROVIDERS)
     with pytest.raises(ValueError, match="unknown provider 'twilio'"):
         adapter_for("twilio")
 
@@ -263,7 +263,7 @@ def test_fetch_call_status_reads_a_finished_call(provider: str) -> None:
     path, record = FINAL_RECORDS[provider]
     client, recorder = client_with(200, record)
     adapter = adapter_for(provider)
-    assert adapter.has_call_status
+    assert adapter.traits.api.has_call_status
     event = adapter.fetch_call_status(client, ACCOUNTS[provider], "req-1", "call-1")
     assert recorder.requests[0].method == "GET" and recorder.requests[0].url.path == path
     assert event is not None and event.is_final and event.kind == EventKind.HANGUP

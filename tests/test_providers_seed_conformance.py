@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from campaigns.states import Outcome
-from workers.providers.base import (
+from workers.providers.calls import (
     AccountCredentials,
     CallbackUrls,
     EventKind,
@@ -169,7 +169,7 @@ def test_status_lookups_use_the_id_each_api_takes(
 
 def test_only_vobiz_request_ids_can_be_looked_up() -> None:
     assert [p for p in ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
-            if adapter_for(p).request_ids_lookup] == ["vobiz"]
+            if adapter_for(p).traits.api.request_ids_lookup] == ["vobiz"]
 
 
 # --- TryVox -----------------------------------------------------------------------------------------

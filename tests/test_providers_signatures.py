@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from workers.providers.base import AccountCredentials, EventKind, IncomingCallback
+from workers.providers.calls import AccountCredentials, EventKind, IncomingCallback
 from workers.providers.registry import adapter_for
 from workers.providers.signatures import (
     any_signature_matches,

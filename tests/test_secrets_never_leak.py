@@ -157,7 +157,7 @@ def test_no_token_key_or_secret_appears_anywhere(ran, database_url: str, redis_c
 
 
 def test_the_repr_of_credentials_and_callback_urls_hides_every_secret() -> None:
-    from workers.providers.base import AccountCredentials, CallbackUrls
+    from workers.providers.calls import AccountCredentials, CallbackUrls
 
     creds = AccountCredentials(account_id=1, provider="voipbin", auth_id="a", auth_token="tok-SECRET-1",
                                base_url="https://x", webhook_secret="hook-SECRET-2")

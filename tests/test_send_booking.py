@@ -5,12 +5,15 @@ booking sleeps (or the mark takes time), so these check the booking rule, not th
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
+from campaigns.accounts import AccountCredentials
 from workers.dialing.send_booking import (
     BUDGET_WINDOW_S,
     GUARD_MAX_S,
@@ -24,8 +27,12 @@ from workers.dialing.send_booking import (
     guard_for,
     handoff_lead_s,
     mark_lead_s,
+    place_calls,
 )
+from workers.dialing.timed_sender import TimedSender, timed_client
 from workers.metrics.send_lateness import RecentSeconds
+from workers.providers.calls import CallbackUrls, OutboundCall
+from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets, Reservation
 
 _accounts = itertools.count(7100)
@@ -305,3 +312,34 @@ def test_a_quick_reply_leaves_the_rest_of_the_allowed_lateness_to_the_send(redis
     assert booked.book().granted
     assert booked.slack_s == pytest.approx(0.004)
     assert booked.max_late_s == allowed_lateness_s(GUARD_MIN_S)
+
+
+def test_the_send_point_books_a_refused_send_again_and_the_adapter_reads_the_answer(
+    redis_client: redis.Redis,
+) -> None:
+    """place_calls: the adapter's request goes to the timed sender with the booking's slot; refused as too
+    late, it is booked again and sent once at its new time, and the adapter reads the carrier's answer."""
+    arrivals: list[float] = []
+
+    def carrier(request: httpx.Request) -> httpx.Response:
+        arrivals.append(time.monotonic())
+        return httpx.Response(201, json={"request_uuid": "r-1", "call_uuid": "c-1"})
+
+    budgets = BookingSpy(redis_client)
+    booked = SendBooking(budgets, Booking(next(_accounts), 99, 1, 100, None), lambda: True, timed=True,
+                         recent=RecentSeconds())
+    first = booked.book()
+    assert first.granted
+    booked.due -= 1.0  # the request reached the sender a second after its booked time
+    account = AccountCredentials(3, "tryvox", "acc3", "tvx_sk_test_1", "https://api.tryvox.test")
+    call = OutboundCall(caller_id="+14155550100", destinations=["+12125550100"],
+                        callbacks=CallbackUrls(answer_url="https://cb.test/a", hangup_url="https://cb.test/h"))
+    sender = TimedSender(httpx.MockTransport(carrier))
+    try:
+        with timed_client(sender) as client:
+            accepted = place_calls(booked, adapter_for("tryvox"), client, account, call)
+    finally:
+        sender.close()
+    assert accepted.request_uuids == ["r-1"] and accepted.calls[0].call_uuid == "c-1"
+    assert budgets.refunded == [first.token], "the refused booking was given back, the new one kept"
+    assert len(arrivals) == 1 and arrivals[0] >= booked.due

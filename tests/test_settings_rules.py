@@ -13,7 +13,7 @@ from campaigns.control import CampaignSettings
 from campaigns.provider_options import InvalidOption, validate_provider_options
 from campaigns.results_export import SafeCsvWriter, spreadsheet_safe
 from campaigns.settings_rules import InvalidSetting
-from workers.providers.base import CallbackUrls, OutboundCall
+from workers.providers.calls import CallbackUrls, OutboundCall
 from workers.providers.registry import adapter_for
 
 

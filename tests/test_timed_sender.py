@@ -1,6 +1,7 @@
 """The timed sender: a booked request never leaves before its booked time, one too late is refused and
-nothing is sent, and requests without a slot go at once. The carrier is an httpx.MockTransport (a narrow
-unit test of the sender); no figure here is a timing target, only orderings that hold on any machine."""
+nothing is sent, and requests without a slot go at once; the dial's send point hands it the slot and maps
+its failures. The carrier is an httpx.MockTransport (a narrow unit test of the sender); no figure here is a
+timing target, only orderings that hold on any machine."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from campaigns.accounts import AccountCredentials
+from workers.dialing.send_booking import send_at_booked_instant
 from workers.dialing.timed_sender import (
-    ScheduledTransport,
     SendSlot,
     SendTooLate,
+    TimedClient,
     TimedSender,
-    booked_for,
     lateness_refused,
     leaves_on_time,
+    timed_client,
 )
+from workers.providers.errors import Ambiguous, Rejected, Transient
 from workers.providers.http import make_client
+
+ACCOUNT = AccountCredentials(account_id=1, provider="bandwidth", auth_id="acct", auth_token="secret-token",
+                             base_url="http://carrier.test")
 
 
 class Carrier:
@@ -39,11 +46,17 @@ def carrier() -> Carrier:
 
 
 @pytest.fixture
-def client(carrier: Carrier) -> Iterator[httpx.Client]:
+def client(carrier: Carrier) -> Iterator[TimedClient]:
     sender = TimedSender(httpx.MockTransport(carrier))
-    with make_client(transport=ScheduledTransport(sender)) as http:
+    with timed_client(sender) as http:
         yield http
     sender.close()
+
+
+def send_booked(client: TimedClient, path: str, slot: SendSlot) -> httpx.Response:
+    """A create request through the dial's send point, at `slot`."""
+    request = client.build_request("POST", f"http://carrier.test{path}", json={"to": "+12125550100"})
+    return send_at_booked_instant(client, request, slot, ACCOUNT)
 
 
 def test_the_rule_refuses_only_sends_later_than_allowed() -> None:
@@ -52,18 +65,18 @@ def test_the_rule_refuses_only_sends_later_than_allowed() -> None:
     assert lateness_refused(0.0051, 0.005)
 
 
-def test_a_booked_request_never_leaves_before_its_booked_time(client: httpx.Client, carrier: Carrier) -> None:
+def test_a_booked_request_never_leaves_before_its_booked_time(client: TimedClient, carrier: Carrier) -> None:
     due = time.monotonic() + 0.2
-    with booked_for(SendSlot(due, max_late_s=10.0)):
-        response = client.post("http://carrier.test/calls", json={"to": "+12125550100"})
+    response = send_booked(client, "/calls", SendSlot(due, max_late_s=10.0))
     assert response.status_code == 201 and response.json() == {"callId": "c-1"}
+    assert response.request.url.path == "/calls"
     [(arrived, path)] = carrier.arrivals
     assert path == "/calls"
     assert arrived >= due
 
 
 def test_sends_leave_in_booked_order_whatever_order_they_are_handed_over(
-    client: httpx.Client, carrier: Carrier
+    client: TimedClient, carrier: Carrier
 ) -> None:
     import threading
 
@@ -71,8 +84,7 @@ def test_sends_leave_in_booked_order_whatever_order_they_are_handed_over(
     slots = {"/late": now + 0.3, "/early": now + 0.15}
 
     def send(path: str) -> None:
-        with booked_for(SendSlot(slots[path], max_late_s=10.0)):
-            client.post(f"http://carrier.test{path}")
+        send_booked(client, path, SendSlot(slots[path], max_late_s=10.0))
 
     threads = [threading.Thread(target=send, args=(p,)) for p in ("/late", "/early")]
     for thread in threads:
@@ -84,34 +96,66 @@ def test_sends_leave_in_booked_order_whatever_order_they_are_handed_over(
 
 
 def test_a_request_past_its_allowed_lateness_is_refused_and_nothing_is_sent(
-    client: httpx.Client, carrier: Carrier
+    client: TimedClient, carrier: Carrier
 ) -> None:
     past = SendSlot(time.monotonic() - 1.0, max_late_s=0.005)
-    with pytest.raises(SendTooLate) as refused, booked_for(past):
-        client.post("http://carrier.test/calls")
+    with pytest.raises(SendTooLate) as refused:
+        send_booked(client, "/calls", past)
     assert refused.value.lateness_s >= 1.0
     assert carrier.arrivals == []
 
 
-def test_a_request_without_a_slot_leaves_at_once(client: httpx.Client, carrier: Carrier) -> None:
-    assert client.get("http://carrier.test/status").status_code == 201
+def test_a_request_without_a_slot_leaves_at_once(client: TimedClient, carrier: Carrier) -> None:
+    response = client.sender.send(client.build_request("GET", "http://carrier.test/status"), None)
+    assert response.status_code == 201
     assert len(carrier.arrivals) == 1
 
 
-def test_only_a_client_on_the_timed_sender_leaves_on_time(client: httpx.Client) -> None:
+def test_only_a_client_on_the_timed_sender_leaves_on_time(client: TimedClient) -> None:
     assert leaves_on_time(client)
     with make_client() as plain:
         assert not leaves_on_time(plain)
 
 
-def test_transport_errors_reach_the_caller_as_httpx_errors(carrier: Carrier) -> None:
+def test_the_sender_raises_transport_errors_as_httpx_errors(carrier: Carrier) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
     sender = TimedSender(httpx.MockTransport(refuse))
     try:
-        with make_client(transport=ScheduledTransport(sender)) as http, pytest.raises(httpx.ConnectError):
-            http.post("http://carrier.test/calls")
+        with timed_client(sender) as http, pytest.raises(httpx.ConnectError):
+            sender.send(http.build_request("POST", "http://carrier.test/calls"), None)
+    finally:
+        sender.close()
+
+
+@pytest.mark.parametrize(("failure", "error"), [
+    (httpx.ConnectError("connection refused"), Transient),  # nothing left this host
+    (httpx.ReadTimeout("no answer"), Ambiguous),  # sent: the call may be live
+])
+def test_the_send_point_maps_transport_errors_as_every_carrier_request_does(
+    failure: httpx.TransportError, error: type[Exception]
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    sender = TimedSender(httpx.MockTransport(fail))
+    try:
+        with timed_client(sender) as http, pytest.raises(error):
+            send_booked(http, "/calls", SendSlot(time.monotonic(), max_late_s=10.0))
+    finally:
+        sender.close()
+
+
+def test_the_send_point_maps_a_carrier_refusal_without_the_token_in_its_message() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": "bad number for secret-token"})
+
+    sender = TimedSender(httpx.MockTransport(refuse))
+    try:
+        with timed_client(sender) as http, pytest.raises(Rejected) as refused:
+            send_booked(http, "/calls", SendSlot(time.monotonic(), max_late_s=10.0))
+        assert "secret-token" not in refused.value.message and refused.value.status == 400
     finally:
         sender.close()
 
@@ -139,9 +183,9 @@ def test_a_request_held_up_before_its_first_byte_past_the_allowed_lateness_is_re
     sender = TimedSender(SlowConnect())
     try:
         server, port = asyncio.run_coroutine_threadsafe(carrier(), sender._loop).result()
-        with make_client(transport=ScheduledTransport(sender)) as http, pytest.raises(SendTooLate):
-            with booked_for(SendSlot(time.monotonic() + 0.05, max_late_s=0.05)):
-                http.post(f"http://127.0.0.1:{port}/calls", json={"to": "+12125550100"})
+        with timed_client(sender) as http, pytest.raises(SendTooLate):
+            request = http.build_request("POST", f"http://127.0.0.1:{port}/calls", json={"to": "+1212555"})
+            send_at_booked_instant(http, request, SendSlot(time.monotonic() + 0.05, max_late_s=0.05), ACCOUNT)
         time.sleep(0.1)
         assert b"".join(received) == b"", "the connection may have opened, but no byte of the request left"
         sender._loop.call_soon_threadsafe(server.close)
@@ -178,18 +222,18 @@ def test_a_refused_priority_is_logged_and_the_sender_still_sends(
     monkeypatch.setattr(os, "setpriority", refuse)
     sender = TimedSender(httpx.MockTransport(carrier), nice=-10)
     try:
-        with make_client(transport=ScheduledTransport(sender)) as http:
-            assert http.post("http://carrier.test/calls").status_code == 201
+        with timed_client(sender) as http:
+            assert send_booked(http, "/calls", SendSlot(time.monotonic(), max_late_s=10.0)).status_code == 201
     finally:
         sender.close()
     assert "sender thread priority not changed to nice -10" in caplog.text
 
 
 def test_a_send_whose_booking_came_back_late_is_refused_though_its_sender_is_on_time(
-    client: httpx.Client, carrier: Carrier
+    client: TimedClient, carrier: Carrier
 ) -> None:
     """The booked instant may have been `slack_s` before `due`: 40 ms of slack is past 30 ms allowed."""
     slot = SendSlot(time.monotonic() + 0.02, max_late_s=0.03, slack_s=0.04)
-    with pytest.raises(SendTooLate), booked_for(slot):
-        client.post("http://carrier.test/calls")
+    with pytest.raises(SendTooLate):
+        send_booked(client, "/calls", slot)
     assert carrier.arrivals == []

@@ -3,9 +3,9 @@
 Plivo XML, Vobiz (Plivo-compatible), TryVox VoxML and Bandwidth BXML all take <Response>; the verbs that
 speak and play differ, and so do the speak verb's voice and language attributes; the Redirect verb takes
 its URL as text (Plivo XML) or as a `redirectUrl` attribute (BXML), and VoIPbin wants no document (its
-actions are given at creation). Each adapter declares which (`answer_document_kind`, `speak_verb`,
-`speak_voice_attribute`, `speak_language_attribute`, `play_verb`, `redirect_url_attribute`). TryVox's seed
-names VoxML and none of its verbs: the Plivo-style ones are a guess (docs/PROVIDERS.md).
+actions are given at creation). Each adapter declares which in its traits' `answer` (`document_kind`,
+`speak_verb`, `speak_voice_attribute`, `speak_language_attribute`, `play_verb`, `redirect_url_attribute`).
+TryVox's seed names VoxML and none of its verbs: the Plivo-style ones are a guess (docs/PROVIDERS.md).
 """
 
 from __future__ import annotations
@@ -29,22 +29,23 @@ def answer_document(
     """(media type, body) that hands the call to the campaign's own answer URL, plays its audio, or speaks
     its message (rendered for this call) in its voice and language."""
     adapter = PROVIDERS.get(provider)
-    if adapter is not None and adapter.answer_document_kind == "none":
+    if adapter is not None and adapter.traits.answer.document_kind == "none":
         return "application/json", "{}"
     if redirect_url:
-        attribute = adapter.redirect_url_attribute if adapter is not None else None
+        attribute = adapter.traits.answer.redirect_url_attribute if adapter is not None else None
         if attribute:
             return "application/xml", _document(f"<Redirect {attribute}={quoteattr(redirect_url)}/>")
         return "application/xml", _document(f"<Redirect>{escape(redirect_url)}</Redirect>")
     if audio_url:
-        play = adapter.play_verb if adapter is not None else "Play"
+        play = adapter.traits.answer.play_verb if adapter is not None else "Play"
         return "application/xml", _document(f"<{play}>{escape(audio_url)}</{play}>")
-    speak = adapter.speak_verb if adapter is not None else "Speak"
+    speak = adapter.traits.answer.speak_verb if adapter is not None else "Speak"
     attributes = ""
     if voice:
-        attributes += f" {adapter.speak_voice_attribute if adapter else 'voice'}={quoteattr(voice)}"
+        attribute = adapter.traits.answer.speak_voice_attribute if adapter else "voice"
+        attributes += f" {attribute}={quoteattr(voice)}"
     if language:
-        name = adapter.speak_language_attribute if adapter else "language"
+        name = adapter.traits.answer.speak_language_attribute if adapter else "language"
         # A locale attribute (BXML) is written en_US; a language attribute en-US.
         value = language.replace("-", "_") if name == "locale" else language.replace("_", "-")
         attributes += f" {name}={quoteattr(value)}"

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from campaigns.store.event_store import EventRow
-from workers.providers.base import CallbackEvent
+from workers.providers.calls import CallbackEvent
 
 _PARSED_FIELDS = tuple(f.name for f in fields(CallbackEvent) if f.name != "payload")
 

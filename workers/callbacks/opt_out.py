@@ -25,7 +25,8 @@ from campaigns.dnc import is_opt_out_digit
 from campaigns.store.attempt_marks import record_opt_out
 from campaigns.store.event_store import CONNECTION_WAIT_S
 from workers.callbacks.urls import callback_url
-from workers.providers.base import AccountCredentials, IncomingCallback, ProviderAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials, IncomingCallback
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,12 @@ def with_opt_out(
 ) -> str:
     """The answer document with its verbs, then the prompt, inside the dialect's gather element. Unchanged
     where the provider cannot gather digits."""
-    dialect = adapter.keypress
+    dialect = adapter.traits.answer.keypress
     head, sep, rest = document.partition("<Response>")
     inner, end, tail = rest.rpartition("</Response>")
     if dialect is None or not sep or not end:
         return document
-    speak = adapter.speak_verb
+    speak = adapter.traits.answer.speak_verb
     prompt = f"<{speak}>{escape(PROMPT.format(digit=digit))}</{speak}>"
     gathered = dialect.gather(inner + prompt, action_url=action_url, digit=digit, credentials=credentials)
     return f"{head}<Response>{gathered}</Response>{tail}"
@@ -109,7 +110,7 @@ async def offer_opt_out(
     request: Request, adapter: ProviderAdapter, account_id: int, batch_id: uuid.UUID | None, document: str
 ) -> str:
     """`document` with the opt-out offer when the batch's campaign asks for one and the provider can."""
-    if adapter.keypress is None:
+    if adapter.traits.answer.keypress is None:
         return document
     offers: OptOutOffers | None = getattr(request.app.state, "opt_out_offers", None)
     if offers is None:
@@ -121,14 +122,14 @@ async def offer_opt_out(
     # its key comes within the grace.
     expires = int(time.time() + get_settings().callback_grace_s)
     action_url = callback_url(
-        adapter.kind, account_id, KEYPRESS_KIND, str(batch_id) if batch_id else None, expires
+        adapter.traits.kind, account_id, KEYPRESS_KIND, str(batch_id) if batch_id else None, expires
     )
     credentials = adapter.callback_credentials(account_id)
     return with_opt_out(adapter, document, digit=digit, action_url=action_url, credentials=credentials)
 
 
 def _goodbye(adapter: ProviderAdapter, opted_out: bool) -> Response:
-    speak = adapter.speak_verb
+    speak = adapter.traits.answer.speak_verb
     words = f"<{speak}>{escape(CONFIRMATION)}</{speak}>" if opted_out else ""
     return Response(
         f'<?xml version="1.0"?><Response>{words}<Hangup/></Response>', media_type="application/xml"
@@ -139,7 +140,7 @@ async def receive_keypress(
     request: Request, adapter: ProviderAdapter, account: AccountCredentials, incoming: IncomingCallback
 ) -> Response:
     """An authenticated keypress callback: opt the number out if the campaign's key was pressed."""
-    dialect = adapter.keypress
+    dialect = adapter.traits.answer.keypress
     if dialect is None:
         return Response("this provider has no keypress callback", status_code=404)
     try:

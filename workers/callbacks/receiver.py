@@ -33,13 +33,8 @@ from workers.callbacks.event_payload import event_payload
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
 from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
-from workers.providers.base import (
-    AccountCredentials,
-    Authenticated,
-    EventKind,
-    IncomingCallback,
-    ProviderAdapter,
-)
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials, Authenticated, EventKind, IncomingCallback
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
@@ -273,13 +268,13 @@ async def _acknowledge(request: Request, adapter: ProviderAdapter, kind_hint: Ev
     if kind_hint == EventKind.ANSWER:
         script = await request.app.state.scripts.get(request, account_id, batch_id)
         media_type, document = answer_document(
-            adapter.kind, message=script.text_for(destination), redirect_url=script.answer_url,
+            adapter.traits.kind, message=script.text_for(destination), redirect_url=script.answer_url,
             voice=script.options.get("voice"), language=script.options.get("language"),
             audio_url=script.options.get("audio_url"))
         if script.answer_url is None:
             document = await offer_opt_out(request, adapter, account_id, batch_id, document)
         return Response(document, media_type=media_type)
-    return Response(status_code=adapter.callback_ack_status)
+    return Response(status_code=adapter.traits.callbacks.ack_status)
 
 
 # A plain Starlette route: FastAPI's parameter injection costs more per callback than the whole check.

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from campaigns.call_options import dial_lease_s
 from campaigns.config import get_settings
 from workers.callbacks import tickets
-from workers.providers.base import CallbackUrls, EventKind
+from workers.providers.calls import CallbackUrls, EventKind
 from workers.providers.registry import adapter_for
 from workers.providers.signatures import callback_url_secret
 

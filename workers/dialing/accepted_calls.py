@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from campaigns.store.dial_store import StartedAttempt
-from workers.providers.base import CallsAccepted
+from workers.providers.calls import CallsAccepted
 
 # (attempt id, request_uuid, call_uuid), as campaigns.store.attempt_marks.record_sent takes them
 SentIds = tuple[int, str | None, str | None]

@@ -29,12 +29,12 @@ from workers.dialing.send_booking import (
     Booking,
     NotRebooked,
     SendBooking,
-    create_calls_when_due,
+    place_calls,
 )
 from workers.dialing.spoken_text import store_spoken_text, varies_per_destination
 from workers.dialing.timed_sender import leaves_on_time
 from workers.metrics.counters import counted_request
-from workers.providers.base import CallsAccepted
+from workers.providers.calls import CallsAccepted
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Reservation, throttle
@@ -48,11 +48,12 @@ SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
 
 def _request_size(chunk: ChunkDial) -> int:
     """Destinations per request (workers.ratelimit.chunk_sizing), at the rate enforced now."""
-    max_per_request = chunk.adapter.max_destinations_per_request
+    max_per_request = chunk.adapter.traits.limits.max_destinations
     campaign, limits = chunk.campaign, chunk.limits
     if not sends_in_bulk(max_per_request, campaign.provider_options):
         return 1  # no need to ask Redis for the rate
-    if chunk.adapter.answer_document_kind == "none" and varies_per_destination(campaign.provider_options):
+    text_at_creation = chunk.adapter.traits.answer.document_kind == "none"
+    if text_at_creation and varies_per_destination(campaign.provider_options):
         return 1  # the text goes in the create request: one text, so one destination, per request
     rate = chunk.ctx.budgets.current_rate(campaign.account_id, limits.cps)
     max_concurrent = min(limits.max_concurrent, campaign.max_concurrent or limits.max_concurrent)
@@ -168,7 +169,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     try:
         accepted = counted_request(
-            lambda: create_calls_when_due(booked, chunk.adapter, ctx.client, creds, call),
+            lambda: place_calls(booked, chunk.adapter, ctx.client, creds, call),
             creds,
             call,
             campaign.id,

@@ -15,7 +15,8 @@ import psycopg
 
 from campaigns.accounts import AccountLimits
 from campaigns.store import dial_store as store
-from workers.providers.base import AccountCredentials, ProviderAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials
 from workers.providers.errors import Throttled
 from workers.ratelimit import Budgets
 

@@ -9,7 +9,7 @@ from campaigns.call_options import dial_lease_s, machine_detection_mode, ring_ti
 from campaigns.store.dial_store import CampaignForDial
 from campaigns.templates import render
 from workers.callbacks.urls import callback_urls_for
-from workers.providers.base import AccountCredentials, OutboundCall
+from workers.providers.calls import AccountCredentials, OutboundCall
 from workers.providers.registry import adapter_for
 
 
@@ -26,7 +26,7 @@ def outbound_call(
     options = campaign.provider_options
     machine = machine_detection_mode(options)
     extra = dict(options.get("extra", {}))
-    if options.get("language") and adapter_for(creds.provider).answer_document_kind == "none":
+    if options.get("language") and adapter_for(creds.provider).traits.answer.document_kind == "none":
         extra.setdefault("talk_language", options["language"])  # where the text goes in at creation
     return OutboundCall(
         caller_id=campaign.caller_id,

@@ -1,12 +1,13 @@
-"""Booking a provider request's send time against the account's CPS budget, and waiting for it.
+"""Booking a provider request's send time against the account's CPS budget, waiting for it, and sending.
 
 The limiter (workers.ratelimit) books a send time; this module waits until just before it, marks the
-attempts as sending, and hands the request over to leave at the booked instant: to this process's timed
-sender (workers.dialing.timed_sender), which refuses a send that would leave too late, or, for a client without
-one, by sleeping until the booked time itself. A send that would leave too late is booked again rather than
-sent late: arriving late it could share a sliding second at the carrier with a send booked a window after
-it. The rules are pure functions (`guard_for`, `allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`);
-the clock and the sleep are parameters, so tests can check the rule without timing the machine.
+attempts as sending, and sends the request at the booked instant (`place_calls`, the dial's send point):
+through this process's timed sender (workers.dialing.timed_sender), which refuses a send that would leave
+too late, or, for a client without one, by sleeping until the booked time itself. A send that would leave
+too late is booked again rather than sent late: arriving late it could share a sliding second at the
+carrier with a send booked a window after it. The rules are pure functions (`guard_for`,
+`allowed_lateness_s`, `mark_lead_s`, `handoff_lead_s`); the clock and the sleep are parameters, so tests
+can check the rule without timing the machine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from workers.dialing.timed_sender import SendSlot, SendTooLate, booked_for
+from workers.dialing.timed_sender import SendSlot, SendTooLate, TimedClient
 from workers.metrics.send_lateness import RECENT, RecentSeconds, observe_lateness, observe_refused_late
-from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials, CallsAccepted, OutboundCall
+from workers.providers.http import send, sent_once
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 
 # Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
@@ -31,9 +34,9 @@ from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 # LATENESS_MIN_S. So the guard is GUARD_MIN_S (3% of the budget) on a host that keeps time, up to GUARD_MAX_S
 # on one that does not. The CPS script keeps every booking of the account in the widest window any host
 # asked for lately, so a quiet host's sends never crowd a loaded host's late ones. Measured in
-# bench/RESULTS.md ("Send precision"); before the timed sender the window was a fixed 1.04 s, and a strict carrier
-# still answered 429 now and then. (The spread of round trips to the carrier was tried as the network part:
-# on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
+# bench/RESULTS.md ("Send precision"); before the timed sender the window was a fixed 1.04 s, and a strict
+# carrier still answered 429 now and then. (The spread of round trips to the carrier was tried as the network
+# part: on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
 GUARD_MIN_S = 0.03
 GUARD_MAX_S = 0.05
 GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
@@ -182,6 +185,10 @@ class SendBooking:
         # Marked but never sent (this thread kept waking late): the caller undoes them, which is safe.
         return Reservation(False, 0.0, 0.05)
 
+    def slot(self) -> SendSlot:
+        """The granted send time as the timed sender takes it."""
+        return SendSlot(self.due, self.max_late_s, self.slack_s)
+
     def refused_late(self) -> Reservation:
         """The timed sender refused the send as too late: give the booking back and book again."""
         self._refund(self.grant)
@@ -192,22 +199,43 @@ class NotRebooked(Exception):
     """The timed sender refused a late send and no new send time could be booked: hand the work back."""
 
 
-def create_calls_when_due(
+def place_calls(
     booked: SendBooking,
     adapter: ProviderAdapter,
     client: httpx.Client,
-    creds: AccountCredentials,
+    account: AccountCredentials,
     call: OutboundCall,
 ) -> CallsAccepted:
-    """The adapter's request, leaving at the booked time (through a timed sender's client); a send refused
-    as too late is booked again (the attempts stay marked) and sent at its new time."""
+    """The dial's send point: the adapter builds the create request, it leaves at the booked time, and the
+    adapter reads the carrier's answer. A send refused as too late is booked again (the attempts stay marked)
+    and sent at its new time; NotRebooked when no new time could be booked."""
     while True:
+        request = adapter.create_request(client, account, call)
         try:
-            with booked_for(SendSlot(booked.due, booked.max_late_s, booked.slack_s)):
-                return adapter.create_calls(client, creds, call)
+            response = send_at_booked_instant(client, request, booked.slot(), account)
         except SendTooLate:
             if not booked.refused_late().granted:
                 raise NotRebooked() from None
+            continue
+        return adapter.read_create_answer(response, account, call)
+
+
+def send_at_booked_instant(
+    client: httpx.Client, request: httpx.Request, slot: SendSlot, account: AccountCredentials
+) -> httpx.Response:
+    """Send a booked request once: through the dial client's timed sender, which writes it at the slot's
+    instant or raises SendTooLate having sent nothing; on a plain client at once (its booking has already
+    slept until the slot). A failure is the ProviderError workers.providers.http maps it to."""
+    if not isinstance(client, TimedClient):
+        return send(client, request, account)
+
+    def at_slot(request: httpx.Request) -> httpx.Response:
+        response = client.sender.send(request, slot)
+        response.request = request  # what httpx.Client.send leaves on its answers
+        client.cookies.extract_cookies(response)  # and, like it, a carrier's cookies go with the next request
+        return response
+
+    return sent_once(at_slot, request, account)
 
 
 def book_send_time(

@@ -10,10 +10,11 @@ thread has to wake on time, and the interpreter is asked to hand it the GIL quic
 
 A send that would leave later than `SendSlot.max_late_s` after its booked time is not sent (`SendTooLate`):
 arriving late it could share a sliding second at the carrier with a send booked a window later. The caller
-re-books it. Requests made without a slot (status lookups) leave at once.
+re-books it. A request handed over without a slot leaves at once.
 
-Adapters are unchanged: they call `httpx.Client.send` on a client whose transport is `ScheduledTransport`,
-and the booked slot travels in a context variable set around the call (`booked_for`).
+The dial client of a worker process is a `TimedClient`: a pooled client like any other, on which adapters
+build their requests, carrying the process's sender. The dialer's send point
+(workers.dialing.send_booking.place_calls) hands each built create request to that sender with its slot.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from campaigns.config import get_settings
 from workers.metrics.send_lateness import observe_lateness, observe_refused_late
+from workers.providers.http import client_options
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +73,6 @@ class SendTooLate(Exception):
 def lateness_refused(lateness_s: float, max_late_s: float) -> bool:
     """The rule: a send later than max_late_s after its booked time is refused."""
     return lateness_s > max_late_s
-
-
-_slot: ContextVar[SendSlot | None] = ContextVar("dialer_send_slot", default=None)
-
-
-@contextmanager
-def booked_for(slot: SendSlot) -> Iterator[None]:
-    """Requests sent through a ScheduledTransport inside this block leave at the slot's time."""
-    token = _slot.set(slot)
-    try:
-        yield
-    finally:
-        _slot.reset(token)
 
 
 class TimedSender:
@@ -157,8 +145,8 @@ class TimedSender:
     async def _warm_up(self) -> None:
         """Load and start the async HTTP stack now, not at the first booked instant (its first use imports
         and initialises modules for tens of milliseconds on a loaded host)."""
-        import anyio
-        import h11  # noqa: F401
+        import anyio  # start-up: imported on the sender's loop now, not at its first booked send
+        import h11  # noqa: F401  # start-up: the HTTP/1.1 parser too, for the same reason
 
         await anyio.sleep(0)
 
@@ -187,20 +175,24 @@ def set_thread_nice(nice: int) -> bool:
     return True
 
 
-class ScheduledTransport(httpx.BaseTransport):
-    """A sync httpx transport that hands every request to a TimedSender, at the slot set by `booked_for`."""
+class TimedClient(httpx.Client):
+    """A worker's dial client: the pooled client adapters build create requests on, carrying the process's
+    timed sender, which writes each booked one at its instant."""
 
-    def __init__(self, sender: TimedSender) -> None:
-        self._sender = sender
+    def __init__(self, sender: TimedSender, **options: Any) -> None:
+        super().__init__(**options)
+        self.sender = sender
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._sender.send(request, _slot.get())
+
+def timed_client(sender: TimedSender) -> TimedClient:
+    """A dial client with the settings of every carrier client (workers.providers.http) and this sender."""
+    return TimedClient(sender, **client_options())
 
 
 def leaves_on_time(client: httpx.Client) -> bool:
-    """Does this client hand its requests to a timed sender (so the caller must not sleep until the booked
-    time itself, and must not send a booked request through any other client)?"""
-    return isinstance(getattr(client, "_transport", None), ScheduledTransport)
+    """Does this client hand its booked requests to a timed sender (so the caller must not sleep until the
+    booked time itself, and must not send a booked request through any other client)?"""
+    return isinstance(client, TimedClient)
 
 
 _lock = threading.Lock()
@@ -212,8 +204,6 @@ def process_sender() -> TimedSender:
     global _sender
     with _lock:
         if _sender is None or _sender[0] != os.getpid():
-            from campaigns.config import get_settings
-
             sys.setswitchinterval(SWITCH_INTERVAL_S)
             _sender = (os.getpid(), TimedSender(nice=get_settings().sender_nice))
         return _sender[1]

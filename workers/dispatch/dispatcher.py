@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from campaigns.accounts import load_account
 from campaigns.secrets_box import SecretUnreadable
-from campaigns.states import ACTIVE_DESTINATION, sql_in
+from campaigns.states import ACTIVE_DESTINATION, CampaignState, sql_in
 from campaigns.store.claims import DUE_NOW, claim_due_destinations, expire_undialed
 from campaigns.store.dial_store import pause_account_campaigns
 from campaigns.windows import open_timezones, window_of
@@ -65,8 +65,9 @@ def campaign_timezones(conn: psycopg.Connection, campaign_id: int) -> list[str]:
 
 
 COMPLETE_FINISHED = f"""
-UPDATE campaign c SET state = 'completed', state_reason = 'every destination finished', updated_at = now()
-WHERE c.state = 'running' AND NOT EXISTS (
+UPDATE campaign c SET state = '{CampaignState.COMPLETED.value}', state_reason = 'every destination finished',
+    updated_at = now()
+WHERE c.state = '{CampaignState.RUNNING.value}' AND NOT EXISTS (
     SELECT 1 FROM destination d WHERE d.campaign_id = c.id AND {sql_in("d.status", ACTIVE_DESTINATION)})
 RETURNING c.id"""
 # Counts what the claim would take (campaigns.store.claims.DUE_NOW), expired claims included.
@@ -112,7 +113,8 @@ def dispatch_tick(
     finish_campaigns(conn, report)
     with conn.cursor(row_factory=dict_row) as cur:
         campaigns = cur.execute(
-            "SELECT * FROM campaign WHERE state = 'running' AND account_id IS NOT NULL "
+            f"SELECT * FROM campaign WHERE state = '{CampaignState.RUNNING.value}' "
+            "AND account_id IS NOT NULL "
             "AND (start_at IS NULL OR start_at <= now()) ORDER BY id"
         ).fetchall()
     by_account: dict[int, list[dict[str, Any]]] = {}

@@ -3,7 +3,7 @@ reaper's look-up of each one, mapped back to its destination through the number 
 
 A Plivo/Vobiz bulk answer lists request ids with no order (`to` joined by '<' in, a list of ids out): only a
 callback ties an id to a destination. When every callback of a bulk is lost the attempts know no id at all.
-Where the provider's status API answers for a bare request id (adapter.request_ids_lookup; Vobiz, whose
+Where the provider's status API answers for a bare request id (traits.api.request_ids_lookup; Vobiz, whose
 seed makes request_uuid and call_uuid interchangeable), the reaper asks about every id of the batch once,
 stores each final answer as an event of the batch with its destination, and lets the applier match it by
 (batch, number), exactly as it matches a callback.
@@ -21,7 +21,8 @@ import psycopg
 
 from campaigns.store.event_store import store_event
 from workers.callbacks.event_payload import reconciled_event
-from workers.providers.base import AccountCredentials, ProviderAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials
 from workers.providers.errors import ProviderError
 from workers.providers.fields import check_event
 
@@ -56,7 +57,7 @@ def look_up_batch(
     """Ask about every request id of the batch; store the final ones as events of the batch (to be applied
     by the caller). Nothing is stored for an id the carrier does not know or cannot tell about."""
     answer = BatchAnswer()
-    if not adapter.request_ids_lookup:
+    if not adapter.traits.api.request_ids_lookup:
         return answer
     for request_uuid in batch_request_ids(conn, batch_id):
         answer.asked += 1

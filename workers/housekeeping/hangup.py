@@ -65,7 +65,7 @@ def hang_up_live_calls(
                 creds, _ = load_account(conn, account_id)
                 adapters[account_id] = (creds, adapter_for(creds.provider))
             creds, adapter = adapters[account_id]
-            if not adapter.has_hangup:
+            if not adapter.traits.api.has_hangup:
                 report.unsupported[creds.provider] += 1
                 settled.add(attempt_id)
                 continue

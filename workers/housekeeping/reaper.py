@@ -19,7 +19,15 @@ from psycopg.rows import dict_row
 from campaigns.accounts import load_account
 from campaigns.call_options import answered_lease_s
 from campaigns.retry_policy import NextStep, next_step, unless_cancelled
-from campaigns.states import FINAL_ATTEMPT, LIVE_DESTINATION, OPEN_ATTEMPT, Outcome, slot_member, sql_in
+from campaigns.states import (
+    FINAL_ATTEMPT,
+    LIVE_DESTINATION,
+    OPEN_ATTEMPT,
+    CampaignState,
+    Outcome,
+    slot_member,
+    sql_in,
+)
 from campaigns.store import settlements
 from campaigns.store.event_store import store_event
 from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
@@ -130,7 +138,7 @@ def _unknown_step(conn: psycopg.Connection, attempt: dict[str, Any], now: dateti
         now,
         policy[1] if policy else None,
     )
-    return unless_cancelled(step, policy is not None and policy[2] == "cancelled")
+    return unless_cancelled(step, policy is not None and policy[2] == CampaignState.CANCELLED)
 
 
 def _mark_unknown(conn: psycopg.Connection, budgets: Budgets, attempt: dict[str, Any], now: datetime) -> bool:
@@ -177,10 +185,10 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
 ORPHAN_GRACE_S = 60
 _ORPHANED = f"""
 SELECT d.id, d.status, d.attempts_made, a.outcome, a.id IS NULL AS missing, c.retry_policy, c.end_at,
-       d.attempts_before_run, c.state = 'cancelled' AS cancelled
+       d.attempts_before_run, c.state = '{CampaignState.CANCELLED.value}' AS cancelled
 FROM campaign c JOIN destination d ON d.campaign_id = c.id
 LEFT JOIN call_attempt a ON a.destination_id = d.id AND a.attempt_no = d.attempts_made
-WHERE c.state <> 'completed' AND {sql_in("d.status", LIVE_DESTINATION)}
+WHERE c.state <> '{CampaignState.COMPLETED.value}' AND {sql_in("d.status", LIVE_DESTINATION)}
   AND d.updated_at < now() - make_interval(secs => %s)
   AND (a.id IS NULL OR {sql_in("a.status", FINAL_ATTEMPT)})
 LIMIT %s

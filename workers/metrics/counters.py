@@ -25,7 +25,8 @@ from prometheus_client.registry import REGISTRY
 
 # Defined beside the booking that observes it; exported here with the engine's other metrics.
 from workers.metrics.send_lateness import SEND_LATENESS as SEND_LATENESS
-from workers.providers.base import AccountCredentials, CallsAccepted, OutboundCall, ProviderAdapter
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import AccountCredentials, CallsAccepted, OutboundCall
 from workers.providers.errors import ProviderError
 
 disable_created_metrics()  # no `_created` series beside every counter: nobody graphs them

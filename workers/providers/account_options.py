@@ -1,11 +1,10 @@
 """The provider-specific options an account must or may carry, checked when it is added or updated (pure).
 
-Each adapter declares them (`required_account_options`, `local_callback_times`): Bandwidth authenticates API
-calls with an API user's username and password ("Dashboard API Credentials", bandwidth-create-call.txt
-l.9-11), never the account id, so it requires `api_username` (the token is that user's password) and its
-Voice `application_id` (l.19). Plivo and Vobiz write callback times in the console's local time zone
-(plivo-make-call.txt l.95-98, vobiz-make-call.txt l.104-107): their accounts may say which (`time_zone`, an
-IANA name; UTC when absent).
+Each adapter declares them in its traits (`accounts`): Bandwidth authenticates API calls with an API user's
+username and password ("Dashboard API Credentials", bandwidth-create-call.txt l.9-11), never the account id,
+so it requires `api_username` (the token is that user's password) and its Voice `application_id` (l.19).
+Plivo and Vobiz write callback times in the console's local time zone (plivo-make-call.txt l.95-98,
+vobiz-make-call.txt l.104-107): their accounts may say which (`time_zone`, an IANA name; UTC when absent).
 """
 
 from __future__ import annotations
@@ -14,21 +13,21 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.providers.base import ProviderAdapter
+from workers.providers.traits import ProviderTraits
 
 
 def check_account_options(
-    adapter: ProviderAdapter, options: Mapping[str, Any], *, partial: bool = False
+    traits: ProviderTraits, options: Mapping[str, Any], *, partial: bool = False
 ) -> None:
     """ValueError naming what is missing or wrong. `partial`: an update, checking only the keys given."""
-    kind = adapter.kind
-    for key, what in adapter.required_account_options.items():
+    kind = traits.kind
+    for key, what in traits.accounts.required_options.items():
         given = str(options.get(key) or "").strip()
         if not given and (key in options or not partial):
             raise ValueError(f"a {kind} account needs options.{key}: {what}")
     zone = options.get("time_zone")
     if zone is not None:
-        if not adapter.local_callback_times:
+        if not traits.accounts.local_callback_times:
             raise ValueError(f"options.time_zone applies where callback times are local, not to {kind}")
         try:
             ZoneInfo(str(zone))

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import httpx
 
 from campaigns.states import Outcome
-from workers.providers.base import (
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import (
     AccountCredentials,
     CallbackEvent,
     CallsAccepted,
@@ -31,13 +32,12 @@ from workers.providers.base import (
     LookedUp,
     OutboundCall,
     PlacedCall,
-    ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, e164, json_answer, send
-from workers.providers.keypress import BxmlGather, KeypressDialect
+from workers.providers.http import check_destinations, e164, json_answer
+from workers.providers.keypress import BxmlGather
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
     bandwidth_outcome,
@@ -52,6 +52,14 @@ from workers.providers.signatures import (
     bandwidth_auth_matches,
     bandwidth_callback_credentials,
     basic_auth_header,
+)
+from workers.providers.traits import (
+    AccountRules,
+    AnswerMarkup,
+    CallApi,
+    CallbackRules,
+    ProviderTraits,
+    RequestLimits,
 )
 
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
@@ -156,23 +164,26 @@ def record_as_event_payload(record: Mapping[str, Any]) -> dict[str, Any]:
 class BandwidthAdapter(ProviderAdapter):
     """Bandwidth Voice API v2: POST /api/v2/accounts/{accountId}/calls with HTTP Basic."""
 
-    kind: ClassVar[str] = "bandwidth"
-    default_base_url: ClassVar[str] = "https://voice.bandwidth.com"
-    callback_ack_status: ClassVar[int] = 204
-    speak_verb: ClassVar[str] = "SpeakSentence"  # BXML
-    keypress: ClassVar[KeypressDialect | None] = BxmlGather()
-    redirect_url_attribute: ClassVar[str | None] = "redirectUrl"
-    required_account_options: ClassVar[Mapping[str, str]] = {
-        "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
-        "application_id": "the Voice application id (--application-id)",
-    }
-
-    speak_language_attribute: ClassVar[str] = "locale"  # en_US
-    play_verb: ClassVar[str] = "PlayAudio"
-    max_destinations_per_request: ClassVar[int] = 1
-    has_call_status: ClassVar[bool] = True
-    max_ring_timeout_s: ClassVar[int] = MAX_CALL_TIMEOUT  # callTimeout is 1-300
-    has_hangup: ClassVar[bool] = True
+    traits: ClassVar[ProviderTraits] = ProviderTraits(
+        kind="bandwidth",
+        default_base_url="https://voice.bandwidth.com",
+        limits=RequestLimits(max_ring_timeout_s=MAX_CALL_TIMEOUT),  # callTimeout is 1-300
+        api=CallApi(has_call_status=True, has_hangup=True),
+        callbacks=CallbackRules(ack_status=204),
+        answer=AnswerMarkup(  # BXML
+            speak_verb="SpeakSentence",
+            speak_language_attribute="locale",  # en_US
+            play_verb="PlayAudio",
+            redirect_url_attribute="redirectUrl",
+            keypress=BxmlGather(),
+        ),
+        accounts=AccountRules(
+            required_options={
+                "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
+                "application_id": "the Voice application id (--application-id)",
+            }
+        ),
+    )
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL; auth_id is the Bandwidth account id."""
@@ -197,24 +208,28 @@ class BandwidthAdapter(ProviderAdapter):
             )
         return {"Authorization": basic_auth_header(str(username), account.auth_token)}
 
-    def create_calls(
+    def create_request(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
-    ) -> CallsAccepted:
-        """One POST, one destination; 201 with callId (Location as a fallback)."""
-        check_destinations(call.destinations, self.max_destinations_per_request)
+    ) -> httpx.Request:
+        """One POST, one destination, for the account's Voice application."""
+        check_destinations(call.destinations, self.traits.limits.max_destinations)
         application_id = account.options.get("application_id")
         if not application_id:
             raise AuthFailed(
                 f"bandwidth account {account.account_id} has no application_id option; "
                 "set the Voice application id in the provider account settings"
             )
-        request = client.build_request(
+        return client.build_request(
             "POST",
             self.calls_url(account),
             headers=self.auth_headers(account),
             json=bandwidth_call_body(call, str(application_id)),
         )
-        response = send(client, request, account)
+
+    def read_create_answer(
+        self, response: httpx.Response, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """201 with callId (Location as a fallback)."""
         data = json_answer(response, account)
         call_id = data.get("callId") if isinstance(data, dict) else None
         call_id = call_id or response.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1] or None

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.providers.base import CallbackEvent
+from workers.providers.calls import CallbackEvent
 
 NOT_YET_PREFIX = "9999-"  # VoIPbin's "has not happened" timestamp
 MAX_NUMBER = 10**15  # beyond any real duration or price; bigger ones are refused before int() works on them

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from workers.providers.base import AccountCredentials
+from workers.providers.calls import AccountCredentials
 from workers.providers.errors import (
     Ambiguous,
     AuthFailed,
@@ -55,28 +55,44 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
 
 def make_client(*, transport: httpx.BaseTransport | None = None, max_connections: int = 64) -> httpx.Client:
     """A pooled keep-alive client for ~64 concurrent requests; share one per process."""
+    return httpx.Client(transport=transport, **client_options(max_connections))
+
+
+def client_options(max_connections: int = 64) -> dict[str, Any]:
+    """The settings of every carrier client: timeouts, a keep-alive pool, no redirects, our User-Agent."""
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         keepalive_expiry=KEEPALIVE_EXPIRY,
     )
-    return httpx.Client(
-        timeout=TIMEOUT,
-        limits=limits,
-        transport=transport,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-    )
+    return {
+        "timeout": TIMEOUT,
+        "limits": limits,
+        "follow_redirects": False,
+        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+    }
 
 
 def send(
     client: httpx.Client, request: httpx.Request, account: AccountCredentials, *, idempotent: bool = False
 ) -> httpx.Response:
-    """Send once; return a 2xx response or raise the ProviderError it means.
+    """Send once on `client`; return a 2xx response or raise the ProviderError it means.
 
     `idempotent` requests (status GETs) map timeouts after sending to Transient instead of Ambiguous."""
+    return sent_once(client.send, request, account, idempotent=idempotent)
+
+
+def sent_once(
+    transmit: Callable[[httpx.Request], httpx.Response],
+    request: httpx.Request,
+    account: AccountCredentials,
+    *,
+    idempotent: bool = False,
+) -> httpx.Response:
+    """`transmit(request)` once (a client's send, or the dialer's timed sender); a 2xx response, or the
+    ProviderError the failure means. Anything `transmit` raises that is not an httpx error passes through."""
     try:
-        response = client.send(request)
+        response = transmit(request)
     except NOT_SENT_ERRORS as exc:
         raise Transient(redact(f"{account.provider}: request not sent ({type(exc).__name__}: {exc})",
                                account)) from None

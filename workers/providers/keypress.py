@@ -1,7 +1,7 @@
 """Digit gathering for the opt-out keypress ("press 9 to stop these calls"), per call-control dialect.
 
-An adapter whose answer markup can gather digits declares a `keypress` dialect (a class attribute): how to
-wrap the answer document's verbs in the dialect's gather element, pointing at our keypress callback URL,
+An adapter whose answer markup can gather digits declares a `keypress` dialect (its traits' `answer`): how
+to wrap the answer document's verbs in the dialect's gather element, pointing at our keypress callback URL,
 and how to read the digits out of that callback. Supported: Plivo XML and Vobiz (`<GetDigits>`, form
 callback with `Digits`), Bandwidth BXML (`<Gather>`, JSON `gather` event with `digits`, authenticated with
 the per-call Basic credentials given as the Gather's username/password). Not supported: TryVox (its seed
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
-from workers.providers.base import IncomingCallback
+from workers.providers.calls import IncomingCallback
 
 GATHER_TIMEOUT_S = 5  # seconds after the message for the key
 

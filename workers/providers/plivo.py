@@ -20,7 +20,8 @@ from urllib.parse import parse_qsl
 import httpx
 
 from campaigns.states import Outcome
-from workers.providers.base import (
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import (
     AccountCredentials,
     Authenticated,
     CallbackEvent,
@@ -30,13 +31,12 @@ from workers.providers.base import (
     LookedUp,
     OutboundCall,
     PlacedCall,
-    ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, json_answer, send
-from workers.providers.keypress import GetDigits, KeypressDialect
+from workers.providers.http import check_destinations, json_answer
+from workers.providers.keypress import GetDigits
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import (
     parse_decimal,
@@ -49,6 +49,14 @@ from workers.providers.signatures import (
     basic_auth_header,
     plivo_v2_signature,
     plivo_v3_signature,
+)
+from workers.providers.traits import (
+    AccountRules,
+    AnswerMarkup,
+    CallApi,
+    CallbackRules,
+    ProviderTraits,
+    RequestLimits,
 )
 
 EVENT_KINDS = {"ring": EventKind.RING, "startapp": EventKind.ANSWER, "hangup": EventKind.HANGUP}
@@ -213,22 +221,23 @@ def record_as_params(record: Mapping[str, Any]) -> dict[str, Any]:
 class PlivoAdapter(ProviderAdapter):
     """Plivo Voice API: POST /v1/Account/{auth_id}/Call/ with HTTP Basic."""
 
-    kind: ClassVar[str] = "plivo"
-    default_base_url: ClassVar[str] = "https://api.plivo.com"
-    local_callback_times: ClassVar[bool] = True  # StartTime/AnswerTime/EndTime: the console's zone
-    callback_nonce_headers: ClassVar[tuple[str, ...]] = (
-        "x-plivo-signature-v3-nonce", "x-plivo-signature-v2-nonce")
-    max_destinations_per_request: ClassVar[int] = 1000
-    has_call_status: ClassVar[bool] = True
+    traits: ClassVar[ProviderTraits] = ProviderTraits(
+        kind="plivo",
+        default_base_url="https://api.plivo.com",
+        limits=RequestLimits(max_destinations=1000),
+        api=CallApi(has_call_status=True, has_hangup=True),
+        callbacks=CallbackRules(nonce_headers=("x-plivo-signature-v3-nonce", "x-plivo-signature-v2-nonce")),
+        answer=AnswerMarkup(keypress=GetDigits()),
+        accounts=AccountRules(local_callback_times=True),  # StartTime/AnswerTime/EndTime: the console's zone
+    )
+    # How Vobiz, Plivo-compatible, differs in code: the path, the ring bound, and the signature headers.
     ring_timeout_field: ClassVar[bool] = True
-    has_hangup: ClassVar[bool] = True
     api_prefix: ClassVar[str] = "/v1"
     v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v2", "x-plivo-signature-ma-v2")
     v2_nonce_header: ClassVar[str] = "x-plivo-signature-v2-nonce"
     v3_signs_request: ClassVar[bool] = True
-    keypress: ClassVar[KeypressDialect | None] = GetDigits()  # Vobiz inherits it (Plivo-compatible XML)
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The Call collection URL (PascalCase path, trailing slash)."""
@@ -238,18 +247,22 @@ class PlivoAdapter(ProviderAdapter):
         """HTTP Basic auth_id:auth_token."""
         return {"Authorization": basic_auth_header(account.auth_id, account.auth_token)}
 
-    def create_calls(
+    def create_request(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
-    ) -> CallsAccepted:
-        """One POST for up to 1000 destinations; never retried here."""
-        check_destinations(call.destinations, self.max_destinations_per_request)
-        request = client.build_request(
+    ) -> httpx.Request:
+        """One POST for up to 1000 destinations."""
+        check_destinations(call.destinations, self.traits.limits.max_destinations)
+        return client.build_request(
             "POST",
             self.calls_url(account),
             json=plivo_call_body(call, ring_timeout_field=self.ring_timeout_field),
             headers=self.auth_headers(account),
         )
-        response = send(client, request, account)
+
+    def read_create_answer(
+        self, response: httpx.Response, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """request_uuid: a string for one destination, a list for a bulk."""
         return accepted_from_answer(json_answer(response, account), call, account)
 
     def v3_expected(self, account: AccountCredentials, callback: IncomingCallback, nonce: str) -> str:
@@ -288,7 +301,7 @@ class PlivoAdapter(ProviderAdapter):
         params: Mapping[str, Any] = callback.params or {
             key: values[-1] for key, values in form_params(callback.body).items()
         }
-        return plivo_event(self.kind, params, callback.kind_hint, callback.time_zone)
+        return plivo_event(self.traits.kind, params, callback.kind_hint, callback.time_zone)
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """Plivo's Call retrieve (/Call/{call_uuid}/) takes the call uuid; a request uuid can differ from it
@@ -311,4 +324,4 @@ class PlivoAdapter(ProviderAdapter):
         params = {k: v for k, v in record_as_params(record).items() if v not in (None, "")}
         params.setdefault("RequestUUID", looked_up.request_uuid)
         params.setdefault("CallUUID", looked_up.call_uuid or looked_up.request_uuid)
-        return plivo_event(self.kind, params, EventKind.STATUS, looked_up.time_zone)
+        return plivo_event(self.traits.kind, params, EventKind.STATUS, looked_up.time_zone)

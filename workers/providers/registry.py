@@ -19,24 +19,24 @@ from workers.providers.voipbin import VoipbinAdapter
 # Adapters hold no state, so one instance each serves every account and thread.
 PROVIDERS: Mapping[str, ProviderAdapter] = MappingProxyType(
     {
-        adapter.kind: adapter
+        adapter.traits.kind: adapter
         for adapter in (PlivoAdapter(), VobizAdapter(), TryVoxAdapter(), VoipbinAdapter(), BandwidthAdapter())
     }
 )
 
 # Every signed-callback nonce header any provider sends: checked for replays and kept with the event.
 CALLBACK_NONCE_HEADERS: tuple[str, ...] = tuple(
-    dict.fromkeys(header for adapter in PROVIDERS.values() for header in adapter.callback_nonce_headers)
+    dict.fromkeys(h for adapter in PROVIDERS.values() for h in adapter.traits.callbacks.nonce_headers)
 )
 
-for _adapter in PROVIDERS.values():  # accounts (domain side) learn the kinds and base URLs from here
+for _traits in (adapter.traits for adapter in PROVIDERS.values()):  # accounts (domain side) learn them here
     register_provider(
-        _adapter.kind,
-        _adapter.default_base_url,
-        check_options=partial(check_account_options, _adapter),
-        takes_answer_url=_adapter.takes_answer_url,
+        _traits.kind,
+        _traits.default_base_url,
+        check_options=partial(check_account_options, _traits),
+        takes_answer_url=_traits.answer.takes_answer_url,
     )
-    register_ring_timeout_limit(_adapter.kind, _adapter.max_ring_timeout_s)
+    register_ring_timeout_limit(_traits.kind, _traits.limits.max_ring_timeout_s)
 
 
 def adapter_for(provider: str) -> ProviderAdapter:

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 import httpx
 
 from campaigns.states import Outcome
-from workers.providers.base import (
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import (
     AccountCredentials,
     CallbackEvent,
     CallsAccepted,
@@ -24,12 +25,11 @@ from workers.providers.base import (
     LookedUp,
     OutboundCall,
     PlacedCall,
-    ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.http import check_destinations, e164, json_answer
 from workers.providers.outcomes import (
     TRYVOX_FINAL_STATUSES,
     json_object,
@@ -40,6 +40,7 @@ from workers.providers.outcomes import (
 )
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.signatures import url_secret_matches
+from workers.providers.traits import CallApi, ProviderTraits
 
 # "call.ringing" -> ringing; the word after the last dot names the event.
 EVENT_KINDS = {
@@ -139,10 +140,9 @@ def tryvox_event(payload: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
 class TryVoxAdapter(ProviderAdapter):
     """TryVox Voice API: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key."""
 
-    kind: ClassVar[str] = "tryvox"
-    default_base_url: ClassVar[str] = "https://api.tryvox.io"
-    max_destinations_per_request: ClassVar[int] = 1
-    has_call_status: ClassVar[bool] = True
+    traits: ClassVar[ProviderTraits] = ProviderTraits(
+        kind="tryvox", default_base_url="https://api.tryvox.io", api=CallApi(has_call_status=True)
+    )
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL."""
@@ -155,15 +155,20 @@ class TryVoxAdapter(ProviderAdapter):
             headers["X-Tenant-ID"] = str(account.options["tenant_id"])
         return headers
 
-    def create_calls(
+    def create_request(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
-    ) -> CallsAccepted:
-        """One POST, one destination; the answer carries request_uuid and call_uuid."""
-        check_destinations(call.destinations, self.max_destinations_per_request)
-        request = client.build_request(
+    ) -> httpx.Request:
+        """One POST, one destination."""
+        check_destinations(call.destinations, self.traits.limits.max_destinations)
+        return client.build_request(
             "POST", self.calls_url(account), json=tryvox_call_body(call), headers=self.auth_headers(account)
         )
-        data = json_answer(send(client, request, account), account)
+
+    def read_create_answer(
+        self, response: httpx.Response, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """The answer carries request_uuid and call_uuid."""
+        data = json_answer(response, account)
         request_uuid = data.get("request_uuid") if isinstance(data, dict) else None
         call_uuid = data.get("call_uuid") if isinstance(data, dict) else None
         if not request_uuid and not call_uuid:

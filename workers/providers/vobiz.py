@@ -8,23 +8,27 @@ what lets the reaper ask about every request id of a bulk answer.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
-from workers.providers.base import AccountCredentials, IncomingCallback
+from workers.providers.calls import AccountCredentials, IncomingCallback
 from workers.providers.plivo import PlivoAdapter
 from workers.providers.signatures import vobiz_v3_signature
+from workers.providers.traits import CallbackRules, ProviderTraits
 
 
 class VobizAdapter(PlivoAdapter):
     """Vobiz Voice API: POST /api/v1/Account/{auth_id}/Call/ (PascalCase, trailing slash)."""
 
-    kind: ClassVar[str] = "vobiz"
-    default_base_url: ClassVar[str] = "https://api.vobiz.ai"
-    callback_nonce_headers: ClassVar[tuple[str, ...]] = (
-        "x-vobiz-signature-v3-nonce", "x-vobiz-signature-v2-nonce")
+    traits: ClassVar[ProviderTraits] = replace(
+        PlivoAdapter.traits,
+        kind="vobiz",
+        default_base_url="https://api.vobiz.ai",
+        api=replace(PlivoAdapter.traits.api, request_ids_lookup=True),  # request and call ids interchangeable
+        callbacks=CallbackRules(nonce_headers=("x-vobiz-signature-v3-nonce", "x-vobiz-signature-v2-nonce")),
+    )
     api_prefix: ClassVar[str] = "/api/v1"
     ring_timeout_field: ClassVar[bool] = False
-    request_ids_lookup: ClassVar[bool] = True
     v3_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v3", "x-vobiz-signature-ma-v3")
     v3_nonce_header: ClassVar[str] = "x-vobiz-signature-v3-nonce"
     v2_headers: ClassVar[tuple[str, ...]] = ("x-vobiz-signature-v2", "x-vobiz-signature-ma-v2")

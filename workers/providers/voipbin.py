@@ -18,11 +18,12 @@ Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import httpx
 
-from workers.providers.base import (
+from workers.providers.base import ProviderAdapter
+from workers.providers.calls import (
     AccountCredentials,
     CallbackEvent,
     CallsAccepted,
@@ -31,15 +32,15 @@ from workers.providers.base import (
     LookedUp,
     OutboundCall,
     PlacedCall,
-    ProviderAdapter,
 )
 from workers.providers.errors import Ambiguous, Rejected
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import as_mapping, require_scalars
-from workers.providers.http import check_destinations, e164, json_answer, send
+from workers.providers.http import check_destinations, e164, json_answer
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
 from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
+from workers.providers.traits import AnswerMarkup, CallApi, ProviderTraits, RequestLimits
 
 DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
 TYPE_KINDS = {
@@ -159,13 +160,14 @@ def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[st
 class VoipbinAdapter(ProviderAdapter):
     """VoIPbin API v1.0 with a token query parameter."""
 
-    kind: ClassVar[str] = "voipbin"
-    default_base_url: ClassVar[str] = "https://api.voipbin.net"
-    answer_document_kind: ClassVar[Literal["xml", "none"]] = "none"  # actions are given at creation
-    takes_answer_url: ClassVar[bool] = False  # no action fetches call control from a URL (seed)
-    max_destinations_per_request: ClassVar[int] = 100
-    has_call_status: ClassVar[bool] = True
-    has_hangup: ClassVar[bool] = True
+    traits: ClassVar[ProviderTraits] = ProviderTraits(
+        kind="voipbin",
+        default_base_url="https://api.voipbin.net",
+        limits=RequestLimits(max_destinations=100),
+        api=CallApi(has_call_status=True, has_hangup=True),
+        # Actions are given at creation, and no action fetches call control from a URL (seed).
+        answer=AnswerMarkup(document_kind="none", takes_answer_url=False),
+    )
 
     def calls_url(self, account: AccountCredentials) -> str:
         """The calls collection URL (the token goes in the query)."""
@@ -182,18 +184,22 @@ class VoipbinAdapter(ProviderAdapter):
         return client.build_request("POST", f"{self.call_url(account, call_id)}/hangup",
                                     params=self.auth_params(account))
 
-    def create_calls(
+    def create_request(
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
-    ) -> CallsAccepted:
-        """One POST for up to 100 destinations; 200 with one call object each."""
-        check_destinations(call.destinations, self.max_destinations_per_request)
-        request = client.build_request(
+    ) -> httpx.Request:
+        """One POST for up to 100 destinations."""
+        check_destinations(call.destinations, self.traits.limits.max_destinations)
+        return client.build_request(
             "POST",
             self.calls_url(account),
             params=self.auth_params(account),
             json=voipbin_call_body(call),
         )
-        response = send(client, request, account)
+
+    def read_create_answer(
+        self, response: httpx.Response, account: AccountCredentials, call: OutboundCall
+    ) -> CallsAccepted:
+        """200 with one call object per destination."""
         accepted = accepted_from_answer(json_answer(response, account))
         if not accepted.request_uuids:
             raise Ambiguous(

@@ -21,7 +21,7 @@ from workers import redis_keys
 from workers.callbacks.applier_store import apply_events, left_over_after
 from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
 from workers.dialing.context import DialContext
-from workers.dialing.timed_sender import ScheduledTransport, process_sender
+from workers.dialing.timed_sender import process_sender, timed_client
 from workers.dispatch.dispatcher import dispatch_tick as claim_and_enqueue
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
@@ -53,12 +53,12 @@ _dial_client: httpx.Client | None = None
 
 
 def dial_client() -> httpx.Client:
-    """The client dial chunks send through: its requests go to this process's timed sender
-    (workers.dialing.timed_sender), which makes each leave at its booked send time."""
+    """The client dial chunks send through: adapters build their create requests on it, and it carries this
+    process's timed sender (workers.dialing.timed_sender), which makes each leave at its booked send time."""
     global _dial_client
     with _client_lock:
         if _dial_client is None:
-            _dial_client = make_client(transport=ScheduledTransport(process_sender()))
+            _dial_client = timed_client(process_sender())
         return _dial_client
 
 
