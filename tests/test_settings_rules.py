@@ -9,10 +9,9 @@ import math
 import pytest
 
 from campaigns import settings_rules
-from campaigns.control import CampaignSettings
 from campaigns.provider_options import InvalidOption, validate_provider_options
 from campaigns.results_export import SafeCsvWriter, spreadsheet_safe
-from campaigns.settings_rules import InvalidSetting
+from campaigns.settings_rules import CampaignSettings, InvalidSetting
 from workers.providers.calls import CallbackUrls, OutboundCall
 from workers.providers.registry import adapter_for
 
