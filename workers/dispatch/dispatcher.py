@@ -169,7 +169,7 @@ def _dispatch_account(
         if not claimed:
             continue
         report.claimed[cid] = len(claimed)
-        size = chunk_size(adapter.max_destinations_per_request, c["provider_options"], rate, c["cps"])
+        size = chunk_size(adapter.traits.limits.max_destinations, c["provider_options"], rate, c["cps"])
         for i in range(0, len(claimed), size):
             enqueue(cid, claimed[i : i + size])
             report.chunks += 1

@@ -78,7 +78,7 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
     LIVE if the carrier says the call is still going, False if it could not tell."""
     creds, _ = load_account(conn, attempt["account_id"])
     adapter = adapter_for(creds.provider)
-    if not adapter.has_call_status or not (attempt["request_uuid"] or attempt["call_uuid"]):
+    if not adapter.traits.api.has_call_status or not (attempt["request_uuid"] or attempt["call_uuid"]):
         return False
     try:
         event = adapter.fetch_call_status(client, creds, attempt["request_uuid"], attempt["call_uuid"])
