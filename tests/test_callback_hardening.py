@@ -29,7 +29,7 @@ from tests.results_helpers import (
 )
 from workers import redis_keys
 from workers.callbacks import tickets
-from workers.callbacks.applier_store import apply_events, by_provider_ids
+from workers.callbacks.applier import apply_events, by_provider_ids
 from workers.callbacks.nonces import NONCE_TTL_S
 from workers.providers.signatures import callback_url_secret as callback_url_secret_of
 

@@ -207,13 +207,13 @@ def test_the_import_reader_sees_function_level_aliased_and_relative_imports(
 
 def test_the_wing_check_refuses_an_import_upwards_or_sideways() -> None:
     edges = [
-        ("workers.metrics.counters", "workers.callbacks.applier"),  # up
+        ("workers.metrics.counters", "workers.callbacks.applier_thread"),  # up
         ("workers.dialing.chunk", "workers.housekeeping.reaper"),  # sideways
         ("workers.dialing.chunk", "workers.callbacks.urls"),  # down: fine
         ("workers.ratelimit.cps", "workers.redis_keys"),  # to core: fine
     ]
     assert wing_violations(edges) == [
-        "workers.metrics.counters (metrics) imports workers.callbacks.applier (callbacks)",
+        "workers.metrics.counters (metrics) imports workers.callbacks.applier_thread (callbacks)",
         "workers.dialing.chunk (dialing) imports workers.housekeeping.reaper (housekeeping)",
     ]
 

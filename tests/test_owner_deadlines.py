@@ -219,7 +219,7 @@ def test_a_hangup_that_beats_the_ambiguous_answer_settles_the_attempt_and_the_5x
 
     from campaigns.store.attempt_marks import note_ambiguous
     from campaigns.store.dial_store import QueuedDestination, StartedAttempt
-    from workers.callbacks.applier_store import apply_events, by_ids
+    from workers.callbacks.applier import apply_events, by_ids
 
     lone.set_destination("dialing", 1)
     attempt = lone.attempt("dialing", age_s=1, sent_age_s=1, lease_in_s=600)

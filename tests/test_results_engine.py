@@ -27,7 +27,7 @@ from tests.results_helpers import (
     wait_for,
 )
 from tests.sim_helpers import RunningSimulator, start_simulator
-from workers.callbacks.applier_store import apply_events_for_ids
+from workers.callbacks.applier import apply_events_for_ids
 from workers.callbacks.urls import webhook_url
 from workers.providers.signatures import callback_url_secret
 from workers.ratelimit.process_budgets import get_budgets

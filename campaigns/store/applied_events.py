@@ -1,6 +1,6 @@
 """What applying a batch of carrier events writes: the attempts and destinations the events moved, and the
 events themselves marked applied (with their attempt), one UPDATE each whatever the batch's size; and an
-event set aside as unappliable. workers.callbacks.applier_store decides every value, under its row locks and
+event set aside as unappliable. workers.callbacks.applier decides every value, under its row locks and
 in its transaction; this writes them.
 """
 

@@ -20,7 +20,7 @@ from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_C
 from campaigns.states import CampaignState, DestinationStatus
 from campaigns.store import attempt_marks as marks
 from campaigns.store import dial_store as store
-from workers.callbacks.applier_store import apply_events_for_ids
+from workers.callbacks.applier import apply_events_for_ids
 from workers.dialing.accepted_calls import match_accepted
 from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
 from workers.dialing.outbound_request import outbound_call

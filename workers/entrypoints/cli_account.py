@@ -11,9 +11,10 @@ from rich.table import Table
 
 from campaigns.accounts import add_account, list_accounts, remove_account, update_account
 from campaigns.db import connect
+from workers.providers.registry import PROVIDERS
 
 account_app = typer.Typer(
-    help="Provider accounts (Plivo, Vobiz, TryVox, VoIPbin, Bandwidth).", no_args_is_help=True
+    help=f"Provider accounts ({', '.join(sorted(PROVIDERS))}).", no_args_is_help=True
 )
 console = Console()
 
@@ -44,7 +45,7 @@ def _with_named_options(
 @account_app.command("add")
 def add(
     name: str,
-    provider: str = typer.Option(..., help="plivo, vobiz, tryvox, voipbin or bandwidth"),
+    provider: str = typer.Option(..., help=", ".join(sorted(PROVIDERS))),
     auth_id: str = typer.Option(..., help="Account id (Plivo/Vobiz auth id, Bandwidth account id…)"),
     auth_token: str = typer.Option(
         ...,

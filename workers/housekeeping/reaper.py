@@ -30,7 +30,7 @@ from campaigns.states import (
 )
 from campaigns.store import settlements
 from campaigns.store.event_store import store_event
-from workers.callbacks.applier_store import apply_events, unattached_for_call, unattached_of_batch
+from workers.callbacks.applier import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import reconciled_event
 from workers.housekeeping.batch_lookup import BatchAnswer, is_live, look_up_batch
 from workers.housekeeping.send_evidence import settle_unanswered_sends

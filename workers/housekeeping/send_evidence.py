@@ -37,7 +37,7 @@ from campaigns.retry_policy import (
 )
 from campaigns.states import AttemptStatus, DestinationStatus, Outcome, slot_member, sql_in
 from campaigns.store import settlements
-from workers.callbacks.applier_store import apply_events, for_batches
+from workers.callbacks.applier import apply_events, for_batches
 from workers.ratelimit import Budgets
 from workers.ratelimit.backoff import full_jitter_backoff
 

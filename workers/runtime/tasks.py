@@ -1,6 +1,6 @@
 """Celery tasks: thin shells over the wings. Each builds its context (a pooled connection, the process's
 budgets and HTTP client) and calls the one function that does the work: workers.dialing.chunk.dial_chunk,
-workers.dispatch.dispatcher.dispatch_tick, workers.callbacks.applier_store.apply_events,
+workers.dispatch.dispatcher.dispatch_tick, workers.callbacks.applier.apply_events,
 workers.housekeeping.reaper.reap_expired_attempts and workers.housekeeping.run_scheduler.run_scheduler_tick.
 
 The task names are the ones the tasks had before the engine was split into wings (`workers.tasks.*`):
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from workers import redis_keys
-from workers.callbacks.applier_store import apply_events, left_over_after
+from workers.callbacks.applier import apply_events, left_over_after
 from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
 from workers.dialing.context import DialContext
 from workers.dialing.timed_sender import process_sender, timed_client

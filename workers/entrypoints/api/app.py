@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from campaigns.store.event_store import EventWriter
-from workers.callbacks.applier import EventApplier
+from workers.callbacks.applier_thread import EventApplier
 from workers.callbacks.call_scripts import CallScripts
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache
