@@ -8,8 +8,8 @@ recorded) stays unapplied and is tried again when the ids are recorded, or by a 
 A batch costs a fixed handful of statements whatever its size: select the events, match them to attempts
 in one query, lock those attempts and destinations, compute every transition in memory, write attempts,
 destinations and events back with one UPDATE each (campaigns.store.applied_events), then free the ended
-calls' slots. Which events a batch
-takes is named by a selector (`pending_after`, `by_ids`, `by_provider_ids`, ...), not by SQL text.
+calls' slots. Which events a batch takes is named by a selector (`pending_after`, `by_ids`,
+`by_provider_ids`, ...), not by SQL text.
 """
 
 from __future__ import annotations

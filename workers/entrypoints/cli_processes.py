@@ -12,6 +12,7 @@ from campaigns.config import get_settings
 from campaigns.db import connect, require_schema
 from campaigns.errors import ServiceUnavailable
 from workers.entrypoints.flower_auth import flower_basic_auth
+from workers.queues import ALL_QUEUES
 from workers.ratelimit.errors import START_REDIS
 
 
@@ -36,7 +37,7 @@ def _exec(argv: list[str]) -> None:
 
 
 def worker(
-    queues: str = typer.Option("dial,results,housekeeping", help="Queues to consume"),
+    queues: str = typer.Option(",".join(ALL_QUEUES), help="Queues to consume"),
     threads: int = typer.Option(
         16,
         help="Threads per process: a dial waiting for its send time is a sleeping "

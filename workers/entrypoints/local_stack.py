@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from campaigns.config import get_settings
+from workers.queues import ALL_QUEUES
 
 
 def free_port() -> int:
@@ -71,7 +72,7 @@ class LocalStack:
                 "workers.runtime.celery_app",
                 "worker",
                 "-Q",
-                "dial,results,housekeeping",
+                ",".join(ALL_QUEUES),
                 "-P",
                 "threads",
                 "-c",

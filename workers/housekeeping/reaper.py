@@ -23,6 +23,7 @@ from campaigns.states import (
     FINAL_ATTEMPT,
     LIVE_DESTINATION,
     OPEN_ATTEMPT,
+    AttemptStatus,
     CampaignState,
     Outcome,
     slot_member,
@@ -121,7 +122,7 @@ def _reconcile_by_batch(
     if is_live(batches[batch_id], attempt["number"]):
         return LIVE
     row = conn.execute("SELECT status FROM call_attempt WHERE id = %s", (attempt["id"],)).fetchone()
-    return bool(row and row[0] in ("completed", "failed"))
+    return bool(row and row[0] in (AttemptStatus.COMPLETED, AttemptStatus.FAILED))
 
 
 def _unknown_step(conn: psycopg.Connection, attempt: dict[str, Any], now: datetime) -> NextStep:
