@@ -22,7 +22,7 @@ import psycopg
 from campaigns.store.event_store import store_event
 from workers.callbacks.event_payload import reconciled_event
 from workers.providers.base import ProviderAdapter
-from workers.providers.calls import AccountCredentials
+from workers.providers.calls import AccountCredentials, CallbackEvent
 from workers.providers.errors import ProviderError
 from workers.providers.fields import check_event
 
@@ -43,6 +43,29 @@ class BatchAnswer:
     live_numbers: set[str] = field(default_factory=set)  # destinations whose call goes on
 
 
+def ask_carrier(
+    adapter: ProviderAdapter,
+    client: httpx.Client,
+    creds: AccountCredentials,
+    request_uuid: str | None,
+    call_uuid: str | None,
+    about: str,
+) -> CallbackEvent | None:
+    """The carrier's record of one call, checked like any input; None when it cannot tell, does not know the
+    call, or sends a record we refuse (each logged, naming `about`)."""
+    try:
+        event = adapter.fetch_call_status(client, creds, request_uuid, call_uuid)
+        if event is not None:
+            check_event(event, datetime.now(UTC))  # the carrier's record is input too
+    except ProviderError as exc:
+        log.info("%s: %s", about, exc)
+        return None
+    except ValueError as exc:
+        log.warning("%s: the carrier's record is refused: %s", about, exc)
+        return None
+    return event
+
+
 def _digits(number: str | None) -> str:
     return (number or "").strip().lstrip("+")
 
@@ -61,17 +84,8 @@ def look_up_batch(
         return answer
     for request_uuid in batch_request_ids(conn, batch_id):
         answer.asked += 1
-        try:
-            event = adapter.fetch_call_status(client, creds, request_uuid, None)
-            if event is not None:
-                check_event(event, datetime.now(UTC))  # the carrier's record is input too
-        except ProviderError as exc:
-            log.info("looking up request %s of batch %s: %s", request_uuid, batch_id, exc)
-            continue
-        except ValueError as exc:
-            log.warning("looking up request %s of batch %s: the record is refused: %s",
-                        request_uuid, batch_id, exc)
-            continue
+        event = ask_carrier(adapter, client, creds, request_uuid, None,
+                            f"looking up request {request_uuid} of batch {batch_id}")
         if event is None or not event.destination:
             continue
         if not event.is_final:

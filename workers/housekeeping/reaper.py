@@ -33,10 +33,8 @@ from campaigns.store import settlements
 from campaigns.store.event_store import store_event
 from workers.callbacks.applier import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import reconciled_event
-from workers.housekeeping.batch_lookup import BatchAnswer, is_live, look_up_batch
+from workers.housekeeping.batch_lookup import BatchAnswer, ask_carrier, is_live, look_up_batch
 from workers.housekeeping.send_evidence import settle_unanswered_sends
-from workers.providers.errors import ProviderError
-from workers.providers.fields import check_event
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 
@@ -81,16 +79,8 @@ def _reconcile(conn: psycopg.Connection, client: httpx.Client, attempt: dict[str
     adapter = adapter_for(creds.provider)
     if not adapter.traits.api.has_call_status or not (attempt["request_uuid"] or attempt["call_uuid"]):
         return False
-    try:
-        event = adapter.fetch_call_status(client, creds, attempt["request_uuid"], attempt["call_uuid"])
-        if event is not None:
-            check_event(event, datetime.now(UTC))  # the carrier's record is input too
-    except ProviderError as exc:
-        log.info("reconciling attempt %s: %s", attempt["id"], exc)
-        return False
-    except ValueError as exc:
-        log.warning("reconciling attempt %s: the carrier's record is refused: %s", attempt["id"], exc)
-        return False
+    event = ask_carrier(adapter, client, creds, attempt["request_uuid"], attempt["call_uuid"],
+                        f"reconciling attempt {attempt['id']}")
     if event is None:
         return False
     if not event.is_final:
