@@ -6,7 +6,9 @@ Prepares N sent attempts in a fresh database (destinations + attempts with reque
 directly), starts the API as a subprocess, and fires one correctly signed Plivo hangup per attempt from a
 separate load process (keep-alive raw HTTP client, C concurrent senders, retrying non-2xx as a carrier
 does). Reports the stored rate (2xx answers, each only after its commit), the applied rate (attempts
-completed), p50/p99 of the request latency and of receive-to-applied, and checks that none is lost.
+completed), p50/p99 of the request latency and of receive-to-applied, the CPU each process spent per
+callback (API, load, every Postgres process on the host, Redis: read from /proc, so on a shared machine the
+Postgres figure includes other users' queries), and checks that none is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,35 @@ from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-plivo-token"
+
+
+def _cpu_s(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _cpu_by_process(api_pid: int) -> dict[str, float]:
+    return {"api": _cpu_s([api_pid]), "postgres": _cpu_s(_pids_named("postgres")),
+            "redis": _cpu_s(_pids_named("redis-server"))}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -171,7 +202,7 @@ async def _fire(requests: list[tuple[str, bytes, dict[str, str]]], concurrency: 
                     break
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
 
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     pool.close()
     return {
@@ -180,6 +211,7 @@ async def _fire(requests: list[tuple[str, bytes, dict[str, str]]], concurrency: 
         "latencies": latencies,
         "statuses": statuses,
         "acked": len(done_at),
+        "cpu_s": time.process_time() - cpu_start,
     }
 
 
@@ -258,6 +290,7 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
         receiver, sender = mp.Pipe(duplex=False)
         load = mp.get_context("fork").Process(target=_load_process, args=(requests, concurrency, sender))
         load.start()
+        cpu_before = _cpu_by_process(api.pid)
         with psycopg.connect(url, autocommit=True) as conn:
             deadline = time.time() + max(120.0, n / 100)
             fired: dict[str, Any] | None = None
@@ -272,6 +305,7 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
                 ):
                     break
                 time.sleep(0.2)
+            cpu_after = _cpu_by_process(api.pid)
             if fired is None:
                 fired = receiver.recv() if receiver.poll(60) else {}
             load.join(10)
@@ -325,6 +359,9 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
         "applied_lag_p50_ms": round(_percentile(lags, 0.50) * 1000, 1),
         "applied_lag_p99_ms": round(_percentile(lags, 0.99) * 1000, 1),
         "lost": n - int(applied),
+        "cpu_ms_per_callback": {
+            **{name: round(1000 * (cpu_after[name] - cpu_before[name]) / n, 3) for name in cpu_before},
+            "load": round(1000 * fired.get("cpu_s", 0.0) / n, 3)},
     }
 
 
