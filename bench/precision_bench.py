@@ -1,20 +1,32 @@
-"""Send precision (issue 13): single-destination requests at 20 and 200 CPS against a carrier that counts
-arrivals in a strict sliding 1-second window, with and without network-like arrival jitter; then how many
-calls still arrive after `dialer campaign pause` returns, at 100 CPS.
+"""Send precision (issues 13 and 18): single-destination requests at 20, 200 and 500 CPS against a carrier
+that counts arrivals in a strict sliding 1-second window, with and without network-like arrival jitter (20
+and 200); then how many calls still arrive after `dialer campaign pause` returns, at 100 CPS.
 
-    python -m bench precision                  # every scenario, one table (about 3 minutes)
-    python -m bench.precision_bench --only 200 --jitter-only
+    python -m bench precision                          # every scenario, normal priority (about 4 minutes)
+    python -m bench.precision_bench --busy-core        # the same with one core kept busy beside the stack
+    python -m bench.precision_bench --priority         # carrier nice -15, sender threads nice -10
+    python -m bench.precision_bench --only 500 --no-jitter --no-pause   # 500 CPS only
 
-4 worker processes of 8 threads, beat and the API, one simulator; Bandwidth (one destination per request).
-As docker-compose.yml does, the workers' sender threads run at nice -10 (DIALER_SENDER_NICE; `--sender-nice`).
-The simulator stands for a carrier on its own hardware: it runs at nice -15 when the OS allows
-(`--carrier-nice`), so the dialer's load on these shared cores does not delay the instants it counts
-arrivals at. A short warm-up campaign (`--warm-up-calls`, 0 for none) runs first, so the first scenario is
-not also the stack's cold start; each row keeps its per-second arrivals (`per_second`), cold start included.
+4 worker processes of 8 threads, beat and the API, one simulator (the carrier); Bandwidth (one destination
+per request). By default every process runs at normal priority, as a user's dry run with everything on one
+machine would (bench.conditions). `--priority` runs the simulator at nice -15 (a carrier on its own
+hardware: the dialer's load does not delay the instants it counts arrivals at) and the workers' sender
+threads at nice -10, as docker-compose.yml does (DIALER_SENDER_NICE); `--sender-nice`/`--carrier-nice`
+set either alone. `--busy-core` runs one normal-priority `python -c 'while True: pass'` beside the stack
+for the whole run. Every row is labelled with its conditions ("normal priority", "priority: carrier nice
+-15, sender nice -10", "· busy core"). A short warm-up campaign (`--warm-up-calls`, 0 for none) runs first,
+so the first scenario is not also the stack's cold start; each row keeps its per-second arrivals
+(`per_second`), cold start included.
+
 Per scenario: the most arrivals in any sliding 1-second window, the carrier's 429s, the budget used (mean
-arrivals over the whole 1-second bins of the run, against the CPS), and the send lateness the workers
-measured (booked time to the moment the request left; workers.metrics.send_lateness). Uses its own database
-(dialer_bench_precision) and Redis prefix; Postgres and Redis must be running.
+arrivals over the whole 1-second bins of the run, against the CPS), the send lateness the workers measured
+(booked time to the moment the request left; workers.metrics.send_lateness), the share of sends refused as
+late (refused and booked again, per send that left), and the CPU ms per placed call of each process: the
+workers together, the API, beat, Postgres (the bench database's backends and the server's background
+processes), Redis, and the carrier (bench.process_cpu, from /proc between the campaign's start and its
+completion); "dialer" sums all but the carrier. Postgres and Redis are shared with whatever else runs on
+the machine: on a quiet machine only the bench uses them. Uses its own database (dialer_bench_precision)
+and Redis prefix; Postgres and Redis must be running.
 """
 
 from __future__ import annotations
@@ -27,10 +39,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench import conditions
 from bench.dialing_bench import (
     ALL_ANSWERED,
     API_USER,
@@ -40,20 +53,23 @@ from bench.dialing_bench import (
     REPO,
     prepare,
 )
+from bench.process_cpu import CpuMeter, per_call_ms
+from bench.stack_processes import DIALER_GROUPS, stack_groups
 
 T = TypeVar("T")
 JITTER_MS = (5.0, 5.0)  # mean, spread: 5 ms ± 5 ms
-SENDER_NICE = -10  # docker-compose.yml's DIALER_SENDER_NICE
-CARRIER_NICE = -15
 WARM_UP = (50, 150)  # CPS, calls: about three seconds, enough for every worker thread to have dialed
 PAUSE_RATE = 100
 PAUSE_AFTER_S = 6.0
 
-# As reported in issue 13 (before this work), for the table's "before" column.
+# As reported in issues 13 and 18 (both with the carrier at nice -15, the sender threads at -10), for the
+# table's "before" column.
 REPORTED_BEFORE = {
-    ("20", False): "max 20, one 429, 88.6%",
-    ("200", False): "max 193-198, 1-2 429s a run, 86.4-87.8%",
-    ("pause", False): "126 calls after pause returned (100 CPS)",
+    ("20", False): "issue 18: 96.5%; issue 13: max 20, one 429, 88.6%",
+    ("200", False): "issue 18: 49.6% and 42.9%, 0 429s, 2,341 and 2,620 of 3,000 refused late; "
+                    "issue 13: max 193-198, 1-2 429s a run, 86.4-87.8%",
+    ("500", False): "not measured",
+    ("pause", False): "issue 13: 126 calls after pause returned (100 CPS)",
 }
 
 
@@ -69,6 +85,7 @@ class Scenario:
 SCENARIOS = [
     Scenario("20", 20, 400, False, 96.0),
     Scenario("200", 200, 3000, False, 96.0),
+    Scenario("500", 500, 7500, False, 90.0),
     Scenario("20", 20, 400, True, 94.0),
     Scenario("200", 200, 3000, True, 94.0),
 ]
@@ -83,9 +100,12 @@ def _lateness(directory: Path, since: float) -> dict[str, Any]:
     from workers.metrics.send_lateness import read_samples
 
     samples = read_samples(directory, since)
+    refused = len(read_samples(directory, since, refused=True))
     return {
         "sends_timed": len(samples),
-        "refused_late": len(read_samples(directory, since, refused=True)),
+        "refused_late": refused,
+        # Per send that left, as issue 18 counts it ("2,341 of the 3,000 sends were refused as late").
+        "refused_late_pct": round(100.0 * refused / len(samples), 1) if samples else None,
         "late_p50_ms": round(_percentile(samples, 0.50) * 1000, 2),
         "late_p99_ms": round(_percentile(samples, 0.99) * 1000, 2),
         "late_max_ms": round(max(samples, default=0.0) * 1000, 2),
@@ -130,14 +150,18 @@ class Bench:
     """One simulator and one stack for every scenario; each scenario has its own simulated account. One
     Postgres connection is held for the whole run."""
 
-    def __init__(self, sim: Any, lateness_root: Path) -> None:
+    def __init__(self, sim: Any, lateness_root: Path, stack: Any, label: str) -> None:
+        from campaigns.config import get_settings
         from campaigns.db import connect
 
         self.sim = sim
         self.lateness_root = lateness_root
+        self.label = label
         self.seq = 0
         self.jitter_ms = JITTER_MS
         self.conn = retrying("connect", lambda: connect(autocommit=True))
+        settings = get_settings()
+        self.processes = stack_groups(stack, sim.process.pid, settings.psycopg_url, settings.redis_url)
 
     def _account(self, rate: int) -> tuple[str, int]:
         from campaigns.accounts import add_account
@@ -155,16 +179,26 @@ class Bench:
         )
         return auth_id, account_id
 
-    def _start(self, name: str, rate: int, calls: int) -> tuple[str, int]:
-        from tests.engine_harness import load_campaign, numbers, prepare_and_start
+    def _load(self, name: str, rate: int, calls: int) -> tuple[str, int, int]:
+        """A simulated account of `rate` CPS and a loaded campaign of `calls`, not started yet."""
+        from tests.engine_harness import load_campaign, numbers
 
         auth_id, account_id = self._account(rate)
         phones = numbers(calls, start=self.seq * 10000)
         campaign_id = retrying("load", lambda: load_campaign(f"precision-{self.seq}-{name}", phones))
+        return auth_id, account_id, campaign_id
+
+    def _begin(self, campaign_id: int, account_id: int) -> None:
+        from tests.engine_harness import prepare_and_start
+
         prepare_and_start(
             self.conn, campaign_id, account_id,
             provider_options={"ring_timeout": 30, "time_limit": 60, "track_ringing": False},
         )
+
+    def _start(self, name: str, rate: int, calls: int) -> tuple[str, int]:
+        auth_id, account_id, campaign_id = self._load(name, rate, calls)
+        self._begin(campaign_id, account_id)
         return auth_id, campaign_id
 
     def _accepted(self, auth_id: str) -> int:
@@ -187,24 +221,29 @@ class Bench:
         self._jitter(scenario.jitter)
         since = time.time()
         started = time.monotonic()
-        auth_id, campaign_id = self._start(scenario.name, scenario.rate, scenario.calls)
+        auth_id, account_id, campaign_id = self._load(scenario.name, scenario.rate, scenario.calls)
         conn = self.conn
-        wait_for(
-            lambda: conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
-            == ("completed",),
-            timeout=scenario.calls / scenario.rate * 6 + 60, interval=0.5, what="campaign completed",
-        )
+        # CPU from the campaign's start to its completion: the loader's work (this process) is not in it.
+        meter = CpuMeter(self.processes)
+        with meter.sampling():
+            self._begin(campaign_id, account_id)
+            wait_for(
+                lambda: conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+                == ("completed",),
+                timeout=scenario.calls / scenario.rate * 6 + 60, interval=0.5, what="campaign completed",
+            )
         times = self._arrivals(auth_id)
         stats = self.sim.stats()["accounts"][auth_id]
         return {
             "scenario": f"{scenario.rate} CPS" + (
                 f" + jitter {self.jitter_ms[0]:g}±{self.jitter_ms[1]:g} ms" if scenario.jitter else ""
             ),
-            "rate": scenario.rate, "jitter": scenario.jitter, "calls": len(times),
+            "run": self.label, "rate": scenario.rate, "jitter": scenario.jitter, "calls": len(times),
             "max_in_1s": max_in_window(times), "429s": stats["rejected_429"],
             "used_pct": _full_seconds_used(times, scenario.rate), "target_used_pct": scenario.target_used,
             "duplicates": stats["duplicate_dials"], "complete_s": round(time.monotonic() - started, 1),
-            **_lateness(self.lateness_root, since), "per_second": _per_second(times),
+            **_lateness(self.lateness_root, since),
+            "cpu_ms_per_call": _cpu_per_call(meter.seconds, len(times)), "per_second": _per_second(times),
         }
 
     def run_pause(self, calls: int) -> dict[str, Any]:
@@ -233,31 +272,54 @@ class Bench:
         rejected_at = [round(r["time"] - returned, 3) for r in self.sim.ledger()["rejections"]
                        if r.get("account") == auth_id and "time" in r]
         return {
-            "scenario": f"pause at {PAUSE_RATE} CPS", "rate": PAUSE_RATE, "calls": len(times),
+            "scenario": f"pause at {PAUSE_RATE} CPS", "run": self.label, "rate": PAUSE_RATE,
+            "calls": len(times),
             "after_pause": after, "target_after_pause": PAUSE_RATE, "429s_s_from_pause": rejected_at,
             "429s": self.sim.stats()["accounts"][auth_id]["rejected_429"],
             **_lateness(self.lateness_root, since),
         }
 
 
+def _cpu_per_call(seconds: dict[str, float], calls: int) -> dict[str, float]:
+    """CPU ms per placed call of each process group, and "dialer": all of them but the carrier."""
+    ms = per_call_ms(seconds, calls)
+    return {**ms, "dialer": round(sum(ms.get(group, 0.0) for group in DIALER_GROUPS), 2)}
+
+
+CPU_COLUMNS = ("workers", "api", "beat", "postgres", "redis", "dialer", "carrier")
+
+
 def _table(rows: list[dict[str, Any]], load: str) -> str:
     lines = [
         f"load average at start: {load}",
-        "| scenario | calls | most in any 1 s | 429s | budget used (target) | lateness p50 / p99 / max ms "
-        "(sends refused late) "
-        "| reported before (issue 13) |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | run | calls | most in any 1 s | 429s | budget used (target) | sends refused late "
+        "(share of sends) | lateness p50 / p99 / max ms | reported before |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        late = f"{r['late_p50_ms']} / {r['late_p99_ms']} / {r['late_max_ms']} ({r.get('refused_late', '-')})"
+        late = f"{r['late_p50_ms']} / {r['late_p99_ms']} / {r['late_max_ms']}"
+        refused = f"{r.get('refused_late', '-')} ({r.get('refused_late_pct', '-')}%)"
         if "after_pause" in r:
             before = REPORTED_BEFORE.get(("pause", False), "-")
-            lines.append(f"| {r['scenario']} | {r['calls']} | - | {r['429s']} | {r['after_pause']} calls "
-                         f"after pause returned (≤ {r['target_after_pause']}) | {late} | {before} |")
+            lines.append(f"| {r['scenario']} | {r['run']} | {r['calls']} | - | {r['429s']} "
+                         f"| {r['after_pause']} calls after pause returned (≤ {r['target_after_pause']}) "
+                         f"| {refused} | {late} | {before} |")
             continue
         before = REPORTED_BEFORE.get((str(r["rate"]), r["jitter"]), "-")
-        lines.append(f"| {r['scenario']} | {r['calls']} | {r['max_in_1s']} | {r['429s']} | {r['used_pct']}% "
-                     f"(≥ {r['target_used_pct']}%) | {late} | {before} |")
+        lines.append(f"| {r['scenario']} | {r['run']} | {r['calls']} | {r['max_in_1s']} | {r['429s']} "
+                     f"| {r['used_pct']}% (≥ {r['target_used_pct']}%) | {refused} | {late} | {before} |")
+    lines += [
+        "",
+        "CPU ms per placed call, per process (dialer = workers + API + beat + Postgres + Redis; the carrier "
+        "apart)",
+        "| scenario | run | " + " | ".join(CPU_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(CPU_COLUMNS),
+    ]
+    for r in rows:
+        if "cpu_ms_per_call" in r:
+            cpu = r["cpu_ms_per_call"]
+            lines.append(f"| {r['scenario']} | {r['run']} | "
+                         + " | ".join(str(cpu.get(c, "-")) for c in CPU_COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -269,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", default="20,200", help="CPS budgets to run")
+    parser.add_argument("--only", default="20,200,500", help="CPS budgets to run")
     parser.add_argument("--no-jitter", action="store_true", help="skip the jittered runs")
     parser.add_argument("--jitter-only", action="store_true", help="only the jittered runs")
     parser.add_argument("--jitter-ms", default="5,5", help="mean,spread of the jittered runs")
@@ -277,14 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--isolated-429", type=float, default=0.0,
                         help="fraction of requests the carrier refuses with a lone 429 (AIMD comparison)")
     parser.add_argument("--pause-calls", type=int, default=4000)
+    parser.add_argument("--calls-factor", type=float, default=1.0,
+                        help="scale every scenario's calls (e.g. 0.2 for a short smoke run)")
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
-    parser.add_argument("--sender-nice", type=int, default=SENDER_NICE,
-                        help="DIALER_SENDER_NICE of the workers (0: the process's own priority)")
-    parser.add_argument("--carrier-nice", type=int, default=CARRIER_NICE,
-                        help="nice value of the simulator, when the OS allows it (0: leave it)")
+    conditions.add_arguments(parser)
     parser.add_argument("--warm-up-calls", type=int, default=WARM_UP[1],
                         help="calls of the unmeasured warm-up campaign (0: none: the first scenario is cold)")
     args = parser.parse_args(argv)
+    run = conditions.from_arguments(args)
     prepare("dialer_bench_precision")
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from tests.engine_harness import running_stack
@@ -292,17 +354,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workers.metrics.send_lateness import SAMPLES_DIR_ENV
 
     rates = {r for r in args.only.split(",") if r}
-    chosen = [s for s in SCENARIOS if str(s.rate) in rates
+    chosen = [replace(s, calls=max(1, round(s.calls * args.calls_factor))) for s in SCENARIOS
+              if str(s.rate) in rates
               and not (args.no_jitter and s.jitter) and not (args.jitter_only and not s.jitter)]
     load = _load()
     root = Path(tempfile.mkdtemp(prefix="precision-lateness-"))
     os.environ[SAMPLES_DIR_ENV] = str(root)
-    os.environ["DIALER_SENDER_NICE"] = str(args.sender_nice)
+    os.environ["DIALER_SENDER_NICE"] = str(run.sender_nice)
     rows: list[dict[str, Any]] = []
     config = {"accounts": [], "outcomes": ALL_ANSWERED, "callbacks": CARRIER_RETRIES}
-    with start_simulator(config, speed=30, seed=5) as sim, running_stack(workers=4, threads=8):
-        bench = Bench(sim, root)
-        carrier_nice = sim.own_cores(args.carrier_nice) if args.carrier_nice else 0
+    with (conditions.busy_core(run.busy_core), start_simulator(config, speed=30, seed=5) as sim,
+          running_stack(workers=4, threads=8) as stack):
+        carrier_nice = sim.own_cores(run.carrier_nice) if run.carrier_nice else 0
+        label = run.label(carrier_nice)
+        print(f"run: {label}", flush=True)
+        bench = Bench(sim, root, stack, label)
         if args.warm_up_calls:
             bench.run(Scenario("warm-up", WARM_UP[0], args.warm_up_calls, False, 0.0))
         if args.isolated_429:
@@ -319,8 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workers.dialing.send_booking import BUDGET_WINDOW_S
 
     settings = get_settings()
-    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "sender_nice": args.sender_nice,
-            "carrier_nice": carrier_nice, "warm_up_calls": args.warm_up_calls,
+    meta = {"load_average": load, "window_s": BUDGET_WINDOW_S, "run": label, "sender_nice": run.sender_nice,
+            "carrier_nice": carrier_nice, "busy_core": run.busy_core, "warm_up_calls": args.warm_up_calls,
             "aimd_factor": getattr(settings, "aimd_factor", None),
             "aimd_confirm_s": getattr(settings, "aimd_confirm_s", None), "load_average_end": _load()}
     print(json.dumps(meta))
