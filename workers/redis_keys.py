@@ -52,6 +52,18 @@ def dispatch_lock() -> str:
     return f"{_prefix()}:lock:dispatch"
 
 
+def dispatch_account_lock(account_id: int) -> str:
+    """Held while one pass (a dispatcher tick's or a line refill's) claims for this account, so two passes
+    never count the same free line and over-queue it."""
+    return f"{_prefix()}:lock:dispatch:account:{account_id}"
+
+
+def lines_freed() -> str:
+    """List of account ids, one pushed by each release of a call's slot that freed a line (slots_release.lua);
+    the refill listeners (workers.dispatch.refill) pop it to dial a waiting destination at once."""
+    return f"{_prefix()}:refill:lines-freed"
+
+
 def reaper_lock() -> str:
     return f"{_prefix()}:lock:reaper"
 

@@ -85,7 +85,7 @@ def _slot_ops() -> tuple[SlotRelease, SlotRenew]:
     budgets = get_budgets()
 
     def release(account_id: int, campaign_id: int, members: list[str]) -> None:
-        budgets.release(account_id, campaign_id, members)
+        budgets.release(account_id, campaign_id, members, call_ended=True)  # a line freed: refill it now
 
     def renew(account_id: int, campaign_id: int, leases: list[tuple[str, float]]) -> None:
         budgets.renew_many(account_id, campaign_id, [(m, lease) for m, lease in leases if lease > 0])

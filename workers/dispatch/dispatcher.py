@@ -3,6 +3,10 @@
 Back-pressure: per account, no more destinations are queued than its budgets can dial within
 HORIZON_S (CPS x horizon, and free concurrency), counting what is already queued. So a million-row
 campaign never floods Redis, and pause or cancel takes effect within seconds.
+
+The same per-account pass (dispatch_account) also runs when a call on the account ends
+(workers.dispatch.refill), so a freed line is filled at once, not at the next tick. One pass at a time per
+account (account_turn): two passes reading the same free line would both claim for it.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.rows import dict_row
+from redis.exceptions import LockError
 
 from campaigns.accounts import load_account
 from campaigns.secrets_box import SecretUnreadable
@@ -24,6 +31,7 @@ from campaigns.states import ACTIVE_DESTINATION, CampaignState, sql_in
 from campaigns.store.claims import DUE_NOW, claim_due_destinations, expire_undialed
 from campaigns.store.dial_store import pause_account_campaigns
 from campaigns.windows import open_timezones, window_of
+from workers import redis_keys
 from workers.dispatch.dnc_screen import screen_claimed
 from workers.dispatch.fair_share import split_by_weight
 from workers.providers.registry import adapter_for
@@ -34,6 +42,10 @@ log = logging.getLogger(__name__)
 
 HORIZON_S = 2.0  # seconds of budget kept queued ahead of the workers
 TIMEZONE_CACHE_TTL_S = 300.0
+# An account's turn is held for one pass (milliseconds); the lease only frees the turn of a process that
+# died holding it.
+ACCOUNT_TURN_LEASE_S = 5.0
+ACCOUNT_TURN_POLL_S = 0.005
 
 Enqueue = Callable[[int, list[int]], None]  # (campaign_id, destination ids)
 
@@ -104,6 +116,29 @@ def _due_estimate(conn: psycopg.Connection, campaign_id: int, cap: int) -> int:
     return int(row[0]) if row else 0
 
 
+RUNNING_CAMPAIGNS = f"""
+SELECT * FROM campaign WHERE state = '{CampaignState.RUNNING.value}' AND account_id IS NOT NULL
+    AND (start_at IS NULL OR start_at <= now())"""
+
+
+@contextmanager
+def account_turn(client: redis.Redis, account_id: int, wait_s: float = 0.0) -> Iterator[bool]:
+    """Hold the account's dispatch turn for the block; yields False (holding nothing) if another pass kept
+    it for over `wait_s`."""
+    turn = client.lock(redis_keys.dispatch_account_lock(account_id), timeout=ACCOUNT_TURN_LEASE_S,
+                       sleep=ACCOUNT_TURN_POLL_S, blocking=wait_s > 0, blocking_timeout=wait_s or None)
+    if not turn.acquire():
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            turn.release()
+        except LockError:  # the lease ran out mid-pass: the turn is someone else's now, leave it
+            log.warning("the dispatch turn of account %s outlived its lease", account_id)
+
+
 def dispatch_tick(
     conn: psycopg.Connection, budgets: Budgets, enqueue: Enqueue, now: datetime | None = None
 ) -> DispatchReport:
@@ -112,25 +147,59 @@ def dispatch_tick(
     now = now or datetime.now(UTC)
     finish_campaigns(conn, report)
     with conn.cursor(row_factory=dict_row) as cur:
-        campaigns = cur.execute(
-            f"SELECT * FROM campaign WHERE state = '{CampaignState.RUNNING.value}' "
-            "AND account_id IS NOT NULL "
-            "AND (start_at IS NULL OR start_at <= now()) ORDER BY id"
-        ).fetchall()
+        campaigns = cur.execute(RUNNING_CAMPAIGNS + " ORDER BY id").fetchall()
     by_account: dict[int, list[dict[str, Any]]] = {}
     for c in campaigns:
         by_account.setdefault(c["account_id"], []).append(c)
     for account_id, group in by_account.items():
-        try:
-            _dispatch_account(conn, budgets, enqueue, account_id, group, now, report)
-        except SecretUnreadable as exc:
-            # Nothing can be dialed on this account until a person re-enters its token; the others go on.
-            report.paused += pause_account_campaigns(
-                conn, account_id, f"{exc}: re-enter it with `dialer account update {account_id} --auth-token`"
-            )
-        except Exception:
-            log.exception("dispatching account %s failed; the other accounts go on", account_id)
+        # An account whose turn is taken is being refilled by that very pass now: no need to wait for it.
+        with account_turn(budgets.client, account_id) as mine:
+            if mine:
+                _dispatch_or_pause(conn, budgets, enqueue, account_id, group, now, report)
     return report
+
+
+def dispatch_account(
+    conn: psycopg.Connection,
+    budgets: Budgets,
+    enqueue: Enqueue,
+    account_id: int,
+    *,
+    wait_s: float,
+    now: datetime | None = None,
+) -> DispatchReport | None:
+    """The tick's pass for one account alone (the line refill's, when a call on it ended). None if another
+    pass held the account's turn for over `wait_s`."""
+    report = DispatchReport()
+    with account_turn(budgets.client, account_id, wait_s) as mine:
+        if not mine:
+            return None
+        with conn.cursor(row_factory=dict_row) as cur:
+            group = cur.execute(RUNNING_CAMPAIGNS + " AND account_id = %s ORDER BY id",
+                                (account_id,)).fetchall()
+        if group:
+            _dispatch_or_pause(conn, budgets, enqueue, account_id, group, now or datetime.now(UTC), report)
+    return report
+
+
+def _dispatch_or_pause(
+    conn: psycopg.Connection,
+    budgets: Budgets,
+    enqueue: Enqueue,
+    account_id: int,
+    group: list[dict[str, Any]],
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    try:
+        _dispatch_account(conn, budgets, enqueue, account_id, group, now, report)
+    except SecretUnreadable as exc:
+        # Nothing can be dialed on this account until a person re-enters its token; the others go on.
+        report.paused += pause_account_campaigns(
+            conn, account_id, f"{exc}: re-enter it with `dialer account update {account_id} --auth-token`"
+        )
+    except Exception:
+        log.exception("dispatching account %s failed; the other accounts go on", account_id)
 
 
 def _dispatch_account(

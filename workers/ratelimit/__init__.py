@@ -132,9 +132,12 @@ class Budgets:
                 return False
         return self._slots.acquire(*args)
 
-    def release(self, account_id: int, campaign_id: int | None, attempt_ids: list[str]) -> int:
-        """Free the attempts' slots, idempotently; how many were held."""
-        return self._slots.release(account_id, campaign_id, attempt_ids)
+    def release(
+        self, account_id: int, campaign_id: int | None, attempt_ids: list[str], *, call_ended: bool = False
+    ) -> int:
+        """Free the attempts' slots, idempotently; how many were held. `call_ended`: announce the freed
+        lines for an immediate refill (workers.ratelimit.slots.SlotPool.release)."""
+        return self._slots.release(account_id, campaign_id, attempt_ids, call_ended=call_ended)
 
     def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
         """Extend a live call's lease; False if it was released or had expired."""

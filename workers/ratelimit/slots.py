@@ -15,6 +15,11 @@ from workers import redis_keys
 from workers.ratelimit.errors import BudgetsLost, redis_errors_translated
 from workers.ratelimit.scripts import script
 
+# The line-freed list holds at most this many announcements and is dropped this long after the last one:
+# with no listener running (an API-only host, listeners all down) it stays a small key, never a growing one.
+LINES_FREED_CAP = 1000
+LINES_FREED_TTL_MS = 60_000
+
 
 def _slot_keys(account_id: int, campaign_id: int | None) -> list[str]:
     keys = [redis_keys.account_slots(account_id)]
@@ -53,15 +58,22 @@ class SlotPool:
             raise BudgetsLost()
         return acquired == 1
 
-    def release(self, account_id: int, campaign_id: int | None, attempt_ids: list[str]) -> int:
-        """Free the attempts' slots; idempotent (a duplicate or early hangup is harmless). Slots freed."""
+    def release(
+        self, account_id: int, campaign_id: int | None, attempt_ids: list[str], *, call_ended: bool = False
+    ) -> int:
+        """Free the attempts' slots; idempotent (a duplicate or early hangup is harmless). Slots freed.
+
+        `call_ended`: the calls are over (a final callback, the reaper), so a freed line is announced on the
+        line-freed list for a refill listener to fill at once. The dial path's own give-backs (a send undone,
+        a booking refused, a 429) leave it False: refilling those would dial again straight into the reason
+        the send was given back."""
         if not attempt_ids:
             return 0
+        keys = [redis_keys.lines_freed(), *_slot_keys(account_id, campaign_id)]
+        args: list[str | int] = [int(call_ended), account_id, LINES_FREED_CAP, LINES_FREED_TTL_MS]
+        args += attempt_ids
         with redis_errors_translated(self._client):
-            pipe = self._client.pipeline(transaction=True)
-            for key in _slot_keys(account_id, campaign_id):
-                pipe.zrem(key, *attempt_ids)
-            return int(pipe.execute()[0])
+            return int(script(self._client, "slots_release")(keys=keys, args=args))
 
     def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
         """Extend a live lease; False (and nothing written) if the slot was released or had expired."""

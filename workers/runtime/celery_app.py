@@ -11,15 +11,18 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.concurrency.thread import TaskPool as ThreadsPool
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutdown
 from kombu.entity import Exchange, Queue
 
 from campaigns.config import get_settings
 from campaigns.db import SchemaMissing, connect, require_schema
 from campaigns.errors import ServiceUnavailable
 from workers import redis_keys
+from workers.dispatch.refill import start_line_refill, stop_line_refill
 from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
 from workers.queues import ALL_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
+from workers.runtime.task_labels import dial_chunk_options
 
 DISPATCH_INTERVAL_S = 1.0
 REAPER_INTERVAL_S = 5.0
@@ -115,3 +118,29 @@ def _refuse_a_database_without_the_schema(**_: Any) -> None:
     except ServiceUnavailable:
         pass
 
+
+
+def _enqueue_refill_chunk(campaign_id: int, destination_ids: list[int]) -> None:
+    """A refill's chunk, sent by name as workers.runtime.tasks.enqueue_chunk sends it (that module imports
+    this one)."""
+    app.send_task("workers.tasks.dial_chunk", args=(campaign_id, destination_ids), queue=DIAL_QUEUE,
+                  **dial_chunk_options(campaign_id, destination_ids))
+
+
+@worker_process_init.connect
+def _refill_lines_in_the_pool_process(**_: Any) -> None:
+    """Prefork children and the solo pool: each process listens for freed lines (workers.dispatch.refill).
+    Started here, after the fork, never in a parent that forks: a thread's held locks would be copied."""
+    start_line_refill(_enqueue_refill_chunk)
+
+
+@worker_ready.connect
+def _refill_lines_in_the_threads_worker(sender: Any = None, **_: Any) -> None:
+    """The threads pool (our workers') sends no worker_process_init: its one process listens from here."""
+    if isinstance(getattr(sender, "pool", None), ThreadsPool):
+        start_line_refill(_enqueue_refill_chunk)
+
+
+@worker_shutdown.connect
+def _stop_refilling_lines(**_: Any) -> None:
+    stop_line_refill()
