@@ -99,6 +99,17 @@ def campaign_cps_sends(campaign_id: int) -> str:
     return f"{_prefix()}:cps:campaign:{campaign_id}:sends"
 
 
+def account_cps_reach(account_id: int) -> str:
+    """Sorted set of the same sends scored by their reach: the latest they may reach the carrier (booked
+    time plus the allowed lateness and the network's spread, lowered to the real leave time once sent)."""
+    return f"{_prefix()}:cps:account:{account_id}:reach"
+
+
+def campaign_cps_reach(campaign_id: int) -> str:
+    """The reach of the sends booked on a campaign's own CPS budget, as account_cps_reach."""
+    return f"{_prefix()}:cps:campaign:{campaign_id}:reach"
+
+
 def budgets_epoch() -> str:
     """Set once the budgets were built in this Redis; missing means Redis lost its state (restart without
     persistence, FLUSHALL, failover to an empty replica) and the budgets must be rebuilt before any send."""

@@ -25,27 +25,27 @@ from workers.providers.calls import AccountCredentials, CallsAccepted, OutboundC
 from workers.providers.http import send, sent_once
 from workers.ratelimit import Budgets, BulkTooLarge, Reservation
 
-# Requests leave a little off their booked time and the carrier counts arrivals (after the network), so
-# budgets are kept in a window a little longer than a second: the guard. Two sends a window apart still reach
-# the carrier more than a second apart when the first left at most the allowed lateness (the guard less
-# NETWORK_S) after its booked time, and the network and the carrier's front end delayed the two by at most
-# NETWORK_S more than each other. A send that would leave later is booked again, not sent.
-# The lateness part follows this host (`guard_for`): 1.5 x the p99 of its recent send lateness, at least
-# LATENESS_MIN_S. So the guard is GUARD_MIN_S (3% of the budget) on a host that keeps time, up to GUARD_MAX_S
-# on one that does not. The CPS script keeps every booking of the account in the widest window any host
-# asked for lately, so a quiet host's sends never crowd a loaded host's late ones. Measured in
-# bench/RESULTS.md ("Send precision"); before the timed sender the window was a fixed 1.04 s, and a strict
-# carrier still answered 429 now and then. (The spread of round trips to the carrier was tried as the network
-# part: on a loaded host it counts the carrier's own work after the arrival, and cost a third of the budget.)
-GUARD_MIN_S = 0.03
-GUARD_MAX_S = 0.05
-GUARD_HEADROOM = 1.5  # the guard leaves this many times the recent p99 lateness to the send
-LATENESS_MIN_S = 0.01  # and never less than this
+# Requests leave a little off their booked time and the carrier counts arrivals (after the network), so each
+# booked send is counted as an interval: from its booked time (it never leaves early) to its reach, the
+# booked time plus the guard (cps.lua). The guard is NETWORK_S (how much more the network and the carrier's
+# front end may delay one request than another) plus how late this send may still leave; later than that it
+# is not sent but booked again. Once it has left, the sender tells Redis its real lateness
+# (Budgets.note_left), and bookings from then on count it from when it really left: a late send costs the
+# budget its own lateness, once, not a wider window for every send (the design before issue 18, which lost
+# half the budget on a host a little busier than the one it was tuned on: bench/RESULTS.md).
+# The allowed lateness follows this host (`guard_for`): GUARD_HEADROOM x the p99 of its recent send
+# lateness, at least LATENESS_MIN_S, at most MAX_LATENESS_S. A wide guard costs budget only while its send
+# is still waiting when a booking a second later is checked against it, which at tens of CPS and more it
+# never is; so it can leave room for a busy host's tail and refuse almost nothing.
 NETWORK_S = 0.02
+LATENESS_MIN_S = 0.03
+MAX_LATENESS_S = 0.2  # the latest any send leaves after its booked time
+GUARD_HEADROOM = 3.0  # the guard leaves this many times the recent p99 lateness to the send
+GUARD_MIN_S = NETWORK_S + LATENESS_MIN_S
+GUARD_MAX_S = NETWORK_S + MAX_LATENESS_S
 LATENESS_QUANTILE = 0.99
-BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time
+BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time, until its sends report
 MAX_WINDOW_S = 1.0 + GUARD_MAX_S
-MAX_LATENESS_S = GUARD_MAX_S - NETWORK_S  # the latest any send leaves after its booked time
 MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
 # The mark starts this long before the booked time: late enough that a worker killed while waiting has
 # marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
@@ -80,10 +80,11 @@ def handoff_lead_s(n: int) -> float:
 
 
 def guard_for(recent_lateness_s: float, network_s: float = NETWORK_S) -> float:
-    """The guard a host asks for: the network allowance plus room for how late its sends recently left
-    (at least LATENESS_MIN_S, so a host whose sends have all been on time can still be a little late)."""
-    wanted = network_s + max(LATENESS_MIN_S, GUARD_HEADROOM * max(0.0, recent_lateness_s))
-    return min(GUARD_MAX_S, max(GUARD_MIN_S, wanted))
+    """How long after its booked time a send of this host may reach the carrier: the network allowance
+    plus room for GUARD_HEADROOM times how late its sends recently left (at least LATENESS_MIN_S, so a host
+    whose sends have all been on time can still be a little late; at most MAX_LATENESS_S)."""
+    allowed = min(MAX_LATENESS_S, max(LATENESS_MIN_S, GUARD_HEADROOM * max(0.0, recent_lateness_s)))
+    return network_s + allowed
 
 
 def allowed_lateness_s(guard_s: float, network_s: float = NETWORK_S) -> float:
@@ -186,8 +187,16 @@ class SendBooking:
         return Reservation(False, 0.0, 0.05)
 
     def slot(self) -> SendSlot:
-        """The granted send time as the timed sender takes it."""
-        return SendSlot(self.due, self.max_late_s, self.slack_s)
+        """The granted send time as the timed sender takes it; when it leaves, its real lateness goes back to
+        the limiter (`left`)."""
+        return SendSlot(self.due, self.max_late_s, self.slack_s, on_left=self.left)
+
+    def left(self, lateness_s: float) -> None:
+        """The send left `lateness_s` after its booked time (an upper bound: the booking's round trip is in
+        it): from now on the limiter counts it as reaching the carrier no later than that plus NETWORK_S."""
+        b = self.booking
+        capped = b.campaign_id if b.campaign_rate is not None else None
+        self.budgets.note_left(b.account_id, capped, self.grant, lateness_s + NETWORK_S)
 
     def refused_late(self) -> Reservation:
         """The timed sender refused the send as too late: give the booking back and book again."""

@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,8 @@ class SendSlot:
     due: float
     max_late_s: float
     slack_s: float = 0.0
+    # Told the send's lateness the moment it leaves (on the sender's loop: it must only note it and return).
+    on_left: Callable[[float], None] | None = None
 
     def lateness(self, now: float) -> float:
         return now - self.due + self.slack_s
@@ -129,6 +132,8 @@ class TimedSender:
                     observe_refused_late(late)
                     raise SendTooLate(late)
                 left.append(now)
+                if slot is not None and slot.on_left is not None:
+                    slot.on_left(slot.lateness(now))
 
         request.extensions = {**request.extensions, "trace": trace}
         assert self._transport is not None

@@ -13,8 +13,9 @@ import redis
 
 from workers.ratelimit.aimd import AdaptiveRate, AimdPolicy
 from workers.ratelimit.backoff import full_jitter_backoff
-from workers.ratelimit.cps import CpsLimiter, Reservation
+from workers.ratelimit.cps import CpsLimiter, LeftSend, Reservation, micros_up, reach_keys
 from workers.ratelimit.errors import BudgetsLost, BulkTooLarge, LimiterError, LimiterUnavailable
+from workers.ratelimit.left_sends import LeftSends
 from workers.ratelimit.recovery import QUIET_S, BudgetRecovery, BudgetStateStore
 from workers.ratelimit.slots import SlotPool
 
@@ -47,6 +48,7 @@ class Budgets:
         self.client = client
         guarded = state is not None
         self._cps = CpsLimiter(client, check_epoch=guarded)
+        self._left = LeftSends(self._cps.record_left)
         self._rate = AdaptiveRate(client, aimd)
         self._slots = SlotPool(client, check_epoch=guarded)
         self.recovery = BudgetRecovery(client, state, quiet_s=quiet_s) if state is not None else None
@@ -78,11 +80,27 @@ class Budgets:
         one could be booked."""
         args = (account_id, campaign_id, n_tokens, account_cps, campaign_cps, max_wait_s, window_s, lead_s)
         try:
-            return self._cps.reserve(*args)
+            return self._cps.reserve(*args, left=self._left.take())
         except BudgetsLost:
             if not self.restore():
                 return Reservation(False, 0.0, REBUILD_WAIT_S)
         return self._cps.reserve(*args)
+
+    def note_left(self, account_id: int, campaign_id: int | None, reservation: Reservation,
+                  reach_s: float) -> None:
+        """A granted send has left: it reaches the carrier at most `reach_s` after its booked time (its real
+        lateness plus the network's spread). Lowered in Redis on this process's next booking, or by the
+        flusher within workers.ratelimit.left_sends.COALESCE_S. `campaign_id`: the campaign when its own CPS
+        cap was booked too, else None."""
+        if not reservation.granted:
+            return
+        booked_us = int(reservation.token.split(":", 1)[0])
+        self._left.add(LeftSend(reach_keys(account_id, campaign_id), reservation.token,
+                                booked_us + micros_up(reach_s)))
+
+    def flush_left(self) -> None:
+        """Send the pending reach reports now (tests; workers leave it to the flusher)."""
+        self._left.flush()
 
     def refund(self, account_id: int, campaign_id: int | None, reservation: Reservation) -> bool:
         """Give back a granted reservation that was never sent (429, transient error)."""

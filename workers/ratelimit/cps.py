@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from workers import redis_keys
 from workers.ratelimit.errors import BudgetsLost, BulkTooLarge, redis_errors_translated
 from workers.ratelimit.scripts import script
 
 _GRANTED, _REFUSED, _TOO_LARGE, _LOST = 1, 0, 2, 3
-# How long a window one host widened stays the whole account's (cps.lua): longer than the furthest ahead a
-# booking is made (workers.dialing.send_booking.MAX_RESERVATION_WAIT_S, 2 s) plus the widest window (1.05 s),
-# so no booking can fall inside a wide one's window without seeing it. It was 10 s; a slow start then kept
-# every host on the widest window for a quarter of a minute (bench/RESULTS.md, "Send precision, second
-# session").
-WINDOW_HOLD_S = 3.2
 
 
 @dataclass(frozen=True)
@@ -32,10 +29,39 @@ class Reservation:
 
 
 def _budget_keys(account_id: int, campaign_id: int | None) -> list[str]:
-    keys = [redis_keys.account_cps(account_id), redis_keys.account_cps_sends(account_id)]
+    """Per budget: its state hash, its sends by booked time, its sends by reach (cps.lua)."""
+    keys = [redis_keys.account_cps(account_id), redis_keys.account_cps_sends(account_id),
+            redis_keys.account_cps_reach(account_id)]
     if campaign_id is not None:
-        keys += [redis_keys.campaign_cps(campaign_id), redis_keys.campaign_cps_sends(campaign_id)]
+        keys += [redis_keys.campaign_cps(campaign_id), redis_keys.campaign_cps_sends(campaign_id),
+                 redis_keys.campaign_cps_reach(campaign_id)]
     return keys
+
+
+def micros_up(seconds: float) -> int:
+    """Whole microseconds, rounded up (never down: a reach 1 us short is a window 1 us too narrow), ignoring
+    the float noise of sums such as 1.22 - 1.0."""
+    return max(0, math.ceil(round(seconds * 1e6, 3)))
+
+
+def reach_keys(account_id: int, campaign_id: int | None) -> tuple[str, ...]:
+    """The reach sets a send of the account (and of a campaign with a CPS cap of its own) is counted in."""
+    return tuple(_budget_keys(account_id, campaign_id)[2::3])
+
+
+@dataclass(frozen=True)
+class LeftSend:
+    """A booked send that has left: it can now reach the carrier no later than `reach_us` (Redis clock)."""
+
+    keys: tuple[str, ...]  # reach_keys() of its budgets
+    member: str  # its booking's token
+    reach_us: int
+
+
+def _lower_reach(pipe: Pipeline, sends: list[LeftSend]) -> None:
+    for send in sends:
+        for key in send.keys:
+            pipe.zadd(key, {send.member: send.reach_us}, xx=True, lt=True)
 
 
 class CpsLimiter:
@@ -56,10 +82,15 @@ class CpsLimiter:
         max_wait_s: float,
         window_s: float = 1.0,
         lead_s: float = 0.0,
+        now_us: int = 0,
+        left: list[LeftSend] | None = None,
     ) -> Reservation:
         """Book a send time for n tokens within max_wait_s, or say how long until one could be booked.
-        `window_s` > 1 keeps the count in a longer window, a guard against send-time jitter; the send is
-        booked at least `lead_s` from now (the caller's work before it can leave)."""
+        The send may reach the carrier up to `window_s` - 1 s after its booked time (its allowed lateness and
+        the network's spread), and is counted so until record_left() says when it really left; it is
+        booked at least `lead_s` from now (the caller's work before it can leave). `now_us` replays a clock
+        (tests of recorded traces); 0, the default, is Redis's own. `left`: sends that have left since, whose
+        reach is lowered first on the same round trip (record_left)."""
         if n_tokens < 1:
             raise ValueError("n_tokens must be >= 1")
         if account_cps <= 0 or (campaign_cps is not None and campaign_cps <= 0):
@@ -71,13 +102,24 @@ class CpsLimiter:
             redis_keys.account_pause(account_id),
             redis_keys.budgets_epoch(),
         ]
-        keys = _budget_keys(account_id, None) + account_keys + _budget_keys(account_id, capped)[2:]
+        keys = _budget_keys(account_id, None) + account_keys + _budget_keys(account_id, capped)[3:]
         args = [n_tokens, account_cps, campaign_cps or 0, int(max_wait_s * 1e6), self._keep_ms,
-                int(window_s * 1e6), int(self._check_epoch), int(lead_s * 1e6), int(WINDOW_HOLD_S * 1e6)]
+                micros_up(window_s - 1.0), int(self._check_epoch), int(lead_s * 1e6), int(now_us)]
         with redis_errors_translated(self._client):
-            status, send_us, now_us, retry_us, max_tokens, member = script(self._client, "cps")(
-                keys=keys, args=args
-            )
+            cps = script(self._client, "cps")
+            answer = None
+            if left:
+                # EVALSHA by hand: a Script run in a pipeline first asks SCRIPT EXISTS, a round trip more.
+                pipe = self._client.pipeline(transaction=False)
+                _lower_reach(pipe, left)
+                pipe.evalsha(cps.sha, len(keys), *keys, *args)
+                try:
+                    answer = pipe.execute()[-1]
+                except NoScriptError:  # Redis forgot its scripts: the lowering is done, book as below
+                    answer = None
+            if answer is None:
+                answer = cps(keys=keys, args=args)
+        status, send_us, booked_at_us, retry_us, max_tokens, member = answer
         if status == _LOST:
             raise BudgetsLost()
         if status == _TOO_LARGE:
@@ -86,7 +128,7 @@ class CpsLimiter:
             return Reservation(False, 0.0, int(retry_us) / 1e6)
         return Reservation(
             True,
-            (int(send_us) - int(now_us)) / 1e6,
+            (int(send_us) - int(booked_at_us)) / 1e6,
             0.0,
             n_tokens=n_tokens,
             send_at=int(send_us) / 1e6,
@@ -101,6 +143,16 @@ class CpsLimiter:
         with redis_errors_translated(self._client):
             found = script(self._client, "cps_refund")(keys=keys, args=[reservation.token])
         return int(found) > 0
+
+    def record_left(self, sends: list[LeftSend]) -> None:
+        """Lower each sent booking's reach to when it really left, in one round trip. Only ever lowers
+        (ZADD XX LT): a send refunded meanwhile stays gone, and a late report cannot widen anything."""
+        if not sends:
+            return
+        with redis_errors_translated(self._client):
+            pipe = self._client.pipeline(transaction=False)
+            _lower_reach(pipe, sends)
+            pipe.execute()
 
     def pause_account(self, account_id: int, seconds: float) -> float:
         """Stop every worker granting tokens on this account for `seconds`; the pause end (epoch seconds)."""
