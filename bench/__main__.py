@@ -1,7 +1,19 @@
 """`make bench`: every benchmark, one after the other, each in its own process and database.
 
-    python -m bench                 # all
-    python -m bench loader dialing  # some
+    python -m bench                            # all
+    python -m bench loader dialing             # some
+    python -m bench precision --busy-core      # one, with its own options (`python -m bench.<module> -h`)
+
+The benchmarks of issue 18's targets, each with its options:
+
+    python -m bench precision                  # 20, 200, 500 CPS single-destination, normal priority
+    python -m bench precision --busy-core      # the same with one core kept busy beside the stack
+    python -m bench precision --priority       # carrier nice -15, sender threads nice -10 (labelled)
+    python -m bench occupancy                  # 30 lines, 50 CPS, 3 s calls, 400 calls
+    python -m bench postgres-restart           # 1,500 at 50 CPS, the bench database away 2 s, 10 s in
+    python -m bench postgres-restart --restart-postgres   # the server restarted (a quiet machine only)
+    python -m bench scale --rate 1000          # 100,000 through Plivo bulk
+    python -m bench callbacks
 
 Figures and the commands that produced them are recorded in bench/RESULTS.md.
 """
@@ -19,6 +31,8 @@ BENCHES: dict[str, list[str]] = {
     "callbacks": ["-m", "bench.callbacks_bench", "--calls", "20000", "--concurrency", "64"],
     "precision": ["-m", "bench.precision_bench"],
     "scale": ["-m", "bench.scale_bench"],
+    "occupancy": ["-m", "bench.occupancy_bench"],
+    "postgres-restart": ["-m", "bench.postgres_restart_bench"],
 }
 DATABASES = {
     "loader": "dialer_bench_loader",
@@ -26,22 +40,30 @@ DATABASES = {
     "callbacks": "dialer_bench_callbacks",
     "precision": "dialer_bench_precision",
     "scale": "dialer_bench_scale",
+    "occupancy": "dialer_bench_occupancy",
+    "postgres-restart": "dialer_bench_pgrestart",
 }
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(BENCHES)
+    # Names first; from the first option on, everything goes to the one benchmark named.
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    chosen, options = argv[:first_option] or list(BENCHES), argv[first_option:]
     unknown = [name for name in chosen if name not in BENCHES]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}", file=sys.stderr)
+        return 2
+    if options and len(chosen) != 1:
+        print(f"options {options} are for one benchmark: name exactly one", file=sys.stderr)
         return 2
     failed = []
     for name in chosen:
         env = dict(os.environ)
         if name in DATABASES:
             env["DIALER_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASES[name]}"
-        print(f"\n=== {name}: python {' '.join(BENCHES[name])}", flush=True)
-        if subprocess.run([sys.executable, *BENCHES[name]], env=env).returncode != 0:
+        command = [*BENCHES[name], *options]
+        print(f"\n=== {name}: python {' '.join(command)}", flush=True)
+        if subprocess.run([sys.executable, *command], env=env).returncode != 0:
             failed.append(name)
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
