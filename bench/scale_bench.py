@@ -1,12 +1,17 @@
 """Scale (issue 13): 100,000 destinations at 500 CPS through Plivo bulk, on this machine with the simulator.
 
     python -m bench scale                             # 100,000 at 500 CPS (about 4 minutes)
+    python -m bench scale --rate 1000                 # issue 18's row: 100,000 at 1,000 CPS
+    python -m bench scale --rate 1000 --busy-core     # the same with one core kept busy beside the stack
     python -m bench.scale_bench --destinations 20000  # shorter
 
 Reports the finish time (campaign completed) against the floor (destinations / CPS plus the longest
 call), each process's peak RSS (VmHWM of the workers, beat, API and simulator), the callback lag
 (a stored callback's received_at to applied_at, p50/p99), and Postgres's growth per 100,000 attempts
-(the database and its three big tables). Bounded: it gives up after twice the floor plus two minutes.
+(the database and its three big tables), and the CPU ms per call of each process from the campaign's start
+to its completion (bench.process_cpu; "dialer" is all but the carrier). Conditions as bench.conditions
+(`--priority`, `--busy-core`; normal priority by default), labelled. Bounded: it gives up after twice the
+floor plus two minutes.
 Uses its own database (dialer_bench_scale) and Redis prefix; Postgres and Redis must be running.
 """
 
@@ -20,7 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import conditions
 from bench.dialing_bench import APP_ID, CARRIER_RETRIES, OUT, prepare
+from bench.process_cpu import CpuMeter, per_call_ms
+from bench.stack_processes import DIALER_GROUPS, stack_groups
 
 AUTH_ID = "MASCALE0000000000001"
 # Calls last 1-3 s of carrier time at --speed 30: well under a second each, so the floor is the dialing.
@@ -102,10 +110,12 @@ def booking_cost(rates: Sequence[int] = (100, 500, 1000, 2000), bookings: int = 
     return cost
 
 
-def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
+def run(destinations: int, rate: int, n_workers: int, run_conditions: conditions.Conditions,
+        ) -> dict[str, Any]:
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from bench.precision_bench import retrying
     from campaigns.accounts import add_account
+    from campaigns.config import get_settings
     from campaigns.db import connect
     from tests.engine_harness import load_campaign, numbers, prepare_and_start, running_stack
     from tests.polling import wait_for
@@ -121,21 +131,25 @@ def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
     loaded = _sizes(conn)
     with (start_simulator(config, speed=SPEED, seed=11) as sim,
           running_stack(workers=n_workers, threads=8) as stack):
+        carrier_nice = sim.own_cores(run_conditions.carrier_nice) if run_conditions.carrier_nice else 0
         account_id = add_account(conn, name="scale", provider="plivo", auth_id=AUTH_ID, auth_token="pw",
                                  cps=rate, max_concurrent=10**6, base_url=sim.base_url,
                                  options={"application_id": APP_ID})
-        started = time.monotonic()
-        prepare_and_start(conn, campaign_id, account_id,
-                          provider_options={"ring_timeout": 30, "time_limit": 60, "track_ringing": False})
-        try:
-            wait_for(
-                lambda: conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
-                == ("completed",),
-                timeout=2 * floor_s + 120, interval=1.0, what="campaign completed",
-            )
-            finished_s: float | None = time.monotonic() - started
-        except TimeoutError:  # bounded: report how far it got
-            finished_s = None
+        settings = get_settings()
+        meter = CpuMeter(stack_groups(stack, sim.process.pid, settings.psycopg_url, settings.redis_url))
+        with meter.sampling(interval=1.0):
+            started = time.monotonic()
+            prepare_and_start(conn, campaign_id, account_id,
+                              provider_options={"ring_timeout": 30, "time_limit": 60, "track_ringing": False})
+            try:
+                wait_for(
+                    lambda: conn.execute("SELECT state FROM campaign WHERE id = %s",
+                                         (campaign_id,)).fetchone() == ("completed",),
+                    timeout=2 * floor_s + 120, interval=1.0, what="campaign completed",
+                )
+                finished_s: float | None = time.monotonic() - started
+            except TimeoutError:  # bounded: report how far it got
+                finished_s = None
         statuses: dict[str, int] = dict(conn.execute(
             "SELECT status, count(*) FROM destination WHERE campaign_id = %s GROUP BY 1", (campaign_id,)
         ).fetchall())
@@ -145,7 +159,9 @@ def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
     after = _sizes(conn)
     attempts = _one(conn, "SELECT count(*) FROM call_attempt")
     per_100k = {k: round((after[k] - loaded[k]) * 100_000 / max(attempts, 1) / 2**20, 1) for k in after}
+    cpu = per_call_ms(meter.seconds, int(stats["accepted"]))
     return {
+        "run": run_conditions.label(carrier_nice),
         "destinations": destinations, "rate": rate, "workers": n_workers, "attempts": attempts,
         "finish_s": round(finished_s, 1) if finished_s else None, "floor_s": round(floor_s, 1),
         "finish_over_floor": round(finished_s / floor_s, 3) if finished_s else None,
@@ -154,6 +170,7 @@ def run(destinations: int, rate: int, n_workers: int) -> dict[str, Any]:
         "peak_rss_mb": rss, **_callback_lag(conn),
         "load_mb": {k: round((loaded[k] - before[k]) / 2**20, 1) for k in loaded},
         "growth_mb_per_100k_attempts": per_100k,
+        "cpu_ms_per_call": {**cpu, "dialer": round(sum(cpu.get(g, 0.0) for g in DIALER_GROUPS), 3)},
     }
 
 
@@ -161,7 +178,7 @@ def _report(r: dict[str, Any], load: str, load_end: str) -> str:
     rss = ", ".join(f"{k} {v}" for k, v in r["peak_rss_mb"].items())
     growth = ", ".join(f"{k} {v}" for k, v in r["growth_mb_per_100k_attempts"].items())
     return "\n".join([
-        f"load average at start / end: {load} / {load_end}",
+        f"load average at start / end: {load} / {load_end}; run: {r['run']}",
         "| what | measured |", "|---|---|",
         f"| destinations, CPS, workers | {r['destinations']}, {r['rate']}, {r['workers']} |",
         f"| finish (campaign completed) / floor | {r['finish_s'] or 'not completed in the bound'} s / "
@@ -173,6 +190,8 @@ def _report(r: dict[str, Any], load: str, load_end: str) -> str:
         f"| callback lag received → applied p50 / p99 | {r['callback_lag_p50_ms']} / "
         f"{r['callback_lag_p99_ms']} ms ({r['callbacks_applied']} callbacks) |",
         f"| Postgres growth per 100,000 attempts (MB) | {growth} |",
+        "| CPU ms per call (dialer = workers + API + beat + Postgres + Redis) | "
+        + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_call"].items()) + " |",
         "| one single-destination booking in Redis (µs, window full), by CPS | "
         + ", ".join(f"{k}: {v}" for k, v in r["booking_us_by_cps"].items()) + " |",
     ])
@@ -185,12 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--destinations", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
+    conditions.add_arguments(parser)
     args = parser.parse_args(argv)
+    run_conditions = conditions.from_arguments(args)
     prepare("dialer_bench_scale")
+    os.environ["DIALER_SENDER_NICE"] = str(run_conditions.sender_nice)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cost = booking_cost()
     print(json.dumps({"booking_us_by_cps": cost}), flush=True)
-    result = {**run(args.destinations, args.rate, args.workers), "booking_us_by_cps": cost}
+    with conditions.busy_core(run_conditions.busy_core):
+        result = {**run(args.destinations, args.rate, args.workers, run_conditions),
+                  "booking_us_by_cps": cost}
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(json.dumps(result))
     print(_report(result, load, load_end))
