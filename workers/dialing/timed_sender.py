@@ -3,7 +3,8 @@ thread happens to wake.
 
 The dial-chunk threads do everything slow (slots, attempt rows, the booking, the pre-send mark) and hand the
 built request to this process's sender a little before its booked time. The sender is one asyncio loop in
-a daemon thread with a keep-alive connection pool to the carriers: it wakes at the booked instant
+a daemon thread with a keep-alive connection pool to the carriers (aiohttp: workers.dialing.wires): it
+wakes at the booked instant
 (`loop.call_at` through `asyncio.sleep`), checks how late it is, and writes the request. With dozens of
 threads sharing two cores, a thread's own wake-up was decided by the GIL and the OS scheduler; here only one
 thread has to wake on time, and the interpreter is asked to hand it the GIL quickly (`SWITCH_INTERVAL_S`).
@@ -33,6 +34,7 @@ from typing import Any
 import httpx
 
 from campaigns.config import get_settings
+from workers.dialing.wires import AiohttpWire, HttpxWire, Wire
 from workers.metrics.send_lateness import observe_lateness, observe_refused_late
 from workers.providers.http import client_options
 
@@ -79,10 +81,12 @@ def lateness_refused(lateness_s: float, max_late_s: float) -> bool:
 
 
 class TimedSender:
-    """An asyncio loop in a daemon thread that sends prepared httpx requests at their booked instants."""
+    """An asyncio loop in a daemon thread that sends prepared httpx requests at their booked instants, over
+    aiohttp (workers.dialing.wires; `transport`: an httpx transport instead, for narrow tests)."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None, nice: int = 0) -> None:
-        self._transport = transport
+        self._wire: Wire = (HttpxWire(transport) if transport is not None
+                            else AiohttpWire(MAX_CONNECTIONS, KEEPALIVE_EXPIRY_S))
         self._nice = nice
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -94,17 +98,13 @@ class TimedSender:
         if self._nice:
             set_thread_nice(self._nice)
         asyncio.set_event_loop(self._loop)
-        if self._transport is None:
-            limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
-                                  keepalive_expiry=KEEPALIVE_EXPIRY_S)
-            self._transport = httpx.AsyncHTTPTransport(limits=limits)
         self._loop.call_soon(self._ready.set)
-        self._loop.create_task(self._warm_up())
+        self._loop.create_task(self._wire.warm_up())
         self._loop.run_forever()
 
     def send(self, request: httpx.Request, slot: SendSlot | None) -> httpx.Response:
         """Send `request` at the slot's time (at once without one); the carrier's answer, read in full.
-        Raises SendTooLate (nothing sent) or the httpx error of the transport."""
+        Raises SendTooLate (nothing sent) or the httpx error of the wire."""
         future: Future[httpx.Response] = asyncio.run_coroutine_threadsafe(
             self._send(request, slot), self._loop
         )
@@ -117,55 +117,39 @@ class TimedSender:
                 await asyncio.sleep(delay)  # the loop's timer (epoll rounds it up to the millisecond)
             while time.monotonic() < slot.due:  # the last moments on the clock: never early, barely late
                 pass
-            lateness = slot.lateness(time.monotonic())
-            if lateness_refused(lateness, slot.max_late_s):
-                observe_refused_late(lateness)
-                raise SendTooLate(lateness)
+            refuse_if_late(slot)
         left: list[float] = []
 
-        async def trace(event: str, info: dict[str, object]) -> None:
-            # Just before the request's first byte is written, after any wait for a connection or a connect,
-            # which are the send's too. Refusing here still sends nothing (the connection is then dropped).
-            if event == "http11.send_request_headers.started" and not left:
-                now = time.monotonic()
-                if slot is not None and lateness_refused(late := slot.lateness(now), slot.max_late_s):
-                    observe_refused_late(late)
-                    raise SendTooLate(late)
-                left.append(now)
-                if slot is not None and slot.on_left is not None:
-                    slot.on_left(slot.lateness(now))
+        def before_first_byte() -> None:
+            # After any wait for a connection or a connect, which are the send's too. Refusing here still
+            # sends nothing.
+            if slot is not None:
+                refuse_if_late(slot)
 
-        request.extensions = {**request.extensions, "trace": trace}
-        assert self._transport is not None
-        response = await self._transport.handle_async_request(request)
+        def gone() -> None:
+            now = time.monotonic()
+            left.append(now)
+            if slot is not None and slot.on_left is not None:
+                slot.on_left(slot.lateness(now))
+
+        response = await self._wire.send(request, before_first_byte, gone)
         if slot is not None:
             observe_lateness(slot.lateness(left[0] if left else time.monotonic()))
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return httpx.Response(response.status_code, headers=response.headers, content=body,
-                              extensions=response.extensions)
-
-    async def _warm_up(self) -> None:
-        """Load and start the async HTTP stack now, not at the first booked instant (its first use imports
-        and initialises modules for tens of milliseconds on a loaded host)."""
-        import anyio  # start-up: imported on the sender's loop now, not at its first booked send
-        import h11  # noqa: F401  # start-up: the HTTP/1.1 parser too, for the same reason
-
-        await anyio.sleep(0)
+        return response
 
     def close(self) -> None:
         """Stop the loop (tests; worker processes just exit)."""
-        transport = self._transport
-
-        async def shut() -> None:
-            if transport is not None:
-                await transport.aclose()
-
-        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self._wire.aclose(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+
+def refuse_if_late(slot: SendSlot) -> None:
+    """Raise SendTooLate (counted) when leaving now would be later than the slot allows."""
+    lateness = slot.lateness(time.monotonic())
+    if lateness_refused(lateness, slot.max_late_s):
+        observe_refused_late(lateness)
+        raise SendTooLate(lateness)
 
 
 def set_thread_nice(nice: int) -> bool:
