@@ -6,6 +6,7 @@ and 200); then how many calls still arrive after `dialer campaign pause` returns
     python -m bench.precision_bench --busy-core        # the same with one core kept busy beside the stack
     python -m bench.precision_bench --priority         # carrier nice -15, sender threads nice -10
     python -m bench.precision_bench --only 500 --no-jitter --no-pause   # 500 CPS only
+    python -m bench precision --only 200 --no-jitter --no-pause --profile bench/out/profiles  # py-spy
 
 4 worker processes of 8 threads, beat and the API, one simulator (the carrier); Bandwidth (one destination
 per request). By default every process runs at normal priority, as a user's dry run with everything on one
@@ -27,6 +28,10 @@ processes), Redis, and the carrier (bench.process_cpu, from /proc between the ca
 completion); "dialer" sums all but the carrier. Postgres and Redis are shared with whatever else runs on
 the machine: on a quiet machine only the bench uses them. Uses its own database (dialer_bench_precision)
 and Redis prefix; Postgres and Redis must be running.
+
+`--profile DIR` also records a py-spy profile of every worker and the API during each scenario
+(DIR/<rate>cps-worker0.txt, collapsed stacks; bench.profiling): where a missed target's time goes. py-spy
+costs CPU on the same cores, so take the figures from a run without it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,7 +60,8 @@ from bench.dialing_bench import (
     prepare,
 )
 from bench.process_cpu import CpuMeter, per_call_ms
-from bench.stack_processes import DIALER_GROUPS, stack_groups
+from bench.profiling import profiled
+from bench.stack_processes import DIALER_GROUPS, stack_groups, stack_roles
 
 T = TypeVar("T")
 JITTER_MS = (5.0, 5.0)  # mean, spread: 5 ms ± 5 ms
@@ -150,7 +157,8 @@ class Bench:
     """One simulator and one stack for every scenario; each scenario has its own simulated account. One
     Postgres connection is held for the whole run."""
 
-    def __init__(self, sim: Any, lateness_root: Path, stack: Any, label: str) -> None:
+    def __init__(self, sim: Any, lateness_root: Path, stack: Any, label: str,
+                 profile_dir: Path | None = None) -> None:
         from campaigns.config import get_settings
         from campaigns.db import connect
 
@@ -162,6 +170,17 @@ class Bench:
         self.conn = retrying("connect", lambda: connect(autocommit=True))
         settings = get_settings()
         self.processes = stack_groups(stack, sim.process.pid, settings.psycopg_url, settings.redis_url)
+        roles = stack_roles(stack)
+        self.profiled_pids = {**{f"worker{i}": pid for i, pid in enumerate(roles["workers"])},
+                              **{f"api{i}": pid for i, pid in enumerate(roles["api"])}}
+        self.profile_dir = profile_dir
+
+    def _profiled(self, scenario: Scenario) -> AbstractContextManager[Any]:
+        """With --profile, py-spy on every worker and the API for the scenario (bench.profiling)."""
+        if self.profile_dir is None or scenario.name == "warm-up":
+            return nullcontext()
+        prefix = f"{scenario.rate}cps{'-jitter' if scenario.jitter else ''}"
+        return profiled(self.profiled_pids, self.profile_dir, prefix)
 
     def _account(self, rate: int) -> tuple[str, int]:
         from campaigns.accounts import add_account
@@ -225,7 +244,7 @@ class Bench:
         conn = self.conn
         # CPU from the campaign's start to its completion: the loader's work (this process) is not in it.
         meter = CpuMeter(self.processes)
-        with meter.sampling():
+        with meter.sampling(), self._profiled(scenario):
             self._begin(campaign_id, account_id)
             wait_for(
                 lambda: conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
@@ -342,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls-factor", type=float, default=1.0,
                         help="scale every scenario's calls (e.g. 0.2 for a short smoke run)")
     parser.add_argument("--label", default="", help="a name for the saved JSON (bench/out)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy profiles of every worker and the API, per scenario, into DIR "
+                             "(costs CPU: a profiled run's figures are not figures)")
     conditions.add_arguments(parser)
     parser.add_argument("--warm-up-calls", type=int, default=WARM_UP[1],
                         help="calls of the unmeasured warm-up campaign (0: none: the first scenario is cold)")
@@ -368,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         carrier_nice = sim.own_cores(run.carrier_nice) if run.carrier_nice else 0
         label = run.label(carrier_nice)
         print(f"run: {label}", flush=True)
-        bench = Bench(sim, root, stack, label)
+        bench = Bench(sim, root, stack, label, args.profile)
         if args.warm_up_calls:
             bench.run(Scenario("warm-up", WARM_UP[0], args.warm_up_calls, False, 0.0))
         if args.isolated_429:
