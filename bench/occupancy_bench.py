@@ -80,6 +80,7 @@ def occupancy(spans: Sequence[tuple[float, float]], lines: int, rate: float) -> 
 
 
 def run(calls: int, lines: int, rate: int, run_conditions: conditions.Conditions) -> dict[str, Any]:
+    # Imported once prepare() has set this bench's environment (database, Redis prefix), as every bench does.
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from bench.precision_bench import retrying
     from campaigns.accounts import add_account

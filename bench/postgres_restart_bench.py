@@ -140,6 +140,7 @@ def _database_errors(workdir: Path) -> dict[str, int]:
 
 def run(calls: int, rate: int, outage_at: float, outage_s: float, restart: bool,
         run_conditions: conditions.Conditions) -> dict[str, Any]:
+    # Imported once prepare() has set this bench's environment (database, Redis prefix), as every bench does.
     import workers.providers.registry  # noqa: F401  (the adapters declare the provider kinds)
     from bench.precision_bench import retrying
     from campaigns.accounts import add_account
