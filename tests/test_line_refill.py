@@ -7,6 +7,9 @@ reaches the carrier a fraction of a second after the hangup.
 
 Measured at the carrier, on its own clock: with the k-th hangup the (k + LINES)-th call may start (before
 it, LINES calls were live), so its creation minus that hangup is how long the freed line stood idle.
+
+In process against real Postgres and Redis: only a line-bound account's ended calls announce their lines
+(where the CPS binds, a hangup wakes nobody), and the listener's look again is bounded.
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 
 from campaigns.accounts import add_account
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.sim_helpers import RunningSimulator, start_simulator
+from workers import redis_keys
+from workers.dispatch.dispatcher import dispatch_account
+from workers.dispatch.refill import MAX_RECHECKS, RECHECK_S, Rechecks, freed_accounts
+from workers.ratelimit import Budgets
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -147,3 +155,66 @@ def test_the_idle_time_pairs_each_hangup_with_the_call_its_line_allowed() -> Non
     calls += [{"received_at": 2.05, "hangup_at": 4.05}, {"received_at": 2.5, "hangup_at": None}]
     assert [round(x, 2) for x in idle_after_hangups(calls, 3)] == [0.05, 0.4]
     assert occupancy([{"received_at": 0.0, "hangup_at": 1.0}], 2) == 0.5
+
+
+def test_an_ended_call_announces_its_line_only_on_a_line_bound_account(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A list of its own: the module's worker listens on the deployment's and would take the announcements.
+    own_list = f"{redis_keys.lines_freed()}:test"
+    monkeypatch.setattr(redis_keys, "lines_freed", lambda: own_list)
+    budgets = Budgets(redis_client)
+    account, campaign = 918_001, 918_002
+    assert budgets.acquire(account, campaign, ["1", "2", "3"], 3, None, 30.0)
+    budgets.note_lines_bound(account, False, 10.0)
+    assert budgets.release(account, campaign, ["1"], call_ended=True) == 1
+    assert redis_client.llen(own_list) == 0, "the CPS binds: nobody is woken"
+    budgets.note_lines_bound(account, True, 10.0)
+    assert budgets.release(account, campaign, ["2"]) == 1
+    assert redis_client.llen(own_list) == 0, "a give-back by the dial path is no call's end"
+    assert budgets.release(account, campaign, ["3"], call_ended=True) == 1
+    assert budgets.release(account, campaign, ["3"], call_ended=True) == 0
+    assert freed_accounts(redis_client, 0.1) == [account], "one announcement: the duplicate freed nothing"
+    assert budgets.live_count(account) == 0
+
+
+def test_the_dispatcher_flags_an_account_line_bound_only_where_lines_hold_it_back(
+    database_url: str, redis_client: redis.Redis
+) -> None:
+    budgets = Budgets(redis_client)
+    enqueued: list[tuple[int, list[int]]] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE campaign SET state = 'paused', state_reason = 'paused for test_line_refill' "
+                     "WHERE state = 'running'")
+        bound: dict[str, bool] = {}
+        for name, cps, lines in (("lines", 50, 2), ("cps", 1, 50)):
+            account_id = add_account(conn, name=f"refill-flag-{name}", provider="plivo",
+                                     auth_id=f"MAFLAG{name}", auth_token="tok", cps=cps, max_concurrent=lines,
+                                     base_url="http://127.0.0.1:9")
+            campaign_id = load_campaign(f"refill-flag-{name}", numbers(10, start=500 + 100 * cps, area="718"))
+            prepare_and_start(conn, campaign_id, account_id)
+            try:
+                report = dispatch_account(conn, budgets, lambda cid, ids: enqueued.append((cid, ids)),
+                                          account_id, wait_s=1.0)
+            finally:
+                conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))
+            assert report is not None and report.claimed == {campaign_id: min(lines, 2 * cps)}
+            bound[name] = bool(redis_client.exists(redis_keys.lines_bound(account_id)))
+    assert bound == {"lines": True, "cps": False}
+
+
+def test_a_look_again_comes_shortly_and_a_bounded_number_of_times() -> None:
+    rechecks = Rechecks()
+    assert rechecks.wait_s(0.0, 5.0) == 5.0
+    rechecks.after_pass(7, True, 0.0)
+    assert rechecks.wait_s(0.0, 5.0) == pytest.approx(RECHECK_S)
+    assert rechecks.due(0.0, []) == [] and rechecks.due(RECHECK_S, []) == [7]
+    assert rechecks.due(RECHECK_S, [7]) == [], "announced again: its own pass covers it"
+    looks = 0
+    while rechecks.due(100.0, []):
+        rechecks.after_pass(7, True, 100.0 - RECHECK_S)
+        looks += 1
+    assert looks == MAX_RECHECKS, "each look again may ask for the next, up to the bound"
+    rechecks.announced(7)
+    rechecks.after_pass(7, False, 0.0)
+    assert rechecks.wait_s(0.0, 5.0) == 5.0

@@ -58,6 +58,12 @@ def dispatch_account_lock(account_id: int) -> str:
     return f"{_prefix()}:lock:dispatch:account:{account_id}"
 
 
+def lines_bound(account_id: int) -> str:
+    """Set (with a short lease) while the account's free lines, not its CPS, limit what the dispatcher may
+    claim and destinations are waiting: only then does a call's end announce its freed line."""
+    return f"{_prefix()}:refill:lines-bound:account:{account_id}"
+
+
 def lines_freed() -> str:
     """List of account ids, one pushed by each release of a call's slot that freed a line (slots_release.lua);
     the refill listeners (workers.dispatch.refill) pop it to dial a waiting destination at once."""

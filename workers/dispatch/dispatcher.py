@@ -46,6 +46,9 @@ TIMEZONE_CACHE_TTL_S = 300.0
 # died holding it.
 ACCOUNT_TURN_LEASE_S = 5.0
 ACCOUNT_TURN_POLL_S = 0.005
+# Each pass renews the account's line-bound flag for this long: ticks come every second, refills with each
+# ended call; a dispatcher that stopped stops the announcements within it.
+LINES_BOUND_LEASE_S = 10.0
 
 Enqueue = Callable[[int, list[int]], None]  # (campaign_id, destination ids)
 
@@ -59,6 +62,8 @@ class DispatchReport:
     completed: list[int] = field(default_factory=list)
     expired: int = 0
     paused: int = 0  # campaigns paused because their account cannot be used
+    # account id -> its free lines that queued destinations cover (workers.dispatch.refill looks again)
+    covered_by_queued: dict[int, int] = field(default_factory=dict)
 
 
 def campaign_timezones(conn: psycopg.Connection, campaign_id: int) -> list[str]:
@@ -213,10 +218,16 @@ def _dispatch_account(
 ) -> None:
     creds, limits = load_account(conn, account_id)
     rate = budgets.current_rate(account_id, limits.cps)
+    rate_cap = math.ceil(rate * HORIZON_S)
     free_slots = limits.max_concurrent - budgets.live_count(account_id)
     in_flight = _queued_count(conn, [c["id"] for c in campaigns])
-    allowance = min(math.ceil(rate * HORIZON_S), free_slots) - in_flight
+    allowance = min(rate_cap, free_slots) - in_flight
+    # A chunk between taking its slot and starting its attempt counts twice for a moment (live and queued),
+    # so a free line can look covered when it is not: the refill looks again shortly.
+    report.covered_by_queued[account_id] = min(max(free_slots, 0), in_flight)
+    lines_bind = free_slots <= rate_cap
     if allowance <= 0:
+        budgets.note_lines_bound(account_id, lines_bind, LINES_BOUND_LEASE_S)
         return
     zones: dict[int, list[str]] = {}
     demand: dict[int, int] = {}
@@ -226,6 +237,10 @@ def _dispatch_account(
         zones[c["id"]] = open_timezones(window, tz_list, now)
         own_cap = math.ceil(c["cps"] * HORIZON_S) if c["cps"] else allowance
         demand[c["id"]] = min(own_cap, _due_estimate(conn, c["id"], allowance)) if zones[c["id"]] else 0
+    # Line-bound: the free lines, not the CPS, held the claim back and more is due than they allow. Only then
+    # do ended calls announce their lines: where the CPS binds, a freed line changes nothing.
+    waiting = sum(demand.values()) >= allowance
+    budgets.note_lines_bound(account_id, lines_bind and waiting, LINES_BOUND_LEASE_S)
     shares = split_by_weight(allowance, {c["id"]: c["weight"] for c in campaigns}, demand)
     adapter = adapter_for(creds.provider)
     for c in campaigns:

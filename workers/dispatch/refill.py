@@ -10,7 +10,8 @@ books its CPS, screens DNC and windows.
 
 If a listener dies, nothing is left without an owner: destinations it claimed are `queued` under their claim
 lease like any chunk's, and the tick still runs. An idle listener costs one blocking Redis command every
-BLOCK_S; a hangup with nothing waiting costs one account pass (a few indexed queries).
+BLOCK_S. Only a line-bound account announces (the dispatcher flags it: its free lines, not its CPS, hold
+the claims back and destinations wait), so where the CPS binds, or nothing waits, a hangup wakes nobody.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import redis
@@ -36,6 +38,38 @@ TURN_WAIT_S = 1.0  # another pass holds the account (a tick's, another listener'
 # it to the next tick. It may have counted the free lines before this call ended, so leaving at once
 # could leave the line idle until the next tick.
 ERROR_PAUSE_S = 1.0  # after a failure (Redis or Postgres away): one log line per this long, not per hangup
+# A pass that found free lines covered by queued destinations looks again this long after, at most
+# MAX_RECHECKS times in a row: those rows are either being dialed (then the line is not free) or counted
+# twice for a moment (dispatcher.covered_by_queued), and the look again fills the line.
+RECHECK_S = 0.1
+MAX_RECHECKS = 3
+
+
+class Rechecks:
+    """When to look again at which account (pure: the listener's clock is passed in)."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, int]] = {}  # account -> (when, looks again so far)
+
+    def wait_s(self, now: float, block_s: float) -> float:
+        """How long the listener may block for announcements: until the next look again is due."""
+        if not self._due:
+            return block_s
+        return max(0.01, min(block_s, min(when for when, _ in self._due.values()) - now))
+
+    def due(self, now: float, announced: list[int]) -> list[int]:
+        """The accounts to look at again now, besides those just announced."""
+        return [a for a, (when, _) in self._due.items() if when <= now and a not in announced]
+
+    def after_pass(self, account_id: int, look_again: bool, now: float) -> None:
+        """Record one pass over the account: schedule a look again if it asks for one and may have more."""
+        _, looks = self._due.pop(account_id, (0.0, 0))
+        if look_again and looks < MAX_RECHECKS:
+            self._due[account_id] = (now + RECHECK_S, looks + 1)
+
+    def announced(self, account_id: int) -> None:
+        """A fresh announcement: its pass starts a new run of looks again."""
+        self._due.pop(account_id, None)
 
 
 def distinct_accounts(raw: Iterable[bytes | str]) -> list[int]:
@@ -58,25 +92,26 @@ def freed_accounts(client: redis.Redis, block_s: float = BLOCK_S) -> list[int]:
     return distinct_accounts([first[1], *rest])
 
 
-def refill_account(account_id: int, enqueue: Enqueue) -> None:
-    """The dispatcher's pass for this account, now, on this process's pool and budgets."""
+def refill_account(account_id: int, enqueue: Enqueue) -> bool:
+    """The dispatcher's pass for this account, now, on this process's pool and budgets. True if it should be
+    looked at again shortly (free lines it saw covered by queued destinations, or another pass held it)."""
     with get_pool().connection() as conn:
         report = dispatch_account(conn, get_budgets(), enqueue, account_id, wait_s=TURN_WAIT_S)
-    if report is not None and report.claimed:
-        log.debug("refilled account %s: %s", account_id, report.claimed)
+    return report is None or report.covered_by_queued.get(account_id, 0) > 0
 
 
 class LineRefill(threading.Thread):
     """Pops line-freed announcements and refills each account named, until stopped."""
 
     def __init__(
-        self, client: redis.Redis, refill: Callable[[int], None], *, block_s: float = BLOCK_S
+        self, client: redis.Redis, refill: Callable[[int], bool], *, block_s: float = BLOCK_S
     ) -> None:
         super().__init__(name="line-refill", daemon=True)
         self.client = client
         self.refill = refill
         self.block_s = block_s
         self.stopping = threading.Event()
+        self.rechecks = Rechecks()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -84,11 +119,19 @@ class LineRefill(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                for account_id in freed_accounts(self.client, self.block_s):
-                    self.refill(account_id)
+                self.once()
             except Exception:
                 log.exception("line refill failed; the dispatcher tick covers the lines meanwhile")
                 self.stopping.wait(ERROR_PAUSE_S)
+
+    def once(self) -> None:
+        """Wait for announcements (or the next look again), then make each pass due."""
+        announced = freed_accounts(self.client, self.rechecks.wait_s(time.monotonic(), self.block_s))
+        for account_id in announced:
+            self.rechecks.announced(account_id)
+        for account_id in announced + self.rechecks.due(time.monotonic(), announced):
+            look_again = self.refill(account_id)
+            self.rechecks.after_pass(account_id, look_again, time.monotonic())
 
 
 _running: tuple[int, LineRefill] | None = None

@@ -157,6 +157,10 @@ class Budgets:
         lines for an immediate refill (workers.ratelimit.slots.SlotPool.release)."""
         return self._slots.release(account_id, campaign_id, attempt_ids, call_ended=call_ended)
 
+    def note_lines_bound(self, account_id: int, bound: bool, lease_s: float) -> None:
+        """Whether the account's free lines limit its dispatch (workers.ratelimit.slots.SlotPool)."""
+        self._slots.note_lines_bound(account_id, bound, lease_s)
+
     def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
         """Extend a live call's lease; False if it was released or had expired."""
         return self._slots.renew(account_id, campaign_id, attempt_id, lease_s)

@@ -63,17 +63,29 @@ class SlotPool:
     ) -> int:
         """Free the attempts' slots; idempotent (a duplicate or early hangup is harmless). Slots freed.
 
-        `call_ended`: the calls are over (a final callback, the reaper), so a freed line is announced on the
-        line-freed list for a refill listener to fill at once. The dial path's own give-backs (a send undone,
-        a booking refused, a 429) leave it False: refilling those would dial again straight into the reason
-        the send was given back."""
+        `call_ended`: the calls are over (a final callback), so a freed line is announced on the line-freed
+        list for a refill listener to fill at once, if the account is line-bound (note_lines_bound). The dial
+        path's own give-backs (a send undone, a booking refused, a 429) leave it False: refilling those would
+        dial again straight into the reason the send was given back."""
         if not attempt_ids:
             return 0
-        keys = [redis_keys.lines_freed(), *_slot_keys(account_id, campaign_id)]
+        keys = [redis_keys.lines_freed(), redis_keys.lines_bound(account_id)]
+        keys += _slot_keys(account_id, campaign_id)
         args: list[str | int] = [int(call_ended), account_id, LINES_FREED_CAP, LINES_FREED_TTL_MS]
         args += attempt_ids
         with redis_errors_translated(self._client):
             return int(script(self._client, "slots_release")(keys=keys, args=args))
+
+    def note_lines_bound(self, account_id: int, bound: bool, lease_s: float) -> None:
+        """Say whether the account's free lines (not its CPS) limit its dispatch while destinations wait: only
+        then do ended calls announce freed lines. Set for `lease_s` (each dispatcher pass renews it), so a
+        stopped dispatcher stops the announcements too."""
+        key = redis_keys.lines_bound(account_id)
+        with redis_errors_translated(self._client):
+            if bound:
+                self._client.set(key, b"1", px=int(lease_s * 1000))
+            else:
+                self._client.delete(key)
 
     def renew(self, account_id: int, campaign_id: int | None, attempt_id: str, lease_s: float) -> bool:
         """Extend a live lease; False (and nothing written) if the slot was released or had expired."""
