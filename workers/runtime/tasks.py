@@ -16,16 +16,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 
+from campaigns.errors import ServiceUnavailable
+from campaigns.store.dial_store import QUEUED_LEASE_S, hand_back
 from workers import redis_keys
 from workers.callbacks.applier import apply_events, left_over_after
 from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
-from workers.dialing.context import DialContext
+from workers.dialing.context import ChunkReport, DialContext
 from workers.dialing.timed_sender import process_sender, timed_client
 from workers.dispatch.dispatcher import dispatch_tick as claim_and_enqueue
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
-from workers.pg import get_pool
+from workers.pg import get_pool, on_fresh_connection
 from workers.providers.http import make_client
 from workers.queues import DIAL_QUEUE
 from workers.ratelimit.process_budgets import get_budgets
@@ -77,13 +80,43 @@ def single_flight(lock_key: str, ttl_ms: int) -> Iterator[bool]:
         client.delete(lock_key)
 
 
+# Postgres away: the connection ended or refused (a restart, a failover), no pooled one in time, a deadlock
+# or a cancelled statement. A chunk that fails on one hands its claims back at once. Any other error is a
+# defect: its claims wait out their lease, so a destination that always fails is not retried every tick.
+DATABASE_AWAY = (psycopg.OperationalError, ServiceUnavailable)
+
+
 @app.task(name="workers.tasks.dial_chunk", acks_late=True)
 def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
     """Dial the still-queued destinations of one chunk (safe to run twice: see campaigns.store.dial_store)."""
-    with get_pool().connection() as conn:
-        ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
-        report = dial_claimed_chunk(ctx, campaign_id, destination_ids)
+    try:
+        with get_pool().connection() as conn:
+            ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
+            report = dial_claimed_chunk(ctx, campaign_id, destination_ids)
+    except DATABASE_AWAY as exc:
+        report = hand_back_claims(campaign_id, destination_ids, exc)
     return report.__dict__
+
+
+def hand_back_claims(campaign_id: int, destination_ids: list[int], exc: Exception) -> ChunkReport:
+    """The chunk stopped on a database error: its destinations still `queued` go back to `pending`, due now,
+    as soon as Postgres accepts a connection, so the dispatcher claims them again within a tick of its
+    return instead of after their claim lease (QUEUED_LEASE_S), which its back-pressure would wait out.
+    Those with an attempt started (`dialing`) are not touched: the reaper's never-sent grace and the send
+    evidence own them. Tried for the length of the lease; past it the dispatcher takes them back anyway."""
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    report = ChunkReport(errors=[f"{type(exc).__name__}: {first_line}"])
+    try:
+        report.handed_back = on_fresh_connection(
+            lambda conn: hand_back(conn, destination_ids, None), within_s=QUEUED_LEASE_S
+        )
+    except DATABASE_AWAY:
+        log.warning("dial chunk of campaign %s stopped (%s) and Postgres stayed away: its %d destinations "
+                    "return when their claim lease ends", campaign_id, report.errors[0], len(destination_ids))
+        return report
+    log.warning("dial chunk of campaign %s stopped (%s): %d claimed destinations handed back",
+                campaign_id, report.errors[0], report.handed_back)
+    return report
 
 
 def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
