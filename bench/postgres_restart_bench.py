@@ -18,7 +18,8 @@ connection to it succeeds (restart).
 4 worker processes of 8 threads, beat and the API; the simulator at speed 30, every call answered (calls
 well under a second). Reported, from the simulator's record of each call: the longest stretch with no call
 arriving from the outage's start on; seconds from Postgres accepting connections to full rate again (the
-first 1-second window, starting at an arrival, holding at least 90% of the CPS); the campaign's start to its
+first 1-second window, starting at an arrival, holding at least 90% of the CPS) and the longest stretch
+with no call after that (a stall after a first full second); the campaign's start to its
 completion against the ideal (calls / CPS plus the longest call); calls dialed twice (must be 0) and the
 destinations' final states; and how many database errors the workers logged. Conditions as bench.conditions
 (`--priority`, `--busy-core`). Uses its own database (dialer_bench_pgrestart) and Redis prefix; Postgres
@@ -186,6 +187,8 @@ def run(calls: int, rate: int, outage_at: float, outage_s: float, restart: bool,
         "calls_placed": len(times), "longest_gap_s": round(gap, 2),
         "longest_gap_ended_after_accepting_s": round(gap_ended - accepting, 2),
         "full_rate_after_accepting_s": round(full - accepting, 2) if full is not None else None,
+        # A stall after the first full second (the first measure would not see it).
+        "longest_gap_after_full_rate_s": round(longest_gap(times, full)[0], 2) if full is not None else None,
         "total_s": round(total, 1) if total is not None else None, "ideal_s": round(ideal, 1),
         "total_over_ideal": round(total / ideal, 2) if total is not None else None,
         "dialed_twice": stats["duplicate_dials"], "429s": stats["rejected_429"],
@@ -198,10 +201,12 @@ def _table(r: dict[str, Any], load: str) -> str:
     return "\n".join([
         f"load average at start: {load}; run: {r['run']}",
         "| calls at CPS | outage (at, length) | longest gap with 0 calls | full rate again after accepting "
-        "(≤ 5 s) | total / ideal | dialed twice | destinations | database errors in the worker logs |",
+        "(≤ 5 s); longest gap after it | total / ideal | dialed twice | destinations "
+        "| database errors in the worker logs |",
         "|---|---|---|---|---|---|---|---|",
         f"| {r['calls']} at {r['rate']} | {r['outage']} ({r['outage_at_s']:g} s in, {r['outage_s']} s) "
-        f"| {r['longest_gap_s']} s | {'never' if full is None else f'{full} s'} "
+        f"| {r['longest_gap_s']} s | {'never' if full is None else f'{full} s'}; "
+        f"{r['longest_gap_after_full_rate_s']} s "
         f"| {r['total_s']} s / {r['ideal_s']} s = {r['total_over_ideal']}× | {r['dialed_twice']} "
         f"| {r['destinations_by_status']} | {r['worker_log_database_errors']} |",
     ])
