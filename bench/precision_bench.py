@@ -69,8 +69,8 @@ WARM_UP = (50, 150)  # CPS, calls: about three seconds, enough for every worker 
 PAUSE_RATE = 100
 PAUSE_AFTER_S = 6.0
 
-# As reported in issues 13 and 18 (both with the carrier at nice -15, the sender threads at -10), for the
-# table's "before" column.
+# As reported in issues 13 and 18, for the table's "before" column. Issue 18's runs had this bench's old
+# defaults: the carrier at nice -15, the sender threads at -10 (now --priority).
 REPORTED_BEFORE = {
     ("20", False): "issue 18: 96.5%; issue 13: max 20, one 429, 88.6%",
     ("200", False): "issue 18: 49.6% and 42.9%, 0 429s, 2,341 and 2,620 of 3,000 refused late; "
