@@ -10,6 +10,7 @@ attempt count the caller saw. A re-delivered chunk finds them `dialing` and dial
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +33,9 @@ _HAND_BACK = (
     f"WHERE id = ANY(%s) AND {sql_in('status', allowed_sources(DestinationStatus.PENDING))}"
 )
 _START_ATTEMPTS = f"""
-WITH expected(id, attempts_made, attempt_id) AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::bigint[])),
+WITH expected(id, attempts_made, attempt_id, batch_id) AS (
+    SELECT * FROM unnest(%s::bigint[], %s::int[], %s::bigint[], %s::uuid[])
+),
 won AS (
     UPDATE destination d
     SET status = 'dialing', attempts_made = d.attempts_made + 1, next_attempt_at = NULL,
@@ -44,10 +47,10 @@ won AS (
 )
 INSERT INTO call_attempt (id, destination_id, campaign_id, account_id, attempt_no, batch_id, status,
                           lease_expires_at, run_no)
-SELECT e.attempt_id, won.id, %s, %s, won.attempts_made, %s, 'dialing', now() + make_interval(secs => %s),
-       won.run_no
+SELECT e.attempt_id, won.id, %s, %s, won.attempts_made, e.batch_id, 'dialing',
+       now() + make_interval(secs => %s), won.run_no
 FROM won JOIN expected e ON e.id = won.id
-RETURNING id, destination_id
+RETURNING id, destination_id, batch_id
 """
 # An undo changes only what it still owns: the destination moves back only while its current attempt is the
 # one this undo deleted (attempts_made = attempt_no), never after the reaper handed it back and another
@@ -122,6 +125,7 @@ class QueuedDestination:
 class StartedAttempt:
     attempt_id: int
     destination: QueuedDestination
+    batch_id: uuid.UUID | None = None  # the request's (None where a caller does not need it)
 
 
 def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial | None:
@@ -205,10 +209,11 @@ def start_attempts(
     *,
     campaign: CampaignForDial,
     destinations: list[QueuedDestination],
-    batch_id: uuid.UUID,
+    batch_id: uuid.UUID | Mapping[int, uuid.UUID],
     lease_s: float,
 ) -> list[StartedAttempt]:
-    """Commit queued -> dialing and one attempt row per destination, before the request is sent."""
+    """Commit queued -> dialing and one attempt row per destination, before the request is sent.
+    `batch_id`: the request's, or one per destination id when several single requests start at once."""
     by_id = {d.id: d for d in destinations}
     # One statement, committed before this returns (autocommit); with frequency caps, one transaction with
     # the cap check under per-number locks (campaigns.store.frequency_guard), and over-cap ones handed back
@@ -222,13 +227,13 @@ def start_attempts(
                 [d.id for d in allowed],
                 [d.attempts_made for d in allowed],
                 [d.attempt_id for d in allowed],
+                [batch_id if isinstance(batch_id, uuid.UUID) else batch_id[d.id] for d in allowed],
                 campaign.id,
                 campaign.account_id,
-                batch_id,
                 lease_s,
             ),
         ).fetchall()
-    return [StartedAttempt(attempt_id=row[0], destination=by_id[row[1]]) for row in rows]
+    return [StartedAttempt(attempt_id=row[0], destination=by_id[row[1]], batch_id=row[2]) for row in rows]
 
 
 def _hand_back_over_cap(

@@ -107,12 +107,63 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     chunk = ChunkDial(ctx, campaign, creds, limits, adapter_for(creds.provider), report)
     size = _request_size(chunk)
     groups = [queued[i : i + size] for i in range(0, len(queued), size)]
-    for index, group in enumerate(groups):
-        stop_until = _dial_group(chunk, group)
-        if stop_until is not None:
-            chunk.hand_back([d.id for g in groups[index + 1 :] for d in g], stop_until)
-            break
+    if size == 1 and len(queued) > 1:
+        _start_ahead(chunk, queued)
+    try:
+        for index, group in enumerate(groups):
+            stop_until = _dial_group(chunk, group)
+            if stop_until is not None:
+                rest = [d for g in groups[index + 1 :] for d in g]
+                _undo_ahead(chunk, rest, stop_until)
+                chunk.hand_back([d.id for d in rest if d.id not in chunk.ahead], stop_until)
+                break
+    finally:
+        record_unrecorded(chunk)
     return report
+
+
+def _start_ahead(chunk: ChunkDial, queued: list[store.QueuedDestination]) -> None:
+    """One-destination requests: take the whole chunk's slots in one Redis call and start its attempts in
+    one statement (committed, as every attempt is, before its request leaves), rather than one of each per
+    request. Without a slot for every one, each request takes its own as it goes."""
+    ctx, campaign, creds, limits = chunk.ctx, chunk.campaign, chunk.creds, chunk.limits
+    lease_s = dial_lease_s(campaign.provider_options)
+    members = [d.slot_member for d in queued]
+    if not ctx.budgets.acquire(
+        creds.account_id, campaign.id, members, limits.max_concurrent, campaign.max_concurrent, lease_s
+    ):
+        return
+    batches = {d.id: uuid.uuid4() for d in queued}  # each request its own batch, as when started alone
+    started = store.start_attempts(ctx.conn, campaign=campaign, destinations=queued, batch_id=batches,
+                                   lease_s=lease_s)
+    won = {a.destination.slot_member for a in started}
+    if lost := [m for m in members if m not in won]:
+        ctx.budgets.release(creds.account_id, campaign.id, lost)
+    chunk.spoken.update(store_spoken_text(ctx.conn, campaign, started))
+    chunk.ahead.update({a.destination.id: a for a in started})
+
+
+def _undo_ahead(chunk: ChunkDial, rest: list[store.QueuedDestination], not_before: datetime) -> None:
+    """The chunk stops early: the attempts it started ahead and never sent go back, with their slots."""
+    unsent = [chunk.ahead.pop(d.id) for d in rest if d.id in chunk.ahead]
+    if unsent:
+        chunk.report.handed_back += store.undo_unsent_attempts(chunk.ctx.conn, unsent, not_before,
+                                                               back_to="pending")
+        chunk.release(unsent)
+
+
+def record_unrecorded(chunk: ChunkDial) -> None:
+    """Record the ids of the requests sent since the last mark (in one statement), then apply any callback
+    that arrived before them."""
+    if chunk.unrecorded:
+        marks.record_sent(chunk.ctx.conn, chunk.unrecorded)
+    _apply_early_callbacks(chunk)
+
+
+def _apply_early_callbacks(chunk: ChunkDial) -> None:
+    ids, chunk.unrecorded, chunk.unrecorded_ids = chunk.unrecorded_ids, [], []
+    if ids and store.has_unapplied_events(chunk.ctx.conn, ids):
+        apply_events_for_ids(chunk.ctx.conn, ids)
 
 
 def _dial_group(chunk: ChunkDial, group: list[store.QueuedDestination]) -> datetime | None:
@@ -138,27 +189,32 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
     """One provider request for `group`: slots, attempt rows, booking, the request, and its answer."""
     ctx, campaign, creds, limits, report = chunk.ctx, chunk.campaign, chunk.creds, chunk.limits, chunk.report
     conn, budgets = ctx.conn, ctx.budgets
-    members = [d.slot_member for d in group]
-    lease_s = dial_lease_s(campaign.provider_options)
-    if not budgets.acquire(
-        creds.account_id, campaign.id, members, limits.max_concurrent, campaign.max_concurrent, lease_s
-    ):
-        not_before = ctx.now() + timedelta(seconds=SLOT_RETRY_DELAY_S)
-        chunk.hand_back([d.id for d in group], not_before)
-        return RequestResult(stop_until=not_before)
-    batch_id = uuid.uuid4()
-    # Attempt rows first (invariant 1), so the only work between the booked send time and the request
-    # is the request itself: a send that leaves late compresses the gap to the next one.
-    started = store.start_attempts(
-        conn, campaign=campaign, destinations=group, batch_id=batch_id, lease_s=lease_s
-    )
-    won = {a.destination.slot_member for a in started}
-    lost = [m for m in members if m not in won]
-    if lost:  # someone else dialed or reclaimed these meanwhile: give their slots back
-        budgets.release(creds.account_id, campaign.id, lost)
-    if not started:
-        return GO_ON
-    spoken = store_spoken_text(conn, campaign, started)  # what each call will say, kept on its attempt
+    if len(group) == 1 and group[0].id in chunk.ahead:  # started with the rest of the chunk
+        started = [chunk.ahead.pop(group[0].id)]
+        batch_id = started[0].batch_id or uuid.uuid4()
+    else:
+        members = [d.slot_member for d in group]
+        lease_s = dial_lease_s(campaign.provider_options)
+        if not budgets.acquire(
+            creds.account_id, campaign.id, members, limits.max_concurrent, campaign.max_concurrent, lease_s
+        ):
+            not_before = ctx.now() + timedelta(seconds=SLOT_RETRY_DELAY_S)
+            chunk.hand_back([d.id for d in group], not_before)
+            return RequestResult(stop_until=not_before)
+        batch_id = uuid.uuid4()
+        # Attempt rows first (invariant 1), so the only work between the booked send time and the request
+        # is the request itself: a send that leaves late compresses the gap to the next one.
+        started = store.start_attempts(
+            conn, campaign=campaign, destinations=group, batch_id=batch_id, lease_s=lease_s
+        )
+        won = {a.destination.slot_member for a in started}
+        lost = [m for m in members if m not in won]
+        if lost:  # someone else dialed or reclaimed these meanwhile: give their slots back
+            budgets.release(creds.account_id, campaign.id, lost)
+        if not started:
+            return GO_ON
+        chunk.spoken.update(store_spoken_text(conn, campaign, started))  # what each call will say
+    spoken = chunk.spoken
     # Built before booking: between the booked time and the send only the request itself remains.
     call = outbound_call(campaign, creds, batch_id, [a.destination.number for a in started], spoken)
     booked, sending = _book_and_mark(chunk, started)
@@ -281,7 +337,14 @@ def _book_and_mark(
     sending: list[store.StartedAttempt] = []
 
     def mark_sending() -> bool:
-        check = marks.last_check(chunk.ctx.conn, chunk.campaign, started, chunk.ctx.now())
+        conn = chunk.ctx.conn
+        # The ids of the chunk's earlier requests go in the same commit as this mark.
+        with conn.pipeline(), conn.transaction():
+            if chunk.unrecorded:
+                marks.record_sent(conn, chunk.unrecorded)
+                chunk.unrecorded = []
+            check = marks.last_check(conn, chunk.campaign, started, chunk.ctx.now())
+        _apply_early_callbacks(chunk)
         sending.extend(check.sending)
         chunk.report.handed_back += check.handed_back
         chunk.release(check.not_sent)
@@ -320,9 +383,9 @@ def _record_accepted(
             next_attempt_at=None,
         )
         chunk.release(match.refused)
-    marks.record_sent(conn, match.sent)
     if len(started) > 1 and len(accepted.calls) < len(started):
         store.record_batch(conn, batch_id, chunk.creds.account_id, list(accepted.request_uuids))
-    ids = match.provider_ids(accepted)
-    if ids and store.has_unapplied_events(conn, ids):
-        apply_events_for_ids(conn, ids)
+    # Recorded with the next request's mark or when the chunk ends. Until then the attempt is `dialing`
+    # with its sent_at set: a callback that comes first is stored and applied once the ids are in.
+    chunk.unrecorded.extend(match.sent)
+    chunk.unrecorded_ids.extend(match.provider_ids(accepted))

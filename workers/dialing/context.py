@@ -15,6 +15,7 @@ import psycopg
 
 from campaigns.accounts import AccountLimits
 from campaigns.store import dial_store as store
+from workers.dialing.accepted_calls import SentIds
 from workers.providers.base import ProviderAdapter
 from workers.providers.calls import AccountCredentials
 from workers.providers.errors import Throttled
@@ -56,6 +57,14 @@ class ChunkDial:
     limits: AccountLimits
     adapter: ProviderAdapter
     report: ChunkReport
+    # One-destination requests whose attempts this chunk started together, by destination id, and the text
+    # each call will speak (by attempt id).
+    ahead: dict[int, store.StartedAttempt] = field(default_factory=dict)
+    spoken: dict[int, str] = field(default_factory=dict)
+    # The ids of requests sent and not yet recorded: written with the next request's mark, in its commit,
+    # or when the chunk ends (workers.dialing.chunk.record_unrecorded).
+    unrecorded: list[SentIds] = field(default_factory=list)
+    unrecorded_ids: list[str] = field(default_factory=list)
 
     def release(self, attempts: list[store.StartedAttempt]) -> None:
         """Free these attempts' concurrency slots."""
