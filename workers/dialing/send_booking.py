@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from workers.dialing.redis_clock import REDIS_CLOCK, RedisClock
 from workers.dialing.timed_sender import SendSlot, SendTooLate, TimedClient
 from workers.metrics.send_lateness import RECENT, RecentSeconds, observe_lateness, observe_refused_late
 from workers.providers.base import ProviderAdapter
@@ -111,9 +112,12 @@ class SendBooking:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         recent: RecentSeconds = RECENT,
+        redis_clock: RedisClock | None = None,
     ) -> None:
         self.budgets, self.booking, self.mark_sending, self.timed = budgets, booking, mark_sending, timed
         self.sleep, self.clock, self.recent = sleep, clock, recent
+        # The process's own bound on Redis's clock, unless a test's clock is not the process's.
+        self.redis_clock = redis_clock or (REDIS_CLOCK if clock is time.monotonic else RedisClock())
         self.marked = False
         self.bookings = 0
         self.grant = Reservation(False, 0.0, 0.0)
@@ -151,12 +155,13 @@ class SendBooking:
                 return Reservation(False, 0.0, 0.1)
             if not grant.granted:
                 return grant
-            # The delay is counted from Redis's clock when the script ran, somewhere between asking and
-            # hearing back. Counted from hearing back, the send never leaves early; the round trip is then
-            # how late it may already be, so it counts against the allowed lateness (a host starved of CPU
-            # hears back late, and its sends would otherwise leave late without knowing it).
+            # The booked instant is on Redis's clock, read somewhere between asking and hearing back. The
+            # send waits for the earliest local time it can be (never early); how unsure that is (the
+            # bound's width, at most this round trip) counts against the allowed lateness: a host starved of
+            # CPU hears back late, and its sends would otherwise leave late without knowing it.
             heard = clock()
-            due, slack = heard + grant.send_at_delay_s, heard - asked
+            offset = self.redis_clock.observe(asked, grant.send_at - grant.send_at_delay_s, heard)
+            due, slack = grant.send_at - offset.lo, offset.width
             max_late = allowed_lateness_s(guard)
             if slack > max_late:  # it could only leave later than allowed: book again (nothing marked)
                 self._refund(grant)
