@@ -226,7 +226,8 @@ def _one(conn: Any, sql: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str | None) -> dict[str, Any]:
+def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str | None,
+        profile_gil: bool = False) -> dict[str, Any]:
     db_name = _setup_env(admin_url, redis_url)
     from workers.entrypoints.local_stack import free_port, wait_http
 
@@ -283,6 +284,7 @@ def run(n: int, concurrency: int, admin_url: str, redis_url: str, profile: str |
                     "--rate",
                     "200",
                     "--nonblocking",
+                    *(["--gil"] if profile_gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -376,9 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--redis-url", default=os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    parser.add_argument("--profile", help="write a py-spy speedscope profile of the API process here")
+    parser.add_argument("--profile", help="write a py-spy profile (raw folded stacks) of the API here")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="sample only the thread holding the GIL: where the API's Python CPU goes, not "
+                        "its threads' waits (which a busy machine makes look like work)")
     args = parser.parse_args(argv)
-    result = run(args.calls, args.concurrency, args.admin_url, args.redis_url, args.profile)
+    result = run(args.calls, args.concurrency, args.admin_url, args.redis_url, args.profile, args.profile_gil)
     for key, value in result.items():
         print(f"{key:>20}: {value}")
     ok = result["lost"] == 0 and result["stored"] == args.calls

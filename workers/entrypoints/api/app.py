@@ -15,6 +15,7 @@ from campaigns.config import get_settings
 from campaigns.db import SESSION_OPTIONS
 from campaigns.store.event_store import EventWriter
 from workers.callbacks.applier_thread import EventApplier
+from workers.callbacks.apply_on_store import apply_on_store
 from workers.callbacks.call_scripts import CallScripts
 from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache
@@ -32,8 +33,9 @@ from workers.metrics.state_collector import state_registry
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     # No minimum open connections: the API starts (and answers 503) even while Postgres is down.
+    connect = {"autocommit": True, "connect_timeout": 3, "options": SESSION_OPTIONS}
     pool = AsyncConnectionPool(settings.psycopg_url, min_size=0, max_size=8, open=False, timeout=5,
-                               kwargs={"autocommit": True, "connect_timeout": 3, "options": SESSION_OPTIONS})
+                               kwargs=connect)
     await pool.open(wait=False)
     stored = threading.Event()
     app.state.pool = pool
@@ -41,7 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.nonces = NonceClaims(app.state.redis)
     app.state.accounts = AccountCache()
     app.state.scripts = CallScripts()
-    app.state.writer = EventWriter(pool, stored)
+    # Callbacks are applied in the commit that stores them (the applier thread takes what that leaves).
+    app.state.writer = EventWriter(settings.psycopg_url, connect, stored,
+                                   apply=apply_on_store if app.state.apply_events else None)
     app.state.metrics_state = state_registry(settings.psycopg_url, settings.redis_url)
     app.state.writer.start()
     applier = EventApplier(stored) if app.state.apply_events else None
