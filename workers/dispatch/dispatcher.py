@@ -157,10 +157,13 @@ def dispatch_tick(
     for c in campaigns:
         by_account.setdefault(c["account_id"], []).append(c)
     for account_id, group in by_account.items():
-        # An account whose turn is taken is being refilled by that very pass now: no need to wait for it.
-        with account_turn(budgets.client, account_id) as mine:
-            if mine:
-                _dispatch_or_pause(conn, budgets, enqueue, account_id, group, now, report)
+        try:
+            # An account whose turn is taken is being refilled by that very pass now: no need to wait for it.
+            with account_turn(budgets.client, account_id) as mine:
+                if mine:
+                    _dispatch_or_pause(conn, budgets, enqueue, account_id, group, now, report)
+        except redis.RedisError:
+            log.exception("dispatching account %s failed; the other accounts go on", account_id)
     return report
 
 

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+import psycopg
 import redis
 
 from campaigns.config import get_settings
@@ -120,6 +121,10 @@ class LineRefill(threading.Thread):
         while not self.stopping.is_set():
             try:
                 self.once()
+            except (redis.ConnectionError, redis.TimeoutError, psycopg.OperationalError) as exc:
+                # Redis or Postgres away: one line a second, not a traceback per hangup.
+                log.warning("line refill waits: %s; the dispatcher tick covers the lines meanwhile", exc)
+                self.stopping.wait(ERROR_PAUSE_S)
             except Exception:
                 log.exception("line refill failed; the dispatcher tick covers the lines meanwhile")
                 self.stopping.wait(ERROR_PAUSE_S)
