@@ -7,10 +7,13 @@ is terminated (each worker sees the AdminShutdown a restart gives), then it acce
 
 The state where the bug lived: a small single-destination campaign claimed in one dispatcher tick as
 4 chunks of 3 (workers.ratelimit.chunk_sizing), each chunk's task holding its first call's request while
-the carrier keeps the answer back (the call is placed), with its other 2 destinations claimed (`queued`).
-The cut comes while every task waits for its answer; the answers arrive during the outage, so every
-task fails on its next statement. Before the fix those 8 destinations stayed `queued` until their claim
-lease ran out, and the dispatcher had nothing else to claim.
+the carrier keeps the answer back (the call is placed), with its other 2 destinations claimed: `queued`,
+or `dialing` on attempts started ahead and never marked as sending (workers.dialing.chunk). The cut comes
+while every task waits for its answer; the answers arrive during the outage, so every task fails on its
+next statement. Before the fix those 8 destinations waited for their claim lease (30 s) or the reaper's
+never-sent grace (15 s), and the dispatcher had nothing else to claim.
+
+The pool's own tests come first: they take the database away before the stack exists.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_star
 from tests.results_helpers import NO_RETRIES
 from tests.sim_helpers import RunningSimulator, start_simulator
 from workers.pg import RECONNECT_EVERY_S, get_pool, on_fresh_connection
+from workers.ratelimit.process_budgets import get_budgets
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,3 +224,22 @@ def test_dialing_resumes_within_seconds_of_postgres_accepting_again(
     print(f"postgres outage: {len(resumed)} claimed destinations dialed {min(resumed):.2f}-{slowest:.2f} s "
           f"after connections were allowed again")
     assert slowest <= RESUMED_WITHIN_S, f"the last claimed destination was dialed {slowest:.1f} s after"
+    # The attempts undone gave their lines back: every slot held belongs to an open attempt.
+    leaked = _wait_no_leaked_slots(database_url, campaign_id, timeout=10)
+    assert leaked == 0, f"{leaked} concurrency slots held with no open attempt"
+
+
+def _wait_no_leaked_slots(database_url: str, campaign_id: int, timeout: float) -> int:
+    """Slots on the campaign's account beyond its open attempts, once the redialed calls have ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(database_url) as conn:
+            account_id, open_attempts = conn.execute(
+                "SELECT c.account_id, count(a.id) FILTER (WHERE a.status IN "
+                "('dialing', 'sent', 'ringing', 'answered')) FROM campaign c "
+                "LEFT JOIN call_attempt a ON a.campaign_id = c.id WHERE c.id = %s GROUP BY 1",
+                (campaign_id,)).fetchone()
+        leaked = get_budgets().live_count(account_id) - int(open_attempts)
+        if leaked <= 0 or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.2)

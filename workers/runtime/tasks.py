@@ -19,7 +19,8 @@ import httpx
 import psycopg
 
 from campaigns.errors import ServiceUnavailable
-from campaigns.store.dial_store import QUEUED_LEASE_S, hand_back
+from campaigns.store.claims import release_failed_chunk
+from campaigns.store.dial_store import QUEUED_LEASE_S
 from workers import redis_keys
 from workers.callbacks.applier import apply_events, left_over_after
 from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
@@ -99,24 +100,38 @@ def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
 
 
 def hand_back_claims(campaign_id: int, destination_ids: list[int], exc: Exception) -> ChunkReport:
-    """The chunk stopped on a database error: its destinations still `queued` go back to `pending`, due now,
-    as soon as Postgres accepts a connection, so the dispatcher claims them again within a tick of its
-    return instead of after their claim lease (QUEUED_LEASE_S), which its back-pressure would wait out.
-    Those with an attempt started (`dialing`) are not touched: the reaper's never-sent grace and the send
-    evidence own them. Tried for the length of the lease; past it the dispatcher takes them back anyway."""
+    """The chunk stopped on a database error: as soon as Postgres accepts a connection, what of it provably
+    never reached the carrier goes back to `pending`, due now (campaigns.store.claims.release_failed_chunk:
+    destinations still `queued`, and attempts started but never marked as sending, whose slots are freed
+    here). The dispatcher claims them again within a tick, instead of after the claim lease (QUEUED_LEASE_S,
+    which its back-pressure would wait out) or the reaper's never-sent grace. Attempts marked as sending are
+    the send evidence's. Tried for the length of the lease; past it the dispatcher and the reaper take them
+    back anyway."""
     first_line = (str(exc).strip().splitlines() or [""])[0]
     report = ChunkReport(errors=[f"{type(exc).__name__}: {first_line}"])
     try:
-        report.handed_back = on_fresh_connection(
-            lambda conn: hand_back(conn, destination_ids, None), within_s=QUEUED_LEASE_S
+        released = on_fresh_connection(
+            lambda conn: release_failed_chunk(conn, destination_ids), within_s=QUEUED_LEASE_S
         )
     except DATABASE_AWAY:
         log.warning("dial chunk of campaign %s stopped (%s) and Postgres stayed away: its %d destinations "
-                    "return when their claim lease ends", campaign_id, report.errors[0], len(destination_ids))
+                    "return at their claim lease or the never-sent grace", campaign_id, report.errors[0],
+                    len(destination_ids))
         return report
-    log.warning("dial chunk of campaign %s stopped (%s): %d claimed destinations handed back",
-                campaign_id, report.errors[0], report.handed_back)
+    budgets = get_budgets()
+    for (account_id, slot_campaign_id), members in _by_budget(released.slots).items():
+        budgets.release(account_id, slot_campaign_id, members)
+    report.handed_back = released.destinations
+    log.warning("dial chunk of campaign %s stopped (%s): %d destinations handed back (%d never-sent attempts "
+                "undone)", campaign_id, report.errors[0], released.destinations, len(released.slots))
     return report
+
+
+def _by_budget(slots: list[tuple[int, int, str]]) -> dict[tuple[int, int], list[str]]:
+    grouped: dict[tuple[int, int], list[str]] = {}
+    for account_id, campaign_id, member in slots:
+        grouped.setdefault((account_id, campaign_id), []).append(member)
+    return grouped
 
 
 def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
