@@ -66,6 +66,13 @@ def record_sent(conn: psycopg.Connection, rows: list[tuple[int, str | None, str 
     )
 
 
+def lock_in_id_order(conn: psycopg.Connection, attempt_ids: list[int]) -> None:
+    """Within a transaction that will write several attempts in more than one statement: lock them all
+    first, in id order, as every writer of several attempts does, so that no two writers deadlock."""
+    conn.execute("SELECT id FROM call_attempt WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                 (sorted(attempt_ids),))
+
+
 _MARK_SENDING = f"""
 WITH candidate AS (
     SELECT a.id, c.state = '{CampaignState.RUNNING.value}' AS running,

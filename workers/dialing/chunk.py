@@ -341,6 +341,8 @@ def _book_and_mark(
         # The ids of the chunk's earlier requests go in the same commit as this mark.
         with conn.pipeline(), conn.transaction():
             if chunk.unrecorded:
+                writing = [r[0] for r in chunk.unrecorded] + [a.attempt_id for a in started]
+                marks.lock_in_id_order(conn, writing)
                 marks.record_sent(conn, chunk.unrecorded)
                 chunk.unrecorded = []
             check = marks.last_check(conn, chunk.campaign, started, chunk.ctx.now())
