@@ -41,7 +41,9 @@ RUN_S = 24.0
 CALLS = {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
          "ring_time": [0.5, 0.7], "talk_time": [1.3, 1.5]}  # calls of about 2 s (speed 1)
 NO_RETRIES = {o: {"delay_s": 0, "max_attempts": 1} for o in ("busy", "no_answer", "failed", "unknown")}
-IDLE_P90_S = 0.5
+# Far below the tick (left to it, a freed line idles 3.4-4.1 s here), with room for a loaded shared host:
+# measured p90 0.06-0.09 s on a quiet one, up to 0.4 s with the two cores loaded several times over.
+IDLE_P90_S = 1.0
 
 
 @pytest.fixture(scope="module")
