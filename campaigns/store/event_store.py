@@ -166,6 +166,15 @@ class Unstorable(Exception):
     """Postgres refuses this event's data itself (e.g. a NUL character in its JSON): retrying cannot help."""
 
 
+@dataclass
+class BatchWritten:
+    """A committed batch: the moves applied with it (None: stored unapplied) and the ids of the events it
+    stored unapplied, for the applier (an event already stored has no id here)."""
+
+    moves: StoreMoves | None
+    unapplied_ids: list[int]
+
+
 Waiting = tuple[EventRow, "asyncio.Future[None]"]
 _STOP = object()
 
@@ -229,16 +238,19 @@ class EventWriter:
                 log.exception("event writer failed on a batch of %d", len(batch))
                 self._settle(batch, StoreUnavailable("event writer failed"))
 
+    def write_batch(self, rows: Sequence[EventRow]) -> BatchWritten:
+        """Commit these events, applied with them if the applier can; raise if they cannot be stored."""
+        distinct = distinct_rows(rows)
+        with self.pool.connection() as conn:
+            moves = self._store_applied(conn, distinct) if self.apply is not None else None
+            if moves is not None:
+                return BatchWritten(moves, [])
+            ids = [row[0] for row in conn.execute(INSERT_EVENTS, event_records(distinct)).fetchall()]
+        return BatchWritten(None, ids)
+
     def _commit(self, batch: list[Waiting]) -> None:
-        rows = distinct_rows([row for row, _ in batch])
-        moves: StoreMoves | None = None
-        ids: list[int] = []
         try:
-            with self.pool.connection() as conn:
-                if self.apply is not None:
-                    moves = self._store_applied(conn, rows)
-                if moves is None:
-                    ids = [row[0] for row in conn.execute(INSERT_EVENTS, event_records(rows)).fetchall()]
+            written = self.write_batch([row for row, _ in batch])
         except (psycopg.DataError, orjson.JSONEncodeError) as exc:  # one event's data, not the store
             if len(batch) > 1:  # one bad event must not refuse its neighbours: store them one by one
                 for item in batch:
@@ -252,10 +264,10 @@ class EventWriter:
             self._settle(batch, StoreUnavailable(str(exc)))
             return
         self._settle(batch, None)
-        if moves is not None and moves.after_commit is not None:
-            moves.after_commit()  # after the acknowledgements are on their way
-        if ids:  # stored unapplied: the applier thread takes them (duplicates return no id)
-            self.stored_ids.extend(ids)
+        if written.moves is not None and written.moves.after_commit is not None:
+            written.moves.after_commit()  # after the acknowledgements are on their way
+        if written.unapplied_ids:  # the applier thread takes them
+            self.stored_ids.extend(written.unapplied_ids)
             self.stored.set()
 
     def _store_applied(self, conn: psycopg.Connection, rows: list[EventRow]) -> StoreMoves | None:
