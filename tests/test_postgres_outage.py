@@ -18,11 +18,13 @@ The pool's own tests come first: they take the database away before the stack ex
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -131,6 +133,24 @@ def test_work_on_a_fresh_connection_waits_for_postgres_to_accept(admin: psycopg.
     worker.join()
     assert done and done[0][1] == (1,)
     assert done[0][0] - allowed_at < 1.0
+
+
+def test_a_beat_pass_that_outlived_its_lock_leaves_the_next_holders_lock(redis_client: Any) -> None:
+    """A dispatcher tick that waited out its 5 s lock for a connection while Postgres was away must not, when
+    it ends, free the lock the next tick took meanwhile (a third would then run beside the second)."""
+    from workers.runtime.tasks import single_flight  # start-up: the Celery app, only for this test
+
+    key = f"{os.environ['DIALER_REDIS_PREFIX']}:test:single-flight"
+    with ExitStack() as stack:
+        assert stack.enter_context(single_flight(key, 100))
+        time.sleep(0.2)  # the first pass outlives its lock
+        with single_flight(key, 5000) as second:
+            assert second
+            stack.close()  # the first pass ends now
+            with single_flight(key, 5000) as third:
+                assert not third, "the late pass freed the lock of the pass after it"
+    with single_flight(key, 5000) as fourth:
+        assert fourth
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from redis.exceptions import LockError
 
 from campaigns.errors import ServiceUnavailable
 from campaigns.store.claims import release_failed_chunk
@@ -70,15 +71,19 @@ def dial_client() -> httpx.Client:
 def single_flight(lock_key: str, ttl_ms: int) -> Iterator[bool]:
     """Hold a short Redis lock for the block, so overlapping beat ticks (or two beats) do not run the same
     pass twice; yields False (and holds nothing) when another holder has it. The TTL frees the lock of a
-    process that died holding it."""
-    client = get_budgets().client
-    if not client.set(lock_key, "1", nx=True, px=ttl_ms):
+    process that died holding it. Released only while still ours: a pass that outlived the TTL (waiting for
+    a connection while Postgres was away) must not free the lock of the pass that took it after."""
+    lock = get_budgets().client.lock(lock_key, timeout=ttl_ms / 1000, blocking=False)
+    if not lock.acquire():
         yield False
         return
     try:
         yield True
     finally:
-        client.delete(lock_key)
+        try:
+            lock.release()
+        except LockError:
+            log.warning("%s outlived its %d ms lock; the lock is another pass's now", lock_key, ttl_ms)
 
 
 # Postgres away: the connection ended or refused (a restart, a failover), no pooled one in time, a deadlock
