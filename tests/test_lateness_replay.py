@@ -1,9 +1,11 @@
-"""Send lateness replayed through the real CPS script (issue 18): whatever a host's sends do, no carrier second
-gets more than the budget, and the budget used falls with the lateness, not off a cliff.
+"""Send lateness replayed through the real CPS script (issue 18): whatever a host's sends do, no carrier
+second gets more than the budget, and the budget used falls with the lateness, not off a cliff.
 
 Each trace is a list of how late sends left their booked time, recorded by workers on a real run
-(`DIALER_SEND_LATENESS_DIR`, workers.metrics.send_lateness) or made up to be worse. The replay is a
-discrete-event run of 32 dialing threads at 200 CPS on the real Redis script with a replayed clock
+(`DIALER_SEND_LATENESS_DIR`, workers.metrics.send_lateness; tests/data/lateness holds runs of
+`python -m bench.precision_bench --only 200` on this 2-core machine loaded by other work, one of them from
+before the Redis clock bound, when a slow booking reply counted as lateness) or made up to be worse. The
+replay is a discrete-event run of 32 dialing threads at 200 CPS on the real Redis script with a replayed clock
 (CpsLimiter.reserve's `now_us`): each thread books (the guard from its recent lateness, as
 workers.dialing.send_booking does), its send leaves the next trace value late, or is refused and booked
 again when that is past its allowed lateness; the leave is reported to Redis COALESCE_S later (the longest
@@ -132,7 +134,8 @@ def quiet_host() -> list[float]:
 def busy_host() -> list[float]:
     """Most sends 5-25 ms late, one in twenty 40-120 ms (the OS gave the core to something else)."""
     rng = random.Random(2)
-    return [rng.uniform(0.04, 0.12) if rng.random() < 0.05 else rng.uniform(0.005, 0.025) for _ in range(1000)]
+    return [rng.uniform(0.04, 0.12) if rng.random() < 0.05 else rng.uniform(0.005, 0.025)
+            for _ in range(1000)]
 
 
 def stalls() -> list[float]:
@@ -166,9 +169,13 @@ def test_recorded_traces_keep_the_budget_use_most_of_it_and_refuse_almost_nothin
     result = replay(redis_client, trace)
     assert worst_window(result.sent) <= RATE
     mean = sum(trace) / len(trace)
-    # Degrades in proportion: each send costs its own lateness once, so the budget used is about
-    # 1 / (1 + NETWORK_S + mean lateness) of the whole; a little is lost where lateness bunches.
-    assert result.used() >= 0.98 / (1.0 + NETWORK_S + mean), f"{result.used():.3f} with mean {mean * 1000:.1f} ms"
+    # No cliff: these are loaded hosts (12-50 ms late on average, tails past 150 ms), where the design
+    # before issue 18 refused most sends. Each send costs its own lateness once; where lateness comes in
+    # bursts the booking must wait out the burst's spill into the next second, so a little more is lost
+    # than the mean alone would say.
+    said = f"{result.used():.3f} with mean {mean * 1000:.1f} ms"
+    assert result.used() >= 0.90, said
+    assert result.used() >= 0.95 / (1.0 + NETWORK_S + mean), said
     assert result.refused <= 0.02 * SENDS
 
 
