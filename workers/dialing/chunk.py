@@ -134,8 +134,12 @@ def _start_ahead(chunk: ChunkDial, queued: list[store.QueuedDestination]) -> Non
     ):
         return
     batches = {d.id: uuid.uuid4() for d in queued}  # each request its own batch, as when started alone
-    started = store.start_attempts(ctx.conn, campaign=campaign, destinations=queued, batch_id=batches,
-                                   lease_s=lease_s)
+    try:
+        started = store.start_attempts(ctx.conn, campaign=campaign, destinations=queued, batch_id=batches,
+                                       lease_s=lease_s)
+    except Exception:  # no attempt rows (a database error): only their lease would free these slots
+        ctx.budgets.release(creds.account_id, campaign.id, members)
+        raise
     won = {a.destination.slot_member for a in started}
     if lost := [m for m in members if m not in won]:
         ctx.budgets.release(creds.account_id, campaign.id, lost)
