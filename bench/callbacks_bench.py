@@ -6,7 +6,9 @@ Prepares N sent attempts in a fresh database (destinations + attempts with reque
 directly), starts the API as a subprocess, and fires one correctly signed Plivo hangup per attempt from a
 separate load process (keep-alive raw HTTP client, C concurrent senders, retrying non-2xx as a carrier
 does). Reports the stored rate (2xx answers, each only after its commit), the applied rate (attempts
-completed), p50/p99 of the request latency and of receive-to-applied, the CPU each process spent per
+completed), p50/p99 of the request latency and of receive-to-applied (received_at to applied_at: 0 for an
+event applied in the transaction that stored it, whose receive-to-applied time is then bounded by its
+request latency), the CPU each process spent per
 callback (API, load, every Postgres process on the host, Redis: read from /proc, so on a shared machine the
 Postgres figure includes other users' queries), and checks that none is lost.
 """
