@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from simulator import stamping
 from simulator.carrier import Carrier
 from simulator.config import ConfigError, SimConfig, apply_patch
 from simulator.providers import PROVIDER_CLASSES
@@ -27,8 +28,9 @@ class Listener:
     is stopped and every open connection closed, so clients get ECONNREFUSED, then it listens again on
     the same port. Calls already placed keep running and sending their callbacks meanwhile."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.sock = _listen(host, port)
+    def __init__(self, host: str, port: int, *, stamp: bool = False) -> None:
+        self.stamp = stamp
+        self.sock = _listen(host, port, stamp)
         self.host = host
         self.port = int(self.sock.getsockname()[1])
         self.runner: web.AppRunner | None = None
@@ -59,7 +61,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         while (left := self.refusing_until - loop.time()) > 0:
             await asyncio.sleep(left)
-        self.sock = _listen(self.host, self.port)
+        self.sock = _listen(self.host, self.port, self.stamp)
         await self.start(self.runner)
 
 
@@ -73,7 +75,8 @@ def _carrier(request: web.Request) -> Carrier:
 async def health(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     return json_response({"status": "ok", "speed": carrier.speed, "base_url": carrier.public_url,
-                          "accounts": sorted(carrier.config.accounts)})
+                          "accounts": sorted(carrier.config.accounts),
+                          "arrival_stamp": carrier.arrival_stamp})
 
 
 async def ledger(request: web.Request) -> web.Response:
@@ -146,9 +149,13 @@ def build_app(carrier: Carrier, listener: Listener | None = None) -> web.Applica
     return app
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, stamp: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if stamp:
+        # Set on the listener, accepted sockets inherit it, so bytes that arrive before the starved
+        # process gets round to accept() are stamped too.
+        stamping.enable(sock)
     sock.bind((host, port))
     sock.listen(4096)
     sock.setblocking(False)
@@ -163,7 +170,10 @@ async def serve(config: SimConfig, *, host: str, port: int, speed: float, seed: 
     gc.set_threshold(100_000, 50, 1000)
     gc.freeze()
     carrier = Carrier(config, speed=speed, seed=seed)
-    listener = Listener(host, port)
+    # Kernel receive stamps need the loop's transports to read with recvmsg (cli.run_simulator picks it).
+    stamp = isinstance(asyncio.get_running_loop(), stamping.StampingEventLoop)
+    carrier.arrival_stamp = carrier.ledger.arrival_mode = "kernel" if stamp else "handler"
+    listener = Listener(host, port, stamp=stamp)
     carrier.public_url = f"http://{host}:{listener.port}"
     await carrier.start()
     runner = web.AppRunner(build_app(carrier, listener), access_log=None, handle_signals=False,

@@ -44,7 +44,8 @@ class AccountState:
     kind: str
     live: int = 0
     credit_used: int = 0
-    admitted_at: float | None = None  # monotonic time the limiter admitted the request being accepted
+    admitted_at: float | None = None  # monotonic time the limiter counted the request being accepted at
+    admitted_source: str = "handler"  # where that time came from: "kernel" or "handler"
 
 
 class Carrier:
@@ -62,6 +63,7 @@ class Carrier:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.hangups: dict[str, asyncio.Event] = {}  # call_uuid -> set when the API asks to hang it up
         self.public_url = ""  # http://host:port, for URLs the API hands out (Bandwidth callUrl)
+        self.arrival_stamp = "handler"  # "kernel": create requests counted at their bytes' receive time
 
     async def start(self) -> None:
         await self.sender.start()
@@ -96,19 +98,21 @@ class Carrier:
             return True
         return self._state(account, time.monotonic()).credit_used + n <= account.credit
 
-    def admit(self, account: Account, n: int) -> Rejection | None:
-        """Check concurrency then CPS for n destinations; take the tokens when admitted."""
-        now = time.monotonic()
-        state = self._state(account, now)
+    def admit(self, account: Account, n: int, arrival: float, source: str = "handler") -> Rejection | None:
+        """Check concurrency then CPS for n destinations that arrived at `arrival` (monotonic; from the
+        kernel's receive stamp or, as `source` says, the handler's clock); take the tokens when admitted."""
+        self.ledger.arrival_counted(source)
+        state = self._state(account, arrival)
         rejection: Rejection | None = None
         if state.live + n > account.max_concurrent:
             rejection = Rejection("concurrency", "concurrent call limit exceeded", 1.0)
         else:
-            wait = state.bucket.try_take(n, now)
+            wait = state.bucket.try_take(n, arrival)
             if wait > 0:
                 rejection = Rejection("cps", "call creation rate limit exceeded", wait)
             else:
-                state.admitted_at = now
+                state.admitted_at = state.bucket.counted_at
+                state.admitted_source = source
         if rejection is not None:
             self.ledger.rejected(account.auth_id, account.provider, rejection.reason, n,
                                  round(rejection.retry_after, 3))
@@ -124,6 +128,7 @@ class Carrier:
         # otherwise a window it measures can straddle one the limiter saw and count one arrival too many.
         now_mono = state.admitted_at if state.admitted_at is not None else mono
         now = time.time() - (mono - now_mono)
+        source = state.admitted_source if state.admitted_at is not None else "handler"
         state.admitted_at = None
         calls = []
         for destination in destinations:
@@ -131,7 +136,7 @@ class Carrier:
             call_uuid = request_uuid if same_ids else id_prefix + str(uuid.uuid4())
             call = CallRecord(provider=account.provider, account=account.auth_id, destination=destination,
                               caller=caller, request_uuid=request_uuid, call_uuid=call_uuid, params=params,
-                              batch=batch, tag=tag, received_at=now)
+                              batch=batch, tag=tag, received_at=now, arrival=source)
             calls.append(call)
             self.calls[call_uuid] = call
             self.calls[request_uuid] = call

@@ -35,6 +35,7 @@ class CallRecord:
     duration: int = 0               # carrier seconds (talk time before the speed scale)
     seq: int = 0
     hung_up_by_api: bool = False    # ended early through the provider's hang-up API
+    arrival: str = "handler"        # received_at from the kernel's receive stamp or the handler's clock
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +45,7 @@ class CallRecord:
             "received_at": self.received_at, "placed_at": self.placed_at, "ringing_at": self.ringing_at,
             "answered_at": self.answered_at, "hangup_at": self.hangup_at, "status": self.status,
             "outcome": self.outcome, "machine": self.machine, "duration": self.duration,
-            "hung_up_by_api": self.hung_up_by_api,
+            "hung_up_by_api": self.hung_up_by_api, "arrival": self.arrival,
         }
 
     def with_answer(self, placed_errors: dict[str, int]) -> dict[str, Any]:
@@ -84,8 +85,12 @@ class AccountStats:
 class Ledger:
     """In-memory, append-only (until reset) record; `seq` orders every entry for `?since=`."""
 
-    def __init__(self) -> None:
+    def __init__(self, arrival_mode: str = "handler") -> None:
         self.started_at = time.time()
+        # How create requests' arrivals are stamped ("kernel" receive stamps, or the "handler"'s clock),
+        # and how many were stamped each way (one without a kernel stamp falls back to the handler's).
+        self.arrival_mode = arrival_mode
+        self.arrivals: Counter[str] = Counter()
         self.seq = 0
         self.calls: list[CallRecord] = []
         self.rejections: list[dict[str, Any]] = []
@@ -115,7 +120,7 @@ class Ledger:
         """Forget everything; live calls keep their slots (they are still running)."""
         providers = {k: v.provider for k, v in self.accounts.items()}
         pending = self.cb_pending
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.arrival_mode)  # type: ignore[misc]
         self.cb_pending = pending
         for auth_id, n in live.items():
             stats = self.account(auth_id, providers.get(auth_id, ""))
@@ -123,6 +128,9 @@ class Ledger:
 
     def touch(self, call: CallRecord) -> None:
         call.seq = self._next()
+
+    def arrival_counted(self, source: str) -> None:
+        self.arrivals[source] += 1
 
     def call_received(self, calls: list[CallRecord], mono: float) -> None:
         if not calls:
@@ -201,6 +209,8 @@ class Ledger:
                 "live": sum(a["live"] for a in accounts.values()),
                 "placed_but_5xx": len(self.placed_errors),
             },
+            "arrivals": {"mode": self.arrival_mode, "kernel": self.arrivals["kernel"],
+                         "handler": self.arrivals["handler"]},
             "callbacks": {
                 "delivered": self.cb_delivered, "failed": self.cb_failed, "pending": self.cb_pending,
                 "dropped": self.cb_dropped, "duplicated": self.cb_duplicated,

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiohttp import web
 
+from simulator import stamping
 from simulator.callbacks import Callback
 from simulator.carrier import Carrier, Rejection
 from simulator.config import Account
@@ -148,9 +149,10 @@ class Provider:
         faults = carrier.config.faults
         rng = carrier.fault_rng
         account: Account | None = None
-        delay = carrier.arrival_delay()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the network: the limiter counts the request when it arrives
+        delay = carrier.arrival_delay()  # the network in front of the carrier's limiter
+        kernel = carrier.arrival_stamp == "kernel"
+        if delay > 0 and not kernel:
+            await asyncio.sleep(delay)  # the limiter counts the request when it arrives: after the delay
         try:
             account = await self.authenticate(request)
             if faults.api_slow and rng.random() < faults.api_slow:
@@ -169,7 +171,8 @@ class Provider:
             # A carrier exactly at budget refusing one send it counted a little early: nothing is placed.
             carrier.ledger.rejected(account.auth_id, account.provider, "cps", len(req.destinations), 0.01)
             return self.throttled(Rejection("cps", "call creation rate limit exceeded (simulated)", 0.01))
-        rejection = carrier.admit(account, len(req.destinations))
+        arrival, source = await self._arrival(request, delay, kernel)
+        rejection = carrier.admit(account, len(req.destinations), arrival, source)
         if rejection is not None:
             return self.throttled(rejection)
         calls = carrier.accept(account, req.destinations, req.caller, req.params, batch=req.batch,
@@ -182,6 +185,22 @@ class Provider:
             carrier.ledger.placed_but_errored([c.request_uuid for c in calls], status)
             return self.fail(request, account, status, "Bad gateway (simulated; the calls were placed)")
         return self.created(calls, req, account)
+
+    async def _arrival(self, request: web.Request, delay: float, kernel: bool) -> tuple[float, str]:
+        """The monotonic instant the limiter counts this request at, and where it came from: the kernel's
+        receive time of its last bytes plus the network delay (waiting out what is left of that delay, so
+        no request is judged before it has arrived), or without a kernel stamp the handler's clock now."""
+        now = time.monotonic()
+        received = stamping.received_at(request.transport, now) if kernel else None
+        if received is None:
+            if kernel and delay > 0:
+                await asyncio.sleep(delay)
+                now = time.monotonic()
+            return now, "handler"
+        arrival = received + delay
+        if arrival > now:
+            await asyncio.sleep(arrival - now)
+        return arrival, "kernel"
 
     def unavailable(self, request: web.Request, account: Account, retry_after: float) -> web.Response:
         """503 from the limiter with Retry-After: nothing was placed, try again after that long."""
