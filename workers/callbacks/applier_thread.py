@@ -1,8 +1,9 @@
-"""The results consumer inside the API process: applies stored events right after each commit.
-
-A thread (psycopg is synchronous here) woken by the event store, which hands over the ids it committed;
-a slower sweep pages through recent unapplied events (ids recorded late, a handoff lost to a restart).
-Several API processes may run it at once: rows are claimed with SKIP LOCKED.
+"""The results consumer inside the API process, for what the event writer's own apply left: the writer
+applies each batch in the commit that stores it (workers.callbacks.apply_on_store) and hands over only the
+ids of a batch it had to store unapplied (a poison value, an attempt locked too long), which this applies
+one by one if it must; a slower sweep pages through recent unapplied events (ids recorded late, a handoff
+lost to a restart). A thread (psycopg is synchronous here). Several API processes may run it at once: rows
+are claimed with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BATCH = 1000
 
 
 class EventApplier(threading.Thread):
-    """Applies events right after the event store commits them, and sweeps recent ones left unmatched."""
+    """Applies the events the writer stored unapplied, and sweeps recent ones left unmatched."""
 
     def __init__(self, stored: threading.Event) -> None:
         super().__init__(name="event-applier", daemon=True)
