@@ -10,6 +10,7 @@ For each provider request (one destination, or a bulk of several for Plivo/Vobiz
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -44,6 +45,7 @@ from workers.ratelimit.chunk_sizing import request_size, sends_in_bulk
 log = logging.getLogger(__name__)
 
 SLOT_RETRY_DELAY_S = 1.0  # no free line: try again after this
+EARLY_CALLBACKS_CHECK_S = 0.5  # how often a chunk looks for callbacks that came before the ids they name
 
 
 def _request_size(chunk: ChunkDial) -> int:
@@ -158,15 +160,33 @@ def _undo_ahead(chunk: ChunkDial, rest: list[store.QueuedDestination], not_befor
 
 def record_unrecorded(chunk: ChunkDial) -> None:
     """Record the ids of the requests sent since the last mark (in one statement), then apply any callback
-    that arrived before them."""
+    that arrived before any id the chunk recorded."""
     if chunk.unrecorded:
         marks.record_sent(chunk.ctx.conn, chunk.unrecorded)
-    _apply_early_callbacks(chunk)
+        _recorded(chunk)
+    _apply_early_callbacks(chunk, at_end=True)
 
 
-def _apply_early_callbacks(chunk: ChunkDial) -> None:
-    ids, chunk.unrecorded, chunk.unrecorded_ids = chunk.unrecorded_ids, [], []
-    if ids and store.has_unapplied_events(chunk.ctx.conn, ids):
+def _recorded(chunk: ChunkDial) -> None:
+    """The pending ids are committed: from now on a callback finds them, and one that came first is left to
+    _apply_early_callbacks."""
+    if chunk.unrecorded_ids and not chunk.unchecked_ids:
+        chunk.unchecked_since = time.monotonic()
+    chunk.unchecked_ids += chunk.unrecorded_ids
+    chunk.unrecorded, chunk.unrecorded_ids = [], []
+
+
+def _apply_early_callbacks(chunk: ChunkDial, *, at_end: bool = False) -> None:
+    """Apply the callbacks that arrived before the ids they name were recorded: one look for every id
+    recorded over EARLY_CALLBACKS_CHECK_S (or when the chunk ends), not one per request. Such a callback
+    is stored and acknowledged already; only its moves wait, and early ones are ringing and answer events
+    (a hangup comes a call's length later, when its ids have long been recorded)."""
+    if not chunk.unchecked_ids:
+        return
+    if not at_end and time.monotonic() - chunk.unchecked_since < EARLY_CALLBACKS_CHECK_S:
+        return
+    ids, chunk.unchecked_ids = chunk.unchecked_ids, []
+    if store.has_unapplied_events(chunk.ctx.conn, ids):
         apply_events_for_ids(chunk.ctx.conn, ids)
 
 
@@ -348,8 +368,8 @@ def _book_and_mark(
                 writing = [r[0] for r in chunk.unrecorded] + [a.attempt_id for a in started]
                 marks.lock_in_id_order(conn, writing)
                 marks.record_sent(conn, chunk.unrecorded)
-                chunk.unrecorded = []
             check = marks.last_check(conn, chunk.campaign, started, chunk.ctx.now())
+        _recorded(chunk)
         _apply_early_callbacks(chunk)
         sending.extend(check.sending)
         chunk.report.handed_back += check.handed_back

@@ -65,6 +65,9 @@ class ChunkDial:
     # or when the chunk ends (workers.dialing.chunk.record_unrecorded).
     unrecorded: list[SentIds] = field(default_factory=list)
     unrecorded_ids: list[str] = field(default_factory=list)
+    # Ids recorded (committed) whose early callbacks have not been looked for yet, and since when.
+    unchecked_ids: list[str] = field(default_factory=list)
+    unchecked_since: float = 0.0
 
     def release(self, attempts: list[store.StartedAttempt]) -> None:
         """Free these attempts' concurrency slots."""
