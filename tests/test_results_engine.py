@@ -391,7 +391,7 @@ def test_an_event_that_arrives_before_the_ids_is_applied_once_they_are_recorded(
     )
     assert stored[1] is None
     assert _attempt_row(conn, attempt_id)["status"] == "dialing"
-    # The create answer comes back: the dialer records the ids (as workers.dialing.chunk._record_accepted
+    # The create answer comes back: the dialer records the ids (as workers.dialing.chunk_rows.record_accepted
     # does).
     attempt_marks.record_sent(conn, [(attempt_id, call_id, call_id)])
     if recorded_by == "dialer":

@@ -62,7 +62,7 @@ class ChunkDial:
     ahead: dict[int, store.StartedAttempt] = field(default_factory=dict)
     spoken: dict[int, str] = field(default_factory=dict)
     # The ids of requests sent and not yet recorded: written with the next request's mark, in its commit,
-    # or when the chunk ends (workers.dialing.chunk.record_unrecorded).
+    # or when the chunk ends (workers.dialing.chunk_rows.record_unrecorded).
     unrecorded: list[SentIds] = field(default_factory=list)
     unrecorded_ids: list[str] = field(default_factory=list)
     # Ids recorded (committed) whose early callbacks have not been looked for yet, and since when.
