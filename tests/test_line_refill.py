@@ -36,7 +36,7 @@ pytestmark = pytest.mark.timeout(180)
 LINES = 3
 CPS = 50
 TICK_S = 6.0  # the dispatcher tick, made long: what waits for it idles for seconds
-DESTINATIONS = 21  # seven rounds of 3 lines: about 15 s refilled, 42 s left to the tick
+DESTINATIONS = 12  # four rounds of 3 lines: about 8 s refilled, 24 s left to the tick
 RUN_S = 24.0
 CALLS = {"answered": 100, "busy": 0, "no_answer": 0, "failed": 0, "machine": 0,
          "ring_time": [0.5, 0.7], "talk_time": [1.3, 1.5]}  # calls of about 2 s (speed 1)
