@@ -1,6 +1,6 @@
-"""The timed sender over aiohttp, the wire workers use, against real sockets on 127.0.0.1: answers come back as
-httpx responses read in full, and every failure says whether anything left (what decides between retrying
-and waiting for evidence: a request that may have arrived is never sent again)."""
+"""The timed sender over aiohttp, the wire workers use, against real sockets on 127.0.0.1: answers come back
+as httpx responses read in full, and every failure says whether anything left (what decides between
+retrying and waiting for evidence: a request that may have arrived is never sent again)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,12 @@ class Carrier:
         return body
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        async def shut() -> None:
+            self.server.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:  # connections still being served
+                task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
 
@@ -68,7 +73,9 @@ def sender() -> Iterator[TimedSender]:
     timed.close()
 
 
-def send(http: TimedClient, port: int, slot: SendSlot | None = None, *, read_s: float = 5.0) -> httpx.Response:
+def send(
+    http: TimedClient, port: int, slot: SendSlot | None = None, *, read_s: float = 5.0
+) -> httpx.Response:
     request = http.build_request("POST", f"http://127.0.0.1:{port}/calls", json={"to": "+12125550100"},
                                  timeout=httpx.Timeout(5.0, read=read_s))
     return send_at_booked_instant(http, request, slot or SendSlot(time.monotonic(), max_late_s=10.0), ACCOUNT)

@@ -25,8 +25,8 @@ import pytest
 import redis
 
 from workers.dialing.send_booking import (
+    BOOKING_HORIZON_S,
     LATENESS_QUANTILE,
-    MAX_RESERVATION_WAIT_S,
     NETWORK_S,
     allowed_lateness_s,
     guard_for,
@@ -101,7 +101,7 @@ def replay(client: redis.Redis, lateness: list[float]) -> Replay:
             continue
         guard = guard_for(recent.quantile(LATENESS_QUANTILE))
         grant = limiter.reserve(
-            account, None, 1, RATE, None, MAX_RESERVATION_WAIT_S, 1.0 + guard, handoff_lead_s(1),
+            account, None, 1, RATE, None, BOOKING_HORIZON_S, 1.0 + guard, handoff_lead_s(1),
             now_us=base_us + int(now[0] * SEC),
         )
         if not grant.granted:

@@ -16,6 +16,7 @@ import redis
 from campaigns.accounts import AccountCredentials
 from workers.dialing.redis_clock import RedisClock
 from workers.dialing.send_booking import (
+    BOOKING_HORIZON_S,
     BUDGET_WINDOW_S,
     GUARD_MAX_S,
     GUARD_MIN_S,
@@ -131,12 +132,12 @@ def test_a_host_that_sends_late_books_with_a_wider_window(redis_client: redis.Re
 def _after_a_full_window(
     redis_client: redis.Redis,
 ) -> tuple[BookingSpy, FakeClock, Booking, list[float], Callable[[], bool]]:
-    """An account whose next second is booked full, so the next send waits about a second for its turn;
-    and a mark that remembers when it ran."""
+    """An account whose next half second is booked full, so the next send waits about half a second for its
+    turn (within the booking horizon); and a mark that remembers when it ran."""
     budgets = BookingSpy(redis_client)
     clock = FakeClock()
     booking = Booking(next(_accounts), 99, 1, 10, None)
-    assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
+    assert budgets.reserve(booking.account_id, None, 5, 10, None, 2.0, BUDGET_WINDOW_S).granted
     marks: list[float] = []
 
     def mark() -> bool:
@@ -151,7 +152,7 @@ def test_the_mark_runs_just_before_the_booked_time(redis_client: redis.Redis) ->
     started = clock()
     grant = book_send_time(budgets, booking, mark, sleep=clock.sleep, clock=clock)
     delay = budgets.granted[1].send_at_delay_s
-    assert grant.granted and grant.token == budgets.granted[1].token and delay > 0.5
+    assert grant.granted and grant.token == budgets.granted[1].token and delay > 0.45
     # Not at the start of the wait (a worker killed while waiting must leave nothing marked), and not after
     # the booked time (the mark's round trip would make the send late): exactly the lead before it.
     assert marks == [pytest.approx(started + delay - mark_lead_s(1))]
@@ -198,13 +199,34 @@ def test_a_thread_that_keeps_waking_late_hands_the_work_back(redis_client: redis
         clock.now += seconds + 2 * MAX_LATENESS_S
 
     booking = Booking(next(_accounts), 99, 1, 1000, None)
-    # Sends booked about a second ahead, so every booking sleeps (and oversleeps).
-    for _ in range(10):
+    # Sends booked about half a second ahead (within the booking horizon), so every booking sleeps (and
+    # oversleeps).
+    for _ in range(5):
         assert budgets.reserve(booking.account_id, None, 100, 1000, None, 2.0, BUDGET_WINDOW_S).granted
     grant = book_send_time(budgets, booking, lambda: True, sleep=oversleep, clock=clock)
     assert not grant.granted
-    assert [g.token for g in budgets.granted[10:]] == budgets.refunded, "every late booking given back"
+    assert [g.token for g in budgets.granted[5:]] == budgets.refunded, "every late booking given back"
     assert len(budgets.refunded) == 3
+
+
+def test_a_send_further_ahead_than_the_horizon_waits_for_it_then_books(redis_client: redis.Redis) -> None:
+    """The account's next free time is 1.5 s away: the thread waits until it is within the booking horizon
+    (no booking is made meanwhile), then books it, rather than booking 1.5 s ahead."""
+    budgets = BookingSpy(redis_client)
+    booking = Booking(next(_accounts), 99, 1, 10, None)
+    assert budgets.reserve(booking.account_id, None, 10, 10, None, 2.0, BUDGET_WINDOW_S).granted
+    assert budgets.reserve(booking.account_id, None, 5, 10, None, 2.0, BUDGET_WINDOW_S).granted
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    grant = SendBooking(budgets, booking, lambda: True, timed=True, sleep=sleep, recent=RecentSeconds(),
+                        redis_clock=RedisClock())._reserve_within_horizon(0.05)[0]
+    assert grant.granted and len(budgets.granted) == 3, "one booking, made once within the horizon"
+    assert slept and sum(slept[:1]) == pytest.approx(1.5 - BOOKING_HORIZON_S, abs=0.1)
+    assert grant.send_at_delay_s <= BOOKING_HORIZON_S
 
 
 def test_nothing_left_to_send_gives_the_booking_back(redis_client: redis.Redis) -> None:

@@ -48,6 +48,12 @@ LATENESS_QUANTILE = 0.99
 BUDGET_WINDOW_S = 1.0 + GUARD_MIN_S  # the window of a host that keeps time, until its sends report
 MAX_WINDOW_S = 1.0 + GUARD_MAX_S
 MAX_RESERVATION_WAIT_S = 2.0  # longer than this and the work goes back to Postgres
+# But a send is booked no further ahead than this; until the account's next free time is this close, the
+# thread waits. A booking is checked against the sends of the second before it, each counted to its whole
+# guard while it has not left: one booked more than a second after a send that is still waiting pays that
+# send's guard, and with many threads each holding a booking at tens of CPS the bookings ran 1.6 s ahead
+# and the budget used fell from 97.6% to 95.3% (tests/test_lateness_replay.py at 20 CPS).
+BOOKING_HORIZON_S = 0.8
 # The mark starts this long before the booked time: late enough that a worker killed while waiting has
 # marked nothing (its attempts go back to be dialed), early enough that a thousand-row bulk is marked in time.
 MARK_LEAD_S = 0.01
@@ -140,17 +146,29 @@ class SendBooking:
         self.grant = self._book()
         return self.grant
 
+    def _reserve_within_horizon(self, guard: float) -> tuple[Reservation, float]:
+        """A booking no further ahead than BOOKING_HORIZON_S, waiting here (at most until the send could be
+        MAX_RESERVATION_WAIT_S away) while the account's next free time is further; (the answer, when it
+        was asked on this process's clock)."""
+        b, waited = self.booking, 0.0
+        while True:
+            asked = self.clock()
+            grant = self.budgets.reserve(
+                b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
+                BOOKING_HORIZON_S, 1.0 + guard, self._lead_s(),
+            )
+            if grant.granted or waited + grant.retry_after_s > MAX_RESERVATION_WAIT_S - BOOKING_HORIZON_S:
+                return grant, asked
+            self.sleep(grant.retry_after_s)
+            waited += grant.retry_after_s
+
     def _book(self) -> Reservation:
         b, clock = self.booking, self.clock
         while self.bookings < MAX_REBOOKINGS:
             self.bookings += 1
             guard = guard_for(self.recent.quantile(LATENESS_QUANTILE))
-            asked = clock()
             try:
-                grant = self.budgets.reserve(
-                    b.account_id, b.campaign_id, b.n, b.account_rate, b.campaign_rate,
-                    MAX_RESERVATION_WAIT_S, 1.0 + guard, self._lead_s(),
-                )
+                grant, asked = self._reserve_within_horizon(guard)
             except BulkTooLarge:  # the adaptive rate fell since the chunk was sized: hand back, re-chunk
                 return Reservation(False, 0.0, 0.1)
             if not grant.granted:
