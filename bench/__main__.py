@@ -33,6 +33,7 @@ BENCHES: dict[str, list[str]] = {
     "scale": ["-m", "bench.scale_bench"],
     "occupancy": ["-m", "bench.occupancy_bench"],
     "postgres-restart": ["-m", "bench.postgres_restart_bench"],
+    "http-client": ["-m", "bench.http_client_bench"],
 }
 DATABASES = {
     "loader": "dialer_bench_loader",
