@@ -108,10 +108,17 @@ def _claim(conn: psycopg.Connection, campaign_id: int, zones: list[str], limit: 
 
 
 def _queued_count(conn: psycopg.Connection, campaign_ids: list[int]) -> int:
+    """Destinations claimed and not yet sent: queued ones, and those whose attempt a chunk started ahead of
+    its request (workers.dialing.chunk_rows.start_ahead: `dialing`, not yet marked as sending). Both are work
+    the budgets will spend in the next seconds; leaving the second out let the dispatcher claim a whole
+    campaign ahead while its chunks waited for their turn, and a second campaign on the account lost its
+    share. (The attempt count reads the open-attempt partial index.)"""
     row = conn.execute(
-        "SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'queued' "
-        "AND next_attempt_at > now()",
-        (campaign_ids,),
+        "SELECT (SELECT count(*) FROM destination WHERE campaign_id = ANY(%s) AND status = 'queued' "
+        "        AND next_attempt_at > now()) "
+        "     + (SELECT count(*) FROM call_attempt WHERE campaign_id = ANY(%s) AND status = 'dialing' "
+        "        AND sent_at IS NULL)",
+        (campaign_ids, campaign_ids),
     ).fetchone()
     return int(row[0]) if row else 0
 
