@@ -9,8 +9,9 @@ cannot have placed a call), ReadError / ReadTimeout / RemoteProtocolError when t
 arrived (workers.providers.http.sent_once maps these to Transient and Ambiguous).
 
 Why aiohttp: the sender is the dialer's hottest Python code. httpx's async stack (httpcore on anyio) cost
-about 1 ms of CPU per request on this 2-core machine, and aiohttp (C parser, plain asyncio) about 0.09 ms
-with the same keep-alive pool and tracing (bench/RESULTS.md, "The lean dial path").
+about 1.1 ms of CPU per request on this 2-core machine, and aiohttp (C parser, plain asyncio) about
+0.12 ms with the same keep-alive pool and tracing hooks (`python -m bench http-client`; bench/RESULTS.md,
+"The lean dial path").
 """
 
 from __future__ import annotations
