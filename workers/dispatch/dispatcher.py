@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 import redis
 from psycopg.rows import dict_row
-from redis.exceptions import LockError
 
 from campaigns.accounts import load_account
 from campaigns.secrets_box import SecretUnreadable
@@ -34,6 +33,7 @@ from campaigns.windows import open_timezones, window_of
 from workers import redis_keys
 from workers.dispatch.dnc_screen import screen_claimed
 from workers.dispatch.fair_share import split_by_weight
+from workers.held_lock import held_lock
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
 from workers.ratelimit.chunk_sizing import chunk_size
@@ -137,18 +137,9 @@ SELECT * FROM campaign WHERE state = '{CampaignState.RUNNING.value}' AND account
 def account_turn(client: redis.Redis, account_id: int, wait_s: float = 0.0) -> Iterator[bool]:
     """Hold the account's dispatch turn for the block; yields False (holding nothing) if another pass kept
     it for over `wait_s`."""
-    turn = client.lock(redis_keys.dispatch_account_lock(account_id), timeout=ACCOUNT_TURN_LEASE_S,
-                       sleep=ACCOUNT_TURN_POLL_S, blocking=wait_s > 0, blocking_timeout=wait_s or None)
-    if not turn.acquire():
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        try:
-            turn.release()
-        except LockError:  # the lease ran out mid-pass: the turn is someone else's now, leave it
-            log.warning("the dispatch turn of account %s outlived its lease", account_id)
+    with held_lock(client, redis_keys.dispatch_account_lock(account_id), ACCOUNT_TURN_LEASE_S,
+                   wait_s=wait_s, poll_s=ACCOUNT_TURN_POLL_S) as mine:
+        yield mine
 
 
 def dispatch_tick(

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import psycopg
-from redis.exceptions import LockError
 
 from campaigns.errors import ServiceUnavailable
 from campaigns.store.claims import release_failed_chunk
@@ -28,6 +27,7 @@ from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
 from workers.dialing.context import ChunkReport, DialContext
 from workers.dialing.timed_sender import process_sender, timed_client
 from workers.dispatch.dispatcher import dispatch_tick as claim_and_enqueue
+from workers.held_lock import held_lock
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
 from workers.pg import get_pool, on_fresh_connection
@@ -73,17 +73,8 @@ def single_flight(lock_key: str, ttl_ms: int) -> Iterator[bool]:
     pass twice; yields False (and holds nothing) when another holder has it. The TTL frees the lock of a
     process that died holding it. Released only while still ours: a pass that outlived the TTL (waiting for
     a connection while Postgres was away) must not free the lock of the pass that took it after."""
-    lock = get_budgets().client.lock(lock_key, timeout=ttl_ms / 1000, blocking=False)
-    if not lock.acquire():
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("%s outlived its %d ms lock; the lock is another pass's now", lock_key, ttl_ms)
+    with held_lock(get_budgets().client, lock_key, ttl_ms / 1000) as mine:
+        yield mine
 
 
 # Postgres away: the connection ended or refused (a restart, a failover), no pooled one in time, a deadlock
