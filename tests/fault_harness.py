@@ -289,8 +289,11 @@ class KillAsTheClaimsEnd:
                                  while_=lambda: self._claims_ended())
 
     def _claims_ended(self) -> bool:
+        # The tail is held by tasks: queued, or (a chunk of one-destination requests starts its attempts
+        # together, workers.dialing.chunk_rows) dialing and not all sent yet. Waiting for `queued` alone
+        # missed the moment when a fast chunk had started its whole tail, and the kill never came.
         statuses = self.run.statuses()
-        return not statuses.get("pending") and bool(statuses.get("queued"))
+        return not statuses.get("pending") and bool(statuses.get("queued") or statuses.get("dialing"))
 
     @property
     def kills(self) -> int:
