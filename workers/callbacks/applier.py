@@ -20,10 +20,10 @@ the ended calls' slots. Which events a batch takes is named by a selector (`pend
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -33,10 +33,10 @@ from workers.callbacks.attempt_match import MatchKey, lock_matched
 from workers.callbacks.batch_moves import BatchEvent, BatchMoves, decide_moves
 from workers.callbacks.transitions import Effects
 from workers.ratelimit.process_budgets import get_budgets
+from workers.ratelimit.slots import by_budget
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 SlotRelease = Callable[[int, int, list[str]], None]  # (account_id, campaign_id, members)
 SlotRenew = Callable[[int, int, list[tuple[str, float]]], None]  # (account, campaign, [(member, lease)])
@@ -175,13 +175,6 @@ def _apply_batch(conn: psycopg.Connection, selector: EventSelector, limit: int,
     return report
 
 
-def _by_campaign(rows: Iterable[tuple[int, int, T]]) -> dict[tuple[int, int], list[T]]:
-    """(account, campaign, item) rows as items per (account, campaign)."""
-    grouped: dict[tuple[int, int], list[T]] = {}
-    for account_id, campaign_id, item in rows:
-        grouped.setdefault((account_id, campaign_id), []).append(item)
-    return grouped
-
 
 def free_and_renew(effects: Effects, release: SlotRelease | None = None,
                    renew: SlotRenew | None = None) -> None:
@@ -189,8 +182,8 @@ def free_and_renew(effects: Effects, release: SlotRelease | None = None,
     the process's own budgets unless given."""
     if release is None or renew is None:
         release, renew = _slot_ops()
-    releases = _by_campaign((a, c, member) for a, c, member in effects.release)
-    renewals = _by_campaign((a, c, (member, lease)) for a, c, member, lease in effects.renew)
+    releases = by_budget((a, c, member) for a, c, member in effects.release)
+    renewals = by_budget((a, c, (member, lease)) for a, c, member, lease in effects.renew)
     try:  # one round trip per campaign for each
         for (account_id, campaign_id), members in releases.items():
             release(account_id, campaign_id, members)

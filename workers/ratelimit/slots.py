@@ -8,12 +8,17 @@ A slot belongs to one attempt, so freeing one attempt's slot can never free anot
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TypeVar
+
 import redis
 
 from campaigns.states import slot_member as slot_member  # the format every taker and freer shares
 from workers import redis_keys
 from workers.ratelimit.errors import BudgetsLost, redis_errors_translated
 from workers.ratelimit.scripts import script
+
+T = TypeVar("T")
 
 # The line-freed list holds at most this many announcements and is dropped this long after the last one:
 # with no listener running (an API-only host, listeners all down) it stays a small key, never a growing one.
@@ -113,3 +118,12 @@ class SlotPool:
     def free_slots(self, account_id: int, account_max: int) -> int:
         """Slots the account can still take: max(0, account_max - live_count)."""
         return max(0, account_max - self.live_count(account_id))
+
+
+def by_budget(rows: Iterable[tuple[int, int, T]]) -> dict[tuple[int, int], list[T]]:
+    """(account, campaign, item) rows as the items of each (account, campaign) budget, so that each budget's
+    slots are released or renewed in one call."""
+    grouped: dict[tuple[int, int], list[T]] = {}
+    for account_id, campaign_id, item in rows:
+        grouped.setdefault((account_id, campaign_id), []).append(item)
+    return grouped

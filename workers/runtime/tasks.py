@@ -34,6 +34,7 @@ from workers.pg import get_pool, on_fresh_connection
 from workers.providers.http import make_client
 from workers.queues import DIAL_QUEUE
 from workers.ratelimit.process_budgets import get_budgets
+from workers.ratelimit.slots import by_budget
 from workers.runtime.celery_app import app
 from workers.runtime.task_labels import dial_chunk_options
 
@@ -115,19 +116,13 @@ def hand_back_claims(campaign_id: int, destination_ids: list[int], exc: Exceptio
                     len(destination_ids))
         return report
     budgets = get_budgets()
-    for (account_id, slot_campaign_id), members in _by_budget(released.slots).items():
+    for (account_id, slot_campaign_id), members in by_budget(released.slots).items():
         budgets.release(account_id, slot_campaign_id, members)
     report.handed_back = released.destinations
     log.warning("dial chunk of campaign %s stopped (%s): %d destinations handed back (%d never-sent attempts "
                 "undone)", campaign_id, report.errors[0], released.destinations, len(released.slots))
     return report
 
-
-def _by_budget(slots: list[tuple[int, int, str]]) -> dict[tuple[int, int], list[str]]:
-    grouped: dict[tuple[int, int], list[str]] = {}
-    for account_id, campaign_id, member in slots:
-        grouped.setdefault((account_id, campaign_id), []).append(member)
-    return grouped
 
 
 def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
