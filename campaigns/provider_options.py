@@ -7,6 +7,9 @@ caller ID, the callback URLs or their credentials.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
@@ -20,6 +23,10 @@ PROTECTED_BODY_FIELDS = frozenset({
     "to", "from", "source", "destinations", "tag", "username", "password", "applicationid", "application_id",
     "machinedetection", "fallbackusername", "fallbackpassword",
 })
+
+
+SIP_HEADER_PART = re.compile(r"[A-Za-z0-9]{1,64}")
+MAX_SIP_HEADERS = 10
 
 
 def protected_body_field(name: str) -> bool:
@@ -47,12 +54,49 @@ class ProviderOptions(BaseModel):
     unsettled_send: Literal["retry", "unknown"] | None = None
     track_ringing: StrictBool | None = None
     bulk: StrictBool | None = None
+    caller_name: str | None = Field(None, min_length=1, max_length=50, description="Caller's display name")
+    sip_headers: dict[str, str] | None = Field(
+        None, description="SIP headers sent with the call and echoed on its callbacks (letters and digits)"
+    )
+    fallback_url: str | None = Field(
+        None, min_length=1, max_length=2000, description="Your URL tried when the answer URL fails"
+    )
+    send_digits: str | None = Field(
+        None, pattern=r"^[0-9*#wW]{1,64}(@[0-9]{2,5})?$", description="DTMF sent once connected, e.g. 1w2W3"
+    )
+    machine_detection_time: StrictInt | None = Field(
+        None, ge=2000, le=10000, description="Milliseconds allowed to tell a machine from a person"
+    )
+    callback_retries: StrictInt | None = Field(
+        None, ge=0, le=5, description="How often the carrier retries a callback that failed"
+    )
     extra: dict[str, Any] | None = Field(None, description="Fields passed through to the create-call body")
 
     @field_validator("machine_detection")
     @classmethod
     def _machine_detection_in_the_carriers_words(cls, value: Any) -> Any:
         machine_detection_mode({"machine_detection": value})  # ValueError naming the accepted words
+        return value
+
+    @field_validator("sip_headers")
+    @classmethod
+    def _sip_headers_letters_and_digits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Plivo's page (l.47): keys and values are letters and digits; they are joined as k=v,k=v, so any
+        # other character would change the header list.
+        for key, header_value in (value or {}).items():
+            if not (SIP_HEADER_PART.fullmatch(key) and SIP_HEADER_PART.fullmatch(str(header_value))):
+                raise ValueError(f"sip header {key!r}: keys and values are letters and digits only")
+        if value is not None and len(value) > MAX_SIP_HEADERS:
+            raise ValueError(f"at most {MAX_SIP_HEADERS} sip headers")
+        return value
+
+    @field_validator("fallback_url", "audio_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("https://", "http://")) or any(c in value for c in " \t\r\n")
+        ):
+            raise ValueError(f"an http(s) URL, not {value[:80]!r}")
         return value
 
     @field_validator("extra")
@@ -71,6 +115,41 @@ _RING_TIMEOUT_LIMITS: dict[str, int] = {}
 
 def register_ring_timeout_limit(kind: str, seconds: int) -> None:
     _RING_TIMEOUT_LIMITS[kind] = seconds
+
+
+@dataclass(frozen=True)
+class OptionSupport:
+    """What a provider takes of the optional options (workers.providers.traits.CallOptionSupport)."""
+
+    supported: frozenset[str]
+    optional: frozenset[str]  # every option a provider may lack
+    machine_detection_modes: frozenset[str]
+
+
+_OPTION_SUPPORT: dict[str, OptionSupport] = {}
+
+
+def register_option_support(kind: str, support: OptionSupport) -> None:
+    _OPTION_SUPPORT[kind] = support
+
+
+def unsupported_option(provider: str | None, options: Mapping[str, Any]) -> InvalidOption | None:
+    """The first option `provider` cannot honour (an optional one it lacks, or a machine-detection mode its
+    adapter does not implement), as the error to raise; None when all are fine or the provider is unknown."""
+    support = _OPTION_SUPPORT.get(provider or "")
+    if support is None:
+        return None
+    for name in sorted(support.optional - support.supported):
+        if options.get(name) not in (None, {}, ""):
+            return InvalidOption(f"provider_options.{name}", f"{provider} does not take {name}")
+    mode = machine_detection_mode(options)
+    if mode is not None and mode not in support.machine_detection_modes:
+        offered = " or ".join(sorted(support.machine_detection_modes)) or "nothing"
+        return InvalidOption(
+            "provider_options.machine_detection",
+            f"{provider} cannot do machine detection {mode!r} (it offers {offered})",
+        )
+    return None
 
 
 class InvalidOption(InvalidRequest):
@@ -94,4 +173,7 @@ def validate_provider_options(provider: str | None, options: dict[str, Any]) -> 
     ring = options.get("ring_timeout")
     if limit is not None and isinstance(ring, int) and ring > limit:
         raise InvalidOption("provider_options.ring_timeout", f"at most {limit} seconds for {provider}")
+    refusal = unsupported_option(provider, options)
+    if refusal is not None:
+        raise refusal
     return options

@@ -8,6 +8,7 @@ import psycopg
 
 from campaigns.accounts import provider_takes_answer_url
 from campaigns.errors import InvalidRequest
+from campaigns.provider_options import unsupported_option
 
 
 def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
@@ -32,3 +33,10 @@ def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None
             f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
             f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
+    if provider:
+        refusal = unsupported_option(provider[0], row.get("provider_options") or {})
+        if refusal is not None:
+            raise InvalidRequest(
+                f"campaign {campaign_id}: {refusal.field}: {refusal.message} "
+                f"(`dialer campaign set {campaign_id}` can change it)"
+            )

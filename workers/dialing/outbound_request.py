@@ -45,6 +45,13 @@ def outbound_call(
         tag=str(batch_id),
         message=_one_text(spoken, options.get("message")),  # providers that take the script at creation
         script_url=campaign.answer_url,
+        audio_url=options.get("audio_url"),
+        caller_name=options.get("caller_name"),
+        sip_headers=dict(options.get("sip_headers") or {}),
+        fallback_url=options.get("fallback_url"),
+        send_digits=options.get("send_digits"),
+        machine_detection_time_ms=options.get("machine_detection_time"),
+        callback_retries=options.get("callback_retries"),
         extra=extra,
     )
 

@@ -50,6 +50,19 @@ def _dates(value: str | None) -> list[date] | None:
         raise typer.BadParameter(f"--blackout-dates takes YYYY-MM-DD,…, not {value!r}") from exc
 
 
+def _sip_headers(values: list[str] | None) -> dict[str, str] | None:
+    """NAME=VALUE pairs as a mapping (checked with the other options by control.configure)."""
+    if not values:
+        return None
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, header_value = value.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--sip-header takes NAME=VALUE, not {value!r}")
+        headers[name.strip()] = header_value.strip()
+    return headers
+
+
 def _retry(values: list[str] | None) -> dict[str, dict[str, int]] | None:
     """--retry busy=300:3 → {"busy": {"delay_s": 300, "max_attempts": 3}}."""
     if not values:
@@ -95,6 +108,18 @@ def set_(
     opt_out_digit: str = typer.Option(
         None, help="Offer 'press KEY to stop these calls' after the message (Plivo, Vobiz, Bandwidth)"
     ),
+    caller_name: str = typer.Option(None, help="Caller's display name, at most 50 characters (Plivo, Vobiz)"),
+    sip_header: list[str] = typer.Option(
+        None, help="NAME=VALUE sent with each call and echoed on its callbacks, repeatable (Plivo)"
+    ),
+    fallback_url: str = typer.Option(None, help="Your URL the carrier tries when the answer URL fails"),
+    send_digits: str = typer.Option(None, help="DTMF sent once the call connects, e.g. 1w2W3 (Plivo, Vobiz)"),
+    machine_detection_time: int = typer.Option(
+        None, help="Milliseconds allowed to tell a machine from a person, 2000-10000 (Plivo, Vobiz)"
+    ),
+    callback_retries: int = typer.Option(
+        None, help="How often the carrier retries a failed callback (Plivo)"
+    ),
 ) -> None:
     """Configure a campaign before (or between) runs."""
 
@@ -110,6 +135,12 @@ def set_(
             "audio_url": audio_url,
             "voice": voice,
             "language": language,
+            "caller_name": caller_name,
+            "sip_headers": _sip_headers(sip_header),
+            "fallback_url": fallback_url,
+            "send_digits": send_digits,
+            "machine_detection_time": machine_detection_time,
+            "callback_retries": callback_retries,
         }.items()
         if v is not None
     }

@@ -40,6 +40,13 @@ class OutboundCall:
     tag: str | None = None  # our batch id, echoed back where the provider supports it
     message: str | None = None  # what an answered call hears (providers that take actions at creation)
     script_url: str | None = None  # the campaign's own answer URL, where it has one
+    audio_url: str | None = None  # played instead of the message (providers that take the script at creation)
+    caller_name: str | None = None  # the caller's display name (Plivo, Vobiz)
+    sip_headers: Mapping[str, str] = field(default_factory=dict)  # echoed on every callback (Plivo X-PH-)
+    fallback_url: str | None = None  # the customer's URL tried when the answer URL fails
+    send_digits: str | None = None  # DTMF sent once the call connects ("1w2W3")
+    machine_detection_time_ms: int | None = None  # time allowed to decide human or machine
+    callback_retries: int | None = None  # how often the carrier retries a failed callback, where it lets us
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific body fields, passed through
 
 

@@ -7,11 +7,12 @@ from functools import partial
 from types import MappingProxyType
 
 from campaigns.accounts import register_provider
-from campaigns.provider_options import register_ring_timeout_limit
+from campaigns.provider_options import OptionSupport, register_option_support, register_ring_timeout_limit
 from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
 from workers.providers.plivo import PlivoAdapter
+from workers.providers.traits import OPTIONAL_CALL_OPTIONS
 from workers.providers.tryvox import TryVoxAdapter
 from workers.providers.vobiz import VobizAdapter
 from workers.providers.voipbin import VoipbinAdapter
@@ -37,6 +38,14 @@ for _traits in (adapter.traits for adapter in PROVIDERS.values()):  # accounts (
         takes_answer_url=_traits.answer.takes_answer_url,
     )
     register_ring_timeout_limit(_traits.kind, _traits.limits.max_ring_timeout_s)
+    register_option_support(
+        _traits.kind,
+        OptionSupport(
+            supported=_traits.options.supported,
+            optional=OPTIONAL_CALL_OPTIONS,
+            machine_detection_modes=_traits.options.machine_detection_modes,
+        ),
+    )
 
 
 def adapter_for(provider: str) -> ProviderAdapter:

@@ -2,7 +2,8 @@
 
 Grouped by who reads it: the dialer sizes requests and campaigns by `limits`; the reaper and the operator's
 hang-up ask what `api` offers; the callback receiver acknowledges and checks replays by `callbacks`; the
-answer handler writes its document by `answer`; accounts are checked by `accounts`. The adapter's methods
+answer handler writes its document by `answer`; accounts are checked by `accounts`; campaigns' options
+and destinations are checked by `options`. The adapter's methods
 (workers.providers.base) are only what differs in code.
 """
 
@@ -71,6 +72,25 @@ class AccountRules:
     local_callback_times: bool = False
 
 
+# The campaign options a provider may lack (campaigns.provider_options names them): each adapter declares
+# which of them its page offers, and a campaign using one its provider lacks is refused when set and at start.
+OPTIONAL_CALL_OPTIONS = frozenset({
+    "caller_name", "sip_headers", "fallback_url", "send_digits", "machine_detection_time", "callback_retries",
+    "audio_url",
+})
+
+
+@dataclass(frozen=True)
+class CallOptionSupport:
+    """Which optional campaign options the provider takes (`supported`), which machine-detection modes the
+    adapter really implements ("true": detect and report; "hangup": also end the call on a machine), and
+    which destinations its page allows ("tel": E.164 numbers; "sip": SIP URIs)."""
+
+    supported: frozenset[str] = frozenset({"audio_url"})
+    machine_detection_modes: frozenset[str] = frozenset({"true", "hangup"})
+    destination_kinds: frozenset[str] = frozenset({"tel"})
+
+
 @dataclass(frozen=True)
 class ProviderTraits:
     """One provider's knowledge: its kind, the API root an account added without --base-url gets, and the
@@ -83,3 +103,4 @@ class ProviderTraits:
     callbacks: CallbackRules = CallbackRules()
     answer: AnswerMarkup = AnswerMarkup()
     accounts: AccountRules = field(default_factory=AccountRules)
+    options: CallOptionSupport = CallOptionSupport()
