@@ -13,6 +13,7 @@ from campaigns import settings_rules
 from campaigns.call_options import machine_detection_mode
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.provider_options import unsupported_option
 from campaigns.readiness import require_ready_to_dial
 from campaigns.reports import CampaignStatus as CampaignStatus  # callers name it control's
 from campaigns.runs import record_first_run
@@ -43,6 +44,11 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
         provider = found[0] if found else None
     settings = settings_rules.checked(settings, region=row["default_region"], provider=provider)
+    if settings.account_id is not None:  # the options already set must suit the new account's provider
+        refusal = unsupported_option(provider, {**(row["provider_options"] or {}),
+                                                **(settings.provider_options or {})})
+        if refusal is not None:
+            raise InvalidRequest(f"{refusal.field}: {refusal.message}, and this campaign sets it")
     values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
     if "retry_policy" in values:
         values["retry_policy"] = Jsonb(values["retry_policy"])
