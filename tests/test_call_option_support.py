@@ -33,7 +33,8 @@ def _account(conn: psycopg.Connection, provider: str) -> int:
 
 
 def _campaign(conn: psycopg.Connection, account_id: int | None) -> int:
-    report = load_campaign_csv(name=f"support-{uuid.uuid4().hex[:6]}", source=io.BytesIO(b"phone\n+14155550123\n"),
+    report = load_campaign_csv(name=f"support-{uuid.uuid4().hex[:6]}",
+                               source=io.BytesIO(b"phone\n+14155550123\n"),
                                options=LoadOptions(default_region="US"))
     settings = control.CampaignSettings(account_id=account_id, caller_id="+14155550100")
     control.configure(conn, report.campaign_id, settings)
