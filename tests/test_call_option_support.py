@@ -127,3 +127,23 @@ def test_the_cli_takes_sip_headers_as_name_value_pairs(database_url: str) -> Non
     assert row[0]["sip_headers"] == {"Team": "blue", "Ward": "7"}
     assert row[0]["send_digits"] == "1w2"
     assert row[0]["caller_name"] == "Clinic"
+
+
+def test_the_api_takes_the_typed_options_and_names_a_bad_one(client: Any, auth: dict[str, str]) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    typed = schema["ProviderOptions"]["properties"]
+    assert {"caller_name", "sip_headers", "fallback_url", "send_digits", "machine_detection_time",
+            "callback_retries"} <= set(typed)
+    upload = client.post("/campaigns", headers=auth, files={"file": ("c.csv", b"phone\n+14155550123\n")},
+                         data={"name": f"typed-{uuid.uuid4().hex[:6]}", "default_region": "US"})
+    assert upload.status_code == 201, upload.text
+    campaign_id = upload.json()["campaign_id"]
+    bad = client.patch(f"/campaigns/{campaign_id}", headers=auth,
+                       json={"provider_options": {"caller_name": "x" * 51}})
+    assert bad.status_code in (400, 422)
+    assert "caller_name" in bad.text
+    good = client.patch(f"/campaigns/{campaign_id}", headers=auth,
+                        json={"provider_options": {"send_digits": "1w2", "sip_headers": {"Team": "blue"}}})
+    assert good.status_code == 200, good.text
+    options = client.get(f"/campaigns/{campaign_id}", headers=auth).json()["settings"]["provider_options"]
+    assert options == {"send_digits": "1w2", "sip_headers": {"Team": "blue"}}

@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from campaigns import control
 from campaigns.models import CampaignBase, CampaignSettingsBase, CampaignTimestamps, RejectedRowBase
 from campaigns.numbers import valid_timezone
+from campaigns.provider_options import ProviderOptions
 from campaigns.reports import CampaignStatus, LoadReport
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
@@ -109,7 +110,9 @@ class CampaignUpdate(BaseModel):
     timezone: str | None = Field(None, description="Judge the window in this zone for every destination")
     retry_policy: dict[str, Any] | None = Field(None, description='e.g. {"busy": {"delay_s": 300, '
                                                                    '"max_attempts": 3}}')
-    provider_options: dict[str, Any] | None = Field(None, description="Merged into the current options")
+    provider_options: ProviderOptions | None = Field(
+        None, description="Merged into the current options; only the keys given change"
+    )
     observe_holidays: bool | None = Field(None, description="Skip each destination's national holidays")
     blackout_dates: list[date] | None = Field(None, description="The campaign's own days off (replaces)")
 
@@ -151,7 +154,10 @@ class CampaignUpdate(BaseModel):
             max_concurrent=self.max_concurrent, weight=self.weight, window_start=window_start,
             window_end=window_end, window_days=sorted(set(self.days)) if self.days else None,
             start_at=self.start_at, end_at=self.end_at, timezone_override=self.timezone,
-            retry_policy=self.retry_policy, provider_options=self.provider_options,
+            retry_policy=self.retry_policy,
+            provider_options=(
+                self.provider_options.model_dump(exclude_unset=True) if self.provider_options else None
+            ),
             observe_holidays=self.observe_holidays, blackout_dates=self.blackout_dates)
 
 
