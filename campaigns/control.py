@@ -14,10 +14,11 @@ from campaigns.call_options import machine_detection_mode
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.provider_options import unsupported_option
-from campaigns.readiness import require_ready_to_dial
+from campaigns.readiness import require_ready_to_dial, undialable_destinations
 from campaigns.reports import CampaignStatus as CampaignStatus  # callers name it control's
 from campaigns.runs import record_first_run
 from campaigns.settings_rules import CampaignSettings as CampaignSettings  # callers name it control's
+from campaigns.settings_rules import InvalidSetting
 from campaigns.states import CampaignState
 from campaigns.store.operator import cancel_destinations
 from campaigns.templates import check_script_options, record_missing_variables
@@ -49,6 +50,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
                                                 **(settings.provider_options or {})})
         if refusal is not None:
             raise InvalidRequest(f"{refusal.field}: {refusal.message}, and this campaign sets it")
+    if provider is not None and settings.account_id not in (None, row["account_id"]):
+        _require_dialable_on(conn, campaign_id, provider)
     values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
     if "retry_policy" in values:
         values["retry_policy"] = Jsonb(values["retry_policy"])
@@ -76,6 +79,20 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
     if script_changed:  # rows lacking one of the template's variables get a warning each
         record_missing_variables(conn, campaign_id, (settings.provider_options or {}).get("message"))
     conn.commit()
+
+
+def _require_dialable_on(conn: psycopg.Connection, campaign_id: int, provider: str) -> None:
+    """A new account's provider must dial every destination the campaign may still dial. Refused, not
+    marked: the operator decides, and nothing changes behind their back (a wrong account, set back, finds
+    its list whole)."""
+    undialable = undialable_destinations(conn, campaign_id, provider)
+    if undialable is not None:
+        raise InvalidSetting(
+            "account",
+            f"{undialable.describe(campaign_id, provider)}, so its account is unchanged: choose one whose "
+            "provider dials them, or load the list again with this account, which rejects each of them "
+            "with its line",
+        )
 
 
 def _transition(

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +28,7 @@ from campaigns.config import Settings, get_settings
 from campaigns.copy_chunks import normalised_chunks
 from campaigns.csv_source import CsvLayout, CsvLimits, CsvStream
 from campaigns.db import connect
+from campaigns.destination_kinds import destination_kinds
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.numbers import (
     DEFAULT_BLOCKED_TYPES,
@@ -149,12 +150,21 @@ def _checked_options(options: LoadOptions) -> tuple[NumberPolicy, str | None]:
     return policy, caller_id
 
 
+def _with_provider(conn: psycopg.Connection, options: LoadOptions, policy: NumberPolicy) -> NumberPolicy:
+    """The policy with the campaign's account's provider and the kinds of destination it dials, so a row it
+    cannot dial is rejected, naming it; the policy unchanged when no account is given."""
+    if options.account_id is None:
+        return policy
+    account_id = options.account_id
+    found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
+    if found is None:
+        raise NotFound(f"no provider account with id {options.account_id}")
+    provider = str(found[0])
+    return replace(policy, provider=provider, destination_kinds=destination_kinds(provider))
+
+
 def _create_campaign(conn: psycopg.Connection, name: str, options: LoadOptions, policy: NumberPolicy,
                      caller_id: str | None) -> int:
-    if options.account_id is not None:
-        found = conn.execute("SELECT 1 FROM provider_account WHERE id = %s", (options.account_id,)).fetchone()
-        if found is None:
-            raise NotFound(f"no provider account with id {options.account_id}")
     row = conn.execute(
         "INSERT INTO campaign (name, account_id, caller_id, default_region, provider_options, state) "
         f"VALUES (%s, %s, %s, %s, %s, '{CampaignState.LOADING.value}') RETURNING id",
@@ -188,7 +198,8 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
     """Create campaign `name` from a CSV (a path or a binary file-like object, read as a stream).
 
     Raises BadInputFile (nothing stored) for a file that cannot be loaded, InvalidRequest for bad options,
-    NotFound for a missing file or account. Rows that cannot be dialed are stored as rejected_row.
+    NotFound for a missing file or account. Rows that cannot be dialed (by anyone, or by the given account's
+    provider) are stored as rejected_row.
     """
     started = time.monotonic()
     options = options or LoadOptions()
@@ -203,6 +214,7 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
         row_layout = RowLayout.build(layout.header, layout.phone_index, layout.timezone_index,
                                      layout.delimiter)
         conn = stack.enter_context(connect(settings.psycopg_url))
+        policy = _with_provider(conn, options, policy)
         campaign_id = _create_campaign(conn, name, options, policy, caller_id)
         conn.execute(STAGING_DDL)
         rows_total, rejected = _stream_into_staging(conn, csv_stream, row_layout, policy,

@@ -24,6 +24,8 @@ from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 from phonenumbers.timezone import UNKNOWN_TIMEZONE
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
+from campaigns.destination_kinds import CANNOT_DIAL, SIP, TEL, cannot_dial
+
 
 class RejectReason(StrEnum):
     """Why a row of a CSV was not loaded (rejected_row.reason)."""
@@ -34,6 +36,7 @@ class RejectReason(StrEnum):
     WRONG_COLUMN_COUNT = "wrong_column_count"  # more or fewer fields than the header
     DUPLICATE = "duplicate"  # the same number on an earlier line of the same file
     DNC = "dnc"  # on the do-not-call list
+    PROVIDER_CANNOT_DIAL = CANNOT_DIAL  # a SIP URI for a provider that dials only E.164 numbers …
 
 
 TYPE_NAMES: dict[int, str] = {
@@ -63,11 +66,21 @@ _SIP_URI = re.compile(
 
 @dataclass(frozen=True)
 class NumberPolicy:
-    """How a campaign reads its numbers."""
+    """How a campaign reads its numbers; with its account known, the provider's name and the kinds of
+    destination it dials (campaigns.destination_kinds), and None when any kind may be loaded."""
 
     default_region: str = "US"
     blocked_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
     default_timezone: str = "UTC"
+    provider: str | None = None
+    destination_kinds: frozenset[str] | None = None
+
+    def refusal(self, kind: str) -> NormalisedNumber | None:
+        """The rejection of a well-formed destination of `kind` that the provider cannot dial, or None."""
+        if self.destination_kinds is None or kind in self.destination_kinds:
+            return None
+        detail = cannot_dial(self.provider or "this provider", self.destination_kinds, kind)
+        return NormalisedNumber(reason=RejectReason.PROVIDER_CANNOT_DIAL, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -181,7 +194,7 @@ def normalise_number(raw: str, policy: NumberPolicy) -> NormalisedNumber:
         uri = normalise_sip_uri("sip:" + text[4:])
         if uri is None:
             return NormalisedNumber(reason=RejectReason.INVALID_NUMBER, detail="malformed sip: URI")
-        return NormalisedNumber(number=uri, timezone=policy.default_timezone)
+        return policy.refusal(SIP) or NormalisedNumber(number=uri, timezone=policy.default_timezone)
     try:
         parsed = phonenumbers.parse(text, policy.default_region)
     except NumberParseException as exc:
@@ -199,7 +212,7 @@ def normalise_number(raw: str, policy: NumberPolicy) -> NormalisedNumber:
         return NormalisedNumber(reason=RejectReason.BLOCKED_TYPE, detail=type_name)
     e164 = f"+{parsed.country_code}{phonenumbers.national_significant_number(parsed)}"
     zone = timezone_for_number(e164, number_type, parsed.country_code or 0, policy.default_timezone)
-    return NormalisedNumber(number=e164, timezone=zone)
+    return policy.refusal(TEL) or NormalisedNumber(number=e164, timezone=zone)
 
 
 _POSSIBLE_DETAIL = {

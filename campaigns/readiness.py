@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from campaigns.accounts import provider_takes_answer_url
+from campaigns.destination_kinds import KIND_SQL, cannot_dial, destination_kind, destination_kinds
 from campaigns.errors import InvalidRequest
 from campaigns.provider_options import unsupported_option
+from campaigns.states import FINAL_DESTINATION, RUN_RESETTABLE, sql_in
+
+# Destinations no run dials again (invalid, dnc, cancelled: a new run resets none of them) are not counted.
+_NEVER_DIALED_AGAIN = FINAL_DESTINATION - RUN_RESETTABLE
+UNDIALABLE_SQL = f"""
+SELECT count(*) OVER (), line_no, number FROM destination
+WHERE campaign_id = %(campaign_id)s AND {KIND_SQL} <> ALL(%(kinds)s)
+  AND NOT {sql_in("status", _NEVER_DIALED_AGAIN)}
+ORDER BY line_no LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Undialable:
+    """How many of a campaign's destinations its provider cannot dial, and the first of them."""
+
+    count: int
+    line_no: int
+    number: str
+    reason: str  # e.g. "tryvox dials only E.164 numbers, not SIP URIs"
+
+    def describe(self, campaign_id: int, provider: str) -> str:
+        some = "a destination" if self.count == 1 else f"{self.count:,} destinations"
+        return (f"campaign {campaign_id} holds {some} {provider} cannot dial ({self.reason}), "
+                f"e.g. line {self.line_no}: {self.number}")
+
+
+def undialable_destinations(conn: psycopg.Connection, campaign_id: int, provider: str) -> Undialable | None:
+    """The campaign's destinations that may still be dialed and that `provider` cannot dial (a SIP URI for a
+    provider of E.164 numbers only), or None when there are none or the provider's kinds are not known."""
+    kinds = destination_kinds(provider)
+    if kinds is None:
+        return None
+    found = conn.execute(UNDIALABLE_SQL, {"campaign_id": campaign_id, "kinds": sorted(kinds)}).fetchone()
+    if found is None:
+        return None
+    count, line_no, number = found
+    reason = cannot_dial(provider, kinds, destination_kind(number)) or ""
+    return Undialable(int(count), int(line_no), str(number), reason)
 
 
 def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
-    """A campaign row has what dialing needs (an account, a caller id, a script its provider can use), or
-    InvalidRequest says how."""
+    """A campaign row has what dialing needs (an account, a caller id, a script its provider can use, and
+    only destinations its provider can dial), or InvalidRequest says how."""
     campaign_id = row["id"]
     if row["account_id"] is None:
         raise InvalidRequest(
@@ -40,3 +81,14 @@ def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None
                 f"campaign {campaign_id}: {refusal.field}: {refusal.message} "
                 f"(`dialer campaign set {campaign_id}` can change it)"
             )
+        _require_dialable_destinations(conn, campaign_id, provider[0])
+
+
+def _require_dialable_destinations(conn: psycopg.Connection, campaign_id: int, provider: str) -> None:
+    undialable = undialable_destinations(conn, campaign_id, provider)
+    if undialable is not None:
+        raise InvalidRequest(
+            f"{undialable.describe(campaign_id, provider)}: give it an account whose provider dials them "
+            f"(`dialer campaign set {campaign_id} --account NAME`), or load the list again with this "
+            "account, which rejects each of them with its line"
+        )

@@ -7,6 +7,7 @@ from functools import partial
 from types import MappingProxyType
 
 from campaigns.accounts import register_provider
+from campaigns.destination_kinds import register_destination_kinds
 from campaigns.provider_options import OptionSupport, register_option_support, register_ring_timeout_limit
 from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
@@ -38,6 +39,7 @@ for _traits in (adapter.traits for adapter in PROVIDERS.values()):  # accounts (
         takes_answer_url=_traits.answer.takes_answer_url,
     )
     register_ring_timeout_limit(_traits.kind, _traits.limits.max_ring_timeout_s)
+    register_destination_kinds(_traits.kind, _traits.options.destination_kinds)
     register_option_support(
         _traits.kind,
         OptionSupport(
