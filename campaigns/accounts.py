@@ -176,7 +176,10 @@ def update_account(
     base_url: str | None = None,
     auth_token: str | None = None,
     options: dict[str, Any] | None = None,
+    webhook_secret: str | None = None,
 ) -> None:
+    """Change what is given; `webhook_secret` "" removes the account's secret (VoIPbin then authenticates
+    its webhooks by the URL secret again)."""
     account_id = resolve_account_id(conn, name_or_id)
     sets: list[str] = []
     values: list[Any] = []
@@ -194,6 +197,9 @@ def update_account(
     if auth_token is not None:
         sets.append("auth_token_encrypted = %s")
         values.append(encrypt(auth_token))
+    if webhook_secret is not None:
+        sets.append("webhook_secret_encrypted = %s")
+        values.append(encrypt(webhook_secret) if webhook_secret else None)
     if options is not None:
         row = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
         _check_options(str(row[0]) if row else "", options, partial=True)
@@ -210,6 +216,17 @@ def remove_account(conn: psycopg.Connection, name_or_id: str | int) -> None:
     if in_use and in_use[0]:
         raise InvalidRequest(f"account {name_or_id} is used by {in_use[0]} campaign(s); remove those first")
     conn.execute("DELETE FROM provider_account WHERE id = %s", (account_id,))
+
+
+def read_account(conn: psycopg.Connection, name_or_id: str | int) -> tuple[str, AccountCredentials]:
+    """An account's name and decrypted credentials, read now rather than from the cache: for showing and
+    checking an account just added or changed."""
+    account_id = resolve_account_id(conn, name_or_id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM provider_account WHERE id = %s", (account_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no provider account {name_or_id!r} (see `dialer account list`)")
+    return str(row["name"]), account_from_row(row)[0]
 
 
 @dataclass(frozen=True)

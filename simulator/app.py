@@ -19,6 +19,8 @@ from simulator.carrier import Carrier
 from simulator.config import ConfigError, SimConfig, apply_patch
 from simulator.providers import PROVIDER_CLASSES
 from simulator.providers.base import json_response
+from simulator.providers.voipbin import VoipbinProvider
+from simulator.providers.voipbin_call_list import call_list_routes
 
 CARRIER_KEY = web.AppKey("carrier", Carrier)
 
@@ -140,6 +142,8 @@ def build_app(carrier: Carrier, listener: Listener | None = None) -> web.Applica
         provider = cls(carrier)
         carrier.providers[name] = provider
         app.add_routes(provider.routes())
+        if isinstance(provider, VoipbinProvider):  # its call list (seed l.430-468), in a module of its own
+            app.add_routes(call_list_routes(provider))
     app.add_routes([
         web.get("/_sim/health", health), web.get("/_sim/ledger", ledger), web.get("/_sim/stats", stats),
         web.get("/_sim/config", get_config), web.post("/_sim/config", patch_config),

@@ -1,4 +1,6 @@
-"""`dialer account …`: provider accounts. Tokens go in encrypted and never come out."""
+"""`dialer account …`: provider accounts. Tokens go in encrypted and never come out; `add` and `show` print
+what to set in the provider's console (VoIPbin: the webhook URL and secret to paste), `test` checks the
+credentials and DIALER_PUBLIC_URL without dialing."""
 
 from __future__ import annotations
 
@@ -9,8 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from campaigns.accounts import add_account, list_accounts, remove_account, update_account
+from campaigns.accounts import add_account, list_accounts, read_account, remove_account, update_account
 from campaigns.db import connect
+from workers.callbacks.account_setup import account_console_setup
+from workers.entrypoints.account_check import check_account
+from workers.providers.console_setup import ConsoleSetup
+from workers.providers.credentials_check import Verdict
 from workers.providers.registry import PROVIDERS
 
 account_app = typer.Typer(
@@ -42,6 +48,12 @@ def _with_named_options(
     return {**(options or {}), **given}
 
 
+def _print_setup(setup: ConsoleSetup, name: str, *, reveal_secrets: bool) -> None:
+    # Plain echo, not rich: a URL to paste must not be wrapped or read as markup.
+    for line in setup.lines(reveal_secrets=reveal_secrets):
+        typer.echo(line.replace("NAME", name))
+
+
 @account_app.command("add")
 def add(
     name: str,
@@ -59,7 +71,9 @@ def add(
     base_url: str = typer.Option(
         None, help="API base URL (default: the provider's; the simulator's for dry runs)"
     ),
-    webhook_secret: str = typer.Option(None, help="VoIPbin webhook HMAC secret, if set there"),
+    webhook_secret: str = typer.Option(
+        None, help="VoIPbin: the webhook secret set in its console, if any (then webhooks must be signed)"
+    ),
     options: str = typer.Option(None, help='Provider options as JSON, e.g. {"application_id": "…"}'),
     api_username: str = typer.Option(
         None, help="Bandwidth: the API user (its password is the token); never the account id"
@@ -69,7 +83,8 @@ def add(
         None, help="Plivo/Vobiz: the console's time zone, in which callback times are written (default UTC)"
     ),
 ) -> None:
-    """Add a provider account."""
+    """Add a provider account, and print what to set in the provider's console (VoIPbin: the webhook URL
+    and secret to paste there; the others: nothing) and what else matters. Then `dialer account test NAME`."""
     merged = _with_named_options(_options(options), api_username, application_id, time_zone)
     with connect() as conn:
         account_id = add_account(
@@ -86,6 +101,41 @@ def add(
         )
         conn.commit()
     console.print(f"account {account_id} ({name}, {provider}) added")
+    _print_setup(account_console_setup(provider, account_id, webhook_secret), name, reveal_secrets=True)
+    typer.echo(f"next: `dialer account test {name}` checks the credentials and DIALER_PUBLIC_URL "
+               "(nothing is dialed)")
+
+
+@account_app.command("show")
+def show(name: str) -> None:
+    """Show an account (never its token) and what to set in the provider's console, secret included."""
+    with connect() as conn:
+        shown_name, account = read_account(conn, name)
+        (summary,) = [a for a in list_accounts(conn) if a.id == account.account_id]
+    typer.echo(f"account {summary.id}: {shown_name} ({summary.provider})")
+    typer.echo(f"  auth id: {summary.auth_id}")
+    typer.echo(f"  base url: {summary.base_url}")
+    typer.echo(f"  cps: {summary.cps:g}   max concurrent: {summary.max_concurrent}")
+    typer.echo(f"  options: {json.dumps(summary.options, sort_keys=True)}")
+    typer.echo(f"  webhook secret: {'set' if account.webhook_secret else 'none'}")
+    setup = account_console_setup(account.provider, account.account_id, account.webhook_secret)
+    _print_setup(setup, shown_name, reveal_secrets=True)
+
+
+@account_app.command("test")
+def test(name: str) -> None:
+    """Check the account's credentials with one harmless authenticated request (nothing is dialed) and
+    DIALER_PUBLIC_URL as far as this host can tell; exit 1 naming what is wrong."""
+    with connect() as conn:
+        result = check_account(conn, name)
+    typer.echo(f"account {result.name} ({result.provider}); credentials checked by {result.probe_source}")
+    for finding in result.findings:
+        typer.echo(f"{finding.verdict.value.upper():8} {finding.check}: {finding.message}")
+    _print_setup(result.console, result.name, reveal_secrets=False)
+    if not result.ok:
+        problems = sum(f.verdict == Verdict.PROBLEM for f in result.findings)
+        typer.echo(f"account {result.name}: {problems} problem(s) above", err=True)
+        raise typer.Exit(1)
 
 
 @account_app.command("list")
@@ -112,8 +162,12 @@ def update(
     api_username: str = typer.Option(None, help="Bandwidth: the API user"),
     application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
     time_zone: str = typer.Option(None, help="Plivo/Vobiz: the console's time zone"),
+    webhook_secret: str = typer.Option(
+        None,
+        help='VoIPbin: the webhook secret set in its console ("" removes it: the URL secret then applies)',
+    ),
 ) -> None:
-    """Change an account's limits, URL, token or options."""
+    """Change an account's limits, URL, token, webhook secret or options."""
     merged = _with_named_options(_options(options), api_username, application_id, time_zone)
     with connect() as conn:
         update_account(
@@ -124,6 +178,7 @@ def update(
             base_url=base_url,
             auth_token=auth_token,
             options=merged,
+            webhook_secret=webhook_secret,
         )
         conn.commit()
     console.print(f"account {name} updated")

@@ -2,8 +2,10 @@
 
 Starts the carrier simulator, the API, Celery workers and beat in the background; adds a provider account
 pointing at the simulator (`--provider`: plivo by default, or any of the five, each speaking its seed's
-shapes); loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at 100 CPS with a
-progress bar; prints the results table and where the results are.
+shapes); prints what a user would set in that provider's console (workers.providers.console_setup: for
+VoIPbin the webhook URL, which the demo then sets in the simulator as a user would in VoIPbin's console);
+loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at 100 CPS with a progress bar;
+prints the results table and where the results are.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.results_export import write_results_csv
 from campaigns.states import CampaignState, DestinationStatus
 from simulator.process import start_simulator
-from workers.callbacks.urls import webhook_url
+from workers.callbacks.account_setup import account_console_setup
 from workers.entrypoints.cli_campaign_control import status_table
 from workers.entrypoints.cli_follow import follow
 from workers.entrypoints.local_stack import local_stack
+from workers.providers.console_setup import ConsoleSetup
 
 SAMPLE_CSV = Path(campaigns.__file__).resolve().parent / "data" / "sample.csv"
 # Filled from each row's own columns (first_name, appointment_date in the sample CSV).
@@ -156,8 +159,11 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         )
         with connect() as conn:
             account_id = demo_account(conn, sim.base_url, settings.cps, settings.provider)
-        if settings.provider == "voipbin":  # VoIPbin sends every call event to the customer's one webhook
-            sim.configure({"accounts": {auth_id: {"webhook_uri": webhook_url("voipbin", account_id)}}})
+        setup = account_console_setup(settings.provider, account_id, None)
+        show_console_setup(setup, console)
+        console_values = {field.name: field.value for field in setup.fields}
+        if "webhook_uri" in console_values:  # pasted into the simulated customer, as into VoIPbin's console
+            sim.configure({"accounts": {auth_id: {"webhook_uri": console_values["webhook_uri"]}}})
         with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
             conn.execute(
                 f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', "
@@ -223,6 +229,13 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 f"{stack.workdir}[/red]"
             )
     return report.campaign_id
+
+
+def show_console_setup(setup: ConsoleSetup, console: Console) -> None:
+    """What a user of this provider would set in its console (`dialer account add` prints the same)."""
+    console.print(f"[bold]{setup.provider} console setup[/bold] (what `dialer account add` tells a user):")
+    for line in setup.lines(reveal_secrets=True):
+        console.print(line.replace("NAME", "demo-simulator"), markup=False, highlight=False, soft_wrap=True)
 
 
 def spoken_table(campaign_id: int, rows: int = 3) -> Table:

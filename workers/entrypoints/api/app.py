@@ -22,6 +22,7 @@ from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.deps import answer_http_exception
+from workers.entrypoints.api.routes_accounts import router as accounts_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
@@ -77,6 +78,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
     app.include_router(dnc_router)
+    app.include_router(accounts_router)
     app.include_router(health_router)
     app.include_router(runs_router)
 
