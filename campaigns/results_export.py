@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import psycopg
@@ -18,11 +18,29 @@ import psycopg
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
+# The recording URL of an attempt (`{attempt}`), where a carrier's callback carries one: from the latest of
+# its events that does, as the carrier listed them (`recording_urls`, every one), else in our parsed reading
+# (`recording_url`, the first) or as sent in one field (`recording_url`, Plivo/Vobiz `RecordUrl`); several
+# are joined by a space.
+RECORDING_URL_SQL = """(
+SELECT string_agg(url, ' ') FROM (
+    SELECT v FROM (
+        SELECT e.id, coalesce(nullif(e.payload -> 'raw' -> 'recording_urls', 'null'),
+                              nullif(e.payload -> 'parsed' -> 'recording_url', 'null'),
+                              nullif(e.payload -> 'raw' -> 'recording_url', 'null'),
+                              nullif(e.payload -> 'raw' -> 'RecordUrl', 'null')) AS v
+        FROM call_event e WHERE e.attempt_id = {attempt}.id) carried
+    WHERE v IS NOT NULL ORDER BY id DESC LIMIT 1) latest,
+    jsonb_array_elements_text(CASE jsonb_typeof(v) WHEN 'array' THEN v ELSE jsonb_build_array(v) END) AS url
+WHERE url <> '')"""
+
 RESULT_COLUMNS = ("line", "number", "status", "outcome", "attempts", "request_uuid", "call_uuid",
-                  "provider_status", "hangup_cause", "duration", "billed_duration", "answer_at", "end_at")
-RESULTS_SQL = """
+                  "provider_status", "hangup_cause", "duration", "billed_duration", "answer_at", "end_at",
+                  "recording_url")
+RESULTS_SQL = f"""
 SELECT d.line_no, d.number, d.status, d.outcome, d.attempts_made, a.request_uuid, a.call_uuid,
-       a.provider_status, a.hangup_cause, a.duration, a.billed_duration, a.answer_at, a.end_at
+       a.provider_status, a.hangup_cause, a.duration, a.billed_duration, a.answer_at, a.end_at,
+       {RECORDING_URL_SQL.format(attempt="a")}
 FROM destination d LEFT JOIN LATERAL (
     SELECT * FROM call_attempt WHERE destination_id = d.id ORDER BY attempt_no DESC LIMIT 1) a ON true
 WHERE d.campaign_id = %s ORDER BY d.line_no
@@ -53,12 +71,14 @@ class SafeCsvWriter:
 
 
 def _stream_csv(conn: psycopg.Connection, name: str, columns: tuple[str, ...], sql: str, campaign_id: int,
-                handle: TextIO) -> None:
-    """A header, then every row of `sql` through a server-side cursor (constant memory), made safe."""
+                handle: TextIO, params: Sequence[Any] | Mapping[str, Any] | None = None) -> None:
+    """A header, then every row of `sql` (its parameters: the campaign id, or `params`) through a
+    server-side cursor (constant memory), made safe."""
     writer = SafeCsvWriter(handle)
     writer.writerow(columns)
+    params = (campaign_id,) if params is None else params
     with conn.cursor(name=f"{name}_{campaign_id}") as cur:
-        cur.execute(sql, (campaign_id,))
+        cur.execute(sql, params)
         for row in cur:
             writer.writerow(row)
 
@@ -75,11 +95,13 @@ def write_results_csv(conn: psycopg.Connection, campaign_id: int, handle: TextIO
 
 # Per run: one row per destination and run, with that run's last attempt (attempts carry their run).
 RUN_RESULT_COLUMNS = ("run", "line", "number", "outcome", "attempts_in_run", "request_uuid", "call_uuid",
-                      "provider_status", "hangup_cause", "duration", "answer_at", "end_at", "spoken_text")
-RUN_RESULTS_SQL = """
+                      "provider_status", "hangup_cause", "duration", "answer_at", "end_at", "spoken_text",
+                      "recording_url")
+RUN_RESULTS_SQL = f"""
 SELECT DISTINCT ON (a.run_no, d.line_no, d.id) a.run_no, d.line_no, d.number, a.outcome,
        count(*) OVER (PARTITION BY a.destination_id, a.run_no), a.request_uuid, a.call_uuid,
-       a.provider_status, a.hangup_cause, a.duration, a.answer_at, a.end_at, a.spoken_text
+       a.provider_status, a.hangup_cause, a.duration, a.answer_at, a.end_at, a.spoken_text,
+       {RECORDING_URL_SQL.format(attempt="a")}
 FROM call_attempt a JOIN destination d ON d.id = a.destination_id
 WHERE a.campaign_id = %(c)s AND (%(run)s::int IS NULL OR a.run_no = %(run)s)
 ORDER BY a.run_no, d.line_no, d.id, a.attempt_no DESC
@@ -90,9 +112,5 @@ def write_run_results_csv(
     conn: psycopg.Connection, campaign_id: int, handle: TextIO, run_no: int | None = None
 ) -> None:
     """Results per run (`run_no`), or for every run (None): each destination's last attempt in each run."""
-    writer = csv.writer(handle)
-    writer.writerow(RUN_RESULT_COLUMNS)
-    with conn.cursor(name=f"run_results_{campaign_id}") as cur:
-        cur.execute(RUN_RESULTS_SQL, {"c": campaign_id, "run": run_no})
-        for row in cur:
-            writer.writerow(row)
+    _stream_csv(conn, "run_results", RUN_RESULT_COLUMNS, RUN_RESULTS_SQL, campaign_id, handle,
+                {"c": campaign_id, "run": run_no})
