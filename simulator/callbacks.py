@@ -32,6 +32,7 @@ class Callback:
     auth: tuple[str, str] | None = None    # HTTP Basic (Bandwidth)
     final: bool = False
     retry_4xx: bool = True          # VoIPbin retries only transport errors and >= 500
+    attempts: int | None = None     # its own attempts (Plivo's `rc` retry count + 1); None: the policy's
     # What the customer's 2xx answer makes the carrier do next (an answer document that gathers digits:
     # the keypress callback of a callee who pressed one).
     on_reply: Callable[[bytes], list[Callback]] | None = None
@@ -105,7 +106,8 @@ class CallbackSender:
         try:
             if lag > 0:
                 await asyncio.sleep(lag)
-            for attempt in range(1, max(1, policy.attempts) + 1):
+            attempts = policy.attempts if cb.attempts is None else cb.attempts
+            for attempt in range(1, max(1, attempts) + 1):
                 status, error, reply = await self._attempt(cb, policy.timeout)
                 ledger.callback_attempt(call, cb.kind, cb.url, attempt, status, error, fault)
                 if status is not None and 200 <= status < 300:
@@ -115,7 +117,7 @@ class CallbackSender:
                     return
                 if status is not None and status < 500 and not cb.retry_4xx:
                     break
-                if attempt < policy.attempts:
+                if attempt < attempts:
                     await asyncio.sleep(policy.backoff * policy.backoff_factor ** (attempt - 1) / self.speed)
             ledger.cb_failed += 1
         finally:

@@ -19,6 +19,9 @@ from simulator.config import OUTCOMES, Account, SimConfig
 from simulator.ledger import CallRecord, Ledger
 from simulator.limits import CpsLimit, Pacer, arrival_delay, make_cps_limit
 
+# How long a call asked for with no ring limit rings unanswered before the network gives up (carrier s).
+NETWORK_RING_LIMIT_S = 3600.0
+
 
 class CallbackBuilder(Protocol):
     """What a provider module gives the carrier: its callbacks for each phase of a call."""
@@ -216,9 +219,13 @@ class Carrier:
         call.placed_at = time.time()
         outcome, ring, talk = self._draw()
         params = call.params
-        ring_timeout = float(params.get("ring_timeout") or 60)
-        # Vobiz `hangup_on_ring`: one bound from the start of ringing through the conversation.
+        # A request that gives no ring limit (Vobiz has no ring_timeout) rings until the network gives up:
+        # no 60 s of the simulator's own may end it (that hid a ring bound the dialer never sent).
+        ring_timeout = float(params.get("ring_timeout") or NETWORK_RING_LIMIT_S)
+        # Plivo/Vobiz `hangup_on_ring`, counted from the start of ringing: it bounds the ringing only, or
+        # ringing and talk, as the account's reading says (config.Account.hangup_on_ring_reading).
         on_ring = float(params.get("hangup_on_ring") or 0)
+        on_ring_bounds_talk = account.hangup_on_ring_reading == "call"
         if on_ring:
             ring_timeout = min(ring_timeout, on_ring)
         outcome = params.get("forced_outcome") or outcome  # e.g. VoIPbin actions with no answer
@@ -240,9 +247,10 @@ class Carrier:
             self.ledger.touch(call)
             self._emit(call, account, provider.answer_callbacks(call, account))
             if call.machine and params.get("machine_hangup"):
-                talk = min(talk, 3.0)
+                # Hung up once detection decides: within machine_detection_time (default 5000 ms).
+                talk = min(talk, float(params.get("machine_detection_time") or 5000) / 1000)
             talk = min(talk, float(params.get("time_limit") or 14400))
-            if on_ring:
+            if on_ring and on_ring_bounds_talk:
                 talk = max(0.0, min(talk, on_ring - ring))
             talk_started = time.monotonic()
             if await self._pause(call, talk / speed):

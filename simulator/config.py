@@ -13,6 +13,26 @@ from typing import Any
 PROVIDERS = ("plivo", "vobiz", "tryvox", "voipbin", "bandwidth")
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
 CALLBACK_SHAPES = ("seed", "rich", "form")
+# Account settings with a fixed set of values (the first is the default).
+ACCOUNT_CHOICES: dict[str, tuple[str, ...]] = {
+    "hangup_on_ring_reading": ("call", "ring"),
+    "bulk_request_uuid": ("string", "first", "list"),
+    "vobiz_signature_url": ("path", "query"),
+    "machine_field": ("Machine", "machine"),
+    "callback_retry_form": ("fragment", "query"),
+    "voipbin_ring_limit": ("none", "dialout", "callee"),
+    "voipbin_unanswered_reason": ("noanswer", "normal"),
+    "voipbin_cancel_reason": ("cancel", "normal"),
+    "voipbin_signature": ("prefixed", "bare"),
+    "voipbin_events": ("status", "updated", "hungup"),
+    "tryvox_webhook_fields": ("snake", "camel", "plivo"),
+    "tryvox_event_names": ("dotted", "plain", "none"),
+    "tryvox_machine_result": ("none", "flag", "end_reason"),
+    "tryvox_recordings": ("none", "url", "urls"),
+    "tryvox_lookup": ("present", "missing"),
+    "bandwidth_machine_reply": ("ignored", "bxml"),
+    "bandwidth_call_api": ("present", "missing"),
+}
 
 
 class ConfigError(ValueError):
@@ -39,6 +59,43 @@ class Account:
     # fuller shapes of the providers' other docs (Plivo HangupCause*/Duration…); "form": TryVox webhooks
     # form-encoded instead of JSON (its seed does not say which).
     callback_shape: str = "seed"
+    # Plivo/Vobiz readings of what their pages leave open (one mode per plausible reading, docs/PROVIDERS.md):
+    # `hangup_on_ring` bounds the ringing only ("ring") or ringing and talk ("call", the pages' words);
+    # a Vobiz bulk answer's `request_uuid` is one id of the request ("string", l.51), the first
+    # destination's own id ("first") or a list of per-destination ids ("list", Plivo's shape); Vobiz V3
+    # signs the URL without its query ("path") or with it ("query"); the machine parameter is spelt
+    # `Machine` or `machine`; Plivo callback retries are read from the URL's fragment or its query.
+    hangup_on_ring_reading: str = "call"
+    bulk_request_uuid: str = "string"
+    vobiz_signature_url: str = "path"
+    machine_field: str = "Machine"
+    callback_retry_form: str = "fragment"
+    # VoIPbin readings of what its page leaves open (simulator/providers/voipbin.py, docs/PROVIDERS.md): an
+    # unanswered call rings until hung up through the API ("none": no call-level limit), until the carrier's
+    # own 60 s dial timeout ("dialout"), or until the callee's side gives up ("callee"); a callee who never
+    # answers yields `noanswer` or `normal` with no tm_progressing; the hang-up API on a call not yet
+    # answered yields `cancel` or `normal`; the signature is "sha256=<hex>" or a bare "<hex>"; events are
+    # named by status (call_ringing … call_hangup), all "call_updated", or the hangup "call_hungup".
+    voipbin_ring_limit: str = "none"
+    voipbin_unanswered_reason: str = "noanswer"
+    voipbin_cancel_reason: str = "cancel"
+    voipbin_signature: str = "prefixed"
+    voipbin_events: str = "status"
+    # TryVox readings (simulator/providers/tryvox.py, docs/PROVIDERS.md): webhook field names as the create
+    # answer's snake_case, camelCase, or Plivo's PascalCase form fields; `event` "call.hangup", "hangup" or
+    # absent; a machine result absent, a `machine_detected` flag, or an `end_reason` of "answering-machine";
+    # hangups of answered calls with no recording, a `recording_url`, or a `recording_urls` list; the
+    # assumed call lookup GET …/calls/{call_uuid} present or missing (404).
+    tryvox_webhook_fields: str = "snake"
+    tryvox_event_names: str = "dotted"
+    tryvox_machine_result: str = "none"
+    tryvox_recordings: str = "none"
+    tryvox_lookup: str = "present"
+    # Bandwidth readings (simulator/providers/bandwidth.py): the answer to machineDetectionComplete ignored
+    # (its webhook page: modify the call through Update Call) or executed as BXML (its guide: "respond with
+    # instructions"); Get Call State and Update Call present or missing (404), as the seed has neither.
+    bandwidth_machine_reply: str = "ignored"
+    bandwidth_call_api: str = "present"
 
 
 @dataclass
@@ -201,7 +258,14 @@ def _make_account(raw: dict[str, Any]) -> Account:
     if account.callback_shape not in CALLBACK_SHAPES:
         shapes = ", ".join(CALLBACK_SHAPES)
         raise ConfigError(f"account {account.auth_id}: callback_shape must be one of {shapes}")
+    _check_choices(account)
     return account
+
+
+def _check_choices(account: Account) -> None:
+    for name, values in ACCOUNT_CHOICES.items():
+        if getattr(account, name) not in values:
+            raise ConfigError(f"account {account.auth_id}: {name} must be one of {', '.join(values)}")
 
 
 def _patch_accounts(config: SimConfig, patch: Any) -> None:
@@ -216,6 +280,7 @@ def _patch_accounts(config: SimConfig, patch: Any) -> None:
     for auth_id, raw in patch.items():
         if auth_id in config.accounts:
             _set_fields(config.accounts[auth_id], {k: v for k, v in raw.items() if k != "auth_id"}, auth_id)
+            _check_choices(config.accounts[auth_id])
         else:
             account = _make_account({**raw, "auth_id": auth_id})
             config.accounts[account.auth_id] = account

@@ -56,9 +56,11 @@ def plivo_v2_signature(url: str, nonce: str, auth_token: str) -> str:
     return _b64_hmac(auth_token, base_url(url) + nonce)
 
 
-def vobiz_v3_signature(url: str, nonce: str, auth_token: str) -> str:
-    """Vobiz V3 signs only the URL without its query, then "." + nonce; POST params are not signed."""
-    return _b64_hmac(auth_token, base_url(url) + "." + nonce)
+def vobiz_v3_signature(url: str, nonce: str, auth_token: str, *, with_query: bool = False) -> str:
+    """Vobiz V3 signs only the URL without its query (or, in the other reading, with it), then "." + nonce;
+    POST params are not signed."""
+    signed = url.split("#", 1)[0] if with_query else base_url(url)
+    return _b64_hmac(auth_token, signed + "." + nonce)
 
 
 def voipbin_signature(secret: str, body: bytes) -> str:
@@ -80,9 +82,9 @@ def plivo_headers(method: str, url: str, params: Mapping[str, str], auth_token: 
     }
 
 
-def vobiz_headers(url: str, auth_token: str) -> dict[str, str]:
+def vobiz_headers(url: str, auth_token: str, *, with_query: bool = False) -> dict[str, str]:
     nonce = new_nonce()
-    v3 = vobiz_v3_signature(url, nonce, auth_token)
+    v3 = vobiz_v3_signature(url, nonce, auth_token, with_query=with_query)
     return {
         "X-Vobiz-Signature-V3": v3,
         "X-Vobiz-Signature-MA-V3": v3,

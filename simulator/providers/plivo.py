@@ -15,7 +15,9 @@ import base64
 import binascii
 import math
 import random
+import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree
 
 from aiohttp import web
@@ -51,6 +53,9 @@ HANGUP_CAUSES: dict[str, tuple[str, str, str, int, str]] = {
     "cancelled": ("cancel", "ORIGINATOR_CANCEL", "Cancelled Call", 1000, "API Request"),
 }
 LIVE_STATUS = {"queued": "queued", "ringing": "ringing", "answered": "in-progress"}
+SEND_DIGITS = re.compile(r"^[0-9*#wW]+(@[0-9]+)?$")  # digits, w (0.5 s), W (1 s), @tone ms (seed l.27-28)
+SIP_HEADER_PART = re.compile(r"^[A-Za-z0-9]+$")  # "integers and uppercase and lowercase letters" (l.47)
+MAX_RETRY_COUNT = 5  # Plivo's callback configuration: rc 0-5
 
 
 class PlivoProvider(Provider):
@@ -60,6 +65,9 @@ class PlivoProvider(Provider):
     created_status = 201
     fired = ("call fired", "calls fired")
     answer_stir_field = "stir_verification"  # plivo seed l.77; Vobiz's answer says STIRVerification (l.87)
+    unique_destinations_limit = True  # Plivo l.7: at most 1000 *unique* destinations; Vobiz l.12 counts all
+    takes_sip_headers = True  # Plivo l.46-47; Vobiz's page has no sip_headers (an unknown field, ignored)
+    retry_configurable = True  # Plivo: "Callback-retry configurable" URLs; Vobiz's page says nothing of it
 
     def routes(self) -> list[web.RouteDef]:
         base = self.prefix + "/Account/{auth_id}/Call/"
@@ -105,9 +113,11 @@ class PlivoProvider(Provider):
         if not PLAIN_NUMBER.match(caller):
             raise ApiError(400, f"Invalid 'from' number: {caller}")
         params = self._callback_params(body)
-        destinations = list(dict.fromkeys(d.strip() for d in str(body["to"]).split("<") if d.strip()))
-        if len(destinations) > MAX_BULK:
-            raise ApiError(400, f"Too many destinations: at most {MAX_BULK} unique destinations allowed")
+        given = [d.strip() for d in str(body["to"]).split("<") if d.strip()]
+        destinations = list(dict.fromkeys(given))
+        if len(destinations if self.unique_destinations_limit else given) > MAX_BULK:
+            which = "unique destinations" if self.unique_destinations_limit else "destinations"
+            raise ApiError(400, f"Too many destinations: at most {MAX_BULK} {which} allowed")
         invalid = [d for d in destinations if not (PLAIN_NUMBER.match(d) or _is_sip(d))]
         if invalid or not destinations:
             # The seed documents no partial acceptance: a malformed `to` is a 400 for the whole request.
@@ -144,6 +154,14 @@ class PlivoProvider(Provider):
         caller_name = body.get("caller_name")
         if caller_name is not None and len(str(caller_name)) > 50:
             raise ApiError(400, "caller_name must be at most 50 characters")
+        params["caller_name"] = caller_name
+        digits = body.get("send_digits")
+        if digits is not None and not SEND_DIGITS.match(str(digits)):
+            raise ApiError(400, "send_digits: digits, w, W and an optional @duration only")
+        params["send_digits"] = digits
+        if body.get("machine_detection_time") is not None:
+            params["machine_detection_time"] = int(body["machine_detection_time"])  # range checked in _limits
+        params["sip_headers"] = parse_sip_headers(body.get("sip_headers")) if self.takes_sip_headers else {}
         machine = body.get("machine_detection")
         if machine is True:
             machine = "true"
@@ -158,10 +176,14 @@ class PlivoProvider(Provider):
         if len(calls) == 1:
             body.update(message=self.fired[0], request_uuid=calls[0].request_uuid)
         else:
-            uuids = [c.request_uuid for c in calls]
-            random.shuffle(uuids)  # Plivo documents no order relative to `to`
-            body.update(message=self.fired[1], request_uuid=uuids)
+            body.update(message=self.fired[1], request_uuid=self.bulk_request_uuid(calls, account))
         return json_response(body, self.created_status)
+
+    def bulk_request_uuid(self, calls: list[CallRecord], account: Account) -> str | list[str]:
+        """Plivo: a list of the calls' request uuids, in no documented order relative to `to`."""
+        uuids = [c.request_uuid for c in calls]
+        random.shuffle(uuids)
+        return uuids
 
     # lookups -----------------------------------------------------------------
     def detail(self, call: CallRecord) -> dict[str, Any]:
@@ -221,8 +243,17 @@ class PlivoProvider(Provider):
             "STIRAttestation": "Not Applicable",
         }
         if call.machine:  # seed l.39: every URL the call invokes gets the machine parameter
-            fields["Machine"] = "true"
+            fields[self.machine_field(call)] = "true"
+        # sip_headers (l.47): prefixed X-PH- and "present for all the HTTP requests" of the call: sent as
+        # parameters, as Plivo's callbacks carry them.
+        for key, value in (call.params.get("sip_headers") or {}).items():
+            fields[f"X-PH-{key}"] = value
         return fields
+
+    def machine_field(self, call: CallRecord) -> str:
+        """The "machine parameter" (seed l.39) as this account spells it: `Machine` or `machine`."""
+        account = self.accounts.get(call.account)
+        return account.machine_field if account is not None else "Machine"
 
     def sign(self, method: str, url: str, fields: dict[str, str], account: Account) -> dict[str, str]:
         return signing.plivo_headers(method, url, fields, account.auth_token)
@@ -232,12 +263,28 @@ class PlivoProvider(Provider):
         url, method = call.params.get(f"{kind}_url"), call.params.get(f"{kind}_method", "POST")
         if not url:
             return []
+        attempts = self.callback_attempts(url, account)
         url = url.split("#", 1)[0]  # Plivo retry fragments are never sent
         headers = self.sign(method, url, fields, account)
         if method == "GET":
-            return [Callback(kind=kind, url=url, method="GET", params=fields, headers=headers, final=final)]
+            return [Callback(kind=kind, url=url, method="GET", params=fields, headers=headers, final=final,
+                             attempts=attempts)]
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-        return [Callback(kind=kind, url=url, body=form_encode(fields).encode(), headers=headers, final=final)]
+        return [Callback(kind=kind, url=url, body=form_encode(fields).encode(), headers=headers, final=final,
+                         attempts=attempts)]
+
+    def callback_attempts(self, url: str, account: Account) -> int | None:
+        """Attempts at this URL when the customer configured its retries (`rc`, 0-5 retries), read where the
+        account's reading puts it: the URL's fragment (Plivo's callback configuration page) or its query.
+        None: the carrier's default policy."""
+        if not self.retry_configurable:
+            return None
+        parts = urlsplit(url)
+        where = parts.fragment if account.callback_retry_form == "fragment" else parts.query
+        rc = dict(parse_qsl(where)).get("rc")
+        if rc is None or not rc.isdigit() or int(rc) > MAX_RETRY_COUNT:
+            return None  # absent or out of range: the default applies
+        return int(rc) + 1
 
     def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         return self._form_callback("ring", call, account, self._base_fields(call, "Ring", "ringing"))
@@ -276,7 +323,7 @@ class PlivoProvider(Provider):
         if call.answered_at is not None:
             fields["AnswerTime"] = ts_plain(call.answered_at, zone)
         if call.machine and call.params.get("machine_hangup"):
-            fields["Machine"] = "machine_detection"  # seed l.39, machine_detection=hangup
+            fields[self.machine_field(call)] = "machine_detection"  # seed l.39, machine_detection=hangup
         if account.callback_shape == "rich":
             fields.update(
                 HangupCause=cause, HangupCauseName=name, HangupCauseCode=str(code),
@@ -284,6 +331,19 @@ class PlivoProvider(Provider):
                 BillDuration=str(_billed(call.duration)), TotalCost="0.00000", BillRate="0.00000",
             )
         return self._form_callback("hangup", call, account, fields, final=True)
+
+
+def parse_sip_headers(value: Any) -> dict[str, str]:
+    """`head1=val1,head2=val2` (seed l.47): keys and values letters and digits only, else a 400."""
+    if value is None or value == "":
+        return {}
+    headers: dict[str, str] = {}
+    for pair in str(value).split(","):
+        key, sep, header_value = pair.partition("=")
+        if not sep or not SIP_HEADER_PART.match(key) or not SIP_HEADER_PART.match(header_value):
+            raise ApiError(400, f"sip_headers: {pair!r} is not key=value of letters and digits")
+        headers[key] = header_value
+    return headers
 
 
 def _session_start(epoch: float | None) -> str:

@@ -3,7 +3,12 @@ A lowercase path answers 401 and a missing trailing slash or unknown auth id 404
 Callbacks carry X-Vobiz-Signature-V3 over the URL without query + "." + nonce (params not signed).
 Its seed (vobiz-make-call.txt) has no ring_timeout: a ring_timeout in the body is ignored, as a field the
 API does not know, and only `hangup_on_ring` (l.43) bounds a call from the start of ringing through the
-conversation. Its machine-detection fields have the ranges of l.29-35."""
+conversation (or, in the account's other reading `hangup_on_ring_reading: ring`, the ringing only). Its
+machine-detection fields have the ranges of l.29-35. Its 1,000 destinations (l.12) are counted as given,
+repeats included. A bulk answer's request_uuid is one string (l.51, "each destination is delivered its own
+UUID via the callback URLs"): by default an id of the request that names no call; `bulk_request_uuid`
+"first" makes it the first destination's own id, "list" answers Plivo's list. No sip_headers (not on the
+page: an unknown field, ignored) and no configurable callback retries."""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from aiohttp import web
 
 from simulator import signing
 from simulator.config import Account
-from simulator.providers.base import ApiError, positive_int
+from simulator.ledger import CallRecord
+from simulator.providers.base import ApiError, new_id, positive_int
 from simulator.providers.plivo import PlivoProvider
 
 VOBIZ_MACHINE_RANGES = (
@@ -33,6 +39,9 @@ class VobizProvider(PlivoProvider):
     created_status = 200  # its seed: "Success Response (200 OK)"
     fired = ("Call fired", "Calls fired")
     answer_stir_field = "STIRVerification"
+    unique_destinations_limit = False
+    takes_sip_headers = False
+    retry_configurable = False
 
     def routes(self) -> list[web.RouteDef]:
         return [*super().routes(), web.route("*", "/api/v1/{tail:.*}", self.handle_wrong_path)]
@@ -65,5 +74,13 @@ class VobizProvider(PlivoProvider):
     def _accept_options(self) -> dict[str, Any]:
         return {"same_ids": True}  # its seed: request_uuid is equivalent to call_uuid
 
+    def bulk_request_uuid(self, calls: list[CallRecord], account: Account) -> str | list[str]:
+        """One string (l.51) unless the account reads it as Plivo's list."""
+        mode = account.bulk_request_uuid
+        if mode == "list":
+            return super().bulk_request_uuid(calls, account)
+        return calls[0].request_uuid if mode == "first" else new_id()
+
     def sign(self, method: str, url: str, fields: dict[str, str], account: Account) -> dict[str, str]:
-        return signing.vobiz_headers(url, account.auth_token)
+        with_query = account.vobiz_signature_url == "query"
+        return signing.vobiz_headers(url, account.auth_token, with_query=with_query)

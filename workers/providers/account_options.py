@@ -25,6 +25,9 @@ def check_account_options(
         given = str(options.get(key) or "").strip()
         if not given and (key in options or not partial):
             raise ValueError(f"a {kind} account needs options.{key}: {what}")
+    for key, values in traits.accounts.choices.items():
+        if key in options and options[key] not in values:
+            raise ValueError(f"options.{key} of a {kind} account is one of {', '.join(values)}")
     zone = options.get("time_zone")
     if zone is not None:
         if not traits.accounts.local_callback_times:

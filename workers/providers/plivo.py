@@ -9,13 +9,17 @@ Checked against /work/shared/seeds/plivo-make-call.txt (docs/PROVIDERS.md has th
   detection whose parameters the seed does not give, so we never send it.
 - The seed shows no response body and no key for refused bulk destinations: a bulk answer's
   request_uuid is read as a string or a list, and nothing else is read from it.
+- Options (seed lines in docs/PROVIDERS.md): caller_name (l.25-26), send_digits (l.27-28),
+  machine_detection_time (l.40-41), fallback_url + POST (l.21-24), sip_headers as k=v,k=v (l.46-47), and
+  callback retries as Plivo's URL fragment `#rc=N&rp=…` (its callback-configuration page; the seed only
+  says "Callback-retry configurable"), with `rc` in the query too for a carrier that reads it there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
@@ -55,6 +59,7 @@ from workers.providers.traits import (
     AnswerMarkup,
     CallApi,
     CallbackRules,
+    CallOptionSupport,
     ProviderTraits,
     RequestLimits,
 )
@@ -66,6 +71,12 @@ FINAL_STATUSES = frozenset(
 )
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
 MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})  # the seed's only values (l.39)
+# The optional campaign options Plivo's page offers (traits.options.supported).
+PLIVO_OPTIONS = frozenset({"caller_name", "sip_headers", "fallback_url", "send_digits",
+                           "machine_detection_time", "callback_retries"})
+# Retry on our 5xx (nothing stored), a refused connection and no answer in time: not on a 4xx, a refusal
+# (bad signature, expired ticket) that a retry cannot change.
+CALLBACK_RETRY_POLICY = "5xx,ct,rt"
 
 
 # Fields read as single values: a list or object in one is refused at the boundary.
@@ -78,33 +89,71 @@ def plivo_number(destination: str) -> str:
     return destination if destination.startswith("sip:") else destination.lstrip("+")
 
 
-def plivo_call_body(call: OutboundCall, *, ring_timeout_field: bool = True) -> dict[str, Any]:
-    """The JSON body of a Plivo/Vobiz Call create request.
+def with_callback_retries(url: str, retries: int | None) -> str:
+    """A callback URL asking for `retries` retries: Plivo's fragment `#rc=N&rp=…` (never sent over HTTP, not
+    signed), and `rc` in the query as well, for a carrier that reads it there (simulator mode "query")."""
+    if retries is None:
+        return url
+    base = url.split("#", 1)[0]
+    query = urlencode({"rc": retries})
+    return f"{base}{'&' if '?' in base else '?'}{query}#rc={retries}&rp={CALLBACK_RETRY_POLICY}"
 
-    Plivo takes `ring_timeout` (seed l.48). Vobiz has none (`ring_timeout_field=False`): its only ring
-    bound is `hangup_on_ring`, counted from the start of ringing *through* the conversation (vobiz seed
-    l.43), so it gets ring_timeout + time_limit: it never cuts an answered call shorter than time_limit,
-    and ends a call that rings on for ever."""
+
+def option_fields(call: OutboundCall, supported: frozenset[str]) -> dict[str, Any]:
+    """The campaign's optional fields in Plivo's words; ValueError for one this provider does not take
+    (campaign start refuses it first: this guards a request built some other way)."""
+    given = {
+        "caller_name": call.caller_name, "sip_headers": dict(call.sip_headers) or None,
+        "fallback_url": call.fallback_url, "send_digits": call.send_digits,
+        "machine_detection_time": call.machine_detection_time_ms, "callback_retries": call.callback_retries,
+    }
+    lacking = sorted(name for name, value in given.items() if value is not None and name not in supported)
+    if lacking:
+        raise ValueError(f"this provider does not take {', '.join(lacking)}")
+    fields: dict[str, Any] = {}
+    if call.caller_name is not None:
+        fields["caller_name"] = call.caller_name
+    if call.send_digits is not None:
+        fields["send_digits"] = call.send_digits
+    if call.machine_detection_time_ms is not None:
+        fields["machine_detection_time"] = call.machine_detection_time_ms
+    if call.fallback_url is not None:
+        fields.update(fallback_url=call.fallback_url, fallback_method="POST")
+    if call.sip_headers:
+        fields["sip_headers"] = ",".join(f"{key}={value}" for key, value in call.sip_headers.items())
+    return fields
+
+
+def plivo_call_body(
+    call: OutboundCall,
+    ring_fields: Mapping[str, int] | None = None,
+    supported: frozenset[str] = PLIVO_OPTIONS,
+) -> dict[str, Any]:
+    """The JSON body of a Plivo/Vobiz Call create request. `ring_fields` bound the ringing: Plivo's
+    `ring_timeout` (seed l.48) by default; Vobiz, which has none, gives its `hangup_on_ring` (vobiz.py)."""
     urls = call.callbacks
+    retries = call.callback_retries
+
+    def url(value: str) -> str:
+        return with_callback_retries(value, retries)
+
     body: dict[str, Any] = {
         "from": plivo_number(call.caller_id),
         "to": "<".join(plivo_number(d) for d in call.destinations),
-        "answer_url": urls.answer_url,
+        "answer_url": url(urls.answer_url),
         "answer_method": "POST",
-        "hangup_url": urls.hangup_url,
+        "hangup_url": url(urls.hangup_url),
         "hangup_method": "POST",
         "time_limit": call.time_limit,
     }
-    if ring_timeout_field:
-        body["ring_timeout"] = call.ring_timeout
-    else:
-        body["hangup_on_ring"] = call.ring_timeout + call.time_limit
+    body.update({"ring_timeout": call.ring_timeout} if ring_fields is None else ring_fields)
     if urls.ring_url:
-        body.update(ring_url=urls.ring_url, ring_method="POST")
+        body.update(ring_url=url(urls.ring_url), ring_method="POST")
     if call.machine_detection:
         if call.machine_detection not in MACHINE_DETECTION_MODES:
             raise ValueError(f"machine_detection must be true or hangup, not {call.machine_detection!r}")
         body["machine_detection"] = call.machine_detection
+    body.update(option_fields(call, supported))  # the customer's fallback_url is sent as given
     merge_extra(body, call.extra)
     return body
 
@@ -229,9 +278,13 @@ class PlivoAdapter(ProviderAdapter):
         callbacks=CallbackRules(nonce_headers=("x-plivo-signature-v3-nonce", "x-plivo-signature-v2-nonce")),
         answer=AnswerMarkup(keypress=GetDigits()),
         accounts=AccountRules(local_callback_times=True),  # StartTime/AnswerTime/EndTime: the console's zone
+        options=CallOptionSupport(
+            supported=PLIVO_OPTIONS,
+            machine_detection_modes=MACHINE_DETECTION_MODES,  # l.39: "hangup" hangs up (synchronous)
+            destination_kinds=frozenset({"tel", "sip"}),  # l.7: numbers and SIP URIs
+        ),
     )
     # How Vobiz, Plivo-compatible, differs in code: the path, the ring bound, and the signature headers.
-    ring_timeout_field: ClassVar[bool] = True
     api_prefix: ClassVar[str] = "/v1"
     v3_headers: ClassVar[tuple[str, ...]] = ("x-plivo-signature-v3", "x-plivo-signature-ma-v3")
     v3_nonce_header: ClassVar[str] = "x-plivo-signature-v3-nonce"
@@ -251,13 +304,18 @@ class PlivoAdapter(ProviderAdapter):
         self, client: httpx.Client, account: AccountCredentials, call: OutboundCall
     ) -> httpx.Request:
         """One POST for up to 1000 destinations."""
+        self.check_destination_count(call)
+        body = plivo_call_body(call, self.ring_fields(account, call), self.traits.options.supported)
+        headers = self.auth_headers(account)
+        return client.build_request("POST", self.calls_url(account), json=body, headers=headers)
+
+    def check_destination_count(self, call: OutboundCall) -> None:
+        """Plivo counts unique destinations (seed l.7: "maximum number of unique destinations")."""
         check_destinations(call.destinations, self.traits.limits.max_destinations)
-        return client.build_request(
-            "POST",
-            self.calls_url(account),
-            json=plivo_call_body(call, ring_timeout_field=self.ring_timeout_field),
-            headers=self.auth_headers(account),
-        )
+
+    def ring_fields(self, account: AccountCredentials, call: OutboundCall) -> dict[str, int] | None:
+        """The fields bounding the ringing; None: Plivo's `ring_timeout` (l.48-49)."""
+        return None
 
     def read_create_answer(
         self, response: httpx.Response, account: AccountCredentials, call: OutboundCall
@@ -265,12 +323,14 @@ class PlivoAdapter(ProviderAdapter):
         """request_uuid: a string for one destination, a list for a bulk."""
         return accepted_from_answer(json_answer(response, account), call, account)
 
-    def v3_expected(self, account: AccountCredentials, callback: IncomingCallback, nonce: str) -> str:
-        """The V3 signature this callback should carry."""
+    def v3_expected(
+        self, account: AccountCredentials, callback: IncomingCallback, nonce: str
+    ) -> tuple[str, ...]:
+        """The V3 signatures this callback may carry (one for Plivo)."""
         params: Mapping[str, Any] = (
             callback.params if callback.method.upper() == "GET" else form_params(callback.body)
         )
-        return plivo_v3_signature(account.auth_token, callback.method, callback.url, nonce, params)
+        return (plivo_v3_signature(account.auth_token, callback.method, callback.url, nonce, params),)
 
     def verify_callback(
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
@@ -286,8 +346,10 @@ class PlivoAdapter(ProviderAdapter):
         headers = callback.headers
         nonce = headers.get(self.v3_nonce_header)
         if nonce:
-            expected = self.v3_expected(account, callback, nonce)
-            if any([any_signature_matches(headers.get(name), expected) for name in self.v3_headers]):
+            # Every comparison is made (a list, not a generator): no early exit tells which one failed.
+            matches = [any_signature_matches(headers.get(name), expected)
+                       for expected in self.v3_expected(account, callback, nonce) for name in self.v3_headers]
+            if any(matches):
                 return Authenticated(nonce=nonce, covers_request=self.v3_signs_request)
         nonce = headers.get(self.v2_nonce_header)
         if nonce and account.options.get("accept_v2_signatures"):

@@ -35,6 +35,13 @@ class CallApi:
     # A hang-up API for live calls (`dialer campaign cancel --hangup`). None of the seeds documents one;
     # the adapters that have one follow the provider's public API reference (docs/DESIGN.md lists them).
     has_hangup: bool = False
+    # The only ring bound the carrier takes may bound the talk too (Vobiz hangup_on_ring): unless the
+    # account's option `hangup_on_ring` is "ring", calls unanswered at the ring timeout are ended through
+    # the hang-up API (workers.housekeeping.ring_deadline).
+    ring_timeout_by_hangup: bool = False
+    # No creation field takes the ring timeout or the time limit (VoIPbin): the dialer ends each call at them
+    # itself through the hang-up API (workers.housekeeping.call_limits).
+    dialer_ends_calls: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class AccountRules:
 
     required_options: Mapping[str, str] = field(default_factory=dict)
     local_callback_times: bool = False
+    # Options that say which reading of a silent page the carrier follows: name -> its values, the default
+    # first (Vobiz `hangup_on_ring`: "call" or "ring").
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # The campaign options a provider may lack (campaigns.provider_options names them): each adapter declares
