@@ -125,3 +125,10 @@ def budgets_epoch() -> str:
 def budgets_rebuild_lock() -> str:
     """Held by the one process rebuilding the budgets after Redis lost its state."""
     return f"{_prefix()}:lock:budgets-rebuild"
+
+
+def call_limit_checks() -> str:
+    """Sorted set of provider requests (batch ids) whose calls the dialer ends at their ring timeout or time
+    limit itself, scored by the next deadline (epoch seconds) of one of their calls
+    (workers.housekeeping.call_limits)."""
+    return f"{_prefix()}:call-limits:batches"

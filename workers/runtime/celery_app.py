@@ -28,6 +28,7 @@ DISPATCH_INTERVAL_S = 1.0
 REAPER_INTERVAL_S = 5.0
 APPLY_EVENTS_INTERVAL_S = 2.0
 RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron time
+CALL_LIMITS_INTERVAL_S = 1.0  # a call the dialer ends itself (VoIPbin) ends within this of its limit
 
 
 def make_app() -> Celery:
@@ -63,6 +64,7 @@ def make_app() -> Celery:
             "workers.tasks.dispatch_tick": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.reap_expired_attempts": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.start_scheduled_runs": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.enforce_call_limits": {"queue": HOUSEKEEPING_QUEUE},
         },
         # Pacing lives in Postgres (next_attempt_at) and Redis, never in ETAs: a beat tick that is
         # late is simply dropped rather than piling up.
@@ -88,6 +90,11 @@ def make_app() -> Celery:
                 "task": "workers.tasks.apply_pending_events",
                 "schedule": APPLY_EVENTS_INTERVAL_S,
                 "options": {"expires": APPLY_EVENTS_INTERVAL_S * 2},
+            },
+            "call-limits": {
+                "task": "workers.tasks.enforce_call_limits",
+                "schedule": CALL_LIMITS_INTERVAL_S,
+                "options": {"expires": CALL_LIMITS_INTERVAL_S * 2},
             },
         },
         # Beat saves its schedule file after this many sends (a few seconds at our intervals), so the

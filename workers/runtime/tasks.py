@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from workers.dialing.context import ChunkReport, DialContext
 from workers.dialing.timed_sender import process_sender, timed_client
 from workers.dispatch.dispatcher import dispatch_tick as claim_and_enqueue
 from workers.held_lock import held_lock
+from workers.housekeeping.call_limits import enforce_call_limits as end_calls_at_their_limits
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
 from workers.pg import get_pool, on_fresh_connection
@@ -176,3 +178,16 @@ def start_scheduled_runs() -> dict[str, Any] | None:
         with get_pool().connection() as conn:
             report = run_scheduler_tick(conn, datetime.now(UTC))
         return {"started": report.started, "ended": report.ended, "closed": report.closed}
+
+
+@app.task(name="workers.tasks.enforce_call_limits", ignore_result=True)
+def enforce_call_limits() -> dict[str, int] | None:
+    """End calls at their ring timeout and time limit where the carrier takes neither
+    (workers.housekeeping.call_limits): only the requests due now are looked at."""
+    budgets = get_budgets()
+    due_by = budgets.client.zrangebyscore(redis_keys.call_limit_checks(), "-inf", time.time(), start=0, num=1)
+    if not due_by:
+        return None  # the usual tick: nothing due, no database connection taken
+    with get_pool().connection() as conn:
+        report = end_calls_at_their_limits(conn, budgets.client, http_client())
+    return {"checked": report.checked, "hung_up": report.hung_up, "already_ended": report.already_ended}
