@@ -80,13 +80,18 @@ def test_a_completed_tryvox_call_is_answered_only_with_evidence_of_an_answer(
     assert result.outcome == outcome
 
 
-@pytest.mark.parametrize(("reason", "outcome"), [
-    ("normal", Out.ANSWERED), ("busy", Out.BUSY), ("noanswer", Out.NO_ANSWER), ("dialout", Out.NO_ANSWER),
-    ("failed", Out.FAILED), ("amd", Out.MACHINE), ("cancel", Out.CANCELLED), ("timeout", Out.UNKNOWN),
-    ("", Out.UNKNOWN),
+ANSWERED_AT = datetime(2021, 1, 29, 3, 18, 7, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("reason", "answer_at", "outcome"), [
+    ("normal", ANSWERED_AT, Out.ANSWERED), ("normal", None, Out.NO_ANSWER),
+    ("timeout", ANSWERED_AT, Out.ANSWERED), ("timeout", None, Out.NO_ANSWER),
+    ("busy", None, Out.BUSY), ("noanswer", None, Out.NO_ANSWER), ("dialout", None, Out.NO_ANSWER),
+    ("failed", None, Out.FAILED), ("amd", ANSWERED_AT, Out.MACHINE), ("cancel", None, Out.NO_ANSWER),
+    ("", None, Out.UNKNOWN),
 ])
-def test_voipbin_outcomes(reason: str, outcome: Outcome) -> None:
-    assert voipbin_outcome(reason).outcome == outcome
+def test_voipbin_outcomes(reason: str, answer_at: datetime | None, outcome: Outcome) -> None:
+    assert voipbin_outcome(reason, answer_at).outcome == outcome
 
 
 @pytest.mark.parametrize(("cause", "answer_time", "sip", "outcome", "throttled"), [

@@ -11,7 +11,7 @@ import pytest
 
 from campaigns.states import Outcome
 from workers.providers.calls import AccountCredentials, CallbackUrls, EventKind, OutboundCall, PlacedCall
-from workers.providers.errors import Ambiguous, AuthFailed
+from workers.providers.errors import Ambiguous, AuthFailed, Rejected
 from workers.providers.http import make_client
 from workers.providers.registry import PROVIDERS, adapter_for
 from workers.providers.signatures import basic_auth_header
@@ -166,20 +166,23 @@ def test_tryvox_request_shape(detection: str | None, expected: str) -> None:
 
 def test_voipbin_request_shape_with_default_talk_action() -> None:
     client, recorder = client_with(200, [{"id": "c1", "destination": {"target": "+14155550001"}},
-                                         {"id": "c2", "destination": {"target": "sip:bob@sip.test"}}])
+                                         {"id": "c2", "destination": {"target": "+14155550002"}}])
     accepted = adapter_for("voipbin").create_calls(client, ACCOUNTS["voipbin"],
-                                                   call_to("+14155550001", "sip:bob@sip.test"))
+                                                   call_to("+14155550001", "+14155550002"))
     request = recorder.requests[0]
     assert request.url.path == "/v1.0/calls" and request.url.params["token"] == "jwt-token"
     body = recorder.body
     assert body["source"] == {"type": "tel", "target": "+14155550000"}
     assert body["destinations"] == [{"type": "tel", "target": "+14155550001"},
-                                    {"type": "sip", "target": "sip:bob@sip.test"}]
+                                    {"type": "tel", "target": "+14155550002"}]
     # Seed troubleshooting: outbound actions start with {"type": "answer"}.
     assert [a["type"] for a in body["actions"]] == ["answer", "talk", "hangup"]
     assert body["actions"][1]["option"]["text"]
     assert accepted.request_uuids == ["c1", "c2"]
-    assert accepted.calls[1] == PlacedCall(to="sip:bob@sip.test", request_uuid="c2", call_uuid="c2")
+    assert accepted.calls[1] == PlacedCall(to="+14155550002", request_uuid="c2", call_uuid="c2")
+    # A SIP URI has no address type on the page: refused, never sent as a guessed {"type": "sip"}.
+    with pytest.raises(Rejected, match="SIP URI"):
+        adapter_for("voipbin").create_calls(client, ACCOUNTS["voipbin"], call_to("sip:bob@sip.test"))
 
 
 def test_voipbin_flow_id_replaces_actions() -> None:

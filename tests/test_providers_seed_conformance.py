@@ -4,6 +4,8 @@ these tests row by row; a row's seed line is given beside each case."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -219,7 +221,7 @@ VOIPBIN_ANSWER = [{
 
 @pytest.mark.parametrize(("machine", "types"), [
     (None, ["answer", "talk", "hangup"]),
-    ("true", ["answer", "amd", "talk", "hangup"]),
+    ("hangup", ["answer", "amd", "talk", "hangup"]),
 ])
 def test_voipbin_actions_start_with_answer_and_speak_the_campaigns_message(
     machine: str | None, types: list[str]
@@ -259,6 +261,89 @@ def test_voipbin_record_from_the_seeds_get_call_example() -> None:
     event = adapter_for("voipbin").event_from_record(record, LookedUp(None, None, record["id"]))
     assert event is not None and (event.is_final, event.outcome) == (True, Outcome.ANSWERED)
     assert event.duration == 14 and event.destination == "+15559876543"
+
+
+def _voipbin_hangup(reason: str, progressing: str, ringing: str = "2021-01-29 03:17:55.392000",
+                    ) -> dict[str, Any]:
+    return {"id": "f457951b-9918-44af-a834-2216b1cc31bc", "status": "hangup", "direction": "outgoing",
+            "destination": {"type": "tel", "target": "+15559876543", "name": ""}, "hangup_by": "remote",
+            "hangup_reason": reason, "tm_progressing": progressing, "tm_ringing": ringing,
+            "tm_hangup": "2021-01-29 03:18:22.131000"}
+
+
+@pytest.mark.parametrize(("reason", "progressing", "ringing", "outcome"), [
+    ("normal", "2021-01-29 03:18:07.810000", "2021-01-29 03:17:55.392000", Outcome.ANSWERED),  # l.497-501
+    ("normal", "2021-02-06 09:47:10.626000", "", Outcome.ANSWERED),  # l.458-463: answered, no tm_ringing
+    ("normal", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),  # l.424-427
+    ("normal", "", "", Outcome.NO_ANSWER),  # l.111: "" before any progress
+    ("timeout", "2021-01-29 03:18:07.810000", "", Outcome.ANSWERED),  # its maximum call time, after answer
+    ("timeout", "9999-01-01 00:00:00.000000", "", Outcome.NO_ANSWER),
+    ("cancel", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),
+    ("dialout", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),
+    ("amd", "2021-01-29 03:18:07.810000", "", Outcome.MACHINE),
+])
+def test_a_voipbin_normal_hangup_is_answered_only_when_tm_progressing_shows_the_answer(
+    reason: str, progressing: str, ringing: str, outcome: Outcome
+) -> None:
+    record = _voipbin_hangup(reason, progressing, ringing)
+    event = adapter_for("voipbin").event_from_record(record, LookedUp(None, None, record["id"]))
+    assert event is not None and event.is_final and event.outcome == outcome
+
+
+def test_voipbin_plays_the_campaigns_audio_through_a_play_action() -> None:
+    audio = "https://media.example/reminder.wav"
+    body, _ = sent_body("voipbin", (200, VOIPBIN_ANSWER),
+                        call_to("+15559876543", message="spoken only without audio", audio_url=audio))
+    assert body["actions"] == [  # seed l.73-82: play with option.stream_urls
+        {"type": "answer"}, {"type": "play", "option": {"stream_urls": [audio]}}, {"type": "hangup"}]
+
+
+def test_voipbin_machine_hangup_is_a_synchronous_amd_action_and_detect_only_is_refused() -> None:
+    body, _ = sent_body("voipbin", (200, VOIPBIN_ANSWER), call_to("+15559876543", machine_detection="hangup"))
+    assert body["actions"][1] == {"type": "amd", "option": {"machine_handle": "hangup", "async": False}}
+    with pytest.raises(Rejected, match="machine_detection 'true' is not offered"):
+        sent_body("voipbin", (200, VOIPBIN_ANSWER), call_to("+15559876543", machine_detection="true"))
+    assert adapter_for("voipbin").traits.options.machine_detection_modes == frozenset({"hangup"})
+
+
+def test_voipbin_refuses_a_sip_uri_instead_of_sending_a_guessed_sip_address() -> None:
+    with pytest.raises(Rejected, match="SIP URI"):
+        sent_body("voipbin", (200, VOIPBIN_ANSWER), call_to("sip:alice@example.com"))
+    options = adapter_for("voipbin").traits.options
+    assert options.destination_kinds == frozenset({"tel"}) and options.supported == frozenset({"audio_url"})
+
+
+def test_voipbin_takes_no_call_limits_so_the_dialer_ends_its_calls() -> None:
+    traits = adapter_for("voipbin").traits
+    body, _ = sent_body("voipbin", (200, VOIPBIN_ANSWER),
+                        call_to("+15559876543", ring_timeout=20, time_limit=90))
+    assert not {"ring_timeout", "timeout", "time_limit", "dial_timeout"} & set(body)  # no such field exists
+    assert traits.api.dialer_ends_calls and traits.api.has_hangup
+    assert traits.limits.max_ring_timeout_s == 60  # VoIPbin's own dial timeout ends a longer ring
+
+
+@pytest.mark.parametrize("shape", ["prefixed", "bare"])
+def test_voipbin_signature_is_read_with_or_without_its_sha256_prefix(shape: str) -> None:
+    body = json.dumps({"type": "call_hangup", "data": _voipbin_hangup("busy", "")}).encode()
+    digest = hmac.new(b"whsec", body, hashlib.sha256).hexdigest()
+    header = f"sha256={digest}" if shape == "prefixed" else digest
+    account = AccountCredentials(4, "voipbin", "cust", "tok", "https://api.voipbin.test",
+                                 webhook_secret="whsec")
+    callback = IncomingCallback("POST", "https://cb.test/x", {"x-voipbin-signature": header}, body, {},
+                                EventKind.HANGUP)
+    adapter = adapter_for("voipbin")
+    assert adapter.verify_callback(account, callback, None)
+    forged = IncomingCallback("POST", "https://cb.test/x", {"x-voipbin-signature": "sha256=" + "0" * 64},
+                              body, {}, EventKind.HANGUP)
+    assert not adapter.verify_callback(account, forged, None)
+
+
+@pytest.mark.parametrize("event_type", ["call_hangup", "call_hungup", "call_updated"])
+def test_voipbin_hangup_is_read_under_each_event_name(event_type: str) -> None:
+    body = json.dumps({"type": event_type, "data": _voipbin_hangup("busy", "")}).encode()
+    callback = IncomingCallback("POST", "https://cb.test/x", {}, body, {}, EventKind.STATUS)
+    event = adapter_for("voipbin").parse_callback(callback)
+    assert (event.kind, event.is_final, event.outcome) == (EventKind.HANGUP, True, Outcome.BUSY)
 
 
 # --- Bandwidth --------------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
 """VoIPbin: POST /v1.0/calls?token=… (and /v1.0/groupcalls), E.164 with + only, 200 with a list of
 call objects; every call event goes to the customer's webhook_uri as {"type", "data"}, signed with
-X-VoIPBIN-Signature: sha256=<hex HMAC(webhook_secret, raw body)> when a secret is set."""
+X-VoIPBIN-Signature: sha256=<hex HMAC(webhook_secret, raw body)> when a secret is set.
+
+The actions the seed shows are checked as strictly as their shape there: `talk` needs `option.text`
+(voipbin-calls-tutorial.txt l.29-33), `play` needs `option.stream_urls`, a non-empty list of URLs (l.75-79);
+`amd` (not on the seed) takes `option.machine_handle` hangup|continue. Nothing in a creation request
+bounds the ring or the call: where the seed is silent the account's readings (config.Account.voipbin_*)
+say how an unanswered call ends and how its end is reported, and how the webhooks are named and signed."""
 
 from __future__ import annotations
 
@@ -14,23 +20,70 @@ from simulator import signing
 from simulator.callbacks import Callback
 from simulator.config import Account
 from simulator.ledger import CallRecord
-from simulator.providers.base import E164, ApiError, CreateRequest, Provider, json_response, new_id
+from simulator.providers.base import (
+    E164,
+    ApiError,
+    CreateRequest,
+    Provider,
+    is_http_url,
+    json_response,
+    new_id,
+)
 
 NOT_YET = "9999-01-01 00:00:00.000000"
 ZERO_ID = "00000000-0000-0000-0000-000000000000"
-# outcome -> (hangup_by, hangup_reason)
+# outcome -> (hangup_by, hangup_reason); no_answer and cancelled depend on the account's readings (_hangup)
 HANGUP: dict[str, tuple[str, str]] = {
     "answered": ("remote", "normal"), "machine": ("local", "amd"), "busy": ("remote", "busy"),
-    "no_answer": ("local", "noanswer"), "failed": ("remote", "failed"),
-    "cancelled": ("local", "cancel"),  # ended through POST /v1.0/calls/{id}/hangup before answer
+    "failed": ("remote", "failed"),
 }
 STATUS = {"queued": "dialing", "ringing": "ringing", "answered": "progressing", "completed": "hangup"}
+DIAL_TIMEOUT_S = 60  # "dialout" reading: VoIPbin's own limit on an unanswered outgoing call
+CALLEE_GIVES_UP_S = 30  # "callee" reading: the far end stops ringing on its own
+MAX_CALL_S = 3600  # VoIPbin's own limit on an answered call (hangup_reason "timeout")
+MACHINE_HANDLES = ("hangup", "continue")
+EVENT_NAMES = {  # voipbin_events reading -> (ringing, progressing, hangup)
+    "status": ("call_ringing", "call_progressing", "call_hangup"),
+    "updated": ("call_updated", "call_updated", "call_updated"),
+    "hungup": ("call_ringing", "call_progressing", "call_hungup"),
+}
 
 
 def ts(epoch: float | None) -> str:
     if epoch is None:
         return NOT_YET
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}"
+
+
+def check_action(action: dict[str, Any], where: str) -> None:
+    """400 for a talk, play or amd action whose option is not shaped as VoIPbin's pages show it."""
+    kind, option = action["type"], action.get("option")
+    if kind not in ("talk", "play", "amd"):
+        return
+    if not isinstance(option, dict):
+        raise ApiError(400, f"{where}: a {kind} action needs an option object")
+    if kind == "talk" and not (isinstance(option.get("text"), str) and option["text"].strip()):
+        raise ApiError(400, f"{where}: talk option.text must be a non-empty string")
+    if kind == "play":
+        urls = option.get("stream_urls")
+        if not isinstance(urls, list) or not urls or not all(is_http_url(u) for u in urls):
+            raise ApiError(400, f"{where}: play option.stream_urls must be a non-empty list of http(s) URLs")
+    if kind == "amd":
+        if option.get("machine_handle") not in MACHINE_HANDLES:
+            handles = ", ".join(MACHINE_HANDLES)
+            raise ApiError(400, f"{where}: amd option.machine_handle must be one of {handles}")
+        if "async" in option and not isinstance(option["async"], bool):
+            raise ApiError(400, f"{where}: amd option.async must be a boolean")
+
+
+def ring_params(account: Account) -> dict[str, Any]:
+    """How long an unanswered call rings, by the account's reading: no limit of VoIPbin's own (the network's,
+    simulator.carrier), its 60 s dial timeout, or the callee's side giving up."""
+    if account.voipbin_ring_limit == "dialout":
+        return {"ring_timeout": DIAL_TIMEOUT_S}
+    if account.voipbin_ring_limit == "callee":
+        return {"ring_timeout": CALLEE_GIVES_UP_S}
+    return {}
 
 
 class VoipbinProvider(Provider):
@@ -91,10 +144,15 @@ class VoipbinProvider(Provider):
         if actions is not None and not all(isinstance(a, dict) and isinstance(a.get("type"), str)
                                            for a in actions):
             raise ApiError(400, "every action must be an object with a type")
-        amd = any(a.get("type") == "amd" for a in actions or [])
+        for i, action in enumerate(actions or []):
+            check_action(action, f"actions[{i}]")
+        amd = [a for a in actions or [] if a["type"] == "amd"]
         group = request.path.endswith("/groupcalls")
-        params: dict[str, Any] = {"ring_timeout": 60, "machine_detection": amd, "source": source,
-                                  "flow_id": flow_id or new_id(),
+        params: dict[str, Any] = {**ring_params(account), "time_limit": MAX_CALL_S,
+                                  "machine_detection": bool(amd),
+                                  "machine_hangup": any(a["option"]["machine_handle"] == "hangup"
+                                                        for a in amd),
+                                  "source": source, "flow_id": flow_id or new_id(),
                                   "addresses": {d["target"]: d for d in destinations}}
         if actions is not None and (not actions or actions[0].get("type") != "answer"):
             # Seed troubleshooting (l.587-590): with no answer action first, the call immediately hangs up.
@@ -103,9 +161,27 @@ class VoipbinProvider(Provider):
                              caller=source["target"], params=params, batch=new_id() if group else None,
                              extra={"group": group, "source": source, "destinations": destinations})
 
+    @staticmethod
+    def _hangup(call: CallRecord, account: Account) -> tuple[str, str]:
+        """(hangup_by, hangup_reason) of an ended call, by its outcome and the account's readings."""
+        outcome = call.outcome or "failed"
+        if outcome == "cancelled":  # ended through POST /v1.0/calls/{id}/hangup before an answer
+            return "local", account.voipbin_cancel_reason
+        if outcome == "no_answer":
+            if account.voipbin_ring_limit == "dialout":
+                return "local", "dialout"
+            return "remote", account.voipbin_unanswered_reason
+        if outcome == "machine" and not call.params.get("machine_hangup"):
+            outcome = "answered"  # amd "continue": the call goes on, and no call field tells a machine
+        if outcome == "answered" and call.hung_up_by_api:
+            return "local", "normal"
+        if outcome == "answered" and call.duration >= MAX_CALL_S:
+            return "local", "timeout"
+        return HANGUP[outcome]
+
     def call_object(self, call: CallRecord, account: Account) -> dict[str, Any]:
         params = call.params
-        hangup_by, reason = HANGUP[call.outcome or "failed"] if call.status == "completed" else ("", "")
+        hangup_by, reason = self._hangup(call, account) if call.status == "completed" else ("", "")
         updated = call.hangup_at or call.answered_at or call.ringing_at
         return {
             "id": call.call_uuid, "customer_id": account.auth_id, "flow_id": params["flow_id"],
@@ -144,15 +220,18 @@ class VoipbinProvider(Provider):
         body = orjson.dumps({"type": event, "data": self.call_object(call, account)})
         headers = {"Content-Type": "application/json"}
         if account.webhook_secret:
-            headers["X-VoIPBIN-Signature"] = signing.voipbin_signature(account.webhook_secret, body)
+            signature = signing.voipbin_signature(account.webhook_secret, body)
+            if account.voipbin_signature == "bare":
+                signature = signature.removeprefix("sha256=")
+            headers["X-VoIPBIN-Signature"] = signature
         return [Callback(kind=event, url=account.webhook_uri, body=body, headers=headers, final=final,
                          retry_4xx=False)]
 
     def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        return self._webhook("call_ringing", call, account)
+        return self._webhook(EVENT_NAMES[account.voipbin_events][0], call, account)
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        return self._webhook("call_progressing", call, account)
+        return self._webhook(EVENT_NAMES[account.voipbin_events][1], call, account)
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        return self._webhook("call_hangup", call, account, final=True)
+        return self._webhook(EVENT_NAMES[account.voipbin_events][2], call, account, final=True)

@@ -8,10 +8,23 @@ ambiguous timeout can leave unknown, while the answer still maps every call to i
 What an answered call does is given at creation as `actions` (or a `flow_id`), never by a document fetched
 at answer time: the seed's troubleshooting (voipbin-calls-tutorial.txt l.587-590) requires outbound actions
 to start with {"type": "answer"}, so ours do (and a customer's own `actions` get one prepended). The
-campaign's message is the talk text. Machine detection is an `amd` action after the answer (the seed does
-not show its options; `machine_handle` is VoIPbin's flow-action option and the rest is left default). The
-seed names no action that fetches call control from a URL, so a campaign answer URL cannot be honoured:
-the request is refused with that reason rather than silently playing something else.
+campaign's audio plays through a `play` action with `option.stream_urls` (l.58-83); otherwise its message
+is the `talk` text (l.27-35). The seed names no action that fetches call control from a URL, so a campaign
+answer URL cannot be honoured: the request is refused with that reason rather than silently playing
+something else.
+
+Not on the seed, decided here (docs/PROVIDERS.md, VoIPbin, says what each rests on):
+- Machine detection is an `amd` action after the answer with `machine_handle: "hangup"` and `async: false`
+  (assumed: VoIPbin's flow-action reference). Only "hangup" is offered: its result is the call's
+  hangup_reason `amd`; with "continue" the result stays in the flow and no call event carries it, so
+  "true" (detect and report) is refused rather than silently reporting nothing.
+- Destinations are `tel` numbers in E.164 only: the seed's address types are `tel` (l.17-26) and, for
+  registered endpoints, `endpoint` (l.514-517); a SIP URI is refused here (and at load, by
+  traits.options.destination_kinds) instead of being sent as a guessed `{"type": "sip"}`.
+- No call-creation field takes a ring timeout or a time limit (the seed shows none; assumed: VoIPbin's
+  OpenAPI for POST /calls has none either, and its own limits are a 60 s dial and a 1 h call). The dialer
+  ends the call itself at the campaign's limits through POST /v1.0/calls/{id}/hangup
+  (workers.housekeeping.call_limits, by traits.api.dialer_ends_calls); rings longer than 60 s are refused.
 Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as UTC.
 """
 
@@ -40,35 +53,51 @@ from workers.providers.http import check_destinations, e164, json_answer
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
 from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
-from workers.providers.traits import AnswerMarkup, CallApi, ProviderTraits, RequestLimits
+from workers.providers.traits import AnswerMarkup, CallApi, CallOptionSupport, ProviderTraits, RequestLimits
 
 DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
+# Event names (brief table); "call_hungup" is the spelling of VoIPbin's own webhook design notes. The call's
+# `status` decides first, so a stream of `call_updated` events reads the same.
 TYPE_KINDS = {
     "call_ringing": EventKind.RING,
     "call_progressing": EventKind.ANSWER,
     "call_hangup": EventKind.HANGUP,
+    "call_hungup": EventKind.HANGUP,
 }
 STATUS_KINDS = {"ringing": EventKind.RING, "progressing": EventKind.ANSWER, "hangup": EventKind.HANGUP}
 SIGNATURE_HEADER = "x-voipbin-signature"
+SIGNATURE_PREFIX = "sha256="
+VOIPBIN_MAX_RING_S = 60  # assumed: VoIPbin's call manager ends an unanswered outgoing call at 60 s (dialout)
 
 
 # Fields read as single values: a list or object in one is refused at the boundary.
 READ_FIELDS = ("id", "status", "hangup_reason", "tm_progressing", "tm_hangup", "tm_ringing")
 
 def voipbin_address(destination: str) -> dict[str, str]:
-    """A VoIPbin address: sip: URIs as type sip, numbers as tel in E.164."""
-    if destination.startswith("sip:"):
-        return {"type": "sip", "target": destination}
+    """A VoIPbin `tel` address in E.164; a SIP URI is refused (the seed gives it no address type)."""
+    if destination.lower().startswith(("sip:", "sips:")):
+        raise Rejected(
+            f"voipbin: {destination!r} is a SIP URI, and VoIPbin's call page gives SIP addresses no type "
+            "(only tel numbers in E.164, and registered endpoints): dial a number instead"
+        )
     return {"type": "tel", "target": e164(destination)}
 
 
 def voipbin_actions(call: OutboundCall, text: str, language: str) -> list[dict[str, Any]]:
-    """answer, then amd when machine detection is asked for, then the message, then hangup."""
+    """answer, then amd when machine hang-up is asked for, then the audio (play) or the message (talk),
+    then hangup."""
     actions: list[dict[str, Any]] = [{"type": "answer"}]
-    if call.machine_detection:
-        handle = "hangup" if call.machine_detection == "hangup" else "continue"
-        actions.append({"type": "amd", "option": {"machine_handle": handle}})
-    actions.append({"type": "talk", "option": {"text": text, "language": language}})
+    if call.machine_detection == "hangup":
+        actions.append({"type": "amd", "option": {"machine_handle": "hangup", "async": False}})
+    elif call.machine_detection:
+        raise Rejected(
+            f"voipbin: machine_detection {call.machine_detection!r} is not offered: VoIPbin reports a "
+            "machine only by hanging it up (hangup_reason amd); use machine_detection hangup, or none"
+        )
+    if call.audio_url:
+        actions.append({"type": "play", "option": {"stream_urls": [call.audio_url]}})
+    else:
+        actions.append({"type": "talk", "option": {"text": text, "language": language}})
     actions.append({"type": "hangup"})
     return actions
 
@@ -138,6 +167,7 @@ def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[st
     final = kind == EventKind.HANGUP
     to = as_mapping(call.get("destination")).get("target") or None
     answer_at, end_at = parse_time(call.get("tm_progressing")), parse_time(call.get("tm_hangup"))
+    outcome = voipbin_outcome(call.get("hangup_reason"), answer_at).outcome if final else None
     return CallbackEvent(
         provider="voipbin",
         kind=kind,
@@ -147,7 +177,7 @@ def voipbin_event(call: Mapping[str, Any], event_type: str, envelope: Mapping[st
         destination=to,
         provider_status=status or None,
         is_final=final,
-        outcome=voipbin_outcome(call.get("hangup_reason")).outcome if final else None,
+        outcome=outcome,
         hangup_cause=call.get("hangup_reason") or None,
         ring_at=parse_time(call.get("tm_ringing")),
         answer_at=answer_at,
@@ -163,10 +193,16 @@ class VoipbinAdapter(ProviderAdapter):
     traits: ClassVar[ProviderTraits] = ProviderTraits(
         kind="voipbin",
         default_base_url="https://api.voipbin.net",
-        limits=RequestLimits(max_destinations=100),
-        api=CallApi(has_call_status=True, has_hangup=True),
+        limits=RequestLimits(max_destinations=100, max_ring_timeout_s=VOIPBIN_MAX_RING_S),
+        # No creation field takes the ring timeout or the time limit: the dialer hangs calls up at them.
+        api=CallApi(has_call_status=True, has_hangup=True, dialer_ends_calls=True),
         # Actions are given at creation, and no action fetches call control from a URL (seed).
         answer=AnswerMarkup(document_kind="none", takes_answer_url=False),
+        options=CallOptionSupport(
+            supported=frozenset({"audio_url"}),
+            machine_detection_modes=frozenset({"hangup"}),
+            destination_kinds=frozenset({"tel"}),
+        ),
     )
 
     def calls_url(self, account: AccountCredentials) -> str:
@@ -211,10 +247,12 @@ class VoipbinAdapter(ProviderAdapter):
     def verify_callback(
         self, account: AccountCredentials, callback: IncomingCallback, url_secret: str | None
     ) -> bool:
-        """HMAC of the raw body when the account has a webhook secret, else the URL secret."""
+        """HMAC of the raw body when the account has a webhook secret, else the URL secret. The header is
+        "sha256=<hex>" (brief table); a bare "<hex>" (VoIPbin's own verification sample) is read the same."""
         if account.webhook_secret:
-            expected = voipbin_signature(account.webhook_secret, callback.body)
-            return constant_time_equal(callback.headers.get(SIGNATURE_HEADER, "").strip(), expected)
+            expected = voipbin_signature(account.webhook_secret, callback.body).removeprefix(SIGNATURE_PREFIX)
+            given = callback.headers.get(SIGNATURE_HEADER, "").strip()
+            return constant_time_equal(given.removeprefix(SIGNATURE_PREFIX).lower(), expected)
         return url_secret_matches(account.account_id, url_secret)
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
