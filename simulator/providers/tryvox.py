@@ -2,7 +2,12 @@
 ring_url / answer_url / hangup_url (no signature: TryVox publishes none). The seed
 (tryvox-make-call.txt) gives the request fields, their defaults and enums, and the create answer; of the
 webhooks it says only what each is for, so their seed shape here is the create answer's fields plus the
-hangup's "duration, end reason" (see TryVoxProvider._event)."""
+hangup's "duration, end reason" (see TryVoxProvider._event).
+
+Where the page is silent the account picks a reading (simulator.config.Account, tryvox_*): webhook field
+names (snake_case, camelCase, Plivo's PascalCase), `event` names (dotted, plain, none), the machine result
+(none, a flag, an end reason), recording URLs on answered hangups (none, one, a list), and whether the
+call lookup GET …/calls/{call_uuid} exists at all (it is not on the page)."""
 
 from __future__ import annotations
 
@@ -27,6 +32,21 @@ from simulator.providers.base import (
     ts_iso,
 )
 
+# Webhook and record field names in each reading of tryvox_webhook_fields (snake_case is the create answer's).
+CAMEL = {"request_uuid": "requestUuid", "call_uuid": "callUuid", "end_reason": "endReason",
+         "start_time": "startTime", "answer_time": "answerTime", "end_time": "endTime",
+         "account_id": "accountId", "machine_detected": "machineDetected", "recording_url": "recordingUrl",
+         "recording_urls": "recordingUrls"}
+PLIVO = {"request_uuid": "RequestUUID", "call_uuid": "CallUUID", "from": "From", "to": "To",
+         "direction": "Direction", "status": "CallStatus", "event": "Event", "duration": "Duration",
+         "end_reason": "HangupCause", "start_time": "StartTime", "answer_time": "AnswerTime",
+         "end_time": "EndTime", "machine_detected": "Machine", "recording_url": "RecordUrl",
+         "recording_urls": "RecordUrls"}
+FIELD_NAMES = {"snake": {}, "camel": CAMEL, "plivo": PLIVO}
+# `event` per webhook in each reading of tryvox_event_names ("none": no event field).
+EVENT_NAMES = {"dotted": {"ring": "call.ringing", "answer": "call.answered", "hangup": "call.hangup"},
+               "plain": {"ring": "ringing", "answer": "answered", "hangup": "hangup"}}
+MACHINE_END_REASON = "answering-machine"  # the tryvox_machine_result "end_reason" reading
 # outcome -> (status, end_reason)
 FINAL: dict[str, tuple[str, str]] = {
     "answered": ("completed", "callee-hangup"),
@@ -43,6 +63,18 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 402: "payment_requir
 class TryVoxProvider(Provider):
     name = "tryvox"
     created_status = 201
+
+    @staticmethod
+    def renamed(body: dict[str, Any], account: Account) -> dict[str, Any]:
+        """`body` (snake_case) under the account's reading of the field names."""
+        names = FIELD_NAMES[account.tryvox_webhook_fields]
+        return {names.get(key, key): value for key, value in body.items()}
+
+    @staticmethod
+    def machine_reading(account: Account) -> str:
+        """How this account reports a machine; the rich shape always carries the `machine_detected` flag."""
+        reading = account.tryvox_machine_result
+        return "flag" if reading == "none" and account.callback_shape == "rich" else reading
 
     def routes(self) -> list[web.RouteDef]:
         base = "/v1/voice/accounts/{auth_id}/calls"
@@ -95,56 +127,93 @@ class TryVoxProvider(Provider):
     def record(self, call: CallRecord, account: Account) -> dict[str, Any]:
         final = call.status == "completed"
         status, end_reason = FINAL[call.outcome or "failed"] if final else (LIVE_STATUS[call.status], None)
-        return {
+        record = {
             "call_uuid": call.call_uuid, "request_uuid": call.request_uuid, "account_id": account.auth_id,
             "from": call.caller, "to": call.destination, "direction": "outbound", "status": status,
             "duration": call.duration, "start_time": ts_iso(call.placed_at),
             "answer_time": ts_iso(call.answered_at), "end_time": ts_iso(call.hangup_at),
-            "end_reason": end_reason, "machine_detected": call.machine,
+            "end_reason": end_reason,
         }
+        reading = self.machine_reading(account)
+        if reading == "flag":
+            record["machine_detected"] = call.machine
+        elif reading == "end_reason" and final and call.machine:
+            record["end_reason"] = MACHINE_END_REASON
+        return self.renamed(record, account)
 
     async def handle_get(self, request: web.Request) -> web.Response:
+        """The assumed call lookup (not on the page): the record by call_uuid, the id "for subsequent
+        operations" (l.43); a request_uuid names the API request, not the call, and is not found. Reading
+        "missing": the carrier has no such endpoint (404 before anything is checked)."""
+        known = self.account_for(request.match_info["auth_id"])
+        if known is not None and known.tryvox_lookup == "missing":
+            return web.Response(status=404, text="404: Not Found")
         try:
             account = await self.authenticate(request)
             call = self.lookup(request.match_info["call_id"], account)
+            if call.call_uuid != request.match_info["call_id"]:
+                raise ApiError(404, "Call not found")
         except ApiError as exc:
             return self.error(exc.status, exc.message)
         return json_response(self.record(call, account))
 
-    def _event(self, kind: str, call: CallRecord, account: Account, event: str, status: str,
-               at: float | None, **more: Any) -> list[Callback]:
+    def _event(self, kind: str, call: CallRecord, account: Account, status: str, at: float | None,
+               **more: Any) -> list[Callback]:
         """Seed shape: the create answer's fields (seed l.34-42) with the event's status, plus what the
-        seed says a hangup carries ("duration, end reason", l.50). Rich adds the times and flags of
-        PROVIDERS.md; form sends the seed shape form-encoded."""
+        seed says a hangup carries ("duration, end reason", l.50). Rich adds the times of PROVIDERS.md;
+        form sends the seed shape form-encoded. The account's readings name the fields and the event, and
+        add a machine result and recording URLs where the page leaves them open."""
         url = call.params.get(f"{kind}_url")
         if not url:
             return []
         body: dict[str, Any] = {
-            "event": event, "request_uuid": call.request_uuid, "call_uuid": call.call_uuid,
+            "request_uuid": call.request_uuid, "call_uuid": call.call_uuid,
             "from": call.caller, "to": call.destination, "direction": "outbound", "status": status,
         }
+        event = EVENT_NAMES.get(account.tryvox_event_names, {}).get(kind)
+        if event:
+            body = {"event": event, **body}
         if kind == "hangup":
             body.update(duration=call.duration, end_reason=more.pop("end_reason"))
+        self._machine_result(kind, call, account, body)
+        if kind == "hangup" and call.outcome in ("answered", "machine"):
+            self._recordings(call, account, body)
         if account.callback_shape == "rich":
             body.update(account_id=account.auth_id, timestamp=ts_iso(at), **more)
+        body = self.renamed(body, account)
         final = kind == "hangup"
         if account.callback_shape == "form":
-            fields = {k: str(v) for k, v in body.items() if v is not None}
+            fields = {k: str(v[0] if isinstance(v, list) else v) for k, v in body.items() if v is not None}
             return [Callback(kind=kind, url=url, body=form_encode(fields).encode(), final=final,
                              headers={"Content-Type": "application/x-www-form-urlencoded"})]
         return [json_callback(kind, url, body, final=final)]
 
+    def _machine_result(self, kind: str, call: CallRecord, account: Account, body: dict[str, Any]) -> None:
+        """The machine result in this account's reading (only where detection was enabled: call.machine)."""
+        reading = self.machine_reading(account)
+        if reading == "flag" and (kind == "hangup" or call.machine) and call.params.get("machine_detection"):
+            body["machine_detected"] = call.machine
+        elif reading == "end_reason" and kind == "hangup" and call.machine:
+            body["end_reason"] = MACHINE_END_REASON
+
+    def _recordings(self, call: CallRecord, account: Account, body: dict[str, Any]) -> None:
+        """"recording URLs if applicable" (l.50), in this account's reading."""
+        url = f"{self.carrier.public_url}/recordings/{call.call_uuid}.mp3"
+        if account.tryvox_recordings == "url":
+            body["recording_url"] = url
+        elif account.tryvox_recordings == "urls":
+            body["recording_urls"] = [url, url.replace(".mp3", "-2.mp3")]
+
     def ring_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        return self._event("ring", call, account, "call.ringing", "ringing", call.ringing_at)
+        return self._event("ring", call, account, "ringing", call.ringing_at)
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        extra = {"machine_detected": True} if call.machine else {}
-        return self._event("answer", call, account, "call.answered", "in-progress", call.answered_at, **extra)
+        return self._event("answer", call, account, "in-progress", call.answered_at)
 
     def hangup_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
         status, end_reason = FINAL[call.outcome or "failed"]
         return self._event(
-            "hangup", call, account, "call.hangup", status, call.hangup_at, end_reason=end_reason,
+            "hangup", call, account, status, call.hangup_at, end_reason=end_reason,
             start_time=ts_iso(call.placed_at), answer_time=ts_iso(call.answered_at),
-            end_time=ts_iso(call.hangup_at), machine_detected=call.machine,
+            end_time=ts_iso(call.hangup_at),
         )

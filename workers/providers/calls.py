@@ -111,6 +111,9 @@ class CallbackEvent:
     billed_duration: int | None = None
     cost: Decimal | None = None
     tag: str | None = None  # echoed batch id where the provider supports it (Bandwidth)
+    # The call's recording (TryVox hangups carry "recording URLs if applicable"); the first one where there
+    # are several, all of them in `payload`. Stored with the event as payload["parsed"]["recording_url"].
+    recording_url: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 

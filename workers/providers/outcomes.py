@@ -102,6 +102,13 @@ TRYVOX_END_REASON_OUTCOMES: dict[str, Outcome] = {
 }
 
 
+# end_reason values that name a machine: one reading of a machine result the seed does not publish (the
+# other is a flag, workers.providers.tryvox_webhooks); with neither, a machine reads as answered.
+TRYVOX_MACHINE_END_REASONS = frozenset({
+    "machine", "answering-machine", "answering_machine", "machine-detected", "machine_detected", "voicemail",
+})
+
+
 def tryvox_outcome(
     status: str | None,
     *,
@@ -109,9 +116,10 @@ def tryvox_outcome(
     answer_time: str | None = None,
     end_reason: str | None = None,
 ) -> Normalised:
-    """TryVox final `status`, checked against the answer evidence; default unknown."""
+    """TryVox final `status`, checked against the answer evidence; default unknown. A hangup with no status
+    at all (a reading with other field names the parser did not find) is judged by the evidence alone."""
     status = (status or "").strip().lower()
-    if status != "completed":
+    if status not in ("completed", ""):
         return Normalised(TRYVOX_STATUS_OUTCOMES.get(status, Outcome.UNKNOWN))
     if (answer_time or "").strip() or (duration or 0) > 0:
         return Normalised(Outcome.ANSWERED)
@@ -120,24 +128,37 @@ def tryvox_outcome(
         return Normalised(TRYVOX_END_REASON_OUTCOMES[reason])
     if duration is not None:  # the carrier says it lasted 0 s and never answered
         return Normalised(Outcome.NO_ANSWER)
-    return Normalised(Outcome.ANSWERED)
+    return Normalised(Outcome.ANSWERED if status else Outcome.UNKNOWN)
 
 
 # --- VoIPbin ---------------------------------------------------------------------------------------
+# `hangup_reason` of a hung-up call (brief table: normal|failed|busy|cancel|timeout|noanswer|dialout|amd).
+# "normal" is not proof of an answer: the seed shows it on calls with tm_ringing and without
+# (voipbin-calls-tutorial.txt l.458-463, l.497-501), and VoIPbin's call manager (assumed: its source,
+# CalculateHangupReason) also reports a call cleared while still ringing as "normal". So "normal", and
+# "timeout" (VoIPbin's maximum call duration after an answer), are answered only when tm_progressing
+# shows the answer; without it the callee never picked up: no_answer, which the retry policy can retry.
+# "cancel" is "cancelled by the originator before it was answered": the originator is the dialer, which
+# ends an unanswered call only at its ring timeout (workers.housekeeping.call_limits) or when the campaign
+# is cancelled (where the applier turns a retry into cancelled), so it is no_answer too.
 VOIPBIN_REASON_OUTCOMES: dict[str, Outcome] = {
-    "normal": Outcome.ANSWERED,
     "busy": Outcome.BUSY,
     "noanswer": Outcome.NO_ANSWER,
     "dialout": Outcome.NO_ANSWER,
+    "cancel": Outcome.NO_ANSWER,
     "failed": Outcome.FAILED,
     "amd": Outcome.MACHINE,
-    "cancel": Outcome.CANCELLED,
 }
+VOIPBIN_ANSWER_EVIDENCED = frozenset({"normal", "timeout"})
 
 
-def voipbin_outcome(hangup_reason: str | None) -> Normalised:
-    """VoIPbin `hangup_reason` of a hung-up call; default unknown."""
-    return Normalised(VOIPBIN_REASON_OUTCOMES.get((hangup_reason or "").strip().lower(), Outcome.UNKNOWN))
+def voipbin_outcome(hangup_reason: str | None, answer_time: datetime | None = None) -> Normalised:
+    """VoIPbin `hangup_reason` of a hung-up call, with `tm_progressing` (parsed: None when empty or
+    "9999-01-01 …") as the evidence of an answer; default unknown."""
+    reason = (hangup_reason or "").strip().lower()
+    if reason in VOIPBIN_ANSWER_EVIDENCED:
+        return Normalised(Outcome.ANSWERED if answer_time is not None else Outcome.NO_ANSWER)
+    return Normalised(VOIPBIN_REASON_OUTCOMES.get(reason, Outcome.UNKNOWN))
 
 
 # --- Bandwidth -------------------------------------------------------------------------------------
@@ -152,7 +173,10 @@ BANDWIDTH_CAUSE_OUTCOMES: dict[str, Outcome] = {
 }
 BANDWIDTH_THROTTLED_CAUSES = frozenset({"account-limit", "node-capacity-exceeded"})
 BANDWIDTH_SIP_OUTCOMES: dict[int, Outcome] = {486: Outcome.BUSY, 603: Outcome.REJECTED}
-BANDWIDTH_MACHINE_RESULTS = frozenset({"answering-machine"})
+# machineDetectionComplete results that mean a machine (not in the seed: Bandwidth's webhook page lists human,
+# answering-machine, tone-detected (an end-of-message tone, sent only where enabled), silence, timeout,
+# error); silence, timeout and error say nothing about who answered.
+BANDWIDTH_MACHINE_RESULTS = frozenset({"answering-machine", "tone-detected"})
 
 
 def bandwidth_outcome(

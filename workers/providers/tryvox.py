@@ -1,20 +1,25 @@
 """TryVox: one destination per request, Bearer auth, webhooks authenticated by a URL secret.
 
-Its seed (/work/shared/seeds/tryvox-make-call.txt) gives the request and the create answer in full but
-says of the webhooks only what they are for (l.44-50): not their encoding, event names or fields. So the
-parser is tolerant: a JSON body, or form/query parameters (answer_method may be GET or POST, l.12); the
-event from `event` ("call.answered") or `status`, else from which of our URLs was called; the outcome
-from `status` checked against the answer evidence (tryvox_outcome).
+Its seed (/work/shared/seeds/tryvox-make-call.txt) gives the request and the create answer in full:
+- numbers are E.164 (l.9-10, l.52): a SIP URI is refused here, before anything is sent (and at load,
+  by `traits.options.destination_kinds`);
+- `machine_detection` is Enable/Disable only (l.18) and the page publishes no machine result and no way to
+  hang up on one: "true" (detect, and report where a webhook says) is taken, "hangup" is not (refused at
+  campaign start by `traits.options`, and here if it ever reaches a request);
+- `fallback_url` (l.15) is the campaign's own;
+- `call_uuid` is the id "for subsequent operations" (l.43): the status lookup asks by it and never by
+  request_uuid. The lookup endpoint itself (GET …/calls/{call_uuid}) is not on the page: assumed, and a
+  carrier without it (404/405) leaves the attempt to its callbacks and evidence window. No hang-up endpoint is
+  assumed at all.
+The webhooks' bodies are not on the page: workers.providers.tryvox_webhooks reads every plausible shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
 
-from campaigns.states import Outcome
 from workers.providers.base import ProviderAdapter
 from workers.providers.calls import (
     AccountCredentials,
@@ -26,44 +31,27 @@ from workers.providers.calls import (
     OutboundCall,
     PlacedCall,
 )
-from workers.providers.errors import Ambiguous
+from workers.providers.errors import Ambiguous, Rejected
 from workers.providers.extra_fields import merge_extra
-from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, e164, json_answer
-from workers.providers.outcomes import (
-    TRYVOX_FINAL_STATUSES,
-    json_object,
-    parse_decimal,
-    parse_int,
-    parse_time,
-    tryvox_outcome,
-)
-from workers.providers.outcomes import event_key as make_event_key
+from workers.providers.http import check_destinations, json_answer
+from workers.providers.outcomes import json_object
 from workers.providers.signatures import url_secret_matches
-from workers.providers.traits import CallApi, ProviderTraits
+from workers.providers.tel_only import tel_number
+from workers.providers.traits import CallApi, CallOptionSupport, ProviderTraits
+from workers.providers.tryvox_webhooks import tryvox_event
 
-# "call.ringing" -> ringing; the word after the last dot names the event.
-EVENT_KINDS = {
-    "ringing": EventKind.RING,
-    "answered": EventKind.ANSWER,
-    "in-progress": EventKind.ANSWER,
-    "hangup": EventKind.HANGUP,
-    "completed": EventKind.HANGUP,
-    "ended": EventKind.HANGUP,
-}
-STATUS_KINDS = {"ringing": EventKind.RING, "in-progress": EventKind.ANSWER, "answered": EventKind.ANSWER}
+__all__ = ["TryVoxAdapter", "tryvox_call_body", "tryvox_event"]
 
-
-# Fields read as single values: a list or object in one is refused at the boundary.
-READ_FIELDS = ("call_uuid", "request_uuid", "status", "event", "to", "end_reason", "start_time",
-               "answer_time", "end_time", "duration", "bill_duration", "cost", "machine_detected")
 
 def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     """The JSON body of a TryVox call create request."""
+    if call.machine_detection == "hangup":
+        raise Rejected("tryvox cannot hang up on a machine: its page offers machine_detection Enable/Disable "
+                       "only (l.18) and no machine result; use machine_detection true or false")
     urls = call.callbacks
     body: dict[str, Any] = {
-        "from": e164(call.caller_id),
-        "to": e164(call.destinations[0]),
+        "from": tel_number("tryvox", call.caller_id, "page l.9"),
+        "to": tel_number("tryvox", call.destinations[0], "page l.10, l.52"),
         "answer_url": urls.answer_url,
         "answer_method": "POST",
         "hangup_url": urls.hangup_url,
@@ -73,75 +61,24 @@ def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     }
     if urls.ring_url:
         body["ring_url"] = urls.ring_url
+    if call.fallback_url:
+        body["fallback_url"] = call.fallback_url
     merge_extra(body, call.extra)
     return body
-
-
-def _machine(payload: Mapping[str, Any]) -> bool:
-    # Undocumented but tolerated: a `machine_detected` flag when machine detection is enabled.
-    return payload.get("machine_detected") in (True, "true")
-
-
-def _kind(payload: Mapping[str, Any], status: str, hint: EventKind) -> EventKind:
-    if status in TRYVOX_FINAL_STATUSES:
-        return EventKind.HANGUP
-    event = str(payload.get("event") or "").strip().lower().rsplit(".", 1)[-1]
-    kind = EVENT_KINDS.get(event) or STATUS_KINDS.get(status) or hint
-    return EventKind.MACHINE if kind == EventKind.ANSWER and _machine(payload) else kind
-
-
-def _outcome(kind: EventKind, status: str, payload: Mapping[str, Any]) -> Outcome | None:
-    machine_answered = kind == EventKind.HANGUP and status == "completed" and _machine(payload)
-    if kind == EventKind.MACHINE or machine_answered:
-        return Outcome.MACHINE
-    if kind != EventKind.HANGUP:
-        return None
-    answer_time = payload.get("answer_time")
-    return tryvox_outcome(
-        status,
-        duration=parse_int(payload.get("duration")),
-        answer_time=answer_time if isinstance(answer_time, str) else None,
-        end_reason=str(payload.get("end_reason") or ""),
-    ).outcome
-
-
-def tryvox_event(payload: Mapping[str, Any], hint: EventKind) -> CallbackEvent:
-    """A TryVox webhook (or call record) as a CallbackEvent."""
-    require_scalars(payload, READ_FIELDS)
-    call_uuid = payload.get("call_uuid") or None
-    request_uuid = payload.get("request_uuid") or None
-    if not call_uuid and not request_uuid:
-        raise ValueError("callback is missing required field call_uuid / request_uuid")
-    status = str(payload.get("status") or "").strip().lower()
-    kind = _kind(payload, status, hint)
-    final = kind == EventKind.HANGUP
-    to = payload.get("to") or None
-    return CallbackEvent(
-        provider="tryvox",
-        kind=kind,
-        event_key=make_event_key(str(call_uuid or request_uuid), to, kind, status),
-        request_uuid=request_uuid,
-        call_uuid=call_uuid,
-        destination=to,
-        provider_status=status or None,
-        is_final=final,
-        outcome=_outcome(kind, status, payload),
-        hangup_cause=payload.get("end_reason") or None,
-        ring_at=parse_time(payload.get("start_time")),
-        answer_at=parse_time(payload.get("answer_time")),
-        end_at=parse_time(payload.get("end_time")),
-        duration=parse_int(payload.get("duration")),
-        billed_duration=parse_int(payload.get("bill_duration")),
-        cost=parse_decimal(payload.get("cost")),
-        payload=dict(payload),
-    )
 
 
 class TryVoxAdapter(ProviderAdapter):
     """TryVox Voice API: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key."""
 
     traits: ClassVar[ProviderTraits] = ProviderTraits(
-        kind="tryvox", default_base_url="https://api.tryvox.io", api=CallApi(has_call_status=True)
+        kind="tryvox",
+        default_base_url="https://api.tryvox.io",
+        api=CallApi(has_call_status=True),  # GET …/calls/{call_uuid}: assumed (module docstring)
+        options=CallOptionSupport(
+            supported=frozenset({"audio_url", "fallback_url"}),  # fallback_url: page l.15
+            machine_detection_modes=frozenset({"true"}),  # l.18: Enable/Disable, no result, no hang-up
+            destination_kinds=frozenset({"tel"}),  # l.10, l.52: E.164
+        ),
     )
 
     def calls_url(self, account: AccountCredentials) -> str:
@@ -191,7 +128,8 @@ class TryVoxAdapter(ProviderAdapter):
         return tryvox_event(payload, callback.kind_hint)
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
-        """TryVox looks calls up by call_uuid only."""
+        """TryVox looks calls up by call_uuid only (l.43): a request_uuid names the API request, not the call,
+        so an attempt known only by it is not looked up."""
         return call_uuid
 
     def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:
