@@ -6,7 +6,11 @@ Per its seed (bandwidth-create-call.txt): Basic auth takes "Dashboard API Creden
 user distinct from the account id: the account's `api_username` with `auth_token` as its password; the
 account id as the username is refused. The 201 body is the seed example's fields (l.56-70); a
 callback_shape "rich" account also gets accountId, enqueuedTime, callbackTimeout and priority.
-Fields the seed does not name (callbackTimeout, priority, machineDetection) are still accepted."""
+Fields the seed does not name (callbackTimeout, priority, machineDetection) are still accepted.
+
+Where the seed is silent the account picks a reading (simulator.config.Account, bandwidth_*): whether the
+answer to machineDetectionComplete is ignored (Bandwidth's webhook page: change the call through Update
+Call) or executed as BXML (its guide), and whether Get Call State and Update Call exist at all."""
 
 from __future__ import annotations
 
@@ -58,9 +62,20 @@ class BandwidthProvider(Provider):
                 web.get(base + "/{call_id}", self.handle_get),
                 web.post(base + "/{call_id}", self.handle_update)]
 
+    def missing_call_api(self, request: web.Request) -> web.Response | None:
+        """404 for Get Call State / Update Call when this account's carrier has neither (reading "missing":
+        the seed documents only the create call)."""
+        account = self.account_for(request.match_info["auth_id"])
+        if account is not None and account.bandwidth_call_api == "missing":
+            return web.Response(status=404, text="404: Not Found")
+        return None
+
     async def handle_update(self, request: web.Request) -> web.Response:
         """Update Call: {"state": "completed"} hangs it up (200; no effect on a call already ended). Other
         updates (redirectUrl) are not simulated and answered 400 so a test cannot take them for done."""
+        missing = self.missing_call_api(request)
+        if missing is not None:
+            return missing
         try:
             account = await self.authenticate(request)
             call = self.lookup(request.match_info["call_id"], account)
@@ -156,6 +171,9 @@ class BandwidthProvider(Provider):
         return json_response(body, self.created_status, {"Location": url})
 
     async def handle_get(self, request: web.Request) -> web.Response:
+        missing = self.missing_call_api(request)
+        if missing is not None:
+            return missing
         try:
             account = await self.authenticate(request)
             call = self.lookup(request.match_info["call_id"], account)
@@ -205,8 +223,19 @@ class BandwidthProvider(Provider):
             value = "answering-machine" if call.machine else "human"
             body["machineDetectionResult"] = {"value": value, "duration": "PT4.2S"}
             url = machine.get("callbackUrl") or p["answerUrl"]
-            out += self._send("machine", url, machine.get("callbackMethod", "POST"), body, call)
+            detected = self._send("machine", url, machine.get("callbackMethod", "POST"), body, call)
+            if account.bandwidth_machine_reply == "bxml":
+                for cb in detected:
+                    cb.on_reply = lambda document: self.machine_reply(call, document)
+            out += detected
         return out
+
+    def machine_reply(self, call: CallRecord, document: bytes) -> list[Callback]:
+        """Reading "bxml": the answer to machineDetectionComplete runs in the call, and a <Hangup/> in it ends
+        the call (as the hang-up API does: the disconnect follows)."""
+        if _has_verb(document, "Hangup"):
+            self.carrier.hang_up(call)
+        return []
 
     def gather_callbacks(self, call: CallRecord, account: Account, document: bytes) -> list[Callback]:
         """The answer BXML's <Gather gatherUrl=…>: if this callee presses keys (config `keypresses`), a
@@ -235,6 +264,15 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ApiError(400, f"Invalid {name}: must be a number between {low:g} and {high:g}")
     return value
+
+
+def _has_verb(document: bytes, verb: str) -> bool:
+    """Whether a BXML document holds `verb` (False when it is empty or not XML)."""
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        return False
+    return root.tag == verb or root.find(f".//{verb}") is not None
 
 
 def _first_gather(document: bytes) -> dict[str, str] | None:

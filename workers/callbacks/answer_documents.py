@@ -53,5 +53,14 @@ def answer_document(
     return "application/xml", _document(f"<{speak}{attributes}>{text}</{speak}>")
 
 
+def hangup_document(provider: str) -> tuple[str, str]:
+    """(media type, body) that ends the call at once: <Hangup/> in Plivo XML, VoxML and BXML alike; what a
+    "hangup" campaign answers a machine-detection callback with (workers.callbacks.machine_hangup)."""
+    adapter = PROVIDERS.get(provider)
+    if adapter is not None and adapter.traits.answer.document_kind == "none":
+        return "application/json", "{}"
+    return "application/xml", _document("<Hangup/>")
+
+
 def _document(verbs: str) -> str:
     return f"<?xml version=\"1.0\"?><Response>{verbs}</Response>"

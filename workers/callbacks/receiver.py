@@ -30,6 +30,7 @@ from campaigns.store.event_store import CONNECTION_WAIT_S, EventRow, StoreUnavai
 from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
+from workers.callbacks.machine_hangup import acknowledge_machine
 from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
 from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
@@ -250,6 +251,8 @@ async def receive_callback(request: Request) -> Response:
         return Response("store unavailable, retry", status_code=503)
     except Unstorable as exc:
         return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
+    if kind_hint == EventKind.MACHINE:  # asynchronous detection (Bandwidth): a "hangup" campaign ends it
+        return await acknowledge_machine(request, adapter, account, event, row.batch_id)
     return await _acknowledge(request, adapter, kind_hint, account_id, row.batch_id, row.destination)
 
 

@@ -8,6 +8,12 @@ Checked against /work/shared/seeds/bandwidth-create-call.txt (docs/PROVIDERS.md 
   `machineDetection` is not in the seed (Bandwidth documents it elsewhere): sent only when the campaign
   asks for machine detection, and its result arrives in its own callback, before the disconnect; the
   dialer keeps a machine result through the final disconnect (a disconnect says only "hangup").
+- `from`/`to` are E.164 only (l.17-18): a SIP URI is refused before sending (and at load).
+- "hangup" on a machine: the seed has no machine detection. Bandwidth's machineDetectionComplete page says
+  to end the call through Update Call (POST …/calls/{callId} {"state": "completed"}), its guide that the
+  callback may be answered with instructions; both are done (workers.callbacks.machine_hangup).
+- Get Call State (the reaper's lookup) and Update Call (hang-up) are not on the seed: assumed, and a carrier
+  without them (404/405) leaves the attempt to its callbacks and evidence window.
 - The seed describes no callback payload; the parser reads the disconnect fields PROVIDERS.md lists and
   tolerates any missing one except callId.
 Every call gets the callback credentials `bandwidth_callback_credentials(account_id)`, which its callbacks
@@ -36,7 +42,7 @@ from workers.providers.calls import (
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, e164, json_answer
+from workers.providers.http import check_destinations, json_answer
 from workers.providers.keypress import BxmlGather
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
@@ -53,11 +59,13 @@ from workers.providers.signatures import (
     bandwidth_callback_credentials,
     basic_auth_header,
 )
+from workers.providers.tel_only import tel_number
 from workers.providers.traits import (
     AccountRules,
     AnswerMarkup,
     CallApi,
     CallbackRules,
+    CallOptionSupport,
     ProviderTraits,
     RequestLimits,
 )
@@ -75,8 +83,8 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
     """The camelCase JSON body of a Bandwidth create-call request."""
     urls = call.callbacks
     body: dict[str, Any] = {
-        "from": e164(call.caller_id),
-        "to": e164(call.destinations[0]),
+        "from": tel_number("bandwidth", call.caller_id, "page l.17"),
+        "to": tel_number("bandwidth", call.destinations[0], "page l.18"),
         "applicationId": application_id,
         "answerUrl": urls.answer_url,
         "answerMethod": "POST",
@@ -91,7 +99,8 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
     if urls.username and urls.password:
         body.update(username=urls.username, password=urls.password)
     if call.machine_detection:
-        # Async detection reports to its own URL; hanging up on a machine is the answer handler's BXML.
+        # Async detection reports to its own URL (machineDetectionComplete); on a "hangup" campaign that
+        # callback's answer ends the call (workers.callbacks.machine_hangup).
         detection: dict[str, Any] = {
             "mode": "async",
             "callbackMethod": "POST",
@@ -182,6 +191,13 @@ class BandwidthAdapter(ProviderAdapter):
                 "api_username": "the API user's username (--api-username); Bandwidth refuses the account id",
                 "application_id": "the Voice application id (--application-id)",
             }
+        ),
+        # The page (l.14-32) has no caller name, SIP headers, fallback URL, digits to send, detection time or
+        # callback retries: a campaign using one is refused at start. audio_url plays through the BXML.
+        options=CallOptionSupport(
+            supported=frozenset({"audio_url"}),
+            machine_detection_modes=frozenset({"true", "hangup"}),  # hangup: machine_hangup
+            destination_kinds=frozenset({"tel"}),  # l.17-18: E.164
         ),
     )
 
