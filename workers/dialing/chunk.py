@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from campaigns.accounts import load_account
 from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
+from campaigns.destination_kinds import CANNOT_DIAL, destination_kind
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
 from campaigns.states import CampaignState, DestinationStatus
 from campaigns.store import attempt_marks as marks
@@ -33,6 +34,7 @@ from workers.dialing.send_booking import (
 from workers.dialing.spoken_text import store_spoken_text, varies_per_destination
 from workers.dialing.timed_sender import leaves_on_time
 from workers.metrics.counters import counted_request
+from workers.providers.base import ProviderAdapter
 from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Reservation, throttle
@@ -88,6 +90,24 @@ def _screen(
     return callable_now
 
 
+def _end_undialable(
+    ctx: DialContext, adapter: ProviderAdapter, queued: list[store.QueuedDestination], report: ChunkReport
+) -> list[store.QueuedDestination]:
+    """Destinations the provider cannot dial (a SIP URI for a provider of E.164 numbers only: rows loaded or
+    moved to this account before the loader and `campaign set` refused them) end as invalid, with the
+    loader's reason as their outcome, rather than in a certain 400 at send time. In memory; one UPDATE only
+    when there are some."""
+    kinds = adapter.traits.options.destination_kinds
+    undialable = {d.id for d in queued if destination_kind(d.number) not in kinds}
+    if not undialable:
+        return queued
+    ended = store.mark_queued_as(ctx.conn, sorted(undialable), DestinationStatus.INVALID, CANNOT_DIAL)
+    report.undialable += ended
+    log.warning("%d destinations ended as invalid, %s: %s dials only %s", ended, CANNOT_DIAL,
+                adapter.traits.kind, ", ".join(sorted(kinds)))
+    return [d for d in queued if d.id not in undialable]
+
+
 def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -> ChunkReport:
     """Dial the still-queued destinations among `destination_ids`; never one already sent."""
     report = ChunkReport()
@@ -102,7 +122,11 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     if not queued:
         return report
     creds, limits = load_account(conn, campaign.account_id)
-    chunk = ChunkDial(ctx, campaign, creds, limits, adapter_for(creds.provider), report)
+    adapter = adapter_for(creds.provider)
+    queued = _end_undialable(ctx, adapter, queued, report)
+    if not queued:
+        return report
+    chunk = ChunkDial(ctx, campaign, creds, limits, adapter, report)
     size = _request_size(chunk)
     groups = [queued[i : i + size] for i in range(0, len(queued), size)]
     if size == 1 and len(queued) > 1:

@@ -33,6 +33,7 @@ class ChunkReport:
     ambiguous: int = 0
     skipped: int = 0
     dnc: int = 0
+    undialable: int = 0  # ended as invalid: a destination kind the provider cannot dial
     errors: list[str] = field(default_factory=list)
 
 
