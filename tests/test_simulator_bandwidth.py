@@ -101,8 +101,8 @@ def test_bandwidth_without_the_call_api_reading_answers_404_to_get_and_update(si
     config = {"accounts": [{**CONFIG["accounts"][0], "bandwidth_call_api": "missing"}],  # type: ignore[index]
               "outcomes": CONFIG["outcomes"]}
     with start_simulator(config, speed=200, seed=4) as bare:
-        body = {"from": "+15555551212", "to": "+15555550002", "answerUrl": sink.url("/bw-answer"),
-                "applicationId": APP}
+        body: dict[str, object] = {"from": "+15555551212", "to": "+15555550002",
+                                   "answerUrl": sink.url("/bw-answer"), "applicationId": APP}
         call_url = create(bare, body).json()["callUrl"]
         assert httpx.get(call_url, auth=(API_USER, PASSWORD)).status_code == 404
         assert httpx.post(call_url, json={"state": "completed"}, auth=(API_USER, PASSWORD)).status_code == 404
