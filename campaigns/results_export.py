@@ -18,18 +18,24 @@ import psycopg
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
-# The recording URL of an attempt (`{attempt}`), where a carrier's callback carries one: from the latest of
-# its events that does, as the carrier listed them (`recording_urls`, every one), else in our parsed reading
-# (`recording_url`, the first) or as sent in one field (`recording_url`, Plivo/Vobiz `RecordUrl`); several
-# are joined by a space.
-RECORDING_URL_SQL = """(
+# Where a stored event (call_event.payload: "raw" as the carrier sent it, "parsed" our reading) names the
+# call's recording: every URL of a list first (TryVox's "recording URLs", seed l.50, in each spelling its
+# adapter reads), else our parsed `recording_url` (the first of them), else one URL as sent (Plivo/Vobiz
+# `RecordUrl`).
+RECORDING_URL_KEYS = (
+    ("raw", "recording_urls"), ("raw", "recordingUrls"), ("raw", "RecordUrls"), ("raw", "RecordingUrls"),
+    ("parsed", "recording_url"),
+    ("raw", "recording_url"), ("raw", "recordingUrl"), ("raw", "RecordUrl"), ("raw", "RecordingUrl"),
+)
+# A key that is there but null, "" or [] names no recording: the next one is read.
+_RECORDING_VALUE = ", ".join(f"nullif(nullif(nullif(e.payload -> '{part}' -> '{key}', 'null'), '\"\"'), '[]')"
+                             for part, key in RECORDING_URL_KEYS)
+# The recording URL of an attempt (`{attempt}`) from the latest of its events that names one; several are
+# joined by a space.
+RECORDING_URL_SQL = f"""(
 SELECT string_agg(url, ' ') FROM (
-    SELECT v FROM (
-        SELECT e.id, coalesce(nullif(e.payload -> 'raw' -> 'recording_urls', 'null'),
-                              nullif(e.payload -> 'parsed' -> 'recording_url', 'null'),
-                              nullif(e.payload -> 'raw' -> 'recording_url', 'null'),
-                              nullif(e.payload -> 'raw' -> 'RecordUrl', 'null')) AS v
-        FROM call_event e WHERE e.attempt_id = {attempt}.id) carried
+    SELECT v FROM (SELECT e.id, coalesce({_RECORDING_VALUE}) AS v FROM call_event e
+                   WHERE e.attempt_id = {{attempt}}.id) carried
     WHERE v IS NOT NULL ORDER BY id DESC LIMIT 1) latest,
     jsonb_array_elements_text(CASE jsonb_typeof(v) WHEN 'array' THEN v ELSE jsonb_build_array(v) END) AS url
 WHERE url <> '')"""

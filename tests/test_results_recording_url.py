@@ -19,7 +19,7 @@ from campaigns.accounts import add_account
 from campaigns.results_export import write_results_csv, write_run_results_csv
 from tests.engine_harness import load_campaign
 
-NUMBERS = ["+14155552671", "+14155552672", "+14155552673", "+14155552674"]
+NUMBERS = ["+14155552671", "+14155552672", "+14155552673", "+14155552674", "+14155552675", "+14155552676"]
 TRYVOX_URLS = ["https://rec.example/2a.mp3", "https://rec.example/2b.mp3"]
 
 
@@ -46,7 +46,8 @@ def _event(conn: psycopg.Connection, attempt_id: int, kind: str, raw: Any, parse
 @pytest.fixture(scope="module")
 def campaign_id(database_url: str) -> int:
     """Line 2: a Plivo-style RecordUrl. Line 3: two attempts, the last with TryVox's list of URLs (and the
-    first in our parsed reading). Line 4: a hangup with no recording. Line 5: never dialed."""
+    first in our parsed reading). Line 4: a hangup with no recording. Line 5: never dialed. Line 6: a list in
+    camelCase. Line 7: an empty list beside our parsed reading."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         account_id = add_account(conn, name=f"rec-{secrets.token_hex(3)}", provider="tryvox", auth_id="AREC",
                                  auth_token="t", cps=1, max_concurrent=1)
@@ -62,6 +63,11 @@ def campaign_id(database_url: str) -> int:
         _event(conn, last, "status", {"event": "billing"}, {})  # a later event without one
         bare = _attempt(conn, campaign, account_id, NUMBERS[2], 1)
         _event(conn, bare, "hangup", {"recording_url": None, "RecordUrl": ""}, {})
+        camel = _attempt(conn, campaign, account_id, NUMBERS[4], 1)  # TryVox's camelCase reading
+        _event(conn, camel, "hangup", {"recordingUrls": ["https://rec.example/5a.mp3", "https://rec.example/5b.mp3"]},
+               {"recording_url": "https://rec.example/5a.mp3"})
+        empty_list = _attempt(conn, campaign, account_id, NUMBERS[5], 1)
+        _event(conn, empty_list, "hangup", {"recording_urls": []}, {"recording_url": "https://rec.example/6.mp3"})
     return campaign
 
 
@@ -74,6 +80,8 @@ EXPECTED = {
     "+14155552672": " ".join(TRYVOX_URLS),
     "+14155552673": "",
     "+14155552674": "",
+    "+14155552675": "https://rec.example/5a.mp3 https://rec.example/5b.mp3",
+    "+14155552676": "https://rec.example/6.mp3",
 }
 
 
