@@ -23,6 +23,7 @@ from campaigns.store import attempt_marks as marks
 from campaigns.store import dial_store as store
 from workers.dialing import chunk_rows as rows
 from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
+from workers.dialing.limit_checks import schedule_first_check
 from workers.dialing.outbound_request import outbound_call
 from workers.dialing.send_booking import (
     MAX_RESERVATION_WAIT_S,
@@ -239,11 +240,21 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         # kept.
         marks.note_ambiguous(conn, started, f"ambiguous send: {exc.message}")
         report.ambiguous += len(started)
+        _schedule_call_limits(chunk, batch_id)  # the calls may exist: their ids may still come
         return GO_ON
     rows.record_accepted(chunk, started, accepted, batch_id)
+    _schedule_call_limits(chunk, batch_id)
     throttle.recover_rate(budgets, creds.account_id, limits.cps)
     report.sent += len(started)
     return GO_ON
+
+
+def _schedule_call_limits(chunk: ChunkDial, batch_id: uuid.UUID) -> None:
+    """Where the carrier takes no ring timeout or time limit, the dialer ends the request's calls at them
+    (workers.housekeeping.call_limits): one check per request, first at its ring timeout."""
+    if chunk.adapter.traits.api.dialer_ends_calls:
+        schedule_first_check(chunk.ctx.budgets.client, batch_id, chunk.campaign.provider_options,
+                             chunk.ctx.now().timestamp())
 
 
 def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
