@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from campaigns import control, destination_kinds
+from campaigns import control, copy_chunks, destination_kinds
 from campaigns.accounts import add_account
 from campaigns.errors import InvalidRequest
 from campaigns.loader import LoadOptions, load_campaign_csv
@@ -103,6 +103,22 @@ def test_the_loader_rejects_each_sip_uri_for_a_tel_only_account_with_line_value_
         ]
         loaded = conn.execute("SELECT number FROM destination WHERE campaign_id = %s", (campaign_id,))
         assert loaded.fetchall() == [("+14155552671",)]
+
+
+def test_the_parser_processes_of_a_big_file_reject_them_too(database_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copy_chunks, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(copy_chunks, "PARALLEL_AFTER_ROWS", 50)
+    body = "phone\n" + "".join(f"+1415555{i:04d}\n" if i % 3 else f"sip:u{i}@pbx.example.com\n"
+                               for i in range(300))
+    with psycopg.connect(database_url) as conn:
+        account_id, _ = _account(conn, "tryvox")
+        report = load_campaign_csv(name=f"kinds-{secrets.token_hex(4)}", source=io.BytesIO(body.encode()),
+                                   options=LoadOptions(account_id=account_id, workers=2))
+        assert report.rejects_by_reason == {"provider_cannot_dial": 100}
+        assert report.rows_loaded == 200
+        assert _rejects(conn, report.campaign_id)[-1] == (299, "sip:u297@pbx.example.com",
+                                                          "provider_cannot_dial", TRYVOX_CANNOT)
 
 
 def test_the_loader_keeps_sip_uris_for_a_provider_that_dials_them(database_url: str,
