@@ -20,12 +20,13 @@ from workers.providers.registry import PROVIDERS
 runner = CliRunner()
 TOKEN = "tok-never-printed-4711"
 PER_CALL = ("plivo", "vobiz", "tryvox", "bandwidth")
+LOCAL_CARRIER = "http://127.0.0.1:9"  # never a real carrier: an API fuzzer testing these accounts stays local
 
 
 def _add(provider: str, *extra: str) -> tuple[str, str]:
     name = f"setup-{provider}-{uuid.uuid4().hex[:6]}"
     args = ["account", "add", name, "--provider", provider, "--auth-id", "AUTH1", "--auth-token", TOKEN,
-            "--cps", "2", "--max-concurrent", "5", *extra]
+            "--cps", "2", "--max-concurrent", "5", "--base-url", LOCAL_CARRIER, *extra]
     if provider == "bandwidth":
         args += ["--api-username", "api-user", "--application-id", "app-1"]
     result = runner.invoke(app, args)

@@ -173,7 +173,8 @@ def test_hosts_no_carrier_can_reach_are_recognised(host: str, local: bool) -> No
      [(Verdict.PROBLEM, "a local name (localhost)"), (Verdict.WARNING, "plain http")]),
     ("https://dialer.local", "production", "https://api.tryvox.io", [(Verdict.PROBLEM, "a local name")]),
     ("http://127.0.0.1:8000", "development", "http://127.0.0.1:8765", [(Verdict.OK, "simulator")]),
-    ("ftp://dialer.example.com", "production", "https://api.plivo.com", [(Verdict.PROBLEM, "not an http(s)")]),
+    ("ftp://dialer.example.com", "production", "https://api.plivo.com",
+     [(Verdict.PROBLEM, "not an http(s)")]),
 ])
 def test_the_public_url_is_judged_as_an_address_the_carrier_calls(
     url: str, environment: str, carrier: str, expected: list[tuple[Verdict, str]]

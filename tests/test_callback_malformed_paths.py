@@ -31,11 +31,10 @@ def served() -> TestClient:
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
-@pytest.mark.parametrize("path", MALFORMED)
-def test_a_malformed_callback_path_is_404_never_500(served: TestClient, provider: str, path: str) -> None:
-    url = path.format(p=provider)
-    for method in ("GET", "POST"):
-        assert served.request(method, url).status_code == 404, (method, url)
+def test_a_malformed_callback_path_is_404_never_500(served: TestClient, provider: str) -> None:
+    answers = {(method, path.format(p=provider)): served.request(method, path.format(p=provider)).status_code
+               for path in MALFORMED for method in ("GET", "POST")}
+    assert {key: status for key, status in answers.items() if status != 404} == {}
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))

@@ -85,3 +85,7 @@ def test_demo_runs_the_pipeline_on_every_provider(
     assert outcomes.get("answered", 0) > 0, outcomes
     output = (tmp_path / "demo.out").read_text()
     assert f"provider {provider}" in " ".join(output.split()) and "0 429s" in output
+    # What a user would set in the provider's console (`dialer account add` prints the same): VoIPbin's
+    # webhook, which the demo pastes into the simulated customer; nothing for the others.
+    expected = "webhook_uri: http://" if provider == "voipbin" else f"{provider} console: nothing to set"
+    assert f"{provider} console setup" in output and expected in output, output[:2000]

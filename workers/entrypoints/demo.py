@@ -101,10 +101,14 @@ def _demo_csv(settings: DemoSettings, workdir: Path) -> Path:
     return path
 
 
+def demo_account_name(provider: str) -> str:
+    return "demo-simulator" if provider == "plivo" else f"demo-simulator-{provider}"
+
+
 def demo_account(conn: psycopg.Connection, base_url: str, cps: int, provider: str = "plivo") -> int:
     """The simulator account the demo dials through: updated if an earlier run made it, else added.
     Only "no such account" means a first run; any other error is the operator's to see."""
-    name = "demo-simulator" if provider == "plivo" else f"demo-simulator-{provider}"
+    name = demo_account_name(provider)
     auth_id, options = DEMO_ACCOUNTS[provider]
     try:
         account_id = resolve_account_id(conn, name)
@@ -235,7 +239,8 @@ def show_console_setup(setup: ConsoleSetup, console: Console) -> None:
     """What a user of this provider would set in its console (`dialer account add` prints the same)."""
     console.print(f"[bold]{setup.provider} console setup[/bold] (what `dialer account add` tells a user):")
     for line in setup.lines(reveal_secrets=True):
-        console.print(line.replace("NAME", "demo-simulator"), markup=False, highlight=False, soft_wrap=True)
+        console.print(line.replace("NAME", demo_account_name(setup.provider)), markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def spoken_table(campaign_id: int, rows: int = 3) -> Table:
