@@ -107,3 +107,16 @@ def test_account_update_sets_and_removes_the_webhook_secret(database_url: str) -
     with psycopg.connect(database_url) as conn:
         assert read_account(conn, name)[1].webhook_secret is None
     assert "--webhook-secret" in runner.invoke(app, ["account", "update", "--help"]).output
+
+
+def test_a_vobiz_account_says_what_its_hangup_on_ring_bounds(database_url: str) -> None:
+    name, _ = _add("vobiz", "--hangup-on-ring", "ring")
+    with psycopg.connect(database_url) as conn:
+        assert read_account(conn, name)[1].options["hangup_on_ring"] == "ring"
+    changed = runner.invoke(app, ["account", "update", name, "--hangup-on-ring", "call"])
+    assert changed.exit_code == 0, changed.output
+    with psycopg.connect(database_url) as conn:
+        assert read_account(conn, name)[1].options["hangup_on_ring"] == "call"
+    wrong = runner.invoke(app, ["account", "update", name, "--hangup-on-ring", "sometimes"])
+    assert wrong.exit_code != 0
+    assert "hangup_on_ring" in wrong.output + str(wrong.exception)

@@ -41,7 +41,11 @@ def api_stack(database_url: str, redis_client: Any) -> Iterator[tuple[Stack, dic
 @pytest.fixture(scope="module")
 def api_schema(api_stack: tuple[Stack, dict[str, str]]) -> Any:
     stack, _ = api_stack
-    return schemathesis.openapi.from_url(f"{stack.api_url}/openapi.json")
+    # `POST /accounts/{account}/test` sends a request to the account's carrier: an account another test
+    # added with a real carrier's default base URL would take the fuzz off this host, so it is left out
+    # (tests/test_account_credentials_check.py covers it against the simulator).
+    schema = schemathesis.openapi.from_url(f"{stack.api_url}/openapi.json")
+    return schema.exclude(path_regex=r"^/accounts/[^/]+/test$")
 
 
 def _check(case: Any, stack: Stack, headers: dict[str, str]) -> None:

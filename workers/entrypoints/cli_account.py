@@ -39,9 +39,10 @@ def _options(raw: str | None) -> dict[str, Any] | None:
 
 def _with_named_options(
     options: dict[str, Any] | None, api_username: str | None, application_id: str | None,
-    time_zone: str | None,
+    time_zone: str | None, hangup_on_ring: str | None = None,
 ) -> dict[str, Any] | None:
-    named = {"api_username": api_username, "application_id": application_id, "time_zone": time_zone}
+    named = {"api_username": api_username, "application_id": application_id, "time_zone": time_zone,
+             "hangup_on_ring": hangup_on_ring}
     given = {k: v for k, v in named.items() if v is not None}
     if not given:
         return options
@@ -82,10 +83,14 @@ def add(
     time_zone: str = typer.Option(
         None, help="Plivo/Vobiz: the console's time zone, in which callback times are written (default UTC)"
     ),
+    hangup_on_ring: str = typer.Option(
+        None, help="Vobiz: what its hangup_on_ring bounds, 'call' (ringing and talk: the default, safe "
+        "either way) or 'ring' (ringing only: then it is sent the ring timeout alone)"
+    ),
 ) -> None:
     """Add a provider account, and print what to set in the provider's console (VoIPbin: the webhook URL
     and secret to paste there; the others: nothing) and what else matters. Then `dialer account test NAME`."""
-    merged = _with_named_options(_options(options), api_username, application_id, time_zone)
+    merged = _with_named_options(_options(options), api_username, application_id, time_zone, hangup_on_ring)
     with connect() as conn:
         account_id = add_account(
             conn,
@@ -162,13 +167,14 @@ def update(
     api_username: str = typer.Option(None, help="Bandwidth: the API user"),
     application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
     time_zone: str = typer.Option(None, help="Plivo/Vobiz: the console's time zone"),
+    hangup_on_ring: str = typer.Option(None, help="Vobiz: 'call' or 'ring', what its hangup_on_ring bounds"),
     webhook_secret: str = typer.Option(
         None,
         help='VoIPbin: the webhook secret set in its console ("" removes it: the URL secret then applies)',
     ),
 ) -> None:
     """Change an account's limits, URL, token, webhook secret or options."""
-    merged = _with_named_options(_options(options), api_username, application_id, time_zone)
+    merged = _with_named_options(_options(options), api_username, application_id, time_zone, hangup_on_ring)
     with connect() as conn:
         update_account(
             conn,
