@@ -318,7 +318,7 @@ def test_voipbin_takes_no_call_limits_so_the_dialer_ends_its_calls() -> None:
     body, _ = sent_body("voipbin", (200, VOIPBIN_ANSWER),
                         call_to("+15559876543", ring_timeout=20, time_limit=90))
     assert not {"ring_timeout", "timeout", "time_limit", "dial_timeout"} & set(body)  # no such field exists
-    assert traits.api.dialer_ends_calls and traits.api.has_hangup
+    assert traits.api.dialer_enforces == {"ring", "time"} and traits.api.has_hangup
     assert traits.limits.max_ring_timeout_s == 60  # VoIPbin's own dial timeout ends a longer ring
 
 

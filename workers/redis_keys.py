@@ -128,7 +128,7 @@ def budgets_rebuild_lock() -> str:
 
 
 def call_limit_checks() -> str:
-    """Sorted set of provider requests (batch ids) whose calls the dialer ends at their ring timeout or time
-    limit itself, scored by the next deadline (epoch seconds) of one of their calls
-    (workers.housekeeping.call_limits)."""
+    """Sorted set of provider requests (batch ids) whose calls the dialer ends at a limit their carrier was
+    not told, scored by the next deadline (epoch seconds) of one of their calls
+    (workers.housekeeping.call_limits; restored from Postgres by the reaper if lost)."""
     return f"{_prefix()}:call-limits:batches"

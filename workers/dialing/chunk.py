@@ -250,11 +250,10 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
 
 
 def _schedule_call_limits(chunk: ChunkDial, batch_id: uuid.UUID) -> None:
-    """Where the carrier takes no ring timeout or time limit, the dialer ends the request's calls at them
+    """Where the account's carrier is not told a limit, the dialer ends the request's calls at it
     (workers.housekeeping.call_limits): one check per request, first at its ring timeout."""
-    if chunk.adapter.traits.api.dialer_ends_calls:
-        schedule_first_check(chunk.ctx.budgets.client, batch_id, chunk.campaign.provider_options,
-                             chunk.ctx.now().timestamp())
+    schedule_first_check(chunk.ctx.budgets.client, chunk.adapter, chunk.creds, batch_id,
+                         chunk.campaign.provider_options, chunk.ctx.now().timestamp())
 
 
 def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:

@@ -34,7 +34,7 @@ from campaigns.store.event_store import store_event
 from workers.callbacks.applier import apply_events, unattached_for_call, unattached_of_batch
 from workers.callbacks.event_payload import reconciled_event
 from workers.housekeeping.batch_lookup import BatchAnswer, ask_carrier, is_live, look_up_batch
-from workers.housekeeping.ring_deadline import end_overdue_rings
+from workers.housekeeping.call_limits import restore_lost_checks
 from workers.housekeeping.send_evidence import settle_unanswered_sends
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Budgets
@@ -58,7 +58,7 @@ class ReapReport:
     settled_placed: int = 0  # an unanswered send with a sign of its call: left to callbacks and lease
     never_placed: int = 0  # an unanswered send with no sign within its evidence window: retried or unknown
     orphaned: int = 0  # a live destination whose current attempt was final or missing: moved on
-    rings_ended: int = 0  # unanswered past the ring timeout the carrier was not given (ring_deadline)
+    limit_checks_restored: int = 0  # requests whose call-limit check Redis had lost, scheduled again
 
 
 def _expired_attempts(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -157,7 +157,7 @@ def reap_expired_attempts(conn: psycopg.Connection, client: httpx.Client, budget
     evidence = settle_unanswered_sends(conn, budgets, now)
     report.settled_placed, report.never_placed = evidence.placed, evidence.never_placed
     report.orphaned = repair_orphaned_destinations(conn, now)
-    report.rings_ended = end_overdue_rings(conn, client).ended
+    report.limit_checks_restored = restore_lost_checks(conn, budgets.client)
     batches: dict[Any, BatchAnswer] = {}
     for attempt in _expired_attempts(conn):
         report.expired += 1

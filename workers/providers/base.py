@@ -27,7 +27,7 @@ from workers.providers.calls import (
 )
 from workers.providers.errors import AuthFailed
 from workers.providers.http import fetch_record, send
-from workers.providers.traits import ProviderTraits
+from workers.providers.traits import CallLimit, ProviderTraits
 
 
 class ProviderAdapter(ABC):
@@ -152,6 +152,12 @@ class ProviderAdapter(ABC):
                 return False
             raise
         return True
+
+    def limits_the_dialer_enforces(self, account: AccountCredentials) -> frozenset[CallLimit]:
+        """The campaign limits this account's carrier is not told, so the dialer ends its calls at them
+        (workers.housekeeping.call_limits): the provider's `traits.api.dialer_enforces`, which an adapter
+        narrows where an account option says how the carrier reads its page (Vobiz `hangup_on_ring`)."""
+        return self.traits.api.dialer_enforces
 
     def hangup_request(
         self, client: httpx.Client, account: AccountCredentials, call_id: str, *, placed: bool

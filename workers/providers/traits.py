@@ -15,6 +15,9 @@ from typing import Literal
 
 from workers.providers.keypress import KeypressDialect
 
+# A campaign limit on a call: its ring timeout ("ring") or its time limit once answered ("time").
+CallLimit = Literal["ring", "time"]
+
 
 @dataclass(frozen=True)
 class RequestLimits:
@@ -35,13 +38,12 @@ class CallApi:
     # A hang-up API for live calls (`dialer campaign cancel --hangup`). None of the seeds documents one;
     # the adapters that have one follow the provider's public API reference (docs/DESIGN.md lists them).
     has_hangup: bool = False
-    # The only ring bound the carrier takes may bound the talk too (Vobiz hangup_on_ring): unless the
-    # account's option `hangup_on_ring` is "ring", calls unanswered at the ring timeout are ended through
-    # the hang-up API (workers.housekeeping.ring_deadline).
-    ring_timeout_by_hangup: bool = False
-    # No creation field takes the ring timeout or the time limit (VoIPbin): the dialer ends each call at them
-    # itself through the hang-up API (workers.housekeeping.call_limits).
-    dialer_ends_calls: bool = False
+    # The campaign limits this carrier cannot be told at creation, which the dialer enforces itself by
+    # ending calls through the hang-up API (workers.housekeeping.call_limits): "ring" (an unanswered call
+    # at its ring timeout), "time" (an answered one at its time limit). VoIPbin takes neither; Vobiz's one
+    # bound, hangup_on_ring, may bound the talk too, so it leaves "ring". An account's reading may narrow
+    # it: ProviderAdapter.limits_the_dialer_enforces(account) is what the dialer asks.
+    dialer_enforces: frozenset[CallLimit] = frozenset()
 
 
 @dataclass(frozen=True)

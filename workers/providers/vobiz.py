@@ -6,8 +6,9 @@ where it is silent (docs/PROVIDERS.md, each tested against a simulator mode):
   (l.43). Read literally it bounds ringing *and* talk; it may bound the ringing only. The account option
   `hangup_on_ring` says which: "ring" sends the campaign's ring timeout; "call" (the default, safe under
   both) sends ring timeout + time limit, so no answered call is cut short of its time limit, and the
-  reaper ends a call still unanswered at its ring timeout through the hang-up API
-  (workers.housekeeping.ring_deadline).
+  dialer ends a call still unanswered at its ring timeout through the hang-up API (its "ring" limit:
+  traits.api.dialer_enforces, narrowed per account by limits_the_dialer_enforces;
+  workers.housekeeping.call_limits).
 - 200 OK on success (l.46); request_uuid is "equivalent to call_uuid" (l.51-53): lookups take either.
 - A bulk answer's request_uuid is a string; "each destination is delivered its own UUID via the callback
   URLs" (l.51): bulk callbacks are matched by (batch, To) and give each attempt its own id.
@@ -25,7 +26,13 @@ from typing import ClassVar
 from workers.providers.calls import AccountCredentials, IncomingCallback, OutboundCall
 from workers.providers.plivo import MACHINE_DETECTION_MODES, PLIVO_OPTIONS, PlivoAdapter
 from workers.providers.signatures import vobiz_v3_signature
-from workers.providers.traits import AccountRules, CallbackRules, CallOptionSupport, ProviderTraits
+from workers.providers.traits import (
+    AccountRules,
+    CallbackRules,
+    CallLimit,
+    CallOptionSupport,
+    ProviderTraits,
+)
 
 # Account option: what the carrier's hangup_on_ring counts, the first the default.
 HANGUP_ON_RING_READINGS = ("call", "ring")
@@ -52,8 +59,8 @@ class VobizAdapter(PlivoAdapter):
         PlivoAdapter.traits,
         kind="vobiz",
         default_base_url="https://api.vobiz.ai",
-        # Request and call ids interchangeable; hangup_on_ring may bound the talk (the ring_deadline sweep).
-        api=replace(PlivoAdapter.traits.api, request_ids_lookup=True, ring_timeout_by_hangup=True),
+        # Request and call ids interchangeable; hangup_on_ring may bound the talk: the dialer ends the ring.
+        api=replace(PlivoAdapter.traits.api, request_ids_lookup=True, dialer_enforces=frozenset({"ring"})),
         callbacks=CallbackRules(nonce_headers=("x-vobiz-signature-v3-nonce", "x-vobiz-signature-v2-nonce")),
         accounts=AccountRules(local_callback_times=True, choices={"hangup_on_ring": HANGUP_ON_RING_READINGS}),
         options=CallOptionSupport(
@@ -83,6 +90,11 @@ class VobizAdapter(PlivoAdapter):
 
     def ring_fields(self, account: AccountCredentials, call: OutboundCall) -> dict[str, int]:
         return vobiz_ring_fields(hangup_on_ring_reading(account), call)
+
+    def limits_the_dialer_enforces(self, account: AccountCredentials) -> frozenset[CallLimit]:
+        """The ring timeout under the "call" reading (hangup_on_ring then carries ring + time limit); none
+        under "ring", where hangup_on_ring is the ring timeout and the carrier ends the ringing itself."""
+        return self.traits.api.dialer_enforces if hangup_on_ring_reading(account) == "call" else frozenset()
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
         """Either id: the seed makes them interchangeable."""

@@ -24,7 +24,7 @@ Not on the seed, decided here (docs/PROVIDERS.md, VoIPbin, says what each rests 
 - No call-creation field takes a ring timeout or a time limit (the seed shows none; assumed: VoIPbin's
   OpenAPI for POST /calls has none either, and its own limits are a 60 s dial and a 1 h call). The dialer
   ends the call itself at the campaign's limits through POST /v1.0/calls/{id}/hangup
-  (workers.housekeeping.call_limits, by traits.api.dialer_ends_calls); rings longer than 60 s are refused.
+  (workers.housekeeping.call_limits, by traits.api.dialer_enforces); rings longer than 60 s are refused.
 Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as UTC.
 """
 
@@ -195,7 +195,7 @@ class VoipbinAdapter(ProviderAdapter):
         default_base_url="https://api.voipbin.net",
         limits=RequestLimits(max_destinations=100, max_ring_timeout_s=VOIPBIN_MAX_RING_S),
         # No creation field takes the ring timeout or the time limit: the dialer hangs calls up at them.
-        api=CallApi(has_call_status=True, has_hangup=True, dialer_ends_calls=True),
+        api=CallApi(has_call_status=True, has_hangup=True, dialer_enforces=frozenset({"ring", "time"})),
         # Actions are given at creation, and no action fetches call control from a URL (seed).
         answer=AnswerMarkup(document_kind="none", takes_answer_url=False),
         options=CallOptionSupport(

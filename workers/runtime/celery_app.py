@@ -28,7 +28,7 @@ DISPATCH_INTERVAL_S = 1.0
 REAPER_INTERVAL_S = 5.0
 APPLY_EVENTS_INTERVAL_S = 2.0
 RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron time
-CALL_LIMITS_INTERVAL_S = 1.0  # a call the dialer ends itself (VoIPbin) ends within this of its limit
+CALL_LIMITS_INTERVAL_S = 1.0  # calls the dialer ends itself (VoIPbin; Vobiz rings) end within this of a limit
 
 
 def make_app() -> Celery:

@@ -182,7 +182,7 @@ def start_scheduled_runs() -> dict[str, Any] | None:
 
 @app.task(name="workers.tasks.enforce_call_limits", ignore_result=True)
 def enforce_call_limits() -> dict[str, int] | None:
-    """End calls at their ring timeout and time limit where the carrier takes neither
+    """End calls at the ring timeout or time limit their carrier was not told
     (workers.housekeeping.call_limits): only the requests due now are looked at."""
     budgets = get_budgets()
     due_by = budgets.client.zrangebyscore(redis_keys.call_limit_checks(), "-inf", time.time(), start=0, num=1)
