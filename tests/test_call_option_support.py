@@ -147,3 +147,9 @@ def test_the_api_takes_the_typed_options_and_names_a_bad_one(client: Any, auth: 
     assert good.status_code == 200, good.text
     options = client.get(f"/campaigns/{campaign_id}", headers=auth).json()["settings"]["provider_options"]
     assert options == {"send_digits": "1w2", "sip_headers": {"Team": "blue"}}
+
+
+def test_every_provider_plays_an_audio_url() -> None:
+    # XML providers play it from the answer document; VoIPbin as a play action at creation.
+    for kind, adapter in PROVIDERS.items():
+        assert "audio_url" in adapter.traits.options.supported, kind

@@ -72,8 +72,9 @@ FINAL_STATUSES = frozenset(
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
 MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})  # the seed's only values (l.39)
 # The optional campaign options Plivo's page offers (traits.options.supported).
+# audio_url is played by the answer document's <Play> (workers.callbacks.answer_documents), not sent.
 PLIVO_OPTIONS = frozenset({"caller_name", "sip_headers", "fallback_url", "send_digits",
-                           "machine_detection_time", "callback_retries"})
+                           "machine_detection_time", "callback_retries", "audio_url"})
 # Retry on our 5xx (nothing stored), a refused connection and no answer in time: not on a 4xx, a refusal
 # (bad signature, expired ticket) that a retry cannot change.
 CALLBACK_RETRY_POLICY = "5xx,ct,rt"
