@@ -76,6 +76,11 @@ def simulator_config(cps: int, provider: str = "plivo") -> dict[str, Any]:
     auth_id, options = DEMO_ACCOUNTS[provider][0], DEMO_ACCOUNTS[provider][1]
     account = {"provider": provider, "auth_id": auth_id, "auth_token": DEMO_TOKEN, "cps": cps,
                "max_concurrent": 2000, **options}
+    if provider == "voipbin":
+        # VoIPbin takes no ring timeout, so by default its simulator rings until the dialer hangs up at the
+        # campaign's (real-time) ring timeout; the demo's carrier is the reading where the callee's side
+        # gives up after 30 carrier seconds (docs/PROVIDERS.md), so its unanswered calls end at --speed.
+        account["voipbin_ring_limit"] = "callee"
     return {
         "accounts": [account],
         "outcomes": {
