@@ -16,6 +16,8 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from tests.sim_helpers import CallbackSink
+
 # The adversarial suites' size: `ci` keeps `make test` to seconds; `soak` (make fuzz) runs for minutes.
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -103,3 +105,10 @@ def auth(database_url: str) -> dict[str, str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         key = create_api_key(conn, name="api-tests").key
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[CallbackSink]:
+    """A real HTTP server, one per test module, that records the callbacks a simulator sends it."""
+    with CallbackSink() as running:
+        yield running

@@ -98,7 +98,8 @@ def test_plivo_sends_every_option_its_page_offers_in_its_fields() -> None:
 
 def test_vobiz_takes_the_options_on_its_page_and_refuses_sip_headers_and_callback_retries() -> None:
     traits = adapter_for("vobiz").traits.options
-    assert traits.supported == {"caller_name", "fallback_url", "send_digits", "machine_detection_time"}
+    assert traits.supported == {"caller_name", "fallback_url", "send_digits", "machine_detection_time",
+                                "audio_url"}
     assert adapter_for("plivo").traits.options.supported >= {"sip_headers", "callback_retries"}
     for traits_of in (adapter_for("plivo").traits.options, traits):
         assert traits_of.machine_detection_modes == {"true", "hangup"}

@@ -60,12 +60,6 @@ def test_sliding_window_never_admits_more_than_cps_arrivals_in_any_second() -> N
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
     with start_simulator(CONFIG, speed=10, seed=2) as sim:
         yield sim

@@ -71,12 +71,6 @@ def test_plivo_v3_signs_query_then_params() -> None:
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
     with start_simulator(CONFIG, speed=200, seed=11) as sim:
         yield sim

@@ -48,12 +48,6 @@ def only(outcome: str, **times: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
     accounts = [{"auth_id": auth_id, "auth_token": TOKEN, "cps": 50, **mode}
                 for auth_id, mode in MODES.items()]

@@ -23,12 +23,6 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
     with start_simulator(CONFIG, speed=200, seed=5) as sim:
         yield sim

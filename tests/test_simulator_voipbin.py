@@ -37,12 +37,6 @@ SEED_BODY = {
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim(sink: CallbackSink) -> Iterator[RunningSimulator]:
     config = {
         "accounts": [{"provider": "voipbin", "auth_id": "customer-1", "auth_token": TOKEN, "cps": 20,

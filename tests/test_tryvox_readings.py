@@ -52,12 +52,6 @@ KINDS = {"ring": EventKind.RING, "answer": EventKind.ANSWER, "hangup": EventKind
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
     with start_simulator(CONFIG, speed=200, seed=19) as sim:
         yield sim
