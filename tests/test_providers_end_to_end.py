@@ -51,6 +51,11 @@ def sim_account(provider: str, shape: str) -> dict[str, Any]:
         account.update(api_username=API_USER, application_id=APP)
     if provider in ("plivo", "vobiz") and shape == "rich":
         account["time_zone"] = ZONE
+    if provider == "voipbin":
+        # VoIPbin takes no ring timeout. In its default reading the simulator rings until the dialer hangs up
+        # at the campaign's ring timeout, in real seconds (tests/test_call_limits.py covers that); here the
+        # two other readings end unanswered calls in carrier time: the callee gives up, or VoIPbin's dial does.
+        account["voipbin_ring_limit"] = "callee" if shape == "seed" else "dialout"
     return account
 
 
