@@ -66,7 +66,9 @@ def test_demo_runs_the_pipeline_on_every_provider(
     results = tmp_path / "results.csv"
     with (tmp_path / "demo.out").open("w") as out:
         campaign_id = run_demo(
-            DemoSettings(rows=40, cps=40, workers=1, timeout_s=180, results_csv=results, provider=provider),
+            # Retries after 1 s: the first test waits the demo's own 5 s; these check each provider's path.
+            DemoSettings(rows=40, cps=40, workers=1, timeout_s=180, results_csv=results, provider=provider,
+                         retry_delay_s=1),
             console=Console(file=out, width=200),
         )
     with psycopg.connect(database_url) as conn:

@@ -64,6 +64,7 @@ class DemoSettings:
     timeout_s: float = 900.0
     results_csv: Path = Path("demo-results.csv")
     provider: str = "plivo"
+    retry_delay_s: int = 5  # a retried outcome's wait (real seconds; a real campaign waits minutes to hours)
 
 
 def demo_auth_id(provider: str) -> str:
@@ -203,7 +204,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                     window_end=clock_time(0),  # equal ends: all day, so the demo runs whenever it is started
                     # Short retries so the demo ends in minutes; a real campaign waits minutes to hours.
                     retry_policy={
-                        outcome: {"delay_s": 5, "max_attempts": 2}
+                        outcome: {"delay_s": settings.retry_delay_s, "max_attempts": 2}
                         for outcome in ("busy", "no_answer", "failed")
                     },
                     provider_options={"ring_timeout": 30, "time_limit": 120},
