@@ -70,7 +70,12 @@ def killed(stack: Stack, database_url: str) -> Iterator[dict[str, Figures]]:
             for killer in killers:
                 killer()
 
-        deadline = time.monotonic() + 90  # queued leases, unsent grace or evidence window, retry backoff
+        # The owners' deadlines bound the recovery: a queued lease (30 s), then the unsent grace (15 s) or the
+        # evidence window (30 s), then the transient retry's backoff (5 s and up), about 70 s after the kill
+        # of every worker. Each run's tail kill also kills the workers recovering the other's tail, so two
+        # chains can follow one another: 90 s was met only when they overlapped (a make test run ended with
+        # 2 destinations in retry_wait at 90.4 s, 9 kills). The wait ends as soon as both are complete.
+        deadline = time.monotonic() + 180
         for run in runs:
             run.until_complete(max(1.0, deadline - time.monotonic()), during=kill)
         yield {run.name.split("-")[1]: run.figures(kills=killer.kills)
