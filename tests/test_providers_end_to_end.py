@@ -54,7 +54,8 @@ def sim_account(provider: str, shape: str) -> dict[str, Any]:
     if provider == "voipbin":
         # VoIPbin takes no ring timeout. In its default reading the simulator rings until the dialer hangs up
         # at the campaign's ring timeout, in real seconds (tests/test_call_limits.py covers that); here the
-        # two other readings end unanswered calls in carrier time: the callee gives up, or VoIPbin's dial does.
+        # two other readings end unanswered calls in carrier time: the callee gives up, or VoIPbin's dial
+        # does.
         account["voipbin_ring_limit"] = "callee" if shape == "seed" else "dialout"
     return account
 
