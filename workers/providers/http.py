@@ -33,12 +33,14 @@ from workers.providers.errors import (
     Throttled,
     Transient,
 )
+from workers.providers.redaction import REDACTED as REDACTED  # re-exported: the marker callers look for
+from workers.providers.redaction import redact_secrets, secret_forms
+from workers.providers.signatures import bandwidth_callback_credentials
 
 TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=5.0)
 KEEPALIVE_EXPIRY = 30.0
 USER_AGENT = "dialer/0.1 (+bulk-dialing campaign worker)"
 MESSAGE_LIMIT = 500
-REDACTED = "[redacted]"
 # httpx logs every request line at INFO, query string included: VoIPbin's token travels there.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -160,17 +162,27 @@ def error_for_response(
     return Rejected(f"{account.provider} rejected the request (HTTP {status}): {message}", status=status)
 
 
-def redact(text: str, account: AccountCredentials) -> str:
-    """`text` without the account's token or webhook secret: error messages end up in logs, campaign state
-    reasons and API answers."""
-    for secret in (account.auth_token, account.webhook_secret):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    return text
+def redact(text: str, account: AccountCredentials, *, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` without the account's secrets in any form a carrier may echo, then shortened to `limit`:
+    error messages end up in logs, campaign state reasons and API answers (workers.providers.redaction)."""
+    return redact_secrets(text, account_secret_forms(account), limit=limit)
+
+
+def account_secret_forms(account: AccountCredentials) -> set[str]:
+    """Every form of the account's token, webhook secret and (Bandwidth) per-call callback password."""
+    usernames = (account.auth_id, str(account.options.get("api_username") or ""))
+    forms = secret_forms(account.auth_token, basic_usernames=usernames)
+    if account.webhook_secret:
+        forms |= secret_forms(account.webhook_secret)
+    if account.provider == "bandwidth":  # its create body carries the callback password; a 400 may echo it
+        username, password = bandwidth_callback_credentials(account.account_id)
+        forms |= secret_forms(password, basic_usernames=(username,))
+    return forms
 
 
 def provider_message(response: httpx.Response) -> str:
-    """The carrier's own error text (error/message/description/detail), else the body, shortened."""
+    """The carrier's own error text (error/message/description/detail), else the body; whole, because
+    `redact` must see a secret whole before it shortens the text."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -181,9 +193,9 @@ def provider_message(response: httpx.Response) -> str:
             if isinstance(value, dict):
                 value = value.get("message") or value.get("description") or json.dumps(value)
             if value:
-                return str(value)[:MESSAGE_LIMIT]
+                return str(value)
     text = response.text.strip()
-    return text[:MESSAGE_LIMIT] if text else response.reason_phrase or f"HTTP {response.status_code}"
+    return text or response.reason_phrase or f"HTTP {response.status_code}"
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -211,7 +223,7 @@ def json_answer(response: httpx.Response, account: AccountCredentials) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Ambiguous(
             f"{account.provider} accepted the request (HTTP {response.status_code}) but its "
-            f"answer is not JSON: {response.text[:200]!r}",
+            f"answer is not JSON: {redact(response.text, account, limit=200)!r}",
             status=response.status_code,
         ) from exc
 
