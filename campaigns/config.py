@@ -87,16 +87,22 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _secret_key_fit_for_the_environment(self) -> Settings:
+    def _secret_keys_fit_for_the_environment(self) -> Settings:
         # After the whole model is read: a field validator neither sees a later field (environment) nor
         # runs on a default, which let production start with the published development key.
-        if self.secret_key == DEVELOPMENT_SECRET:
-            if self.environment != "development":
-                raise ValueError(f"DIALER_SECRET_KEY must be set when DIALER_ENVIRONMENT={self.environment}"
-                                 " (one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
-        elif len(self.secret_key) < MIN_SECRET_KEY_CHARS:
-            raise ValueError(f"DIALER_SECRET_KEY is {len(self.secret_key)} characters; at least "
-                             f"{MIN_SECRET_KEY_CHARS} are needed")
+        refusal = secret_key_refusal(self.secret_key, environment=self.environment)
+        if refusal is not None:
+            raise ValueError(f"DIALER_SECRET_KEY {refusal}"
+                             " (one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        # A previous key still verifies everything derived from it (keys.secrets_newest_first), so it is as
+        # much a root secret as the current one and gets the same rule. The entry is named by position:
+        # the message reaches logs, and the key must not.
+        previous = self.previous_secrets
+        for position, key in enumerate(previous, start=1):
+            refusal = secret_key_refusal(key, environment=self.environment)
+            if refusal is not None:
+                raise ValueError(f"DIALER_PREVIOUS_SECRET_KEYS entry {position} of {len(previous)} {refusal}"
+                                 " (remove it: values made under it would still be accepted)")
         return self
 
     @property
@@ -107,6 +113,18 @@ class Settings(BaseSettings):
     def psycopg_url(self) -> str:
         """The database URL in the form psycopg.connect() takes (no SQLAlchemy driver suffix)."""
         return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def secret_key_refusal(key: str, *, environment: str) -> str | None:
+    """Why `key` may not be a root secret (current or previous) in `environment`, or None if it may."""
+    if key == DEVELOPMENT_SECRET:
+        if environment == "development":
+            return None
+        return (f"must be a secret of your own when DIALER_ENVIRONMENT={environment}, not the published "
+                "development key")
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        return f"is {len(key)} characters; at least {MIN_SECRET_KEY_CHARS} are needed"
+    return None
 
 
 class SettingsInvalid(SystemExit):

@@ -22,7 +22,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "redis_prefix": ("elsewhere", None),
     "public_url": ("https://dialer.example/", "https://dialer.example"),
     "secret_key": ("s" * 40, None),
-    "previous_secret_keys": ("old-one,older-one", None),
+    "previous_secret_keys": ("old-one-" + "o" * 32 + ",older-one-" + "p" * 32, None),
     "environment": ("staging", None),
     "callback_grace_s": ("120", 120),
     "max_callback_bytes": ("1024", 1024),
