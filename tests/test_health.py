@@ -3,6 +3,9 @@ answer, and says which one does not. In-process app (TestClient), real Postgres 
 
 from __future__ import annotations
 
+import logging
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,18 +24,38 @@ def test_live_and_ready_with_postgres_and_redis_up(database_url: str) -> None:
         assert metrics.status_code == 200 and 'dialer_state_up{store="postgres"} 1.0' in metrics.text
 
 
-def test_ready_is_503_naming_redis_when_redis_does_not_answer(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DIALER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+def _ready_with(variable: str, url: str, monkeypatch: pytest.MonkeyPatch) -> httpx.Response:
+    """/health/ready of an app whose store behind `variable` is a port nothing listens on."""
+    monkeypatch.setenv(variable, url)
     get_settings.cache_clear()
     try:
         with TestClient(create_app(apply_events=False)) as client:
-            ready = client.get("/health/ready")
+            ready: httpx.Response = client.get("/health/ready")
             assert client.get("/health/live").status_code == 200
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+    return ready
+
+
+def test_ready_is_503_naming_redis_when_redis_does_not_answer(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready = _ready_with("DIALER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0", monkeypatch)
     assert ready.status_code == 503
-    checks = ready.json()["checks"]
-    assert checks["postgres"] == "ok" and checks["redis"].startswith("unavailable")
+    assert ready.json() == {"status": "unavailable", "checks": {"postgres": "ok", "redis": "unavailable"}}
+
+
+def test_ready_names_the_failed_store_without_exception_text_and_logs_why(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The probe is anonymous: the answer names the store, the log (for the operator) says why.
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="workers.entrypoints.api.routes_health"):
+        ready = _ready_with("DIALER_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/dialer",
+                            monkeypatch)
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "checks": {"postgres": "unavailable", "redis": "ok"}}
+    assert str(port) not in ready.text
+    logged = [r for r in caplog.records if r.name == "workers.entrypoints.api.routes_health"]
+    assert logged and "postgres unavailable" in logged[0].getMessage() and logged[0].exc_info is not None
