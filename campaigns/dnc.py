@@ -9,7 +9,6 @@ campaigns.store.dial_store.dnc_numbers; the loader rejects listed numbers at loa
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ import psycopg
 from campaigns.csv_source import CsvLimits, CsvStream
 from campaigns.errors import InvalidRequest
 from campaigns.numbers import NumberPolicy, normalise_number
+from campaigns.safe_csv import SafeCsvWriter
 
 IMPORT_BATCH = 5000  # rows per COPY into the staging table
 MAX_REPORTED_REJECTS = 100  # an import report lists this many bad lines; the count covers all of them
@@ -130,8 +130,9 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
 
 
 def write_csv(entries: Iterator[DncEntry], out: TextIO, *, header: bool = True) -> int:
-    """number,reason,source,added_at: the export format, which `import` reads back."""
-    writer = csv.writer(out)
+    """number,reason,source,added_at: the export format, which `import` reads back; formula-safe (a reason
+    such as `=1+2` is written `'=1+2`)."""
+    writer = SafeCsvWriter(out)
     if header:
         writer.writerow(["number", "reason", "source", "added_at"])
     count = 0

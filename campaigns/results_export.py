@@ -1,22 +1,19 @@
 """A campaign's results (every destination with its last attempt) and rejects as CSV. One format for the
 CLI, the demo and the HTTP API.
 
-Every cell is safe to open in a spreadsheet: text starting with = + - @, a tab or a carriage return (a
-formula to Excel, LibreOffice or Sheets, whatever follows) gets a leading apostrophe, unless it is a plain
-number such as +12125550100 (E.164 stays readable and harmless).
+Every cell is safe to open in a spreadsheet: rows go through campaigns.safe_csv, the one export writer.
 """
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import psycopg
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+# Re-exported: the API's /results route and older callers take the writer from here.
+from campaigns.safe_csv import SafeCsvWriter as SafeCsvWriter
+from campaigns.safe_csv import spreadsheet_safe as spreadsheet_safe
 
 # Where a stored event (call_event.payload: "raw" as the carrier sent it, "parsed" our reading) names the
 # call's recording: every URL of a list first (TryVox's "recording URLs", seed l.50, in each spelling its
@@ -57,23 +54,6 @@ REJECT_COLUMNS = ("line", "reason", "raw_value", "detail")
 REJECTS_SQL = """
 SELECT line_no, reason, raw_value, detail FROM rejected_row WHERE campaign_id = %s ORDER BY line_no, id
 """
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A cell value a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-class SafeCsvWriter:
-    """csv.writer whose every cell passes through spreadsheet_safe."""
-
-    def __init__(self, handle: Any) -> None:
-        self.writer = csv.writer(handle)
-
-    def writerow(self, row: Iterable[Any]) -> None:
-        self.writer.writerow([spreadsheet_safe(cell) for cell in row])
 
 
 def _stream_csv(conn: psycopg.Connection, name: str, columns: tuple[str, ...], sql: str, campaign_id: int,
