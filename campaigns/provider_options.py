@@ -35,6 +35,36 @@ def protected_body_field(name: str) -> bool:
     return key in PROTECTED_BODY_FIELDS or "url" in key or "method" in key
 
 
+# Inside `extra` (VoIPbin's `actions`, seed l.132-150: a `connect` action carries its own source and
+# destinations), no value at any depth may dial or name another party: an action of a type that connects
+# the call on, or an object carrying a number field. Media URLs (`stream_urls`, seed l.76) and flow jump
+# ids (`target_id`, `target_ids`, l.321-374) stay allowed: they move within the call, not out of it.
+REDIRECTING_ACTION_TYPES = frozenset({"connect", "transfer"})
+NESTED_NUMBER_FIELDS = frozenset({"destination", "destinations", "number", "numbers", "target", "source",
+                                  "to", "from"})
+
+
+def redirect_in_extra(value: Any, path: str = "extra") -> str | None:
+    """The path of the first nested value in `extra` that would connect the call to a number, or None."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            name = str(key).lower()
+            if path != "extra" and name in NESTED_NUMBER_FIELDS:
+                return where
+            if name == "type" and isinstance(item, str) and item.lower() in REDIRECTING_ACTION_TYPES:
+                return where
+            found = redirect_in_extra(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = redirect_in_extra(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 class ProviderOptions(BaseModel):
     """Options every provider takes; a provider's own limits narrow them (register_ring_timeout_limit)."""
 
@@ -105,6 +135,10 @@ class ProviderOptions(BaseModel):
         for key in value or {}:
             if protected_body_field(key):
                 raise ValueError(f"extra may not set {key!r}: the dialer sets the numbers and callback URLs")
+        redirect = redirect_in_extra(value or {})
+        if redirect is not None:
+            raise ValueError(f"{redirect}: extra may not connect the call on or name a number (no connect, "
+                             "transfer, destination, number or target anywhere inside it)")
         return value
 
 
