@@ -76,3 +76,22 @@ def test_a_bandwidth_400_echoing_the_callback_password_and_its_basic_header_is_r
     assert password not in caught.value.message and header not in caught.value.message
     assert no_part_of(password, caught.value.message)
     assert REDACTED in caught.value.message
+
+
+@pytest.mark.parametrize("provider", ["bandwidth", "voipbin"])
+def test_an_accepted_answer_without_ids_is_reported_without_the_token(provider: str) -> None:
+    from workers.providers.errors import Ambiguous
+
+    token = "tok/with+secret=chars-123456"
+    account = AccountCredentials(account_id=1, provider=provider, auth_id="A1", auth_token=token,
+                                 base_url="https://carrier.example",
+                                 options={"api_username": "u", "application_id": "app"})
+    body = f'{{"echo": "{token}", "also": "{quote(token, safe="")}"}}'
+    status = 201 if provider == "bandwidth" else 200
+    response = httpx.Response(status, text=body if provider == "bandwidth" else f"[{body}]",
+                              request=httpx.Request("POST", "https://carrier.example/calls"))
+    with pytest.raises(Ambiguous) as raised:
+        call = OutboundCall(caller_id="+14155550000", destinations=["+14155550001"],
+                            callbacks=CallbackUrls(answer_url="https://d.example/a", hangup_url="https://d.example/h"))
+        adapter_for(provider).read_create_answer(response, account, call)
+    assert token not in str(raised.value) and quote(token, safe="") not in str(raised.value)

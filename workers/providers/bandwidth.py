@@ -42,7 +42,7 @@ from workers.providers.calls import (
 from workers.providers.errors import Ambiguous, AuthFailed
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import require_scalars
-from workers.providers.http import check_destinations, json_answer
+from workers.providers.http import check_destinations, json_answer, redact
 from workers.providers.keypress import BxmlGather
 from workers.providers.outcomes import (
     BANDWIDTH_MACHINE_RESULTS,
@@ -251,7 +251,8 @@ class BandwidthAdapter(ProviderAdapter):
         call_id = call_id or response.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1] or None
         if not call_id:
             raise Ambiguous(
-                f"bandwidth accepted the call but gave no callId: {response.text[:200]!r}",
+                f"bandwidth accepted the call but gave no callId: "
+                f"{redact(response.text, account, limit=200)!r}",
                 status=response.status_code,
             )
         placed = PlacedCall(to=call.destinations[0], request_uuid=call_id, call_uuid=call_id)

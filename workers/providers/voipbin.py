@@ -49,7 +49,7 @@ from workers.providers.calls import (
 from workers.providers.errors import Ambiguous, Rejected
 from workers.providers.extra_fields import merge_extra
 from workers.providers.fields import as_mapping, require_scalars
-from workers.providers.http import check_destinations, e164, json_answer
+from workers.providers.http import check_destinations, e164, json_answer, redact
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
 from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
@@ -239,7 +239,8 @@ class VoipbinAdapter(ProviderAdapter):
         accepted = accepted_from_answer(json_answer(response, account))
         if not accepted.request_uuids:
             raise Ambiguous(
-                f"voipbin accepted the request but listed no call ids: {response.text[:200]!r}",
+                f"voipbin accepted the request but listed no call ids: "
+                f"{redact(response.text, account, limit=200)!r}",
                 status=response.status_code,
             )
         return accepted
