@@ -6,15 +6,15 @@ How that callback can end the call is not on the seed (bandwidth-create-call.txt
 Bandwidth's webhook page says to send Update Call; its voicemail-detection guide says the application "can
 respond with instructions". Both readings are followed, and the simulator has a mode for each
 (docs/PROVIDERS.md, Bandwidth): the callback is answered with <Hangup/>, and once that answer has gone the
-adapter's hang-up request is sent (in the API's threadpool, on one shared client). Whichever ends the call
-first, the other finds it ended (404: nothing to do). Either way the attempt's outcome is `machine`, from the
+adapter's hang-up request is sent (in the API's threadpool, on the process's shared client,
+workers.providers.http.shared_client). Whichever ends the call first, the other finds it ended (404: nothing
+to do). Either way the attempt's outcome is `machine`, from the
 stored callback.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 
 import httpx
@@ -28,24 +28,9 @@ from workers.callbacks.answer_documents import hangup_document
 from workers.providers.base import ProviderAdapter
 from workers.providers.calls import AccountCredentials, CallbackEvent
 from workers.providers.errors import ProviderError
-from workers.providers.http import make_client
+from workers.providers.http import shared_client
 
 log = logging.getLogger(__name__)
-
-HANGUP_CONNECTIONS = 8  # hang-ups are a few per second at most: machines among the answered calls
-
-_client_lock = threading.Lock()
-_client: httpx.Client | None = None
-
-
-def shared_client() -> httpx.Client:
-    """The process's one client for machine hang-ups, made on first use."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = make_client(max_connections=HANGUP_CONNECTIONS)
-        return _client
-
 
 def hang_up_machine(
     adapter: ProviderAdapter, account: AccountCredentials, request_uuid: str | None, call_uuid: str | None

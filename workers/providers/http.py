@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -58,6 +59,20 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
 def make_client(*, transport: httpx.BaseTransport | None = None, max_connections: int = 64) -> httpx.Client:
     """A pooled keep-alive client for ~64 concurrent requests; share one per process."""
     return httpx.Client(transport=transport, **client_options(max_connections))
+
+
+_shared_lock = threading.Lock()
+_shared: httpx.Client | None = None
+
+
+def shared_client() -> httpx.Client:
+    """The process's one pooled client for unbooked requests (lookups, hang-ups), made on first use and
+    shared by its threads: a worker's reaper and call limits, the API's machine hang-ups."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = make_client()
+        return _shared
 
 
 def client_options(max_connections: int = 64) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from workers.housekeeping.call_limits import enforce_call_limits as end_calls_at
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
 from workers.pg import get_pool, on_fresh_connection
-from workers.providers.http import make_client
+from workers.providers.http import shared_client
 from workers.queues import DIAL_QUEUE
 from workers.ratelimit.process_budgets import get_budgets
 from workers.ratelimit.slots import by_budget
@@ -45,18 +45,6 @@ log = logging.getLogger(__name__)
 SAFETY_NET_PAGE = 2000
 
 _client_lock = threading.Lock()
-_client: httpx.Client | None = None
-
-
-def http_client() -> httpx.Client:
-    """One pooled httpx client per worker process, shared by its threads."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = make_client()
-        return _client
-
-
 _dial_client: httpx.Client | None = None
 
 
@@ -165,7 +153,7 @@ def reap_expired_attempts() -> dict[str, int] | None:
         if not mine:
             return None
         with get_pool().connection() as conn:
-            return reap_open_attempts(conn, http_client(), get_budgets()).__dict__
+            return reap_open_attempts(conn, shared_client(), get_budgets()).__dict__
 
 
 @app.task(name="workers.tasks.start_scheduled_runs", ignore_result=True)
@@ -189,5 +177,5 @@ def enforce_call_limits() -> dict[str, int] | None:
     if not due_by:
         return None  # the usual tick: nothing due, no database connection taken
     with get_pool().connection() as conn:
-        report = end_calls_at_their_limits(conn, budgets.client, http_client())
+        report = end_calls_at_their_limits(conn, budgets.client, shared_client())
     return {"checked": report.checked, "hung_up": report.hung_up, "already_ended": report.already_ended}
