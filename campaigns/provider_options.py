@@ -66,7 +66,7 @@ def redirect_in_extra(value: Any, path: str = "extra") -> str | None:
 
 
 class ProviderOptions(BaseModel):
-    """Options every provider takes; a provider's own limits narrow them (register_ring_timeout_limit)."""
+    """Options every provider takes; a provider's own limits narrow them (register_option_support)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -142,21 +142,23 @@ class ProviderOptions(BaseModel):
         return value
 
 
-# The longest ring each provider takes, as its adapter declares (workers.providers.registry fills this in:
-# the domain names no provider).
-_RING_TIMEOUT_LIMITS: dict[str, int] = {}
-
-
-def register_ring_timeout_limit(kind: str, seconds: int) -> None:
-    _RING_TIMEOUT_LIMITS[kind] = seconds
+# The options a provider may lack: each adapter declares which of them its page offers
+# (workers.providers.traits.CallOptionSupport), and a campaign using one its provider lacks is refused when
+# set, when its account changes and at start.
+OPTIONAL_CALL_OPTIONS = frozenset({
+    "caller_name", "sip_headers", "fallback_url", "send_digits", "machine_detection_time", "callback_retries",
+    "audio_url",
+})
 
 
 @dataclass(frozen=True)
 class OptionSupport:
-    """What a provider takes of the optional options (workers.providers.traits.CallOptionSupport)."""
+    """What a provider's adapter declares of the campaign options: the longest ring it takes, which of the
+    OPTIONAL_CALL_OPTIONS it takes, and its machine-detection modes (workers.providers.registry registers
+    each provider's: the domain names no provider)."""
 
+    max_ring_timeout_s: int
     supported: frozenset[str]
-    optional: frozenset[str]  # every option a provider may lack
     machine_detection_modes: frozenset[str]
 
 
@@ -173,7 +175,7 @@ def unsupported_option(provider: str | None, options: Mapping[str, Any]) -> Inva
     support = _OPTION_SUPPORT.get(provider or "")
     if support is None:
         return None
-    for name in sorted(support.optional - support.supported):
+    for name in sorted(OPTIONAL_CALL_OPTIONS - support.supported):
         if options.get(name) not in (None, {}, ""):
             return InvalidOption(f"provider_options.{name}", f"{provider} does not take {name}")
     mode = machine_detection_mode(options)
@@ -203,7 +205,8 @@ def validate_provider_options(provider: str | None, options: dict[str, Any]) -> 
         error = exc.errors()[0]
         where = ".".join(str(p) for p in ("provider_options", *error["loc"]))
         raise InvalidOption(where, str(error["msg"]).removeprefix("Value error, ")) from None
-    limit = _RING_TIMEOUT_LIMITS.get(provider or "")
+    support = _OPTION_SUPPORT.get(provider or "")
+    limit = support.max_ring_timeout_s if support else None
     ring = options.get("ring_timeout")
     if limit is not None and isinstance(ring, int) and ring > limit:
         raise InvalidOption("provider_options.ring_timeout", f"at most {limit} seconds for {provider}")

@@ -17,9 +17,13 @@ from campaigns import control
 from campaigns.accounts import add_account
 from campaigns.errors import InvalidRequest
 from campaigns.loader import LoadOptions, load_campaign_csv
-from campaigns.provider_options import InvalidOption, unsupported_option, validate_provider_options
+from campaigns.provider_options import (
+    OPTIONAL_CALL_OPTIONS,
+    InvalidOption,
+    unsupported_option,
+    validate_provider_options,
+)
 from workers.providers.registry import PROVIDERS
-from workers.providers.traits import OPTIONAL_CALL_OPTIONS
 
 
 def _account(conn: psycopg.Connection, provider: str) -> int:

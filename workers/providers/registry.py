@@ -8,12 +8,11 @@ from types import MappingProxyType
 
 from campaigns.accounts import register_provider
 from campaigns.destination_kinds import register_destination_kinds
-from campaigns.provider_options import OptionSupport, register_option_support, register_ring_timeout_limit
+from campaigns.provider_options import OptionSupport, register_option_support
 from workers.providers.account_options import check_account_options
 from workers.providers.bandwidth import BandwidthAdapter
 from workers.providers.base import ProviderAdapter
 from workers.providers.plivo import PlivoAdapter
-from workers.providers.traits import OPTIONAL_CALL_OPTIONS
 from workers.providers.tryvox import TryVoxAdapter
 from workers.providers.vobiz import VobizAdapter
 from workers.providers.voipbin import VoipbinAdapter
@@ -38,13 +37,12 @@ for _traits in (adapter.traits for adapter in PROVIDERS.values()):  # accounts (
         check_options=partial(check_account_options, _traits),
         takes_answer_url=_traits.answer.takes_answer_url,
     )
-    register_ring_timeout_limit(_traits.kind, _traits.limits.max_ring_timeout_s)
     register_destination_kinds(_traits.kind, _traits.options.destination_kinds)
     register_option_support(
         _traits.kind,
         OptionSupport(
+            max_ring_timeout_s=_traits.limits.max_ring_timeout_s,
             supported=_traits.options.supported,
-            optional=OPTIONAL_CALL_OPTIONS,
             machine_detection_modes=_traits.options.machine_detection_modes,
         ),
     )

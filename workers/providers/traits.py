@@ -84,17 +84,10 @@ class AccountRules:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-# The campaign options a provider may lack (campaigns.provider_options names them): each adapter declares
-# which of them its page offers, and a campaign using one its provider lacks is refused when set and at start.
-OPTIONAL_CALL_OPTIONS = frozenset({
-    "caller_name", "sip_headers", "fallback_url", "send_digits", "machine_detection_time", "callback_retries",
-    "audio_url",
-})
-
-
 @dataclass(frozen=True)
 class CallOptionSupport:
-    """Which optional campaign options the provider takes (`supported`), which machine-detection modes the
+    """Which optional campaign options the provider takes (`supported`, among
+    campaigns.provider_options.OPTIONAL_CALL_OPTIONS), which machine-detection modes the
     adapter really implements ("true": detect and report; "hangup": also end the call on a machine), and
     which destinations its page allows ("tel": E.164 numbers; "sip": SIP URIs)."""
 
