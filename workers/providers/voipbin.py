@@ -53,6 +53,7 @@ from workers.providers.http import check_destinations, e164, json_answer, redact
 from workers.providers.outcomes import event_key as make_event_key
 from workers.providers.outcomes import json_object, parse_time, require, seconds_between, voipbin_outcome
 from workers.providers.signatures import constant_time_equal, url_secret_matches, voipbin_signature
+from workers.providers.tel_only import tel_number
 from workers.providers.traits import AnswerMarkup, CallApi, CallOptionSupport, ProviderTraits, RequestLimits
 
 DEFAULT_TALK_TEXT = "Hello. This is an automated call. Goodbye."
@@ -75,12 +76,8 @@ READ_FIELDS = ("id", "status", "hangup_reason", "tm_progressing", "tm_hangup", "
 
 def voipbin_address(destination: str) -> dict[str, str]:
     """A VoIPbin `tel` address in E.164; a SIP URI is refused (the seed gives it no address type)."""
-    if destination.lower().startswith(("sip:", "sips:")):
-        raise Rejected(
-            f"voipbin: {destination!r} is a SIP URI, and VoIPbin's call page gives SIP addresses no type "
-            "(only tel numbers in E.164, and registered endpoints): dial a number instead"
-        )
-    return {"type": "tel", "target": e164(destination)}
+    where = "its call page gives SIP addresses no type: tel numbers in E.164, and registered endpoints"
+    return {"type": "tel", "target": tel_number("voipbin", destination, where)}
 
 
 def voipbin_actions(call: OutboundCall, text: str, language: str) -> list[dict[str, Any]]:
