@@ -23,7 +23,7 @@ from workers.providers.credentials_check import (
     check_credentials,
     probe_rule,
 )
-from workers.providers.http import USER_AGENT
+from workers.providers.http import client_options
 from workers.providers.registry import adapter_for
 
 
@@ -57,8 +57,8 @@ def check_account(conn: psycopg.Connection, name_or_id: str | int,
     name, account = read_account(conn, name_or_id)
     adapter = adapter_for(account.provider)
     settings = get_settings()
-    with httpx.Client(transport=transport, timeout=CHECK_TIMEOUT, follow_redirects=False,
-                      headers={"User-Agent": USER_AGENT, "Accept": "application/json"}) as client:
+    # A carrier client (workers.providers.http), with the check's own, more patient connect timeout.
+    with httpx.Client(transport=transport, **{**client_options(), "timeout": CHECK_TIMEOUT}) as client:
         credentials = check_credentials(client, adapter, account)
         public = public_url_findings(settings.public_url, environment=settings.environment,
                                      carrier_base_url=account.base_url)
