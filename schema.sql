@@ -211,6 +211,19 @@ CREATE TABLE IF NOT EXISTS api_key (
     CONSTRAINT api_key_key_hash_key UNIQUE (key_hash)
 );
 
+-- Issue 20: a key's scope. Keys made before scopes could do everything, so they become admin (the column's
+-- default fills them in once); the default is dropped after, so every new key names its role.
+ALTER TABLE api_key ADD COLUMN IF NOT EXISTS role TEXT NOT NULL DEFAULT 'admin'
+    CHECK (role IN ('admin', 'operator', 'viewer'));
+ALTER TABLE api_key ALTER COLUMN role DROP DEFAULT;
+-- The provider accounts an operator or viewer key may reach (an admin key reaches all and lists none).
+CREATE TABLE IF NOT EXISTS api_key_account (
+    api_key_id          BIGINT NOT NULL REFERENCES api_key (id) ON DELETE CASCADE,
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id) ON DELETE CASCADE,
+    CONSTRAINT api_key_account_pkey PRIMARY KEY (api_key_id, account_id)
+);
+CREATE INDEX IF NOT EXISTS api_key_account_account_idx ON api_key_account (account_id);
+
 -- What the Redis budgets must not forget if Redis loses its state (workers.ratelimit.recovery): the last
 -- Retry-After pause and the AIMD rate lowered after 429s. Live calls are rebuilt from open attempts.
 CREATE TABLE IF NOT EXISTS account_budget_state (

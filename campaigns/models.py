@@ -295,6 +295,15 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = _text()
     created_at: datetime = _timestamp(nullable=False, now=True)
     revoked_at: datetime | None = _timestamp()
+    role: str = _text()  # admin, operator or viewer (campaigns.api_keys.Role)
+
+
+class ApiKeyAccount(SQLModel, table=True):
+    __tablename__ = "api_key_account"
+
+    api_key_id: int = _column(BigInteger, ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True)
+    account_id: int = _column(BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"),
+                              primary_key=True)
 
 
 class AccountBudgetState(SQLModel, table=True):
