@@ -29,6 +29,7 @@ class Purpose(StrEnum):
     CALLBACK_URL = "callback-url"
     BANDWIDTH_CALLBACK = "bandwidth-callback-password"
     API_KEY_HASH = "api-key-hash"
+    CONSOLE_SESSION = "console-session"  # signs the operator console's session cookie (/ui)
 
 
 @lru_cache(maxsize=64)
