@@ -107,6 +107,22 @@ class Progress:
         last = self.latest
         return eta_seconds(last.total - last.status.finished, self.finish_rate())
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The figures as (what, now) pairs: the live table of `dialer campaign status --follow` and the
+        console's live panel show these same rows."""
+        f = self.latest
+        st = f.status
+        budget = f"{f.cps_budget:g}" if f.cps_budget is not None else "?"
+        limit = str(f.max_concurrent) if f.max_concurrent is not None else "?"
+        rows = [("calls per second (now / budget)", f"{f.cps_now:.1f} / {budget}"),
+                ("live calls (now / limit)", f"{f.live} / {limit}"),
+                ("destinations finished", f"{st.finished} / {f.total}")]
+        rows += [(f"  {outcome}", str(count)) for outcome, count in sorted(st.by_outcome.items())
+                 if outcome != "-"]
+        rows += [("waiting to retry", str(st.by_status.get("retry_wait", 0))),
+                 ("429s met", str(st.throttled)), ("ETA", format_duration(self.eta()))]
+        return rows
+
     def line(self) -> str:
         """One plain line per refresh (for logs and pipes)."""
         f = self.latest

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from campaigns.db import connect
 from campaigns.errors import ServiceUnavailable
-from campaigns.progress import Progress, format_duration, read_figures
+from campaigns.progress import Progress, read_figures
 from campaigns.states import CampaignState
 
 REFRESH_S = 1.0
@@ -27,17 +27,8 @@ def live_table(progress: Progress) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("what")
     table.add_column("now", justify="right")
-    budget = f"{f.cps_budget:g}" if f.cps_budget is not None else "?"
-    table.add_row("calls per second (now / budget)", f"{f.cps_now:.1f} / {budget}")
-    limit = str(f.max_concurrent) if f.max_concurrent is not None else "?"
-    table.add_row("live calls (now / limit)", f"{f.live} / {limit}")
-    table.add_row("destinations finished", f"{st.finished} / {f.total}")
-    for outcome, count in sorted(st.by_outcome.items()):
-        if outcome != "-":
-            table.add_row(f"  {outcome}", str(count))
-    table.add_row("waiting to retry", str(st.by_status.get("retry_wait", 0)))
-    table.add_row("429s met", str(st.throttled))
-    table.add_row("ETA", format_duration(progress.eta()))
+    for what, now in progress.rows():
+        table.add_row(what, now)
     return table
 
 
