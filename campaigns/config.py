@@ -10,6 +10,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
+# The one environment that accepts DEVELOPMENT_SECRET (and Flower without auth, a plain-http public URL, http
+# audio). It must be named: the default is production, so a deployment that forgets the variable fails closed.
+DEVELOPMENT = "development"
+DEFAULT_ENVIRONMENT = "production"
 # 32 characters: a key anyone can brute-force forges every account's callbacks (TryVox, VoIPbin, Bandwidth).
 MIN_SECRET_KEY_CHARS = 32
 # The port docker-compose.yml exposes on each worker container and prometheus scrapes.
@@ -38,9 +42,9 @@ class Settings(BaseSettings):
     secret_key: str = DEVELOPMENT_SECRET
     # Secrets replaced by a rotation, comma-separated: still accepted, never used for anything new.
     previous_secret_keys: str = ""
-    # An open set, not a Literal: "development" allows the development secret and Flower without auth, and
-    # every other name (production, staging, ...) refuses both.
-    environment: str = "development"
+    # An open set, not a Literal: "development", set explicitly, allows the development secret and Flower
+    # without auth; every other name (production, staging, ...) and the unset default refuse both.
+    environment: str = DEFAULT_ENVIRONMENT
     # How long a callback URL handed to a carrier stays valid past the call's own time limit: the carrier's
     # retries of a late callback. A signature that covers only the URL (Vobiz) can be replayed this long, so
     # its nonce is remembered this long too.
@@ -89,21 +93,30 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_keys_fit_for_the_environment(self) -> Settings:
         # After the whole model is read: a field validator neither sees a later field (environment) nor
-        # runs on a default, which let production start with the published development key.
-        refusal = secret_key_refusal(self.secret_key, environment=self.environment)
+        # runs on a default, which let production start with the published development key. Left unset, the
+        # environment is production (fail closed): the line says so, and how a development machine says so.
+        defaulted = "environment" not in self.model_fields_set
+        refusal = secret_key_refusal(self.secret_key, environment=self.environment, defaulted=defaulted)
         if refusal is not None:
-            raise ValueError(f"DIALER_SECRET_KEY {refusal}"
-                             " (one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+            raise ValueError(f"DIALER_SECRET_KEY {refusal}; set one of your own"
+                             " (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                             + (", or DIALER_ENVIRONMENT=development on a development machine"
+                                if defaulted and self.secret_key == DEVELOPMENT_SECRET else ""))
         # A previous key still verifies everything derived from it (keys.secrets_newest_first), so it is as
         # much a root secret as the current one and gets the same rule. The entry is named by position:
         # the message reaches logs, and the key must not.
         previous = self.previous_secrets
         for position, key in enumerate(previous, start=1):
-            refusal = secret_key_refusal(key, environment=self.environment)
+            refusal = secret_key_refusal(key, environment=self.environment, defaulted=defaulted)
             if refusal is not None:
                 raise ValueError(f"DIALER_PREVIOUS_SECRET_KEYS entry {position} of {len(previous)} {refusal}"
                                  " (remove it: values made under it would still be accepted)")
         return self
+
+    @property
+    def development(self) -> bool:
+        """DIALER_ENVIRONMENT=development, set explicitly: the published key and local shortcuts allowed."""
+        return self.environment == DEVELOPMENT
 
     @property
     def previous_secrets(self) -> list[str]:
@@ -115,13 +128,15 @@ class Settings(BaseSettings):
         return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def secret_key_refusal(key: str, *, environment: str) -> str | None:
-    """Why `key` may not be a root secret (current or previous) in `environment`, or None if it may."""
+def secret_key_refusal(key: str, *, environment: str, defaulted: bool = False) -> str | None:
+    """Why `key` may not be a root secret (current or previous) in `environment`, or None if it may;
+    `defaulted`: the operator left DIALER_ENVIRONMENT unset."""
     if key == DEVELOPMENT_SECRET:
-        if environment == "development":
+        if environment == DEVELOPMENT:
             return None
-        return (f"must be a secret of your own when DIALER_ENVIRONMENT={environment}, not the published "
-                "development key")
+        where = (f"DIALER_ENVIRONMENT is unset (so {environment})" if defaulted
+                 else f"DIALER_ENVIRONMENT={environment}")
+        return f"must be a secret of your own when {where}, not the published development key"
     if len(key) < MIN_SECRET_KEY_CHARS:
         return f"is {len(key)} characters; at least {MIN_SECRET_KEY_CHARS} are needed"
     return None

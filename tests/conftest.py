@@ -36,6 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DIALER_DATABASE_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{TEST_DB}"
     os.environ["DIALER_REDIS_URL"] = REDIS_URL
     os.environ["DIALER_REDIS_PREFIX"] = f"dialer-{SESSION_TAG}"
+    # Said explicitly, as a developer must: unset, the environment is production (docs/SECURITY.md, "Fail
+    # closed"). Every worker, API and CLI process a test starts inherits it with the rest of os.environ.
+    os.environ["DIALER_ENVIRONMENT"] = "development"
     os.environ.setdefault("DIALER_SECRET_KEY", f"test-secret-key-{SESSION_TAG}-{secrets.token_hex(16)}")
     # Tests add accounts without an entry point: register the adapters' provider kinds as those do.
     import workers.providers.registry  # noqa: F401
