@@ -106,7 +106,7 @@ def auth(database_url: str) -> dict[str, str]:
     from campaigns.api_keys import create_api_key
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        key = create_api_key(conn, name="api-tests").key
+        key = create_api_key(conn, name="api-tests", role="admin").key
     return {"Authorization": f"Bearer {key}"}
 
 

@@ -179,7 +179,7 @@ def test_a_wrong_key_is_refused(client: TestClient, header: str) -> None:
 
 def test_a_revoked_key_is_refused_and_its_upload_stores_nothing(client: TestClient,
                                                                  db: psycopg.Connection) -> None:
-    new = create_api_key(db, name="soon-revoked")
+    new = create_api_key(db, name="soon-revoked", role="admin")
     headers = {"Authorization": f"Bearer {new.key}"}
     assert client.get("/campaigns", headers=headers).status_code == 200
     revoke_api_key(db, new.id)

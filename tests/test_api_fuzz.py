@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(600)
 def api_stack(database_url: str, redis_client: Any) -> Iterator[tuple[Stack, dict[str, str]]]:
     with running_stack(workers=0, beat=False) as stack:
         with psycopg.connect(database_url) as conn:
-            key = create_api_key(conn, name=f"fuzz-{uuid.uuid4().hex[:6]}").key
+            key = create_api_key(conn, name=f"fuzz-{uuid.uuid4().hex[:6]}", role="admin").key
         # Something to find: the campaigns the fuzzer's ids may hit.
         for n in range(2):
             load_campaign_csv(name=f"fuzz-{uuid.uuid4().hex[:6]}", options=LoadOptions(),

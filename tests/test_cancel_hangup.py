@@ -48,7 +48,7 @@ def env(database_url: str, redis_client: Any) -> Iterator[tuple[RunningSimulator
 @pytest.fixture(scope="module")
 def auth(database_url: str) -> dict[str, str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return {"Authorization": f"Bearer {create_api_key(conn, name='hangup-tests').key}"}
+        return {"Authorization": f"Bearer {create_api_key(conn, name='hangup-tests', role='admin').key}"}
 
 
 def _calls(sim: RunningSimulator, auth_id: str) -> list[dict[str, Any]]:

@@ -112,13 +112,14 @@ def test_callback_secrets_and_tickets_of_the_previous_key_are_accepted_only_whil
 
 def test_api_keys_survive_rotation_and_the_pre_hkdf_hash(private_db: str) -> None:
     with secret_keys(OLD), psycopg.connect(private_db) as conn:
-        new = create_api_key(conn, name=f"rot-{uuid.uuid4().hex[:6]}")
+        new = create_api_key(conn, name=f"rot-{uuid.uuid4().hex[:6]}", role="admin")
         conn.commit()
     with secret_keys(NEW, previous=OLD), psycopg.connect(private_db) as conn:
         assert verify_api_key(conn, new.key) is not None
         plain = "dk_" + secrets.token_urlsafe(24)
         legacy_hash = hmac.new(NEW.encode(), plain.encode(), hashlib.sha256).hexdigest()
-        conn.execute("INSERT INTO api_key (name, key_hash) VALUES ('legacy', %s)", (legacy_hash,))
+        conn.execute("INSERT INTO api_key (name, key_hash, role) VALUES ('legacy', %s, 'admin')",
+                     (legacy_hash,))
         conn.commit()
         assert verify_api_key(conn, plain) is not None
     with secret_keys(NEW), psycopg.connect(private_db) as conn:

@@ -124,7 +124,7 @@ def _database_text(conn: psycopg.Connection) -> str:
 def test_no_token_key_or_secret_appears_anywhere(ran, database_url: str, redis_client: redis.Redis) -> None:
     _, stack, ids = ran
     with psycopg.connect(database_url) as conn:
-        api_key = create_api_key(conn, name=f"leak-{uuid.uuid4().hex[:6]}").key
+        api_key = create_api_key(conn, name=f"leak-{uuid.uuid4().hex[:6]}", role="admin").key
         database = _database_text(conn)
         campaign_ids = [r[0] for r in conn.execute("SELECT id FROM campaign WHERE name LIKE 'leak-%'")]
         state = conn.execute("SELECT state, state_reason FROM campaign WHERE account_id = %s",

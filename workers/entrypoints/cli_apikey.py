@@ -1,4 +1,7 @@
-"""`dialer apikey create NAME | list | revoke ID`: keys for the operators' HTTP API."""
+"""`dialer apikey create NAME --role R [--account A …] | list | revoke ID`: keys for the operators' HTTP API.
+
+The role has no default: a key that could do more than its holder needs is worse than a command that asks
+(docs/SECURITY.md, "API keys have a scope")."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from campaigns.api_keys import create_api_key, list_api_keys, revoke_api_key
+from campaigns.api_keys import Role, create_api_key, list_api_keys, revoke_api_key
 from campaigns.db import connect
 
 apikey_app = typer.Typer(help="API keys for the HTTP API (Authorization: Bearer KEY).", no_args_is_help=True)
@@ -16,28 +19,39 @@ err = Console(stderr=True)
 
 
 @apikey_app.command("create")
-def create(name: str = typer.Argument(..., help="Who or what the key is for.")) -> None:
+def create(
+    name: str = typer.Argument(..., help="Who or what the key is for."),
+    role: Role = typer.Option(..., "--role", case_sensitive=False,
+                              help="admin: everything, accounts and keys included; operator: run the "
+                                   "campaigns, DNC lists and caps of its accounts; viewer: read them."),
+    accounts: list[str] = typer.Option([], "--account",
+                                       help="A provider account (name or id) an operator or viewer key "
+                                            "reaches; repeat for more. None for admin."),
+) -> None:
     """Create a key and print it once: only its hash is stored."""
     with connect() as conn:
-        new = create_api_key(conn, name=name)
+        new = create_api_key(conn, name=name, role=role, accounts=accounts)
         conn.commit()
-    # The key alone on stdout, so `KEY=$(dialer apikey create ops)` works; the notes go to stderr.
+    # The key alone on stdout, so `KEY=$(dialer apikey create ops --role …)` works; the notes go to stderr.
     typer.echo(new.key)
-    err.print(f"API key {new.id} ({escape(new.name)}) created. Store it now: it cannot be shown again.\n"
-              f"Use it as: Authorization: Bearer <key>")
+    scope = f"{role.value} of {', '.join(accounts)}" if accounts else role.value
+    err.print(f"API key {new.id} ({escape(new.name)}, {escape(scope)}) created. Store it now: it cannot be "
+              f"shown again.\nUse it as: Authorization: Bearer <key>")
 
 
 @apikey_app.command("list")
 def list_() -> None:
-    """Keys by id, with when they were created and revoked (never the keys)."""
+    """Keys by id, with their role, accounts, and when they were created and revoked (never the keys)."""
     with connect() as conn:
         keys = list_api_keys(conn)
     if not keys:
-        console.print("no API keys (create one with `dialer apikey create NAME`)")
+        console.print("no API keys (create one with `dialer apikey create NAME --role ROLE`)")
         return
-    table = Table("id", "name", "created", "revoked")
+    table = Table("id", "name", "role", "accounts", "created", "revoked")
     for key in keys:
-        table.add_row(str(key.id), escape(key.name), f"{key.created_at:%Y-%m-%d %H:%M:%S %Z}",
+        table.add_row(str(key.id), escape(key.name), key.role.value,
+                      escape(", ".join(key.accounts)) if key.role is not Role.ADMIN else "all",
+                      f"{key.created_at:%Y-%m-%d %H:%M:%S %Z}",
                       f"{key.revoked_at:%Y-%m-%d %H:%M:%S %Z}" if key.revoked_at else "-")
     console.print(table)
 
