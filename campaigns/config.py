@@ -16,6 +16,8 @@ DEVELOPMENT = "development"
 DEFAULT_ENVIRONMENT = "production"
 # 32 characters: a key anyone can brute-force forges every account's callbacks (TryVox, VoIPbin, Bandwidth).
 MIN_SECRET_KEY_CHARS = 32
+# A metrics token anyone can guess reads every account's volumes.
+MIN_METRICS_TOKEN_CHARS = 24
 # The port docker-compose.yml exposes on each worker container and prometheus scrapes.
 DEFAULT_WORKER_METRICS_PORT = 9808
 
@@ -25,6 +27,7 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -53,6 +56,14 @@ class Settings(BaseSettings):
     max_callback_bytes: PositiveInt = 65536
     # Largest CSV upload through the API (counted while streaming, after the API key is checked).
     max_upload_bytes: PositiveInt = 512 * 1024 * 1024
+    # Largest body of every other API request (JSON in practice). This and max_upload_bytes are checked by
+    # workers.entrypoints.api.request_guard before the handler reads a byte.
+    max_json_bytes: PositiveInt = 65536
+    # A request body must have arrived this many seconds after its handler starts reading it, or the request
+    # gets 408 and its connection is closed: a client dripping bytes holds no connection for long. An upload
+    # gets one more second per `min_upload_bytes_per_s` received, so a large CSV on a slow link still loads.
+    body_read_timeout_s: PositiveSeconds = 10.0
+    min_upload_bytes_per_s: PositiveInt = 16384
 
     # Loader limits: a bad file is refused whole rather than half-loaded.
     max_rows: PositiveInt = 5_000_000
@@ -66,6 +77,24 @@ class Settings(BaseSettings):
     # Each Celery worker's /metrics port (workers.metrics.worker_server); 0 turns the exporter off, and a
     # worker that finds the port taken tries the next ones.
     worker_metrics_port: Port = DEFAULT_WORKER_METRICS_PORT
+    # The address each worker's exporter binds: loopback unless set (docker-compose.yml sets 0.0.0.0 on the
+    # compose network, where only Prometheus reaches it, and publishes no port).
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    # The bearer token that reads /metrics (the API's, and each worker's when set) besides any API key;
+    # unset, the API's /metrics takes API keys only and the workers' exporters ask for nothing.
+    metrics_token: str | None = Field(default=None, min_length=MIN_METRICS_TOKEN_CHARS)
+    # The API's /metrics reads the dialer's state at most this often; scrapes in between share the reading.
+    metrics_refresh_s: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
+    # Retention (`dialer prune`, campaigns.retention): the beat task prunes daily what is older than this
+    # ("30d", "12h"); unset, the task is off.
+    prune_older_than: str | None = None
+    # Authenticated callbacks we could not understand are kept (rejected_callback) at most this many per
+    # account and clock hour; past it they are only counted (rejected_callback_hour). 0 keeps none.
+    rejected_callbacks_per_hour: NonNegativeInt = 100
+    # Bytes of a rejected callback's body kept (the rest is cut, and how much was cut is said).
+    rejected_callback_body_bytes: NonNegativeInt = 4096
+    # Bytes of a callback's raw fields kept when its event matches no call (made-up or not yet recorded ids).
+    unmatched_event_raw_bytes: NonNegativeInt = 4096
     # Celery beat's schedule file (`dialer beat`): beat records there when each periodic task last ran.
     beat_schedule: str = Field(default="/tmp/dialer-celerybeat-schedule", min_length=1)
     # For benchmarks: a directory where each worker process appends its raw send-lateness samples
