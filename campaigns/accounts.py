@@ -155,6 +155,11 @@ def list_accounts(conn: psycopg.Connection) -> list[AccountSummary]:
     return [AccountSummary(**row) for row in rows]
 
 
+def no_such_account(name_or_id: str | int) -> NotFound:
+    """The error for an account that does not exist (or, to an API key, is not in its scope)."""
+    return NotFound(f"no provider account {str(name_or_id)!r} (see `dialer account list`)")
+
+
 def resolve_account_id(conn: psycopg.Connection, name_or_id: str | int) -> int:
     """An account id from its id or its name."""
     text = str(name_or_id)
@@ -163,7 +168,7 @@ def resolve_account_id(conn: psycopg.Connection, name_or_id: str | int) -> int:
         (text, text, text),
     ).fetchone()
     if row is None:
-        raise NotFound(f"no provider account {text!r} (see `dialer account list`)")
+        raise no_such_account(text)
     return int(row[0])
 
 
