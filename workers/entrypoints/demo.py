@@ -10,6 +10,7 @@ prints the results table and where the results are.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import time as clock_time
@@ -23,6 +24,7 @@ from rich.table import Table
 import campaigns
 from campaigns import control
 from campaigns.accounts import add_account, resolve_account_id, update_account
+from campaigns.config import DEVELOPMENT, get_settings
 from campaigns.db import connect, init_database
 from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
@@ -156,6 +158,11 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     """Run the demo; returns the campaign id. Stops every process it started, whatever happens."""
     console = console or Console()
     auth_id = demo_auth_id(settings.provider)
+    # A demo is development by its nature (the simulator, the sample list, plain http), and says so itself
+    # for this process and every one it starts, as the default is production; an environment the caller
+    # named is kept, with the key that one needs.
+    os.environ.setdefault("DIALER_ENVIRONMENT", DEVELOPMENT)
+    get_settings.cache_clear()
     init_database()
     config = simulator_config(settings.cps, settings.provider)
     with (
