@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaigns.durations import parse_duration
+
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
 # The one environment that accepts DEVELOPMENT_SECRET (and Flower without auth, a plain-http public URL, http
 # audio). It must be named: the default is production, so a deployment that forgets the variable fails closed.
@@ -113,6 +115,14 @@ class Settings(BaseSettings):
     # (docker-compose.yml sets the limit); refused, the sender keeps the process's priority and says so once
     # in the log. The range is the OS's own.
     sender_nice: int = Field(default=0, ge=-20, le=19)
+
+    @field_validator("prune_older_than")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_duration(value)
+            return value.strip()
+        return None
 
     @field_validator("public_url")
     @classmethod
