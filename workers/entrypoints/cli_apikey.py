@@ -35,8 +35,8 @@ def create(
     # The key alone on stdout, so `KEY=$(dialer apikey create ops --role …)` works; the notes go to stderr.
     typer.echo(new.key)
     scope = f"{role.value} of {', '.join(accounts)}" if accounts else role.value
-    err.print(f"API key {new.id} ({escape(new.name)}, {escape(scope)}) created. Store it now: it cannot be "
-              f"shown again.\nUse it as: Authorization: Bearer <key>")
+    err.print(f"API key {new.id} ({escape(new.name)}, {escape(scope)}) created.\n"
+              "Store it now: it cannot be shown again.\nUse it as: Authorization: Bearer <key>", soft_wrap=True)
 
 
 @apikey_app.command("list")

@@ -23,6 +23,7 @@ from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.deps import answer_http_exception
 from workers.entrypoints.api.routes_accounts import router as accounts_router
+from workers.entrypoints.api.routes_api_keys import router as api_keys_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
@@ -81,6 +82,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(health_router)
     app.include_router(runs_router)
+    app.include_router(api_keys_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

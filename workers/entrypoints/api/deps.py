@@ -3,6 +3,8 @@
 Errors -> responses (body: ErrorBody, {"error": code, "message": one line, "fields": [...]}):
 
     missing / unknown / revoked API key   401 unauthorized (+ WWW-Authenticate: Bearer)
+    a key whose role is too low           403 forbidden         (scopes.require_role; outside its
+                                                                 accounts it is a 404, as if missing)
     NotFound                              404 not_found
     InvalidRequest from a state change    409 conflict          (run_db(..., invalid_status=409))
     InvalidRequest otherwise              422 invalid_request   (a bad argument)
@@ -153,13 +155,19 @@ async def run_db(fn: Callable[..., T], *args: Any, invalid_status: int = 422) ->
         raise
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from `dialer apikey create NAME`")
+_bearer = HTTPBearer(auto_error=False,
+                     description="An API key from `dialer apikey create NAME --role ROLE [--account A]`")
 
 
 async def require_api_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKeyIdentity:
-    """The holder of the request's `Authorization: Bearer KEY`; 401 if it is missing, unknown or revoked."""
+    """The holder of the request's `Authorization: Bearer KEY`, with its scope (role and accounts); 401 if it
+    is missing, unknown or revoked. A key the request guard verified before the body was read is not
+    looked up again."""
+    verified = getattr(request.state, "api_key", None)
+    if isinstance(verified, ApiKeyIdentity):
+        return verified
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or not credentials.credentials:
         raise ApiError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>",

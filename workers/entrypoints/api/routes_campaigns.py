@@ -1,6 +1,8 @@
 """The operators' campaign API: upload a CSV, list, inspect, configure, run, and download results.
 
-Every route needs `Authorization: Bearer <API key>`. Routes are thin: they validate input (pydantic),
+Every route needs `Authorization: Bearer <API key>`, and states what it needs of the key's scope
+(workers/entrypoints/api/scopes.py): a campaign of an account the key reaches, for a viewer to read or an
+operator to change; another account's campaign is a 404. Routes are thin: they validate input (pydantic),
 call campaigns.loader / campaigns.control on a sync psycopg connection in the threadpool (run_db), and
 shape the answer. Errors are answered by deps.DialerRoute; InvalidRequest is 409 from the state-change
 routes (start, pause, resume, cancel: the campaign's state or setup forbids it now) and 422 elsewhere
@@ -15,13 +17,13 @@ from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import control
-from campaigns.accounts import resolve_account_id
+from campaigns.api_keys import ApiKeyIdentity, Role
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
@@ -44,6 +46,14 @@ from workers.entrypoints.api.schemas import (
     StateChange,
     format_window,
 )
+from workers.entrypoints.api.scopes import (
+    ApiKeyDep,
+    OperatedCampaign,
+    ViewedCampaign,
+    reachable_accounts,
+    require_role,
+    scoped_account_id,
+)
 from workers.housekeeping.hangup import hang_up_live_calls
 from workers.metrics.counters import observe_load
 from workers.providers.http import make_client
@@ -52,12 +62,11 @@ C = CampaignState
 # The states a campaign list may be filtered by: a campaign still loading is never listed.
 ListedState = Literal[C.DRAFT, C.RUNNING, C.PAUSED, C.COMPLETED, C.CANCELLED]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
-CampaignId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Campaign id")]
 HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
 MessageForm = Annotated[str | None, Form(description="What answered calls hear: {column} from each row")]
 RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
-_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=DialerRoute,
                    dependencies=[Depends(require_api_key)], responses=_errors)
 _conflict: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody, "description": "state forbids it"}}
@@ -66,6 +75,7 @@ _conflict: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody, "descrip
 @router.post("", status_code=201, response_model=LoadReportOut)
 async def create_campaign(
     response: Response,
+    key: ApiKeyDep,
     file: Annotated[UploadFile, File(description="CSV: a header row and a phone column")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     phone_column: Annotated[str | None, Form(description="Default: found by name")] = None,
@@ -76,11 +86,13 @@ async def create_campaign(
     message: MessageForm = None,
 ) -> LoadReportOut:
     """Create a draft campaign from an uploaded CSV: every row loaded or rejected with a reason, or
-    nothing stored at all when the file cannot be read (422 with the reason and where)."""
+    nothing stored at all when the file cannot be read (422 with the reason and where). An operator key
+    names one of its accounts."""
+    require_role(key, Role.OPERATOR)
     options = replace(_load_options(phone_column=phone_column or None, default_region=default_region,
                                     caller_id=caller_id or None, timezone=timezone), message=message or None)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
-                                     options=options)
+                                     options=options, key=key)
     observe_load(report.rows_total, report.seconds)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
     return LoadReportOut.model_validate({**report.model_dump(), "seconds": round(report.seconds, 3)})
@@ -88,30 +100,32 @@ async def create_campaign(
 
 @router.get("", response_model=CampaignPage)
 async def list_campaigns(
+    key: ApiKeyDep,
     state: Annotated[ListedState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> CampaignPage:
-    """Campaigns, newest first, with their state and row counts."""
-    rows = await run_db(_campaign_rows, state, limit, offset)
+    """Campaigns of the key's accounts, newest first, with their state and row counts."""
+    rows = await run_db(_campaign_rows, state, limit, offset, reachable_accounts(key))
     return CampaignPage(items=[CampaignSummary(**row) for row in rows], limit=limit, offset=offset)
 
 
 @router.get("/{campaign_id}", response_model=CampaignStatusOut)
-async def get_campaign(campaign_id: CampaignId) -> CampaignStatusOut:
+async def get_campaign(campaign_id: ViewedCampaign) -> CampaignStatusOut:
     """Where a campaign stands: destinations per status, attempts per outcome, 429s met, settings."""
     return await run_db(_status_out, campaign_id)
 
 
 @router.patch("/{campaign_id}", response_model=CampaignStatusOut)
-async def update_campaign(campaign_id: CampaignId, update: CampaignUpdate) -> CampaignStatusOut:
+async def update_campaign(campaign_id: OperatedCampaign, update: CampaignUpdate,
+                          key: ApiKeyDep) -> CampaignStatusOut:
     """Change settings; fields absent or null stay as they are. 422 names the field at fault."""
-    return await run_db(_configure, campaign_id, update)
+    return await run_db(_configure, campaign_id, update, key)
 
 
 @router.get("/{campaign_id}/rejects", response_model=RejectsPage)
 async def list_rejects(
-    campaign_id: CampaignId,
+    campaign_id: ViewedCampaign,
     reason: Annotated[RejectReason | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
@@ -124,34 +138,33 @@ async def list_rejects(
 
 @router.get("/{campaign_id}/results", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per destination"}})
-async def download_results(campaign_id: CampaignId) -> StreamingResponse:
+async def download_results(campaign_id: ViewedCampaign) -> StreamingResponse:
     """Every destination with its last attempt, as CSV, streamed from a server-side cursor."""
-    await run_db(_require_campaign, campaign_id)  # 404 (or 503) before the 200 header is sent
     return StreamingResponse(_results_csv(campaign_id), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition":
                                       f'attachment; filename="campaign-{campaign_id}-results.csv"'})
 
 
 @router.post("/{campaign_id}/start", response_model=StateChange, responses=_conflict)
-async def start_campaign(campaign_id: CampaignId) -> StateChange:
+async def start_campaign(campaign_id: OperatedCampaign) -> StateChange:
     """Draft or paused -> running. 409 with the reason if it has no account or caller ID, or is done."""
     return await run_db(_change_state, campaign_id, control.start, invalid_status=409)
 
 
 @router.post("/{campaign_id}/pause", response_model=StateChange, responses=_conflict)
-async def pause_campaign(campaign_id: CampaignId) -> StateChange:
+async def pause_campaign(campaign_id: OperatedCampaign) -> StateChange:
     """Running -> paused: no new call is placed; calls in progress finish and are recorded."""
     return await run_db(_change_state, campaign_id, control.pause, invalid_status=409)
 
 
 @router.post("/{campaign_id}/resume", response_model=StateChange, responses=_conflict)
-async def resume_campaign(campaign_id: CampaignId) -> StateChange:
+async def resume_campaign(campaign_id: OperatedCampaign) -> StateChange:
     """Paused -> running (a draft is started with /start)."""
     return await run_db(_change_state, campaign_id, _resume, invalid_status=409)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CancelOut, responses=_conflict)
-async def cancel_campaign(campaign_id: CampaignId, hangup: HangupFlag = False) -> CancelOut:
+async def cancel_campaign(campaign_id: OperatedCampaign, hangup: HangupFlag = False) -> CancelOut:
     """Stop for good: every destination not yet dialed becomes cancelled; with hangup, live calls end too."""
     change = await run_db(_change_state, campaign_id, control.cancel, invalid_status=409)
     report = await run_db(_hang_up, campaign_id) if hangup else None
@@ -186,11 +199,15 @@ def _load_options(*, phone_column: str | None, default_region: str, caller_id: s
                        default_timezone=timezone)
 
 
-def _load_upload(source: BinaryIO, *, name: str, account: str | None, options: LoadOptions) -> LoadReport:
+def _load_upload(source: BinaryIO, *, name: str, account: str | None, options: LoadOptions,
+                 key: ApiKeyIdentity) -> LoadReport:
+    if account is None and not key.reaches(None):
+        # A campaign of no account is seen by admins only: this key would lose sight of it.
+        raise field_error("account", "required: name one of this API key's accounts", "form")
     if account is not None:
         with connect() as conn:
             try:
-                account_id = resolve_account_id(conn, account)
+                account_id = scoped_account_id(conn, key, account)
             except NotFound as exc:
                 raise field_error("account", str(exc), "form") from None
         options = LoadOptions(**{**options.__dict__, "account_id": account_id})
@@ -203,15 +220,17 @@ def _require_campaign(conn: psycopg.Connection, campaign_id: int) -> None:
         raise NotFound(f"no campaign {campaign_id}")
 
 
-def _campaign_rows(conn: psycopg.Connection, state: str | None, limit: int,
-                   offset: int) -> list[dict[str, Any]]:
+def _campaign_rows(conn: psycopg.Connection, state: str | None, limit: int, offset: int,
+                   accounts: list[int] | None) -> list[dict[str, Any]]:
+    """A page of campaigns; `accounts`: only theirs (None: every campaign, for an admin key)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT id, name, state, state_reason, account_id, rows_total, rows_loaded, rows_rejected, "
             "throttled_count AS throttled, created_at, updated_at FROM campaign "
             f"WHERE state <> '{C.LOADING.value}' AND (%(state)s::text IS NULL OR state = %(state)s) "
+            "AND (%(accounts)s::bigint[] IS NULL OR account_id = ANY(%(accounts)s::bigint[])) "
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {"state": state, "limit": limit, "offset": offset}).fetchall()
+            {"state": state, "limit": limit, "offset": offset, "accounts": accounts}).fetchall()
 
 
 def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut:
@@ -225,7 +244,8 @@ def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut
     return CampaignStatusOut.model_validate(st, update={"settings": settings})
 
 
-def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdate) -> CampaignStatusOut:
+def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdate,
+               key: ApiKeyIdentity) -> CampaignStatusOut:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT default_region FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     if row is None:
@@ -233,7 +253,7 @@ def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdat
     account_id = caller_id = None
     if update.account is not None:
         try:
-            account_id = resolve_account_id(conn, update.account)
+            account_id = scoped_account_id(conn, key, update.account)
         except NotFound as exc:
             raise field_error("account", str(exc)) from None
     if update.caller_id is not None:

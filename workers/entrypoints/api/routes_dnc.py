@@ -1,6 +1,8 @@
 """Do-not-call lists and frequency caps on the API (the same operations as `dialer dnc` and
 `dialer account caps`). `account` (name or id) picks an account's list; without it, the global list.
-Every route needs `Authorization: Bearer <API key>`."""
+Every route needs `Authorization: Bearer <API key>`. An account's list is read by a viewer of the account
+and changed by an operator; an account outside the key's reach is answered as an unknown one. The global
+list applies to every account's campaigns: any key reads it, only an admin key changes it."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import dnc
-from campaigns.accounts import resolve_account_id
+from campaigns.api_keys import ApiKeyIdentity, Role
 from campaigns.config import get_settings
 from campaigns.csv_source import CsvLimits
 from campaigns.db import connect
@@ -24,8 +26,9 @@ from campaigns.errors import NotFound
 from campaigns.frequency_caps import set_account_caps
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
 from workers.entrypoints.api.schemas import ErrorBody
+from workers.entrypoints.api.scopes import ApiKeyDep, OperatedAccount, require_role, scoped_account_id
 
-_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
 router = APIRouter(
     tags=["do-not-call"], route_class=DialerRoute, dependencies=[Depends(require_api_key)], responses=_errors
 )
@@ -62,21 +65,29 @@ class CapsOut(CapsIn):
     account_id: int
 
 
-def _account(conn: psycopg.Connection, account: str | None, where: str = "query") -> int | None:
+def _account(conn: psycopg.Connection, key: ApiKeyIdentity, account: str | None, need: Role,
+             where: str = "query") -> int | None:
+    """The list's account id (None: the global list), if the key reaches it with the role `need`.
+
+    The global list is read by every key and changed by admins only (403); an account the key does not
+    reach is the 422 of an unknown one; one it reaches with too low a role, 403."""
     if account is None:
+        require_role(key, Role.VIEWER if need is Role.VIEWER else Role.ADMIN)
         return None
     try:
-        return resolve_account_id(conn, account)
+        account_id = scoped_account_id(conn, key, account)
     except NotFound as exc:
         raise field_error("account", str(exc), where) from None
+    require_role(key, need)
+    return account_id
 
 
 @router.post("/dnc", status_code=201, response_model=DncChange)
-async def add_dnc(body: DncAdd) -> DncChange:
+async def add_dnc(body: DncAdd, key: ApiKeyDep) -> DncChange:
     """Add a number; it is never called again by the campaigns it applies to (checked before each call)."""
 
     def work(conn: psycopg.Connection) -> DncChange:
-        account_id = _account(conn, body.account, "body")
+        account_id = _account(conn, key, body.account, Role.OPERATOR, "body")
         number, added = dnc.add_number(
             conn, body.number, account_id=account_id, reason=body.reason, source="api", region=body.region
         )
@@ -86,9 +97,9 @@ async def add_dnc(body: DncAdd) -> DncChange:
 
 
 @router.delete("/dnc/{number}", response_model=DncChange)
-async def remove_dnc(number: str, account: AccountParam = None) -> DncChange:
+async def remove_dnc(number: str, key: ApiKeyDep, account: AccountParam = None) -> DncChange:
     def work(conn: psycopg.Connection) -> DncChange:
-        account_id = _account(conn, account)
+        account_id = _account(conn, key, account, Role.OPERATOR)
         removed = dnc.remove_number(conn, number, account_id=account_id)
         return DncChange(number=dnc.normalise_dnc_number(number), account_id=account_id, changed=removed)
 
@@ -97,20 +108,22 @@ async def remove_dnc(number: str, account: AccountParam = None) -> DncChange:
 
 @router.post("/dnc/import", response_model=DncImportOut)
 async def import_dnc(
+    key: ApiKeyDep,
     file: Annotated[UploadFile, File(description="CSV with a phone column")],
     account: Annotated[str | None, Form()] = None,
     reason: Annotated[str | None, Form()] = None,
     region: Annotated[str, Form()] = "US",
 ) -> DncImportOut:
     """Streamed import under the loader's limits: all of it or nothing (422 with the reason)."""
-    return await run_in_threadpool(_import, file.file, account or None, reason, region)
+    return await run_in_threadpool(_import, file.file, key, account or None, reason, region)
 
 
-def _import(source: BinaryIO, account: str | None, reason: str | None, region: str) -> DncImportOut:
+def _import(source: BinaryIO, key: ApiKeyIdentity, account: str | None, reason: str | None,
+            region: str) -> DncImportOut:
     settings = get_settings()
     limits = CsvLimits(settings.max_rows, settings.max_field_bytes, settings.max_line_bytes)
     with connect() as conn:
-        account_id = _account(conn, account, "form")
+        account_id = _account(conn, key, account, Role.OPERATOR, "form")
         source.seek(0)
         report = dnc.import_file(
             conn, source, account_id=account_id, reason=reason, region=region, limits=limits
@@ -127,9 +140,9 @@ def _import(source: BinaryIO, account: str | None, reason: str | None, region: s
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "number,reason,source,added_at"}},
 )
-async def export_dnc(account: AccountParam = None) -> StreamingResponse:
+async def export_dnc(key: ApiKeyDep, account: AccountParam = None) -> StreamingResponse:
     """A whole list as CSV, streamed."""
-    account_id = await run_db(_account, account)
+    account_id = await run_db(_account, key, account, Role.VIEWER)
     return StreamingResponse(_export(account_id), media_type="text/csv; charset=utf-8")
 
 
@@ -150,11 +163,10 @@ def _export(account_id: int | None) -> Iterator[str]:
 
 
 @router.put("/accounts/{account}/frequency-caps", response_model=CapsOut)
-async def put_caps(account: str, caps: CapsIn) -> CapsOut:
+async def put_caps(account_id: OperatedAccount, caps: CapsIn) -> CapsOut:
     """Attempts per number per rolling day and week across the account's campaigns (null: no cap)."""
 
     def work(conn: psycopg.Connection) -> CapsOut:
-        account_id = resolve_account_id(conn, account)
         set_account_caps(conn, account_id, per_day=caps.per_day, per_week=caps.per_week)
         return CapsOut(account_id=account_id, per_day=caps.per_day, per_week=caps.per_week)
 

@@ -1,6 +1,7 @@
 """Runs on the API: a campaign's schedule (PUT/GET/DELETE), its runs, a one-off rerun, a clone, the
 results of one run or all, and the load warnings of its message template. The same domain functions as
-`dialer campaign schedule|runs|rerun|clone|warnings`."""
+`dialer campaign schedule|runs|rerun|clone|warnings`. A viewer key reads a campaign of its accounts; an
+operator changes it (workers/entrypoints/api/scopes.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from campaigns import runs
@@ -23,9 +24,10 @@ from campaigns.states import RunTrigger
 from campaigns.templates import list_warnings
 from workers.entrypoints.api.deps import DialerRoute, require_api_key, run_db
 from workers.entrypoints.api.schemas import ErrorBody
+from workers.entrypoints.api.scopes import OperatedCampaign, ViewedCampaign
 
-CampaignId = Annotated[int, Path(ge=1, description="Campaign id")]
-_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 422, 503)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody}
+                                            for code in (401, 403, 404, 409, 422, 503)}
 router = APIRouter(prefix="/campaigns", tags=["runs"], route_class=DialerRoute,
                    dependencies=[Depends(require_api_key)], responses=_errors)
 
@@ -103,38 +105,38 @@ def _run_results(conn: psycopg.Connection, campaign_id: int, run_no: int | None)
 
 
 @router.put("/{campaign_id}/schedule", response_model=StoredSchedule)
-async def put_schedule(campaign_id: CampaignId, body: ScheduleIn) -> StoredSchedule:
+async def put_schedule(campaign_id: OperatedCampaign, body: ScheduleIn) -> StoredSchedule:
     """Create or replace the campaign's recurring schedule (stored in Postgres; beat starts the runs)."""
     return await run_db(_set, campaign_id, body)
 
 
 @router.get("/{campaign_id}/schedule", response_model=StoredSchedule)
-async def read_schedule(campaign_id: CampaignId) -> StoredSchedule:
+async def read_schedule(campaign_id: ViewedCampaign) -> StoredSchedule:
     return await run_db(_get, campaign_id)
 
 
 @router.delete("/{campaign_id}/schedule", status_code=204)
-async def delete_schedule(campaign_id: CampaignId) -> Response:
+async def delete_schedule(campaign_id: OperatedCampaign) -> Response:
     """Stop the schedule; a run in progress goes on to its end."""
     await run_db(_remove, campaign_id)
     return Response(status_code=204)
 
 
 @router.get("/{campaign_id}/runs", response_model=list[RunOut])
-async def list_runs(campaign_id: CampaignId) -> list[RunOut]:
+async def list_runs(campaign_id: ViewedCampaign) -> list[RunOut]:
     """Every run, oldest first: what it dialed, and each destination's last outcome in it."""
     reports = await run_db(runs.list_runs, campaign_id)
     return [RunOut(**runs.run_as_dict(r)) for r in reports]
 
 
 @router.post("/{campaign_id}/rerun", response_model=RunStartedOut, status_code=201)
-async def rerun(campaign_id: CampaignId, body: RerunIn) -> RunStartedOut:
+async def rerun(campaign_id: OperatedCampaign, body: RerunIn) -> RunStartedOut:
     """Start a new run now (409 unless the campaign is draft or completed)."""
     return await run_db(_rerun, campaign_id, body, invalid_status=409)
 
 
 @router.post("/{campaign_id}/clone", response_model=CloneOut, status_code=201)
-async def clone(campaign_id: CampaignId, body: CloneIn) -> CloneOut:
+async def clone(campaign_id: OperatedCampaign, body: CloneIn) -> CloneOut:
     """A new draft campaign with the same settings and destinations."""
     new_id = await run_db(clone_campaign, campaign_id, body.name)
     return CloneOut(id=new_id, cloned_from=campaign_id)
@@ -143,7 +145,7 @@ async def clone(campaign_id: CampaignId, body: CloneIn) -> CloneOut:
 @router.get("/{campaign_id}/runs/results", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "A row per destination and run"}})
 async def run_results(
-    campaign_id: CampaignId,
+    campaign_id: ViewedCampaign,
     run: Annotated[int | None, Query(ge=1, description="One run; all if none")] = None,
 ) -> Response:
     """Results per run as CSV: each destination's last attempt in each run, with the text it spoke."""
@@ -166,7 +168,7 @@ def _warnings(conn: psycopg.Connection, campaign_id: int, limit: int) -> list[Lo
 
 @router.get("/{campaign_id}/warnings", response_model=list[LoadWarningOut])
 async def load_warnings(
-    campaign_id: CampaignId, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+    campaign_id: ViewedCampaign, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
 ) -> list[LoadWarningOut]:
     """Rows loaded with a warning (a message variable their CSV row leaves empty), by line."""
     return await run_db(_warnings, campaign_id, limit)
