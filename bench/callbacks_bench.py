@@ -79,6 +79,7 @@ def _setup_env(admin_url: str, redis_url: str) -> str:
     os.environ["DIALER_REDIS_URL"] = redis_url
     os.environ["DIALER_REDIS_PREFIX"] = f"dialer-bench-{tag}"
     os.environ.setdefault("DIALER_SECRET_KEY", f"bench-secret-for-benchmarks-only-{tag}")
+    os.environ.setdefault("DIALER_ENVIRONMENT", "development")  # said explicitly: unset is production
     return f"dialer_bench_{tag}"
 
 

@@ -43,6 +43,8 @@ def _environment() -> None:
     os.environ.setdefault("DIALER_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/dialer_bench")
     os.environ["DIALER_REDIS_PREFIX"] = f"bench-{secrets.token_hex(3)}"
     os.environ.setdefault("DIALER_SECRET_KEY", "bench-secret-for-benchmarks-only-0123")
+    # A local run against the simulator, said explicitly: unset, the environment is production.
+    os.environ.setdefault("DIALER_ENVIRONMENT", "development")
 
 
 def prepare(database: str) -> None:
