@@ -137,6 +137,7 @@ def test_environment_from_the_anchor(compose: dict[str, Any], services: dict[str
         assert _env(services[name]) == env, name
     worker = _env(services["worker"])
     assert int(worker.pop("DIALER_SENDER_NICE")) < 0, "the sender thread runs ahead of the chunk threads"
+    assert worker.pop("DIALER_WORKER_METRICS_HOST") == "0.0.0.0", "prometheus scrapes it over the network"
     assert worker == env
     flower = _env(services["flower"])
     assert REQUIRED_VAR.fullmatch(flower.pop("DIALER_FLOWER_AUTH")), "Flower refuses to start without auth"
@@ -281,8 +282,34 @@ def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[st
     assert str(DEFAULT_PORT) in services["worker"]["expose"]
 
 
+def test_every_scrape_sends_the_metrics_token_and_prometheus_is_given_it(
+        compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    """/metrics (the API's, and the workers' when the token is set) answers 401 without the token."""
+    prometheus = services["prometheus"]
+    mount = next(v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro"))
+    config = yaml.safe_load((REPO / mount.split(":")[0]).read_text())
+    (secret,) = prometheus["secrets"]
+    assert compose["secrets"][secret] == {"environment": "DIALER_METRICS_TOKEN"}
+    for job in config["scrape_configs"]:
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": f"/run/secrets/{secret}"}, \
+            job["job_name"]
+    assert REQUIRED_VAR.fullmatch(compose["x-dialer-env"]["DIALER_METRICS_TOKEN"])
+
+
+def test_only_the_api_is_published_beyond_loopback(services: dict[str, dict[str, Any]]) -> None:
+    """Carriers must reach the API's callbacks; nothing else is for the network outside this host."""
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            spec = str(port)
+            if name == "api":
+                continue
+            assert spec.startswith("127.0.0.1:"), f"{name} publishes {spec} on every interface"
+    assert not services["postgres"].get("ports") and not services["redis"].get("ports")
+    assert not services["worker"].get("ports"), "the workers' /metrics are for prometheus only"
+
+
 def test_grafana_is_provisioned_with_the_dashboard_and_every_panel_queries_a_real_metric(
-    services: dict[str, dict[str, Any]], database_url: str
+    services: dict[str, dict[str, Any]], database_url: str, auth: dict[str, str]
 ) -> None:
     from fastapi.testclient import TestClient
     from prometheus_client import generate_latest
@@ -305,7 +332,7 @@ def test_grafana_is_provisioned_with_the_dashboard_and_every_panel_queries_a_rea
     exprs += [v["query"]["query"] for v in dashboard["templating"]["list"]]
     queried = {name for expr in exprs for name in re.findall(r"\b(dialer_[a-z_]+)", expr)}
     with TestClient(create_app(apply_events=False)) as client:
-        exported = client.get("/metrics").text
+        exported = client.get("/metrics", headers=auth).text
     metrics.SEND_LATENESS.observe(0.001)  # labelled counters appear once used
     metrics.count_request(1, "throttled")
     metrics.count_request(1, "accepted", 1, sent=1)

@@ -14,13 +14,13 @@ from workers.entrypoints.api.app import create_app
 from workers.entrypoints.local_stack import free_port
 
 
-def test_live_and_ready_with_postgres_and_redis_up(database_url: str) -> None:
+def test_live_and_ready_with_postgres_and_redis_up(database_url: str, auth: dict[str, str]) -> None:
     with TestClient(create_app(apply_events=False)) as client:
         assert client.get("/health/live").json() == {"status": "ok"}
         ready = client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
-        metrics = client.get("/metrics")
+        metrics = client.get("/metrics", headers=auth)  # any API key reads them (test_metrics_scrape.py)
         assert metrics.status_code == 200 and 'dialer_state_up{store="postgres"} 1.0' in metrics.text
 
 

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from campaigns.accounts import add_account
+from campaigns.api_keys import create_api_key
 from campaigns.frequency_caps import set_account_caps
 from tests.engine_harness import Stack, load_campaign, numbers, prepare_and_start, running_stack
 from tests.polling import wait_for
@@ -236,7 +237,9 @@ def test_metrics_after_a_small_campaign(env, db) -> None:
     campaign_id = load_campaign("metrics", numbers(12, start=9000, area="646"))
     prepare_and_start(db, campaign_id, account_id)
     wait_for(lambda: _statuses(db, campaign_id) == {"done": 12}, 60, what="the campaign done")
-    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    api_key = create_api_key(db, name="ops-metrics", role="admin").key  # /metrics needs a key or the token
+    text = httpx.get(f"{stack.api_url}/metrics", headers={"Authorization": f"Bearer {api_key}"},
+                     timeout=10).text
     key = f'{{account="{account_id}",campaign="{campaign_id}"}}'
     assert _samples(text, "dialer_calls_placed_total")[key] == 12 == len(_dialed(sim, "MAOPSMET"))
     assert _samples(text, "dialer_calls_answered_total")[key] == 12
@@ -252,7 +255,7 @@ def test_metrics_after_a_small_campaign(env, db) -> None:
     assert "+1646" not in text and "1646" not in text, "no phone number is ever a label"
     # Each worker serves its own: the requests it sent and how late they left their booked time.
     ports = [
-        int(port) for port in re.findall(r"worker metrics on http://0\.0\.0\.0:(\d+)/metrics", stack.logs())
+        int(port) for port in re.findall(r"worker metrics on http://127\.0\.0\.1:(\d+)/metrics", stack.logs())
     ]
     assert len(ports) == 2, stack.logs()
     accepted = lateness = 0.0

@@ -1,20 +1,24 @@
-"""State metrics read at scrape time from Postgres and Redis (registered by the API process only).
+"""State metrics read from Postgres and Redis (registered by the API process only, and read through
+workers.metrics.state_snapshot: at most once per DIALER_METRICS_REFRESH_S, whatever the number of scrapes).
 
 Calls per campaign and account come from the attempt rows themselves, so they are right whichever process
 placed or settled the call, and survive restarts. Only campaigns running, paused, or changed in the last
-hour are exported (bounded labels).
+hour are exported (bounded labels). Postgres is read on one connection the collector holds for the life of
+the process (application_name `dialer-api-metrics`): a scrape never opens a session.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import psycopg
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
+from campaigns.db import SESSION_OPTIONS
 from campaigns.states import OPEN_ATTEMPT, AttemptStatus, CampaignState, Outcome, sql_in
 from workers import redis_keys
 from workers.queues import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
@@ -48,26 +52,32 @@ SELECT count(*) FROM call_attempt
 WHERE {sql_in("status", OPEN_ATTEMPT)} AND lease_expires_at < now()
 """
 QUEUES = (DIAL_QUEUE, RESULTS_QUEUE, HOUSEKEEPING_QUEUE)
+APPLICATION_NAME = "dialer-api-metrics"  # how the collector's one session shows in pg_stat_activity
+# The aggregates over call_attempt must not hold the connection (or a scraper) for ever.
+STATEMENT_TIMEOUT_MS = 5000
 
 
 class DialerStateCollector(Collector):
-    """Reads the dialer's state on each scrape; a store that cannot be read yields `dialer_up 0`."""
+    """Reads the dialer's state when collected, on the one Postgres connection it holds (opened on first
+    use, opened again only after it broke); a store that cannot be read yields `dialer_state_up 0`.
+    Collect from one thread at a time (workers.metrics.state_snapshot serialises it)."""
 
     def __init__(self, psycopg_url: str, redis_client: redis.Redis) -> None:
         self.psycopg_url = psycopg_url
         self.redis = redis_client
         self.budgets = Budgets(redis_client)
+        self.conn: psycopg.Connection | None = None
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "dialer_state_up", "1 if the last scrape read Postgres and Redis", labels=["store"]
         )
         try:
-            with psycopg.connect(self.psycopg_url, autocommit=True, connect_timeout=3) as conn:
-                yield from self._postgres(conn)
+            yield from self._postgres(self._connection())
             up.add_metric(["postgres"], 1)
         except psycopg.Error as exc:
             log.warning("metrics: Postgres unreadable: %s", exc)
+            self.close()  # the next read opens a fresh one
             up.add_metric(["postgres"], 0)
         try:
             yield from self._queues()
@@ -76,6 +86,25 @@ class DialerStateCollector(Collector):
             log.warning("metrics: Redis unreadable: %s", exc)
             up.add_metric(["redis"], 0)
         yield up
+        yield GaugeMetricFamily(
+            "dialer_state_read_timestamp_seconds", "When this state was read (Unix time)", value=time.time()
+        )
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = psycopg.connect(
+                self.psycopg_url, autocommit=True, connect_timeout=3, application_name=APPLICATION_NAME,
+                options=f"{SESSION_OPTIONS} -c statement_timeout={STATEMENT_TIMEOUT_MS}")
+        return self.conn
+
+    def close(self) -> None:
+        """Close the held connection (at shutdown, or after an error)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                log.debug("closing the metrics connection failed", exc_info=True)
 
     def _postgres(self, conn: psycopg.Connection) -> Iterator[Metric]:
         campaigns = conn.execute(ACTIVE_CAMPAIGNS).fetchall()
@@ -163,8 +192,6 @@ class DialerStateCollector(Collector):
         yield depth
 
 
-def state_registry(psycopg_url: str, redis_url: str) -> CollectorRegistry:
-    """A registry of the state collector alone, for the API's /metrics."""
-    state = CollectorRegistry(auto_describe=False)
-    state.register(DialerStateCollector(psycopg_url, redis.Redis.from_url(redis_url, socket_timeout=3)))
-    return state
+def state_collector(psycopg_url: str, redis_url: str) -> DialerStateCollector:
+    """The state collector of the API's /metrics, with its own Redis client."""
+    return DialerStateCollector(psycopg_url, redis.Redis.from_url(redis_url, socket_timeout=3))

@@ -1,23 +1,45 @@
 """Each Celery worker serves its own /metrics (workers.metrics.counters: requests by result, calls sent, 429s,
 send lateness) on DIALER_WORKER_METRICS_PORT (default 9808; 0 turns it off). Several workers on one host
 take the next free ports, each logged, so a scrape config or `docker compose` (one worker per container,
-port 9808 each) finds them."""
+port 9808 each) finds them.
+
+Reachable like the API's /metrics (issue 20 item 3): it binds DIALER_WORKER_METRICS_HOST, loopback unless
+set (compose sets 0.0.0.0 inside its network and publishes nothing), and with DIALER_METRICS_TOKEN set it
+answers 401 to a scrape without `Authorization: Bearer <token>`. It reads no store, so it needs no
+snapshot: it serves this process's counters from memory.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery.signals import worker_init
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from campaigns.config import DEFAULT_WORKER_METRICS_PORT, get_settings
 from workers.metrics.counters import registry
+from workers.metrics.scrape_auth import bearer_credential, is_metrics_token
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = DEFAULT_WORKER_METRICS_PORT
 PORTS_TO_TRY = 20
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class MetricsServer:
+    """A running exporter: where it listens, and its server (shutdown() stops it)."""
+
+    host: str
+    port: int
+    server: WSGIServer
 
 
 def metrics_port() -> int:
@@ -25,15 +47,42 @@ def metrics_port() -> int:
     return get_settings().worker_metrics_port
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> int | None:
-    """Start the exporter on `port` or the next free one; the port taken, or None."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """No access log line per scrape."""
+
+
+def token_required(app: WsgiApp, token: str) -> WsgiApp:
+    """`app` behind `Authorization: Bearer <token>` (constant-time compare); 401 otherwise."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        credential = bearer_credential(environ.get("HTTP_AUTHORIZATION"))
+        if credential is not None and is_metrics_token(credential, token):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+        return [b"unauthorized\n"]
+
+    return guarded
+
+
+def serve_metrics(port: int, host: str | None = None, token: str | None = None) -> MetricsServer | None:
+    """Start the exporter on `port` or the next free one, on `host` (default: the setting), behind `token`
+    (default: DIALER_METRICS_TOKEN, if set); the server started, or None when no port was free."""
+    settings = get_settings()
+    host = host or settings.worker_metrics_host
+    token = token if token is not None else settings.metrics_token
+    app: WsgiApp = make_wsgi_app(registry())
+    if token:
+        app = token_required(app, token)
     for candidate in range(port, port + PORTS_TO_TRY):
         try:
-            start_http_server(candidate, addr=addr, registry=registry())
+            server = make_server(host, candidate, app, ThreadingWSGIServer, handler_class=_QuietHandler)
         except OSError:
             continue
-        log.warning("worker metrics on http://%s:%d/metrics", addr, candidate)
-        return candidate
+        threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+        log.warning("worker metrics on http://%s:%d/metrics%s", host, candidate,
+                    " (bearer token required)" if token else "")
+        return MetricsServer(host, candidate, server)
     log.error("no free port in %d-%d for the worker's metrics", port, port + PORTS_TO_TRY - 1)
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from collections.abc import AsyncIterator
@@ -29,7 +30,8 @@ from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_runs import router as runs_router
 from workers.entrypoints.api.upload_guard import UploadGuard
-from workers.metrics.state_collector import state_registry
+from workers.metrics.state_collector import state_collector
+from workers.metrics.state_snapshot import StateSnapshot
 
 
 @asynccontextmanager
@@ -55,7 +57,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Callbacks are applied in the commit that stores them (the applier thread takes what that leaves).
     app.state.writer = EventWriter(settings.psycopg_url, connect, stored,
                                    apply=apply_on_store if app.state.apply_events else None)
-    app.state.metrics_state = state_registry(settings.psycopg_url, settings.redis_url)
+    # /metrics reads the state at most every DIALER_METRICS_REFRESH_S, on the collector's one connection.
+    app.state.metrics_state = StateSnapshot(state_collector(settings.psycopg_url, settings.redis_url),
+                                            settings.metrics_refresh_s)
     app.state.writer.start()
     applier = EventApplier(stored) if app.state.apply_events else None
     if applier:
@@ -67,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             applier.stop()
             applier.join(timeout=5)
         await app.state.writer.stop()
+        await asyncio.to_thread(app.state.metrics_state.close)
         await app.state.redis.aclose()
         await pool.close()
 

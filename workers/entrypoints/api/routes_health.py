@@ -1,18 +1,23 @@
 """Health and metrics of the API process: /health/live, /health/ready (Postgres and Redis answer),
-/metrics (Prometheus text: this process's counters plus the dialer's state, workers.metrics.state_collector).
-None needs an API key: they carry no campaign data, and probes and scrapers hold no keys."""
+/metrics (Prometheus text: this process's counters plus the dialer's state, workers.metrics.state_snapshot).
+The probes need no API key: they carry no campaign data. /metrics does (metrics_auth): the metrics token or
+any API key."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
+from workers.entrypoints.api.metrics_auth import may_scrape
 from workers.metrics.counters import registry
+from workers.metrics.state_snapshot import StateSnapshot
 
 router = APIRouter(tags=["health"])
 READY_TIMEOUT_S = 2.0
@@ -52,13 +57,24 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
+UNAUTHORIZED = {"error": "unauthorized",
+                "message": "send Authorization: Bearer <DIALER_METRICS_TOKEN or an API key>", "fields": None}
+
+
+@router.get("/metrics", response_class=Response, responses={
+    401: {"description": "no metrics token or valid API key"},
+    503: {"description": "an API key could not be checked (Postgres down)"}})
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition: this process's metrics and the dialer's state."""
-    state: CollectorRegistry | None = getattr(request.app.state, "metrics_state", None)
-
-    def render() -> bytes:
-        body = generate_latest(registry())
-        return body + generate_latest(state) if state is not None else body
-
-    return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition: this process's metrics and the dialer's state (read at most once per
+    DIALER_METRICS_REFRESH_S). Needs `Authorization: Bearer` with the metrics token or an API key."""
+    try:
+        allowed = await may_scrape(request)
+    except (psycopg.OperationalError, PoolTimeout):
+        return JSONResponse({"error": "service_unavailable", "message": "cannot check the API key now",
+                             "fields": None}, status_code=503)
+    if not allowed:
+        return JSONResponse(UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    snapshot: StateSnapshot | None = getattr(request.app.state, "metrics_state", None)
+    state = await snapshot.latest() if snapshot is not None else b""
+    own = await run_in_threadpool(generate_latest, registry())
+    return Response(own + state, media_type=CONTENT_TYPE_LATEST)
