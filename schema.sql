@@ -152,6 +152,14 @@ CREATE TABLE IF NOT EXISTS rejected_callback (
     received_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS rejected_callback_received_idx ON rejected_callback (account_id, received_at);
+-- How many of an account's callbacks were refused as malformed in each clock hour (issue 20 item 9): past
+-- DIALER_REJECTED_CALLBACKS_PER_HOUR of them only this count grows, and nothing of the callback is kept.
+CREATE TABLE IF NOT EXISTS rejected_callback_hour (
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id) ON DELETE CASCADE,
+    hour                TIMESTAMPTZ NOT NULL,                 -- date_trunc('hour', received)
+    received            INTEGER NOT NULL DEFAULT 0,           -- refused in that hour, kept or not
+    PRIMARY KEY (account_id, hour)
+);
 
 -- The request ids a bulk answer gave (Plivo/Vobiz list them with no order). Where the carrier can be asked about
 -- a bare request id (Vobiz: request_uuid is the call_uuid), the reaper looks each one up when every callback

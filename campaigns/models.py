@@ -242,6 +242,15 @@ class RejectedCallback(SQLModel, table=True):
     received_at: datetime = _timestamp(nullable=False, now=True)
 
 
+class RejectedCallbackHour(SQLModel, table=True):
+    __tablename__ = "rejected_callback_hour"
+
+    account_id: int = _column(BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"),
+                              primary_key=True)
+    hour: datetime = _column(DateTime(timezone=True), primary_key=True)
+    received: int = _int(default=0)
+
+
 class DncNumber(SQLModel, table=True):
     __tablename__ = "dnc_number"
 
