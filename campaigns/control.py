@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns import settings_rules
 from campaigns.call_options import machine_detection_mode
+from campaigns.config import get_settings
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.provider_options import unsupported_option
@@ -44,7 +45,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
     if account_id is not None:
         found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
         provider = found[0] if found else None
-    settings = settings_rules.checked(settings, region=row["default_region"], provider=provider)
+    settings = settings_rules.checked(settings, region=row["default_region"], provider=provider,
+                                      plain_http_audio=get_settings().development)
     if settings.account_id is not None:  # the options already set must suit the new account's provider
         refusal = unsupported_option(provider, {**(row["provider_options"] or {}),
                                                 **(settings.provider_options or {})})
@@ -128,6 +130,17 @@ def pause(conn: psycopg.Connection, campaign_id: int, reason: str = "paused by o
     """Running -> paused: no new call is placed; calls in progress finish and are recorded."""
     _transition(conn, campaign_id, (C.RUNNING,), C.PAUSED, reason)
     conn.commit()
+
+
+def resume(conn: psycopg.Connection, campaign_id: int) -> None:
+    """Paused -> running; a draft is refused (it is started, which begins its first run)."""
+    row = _campaign(conn, campaign_id)
+    # Nothing returns to draft or paused from elsewhere but pause, so start() after this check cannot
+    # turn a draft into running by way of resume.
+    if row["state"] != C.PAUSED:
+        raise InvalidRequest(f"campaign {campaign_id} is {row['state']}; it must be paused to resume"
+                             + (" (start a draft with /start)" if row["state"] == C.DRAFT else ""))
+    start(conn, campaign_id)
 
 
 def cancel(conn: psycopg.Connection, campaign_id: int) -> int:

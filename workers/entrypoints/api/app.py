@@ -29,6 +29,7 @@ from workers.entrypoints.api.routes_campaigns import router as campaigns_router
 from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_runs import router as runs_router
+from workers.entrypoints.console import router as console_router
 from workers.entrypoints.api.upload_guard import UploadGuard
 from workers.metrics.state_collector import state_collector
 from workers.metrics.state_snapshot import StateSnapshot
@@ -87,6 +88,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(health_router)
     app.include_router(runs_router)
+    app.include_router(console_router)  # the operator console, /ui (its own session cookie and CSRF)
     app.include_router(api_keys_router)
 
     @app.get("/health")

@@ -1,0 +1,238 @@
+"""The console's pages: sign in and out, the campaigns list with live figures, one campaign (its controls,
+runs, schedule, charts, rejects and results). Actions call the functions the HTTP API's routes call
+(campaigns.control, campaigns.runs, campaigns.clone, workers.housekeeping.hangup)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, datetime
+from typing import Annotated, Any
+from urllib.parse import quote_plus
+
+import psycopg
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from psycopg.rows import dict_row
+
+from campaigns import control, runs
+from campaigns.accounts import list_accounts
+from campaigns.api_keys import verify_api_key_async
+from campaigns.clone import clone_campaign
+from campaigns.errors import InvalidRequest, NotFound
+from campaigns.listing import LISTED_STATES
+from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, write_results_csv
+from campaigns.schedule_store import get_schedule
+from campaigns.schedules import parse_outcomes
+from campaigns.states import CampaignState, RunTrigger
+from workers.entrypoints.console.chart_data import campaign_charts
+from workers.entrypoints.console.figures import READINGS, campaign_lines
+from workers.entrypoints.console.session import (
+    ConsoleUser,
+    check_csrf,
+    clear_cookie,
+    new_session,
+    require_role,
+    session_user,
+    set_cookie,
+)
+from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, safe_next
+from workers.housekeeping.hangup import hang_up_live_calls
+from workers.providers.http import make_client
+
+router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+C = CampaignState
+ACTIONS = ("start", "pause", "resume", "cancel", "rerun", "clone")
+REJECTS_SHOWN = 100
+
+
+@router.get("")
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/ui/campaigns", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    return page(request, "login.html", await session_user(request), next=safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request, key: Annotated[str, Form()] = "",
+                next: Annotated[str, Form()] = "") -> Response:
+    async with request.app.state.pool.connection(timeout=5) as conn:
+        holder = await verify_api_key_async(conn, key.strip()) if key.strip() else None
+    if holder is None:
+        return page(request, "login.html", None, 401, next=safe_next(next),
+                    error="unknown or revoked API key")
+    response = RedirectResponse(safe_next(next), status_code=303)
+    set_cookie(response, new_session(holder))
+    return response
+
+
+@router.post("/logout")
+async def logout(user: UserDep, csrf: Annotated[str, Form()] = "") -> Response:
+    check_csrf(user, csrf)
+    response = RedirectResponse("/ui/login", status_code=303)
+    clear_cookie(response)
+    return response
+
+
+def _filters(state: str | None, account: str | None) -> tuple[str | None, int | None]:
+    chosen_state = state if state in LISTED_STATES else None
+    account_id = int(account) if account and account.isdigit() else None
+    return chosen_state, account_id
+
+
+def _campaigns(conn: psycopg.Connection, user: ConsoleUser, state: str | None,
+               account_id: int | None) -> dict[str, Any]:
+    accounts = [a for a in list_accounts(conn) if reaches(user, a.id)]
+    return {"lines": campaign_lines(conn, state=state, account_id=account_id, within_accounts=user.accounts),
+            "accounts": {a.id: a.name for a in accounts}}
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+async def campaigns_page(request: Request, user: UserDep, state: str | None = None,
+                         account: str | None = None) -> Response:
+    chosen_state, account_id = _filters(state, account)
+    data = await db(_campaigns, user, chosen_state, account_id)
+    return page(request, "campaigns.html", user, states=LISTED_STATES, state=chosen_state,
+                account_id=account_id, **data)
+
+
+@router.get("/campaigns/rows", response_class=HTMLResponse)
+async def campaigns_rows(request: Request, user: UserDep, state: str | None = None,
+                         account: str | None = None) -> Response:
+    """The campaigns table's body, refreshed by console.js every second or two."""
+    chosen_state, account_id = _filters(state, account)
+    data = await db(_campaigns, user, chosen_state, account_id)
+    return page(request, "_campaign_rows.html", user, **data)
+
+
+def _campaign_row(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM campaign WHERE id = %s AND state <> %s",
+                          (campaign_id, C.LOADING.value)).fetchone()
+    if row is None or not reaches(user, row["account_id"]):
+        raise NotFound(f"no campaign {campaign_id}")  # one outside the key's accounts is not shown to exist
+    return row
+
+
+def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> dict[str, Any]:
+    row = _campaign_row(conn, user, campaign_id)
+    progress = READINGS.read(conn, campaign_id)
+    account = next((a for a in list_accounts(conn) if a.id == row["account_id"]), None)
+    rejects = conn.execute(
+        "SELECT line_no, raw_value, reason, detail FROM rejected_row WHERE campaign_id = %s "
+        "ORDER BY line_no, id LIMIT %s", (campaign_id, REJECTS_SHOWN)).fetchall()
+    return {"campaign": row, "live": progress.rows(), "status": progress.latest.status,
+            "account": account, "runs": runs.list_runs(conn, campaign_id),
+            "schedule": get_schedule(conn, campaign_id), "rejects": rejects,
+            "charts": campaign_charts(conn, campaign_id, progress.latest.cps_budget)}
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+async def campaign_page(request: Request, user: UserDep, campaign_id: int, error: str | None = None,
+                        done: str | None = None) -> Response:
+    data = await db(_campaign, user, campaign_id)
+    return page(request, "campaign.html", user, error=error, done=done, **data)
+
+
+@router.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse)
+async def campaign_live(request: Request, user: UserDep, campaign_id: int) -> Response:
+    def read(conn: psycopg.Connection) -> dict[str, Any]:
+        row = _campaign_row(conn, user, campaign_id)
+        progress = READINGS.read(conn, campaign_id)
+        return {"campaign": row, "live": progress.rows(), "status": progress.latest.status}
+
+    return page(request, "_live.html", user, **await db(read))
+
+
+@router.get("/campaigns/{campaign_id}/charts", response_class=HTMLResponse)
+async def campaign_charts_fragment(request: Request, user: UserDep, campaign_id: int) -> Response:
+    def read(conn: psycopg.Connection) -> dict[str, str]:
+        _campaign_row(conn, user, campaign_id)
+        return campaign_charts(conn, campaign_id, READINGS.read(conn, campaign_id).latest.cps_budget)
+
+    return page(request, "_charts.html", user, charts=await db(read))
+
+
+def _act(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int, action: str,
+         form: dict[str, str]) -> str:
+    """Do one action as the API's route does; returns what to tell the operator."""
+    _campaign_row(conn, user, campaign_id)
+    if action == "start":
+        control.start(conn, campaign_id)
+        return "started"
+    if action == "pause":
+        control.pause(conn, campaign_id)
+        return "paused"
+    if action == "resume":
+        control.resume(conn, campaign_id)
+        return "resumed"
+    if action == "cancel":
+        cancelled = control.cancel(conn, campaign_id)
+        note = f"cancelled: {cancelled} destinations not dialed"
+        if form.get("hangup"):
+            with make_client() as client:
+                report = hang_up_live_calls(conn, client, campaign_id)
+            note += f"; hang-up asked for {report.requested} live calls"
+        return note
+    if action == "rerun":
+        only = parse_outcomes(form["only"]) if form.get("only", "").strip() else None
+        started = runs.start_run(conn, campaign_id, only=only, trigger=RunTrigger.RERUN)
+        return f"run {started.run_no} started with {started.destinations} destinations"
+    new_id = clone_campaign(conn, campaign_id, form.get("name") or None)
+    return f"cloned as campaign {new_id}"
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def campaign_action(request: Request, user: UserDep, campaign_id: int, action: str) -> Response:
+    if action not in ACTIONS:
+        raise NotFound(f"no action {action!r}")
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    check_csrf(user, form.get("csrf"))
+    require_role(user, "operator")
+    target = f"/ui/campaigns/{campaign_id}"
+    try:
+        note = await db(_act, user, campaign_id, action, form)
+    except InvalidRequest as exc:  # the state forbids it now, or a bad argument: the domain's own words
+        return RedirectResponse(f"{target}?error={_q(str(exc))}", status_code=303)
+    return RedirectResponse(f"{target}?done={_q(note)}", status_code=303)
+
+
+def _q(text: str) -> str:
+    return quote_plus(text[:300])
+
+
+def _results_rows(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> list[dict[str, Any]]:
+    _campaign_row(conn, user, campaign_id)
+    return [dict(zip(RESULT_COLUMNS, row, strict=True))
+            for row in conn.execute(RESULTS_SQL, (campaign_id,)).fetchall()]
+
+
+def _results_csv(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> str:
+    _campaign_row(conn, user, campaign_id)
+    buffer = io.StringIO()
+    write_results_csv(conn, campaign_id, buffer)
+    return buffer.getvalue()
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime | date) else value
+
+
+@router.get("/campaigns/{campaign_id}/results.csv")
+async def results_csv(user: UserDep, campaign_id: int) -> Response:
+    body = await db(_results_csv, user, campaign_id)
+    return Response(body, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'})
+
+
+@router.get("/campaigns/{campaign_id}/results.json")
+async def results_json(user: UserDep, campaign_id: int) -> Response:
+    rows = await db(_results_rows, user, campaign_id)
+    body = json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows])
+    return Response(body, media_type="application/json", headers={
+        "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.json"'})
+

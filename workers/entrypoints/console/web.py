@@ -1,0 +1,86 @@
+"""What every console page shares: the router's route class (sign-in redirect, 403, 404 and 503 as pages),
+the templates, the signed-in user and its scope, and the database call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import psycopg
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from psycopg_pool import PoolTimeout
+from starlette.concurrency import run_in_threadpool
+
+from campaigns.db import connect
+from campaigns.errors import NotFound
+from workers.entrypoints.console.session import ConsoleUser, Forbidden, SignInRequired, require_user
+
+T = TypeVar("T")
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+FRAGMENT_HEADER = "x-console-fragment"  # set by console.js on its refreshes: a 401 there, not a redirect
+
+
+class ConsoleRoute(APIRoute):
+    """A console route: no session -> the sign-in page (or 401 for a refresh), and refusals as pages."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                if request.headers.get(FRAGMENT_HEADER):
+                    return Response("signed out", status_code=401)
+                return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+            except Forbidden as exc:
+                return message_page(request, "Not allowed", str(exc), 403)
+            except NotFound as exc:
+                return message_page(request, "Not found", str(exc), 404)
+            except (psycopg.OperationalError, PoolTimeout):
+                return message_page(request, "Unavailable", "Postgres is not reachable; try again shortly",
+                                    503)
+
+        return handle
+
+
+UserDep = Annotated[ConsoleUser, Depends(require_user)]
+
+
+def page(request: Request, name: str, user: ConsoleUser | None, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"user": user, **context}, status_code=status_code)
+
+
+def message_page(request: Request, title: str, message: str, status_code: int) -> HTMLResponse:
+    user = getattr(request.state, "console_user", None)
+    return page(request, "message.html", user, status_code, title=title, message=message)
+
+
+def reaches(user: ConsoleUser, account_id: int | None) -> bool:
+    """Whether the key sees what belongs to the account (ApiKeyIdentity.reaches, the API's own rule)."""
+    return user.reaches(account_id)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path only, never another site."""
+    if target and target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/campaigns"
+
+
+async def db(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(conn, *args)` on its own connection in the threadpool, committed if it returns."""
+    def call() -> T:
+        with connect() as conn:
+            result = fn(conn, *args)
+            conn.commit()
+            return result
+
+    return await run_in_threadpool(call)
