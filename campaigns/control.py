@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns import settings_rules
 from campaigns.call_options import machine_detection_mode
+from campaigns.config import get_settings
 from campaigns.dnc import check_opt_out_digit
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.provider_options import unsupported_option
@@ -44,7 +45,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
     if account_id is not None:
         found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
         provider = found[0] if found else None
-    settings = settings_rules.checked(settings, region=row["default_region"], provider=provider)
+    settings = settings_rules.checked(settings, region=row["default_region"], provider=provider,
+                                      plain_http_audio=get_settings().development)
     if settings.account_id is not None:  # the options already set must suit the new account's provider
         refusal = unsupported_option(provider, {**(row["provider_options"] or {}),
                                                 **(settings.provider_options or {})})

@@ -197,14 +197,24 @@ class InvalidOption(InvalidRequest):
         self.message = message
 
 
-def validate_provider_options(provider: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """The options as given (only the keys given), or InvalidOption naming the first bad one."""
+def validate_provider_options(
+    provider: str | None, options: dict[str, Any], *, plain_http_audio: bool = False
+) -> dict[str, Any]:
+    """The options as given (only the keys given), or InvalidOption naming the first bad one.
+    `plain_http_audio` (development only) lets audio_url be http as well as https."""
     try:
         ProviderOptions.model_validate(options)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in ("provider_options", *error["loc"]))
         raise InvalidOption(where, str(error["msg"]).removeprefix("Value error, ")) from None
+    # The carrier fetches the audio and plays it to every answered call: over plain http anyone on that
+    # path chooses what the called people hear, in the caller ID's name.
+    audio = options.get("audio_url")
+    if isinstance(audio, str) and not plain_http_audio and not audio.startswith("https://"):
+        raise InvalidOption("provider_options.audio_url",
+                            f"an https URL, not {audio[:80]!r} (plain http only with DIALER_ENVIRONMENT="
+                            "development)")
     support = _OPTION_SUPPORT.get(provider or "")
     limit = support.max_ring_timeout_s if support else None
     ring = options.get("ring_timeout")

@@ -107,8 +107,11 @@ def check_answer_url(value: str) -> str:
     return value
 
 
-def checked(settings: CampaignSettings, *, region: str, provider: str | None) -> CampaignSettings:
-    """The settings with every given field checked and normalised (caller ID to E.164)."""
+def checked(
+    settings: CampaignSettings, *, region: str, provider: str | None, plain_http_audio: bool = False
+) -> CampaignSettings:
+    """The settings with every given field checked and normalised (caller ID to E.164); an audio URL must be
+    https unless `plain_http_audio` (DIALER_ENVIRONMENT=development)."""
     changes: dict[str, Any] = {}
     if settings.caller_id is not None:
         changes["caller_id"] = check_caller_id(settings.caller_id, region)
@@ -132,7 +135,7 @@ def checked(settings: CampaignSettings, *, region: str, provider: str | None) ->
             raise InvalidSetting("retry_policy", str(exc)) from None
     if settings.provider_options is not None:
         try:
-            validate_provider_options(provider, settings.provider_options)
+            validate_provider_options(provider, settings.provider_options, plain_http_audio=plain_http_audio)
         except InvalidOption as exc:
             raise InvalidSetting(exc.field, exc.message) from None
     return dataclasses.replace(settings, **changes)
