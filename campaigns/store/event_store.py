@@ -31,13 +31,14 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from campaigns.config import get_settings
 from campaigns.store.applied_events import (
     WRITE_ATTEMPTS,
     WRITE_DESTINATIONS,
@@ -45,6 +46,7 @@ from campaigns.store.applied_events import (
     attempt_records,
     destination_records,
 )
+from campaigns.store.unmatched_events import bounded_payload
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,11 @@ def store_event(conn: psycopg.Connection, row: EventRow) -> bool:
 
 
 def store_applied(conn: psycopg.Connection, rows: Sequence[EventRow], moves: StoreMoves) -> None:
-    """Write a batch with the moves its applier decided, in the caller's transaction: one statement."""
+    """Write a batch with the moves its applier decided, in the caller's transaction: one statement. An
+    event that matched no call keeps a bounded payload (campaigns.store.unmatched_events)."""
+    limit = get_settings().unmatched_event_raw_bytes
+    rows = [row if i in moves.attempt_of else replace(row, payload=bounded_payload(row.payload, limit))
+            for i, row in enumerate(rows)]
     conn.execute(STORE_APPLIED, (*attempt_records(moves.attempts), *destination_records(moves.destinations),
                                  *event_records(rows, moves.attempt_of)))
 

@@ -44,6 +44,11 @@ CALLS_SENT = Counter(
 THROTTLED = Counter(
     "dialer_throttled_total", "429s (or carrier-side limits) met when creating calls", ["account"]
 )
+REJECTED_CALLBACKS_UNKEPT = Counter(
+    "dialer_rejected_callbacks_unkept_total",
+    "Callbacks refused as malformed and not kept: their account was past its hourly cap (API process)",
+    ["account"],
+)
 LOADER_ROWS = Counter("dialer_loader_rows_total", "CSV rows read by campaign loads in this process")
 LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading campaigns in this process")
 
