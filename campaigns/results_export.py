@@ -27,6 +27,8 @@ RECORDING_URL_KEYS = (
 # A key that is there but null, "" or [] names no recording: the next one is read.
 _RECORDING_VALUE = ", ".join(f"nullif(nullif(nullif(e.payload -> '{part}' -> '{key}', 'null'), '\"\"'), '[]')"
                              for part, key in RECORDING_URL_KEYS)
+# Whether an event (`e`) names a recording: retention keeps every event that does (campaigns.retention).
+EVENT_NAMES_RECORDING_SQL = f"coalesce({_RECORDING_VALUE}) IS NOT NULL"
 # The recording URL of an attempt (`{attempt}`) from the latest of its events that names one; several are
 # joined by a space.
 RECORDING_URL_SQL = f"""(
