@@ -74,7 +74,8 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _sign_in(browser: Any, base: str, key: str) -> Any:
-    context = browser.new_context(base_url=base, accept_downloads=True, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=base, accept_downloads=True,
+                                  viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto("/ui/campaigns")
     assert "/ui/login" in page.url  # no session: the sign-in page
