@@ -138,9 +138,12 @@ def _requests(
     api_url: str, account_id: int, calls: list[tuple[str, str, str]]
 ) -> list[tuple[str, bytes, dict[str, str]]]:
     """One signed Plivo hangup per call, as Plivo sends it (form body, V3 signature and nonce)."""
-    from workers.providers.signatures import callback_url_secret, plivo_v3_signature
+    from workers.callbacks import tickets
+    from workers.providers.signatures import plivo_v3_signature
 
-    url = f"{api_url}/callbacks/plivo/{account_id}/hangup?{urlencode({'s': callback_url_secret(account_id)})}"
+    # Every call's callback URL carries its ticket (the receiver refuses one without), as the dialer's do.
+    ticket = tickets.issue("plivo", account_id, "hangup", None, int(time.time()) + 3600)
+    url = f"{api_url}/callbacks/plivo/{account_id}/hangup/{ticket}"
     out = []
     for i, (number, request_uuid, call_uuid) in enumerate(calls):
         outcome = ("completed", "4000", "17") if i % 5 else ("busy", "3010", "0")

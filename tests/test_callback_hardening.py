@@ -31,7 +31,6 @@ from tests.results_helpers import (
 from workers import redis_keys
 from workers.callbacks import tickets
 from workers.callbacks.applier import apply_events, by_provider_ids
-from workers.callbacks.nonces import NONCE_TTL_S
 from workers.providers.signatures import callback_url_secret as callback_url_secret_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,15 +92,10 @@ def test_a_vobiz_nonce_is_remembered_as_long_as_its_url_is_valid(api, redis_clie
     nonce = secrets.token_hex(10)
     url, body, headers = _vobiz_hangup(stack, account_id, str(uuid.uuid4()), url=url, nonce=nonce)
     assert httpx.post(url, content=body, headers=headers).status_code == 200
-    ttl = redis_client.ttl(redis_keys.callback_nonce("vobiz", account_id, nonce))
+    ttl = redis_client.ttl(redis_keys.callback_nonce("vobiz", account_id, "v3", nonce))
     assert ttl > 2 * 86400  # not the 15 minutes that let a captured signature through again afterwards
-    # Plivo V3 signs the body too: a replay can only repeat the same event (a no-op), so memory stays short.
-    plivo_url = signed_url(stack.api_url, "plivo", ids["plivo"], "hangup", valid_s=3 * 86400)
-    call = str(uuid.uuid4())
-    body, headers = plivo_signed(plivo_url, plivo_form(request_uuid=call, call_uuid=call, to="+12125550123"),
-                                 "plivo-token", nonce=nonce)
-    assert httpx.post(plivo_url, content=body, headers=headers).status_code == 200
-    assert 0 < redis_client.ttl(redis_keys.callback_nonce("plivo", ids["plivo"], nonce)) <= NONCE_TTL_S
+    # Plivo V3 signs the body too, and yet a keypress replayed after a short memory listed a number again
+    # (issue 20 item 7): its nonce is kept as long, test_callback_tickets.py.
 
 
 def test_a_vobiz_callback_whose_batch_is_only_in_the_unsigned_query_is_refused(api, db) -> None:

@@ -84,9 +84,10 @@ def broker_prefix() -> str:
     return f"{_prefix()}:celery:"
 
 
-def callback_nonce(provider: str, account_id: int, nonce: str) -> str:
-    """A signed callback's nonce, remembered so a replay is refused; one account's nonces are its own."""
-    return f"{_prefix()}:nonce:{provider}:{account_id}:{nonce}"
+def callback_nonce(provider: str, account_id: int, scheme: str, nonce: str) -> str:
+    """A signed callback's nonce, remembered so a replay is refused; one account's nonces are its own, and
+    each signature version's (`scheme`: "v3", "v2") are apart from the other's."""
+    return f"{_prefix()}:nonce:{provider}:{account_id}:{scheme or '-'}:{nonce}"
 
 
 def callback_stats() -> str:

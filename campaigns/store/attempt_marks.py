@@ -25,13 +25,16 @@ def record_spoken_text(conn: psycopg.Connection, texts: dict[int, str]) -> None:
     )
 
 
-async def record_opt_out(conn: psycopg.AsyncConnection, *, attempt_id: int, digits: str) -> None:
-    """Record the opt-out key pressed during an attempt's call (the caller lists the number in the same
-    transaction)."""
-    await conn.execute(
-        "UPDATE call_attempt SET opt_out_digits = %s, opted_out_at = now() WHERE id = %s",
+async def record_opt_out(conn: psycopg.AsyncConnection, *, attempt_id: int, digits: str) -> bool:
+    """Mark an attempt opted out with the key pressed, once: True when this call set the mark (the caller
+    then lists the number in the same transaction), False when the attempt had opted out already. The row
+    lock makes a concurrent second press wait and then find the mark."""
+    cur = await conn.execute(
+        "UPDATE call_attempt SET opt_out_digits = %s, opted_out_at = now() "
+        "WHERE id = %s AND opted_out_at IS NULL RETURNING id",
         (digits, attempt_id),
     )
+    return await cur.fetchone() is not None
 
 
 def note_ambiguous(conn: psycopg.Connection, attempts: list[StartedAttempt], message: str) -> None:

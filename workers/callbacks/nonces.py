@@ -3,11 +3,18 @@
 Thousands of callbacks a second each claiming their own nonce cost a Redis round trip apiece (8-12% of the
 API process). Claims made while one round trip is out wait for it and then go together in one pipeline:
 SET NX per nonce, so within a pipeline too only the first claim of a nonce wins.
+
+A nonce is one token: letters, digits, '_' and '-' (carriers send 20 digits). The signed strings use '.'
+and '?' as separators (Plivo/Vobiz V3: `url[?query][.|?params]` + "." + nonce; V2: `url` + nonce), so a
+"nonce" holding them could be the tail of another version's string: Vobiz V3's `base + "." + N` is V2's
+`base + nonce` for nonce "." + N. Refusing such nonces makes every signed string name its nonce (the text
+after its last '.') and its version; each version's nonces are claimed apart as well (redis_keys).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import redis.asyncio as aioredis
 
@@ -15,6 +22,12 @@ from workers import redis_keys
 
 NONCE_TTL_S = 900  # the least a nonce is remembered; longer when its URL stays valid longer
 MAX_NONCE_CHARS = 128
+_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NONCE_CHARS}}}")
+
+
+def well_formed_nonce(nonce: str) -> bool:
+    """True for a nonce that is one token (no separator of any signed string), at most MAX_NONCE_CHARS."""
+    return _TOKEN.fullmatch(nonce) is not None
 
 
 class NonceClaims:
@@ -23,12 +36,12 @@ class NonceClaims:
         self.waiting: list[tuple[str, int, asyncio.Future[bool]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def claim(self, provider: str, account_id: int, nonce: str,
+    async def claim(self, provider: str, account_id: int, scheme: str, nonce: str,
                     ttl_s: int = NONCE_TTL_S) -> tuple[bool, str]:
-        """(True, key) the first time this account sees this nonce, (False, key) for a replay; raises if
-        Redis cannot answer (the caller must not guess). Kept `ttl_s`: as long as the signature it came
-        with could be presented again."""
-        key = redis_keys.callback_nonce(provider, account_id, nonce)
+        """(True, key) the first time this account sees this nonce under this signature version (`scheme`),
+        (False, key) for a replay; raises if Redis cannot answer (the caller must not guess). Kept `ttl_s`:
+        as long as the signature it came with could be presented again."""
+        key = redis_keys.callback_nonce(provider, account_id, scheme, nonce)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.waiting.append((key, max(ttl_s, NONCE_TTL_S), future))
         if self.flusher is None or self.flusher.done():

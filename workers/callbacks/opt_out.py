@@ -2,9 +2,12 @@
 these calls, press 9" inside its answer document, in the provider's digit-gathering markup
 (workers.providers.keypress). The carrier posts the digits to /callbacks/{provider}/{account}/keypress,
 which the receiver authenticates exactly like every other callback (signature or Basic credentials, URL
-secret, replay check) before handing it here. A matching key adds the call's number to the account's
-do-not-call list and records the digits on the attempt, in one transaction; only then is it answered 2xx,
-so a store outage (503) makes the carrier retry rather than lose an opt-out.
+secret, replay check) before handing it here. A matching key marks the attempt opted out and adds the
+call's number to the account's do-not-call list, in one transaction; only then is it answered 2xx, so a
+store outage (503) makes the carrier retry rather than lose an opt-out. An attempt opts out at most once:
+the mark (`call_attempt.opted_out_at`) is set only where it is not yet, and the number is listed only by
+the press that set it, so a second keypress for the same attempt (re-sent by the carrier, or replayed once
+its nonce is gone: the mark is in Postgres, not Redis) never lists again a number an operator removed.
 
 A campaign that redirects answered calls to its own answer URL runs its own IVR: the offer is not added.
 """
@@ -24,6 +27,7 @@ from campaigns.config import get_settings
 from campaigns.dnc import is_opt_out_digit
 from campaigns.store.attempt_marks import record_opt_out
 from campaigns.store.event_store import CONNECTION_WAIT_S
+from workers.callbacks.tickets import Ticket
 from workers.callbacks.urls import callback_url
 from workers.providers.base import ProviderAdapter
 from workers.providers.calls import AccountCredentials, IncomingCallback
@@ -137,9 +141,14 @@ def _goodbye(adapter: ProviderAdapter, opted_out: bool) -> Response:
 
 
 async def receive_keypress(
-    request: Request, adapter: ProviderAdapter, account: AccountCredentials, incoming: IncomingCallback
+    request: Request,
+    adapter: ProviderAdapter,
+    account: AccountCredentials,
+    incoming: IncomingCallback,
+    ticket: Ticket | None = None,
 ) -> Response:
-    """An authenticated keypress callback: opt the number out if the campaign's key was pressed."""
+    """An authenticated keypress callback: opt the number out if the campaign's key was pressed and this
+    attempt has not opted out already. The batch is the ticket's (the query's on an older URL)."""
     dialect = adapter.traits.answer.keypress
     if dialect is None:
         return Response("this provider has no keypress callback", status_code=404)
@@ -149,7 +158,7 @@ async def receive_keypress(
         return Response(f"bad keypress callback: {exc}", status_code=400)
     batch = request.query_params.get("b")
     try:
-        batch_id = uuid.UUID(batch) if batch else None
+        batch_id = ticket.batch_id if ticket else (uuid.UUID(batch) if batch else None)
     except ValueError:
         batch_id = None
     to = (press.to or "").lstrip("+") or None
@@ -173,9 +182,11 @@ async def receive_keypress(
             digit = valid_opt_out_digit(digit)
             if digit is None or digit not in press.digits:
                 return _goodbye(adapter, False)
-            await conn.execute(_LIST_NUMBER, (account.account_id, number, attempt_id))
-            await record_opt_out(conn, attempt_id=attempt_id, digits=press.digits)
+            if await record_opt_out(conn, attempt_id=attempt_id, digits=press.digits):
+                await conn.execute(_LIST_NUMBER, (account.account_id, number, attempt_id))
+                log.info("number of attempt %s opted out by keypress", attempt_id)
+            else:  # this attempt opted out before: the number is not listed again
+                log.info("attempt %s already opted out; keypress not applied again", attempt_id)
     except (psycopg.OperationalError, PoolTimeout):
         return Response("store unavailable, retry", status_code=503)
-    log.info("number of attempt %s opted out by keypress", attempt_id)
     return _goodbye(adapter, True)

@@ -1,8 +1,10 @@
 """The callback endpoints: /callbacks/{provider}/{account_id}/{kind}, any method a carrier uses.
 
-account (403 if unknown: no query of its own) -> size (413 over DIALER_MAX_CALLBACK_BYTES) -> verify (403
-and counted if forged, unsigned or replayed; the nonce claimed is the one the signature covers, per account)
--> parse and bound every field (400 naming it, kept raw in rejected_callback) -> store durably (503 if
+account (403 if unknown: no query of its own) and ticket (every call's URL carries one; only a per-account
+webhook, VoIPbin's, comes without) -> size (413 over DIALER_MAX_CALLBACK_BYTES) -> verify (403 and counted
+if forged, unsigned or replayed; the nonce claimed is the one the signature covers, per account and
+signature version, kept until the ticket expires) -> parse and bound every field (400 naming it, kept raw
+in rejected_callback; a signed webhook older than the grace is a replay, 403) -> store durably (503 if
 Postgres cannot take it, so the carrier retries) -> 2xx with the provider's expected body.
 """
 
@@ -31,11 +33,19 @@ from workers.callbacks import tickets
 from workers.callbacks.answer_documents import answer_document
 from workers.callbacks.event_payload import event_payload
 from workers.callbacks.machine_hangup import acknowledge_machine
-from workers.callbacks.nonces import MAX_NONCE_CHARS, NONCE_TTL_S
+from workers.callbacks.nonces import NONCE_TTL_S, well_formed_nonce
 from workers.callbacks.opt_out import KEYPRESS_KIND, offer_opt_out, receive_keypress
 from workers.callbacks.refusals import BodyTooLarge, count, forbidden, read_capped, refuse_malformed
+from workers.callbacks.webhook_window import stale
 from workers.providers.base import ProviderAdapter
-from workers.providers.calls import AccountCredentials, Authenticated, EventKind, IncomingCallback
+from workers.providers.calls import (
+    AccountCredentials,
+    Authenticated,
+    CallbackEvent,
+    EventKind,
+    IncomingCallback,
+)
+from workers.providers.console_setup import PER_ACCOUNT_WEBHOOK
 from workers.providers.fields import check_event, check_payload
 from workers.providers.registry import CALLBACK_NONCE_HEADERS, adapter_for
 from workers.providers.signatures import callback_url_secret
@@ -120,13 +130,19 @@ async def _forget_nonce(request: Request, key: str | None) -> None:
             log.error("could not forget nonce %s of an unstored callback", key)
 
 
-def _nonce_ttl(auth: Authenticated, ticket: tickets.Ticket | None, now: float) -> int:
-    """A signature that leaves the body out (Vobiz V3, V2) can be replayed with any body as long as its URL
-    is accepted: its nonce is remembered that long. One that covers the body (Plivo V3) replays only the
-    same event, which the event key makes a no-op, so a short memory does."""
-    if auth.covers_request or ticket is None:
+def _nonce_ttl(ticket: tickets.Ticket | None, now: float) -> int:
+    """A signature can be presented again as long as its URL's ticket is valid, so its nonce is remembered
+    that long, whatever the signature covers: a Plivo V3 body replayed after a short memory was an opt-out
+    keypress listing a number again (workers.callbacks.opt_out). Past the expiry the ticket refuses it."""
+    if ticket is None:
         return NONCE_TTL_S
-    return int(ticket.expires - now) + NONCE_MARGIN_S
+    return max(NONCE_TTL_S, int(ticket.expires - now) + NONCE_MARGIN_S)
+
+
+def _ticket_optional(provider: str, kind: str) -> bool:
+    """Only the per-account webhook (VoIPbin's, set once in its console) has no ticket: every URL we hand
+    out with a call carries one (workers.callbacks.urls)."""
+    return provider in PER_ACCOUNT_WEBHOOK and kind == EventKind.STATUS
 
 
 async def _look_up_account(request: Request, account_id: int) -> AccountCredentials | Response | None:
@@ -160,20 +176,21 @@ async def _admit(request: Request, provider: str, account_id: int, kind: str, se
     ticket = None
     if segment is not None:
         ticket = tickets.read(provider, account_id, kind, segment, now)
-        if ticket is None:
-            await count(request, account_id, "callbacks_forged")
-            return forbidden()
+    if ticket is None and (segment is not None or not _ticket_optional(provider, kind)):
+        await count(request, account_id, "callbacks_forged")
+        return forbidden()
     return account, ticket
 
 
-async def _claim_nonce(request: Request, provider: str, account_id: int, nonce: str | None,
+async def _claim_nonce(request: Request, provider: str, account_id: int, auth: Authenticated,
                        ttl_s: int) -> str | None | Response:
-    """Claim the verified signature's nonce for this account: its Redis key, None when the scheme has no
-    nonce, or the refusal (403 replay, 503 when Redis cannot tell)."""
-    if nonce is None:
+    """Claim the verified signature's nonce for this account and signature version: its Redis key, None
+    when the scheme has no nonce, or the refusal (403 replay, 503 when Redis cannot tell)."""
+    if auth.nonce is None:
         return None
     try:
-        claimed: tuple[bool, str] = await request.app.state.nonces.claim(provider, account_id, nonce, ttl_s)
+        claimed: tuple[bool, str] = await request.app.state.nonces.claim(
+            provider, account_id, auth.scheme, auth.nonce, ttl_s)
     except Exception:  # cannot tell a replay without Redis: have the carrier try again
         return Response("replay check unavailable, retry", status_code=503)
     first_time, key = claimed
@@ -181,6 +198,56 @@ async def _claim_nonce(request: Request, provider: str, account_id: int, nonce: 
         await count(request, account_id, "callbacks_replayed")
         return forbidden()
     return key
+
+
+async def _parse(request: Request, adapter: ProviderAdapter, incoming: IncomingCallback,
+                 kind: str) -> tuple[CallbackEvent, Any] | Response:
+    """The event and the raw fields kept with it, or the 400 (kept in rejected_callback) for one that
+    cannot be understood."""
+    provider, account_id = adapter.traits.kind, request.path_params["account_id"]
+    try:
+        event = check_event(adapter.parse_callback(incoming), datetime.now(UTC))
+        raw: Any = incoming.params or dict(event.payload)  # the adapter already decoded a JSON body
+        check_payload(raw)
+        return event, raw
+    except ValueError as exc:  # the nonce stays claimed: the same body cannot get better on a retry
+        reason = str(exc)
+    except Exception as exc:  # a parser bug must not become a 500 the carrier retries for ever
+        log.exception("%s callback parser failed", provider)
+        reason = f"unreadable ({type(exc).__name__})"
+    return await refuse_malformed(request, provider, account_id, kind, reason, incoming.body,
+                                  dict(incoming.headers))
+
+
+def _public_url(request: Request) -> str:
+    """The URL the carrier called (and signed): DIALER_PUBLIC_URL, our path, the query as sent."""
+    query = request.url.query
+    return f"{get_settings().public_url}{request.url.path}" + (f"?{query}" if query else "")
+
+
+def _authenticate(request: Request, adapter: ProviderAdapter, account: AccountCredentials,
+                  incoming: IncomingCallback, ticket: tickets.Ticket | None) -> Authenticated | None:
+    """What verified the callback, or None when nothing did or what did cannot be trusted here."""
+    # A valid ticket is the URL secret's proof; the signing carriers still need their own signature.
+    url_secret = callback_url_secret(account.account_id) if ticket else request.query_params.get("s")
+    auth = adapter.authenticate(account, incoming, url_secret)
+    if auth is None:
+        return None
+    # A signature that leaves the query out (Vobiz, V2) vouches for nothing there: only a ticket will do.
+    if ticket is None and not auth.covers_request:
+        return None
+    # A nonce is one token: one holding a separator could be the tail of another version's string.
+    if auth.nonce is not None and not well_formed_nonce(auth.nonce):
+        return None
+    return auth
+
+
+def _stale_webhook(account: AccountCredentials, ticket: tickets.Ticket | None, event: CallbackEvent) -> bool:
+    """A signed per-account webhook (no ticket to expire) whose times are past the window: a replay
+    (workers.callbacks.webhook_window). An unsigned one proves nothing by its times."""
+    if ticket is not None or not account.webhook_secret:
+        return False
+    return stale(event, datetime.now(UTC), get_settings().callback_grace_s)
 
 
 async def receive_callback(request: Request) -> Response:
@@ -206,36 +273,28 @@ async def receive_callback(request: Request) -> Response:
         return Response(status_code=499)
     headers = {k.lower(): v for k, v in request.headers.items()}
     params = _callback_params(request, headers, body)
-    query = request.url.query
-    url = f"{get_settings().public_url}{request.url.path}" + (f"?{query}" if query else "")
-    incoming = IncomingCallback(method=request.method, url=url, headers=headers, body=body, params=params,
+    incoming = IncomingCallback(method=request.method, url=_public_url(request), headers=headers, body=body,
+                                params=params,
                                 kind_hint=kind_hint, time_zone=account.time_zone)
-    # A valid ticket is the URL secret's proof; the signing carriers still need their own signature.
-    url_secret = callback_url_secret(account_id) if ticket else request.query_params.get("s")
-    auth = adapter.authenticate(account, incoming, url_secret)
-    # A signature that leaves the query out (Vobiz, V2) vouches for nothing there: only a ticket will do.
-    unsigned_query = auth is not None and ticket is None and not auth.covers_request
-    if auth is None or unsigned_query or len(auth.nonce or "") > MAX_NONCE_CHARS:
+    auth = _authenticate(request, adapter, account, incoming, ticket)
+    if auth is None:
         await count(request, account_id, "callbacks_forged")
         return forbidden()
-    nonce_key = await _claim_nonce(request, provider, account_id, auth.nonce, _nonce_ttl(auth, ticket, now))
+    nonce_key = await _claim_nonce(request, provider, account_id, auth, _nonce_ttl(ticket, now))
     if isinstance(nonce_key, Response):
         return nonce_key
     if kind == KEYPRESS_KIND:  # the opt-out keypress: authenticated above like every callback
-        answer = await receive_keypress(request, adapter, account, incoming)
+        answer = await receive_keypress(request, adapter, account, incoming, ticket)
         if answer.status_code >= 400:
             await _forget_nonce(request, nonce_key)
         return answer
-    try:
-        event = check_event(adapter.parse_callback(incoming), datetime.now(UTC))
-        raw: Any = params or dict(event.payload)  # the adapter already decoded a JSON body
-        check_payload(raw)
-    except ValueError as exc:  # the nonce stays claimed: the same body cannot get better on a retry
-        return await refuse_malformed(request, provider, account_id, kind, str(exc), body, headers)
-    except Exception as exc:  # a parser bug must not become a 500 the carrier retries for ever
-        log.exception("%s callback parser failed", provider)
-        reason = f"unreadable ({type(exc).__name__})"
-        return await refuse_malformed(request, provider, account_id, kind, reason, body, headers)
+    parsed = await _parse(request, adapter, incoming, kind)
+    if isinstance(parsed, Response):
+        return parsed
+    event, raw = parsed
+    if _stale_webhook(account, ticket, event):
+        await count(request, account_id, "callbacks_replayed")
+        return forbidden()
     batch_id = ticket.batch_id if ticket else _batch_id(request.query_params.get("b") or event.tag)
     row = EventRow(
         provider=provider, account_id=account_id, event_key=event.event_key, kind=event.kind.value,

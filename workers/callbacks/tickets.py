@@ -3,7 +3,8 @@
 Vobiz V3 (and Plivo/Vobiz V2) sign the callback URL without its query, and no parameters. Whatever must not
 be forged therefore lives in the path: `/callbacks/{provider}/{account}/{kind}/{batch}.{expires}.{mac}`.
 The expiry bounds how long any signature over that URL can be replayed, and so how long its nonce must be
-remembered (workers.callbacks.nonces). Pure apart from the keys read from the settings.
+remembered (workers.callbacks.nonces): the receiver keeps every signed callback's nonce until its ticket
+expires, and refuses a call's callback without a ticket. Pure apart from the keys read from the settings.
 """
 
 from __future__ import annotations

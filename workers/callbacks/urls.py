@@ -4,8 +4,11 @@ A call's URLs: /callbacks/{provider}/{account_id}/{kind}/{batch}.{expires}.{mac}
 The batch id lets a bulk request's events find their attempts by (batch, To) before any id is recorded; the
 MAC authenticates providers that sign nothing (TryVox, VoIPbin without a webhook secret) and, being in the
 path, is covered by the signatures that sign only the URL's path (Vobiz V3, V2). The expiry is the call's
-longest life plus DIALER_CALLBACK_GRACE_S.
-The per-account webhook URL (VoIPbin, configured once) cannot expire: ?s={secret}, as older call URLs had.
+longest life plus DIALER_CALLBACK_GRACE_S. Every provider's call URLs carry it (Plivo, Vobiz, TryVox and
+Bandwidth take URLs per call; the opt-out keypress action URL too), and the receiver refuses a call URL
+without one, so a captured callback cannot outlive its call by more than the grace.
+The per-account webhook URL (VoIPbin, configured once in its console) cannot expire: ?s={secret}. Its replays
+are bounded by the signed body's own times instead (workers.callbacks.webhook_window).
 """
 
 from __future__ import annotations

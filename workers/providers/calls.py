@@ -134,7 +134,9 @@ class IncomingCallback:
 class Authenticated:
     """A callback proven to come from the account's carrier. `nonce` is the one the verified signature
     covers (the replay check claims exactly it); `covers_request` says whether that signature also covers
-    the URL's query and the parameters (Vobiz V3 and V2 sign scheme://host/path and the nonce only)."""
+    the URL's query and the parameters (Vobiz V3 and V2 sign scheme://host/path and the nonce only);
+    `scheme` names the signature version ("v3", "v2"): each version's nonces are claimed apart."""
 
     nonce: str | None = None
     covers_request: bool = True
+    scheme: str = ""

@@ -54,6 +54,7 @@ from workers.providers.signatures import (
     plivo_v2_signature,
     plivo_v3_signature,
 )
+from workers.providers.signed_params import one_reading
 from workers.providers.traits import (
     AccountRules,
     AnswerMarkup,
@@ -351,13 +352,23 @@ class PlivoAdapter(ProviderAdapter):
             matches = [any_signature_matches(headers.get(name), expected)
                        for expected in self.v3_expected(account, callback, nonce) for name in self.v3_headers]
             if any(matches):
-                return Authenticated(nonce=nonce, covers_request=self.v3_signs_request)
+                if not self.one_signed_reading(callback):
+                    return None  # the signature fits another body as well: it vouches for neither
+                return Authenticated(nonce=nonce, covers_request=self.v3_signs_request, scheme="v3")
         nonce = headers.get(self.v2_nonce_header)
         if nonce and account.options.get("accept_v2_signatures"):
             expected = plivo_v2_signature(account.auth_token, callback.url, nonce)
             if any([any_signature_matches(headers.get(name), expected) for name in self.v2_headers]):
-                return Authenticated(nonce=nonce, covers_request=False)  # V2 signs scheme://host/path + nonce
+                # V2 signs scheme://host/path + nonce
+                return Authenticated(nonce=nonce, covers_request=False, scheme="v2")
         return None
+
+    def one_signed_reading(self, callback: IncomingCallback) -> bool:
+        """A V3-signed POST body must be the only reading of the concatenation signed
+        (workers.providers.signed_params); a GET's query and a body V3 does not sign (Vobiz) need not."""
+        if not self.v3_signs_request or callback.method.upper() == "GET":
+            return True
+        return one_reading(form_params(callback.body))
 
     def parse_callback(self, callback: IncomingCallback) -> CallbackEvent:
         """Ring / StartApp / Hangup form parameters (read from the body when `params` is empty)."""
