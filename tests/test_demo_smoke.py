@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
     output = (tmp_path / "demo.out").read_text()
     assert "attempts by outcome" in output and "0 429s" in output
     # The live view (a line per refresh when not on a terminal) and where to watch it from.
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/ui/campaigns/\d+ \(sign in with the API key dlr_",
+                     " ".join(output.split()))
     assert "/metrics" in output and "dialer flower" in output and f"search campaign={campaign_id}" in output
     assert f"campaign {campaign_id} completed: cps " in output and "eta 0m00s" in output
     # The message template is filled from each row: what the answered calls heard names their person.

@@ -24,6 +24,7 @@ from rich.table import Table
 import campaigns
 from campaigns import control
 from campaigns.accounts import add_account, resolve_account_id, update_account
+from campaigns.api_keys import Role, create_api_key
 from campaigns.config import DEVELOPMENT, get_settings
 from campaigns.db import connect, init_database
 from campaigns.errors import NotFound
@@ -218,6 +219,12 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 ),
             )
             control.start(conn, report.campaign_id)
+        with connect() as conn:  # a key for the console; the demo's API (and so the console) ends with it
+            console_key = create_api_key(conn, name=f"demo console {time.strftime('%H:%M:%S')}",
+                                         role=Role.ADMIN).key
+            conn.commit()
+        console.print(f"console: {stack.api_url}/ui/campaigns/{report.campaign_id} (sign in with the API key "
+                      f"{console_key}; open while the demo runs)", soft_wrap=True, highlight=False)
         started = time.monotonic()
         console.print(
             f"watch it: metrics {stack.api_url}/metrics · Flower: `dialer flower` then http://127.0.0.1:5555 "
