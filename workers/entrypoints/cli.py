@@ -24,6 +24,7 @@ from workers.entrypoints.cli_apikey import apikey_app
 from workers.entrypoints.cli_campaign import campaign_app
 from workers.entrypoints.cli_dnc import caps as account_caps_command
 from workers.entrypoints.cli_dnc import dnc_app
+from workers.entrypoints.cli_prune import prune_command
 from workers.entrypoints.cli_secrets import secrets_app
 from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
 
@@ -40,6 +41,7 @@ app.command("worker")(cli_processes.worker)
 app.command("beat")(cli_processes.beat)
 app.command("api")(cli_processes.api)
 app.command("flower")(cli_processes.flower)
+app.command("prune")(prune_command)
 
 err = Console(stderr=True)
 

@@ -29,6 +29,7 @@ REAPER_INTERVAL_S = 5.0
 APPLY_EVENTS_INTERVAL_S = 2.0
 RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron time
 CALL_LIMITS_INTERVAL_S = 1.0  # calls the dialer ends itself (VoIPbin; Vobiz rings) end within this of a limit
+PRUNE_INTERVAL_S = 86400.0  # retention, when DIALER_PRUNE_OLDER_THAN is set: daily
 
 
 def make_app() -> Celery:
@@ -65,6 +66,7 @@ def make_app() -> Celery:
             "workers.tasks.reap_expired_attempts": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.start_scheduled_runs": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.enforce_call_limits": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.prune_old_rows": {"queue": HOUSEKEEPING_QUEUE},
         },
         # Pacing lives in Postgres (next_attempt_at) and Redis, never in ETAs: a beat tick that is
         # late is simply dropped rather than piling up.
@@ -104,6 +106,12 @@ def make_app() -> Celery:
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
     )
+    if settings.prune_older_than:  # retention is off unless asked for (campaigns.retention)
+        app.conf.beat_schedule["prune"] = {
+            "task": "workers.tasks.prune_old_rows",
+            "schedule": PRUNE_INTERVAL_S,
+            "options": {"expires": 3600},
+        }
     return app
 
 

@@ -19,7 +19,10 @@ from typing import Any
 import httpx
 import psycopg
 
+from campaigns.config import get_settings
+from campaigns.durations import parse_duration
 from campaigns.errors import ServiceUnavailable
+from campaigns.retention import prune
 from campaigns.store.claims import release_failed_chunk
 from campaigns.store.dial_store import QUEUED_LEASE_S
 from workers import redis_keys
@@ -179,3 +182,23 @@ def enforce_call_limits() -> dict[str, int] | None:
     with get_pool().connection() as conn:
         report = end_calls_at_their_limits(conn, budgets.client, shared_client())
     return {"checked": report.checked, "hung_up": report.hung_up, "already_ended": report.already_ended}
+
+
+# Above the default 120 s: a first prune of a large table takes longer, and each batch it commits is kept if
+# it is stopped anyway.
+PRUNE_TIME_LIMIT_S = 3600
+
+
+@app.task(name="workers.tasks.prune_old_rows", ignore_result=True, time_limit=PRUNE_TIME_LIMIT_S,
+          soft_time_limit=PRUNE_TIME_LIMIT_S - 60)
+def prune_old_rows() -> dict[str, int] | None:
+    """Retention (campaigns.retention), daily from beat when DIALER_PRUNE_OLDER_THAN is set; nothing
+    otherwise."""
+    older_than = get_settings().prune_older_than
+    if not older_than:
+        return None
+    with get_pool().connection() as conn:
+        report = prune(conn, older_than=parse_duration(older_than))
+    log.info("pruned what was received before %s: %s", report.cutoff, report.deleted)
+    return report.deleted
+
