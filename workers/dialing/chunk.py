@@ -36,7 +36,15 @@ from workers.dialing.spoken_text import store_spoken_text, varies_per_destinatio
 from workers.dialing.timed_sender import leaves_on_time
 from workers.metrics.counters import counted_request
 from workers.providers.base import ProviderAdapter
-from workers.providers.errors import Ambiguous, AuthFailed, PaymentRequired, Rejected, Throttled, Transient
+from workers.providers.errors import (
+    Ambiguous,
+    AuthFailed,
+    PaymentRequired,
+    Refused,
+    Rejected,
+    Throttled,
+    Transient,
+)
 from workers.providers.registry import adapter_for
 from workers.ratelimit import Reservation, throttle
 from workers.ratelimit.backoff import full_jitter_backoff
@@ -267,11 +275,12 @@ def _dial_singly(chunk: ChunkDial, started: list[store.StartedAttempt]) -> None:
 
 
 def _fail_rejected(chunk: ChunkDial, started: list[store.StartedAttempt], exc: Rejected) -> None:
-    """400 for one destination: it fails with the carrier's message, no retry."""
+    """400 for one destination (or the adapter's refusal before sending): it fails with the message, no
+    retry."""
     store.fail_attempts(
         chunk.ctx.conn,
         started,
-        message=f"rejected by carrier: {exc.message}",
+        message=f"{'not sent' if isinstance(exc, Refused) else 'rejected by carrier'}: {exc.message}",
         destination_status=DestinationStatus.FAILED,
         next_attempt_at=None,
     )

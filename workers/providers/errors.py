@@ -4,6 +4,7 @@ knows a provider's status codes; the dialer acts on these types (docs/DESIGN.md,
 ProviderError
 ├── Throttled          429 or a carrier-side limit: give the tokens/slot back, back off, not an attempt
 ├── Rejected           400: this destination or body is invalid; attempt failed, no retry
+│   └── Refused        the adapter's own guard refused the request before sending it: failed the same way
 ├── AuthFailed         401/403/404: credentials or account wrong; pause the campaign
 ├── PaymentRequired    402: balance too low; pause the campaign
 ├── Transient          nothing was placed (no connection, 503 + Retry-After from the limiter); retry
@@ -33,6 +34,11 @@ class Throttled(ProviderError):
 
 class Rejected(ProviderError):
     """The carrier refused this destination or body (400)."""
+
+
+class Refused(Rejected):
+    """The adapter refused to build the request (e.g. a campaign's `extra` that would connect the call on):
+    nothing was sent, and the attempt fails as for a 400."""
 
 
 class AuthFailed(ProviderError):

@@ -47,7 +47,7 @@ from workers.providers.calls import (
     PlacedCall,
 )
 from workers.providers.errors import Ambiguous, Rejected
-from workers.providers.extra_fields import merge_extra
+from workers.providers.extra_fields import merge_extra, refuse_redirecting_extra
 from workers.providers.fields import as_mapping, require_scalars
 from workers.providers.http import check_destinations, e164, json_answer, redact
 from workers.providers.outcomes import event_key as make_event_key
@@ -106,6 +106,7 @@ def voipbin_call_body(call: OutboundCall) -> dict[str, Any]:
             "voipbin cannot hand an answered call to an answer URL (its API takes the call's actions or a "
             "flow_id at creation): give the campaign a message, or extra.actions / extra.flow_id"
         )
+    refuse_redirecting_extra(call.extra)  # as stored: its paths are the campaign's (merge_extra checks again)
     extra = dict(call.extra)
     text = extra.pop("talk_text", None) or call.message or DEFAULT_TALK_TEXT
     language = extra.pop("talk_language", "en-US")
