@@ -14,6 +14,7 @@ The benchmarks of issue 18's targets, each with its options:
     python -m bench postgres-restart --restart-postgres   # the server restarted (a quiet machine only)
     python -m bench scale --rate 1000          # 100,000 through Plivo bulk
     python -m bench callbacks
+    python -m bench console                    # the console's campaigns page: 200 campaigns, one at 100 CPS
 
 Figures and the commands that produced them are recorded in bench/RESULTS.md.
 """
@@ -34,6 +35,7 @@ BENCHES: dict[str, list[str]] = {
     "occupancy": ["-m", "bench.occupancy_bench"],
     "postgres-restart": ["-m", "bench.postgres_restart_bench"],
     "http-client": ["-m", "bench.http_client_bench"],
+    "console": ["-m", "bench.console_bench"],
 }
 DATABASES = {
     "loader": "dialer_bench_loader",
@@ -43,6 +45,7 @@ DATABASES = {
     "scale": "dialer_bench_scale",
     "occupancy": "dialer_bench_occupancy",
     "postgres-restart": "dialer_bench_pgrestart",
+    "console": "dialer_bench_console",
 }
 
 
