@@ -227,7 +227,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                       f"{console_key}; open while the demo runs)", soft_wrap=True, highlight=False)
         started = time.monotonic()
         console.print(
-            f"watch it: metrics {stack.api_url}/metrics · Flower: `dialer flower` then http://127.0.0.1:5555 "
+            f"watch it: metrics {stack.api_url}/metrics (Authorization: Bearer <the key above>) · "
+            f"Flower: `dialer flower` then http://127.0.0.1:5555 "
             f"(search campaign={report.campaign_id}) · `dialer campaign status {report.campaign_id} --follow`"
         )
         final = follow(report.campaign_id, console, timeout_s=settings.timeout_s).latest.status
