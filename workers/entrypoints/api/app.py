@@ -23,6 +23,7 @@ from workers.callbacks.nonces import NonceClaims
 from workers.callbacks.receiver import AccountCache
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.deps import answer_http_exception
+from workers.entrypoints.api.request_guard import RequestGuard
 from workers.entrypoints.api.routes_accounts import router as accounts_router
 from workers.entrypoints.api.routes_api_keys import router as api_keys_router
 from workers.entrypoints.api.routes_campaigns import router as campaigns_router
@@ -30,7 +31,6 @@ from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_runs import router as runs_router
 from workers.entrypoints.console import router as console_router
-from workers.entrypoints.api.upload_guard import UploadGuard
 from workers.metrics.state_collector import state_collector
 from workers.metrics.state_snapshot import StateSnapshot
 
@@ -81,7 +81,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app = FastAPI(title="dialer", version="0.1.0", lifespan=lifespan)
     app.state.apply_events = apply_events
     app.add_exception_handler(StarletteHTTPException, answer_http_exception)
-    app.add_middleware(UploadGuard)
+    app.add_middleware(RequestGuard)  # the API key, the body cap and deadline, before any body is read
     app.include_router(callbacks_router)
     app.include_router(campaigns_router)
     app.include_router(dnc_router)

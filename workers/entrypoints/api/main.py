@@ -4,7 +4,8 @@ Carrier callbacks are the hot path (thousands a second), so /callbacks/ requests
 route, outside FastAPI's middleware stack, which costs about a quarter of a callback's time. Everything else,
 the lifespan included, goes through the FastAPI app, whose state (pools, writer) the callback route uses.
 A /callbacks/ path no route takes (a non-numeric account, a segment too many) is a 404, and a method no
-route takes a 405: a carrier's typo is its own error, never our 500.
+route takes a 405: a carrier's typo is its own error, never our 500. Both paths go through the one
+RequestGuard (here for callbacks, in the app's middleware for the rest): a callback's body has a deadline.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 from workers.callbacks.receiver import router as callbacks_router
 from workers.entrypoints.api.app import create_app
+from workers.entrypoints.api.request_guard import RequestGuard
 
 
 class CallbacksFirst:
     def __init__(self, api: object) -> None:
         self.api = api
-        self.callbacks = Router(routes=list(callbacks_router.routes))
+        self.callbacks = RequestGuard(Router(routes=list(callbacks_router.routes)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/callbacks/"):
