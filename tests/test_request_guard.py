@@ -44,6 +44,8 @@ MULTIPART = "multipart/form-data; boundary=b"
     ("GET", "/docs/oauth2-redirect", False, "DIALER_MAX_JSON_BYTES", False),
     ("GET", "/openapi.json", False, "DIALER_MAX_JSON_BYTES", False),
     ("POST", "/ui/login", False, "DIALER_MAX_JSON_BYTES", False),
+    ("POST", "/ui/campaigns/new", False, "DIALER_MAX_UPLOAD_BYTES", True),  # the console checks its session
+    ("POST", "/ui/dnc/import", False, "DIALER_MAX_UPLOAD_BYTES", True),
     ("GET", "/healthz", True, "DIALER_MAX_JSON_BYTES", False),  # a prefix matches whole segments only
     ("POST", "/callbacksx/1", True, "DIALER_MAX_JSON_BYTES", False),
     ("POST", "/campaigns", True, "DIALER_MAX_UPLOAD_BYTES", True),

@@ -4,8 +4,9 @@
     /callbacks/…                              no        the receiver's own (64 KiB,        flat
                                                         counted as callbacks_oversized)
     /health…, /metrics, /docs…, /redoc,       no        DIALER_MAX_JSON_BYTES              flat
-    /openapi.json, /ui…
+    /openapi.json, /ui… (OPEN_PREFIXES)
     POST /campaigns, POST /dnc/import         yes       DIALER_MAX_UPLOAD_BYTES            grows with bytes
+    the console's uploads (POST /ui/…)        no        DIALER_MAX_UPLOAD_BYTES            grows with bytes
     anything else (an unknown path included)  yes       DIALER_MAX_JSON_BYTES              flat
 
 Flat: the whole body within DIALER_BODY_READ_TIMEOUT_S of the first read. An upload gets one second more per
@@ -29,7 +30,9 @@ OPEN_PREFIXES: dict[str, str] = {
     "/ui": "the operator console's session cookie, checked by its routes",
 }
 CALLBACKS = "/callbacks"
-UPLOADS = frozenset({("POST", "/campaigns"), ("POST", "/dnc/import")})
+# Routes that take a CSV, the console's included (it checks its session before it reads the form).
+UPLOADS = frozenset({("POST", "/campaigns"), ("POST", "/dnc/import"), ("POST", "/ui/campaigns/new"),
+                     ("POST", "/ui/campaigns/preview"), ("POST", "/ui/dnc/import")})
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,12 @@ def rule_for(method: str, path: str, settings: Settings) -> BodyRule:
     if prefix == CALLBACKS:
         return BodyRule(needs_api_key=False, cap=None, cap_setting="DIALER_MAX_CALLBACK_BYTES",
                         min_bytes_per_s=None)
-    if prefix is not None:
-        return BodyRule(needs_api_key=False, cap=settings.max_json_bytes, cap_setting="DIALER_MAX_JSON_BYTES",
-                        min_bytes_per_s=None)
     if (method, path.rstrip("/")) in UPLOADS:
-        return BodyRule(needs_api_key=True, cap=settings.max_upload_bytes,
+        return BodyRule(needs_api_key=prefix is None, cap=settings.max_upload_bytes,
                         cap_setting="DIALER_MAX_UPLOAD_BYTES",
                         min_bytes_per_s=settings.min_upload_bytes_per_s)
-    return BodyRule(needs_api_key=True, cap=settings.max_json_bytes, cap_setting="DIALER_MAX_JSON_BYTES",
-                    min_bytes_per_s=None)
+    return BodyRule(needs_api_key=prefix is None, cap=settings.max_json_bytes,
+                    cap_setting="DIALER_MAX_JSON_BYTES", min_bytes_per_s=None)
 
 
 def bearer_key(authorization: str | None) -> str | None:
