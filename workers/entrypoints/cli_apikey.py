@@ -36,7 +36,8 @@ def create(
     typer.echo(new.key)
     scope = f"{role.value} of {', '.join(accounts)}" if accounts else role.value
     err.print(f"API key {new.id} ({escape(new.name)}, {escape(scope)}) created.\n"
-              "Store it now: it cannot be shown again.\nUse it as: Authorization: Bearer <key>", soft_wrap=True)
+              "Store it now: it cannot be shown again.\nUse it as: Authorization: Bearer <key>",
+              soft_wrap=True)  # unwrapped, so the notes read the same on any terminal width
 
 
 @apikey_app.command("list")
