@@ -302,7 +302,7 @@ OPEN_ROUTES = {
     "/health": "anonymous liveness, no account data",
     "/health/live": "anonymous liveness, no account data",
     "/health/ready": "anonymous readiness: which store answers, nothing of an account",
-    "/metrics": "the scraper's deployment-wide figures (workers/entrypoints/api/metrics_auth.py)",
+    "/metrics": "another account's key reads only its own series (tests/test_metrics_scrape.py)",
 }
 # Routes that name no object: they answer 2xx with what the key reaches, or 403 if the role is too low.
 LISTINGS = {("GET", "/campaigns"), ("GET", "/dnc")}

@@ -1,5 +1,5 @@
-"""The API's /metrics (issue 20 item 3): a bearer credential (the metrics token or any API key, a viewer's
-included) or 401; and however many scrapes arrive, the state is read from Postgres at most once per
+"""The API's /metrics (issue 20 item 3): a bearer credential (the metrics token or any API key; an operator or
+viewer key reads only its accounts' series) or 401; and however many scrapes arrive, the state is read from Postgres at most once per
 DIALER_METRICS_REFRESH_S, on one session the API holds, never a session per scrape. Real Postgres and Redis;
 Postgres itself (pg_stat_database, pg_stat_activity) is the witness."""
 
@@ -71,14 +71,30 @@ def test_the_metrics_token_reads_the_metrics(client: TestClient) -> None:
     assert 'dialer_state_up{store="postgres"} 1.0' in answer.text
 
 
-def test_a_viewer_api_key_reads_the_metrics(client: TestClient, database_url: str) -> None:
+def _account(conn: psycopg.Connection, prefix: str) -> int:
+    return add_account(conn, name=f"{prefix}-{uuid.uuid4().hex[:6]}", provider="plivo", auth_id="MAMETRICS",
+                       auth_token="metrics-token", cps=5, max_concurrent=5, base_url="http://127.0.0.1:9")
+
+
+def test_a_viewer_api_key_reads_only_its_accounts_series(client: TestClient, database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        account = add_account(conn, name=f"metrics-{uuid.uuid4().hex[:6]}", provider="plivo",
-                              auth_id="MAMETRICS", auth_token="metrics-token", cps=5, max_concurrent=5,
-                              base_url="http://127.0.0.1:9")
-        key = create_api_key(conn, name="metrics-viewer", role="viewer", accounts=[account]).key
+        mine, theirs = _account(conn, "metrics-mine"), _account(conn, "metrics-theirs")
+        key = create_api_key(conn, name="metrics-viewer", role="viewer", accounts=[mine]).key
+    budget = 'dialer_cps_budget{{account="{}"}}'
+    deadline = time.monotonic() + 3 * REFRESH_S + 10
+    while budget.format(theirs) not in client.get("/metrics", headers=_bearer(TOKEN)).text:
+        assert time.monotonic() < deadline, "the snapshot never showed the new accounts"
+        time.sleep(0.2)
+    everything = client.get("/metrics", headers=_bearer(TOKEN)).text
+    assert budget.format(mine) in everything and "dialer_queue_depth" in everything
     answer = client.get("/metrics", headers=_bearer(key))
-    assert answer.status_code == 200 and "dialer_queue_depth" in answer.text
+    assert answer.status_code == 200
+    assert budget.format(mine) in answer.text
+    # Another account's series, and the deployment-wide ones (every tenant at once), are not the viewer's.
+    assert budget.format(theirs) not in answer.text
+    assert "dialer_queue_depth" not in answer.text and "dialer_callbacks_unapplied" not in answer.text
+    assert all('account="' + str(mine) + '"' in line for line in answer.text.splitlines()
+               if line and not line.startswith("#"))
 
 
 def _sessions_started(conn: psycopg.Connection) -> int:

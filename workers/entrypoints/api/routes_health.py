@@ -1,7 +1,7 @@
 """Health and metrics of the API process: /health/live, /health/ready (Postgres and Redis answer),
 /metrics (Prometheus text: this process's counters plus the dialer's state, workers.metrics.state_snapshot).
 The probes need no API key: they carry no campaign data. /metrics does (metrics_auth): the metrics token or
-any API key."""
+any API key (an operator or viewer key reads only its accounts' series)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
-from workers.entrypoints.api.metrics_auth import may_scrape
+from workers.entrypoints.api.metrics_auth import EVERY_ACCOUNT, scrape_scope
 from workers.metrics.counters import registry
+from workers.metrics.scoped_exposition import exposition_for_accounts
 from workers.metrics.state_snapshot import StateSnapshot
 
 router = APIRouter(tags=["health"])
@@ -68,13 +69,17 @@ async def metrics(request: Request) -> Response:
     """Prometheus exposition: this process's metrics and the dialer's state (read at most once per
     DIALER_METRICS_REFRESH_S). Needs `Authorization: Bearer` with the metrics token or an API key."""
     try:
-        allowed = await may_scrape(request)
+        scope = await scrape_scope(request)
     except (psycopg.OperationalError, PoolTimeout):
         return JSONResponse({"error": "service_unavailable", "message": "cannot check the API key now",
                              "fields": None}, status_code=503)
-    if not allowed:
+    if scope is None:
         return JSONResponse(UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     snapshot: StateSnapshot | None = getattr(request.app.state, "metrics_state", None)
     state = await snapshot.latest() if snapshot is not None else b""
     own = await run_in_threadpool(generate_latest, registry())
-    return Response(own + state, media_type=CONTENT_TYPE_LATEST)
+    exposition = own + state
+    if scope != EVERY_ACCOUNT:
+        assert isinstance(scope, frozenset)
+        exposition = await run_in_threadpool(exposition_for_accounts, exposition, scope)
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)
