@@ -1,7 +1,7 @@
 """The API's /metrics (issue 20 item 3): a bearer credential (the metrics token or any API key; an operator or
-viewer key reads only its accounts' series) or 401; and however many scrapes arrive, the state is read from Postgres at most once per
-DIALER_METRICS_REFRESH_S, on one session the API holds, never a session per scrape. Real Postgres and Redis;
-Postgres itself (pg_stat_database, pg_stat_activity) is the witness."""
+viewer key reads only its accounts' series) or 401; and however many scrapes arrive, the state is read from
+Postgres at most once per DIALER_METRICS_REFRESH_S, on one session the API holds, never a session per
+scrape. Real Postgres and Redis; Postgres itself (pg_stat_database, pg_stat_activity) is the witness."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from campaigns.accounts import add_account
+from campaigns.api_keys import create_api_key
 from campaigns.config import get_settings
 from tests.results_helpers import signed_url
 from workers.entrypoints.api.request_guard import RequestGuard
@@ -124,6 +125,20 @@ def test_a_20_mb_dnc_import_without_a_key_is_a_401_having_read_nothing(client: T
                                           _multipart(20 * MB))
     assert (status, body["error"], headers["www-authenticate"], pulled) == (401, "unauthorized", "Bearer", 0)
     assert headers["connection"] == "close"  # the server reads none of the rest either
+
+
+@pytest.mark.parametrize("path", ["/campaigns", "/dnc/import"])
+def test_a_viewers_upload_is_a_403_having_read_nothing(client: TestClient, database_url: str,
+                                                       path: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        account = add_account(conn, name=f"guard-viewer-{uuid.uuid4().hex[:6]}", provider="plivo",
+                              auth_id="MAGUARD", auth_token="guard-token", cps=5, max_concurrent=5,
+                              base_url="http://127.0.0.1:9")
+        key = create_api_key(conn, name="guard-viewer", role="viewer", accounts=[account]).key
+    headers = {"Content-Type": MULTIPART, "Authorization": f"Bearer {key}"}
+    status, _, body, pulled = _call(client, "POST", path, headers, _multipart(2 * MB))
+    assert (status, body["error"], pulled) == (403, "forbidden", 0)
+    assert "viewer" in body["message"]
 
 
 @pytest.mark.parametrize("key", [None, "not-a-key"])

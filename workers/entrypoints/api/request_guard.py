@@ -28,6 +28,7 @@ from campaigns.api_keys import verify_api_key_async
 from campaigns.config import get_settings
 from workers.entrypoints.api.deps import ApiError, error_response
 from workers.entrypoints.api.request_rules import BodyRule, bearer_key, declared_over, read_deadline, rule_for
+from workers.entrypoints.api.scopes import require_role
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -44,7 +45,7 @@ class RequestGuard:
             return
         rule = rule_for(scope["method"], scope["path"], get_settings())
         headers = Headers(scope=scope)
-        refusal = await self._authorisation_refusal(scope, headers) if rule.needs_api_key else None
+        refusal = await self._authorisation_refusal(scope, headers, rule) if rule.needs_api_key else None
         if refusal is None and declared_over(headers.get("content-length"), rule.cap):
             refusal = too_large(rule)
         if refusal is not None:
@@ -52,7 +53,7 @@ class RequestGuard:
             return
         await BodyWatch(rule).run(self.app, scope, receive, send)
 
-    async def _authorisation_refusal(self, scope: Scope, headers: Headers) -> ApiError | None:
+    async def _authorisation_refusal(self, scope: Scope, headers: Headers, rule: BodyRule) -> ApiError | None:
         key = bearer_key(headers.get("authorization"))
         if key is None:
             return ApiError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>",
@@ -65,6 +66,11 @@ class RequestGuard:
         if holder is None:
             return ApiError(401, "unauthorized", "unknown or revoked API key", headers=CHALLENGE)
         scope.setdefault("state", {})["api_key"] = holder
+        if rule.min_role is not None:
+            try:
+                require_role(holder, rule.min_role)
+            except ApiError as too_low:
+                return too_low
         return None
 
 

@@ -5,7 +5,7 @@
                                                         counted as callbacks_oversized)
     /health…, /metrics, /docs…, /redoc,       no        DIALER_MAX_JSON_BYTES              flat
     /openapi.json, /ui… (OPEN_PREFIXES)
-    POST /campaigns, POST /dnc/import         yes       DIALER_MAX_UPLOAD_BYTES            grows with bytes
+    POST /campaigns, POST /dnc/import         operator  DIALER_MAX_UPLOAD_BYTES            grows with bytes
     the console's uploads (POST /ui/…)        no        DIALER_MAX_UPLOAD_BYTES            grows with bytes
     anything else (an unknown path included)  yes       DIALER_MAX_JSON_BYTES              flat
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from campaigns.api_keys import Role
 from campaigns.config import Settings
 
 # Paths that carry no API key, each with what authenticates it instead (prefixes match whole segments).
@@ -43,6 +44,9 @@ class BodyRule:
     cap: int | None  # bytes; None: the route reads under its own cap (callbacks, where refusals are counted)
     cap_setting: str  # the variable a 413 names
     min_bytes_per_s: int | None  # an upload's rate that extends its read deadline; None: a flat deadline
+    # The least role that may send this body at all: an API upload is an operator's, so a viewer's key is
+    # refused before megabytes are read for a 403 the route would give anyway. None: the route decides.
+    min_role: Role | None = None
 
 
 def open_prefix(path: str) -> str | None:
@@ -62,7 +66,8 @@ def rule_for(method: str, path: str, settings: Settings) -> BodyRule:
     if (method, path.rstrip("/")) in UPLOADS:
         return BodyRule(needs_api_key=prefix is None, cap=settings.max_upload_bytes,
                         cap_setting="DIALER_MAX_UPLOAD_BYTES",
-                        min_bytes_per_s=settings.min_upload_bytes_per_s)
+                        min_bytes_per_s=settings.min_upload_bytes_per_s,
+                        min_role=Role.OPERATOR if prefix is None else None)
     return BodyRule(needs_api_key=prefix is None, cap=settings.max_json_bytes,
                     cap_setting="DIALER_MAX_JSON_BYTES", min_bytes_per_s=None)
 
