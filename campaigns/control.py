@@ -46,7 +46,7 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         found = conn.execute("SELECT provider FROM provider_account WHERE id = %s", (account_id,)).fetchone()
         provider = found[0] if found else None
     settings = settings_rules.checked(settings, region=row["default_region"], provider=provider,
-                                      plain_http_audio=get_settings().development)
+                                      plain_http_urls=get_settings().development)
     if settings.account_id is not None:  # the options already set must suit the new account's provider
         refusal = unsupported_option(provider, {**(row["provider_options"] or {}),
                                                 **(settings.provider_options or {})})

@@ -197,24 +197,33 @@ class InvalidOption(InvalidRequest):
         self.message = message
 
 
+PLAIN_HTTP_HINT = "(plain http only with DIALER_ENVIRONMENT=development)"
+
+
+def https_refusal(value: object, *, plain_http: bool) -> str | None:
+    """Why a URL the carrier fetches for a call must not be `value` (None: it may be). The answer and
+    fallback documents decide where the call goes and the audio what every callee hears, in the caller ID's
+    name: over plain http anyone on that path chooses. `plain_http` (development only) allows http."""
+    if isinstance(value, str) and not plain_http and not value.startswith("https://"):
+        return f"an https URL, not {value[:80]!r} {PLAIN_HTTP_HINT}"
+    return None
+
+
 def validate_provider_options(
-    provider: str | None, options: dict[str, Any], *, plain_http_audio: bool = False
+    provider: str | None, options: dict[str, Any], *, plain_http_urls: bool = False
 ) -> dict[str, Any]:
     """The options as given (only the keys given), or InvalidOption naming the first bad one.
-    `plain_http_audio` (development only) lets audio_url be http as well as https."""
+    `plain_http_urls` (development only) lets audio_url and fallback_url be http as well as https."""
     try:
         ProviderOptions.model_validate(options)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in ("provider_options", *error["loc"]))
         raise InvalidOption(where, str(error["msg"]).removeprefix("Value error, ")) from None
-    # The carrier fetches the audio and plays it to every answered call: over plain http anyone on that
-    # path chooses what the called people hear, in the caller ID's name.
-    audio = options.get("audio_url")
-    if isinstance(audio, str) and not plain_http_audio and not audio.startswith("https://"):
-        raise InvalidOption("provider_options.audio_url",
-                            f"an https URL, not {audio[:80]!r} (plain http only with DIALER_ENVIRONMENT="
-                            "development)")
+    for field in ("fallback_url", "audio_url"):
+        plain = https_refusal(options.get(field), plain_http=plain_http_urls)
+        if plain is not None:
+            raise InvalidOption(f"provider_options.{field}", plain)
     support = _OPTION_SUPPORT.get(provider or "")
     limit = support.max_ring_timeout_s if support else None
     ring = options.get("ring_timeout")

@@ -11,7 +11,7 @@ from typing import Any
 
 from campaigns.errors import InvalidRequest
 from campaigns.numbers import normalise_caller_id, valid_timezone
-from campaigns.provider_options import InvalidOption, validate_provider_options
+from campaigns.provider_options import InvalidOption, https_refusal, validate_provider_options
 from campaigns.retry_policy import InvalidPolicy, validate_policy
 
 MAX_CPS = 10_000.0
@@ -101,17 +101,20 @@ def check_caller_id(value: str, region: str) -> str:
         raise InvalidSetting("caller_id", str(exc)) from None
 
 
-def check_answer_url(value: str) -> str:
+def check_answer_url(value: str, *, plain_http: bool = False) -> str:
     if not value.startswith(("https://", "http://")) or any(c in value for c in " \t\r\n"):
         raise InvalidSetting("answer_url", f"an http(s) URL, not {value[:80]!r}")
+    refusal = https_refusal(value, plain_http=plain_http)
+    if refusal is not None:
+        raise InvalidSetting("answer_url", refusal)
     return value
 
 
 def checked(
-    settings: CampaignSettings, *, region: str, provider: str | None, plain_http_audio: bool = False
+    settings: CampaignSettings, *, region: str, provider: str | None, plain_http_urls: bool = False
 ) -> CampaignSettings:
-    """The settings with every given field checked and normalised (caller ID to E.164); an audio URL must be
-    https unless `plain_http_audio` (DIALER_ENVIRONMENT=development)."""
+    """The settings with every given field checked and normalised (caller ID to E.164); the answer, fallback
+    and audio URLs must be https unless `plain_http_urls` (DIALER_ENVIRONMENT=development)."""
     changes: dict[str, Any] = {}
     if settings.caller_id is not None:
         changes["caller_id"] = check_caller_id(settings.caller_id, region)
@@ -125,7 +128,7 @@ def checked(
     if settings.window_days is not None:
         changes["window_days"] = check_days(settings.window_days)
     if settings.answer_url is not None:
-        check_answer_url(settings.answer_url)
+        check_answer_url(settings.answer_url, plain_http=plain_http_urls)
     if settings.start_at and settings.end_at and settings.end_at <= settings.start_at:
         raise InvalidSetting("end_at", "must be after start_at")
     if settings.retry_policy is not None:
@@ -135,7 +138,7 @@ def checked(
             raise InvalidSetting("retry_policy", str(exc)) from None
     if settings.provider_options is not None:
         try:
-            validate_provider_options(provider, settings.provider_options, plain_http_audio=plain_http_audio)
+            validate_provider_options(provider, settings.provider_options, plain_http_urls=plain_http_urls)
         except InvalidOption as exc:
             raise InvalidSetting(exc.field, exc.message) from None
     return dataclasses.replace(settings, **changes)

@@ -1,7 +1,8 @@
-"""audio_url must be https (issue 20, "audio_url must be https"): the carrier fetches it and plays it to every
-answered call, so over plain http anyone on that path chooses what the called people hear. Outside
-development a plain-http audio URL is refused when set, by the CLI and the API alike, naming the field;
-DIALER_ENVIRONMENT=development allows http, as it allows a plain-http public URL."""
+"""The URLs a carrier fetches for a call must be https (issue 20, "audio_url must be https", and the answer
+and fallback URLs, which decide where the call goes): over plain http anyone on that path chooses what the
+called people hear, or whom they are connected to. Outside development a plain-http URL is refused when set,
+by the CLI and the API alike, naming the field; DIALER_ENVIRONMENT=development allows http, as it allows a
+plain-http public URL."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_a_plain_http_audio_url_is_refused_unless_development_allows_it(provider
     assert refused.value.field == "provider_options.audio_url"
     assert refused.value.message.startswith(f"an https URL, not {PLAIN!r}")
     assert validate_provider_options(provider, {"audio_url": SECURE}) == {"audio_url": SECURE}
-    assert validate_provider_options(provider, {"audio_url": PLAIN}, plain_http_audio=True)
+    assert validate_provider_options(provider, {"audio_url": PLAIN}, plain_http_urls=True)
 
 
 def _stored_options(database_url: str, campaign_id: int) -> dict[str, Any]:
@@ -85,3 +86,27 @@ def test_campaign_set_refuses_a_plain_http_audio_url_outside_development(
                                capture_output=True, text=True, timeout=60)  # the session's: development
     assert developer.returncode == 0, developer.stderr
     assert _stored_options(database_url, campaign)["audio_url"] == PLAIN
+
+
+@pytest.mark.parametrize("provider", [None, "plivo", "vobiz"])
+def test_a_plain_http_fallback_url_is_refused_unless_development_allows_it(provider: str | None) -> None:
+    with pytest.raises(InvalidOption) as refused:
+        validate_provider_options(provider, {"fallback_url": PLAIN})
+    assert refused.value.field == "provider_options.fallback_url"
+    assert refused.value.message.startswith(f"an https URL, not {PLAIN!r}")
+    assert validate_provider_options(provider, {"fallback_url": PLAIN}, plain_http_urls=True)
+
+
+def test_the_api_refuses_a_plain_http_answer_url_in_production_and_takes_it_in_development(
+    client: TestClient, auth: dict[str, str], campaign: int, database_url: str
+) -> None:
+    # The answer document decides where the call goes: over plain http anyone on the path could connect
+    # the callee to a number of their choosing.
+    answer = "http://answers.example/reminder"
+    with dialer_env({"DIALER_ENVIRONMENT": "production"}):
+        refused = client.patch(f"/campaigns/{campaign}", headers=auth, json={"answer_url": answer})
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["fields"]] == ["answer_url"]
+        assert "an https URL" in refused.text
+    taken = client.patch(f"/campaigns/{campaign}", headers=auth, json={"answer_url": answer})
+    assert taken.status_code == 200, taken.text
