@@ -11,7 +11,10 @@ thread has to wake on time, and the interpreter is asked to hand it the GIL quic
 
 A send that would leave later than `SendSlot.max_late_s` after its booked time is not sent (`SendTooLate`):
 arriving late it could share a sliding second at the carrier with a send booked a window later. The caller
-re-books it. A request handed over without a slot leaves at once.
+re-books it. The last check is made just before the send(2) of the request's first byte, and the send counts
+as gone (`SendSlot.on_left`) once the kernel holds its bytes, stamped by the loop's own transports
+(workers.dialing.departures), not when the HTTP client says it starts writing. A request handed over
+without a slot leaves at once.
 
 The dial client of a worker process is a `TimedClient`: a pooled client like any other, on which adapters
 build their requests, carrying the process's sender. The dialer's send point
@@ -34,6 +37,7 @@ from typing import Any
 import httpx
 
 from campaigns.config import get_settings
+from workers.dialing.departures import DEPARTING, Departure, DepartureEventLoop
 from workers.dialing.wires import AiohttpWire, HttpxWire, Wire
 from workers.metrics.send_lateness import observe_lateness, observe_refused_late
 from workers.providers.http import client_options
@@ -88,7 +92,7 @@ class TimedSender:
         self._wire: Wire = (HttpxWire(transport) if transport is not None
                             else AiohttpWire(MAX_CONNECTIONS, KEEPALIVE_EXPIRY_S))
         self._nice = nice
-        self._loop = asyncio.new_event_loop()
+        self._loop = DepartureEventLoop()  # its transports stamp when a request's bytes really left
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dialer-sender", daemon=True)
         self._thread.start()
@@ -121,18 +125,21 @@ class TimedSender:
         left: list[float] = []
 
         def before_first_byte() -> None:
-            # After any wait for a connection or a connect, which are the send's too. Refusing here still
-            # sends nothing.
+            # Once a connection is in hand (any wait for one, or a connect, is the send's too), and again
+            # just before the send(2) of its first byte (workers.dialing.departures). Refusing sends nothing.
             if slot is not None:
                 refuse_if_late(slot)
 
         def gone() -> None:
+            # Called once the kernel holds the request's bytes: never before they can reach the carrier.
             now = time.monotonic()
             left.append(now)
             if slot is not None and slot.on_left is not None:
                 slot.on_left(slot.lateness(now))
 
-        response = await self._wire.send(request, before_first_byte, gone)
+        departure = Departure(before_first_byte, gone)
+        DEPARTING.set(departure)  # this task's context: the client's write task inherits it
+        response = await self._wire.send(request, departure)
         if slot is not None:
             observe_lateness(slot.lateness(left[0] if left else time.monotonic()))
         return response
