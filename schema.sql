@@ -293,3 +293,9 @@ CREATE TABLE IF NOT EXISTS load_warning (
     detail              TEXT
 );
 CREATE INDEX IF NOT EXISTS load_warning_campaign_idx ON load_warning (campaign_id, line_no);
+
+-- Archived campaigns (issue 22): hidden from lists, results kept; an account used only by archived campaigns
+-- can be removed, which clears their account (its name stays in archived_account) and their attempts' link.
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS archived_at TIMESTAMPTZ;
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS archived_account TEXT;
+ALTER TABLE call_attempt ALTER COLUMN account_id DROP NOT NULL;

@@ -151,6 +151,8 @@ class Campaign(CampaignBase, CampaignSettingsBase, CampaignTimestamps, table=Tru
     throttled_count: int = _int(default=0, kind=BigInteger)
     observe_holidays: bool = _column(Boolean, default="false")
     blackout_dates: list[date] = _column(ARRAY(Date), default="'{}'")
+    archived_at: datetime | None = _timestamp()
+    archived_account: str | None = _text(nullable=True)
 
 
 class Destination(SQLModel, table=True):
@@ -181,7 +183,8 @@ class CallAttempt(SQLModel, table=True):
     id: int = _pk()
     destination_id: int = _fk("destination.id", ondelete="CASCADE")
     campaign_id: int = _fk("campaign.id", ondelete="CASCADE")
-    account_id: int = _fk("provider_account.id")
+    # NULL once the account of an archived campaign is removed (its results stay readable).
+    account_id: int | None = _fk("provider_account.id", nullable=True)
     attempt_no: int = _int()
     batch_id: uuid.UUID | None = _uuid()
     status: str = _text(default="dialing")
