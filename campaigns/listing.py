@@ -1,5 +1,6 @@
-"""Campaigns as a list: newest first, filtered by state and account (the operator console's campaigns page;
-a campaign still loading is never listed)."""
+"""Campaigns as a list: newest first, filtered by state and account, a page at a time. The one query behind
+`dialer campaign list`, GET /campaigns and the console's campaigns page (a campaign still loading is never
+listed: its loader's transaction has not committed it)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,10 @@ from rich.table import Table
 
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
+from campaigns.listing import list_campaigns as list_campaign_rows
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import DEFAULT_BLOCKED_TYPES, RejectReason, parse_type_names
+from campaigns.rejects import reject_page
 from campaigns.results_export import write_rejects_csv
 from campaigns.templates import list_warnings
 
@@ -118,14 +120,11 @@ def list_campaigns(
 ) -> None:
     """Campaigns, newest first."""
     with connect() as conn:
-        rows = conn.execute(
-            "SELECT id, name, state, rows_loaded, rows_rejected, created_at FROM campaign "
-            "WHERE %(state)s::text IS NULL OR state = %(state)s ORDER BY id DESC LIMIT %(limit)s",
-            {"state": state, "limit": limit}).fetchall()
+        rows = list_campaign_rows(conn, state=state, limit=limit)
     table = Table("id", "name", "state", "destinations", "rejected", "created")
-    for id_, name, state_, loaded, rejected, created in rows:
-        table.add_row(str(id_), escape(name), state_, f"{loaded:,}", f"{rejected:,}",
-                      f"{created:%Y-%m-%d %H:%M}")
+    for row in rows:
+        table.add_row(str(row["id"]), escape(row["name"]), row["state"], f"{row['rows_loaded']:,}",
+                      f"{row['rows_rejected']:,}", f"{row['created_at']:%Y-%m-%d %H:%M}")
     out.print(table if rows else "no campaigns")
 
 
@@ -201,20 +200,14 @@ def rejects(
             write_rejects_csv(conn, campaign_id, handle)
         out.print(f"rejected rows of campaign {campaign_id} written to {escape(str(csv_path))}")
         return
-    if reason is not None and reason not in {r.value for r in RejectReason}:
-        raise InvalidRequest(f"unknown reason {reason!r}; one of {', '.join(r.value for r in RejectReason)}")
-    params = {"campaign_id": campaign_id, "reason": reason, "limit": limit}
-    where = "campaign_id = %(campaign_id)s AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
     with connect() as conn:
-        if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-            raise NotFound(f"no campaign {campaign_id}")
-        total = conn.execute(f"SELECT count(*) FROM rejected_row WHERE {where}", params).fetchone()
-        rows = conn.execute(f"SELECT line_no, reason, raw_value, detail FROM rejected_row WHERE {where} "
-                            "ORDER BY line_no, id LIMIT %(limit)s", params).fetchall()
+        found = reject_page(conn, campaign_id, reason=reason, limit=limit)
+    rows = found.rows
     table = Table("line", "reason", "value", "detail", title=f"rejected rows of campaign {campaign_id}")
-    for line_no, reason_, raw_value, detail in rows:
-        table.add_row(str(line_no), reason_, escape(printable(raw_value)), escape(printable(detail or "")))
+    for row in rows:
+        table.add_row(str(row.line), row.reason, escape(printable(row.raw_value)),
+                      escape(printable(row.detail or "")))
     out.print(table if rows else "no rejected rows")
-    count = total[0] if total else 0
+    count = found.total
     if count > len(rows):
         out.print(f"showing {len(rows)} of {count:,}; use --limit or --reason")
