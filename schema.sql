@@ -299,3 +299,143 @@ CREATE INDEX IF NOT EXISTS load_warning_campaign_idx ON load_warning (campaign_i
 ALTER TABLE campaign ADD COLUMN IF NOT EXISTS archived_at TIMESTAMPTZ;
 ALTER TABLE campaign ADD COLUMN IF NOT EXISTS archived_account TEXT;
 ALTER TABLE call_attempt ALTER COLUMN account_id DROP NOT NULL;
+
+-- Issue 22: outbound webhooks. An endpoint belongs to an account or to a campaign; a campaign's own endpoint
+-- replaces its account's for that campaign. The outbox (webhook_delivery) gets one row per event and endpoint,
+-- written by the triggers below inside the very transaction that makes the state change, whichever module
+-- makes it; workers.housekeeping.webhook_delivery sends them (docs/DESIGN.md, "Outbound webhooks").
+CREATE TABLE IF NOT EXISTS webhook_endpoint (
+    id                  BIGSERIAL PRIMARY KEY,
+    account_id          BIGINT REFERENCES provider_account (id) ON DELETE CASCADE,
+    campaign_id         BIGINT REFERENCES campaign (id) ON DELETE CASCADE,
+    url                 TEXT NOT NULL,
+    secret_encrypted    TEXT NOT NULL,                        -- whsec_… under DIALER_SECRET_KEY, shown once
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT webhook_endpoint_account_id_key UNIQUE (account_id),
+    CONSTRAINT webhook_endpoint_campaign_id_key UNIQUE (campaign_id),
+    CONSTRAINT webhook_endpoint_one_owner CHECK ((account_id IS NULL) <> (campaign_id IS NULL))
+);
+CREATE TABLE IF NOT EXISTS webhook_delivery (
+    id                  BIGSERIAL PRIMARY KEY,
+    endpoint_id         BIGINT NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,
+    message_id          TEXT NOT NULL,                        -- the webhook-id header: the idempotency key
+    event_type          TEXT NOT NULL,
+    campaign_id         BIGINT,                               -- no foreign key: the outbox never locks a campaign
+    order_key           TEXT NOT NULL,                        -- 'd<destination id>' or 'c<campaign id>'
+    payload             JSONB NOT NULL,
+    state               TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at     TIMESTAMPTZ NOT NULL DEFAULT now(),   -- also the lease of a send in flight
+    last_status         INTEGER,                              -- the receiver's HTTP status, NULL if none came
+    last_error          TEXT,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    finished_at         TIMESTAMPTZ,                          -- delivered or given up
+    CONSTRAINT webhook_delivery_message_id_key UNIQUE (message_id)
+);
+-- The head of each (endpoint, order key) queue, and what is due.
+CREATE INDEX IF NOT EXISTS webhook_delivery_queue_idx ON webhook_delivery (endpoint_id, order_key, id)
+    WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_delivery_due_idx ON webhook_delivery (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_delivery_campaign_idx ON webhook_delivery (campaign_id, id);
+CREATE INDEX IF NOT EXISTS webhook_delivery_finished_idx ON webhook_delivery (finished_at)
+    WHERE state = 'delivered';
+
+-- The endpoint an event of this campaign goes to: the campaign's own, else its account's; NULL: none.
+CREATE OR REPLACE FUNCTION webhook_endpoint_for(p_campaign BIGINT) RETURNS BIGINT
+LANGUAGE sql STABLE AS $$
+    SELECT e.id FROM webhook_endpoint e
+    WHERE e.campaign_id = p_campaign
+       OR e.account_id = (SELECT c.account_id FROM campaign c WHERE c.id = p_campaign)
+    ORDER BY e.campaign_id IS NULL LIMIT 1
+$$;
+
+CREATE OR REPLACE FUNCTION webhook_record(p_endpoint BIGINT, p_campaign BIGINT, p_type TEXT, p_key TEXT,
+                                          p_data JSONB) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO webhook_delivery (endpoint_id, message_id, event_type, campaign_id, order_key, payload)
+    VALUES (p_endpoint, 'msg_' || replace(gen_random_uuid()::text, '-', ''), p_type, p_campaign, p_key,
+            jsonb_build_object('type', p_type,
+                               'timestamp', to_char(clock_timestamp() AT TIME ZONE 'UTC',
+                                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                               'data', p_data))
+$$;
+
+CREATE OR REPLACE FUNCTION webhook_attempt_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE endpoint BIGINT := webhook_endpoint_for(NEW.campaign_id);
+BEGIN
+    IF endpoint IS NOT NULL THEN
+        PERFORM webhook_record(endpoint, NEW.campaign_id, 'attempt.finished', 'd' || NEW.destination_id,
+            jsonb_build_object(
+                'campaign_id', NEW.campaign_id, 'run_no', NEW.run_no, 'destination_id', NEW.destination_id,
+                'number', (SELECT d.number FROM destination d WHERE d.id = NEW.destination_id),
+                'attempt_id', NEW.id, 'attempt_no', NEW.attempt_no, 'status', NEW.status,
+                'outcome', NEW.outcome, 'provider_status', NEW.provider_status,
+                'hangup_cause', NEW.hangup_cause, 'error', NEW.error_message, 'call_uuid', NEW.call_uuid,
+                'sent_at', NEW.sent_at, 'answer_at', NEW.answer_at, 'end_at', NEW.end_at,
+                'duration', NEW.duration, 'billed_duration', NEW.billed_duration));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhook_destination_final() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE endpoint BIGINT := webhook_endpoint_for(NEW.campaign_id);
+BEGIN
+    IF endpoint IS NOT NULL THEN
+        PERFORM webhook_record(endpoint, NEW.campaign_id, 'destination.final', 'd' || NEW.id,
+            jsonb_build_object(
+                'campaign_id', NEW.campaign_id, 'run_no', NEW.run_no, 'destination_id', NEW.id,
+                'line_no', NEW.line_no, 'number', NEW.number, 'status', NEW.status, 'outcome', NEW.outcome,
+                'attempts', NEW.attempts_made, 'variables', NEW.variables));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhook_run_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE endpoint BIGINT := webhook_endpoint_for(NEW.campaign_id);
+BEGIN
+    IF endpoint IS NOT NULL THEN
+        PERFORM webhook_record(endpoint, NEW.campaign_id,
+            CASE WHEN TG_OP = 'INSERT' THEN 'run.started' ELSE 'run.finished' END, 'c' || NEW.campaign_id,
+            jsonb_build_object(
+                'campaign_id', NEW.campaign_id, 'run_no', NEW.run_no, 'trigger', NEW.trigger,
+                'only_outcomes', NEW.only_outcomes, 'destinations', NEW.destinations,
+                'started_at', NEW.started_at, 'ends_at', NEW.ends_at, 'finished_at', NEW.finished_at,
+                'finish_reason', NEW.finish_reason));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION webhook_campaign_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE endpoint BIGINT := webhook_endpoint_for(NEW.id);
+BEGIN
+    IF endpoint IS NOT NULL THEN
+        PERFORM webhook_record(endpoint, NEW.id,
+            CASE WHEN NEW.state = 'completed' THEN 'campaign.completed' ELSE 'campaign.paused' END,
+            'c' || NEW.id,
+            jsonb_build_object(
+                'campaign_id', NEW.id, 'name', NEW.name, 'state', NEW.state, 'reason', NEW.state_reason,
+                'destinations', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
+                                 FROM (SELECT d.status, count(*) AS n FROM destination d
+                                       WHERE d.campaign_id = NEW.id GROUP BY d.status) s)));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER webhook_attempt_finished AFTER UPDATE OF status ON call_attempt FOR EACH ROW
+    WHEN (NEW.status IN ('completed', 'failed', 'unknown') AND NEW.status IS DISTINCT FROM OLD.status)
+    EXECUTE FUNCTION webhook_attempt_finished();
+CREATE OR REPLACE TRIGGER webhook_destination_final AFTER UPDATE OF status ON destination FOR EACH ROW
+    WHEN (NEW.status IN ('done', 'failed', 'invalid', 'dnc', 'cancelled', 'expired', 'unknown')
+          AND NEW.status IS DISTINCT FROM OLD.status)
+    EXECUTE FUNCTION webhook_destination_final();
+CREATE OR REPLACE TRIGGER webhook_run_started AFTER INSERT ON campaign_run FOR EACH ROW
+    EXECUTE FUNCTION webhook_run_changed();
+CREATE OR REPLACE TRIGGER webhook_run_finished AFTER UPDATE OF finished_at ON campaign_run FOR EACH ROW
+    WHEN (OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL)
+    EXECUTE FUNCTION webhook_run_changed();
+-- Completed, or paused by a provider error (campaigns.store.dial_store.pause_account_campaigns: bad
+-- credentials, balance, an unreadable token); an operator's pause (campaigns.control.pause) is no event.
+CREATE OR REPLACE TRIGGER webhook_campaign_changed AFTER UPDATE OF state ON campaign FOR EACH ROW
+    WHEN (NEW.state IS DISTINCT FROM OLD.state AND (NEW.state = 'completed'
+          OR (NEW.state = 'paused' AND NEW.state_reason IS DISTINCT FROM 'paused by operator')))
+    EXECUTE FUNCTION webhook_campaign_changed();

@@ -374,3 +374,36 @@ class LoadWarning(SQLModel, table=True):
     line_no: int = _int()
     reason: str = _text()
     detail: str | None = _text(nullable=True)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    __tablename__ = "webhook_endpoint"
+    __table_args__ = (UniqueConstraint("account_id", name="webhook_endpoint_account_id_key"),
+                      UniqueConstraint("campaign_id", name="webhook_endpoint_campaign_id_key"))
+
+    id: int = _pk()
+    account_id: int | None = _fk("provider_account.id", nullable=True, ondelete="CASCADE")
+    campaign_id: int | None = _fk("campaign.id", nullable=True, ondelete="CASCADE")
+    url: str = _text()
+    secret_encrypted: str = _text()
+    created_at: datetime = _timestamp(nullable=False, now=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("message_id", name="webhook_delivery_message_id_key"),)
+
+    id: int = _pk()
+    endpoint_id: int = _fk("webhook_endpoint.id", ondelete="CASCADE")
+    message_id: str = _text()
+    event_type: str = _text()
+    campaign_id: int | None = _int(nullable=True, kind=BigInteger)
+    order_key: str = _text()
+    payload: dict[str, Any] = _column(JSONB)
+    state: str = _text(default="pending")
+    attempts: int = _int(default=0)
+    next_attempt_at: datetime = _timestamp(nullable=False, now=True)
+    last_status: int | None = _int(nullable=True)
+    last_error: str | None = _text(nullable=True)
+    created_at: datetime = _timestamp(nullable=False, now=True)
+    finished_at: datetime | None = _timestamp()
