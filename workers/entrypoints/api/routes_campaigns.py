@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Annotated, Any, BinaryIO, Literal
 
 import psycopg
@@ -22,12 +22,13 @@ from fastapi.responses import StreamingResponse
 from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import control
+from campaigns import control, listing
 from campaigns.api_keys import ApiKeyIdentity, Role
 from campaigns.db import connect
-from campaigns.errors import InvalidRequest, NotFound
+from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
+from campaigns.rejects import reject_page
 from campaigns.reports import LoadReport
 from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from campaigns.states import CampaignState
@@ -106,7 +107,7 @@ async def list_campaigns(
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> CampaignPage:
     """Campaigns of the key's accounts, newest first, with their state and row counts."""
-    rows = await run_db(_campaign_rows, state, limit, offset, reachable_accounts(key))
+    rows = await run_db(_campaign_page, state, limit, offset, reachable_accounts(key))
     return CampaignPage(items=[CampaignSummary(**row) for row in rows], limit=limit, offset=offset)
 
 
@@ -160,7 +161,7 @@ async def pause_campaign(campaign_id: OperatedCampaign) -> StateChange:
 @router.post("/{campaign_id}/resume", response_model=StateChange, responses=_conflict)
 async def resume_campaign(campaign_id: OperatedCampaign) -> StateChange:
     """Paused -> running (a draft is started with /start)."""
-    return await run_db(_change_state, campaign_id, _resume, invalid_status=409)
+    return await run_db(_change_state, campaign_id, control.resume, invalid_status=409)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CancelOut, responses=_conflict)
@@ -215,22 +216,10 @@ def _load_upload(source: BinaryIO, *, name: str, account: str | None, options: L
     return load_campaign_csv(name=name, source=source, options=options)
 
 
-def _require_campaign(conn: psycopg.Connection, campaign_id: int) -> None:
-    if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-        raise NotFound(f"no campaign {campaign_id}")
-
-
-def _campaign_rows(conn: psycopg.Connection, state: str | None, limit: int, offset: int,
+def _campaign_page(conn: psycopg.Connection, state: str | None, limit: int, offset: int,
                    accounts: list[int] | None) -> list[dict[str, Any]]:
     """A page of campaigns; `accounts`: only theirs (None: every campaign, for an admin key)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT id, name, state, state_reason, account_id, rows_total, rows_loaded, rows_rejected, "
-            "throttled_count AS throttled, created_at, updated_at FROM campaign "
-            f"WHERE state <> '{C.LOADING.value}' AND (%(state)s::text IS NULL OR state = %(state)s) "
-            "AND (%(accounts)s::bigint[] IS NULL OR account_id = ANY(%(accounts)s::bigint[])) "
-            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {"state": state, "limit": limit, "offset": offset, "accounts": accounts}).fetchall()
+    return listing.list_campaigns(conn, state=state, within_accounts=accounts, limit=limit, offset=offset)
 
 
 def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut:
@@ -267,27 +256,8 @@ def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdat
 
 def _reject_rows(conn: psycopg.Connection, campaign_id: int, reason: str | None, limit: int,
                  offset: int) -> tuple[int, list[dict[str, Any]]]:
-    _require_campaign(conn, campaign_id)
-    params = {"campaign_id": campaign_id, "reason": reason, "limit": limit, "offset": offset}
-    where = "campaign_id = %(campaign_id)s AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
-    total = conn.execute(f"SELECT count(*) FROM rejected_row WHERE {where}", params).fetchone()
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"SELECT line_no AS line, raw_value, reason, detail FROM rejected_row "
-                           f"WHERE {where} ORDER BY line_no, id LIMIT %(limit)s OFFSET %(offset)s",
-                           params).fetchall()
-    return int(total[0]) if total else 0, rows
-
-
-def _resume(conn: psycopg.Connection, campaign_id: int) -> None:
-    row = conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no campaign {campaign_id}")
-    # Nothing ever returns to draft or paused from elsewhere but pause, so start() after this check
-    # cannot turn a draft into running by way of /resume.
-    if row[0] != C.PAUSED:
-        raise InvalidRequest(f"campaign {campaign_id} is {row[0]}; it must be paused to resume"
-                             + (" (start a draft with /start)" if row[0] == C.DRAFT else ""))
-    control.start(conn, campaign_id)
+    found = reject_page(conn, campaign_id, reason=reason, limit=limit, offset=offset)
+    return found.total, [asdict(row) for row in found.rows]
 
 
 def _change_state(conn: psycopg.Connection, campaign_id: int,
