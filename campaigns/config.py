@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     # (workers.metrics.send_lateness); unset or empty, none are written.
     send_lateness_dir: str | None = None
 
+    # Outbound webhooks (workers.housekeeping.webhook_delivery): each POST's timeout, how many are in flight
+    # at once per delivery pass, how long a pass goes on sending, the backoff between a failed delivery's tries
+    # (full jitter over base * 2^tries, at most max) and for how long after its event it is tried at all.
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+    webhook_pass_s: float = Field(default=20.0, gt=0, le=90, allow_inf_nan=False)
+    webhook_backoff_base_s: PositiveSeconds = 5.0
+    webhook_backoff_max_s: PositiveSeconds = 3600.0
+    webhook_retry_for_s: PositiveSeconds = 86400.0
+
     # Adaptive rate after a carrier's 429 (workers.ratelimit.aimd): the cut, and the window in which a second
     # 429 must follow the first for any cut at all (0: every 429 cuts). An isolated 429 from a carrier exactly
     # at budget costs no cut; one whose budget is really lower answers 429 again within seconds, and that
