@@ -216,10 +216,16 @@ def update_account(
 
 
 def remove_account(conn: psycopg.Connection, name_or_id: str | int) -> None:
+    """Remove an account no campaign uses but archived ones; those keep its name and their results."""
     account_id = resolve_account_id(conn, name_or_id)
-    in_use = conn.execute("SELECT count(*) FROM campaign WHERE account_id = %s", (account_id,)).fetchone()
+    in_use = conn.execute("SELECT count(*) FROM campaign WHERE account_id = %s AND archived_at IS NULL",
+                          (account_id,)).fetchone()
     if in_use and in_use[0]:
-        raise InvalidRequest(f"account {name_or_id} is used by {in_use[0]} campaign(s); remove those first")
+        raise InvalidRequest(f"account {name_or_id} is used by {in_use[0]} campaign(s); archive or delete "
+                             "those first (`dialer campaign archive ID`, `dialer campaign delete ID`)")
+    conn.execute("UPDATE campaign SET account_id = NULL WHERE account_id = %s", (account_id,))
+    conn.execute("UPDATE call_attempt SET account_id = NULL WHERE account_id = %s", (account_id,))
+    conn.execute("UPDATE call_event SET account_id = NULL WHERE account_id = %s", (account_id,))
     conn.execute("DELETE FROM provider_account WHERE id = %s", (account_id,))
 
 

@@ -13,10 +13,11 @@ from campaigns import settings_rules
 from campaigns.call_options import machine_detection_mode
 from campaigns.config import get_settings
 from campaigns.dnc import check_opt_out_digit
-from campaigns.errors import InvalidRequest, NotFound
+from campaigns.errors import InvalidRequest
 from campaigns.provider_options import unsupported_option
 from campaigns.readiness import require_ready_to_dial, undialable_destinations
 from campaigns.reports import CampaignStatus as CampaignStatus  # callers name it control's
+from campaigns.retirement import no_such_campaign, require_not_archived
 from campaigns.runs import record_first_run
 from campaigns.settings_rules import CampaignSettings as CampaignSettings  # callers name it control's
 from campaigns.settings_rules import InvalidSetting
@@ -33,13 +34,14 @@ def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
+        raise no_such_campaign(campaign_id)
     return row
 
 
 def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSettings) -> None:
     """Apply the given settings, each checked by the rules every way in shares (settings_rules)."""
     row = _campaign(conn, campaign_id)
+    require_not_archived(row)
     account_id = settings.account_id or row["account_id"]
     provider = None
     if account_id is not None:

@@ -11,6 +11,7 @@ from campaigns.accounts import provider_takes_answer_url
 from campaigns.destination_kinds import KIND_SQL, cannot_dial, destination_kind, destination_kinds
 from campaigns.errors import InvalidRequest
 from campaigns.provider_options import unsupported_option
+from campaigns.retirement import require_not_archived
 from campaigns.states import FINAL_DESTINATION, RUN_RESETTABLE, sql_in
 
 # Destinations no run dials again (invalid, dnc, cancelled: a new run resets none of them) are not counted.
@@ -56,6 +57,7 @@ def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None
     """A campaign row has what dialing needs (an account, a caller id, a script its provider can use, and
     only destinations its provider can dial), or InvalidRequest says how."""
     campaign_id = row["id"]
+    require_not_archived(row)
     if row["account_id"] is None:
         raise InvalidRequest(
             f"campaign {campaign_id} has no provider account: "

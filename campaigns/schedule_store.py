@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.retirement import require_not_archived
 from campaigns.schedules import CronSpec, InvalidSchedule, ScheduleView, next_firing
 from campaigns.states import CampaignState
 
@@ -46,9 +47,10 @@ def set_schedule(
     now: datetime,
 ) -> StoredSchedule:
     """Create or replace the campaign's schedule; its first firing is the next one after `now`."""
-    row = conn.execute("SELECT state FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    row = conn.execute("SELECT state, archived_at FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     if row is None:
         raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
+    require_not_archived({"id": campaign_id, "archived_at": row[1]})
     if row[0] == CampaignState.CANCELLED:
         raise InvalidRequest(f"campaign {campaign_id} is cancelled; clone it to schedule it again")
     first = next_firing(spec, now)

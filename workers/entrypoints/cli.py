@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
@@ -16,6 +17,8 @@ from campaigns.errors import DialerError
 from simulator.cli import run_simulator
 from workers.entrypoints import (
     cli_campaign_control,  # noqa: F401  (registers run/watch commands on campaign_app)
+    cli_campaign_results,  # noqa: F401  (registers results on campaign_app)
+    cli_campaign_retire,  # noqa: F401  (registers archive/delete on campaign_app)
     cli_campaign_runs,  # noqa: F401  (registers schedule/runs/rerun/clone on campaign_app)
     cli_processes,
 )
@@ -44,6 +47,20 @@ app.command("flower")(cli_processes.flower)
 app.command("prune")(prune_command)
 
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dialer {package_version('dialer')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed version and exit."),
+) -> None:
+    """Bulk-dialing campaign worker."""
 
 
 @db_app.command("init")

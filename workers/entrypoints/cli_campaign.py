@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 import typer
@@ -13,18 +15,25 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from campaigns.db import connect
+from campaigns.describe import describe_campaign, schedule_summary
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.listing import list_campaigns as list_campaign_rows
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import DEFAULT_BLOCKED_TYPES, RejectReason, parse_type_names
 from campaigns.rejects import reject_page
 from campaigns.results_export import write_rejects_csv
+from campaigns.retirement import no_such_campaign
+from campaigns.schedule_store import get_schedule
 from campaigns.templates import list_warnings
 
-campaign_app = typer.Typer(help="Campaigns: load a CSV, list, show, rejects.", no_args_is_help=True)
+campaign_app = typer.Typer(
+    help="Campaigns: create (load a CSV), list, show, warnings, rejects; set, start, pause, resume, cancel, "
+         "status, results; schedule, runs, rerun, clone; archive, delete.",
+    no_args_is_help=True)
 
 out = Console()
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def resolve_account_id(conn: psycopg.Connection, account: str) -> int:
@@ -117,49 +126,94 @@ def create(
 def list_campaigns(
     state: str = typer.Option(None, help="Only campaigns in this state."),
     limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
+    archived: bool = typer.Option(False, "--archived", help="List archived campaigns too."),
+    as_json: bool = typer.Option(False, "--json", help="Write a JSON array instead of a table."),
 ) -> None:
-    """Campaigns, newest first."""
+    """Campaigns, newest first (archived ones only with --archived)."""
     with connect() as conn:
-        rows = list_campaign_rows(conn, state=state, limit=limit)
+        rows = list_campaign_rows(conn, state=state, limit=limit, archived=archived)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
     table = Table("id", "name", "state", "destinations", "rejected", "created")
     for row in rows:
-        table.add_row(str(row["id"]), escape(row["name"]), row["state"], f"{row['rows_loaded']:,}",
+        state_ = row["state"] + (" (archived)" if row["archived_at"] else "")
+        table.add_row(str(row["id"]), escape(row["name"]), state_, f"{row['rows_loaded']:,}",
                       f"{row['rows_rejected']:,}", f"{row['created_at']:%Y-%m-%d %H:%M}")
     out.print(table if rows else "no campaigns")
 
 
+def _setting_lines(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every setting of `describe_campaign` as a label and a printable value ("-" when unset)."""
+    def shown(value: Any) -> str:
+        if value is None or value == [] or value == {}:
+            return "-"
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={json.dumps(v) if isinstance(v, dict | list) else v}"
+                             for k, v in sorted(value.items()))
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    retry = settings["retry_policy"]
+    return [
+        ("account", shown(settings["account"])), ("caller ID", shown(settings["caller_id"])),
+        ("answer URL", shown(settings["answer_url"])), ("message", shown(settings["message"])),
+        ("default region", settings["default_region"]),
+        ("window", f"{settings['window']} "
+                   f"({'in ' + settings['timezone'] if settings['timezone'] else 'each destination local'})"),
+        ("days", shown(settings["days"])), ("holidays", "skipped" if settings["holidays"] else "dialed"),
+        ("blackout dates", shown(settings["blackout_dates"])),
+        ("start at", shown(settings["start_at"])), ("end at", shown(settings["end_at"])),
+        ("CPS", shown(settings["cps"] or "the account's")),
+        ("max concurrent", shown(settings["max_concurrent"] or "the account's")),
+        ("weight", str(settings["weight"])),
+        ("retry policy", ", ".join(f"{o}: every {r['delay_s']} s, at most {r['max_attempts']} attempts"
+                                   for o, r in sorted(retry.items())) or "no retries"),
+        ("provider options", shown(settings["provider_options"])),
+    ]
+
+
 @campaign_app.command("show")
-def show(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
-    """One campaign: state, settings, destinations per status, rejects per reason."""
+def show(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    as_json: bool = typer.Option(False, "--json", help="Write a JSON object instead of tables."),
+) -> None:
+    """One campaign: state, every setting, schedule, destinations per status, rejects per reason."""
     with connect() as conn:
-        row = conn.execute(
-            "SELECT c.name, c.state, c.state_reason, c.default_region, c.caller_id, a.name, c.rows_total, "
-            "c.rows_loaded, c.rows_rejected, c.created_at FROM campaign c "
-            "LEFT JOIN provider_account a ON a.id = c.account_id WHERE c.id = %s", (campaign_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no campaign {campaign_id}")
-        statuses = conn.execute("SELECT status, count(*) FROM destination WHERE campaign_id = %s "
-                                "GROUP BY status ORDER BY status", (campaign_id,)).fetchall()
-        reasons = conn.execute("SELECT reason, count(*) FROM rejected_row WHERE campaign_id = %s "
-                               "GROUP BY reason ORDER BY reason", (campaign_id,)).fetchall()
-    name, state, state_reason, region, caller_id, account, total, loaded, rejected, created = row
+        info = describe_campaign(conn, campaign_id)
+        stored = get_schedule(conn, campaign_id)
+    if as_json:
+        typer.echo(json.dumps(info, default=str, indent=2))
+        return
+    rows = info["rows"]
     summary = Table.grid(padding=(0, 2))
-    for label, value in (("campaign", f"{campaign_id} {escape(repr(name))}"),
-                         ("state", state + (f" ({state_reason})" if state_reason else "")),
-                         ("account", account or "-"), ("caller ID", caller_id or "-"),
-                         ("default region", region), ("created", f"{created:%Y-%m-%d %H:%M:%S %Z}"),
-                         ("rows", f"{total:,} read, {loaded:,} loaded, {rejected:,} rejected")):
-        summary.add_row(label, value)
+    lines = [("campaign", f"{campaign_id} {escape(repr(info['name']))}"),
+             ("state", info["state"] + (f" ({info['state_reason']})" if info["state_reason"] else "")
+              + (f", archived {info['archived_at'][:19]}" if info["archived_at"] else "")),
+             ("created", info["created_at"][:19]),
+             ("rows", f"{rows['total']:,} read, {rows['loaded']:,} loaded, {rows['rejected']:,} rejected"),
+             *_setting_lines(info["settings"]),
+             ("schedule", schedule_summary(stored) if stored else "-")]
+    for label, value in lines:
+        summary.add_row(label, escape(printable(value)))
     out.print(summary)
     by_status = Table("status", "destinations", title="destinations")
-    for status, count in statuses:
+    for status, count in info["destinations_by_status"].items():
         by_status.add_row(status, f"{count:,}")
     out.print(by_status)
-    if reasons:
+    if info["rejects_by_reason"]:
         by_reason = Table("reason", "rows", title="rejected rows")
-        for reason, count in reasons:
+        for reason, count in info["rejects_by_reason"].items():
             by_reason.add_row(reason, f"{count:,}")
         out.print(by_reason)
+
+
+def one_of(name: str, value: T | None, alias: str, alias_value: T | None) -> T | None:
+    """An option given by its name or by its old, hidden one; both at once is refused."""
+    if value is not None and alias_value is not None:
+        raise typer.BadParameter(f"give {name} only ({alias} is its old name)")
+    return value if value is not None else alias_value
 
 
 def printable(value: str) -> str:
@@ -177,7 +231,7 @@ def warnings(
 
     with connect() as conn:
         if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-            raise NotFound(f"no campaign {campaign_id}")
+            raise no_such_campaign(campaign_id)
         rows = list_warnings(conn, campaign_id, limit)
     table = Table("line", "reason", "detail", title=f"load warnings of campaign {campaign_id}")
     for line_no, reason_, detail in rows:
@@ -190,14 +244,17 @@ def rejects(
     campaign_id: int = typer.Argument(..., help="Campaign id."),
     limit: int = typer.Option(100, min=1, help="At most this many rows, by line number."),
     reason: str = typer.Option(None, help="Only this reason: " + ", ".join(r.value for r in RejectReason)),
-    csv_path: Path = typer.Option(None, "--csv", help="Write every rejected row to this CSV file instead"),
+    out_path: Path = typer.Option(None, "--out", help="Write every rejected row to this CSV file instead"),
+    csv_alias: Path = typer.Option(None, "--csv", hidden=True, help="Old name of --out."),
 ) -> None:
     """The rows of the campaign's CSV that were not loaded, with line number and reason."""
+    csv_path = one_of("--out", out_path, "--csv", csv_alias)
     if csv_path is not None:
-        with connect() as conn, csv_path.open("w", newline="", encoding="utf-8") as handle:
+        with connect() as conn:
             if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-                raise NotFound(f"no campaign {campaign_id}")
-            write_rejects_csv(conn, campaign_id, handle)
+                raise no_such_campaign(campaign_id)
+            with csv_path.open("w", newline="", encoding="utf-8") as handle:
+                write_rejects_csv(conn, campaign_id, handle)
         out.print(f"rejected rows of campaign {campaign_id} written to {escape(str(csv_path))}")
         return
     with connect() as conn:
