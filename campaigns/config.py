@@ -97,8 +97,6 @@ class Settings(BaseSettings):
     rejected_callback_body_bytes: NonNegativeInt = 4096
     # Bytes of a callback's raw fields kept when its event matches no call (made-up or not yet recorded ids).
     unmatched_event_raw_bytes: NonNegativeInt = 4096
-    # Celery beat's schedule file (`dialer beat`): beat records there when each periodic task last ran.
-    beat_schedule: str = Field(default="/tmp/dialer-celerybeat-schedule", min_length=1)
     # For benchmarks: a directory where each worker process appends its raw send-lateness samples
     # (workers.metrics.send_lateness); unset or empty, none are written.
     send_lateness_dir: str | None = None

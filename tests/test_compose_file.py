@@ -264,8 +264,8 @@ def test_worker_and_beat_have_health_checks_that_match_their_commands(
     node = worker["name"].replace("%h", "$$HOSTNAME")
     assert f"inspect ping -d {node} --timeout" in check, "the check pings this container's own worker"
     beat_check = " ".join(services["beat"]["healthcheck"]["test"])
-    assert "/tmp/dialer-celerybeat-schedule" in beat_check  # where `dialer beat` keeps its schedule
-    assert 0 < app.conf.beat_sync_every <= 20, "beat saves its schedule often enough for the check's 60 s"
+    assert beat_check == "CMD dialer beat --check", "beat's check reads its lock and last run in Redis"
+    assert app.conf.beat_scheduler == "redbeat.RedBeatScheduler"
 
 
 def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:

@@ -84,6 +84,16 @@ def broker_prefix() -> str:
     return f"{_prefix()}:celery:"
 
 
+def beat_prefix() -> str:
+    """celery-redbeat's key prefix: beat's schedule entries and its lock, one set per deployment."""
+    return f"{_prefix()}:beat:"
+
+
+def beat_lock() -> str:
+    """Held by the one beat of this deployment, renewed on every tick (workers.runtime.beat_schedule)."""
+    return f"{beat_prefix()}lock"
+
+
 def callback_nonce(provider: str, account_id: int, scheme: str, nonce: str) -> str:
     """A signed callback's nonce, remembered so a replay is refused; one account's nonces are its own, and
     each signature version's (`scheme`: "v3", "v2") are apart from the other's."""

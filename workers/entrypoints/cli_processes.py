@@ -14,6 +14,7 @@ from campaigns.errors import ServiceUnavailable
 from workers.entrypoints.flower_auth import flower_basic_auth
 from workers.queues import ALL_QUEUES
 from workers.ratelimit.errors import START_REDIS
+from workers.runtime.beat_schedule import beat_health
 
 
 def preflight() -> None:
@@ -44,7 +45,9 @@ def worker(
         "thread, so the process keeps serving other chunks",
     ),
     name: str = typer.Option(None, help="Celery node name (default: dialer-<pid>@host)"),
-    loglevel: str = typer.Option("INFO"),
+    loglevel: str = typer.Option(
+        "WARNING", help="WARNING: problems only; INFO: also lifecycle lines; DEBUG: also a line per task"
+    ),
 ) -> None:
     """Start a Celery worker (threads pool)."""
     preflight()
@@ -73,12 +76,35 @@ def worker(
     )
 
 
-def beat(loglevel: str = typer.Option("INFO")) -> None:
-    """Start Celery beat (dispatcher every second, reaper, results safety net). Run exactly one."""
+def beat(
+    loglevel: str = typer.Option(
+        "WARNING", help="WARNING: problems only; INFO: also lifecycle lines; DEBUG: also a line per send"
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Health check: exit 0 if this deployment's beat holds its lock and ticks"
+    ),
+) -> None:
+    """Start Celery beat (dispatcher every second, reaper, results safety net). Its schedule and lock live in
+    Redis under DIALER_REDIS_PREFIX: a second beat of the same deployment waits for the first one's lock."""
+    if check:
+        _check_beat()
+        return
     preflight()
-    schedule = get_settings().beat_schedule
-    _exec([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "beat", "-l", loglevel,
-           "-s", schedule])
+    _exec([sys.executable, "-m", "celery", "-A", "workers.runtime.celery_app", "beat", "-l", loglevel])
+
+
+def _check_beat() -> None:
+    client = redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        problem = beat_health(client)
+    except redis.RedisError as exc:
+        problem = f"Redis is not reachable: {exc}"
+    finally:
+        client.close()
+    if problem:
+        typer.echo(f"beat unhealthy: {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("beat healthy")
 
 
 def api(

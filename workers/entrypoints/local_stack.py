@@ -101,9 +101,7 @@ class LocalStack:
                     "beat",
                     "-l",
                     "WARNING",
-                    "-s",
-                    str(self.workdir / "beat-schedule"),
-                ],
+                ],  # schedule and lock in Redis under the stack's DIALER_REDIS_PREFIX (beat_schedule)
             )
         )
 

@@ -22,6 +22,8 @@ from workers import redis_keys
 from workers.dispatch.refill import start_line_refill, stop_line_refill
 from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
 from workers.queues import ALL_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
+from workers.runtime import process_logging  # noqa: F401  (connects after_setup_logger: no line per task)
+from workers.runtime.beat_schedule import redbeat_settings
 from workers.runtime.task_labels import dial_chunk_options
 
 DISPATCH_INTERVAL_S = 1.0
@@ -99,9 +101,8 @@ def make_app() -> Celery:
                 "options": {"expires": CALL_LIMITS_INTERVAL_S * 2},
             },
         },
-        # Beat saves its schedule file after this many sends (a few seconds at our intervals), so the
-        # file's age tells a health check whether beat is still ticking (docker-compose.yml).
-        beat_sync_every=10,
+        # Beat's schedule and its one-beat lock live in Redis under the deployment's prefix (celery-redbeat).
+        **redbeat_settings(),
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
