@@ -4,7 +4,8 @@
 Deleted, when received before the cut-off:
 - call events already applied (`applied_at` set) whose attempt is settled (not open) or gone: what they
   said is on the attempt row itself (status, outcome, times, durations, cost), which results exports read;
-- rejected callbacks (kept for an operator to read, exported nowhere), and their hourly counts.
+- rejected callbacks (kept for an operator to read, exported nowhere), and their hourly counts;
+- outbound webhooks delivered (finished) before it; those given up and those still pending are kept.
 
 Never deleted: an attempt or destination row (the final state), an event not yet applied, an event of an
 open attempt (the reaper and the call limits read those), and an event that names a recording: the results
@@ -22,6 +23,7 @@ import psycopg
 
 from campaigns.results_export import EVENT_NAMES_RECORDING_SQL
 from campaigns.states import OPEN_ATTEMPT, sql_in
+from campaigns.webhook_outbox import PRUNE_DELIVERED
 
 BATCH_ROWS = 5000
 
@@ -52,7 +54,7 @@ WITH gone AS (
     RETURNING 1)
 SELECT count(*) FROM gone
 """
-TABLES = ("call_event", "rejected_callback", "rejected_callback_hour")
+TABLES = ("call_event", "rejected_callback", "rejected_callback_hour", "webhook_delivery")
 
 # Told after each committed batch: the table and how many rows that batch deleted.
 BatchDone = Callable[[str, int], None]
@@ -98,7 +100,8 @@ def prune(conn: psycopg.Connection, *, older_than: timedelta, batch: int = BATCH
             break
         after = last
     for table, sql in (("rejected_callback", PRUNE_REJECTED),
-                       ("rejected_callback_hour", PRUNE_REJECTED_HOURS)):
+                       ("rejected_callback_hour", PRUNE_REJECTED_HOURS),
+                       ("webhook_delivery", PRUNE_DELIVERED)):
         while one_batch(table, sql)[0] == batch:
             pass
     return report

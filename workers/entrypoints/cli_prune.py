@@ -28,7 +28,8 @@ def prune_command(
                                    help="Delete what was received before this long ago: 30d, 12h, 2w."),
     batch: int = typer.Option(BATCH_ROWS, min=1, max=100_000, help="Rows deleted per transaction."),
 ) -> None:
-    """Delete applied call events of settled calls, and refused callbacks, older than --older-than.
+    """Delete applied call events of settled calls, refused callbacks and delivered webhooks older than
+    --older-than.
 
     Kept whatever their age: calls' final state (attempt rows), events not yet applied or of calls still
     open, and events naming a recording (results exports read those). Each batch is its own transaction;
