@@ -46,7 +46,7 @@ def reject_page(conn: psycopg.Connection, campaign_id: int, *, reason: str | Non
     """The campaign's rejected rows by line (only `reason`'s if given); NotFound for no such campaign."""
     check_reason(reason)
     if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-        raise NotFound(f"no campaign {campaign_id}")
+        raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
     params = {"campaign_id": campaign_id, "reason": reason, "limit": limit, "offset": offset}
     total = conn.execute(COUNT_SQL, params).fetchone()
     rows = [RejectedRow(*row) for row in conn.execute(PAGE_SQL, params).fetchall()]

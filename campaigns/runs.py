@@ -119,6 +119,9 @@ def start_run(
         run_row = conn.execute(NEXT_RUN_NO, {"c": campaign_id}).fetchone()
         run_no = int(run_row[0]) if run_row else 1
         taken = reset_for_rerun(conn, campaign_id=campaign_id, run_no=run_no, only=only)
+        if taken == 0:  # raised inside the transaction: nothing above is kept, no empty run is recorded
+            chosen = f"whose last outcome is {', '.join(only)}" if only else "to dial"
+            raise InvalidRequest(f"campaign {campaign_id} has no destination {chosen}; no run was started")
         conn.execute(
             "INSERT INTO campaign_run (campaign_id, run_no, trigger, only_outcomes, destinations, ends_at) "
             "VALUES (%s, %s, %s, %s, %s, %s)",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -55,7 +56,8 @@ def set_schedule(
         raise InvalidRequest(f"campaign {campaign_id} is cancelled; clone it to schedule it again")
     first = next_firing(spec, now)
     if until_at is not None and first > until_at:
-        raise InvalidRequest(f"the schedule's first firing ({first:%Y-%m-%d %H:%M} UTC) is after --until")
+        local = first.astimezone(ZoneInfo(spec.timezone))
+        raise InvalidRequest(f"the schedule's first firing ({local:%Y-%m-%d %H:%M %Z}) is after --until")
     values: dict[str, Any] = {
         "c": campaign_id, "cron": spec.cron, "tz": spec.timezone, "only": only, "until": until_at,
         "run_for": int(run_for.total_seconds()) if run_for else None, "next": first,
@@ -109,8 +111,9 @@ def record_firing(
     )
 
 
-def parse_until(text: str | None) -> datetime | None:
-    """`2027-01-31` or an ISO date-time with its offset; a bare date means the end of that day in UTC."""
+def parse_until(text: str | None, zone: str = "UTC") -> datetime | None:
+    """`2027-01-31` or an ISO date-time; a bare date means the end of that day, and a date-time without an
+    offset that time, in `zone` (the cron's)."""
     if not text:
         return None
     try:
@@ -120,5 +123,5 @@ def parse_until(text: str | None) -> datetime | None:
     if len(text) == 10:
         value = value + timedelta(days=1) - timedelta(microseconds=1)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=ZoneInfo(zone))
     return value

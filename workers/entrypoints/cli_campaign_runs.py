@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import typer
@@ -11,7 +12,9 @@ from rich.table import Table
 from campaigns import runs
 from campaigns.clone import clone_campaign
 from campaigns.db import connect
-from campaigns.errors import InvalidRequest
+from campaigns.describe import schedule_summary
+from campaigns.errors import NotFound
+from campaigns.retirement import no_such_campaign
 from campaigns.schedule_store import get_schedule, parse_until, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
 from campaigns.states import RunTrigger
@@ -22,12 +25,13 @@ console = Console()
 
 @campaign_app.command("schedule")
 def schedule(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     cron: str = typer.Option(
         None, help="Five cron fields and a time zone, e.g. '0 10 * * 1-5 Europe/London'"
     ),
     timezone: str = typer.Option(None, help="The zone of the cron fields, if the cron does not name one"),
-    until: str = typer.Option(None, help="No run starts after this date (2027-01-31) or ISO date-time"),
+    until: str = typer.Option(None, help="No run starts after this date (2027-01-31, the end of that day) "
+                              "or ISO date-time, in the cron's zone unless it has an offset"),
     only: str = typer.Option(
         None, help="Each run dials only what the last left: e.g. busy,no_answer,expired"
     ),
@@ -36,43 +40,52 @@ def schedule(
     off: bool = typer.Option(False, "--off", help="Remove the schedule (a run in progress goes on)"),
 ) -> None:
     """Start runs of a campaign on a cron schedule; show the schedule without options."""
+    given = [name for name, value in (("--timezone", timezone), ("--until", until), ("--only", only),
+                                      ("--run-for", run_for)) if value is not None]
+    if off and (cron or given):
+        extra = ", ".join((["--cron"] if cron else []) + given)
+        raise typer.BadParameter(f"--off removes the schedule; it takes no {extra}")
+    if given and not cron:
+        raise typer.BadParameter(f"{', '.join(given)} shape a new schedule: give them with --cron")
     with connect() as conn:
+        if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
+            raise no_such_campaign(campaign_id)
         if off:
             removed = remove_schedule(conn, campaign_id)
             console.print(f"campaign {campaign_id}: schedule {'removed' if removed else 'was not set'}")
             return
         if cron:
-            set_schedule(
-                conn, campaign_id, parse_cron_spec(cron, timezone), only=parse_outcomes(only),
-                until_at=parse_until(until), run_for=parse_duration(run_for), now=datetime.now(UTC),
-            )
+            spec = parse_cron_spec(cron, timezone)
+            set_schedule(conn, campaign_id, spec, only=parse_outcomes(only),
+                         until_at=parse_until(until, spec.timezone), run_for=parse_duration(run_for),
+                         now=datetime.now(UTC))
         stored = get_schedule(conn, campaign_id)
     if stored is None:
         console.print(f"campaign {campaign_id} has no schedule (`--cron '0 10 * * 1-5 Europe/London'`)")
         return
-    console.print(
-        f"campaign {campaign_id}: '{stored.cron}' in {stored.timezone}; "
-        f"each run dials {', '.join(stored.only_outcomes) if stored.only_outcomes else 'the whole list'}; "
-        f"next run {stored.next_run_at or 'never'}"
-        + (f"; until {stored.until_at}" if stored.until_at else "")
-        + (f"; last: {stored.last_note}" if stored.last_note else "")
-    )
+    console.print(f"campaign {campaign_id}: {schedule_summary(stored)}")
 
 
 @campaign_app.command("runs")
-def runs_(campaign_id: int) -> None:
+def runs_(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    as_json: bool = typer.Option(False, "--json", help="Write a JSON array instead of a table."),
+) -> None:
     """Every run of the campaign with its outcomes."""
-    print_runs(campaign_id)
+    print_runs(campaign_id, as_json=as_json)
 
 
-def print_runs(campaign_id: int, only_run: int | None = None) -> None:
-    """The runs table: every run, or only `only_run` (InvalidRequest if there is no such run)."""
+def print_runs(campaign_id: int, only_run: int | None = None, *, as_json: bool = False) -> None:
+    """The runs table (or JSON): every run, or only `only_run` (NotFound if there is no such run)."""
     with connect() as conn:
         reports = runs.list_runs(conn, campaign_id)
     if only_run is not None:
         reports = [r for r in reports if r.run_no == only_run]
         if not reports:
-            raise InvalidRequest(f"campaign {campaign_id} has no run {only_run} (see `dialer campaign runs`)")
+            raise NotFound(f"campaign {campaign_id} has no run {only_run} (see `dialer campaign runs`)")
+    if as_json:
+        typer.echo(json.dumps([runs.run_as_dict(r) for r in reports], default=str, indent=2))
+        return
     table = Table(title=f"campaign {campaign_id} runs")
     for column in ("run", "trigger", "dials", "destinations", "attempts", "outcomes", "not dialed",
                    "started", "ends", "finished"):
@@ -90,7 +103,7 @@ def print_runs(campaign_id: int, only_run: int | None = None) -> None:
 
 @campaign_app.command("rerun")
 def rerun(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     only: str = typer.Option(None, help="Dial only these outcomes again, e.g. unknown,failed; "
                              "default: the whole list"),
 ) -> None:
@@ -103,7 +116,10 @@ def rerun(
 
 
 @campaign_app.command("clone")
-def clone(campaign_id: int, name: str = typer.Option(None, help="The new campaign's name")) -> None:
+def clone(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    name: str = typer.Option(None, help="The new campaign's name"),
+) -> None:
     """Copy a campaign (settings and destinations) as a new draft."""
     with connect() as conn:
         new_id = clone_campaign(conn, campaign_id, name)
