@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     send_lateness_dir: str | None = None
 
     # Outbound webhooks (workers.housekeeping.webhook_delivery): each POST's timeout, how many are in flight
-    # at once per delivery pass, how long a pass goes on sending, the backoff between a failed delivery's tries
-    # (full jitter over base * 2^tries, at most max) and for how long after its event it is tried at all.
+    # at once in a delivery pass, how long a pass goes on sending, the backoff between a failed delivery's
+    # tries (half to all of base * 2^(tries-1), at most max) and how long after its event it is tried at all.
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
     webhook_pass_s: float = Field(default=20.0, gt=0, le=90, allow_inf_nan=False)
