@@ -143,3 +143,8 @@ def call_limit_checks() -> str:
     not told, scored by the next deadline (epoch seconds) of one of their calls
     (workers.housekeeping.call_limits; restored from Postgres by the reaper if lost)."""
     return f"{_prefix()}:call-limits:batches"
+
+
+def webhook_pass() -> str:
+    """Set (with a TTL) while a webhook delivery pass is queued or running (workers.runtime.tasks)."""
+    return f"{_prefix()}:webhooks:pass"

@@ -29,6 +29,7 @@ from workers.entrypoints.cli_dnc import caps as account_caps_command
 from workers.entrypoints.cli_dnc import dnc_app
 from workers.entrypoints.cli_prune import prune_command
 from workers.entrypoints.cli_secrets import secrets_app
+from workers.entrypoints.cli_webhooks import webhooks_app
 from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,6 +40,7 @@ app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(dnc_app, name="dnc")
+app.add_typer(webhooks_app, name="webhooks")
 account_app.command("caps")(account_caps_command)
 app.command("worker")(cli_processes.worker)
 app.command("beat")(cli_processes.beat)

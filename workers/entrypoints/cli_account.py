@@ -11,10 +11,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from campaigns.accounts import add_account, list_accounts, read_account, remove_account, update_account
+from campaigns.accounts import (
+    add_account,
+    list_accounts,
+    read_account,
+    remove_account,
+    resolve_account_id,
+    update_account,
+)
 from campaigns.db import connect
 from workers.callbacks.account_setup import account_console_setup
 from workers.entrypoints.account_check import check_account
+from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
 from workers.providers.console_setup import ConsoleSetup
 from workers.providers.credentials_check import Verdict
 from workers.providers.registry import PROVIDERS
@@ -87,6 +95,7 @@ def add(
         None, help="Vobiz: what its hangup_on_ring bounds, 'call' (ringing and talk: the default, safe "
         "either way) or 'ring' (ringing only: then it is sent the ring timeout alone)"
     ),
+    notify_url: str = typer.Option(None, help=NOTIFY_URL_HELP),
 ) -> None:
     """Add a provider account, and print what to set in the provider's console (VoIPbin: the webhook URL
     and secret to paste there; the others: nothing) and what else matters. Then `dialer account test NAME`."""
@@ -104,6 +113,7 @@ def add(
             webhook_secret=webhook_secret,
             options=merged,
         )
+        apply_notify_url(conn, notify_url, account_id=account_id)
         conn.commit()
     console.print(f"account {account_id} ({name}, {provider}) added")
     _print_setup(account_console_setup(provider, account_id, webhook_secret), name, reveal_secrets=True)
@@ -172,6 +182,7 @@ def update(
         None,
         help='VoIPbin: the webhook secret set in its console ("" removes it: the URL secret then applies)',
     ),
+    notify_url: str = typer.Option(None, help=NOTIFY_URL_HELP),
 ) -> None:
     """Change an account's limits, URL, token, webhook secret or options."""
     merged = _with_named_options(_options(options), api_username, application_id, time_zone, hangup_on_ring)
@@ -186,6 +197,7 @@ def update(
             options=merged,
             webhook_secret=webhook_secret,
         )
+        apply_notify_url(conn, notify_url, account_id=resolve_account_id(conn, name))
         conn.commit()
     console.print(f"account {name} updated")
 

@@ -25,6 +25,7 @@ from campaigns.errors import ServiceUnavailable
 from campaigns.retention import prune
 from campaigns.store.claims import release_failed_chunk
 from campaigns.store.dial_store import QUEUED_LEASE_S
+from campaigns.webhook_outbox import any_due
 from workers import redis_keys
 from workers.callbacks.applier import apply_events, left_over_after
 from workers.dialing.chunk import dial_chunk as dial_claimed_chunk
@@ -35,9 +36,10 @@ from workers.held_lock import held_lock
 from workers.housekeeping.call_limits import enforce_call_limits as end_calls_at_their_limits
 from workers.housekeeping.reaper import reap_expired_attempts as reap_open_attempts
 from workers.housekeeping.run_scheduler import run_scheduler_tick
+from workers.housekeeping.webhook_delivery import deliver_pass
 from workers.pg import get_pool, on_fresh_connection
 from workers.providers.http import shared_client
-from workers.queues import DIAL_QUEUE
+from workers.queues import DIAL_QUEUE, WEBHOOKS_QUEUE
 from workers.ratelimit.process_budgets import get_budgets
 from workers.ratelimit.slots import by_budget
 from workers.runtime.celery_app import app
@@ -202,3 +204,37 @@ def prune_old_rows() -> dict[str, int] | None:
     log.info("pruned what was received before %s: %s", report.cutoff, report.deleted)
     return report.deleted
 
+
+
+def webhook_pass_mark_s() -> float:
+    """How long a queued or running delivery pass is remembered: longer than a pass can take, so a second one
+    is not queued behind it; short enough that a pass whose process died is followed by another."""
+    settings = get_settings()
+    return settings.webhook_pass_s + settings.webhook_timeout_s * 2 + 30
+
+
+@app.task(name="workers.tasks.kick_webhook_deliveries", ignore_result=True)
+def kick_webhook_deliveries() -> bool:
+    """Every second from beat, on the housekeeping queue: when a webhook is due and no delivery pass is queued
+    or running, queue one on the webhooks queue. Nothing due costs one look at an index and queues nothing,
+    so a deployment without webhooks (or without a webhooks worker yet) does not fill the webhooks queue."""
+    with get_pool().connection() as conn:
+        if not any_due(conn):
+            return False
+    mark_s = webhook_pass_mark_s()
+    if not get_budgets().client.set(redis_keys.webhook_pass(), "1", nx=True, ex=int(mark_s)):
+        return False
+    deliver_webhooks.apply_async(queue=WEBHOOKS_QUEUE, expires=mark_s)
+    return True
+
+
+@app.task(name="workers.tasks.deliver_webhooks", ignore_result=True)
+def deliver_webhooks() -> dict[str, int]:
+    """One delivery pass (workers.housekeeping.webhook_delivery): claim, sign, POST and record until nothing
+    is due or the pass's time is up; then the next kick may queue another."""
+    try:
+        with get_pool().connection() as conn:
+            report = deliver_pass(conn, get_settings())
+    finally:
+        get_budgets().client.delete(redis_keys.webhook_pass())
+    return report.__dict__

@@ -31,6 +31,7 @@ from workers.entrypoints.api.routes_dnc import router as dnc_router
 from workers.entrypoints.api.routes_health import router as health_router
 from workers.entrypoints.api.routes_retirement import router as retirement_router
 from workers.entrypoints.api.routes_runs import router as runs_router
+from workers.entrypoints.api.routes_webhooks import router as webhooks_router
 from workers.entrypoints.console import router as console_router
 from workers.metrics.state_collector import state_collector
 from workers.metrics.state_snapshot import StateSnapshot
@@ -92,6 +93,7 @@ def create_app(*, apply_events: bool = True) -> FastAPI:
     app.include_router(retirement_router)
     app.include_router(console_router)  # the operator console, /ui (its own session cookie and CSRF)
     app.include_router(api_keys_router)
+    app.include_router(webhooks_router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

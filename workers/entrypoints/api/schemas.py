@@ -63,6 +63,8 @@ class CampaignStatusOut(CampaignStatus):
     # The status report and the campaign's settings; the account's id is shown among the settings.
     account_id: int | None = Field(exclude=True)
     settings: CampaignSettingsOut
+    notify_secret: str | None = Field(
+        None, description="Only in the answer to a PATCH setting notify_url: its signing secret, shown once")
 
 
 class RejectedRowOut(RejectedRowBase):
@@ -115,6 +117,9 @@ class CampaignUpdate(BaseModel):
     )
     observe_holidays: bool | None = Field(None, description="Skip each destination's national holidays")
     blackout_dates: list[date] | None = Field(None, description="The campaign's own days off (replaces)")
+    notify_url: str | None = Field(
+        None, max_length=2000,
+        description="https URL for this campaign's events (replaces its account's); '' removes it")
 
     @field_validator("window")
     @classmethod
