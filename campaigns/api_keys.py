@@ -31,9 +31,11 @@ from campaigns.secrets_box import hash_api_key
 KEY_PREFIX = "dlr_"  # recognisable in logs and secret scanners
 MAX_NAME_LENGTH = 100
 # Any accepted hash: the current key's, or a previous secret's (rotation) or the pre-HKDF form.
-VERIFY_SQL = ("SELECT k.id, k.name, k.role, "
-              "ARRAY(SELECT account_id FROM api_key_account WHERE api_key_id = k.id) "
-              "FROM api_key k WHERE key_hash = ANY(%s) AND revoked_at IS NULL LIMIT 1")
+IDENTITY_SQL = ("SELECT k.id, k.name, k.role, "
+                "ARRAY(SELECT account_id FROM api_key_account WHERE api_key_id = k.id) FROM api_key k ")
+VERIFY_SQL = IDENTITY_SQL + "WHERE key_hash = ANY(%s) AND revoked_at IS NULL LIMIT 1"
+# A key already verified (a console session's): its scope now, if it is still not revoked.
+SCOPE_BY_ID_SQL = IDENTITY_SQL + "WHERE k.id = %s AND revoked_at IS NULL"
 
 
 class Role(StrEnum):
@@ -161,4 +163,15 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> ApiKeyIdentity | None:
 async def verify_api_key_async(conn: psycopg.AsyncConnection, key: str) -> ApiKeyIdentity | None:
     """verify_api_key on an async connection (the API's pool)."""
     cur = await conn.execute(VERIFY_SQL, (api_key_hashes(key),))
+    return _identity(await cur.fetchone())
+
+
+def key_scope_by_id(conn: psycopg.Connection, key_id: int) -> ApiKeyIdentity | None:
+    """Key `key_id`'s scope as it stands now (role and accounts), or None if it is revoked or gone."""
+    return _identity(conn.execute(SCOPE_BY_ID_SQL, (key_id,)).fetchone())
+
+
+async def key_scope_by_id_async(conn: psycopg.AsyncConnection, key_id: int) -> ApiKeyIdentity | None:
+    """key_scope_by_id on an async connection (the API's pool, which the console's sessions use)."""
+    cur = await conn.execute(SCOPE_BY_ID_SQL, (key_id,))
     return _identity(await cur.fetchone())

@@ -129,6 +129,28 @@ def iter_entries(conn: psycopg.Connection, *, account_id: int | None = None) -> 
             yield DncEntry(*row)
 
 
+def search_pattern(text: str) -> str:
+    """The LIKE pattern of a search: the digits typed, anywhere in the number, or at its start after the
+    country code's '+' when `text` begins with '+' ("+1646" finds +1 646 numbers, "0143" any number with
+    0143 in it). Only digits are kept, so nothing typed is read as a pattern character."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return f"+{digits}%" if text.strip().startswith("+") else f"%{digits}%"
+
+
+def search_entries(conn: psycopg.Connection, text: str, *, account_id: int | None = None,
+                   limit: int = 100) -> list[DncEntry]:
+    """At most `limit` entries of one list (None: the global one) whose number matches `text`
+    (search_pattern), in number order; an empty `text` matches every entry."""
+    if account_id is None:
+        query = ("SELECT number, NULL::bigint, reason, 'operator', added_at FROM dnc_number "
+                 "WHERE number LIKE %(p)s ORDER BY number LIMIT %(limit)s")
+    else:
+        query = ("SELECT number, account_id, reason, source, added_at FROM account_dnc_number "
+                 "WHERE account_id = %(a)s AND number LIKE %(p)s ORDER BY number LIMIT %(limit)s")
+    rows = conn.execute(query, {"p": search_pattern(text), "a": account_id, "limit": limit}).fetchall()
+    return [DncEntry(*row) for row in rows]
+
+
 def write_csv(entries: Iterator[DncEntry], out: TextIO, *, header: bool = True) -> int:
     """number,reason,source,added_at: the export format, which `import` reads back; formula-safe (a reason
     such as `=1+2` is written `'=1+2`)."""

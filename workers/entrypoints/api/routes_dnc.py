@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from functools import partial
 from itertools import islice
 from typing import Annotated, Any, BinaryIO
 
@@ -34,6 +35,8 @@ router = APIRouter(
 )
 EXPORT_PIECE = 2000
 AccountParam = Annotated[str | None, Query(description="Account name or id; omit for the global list")]
+SearchParam = Annotated[str | None, Query(max_length=64, description="Digits the number contains, or "
+                                         "begins with after '+' (e.g. 0143, +1646)")]
 
 
 class DncAdd(BaseModel):
@@ -140,9 +143,16 @@ def _import(source: BinaryIO, key: ApiKeyIdentity, account: str | None, reason: 
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "number,reason,source,added_at"}},
 )
-async def export_dnc(key: ApiKeyDep, account: AccountParam = None) -> StreamingResponse:
-    """A whole list as CSV, streamed."""
+async def export_dnc(key: ApiKeyDep, account: AccountParam = None, search: SearchParam = None,
+                     limit: Annotated[int, Query(ge=1, le=1000, description="With search: at most this "
+                                                 "many entries")] = 100) -> StreamingResponse:
+    """A whole list as CSV, streamed; with `search`, only the entries it finds (at most `limit`)."""
     account_id = await run_db(_account, key, account, Role.VIEWER)
+    if search is not None:
+        found = await run_db(partial(dnc.search_entries, account_id=account_id, limit=limit), search)
+        buffer = io.StringIO()
+        dnc.write_csv(iter(found), buffer)
+        return StreamingResponse(iter([buffer.getvalue()]), media_type="text/csv; charset=utf-8")
     return StreamingResponse(_export(account_id), media_type="text/csv; charset=utf-8")
 
 

@@ -5,13 +5,11 @@ Secrets are never shown: the accounts' summaries carry none, and the test hides 
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
-from urllib.parse import quote_plus
 
 import psycopg
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -24,7 +22,7 @@ from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.frequency_caps import account_caps
 from workers.entrypoints.account_check import check_account
 from workers.entrypoints.console.session import ConsoleUser, Forbidden, check_csrf, require_role
-from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches
+from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, redirect_with_flash
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 SHOWN = 100
@@ -39,20 +37,17 @@ def _list_id(user: ConsoleUser, account: str | None) -> int | None:
 
 
 def _entries(conn: psycopg.Connection, user: ConsoleUser, account_id: int | None, q: str) -> dict[str, Any]:
-    digits = "".join(ch for ch in q if ch.isdigit())
-    found = (e for e in dnc.iter_entries(conn, account_id=account_id) if digits in e.number)
     accounts = [a for a in list_accounts(conn) if reaches(user, a.id)]
-    return {"entries": list(itertools.islice(found, SHOWN)), "accounts": accounts}
+    return {"entries": dnc.search_entries(conn, q, account_id=account_id, limit=SHOWN), "accounts": accounts}
 
 
 @router.get("/dnc", response_class=HTMLResponse)
-async def dnc_page(request: Request, user: UserDep, account: str | None = None, q: str = "",
-                   error: str | None = None, done: str | None = None) -> Response:
+async def dnc_page(request: Request, user: UserDep, account: str | None = None, q: str = "") -> Response:
     if account is None and user.accounts is not None:
         account = str(user.accounts[0]) if user.accounts else None
     account_id = _list_id(user, account)
     data = await db(_entries, user, account_id, q)
-    return page(request, "dnc.html", user, account_id=account_id, q=q, error=error, done=done, **data)
+    return page(request, "dnc.html", user, account_id=account_id, q=q, **data)
 
 
 def _change(conn: psycopg.Connection, action: str, form: FormData, account_id: int | None) -> str:
@@ -97,15 +92,15 @@ async def dnc_change(request: Request, user: UserDep, action: str) -> Response:
     account = str(form.get("account") or "") or None
     account_id = _list_id(user, account)
     require_role(user, "operator" if account_id is not None else "admin")
-    target = f"/ui/dnc?account={account_id}" if account_id is not None else "/ui/dnc?"
+    target = f"/ui/dnc?account={account_id}" if account_id is not None else "/ui/dnc"
     try:
         if action == "import":
             note = await run_in_threadpool(_import, form, account_id)
         else:
             note = await db(_change, action, form, account_id)
     except (InvalidRequest, ValueError) as exc:
-        return RedirectResponse(f"{target}&error={quote_plus(str(exc)[:300])}", status_code=303)
-    return RedirectResponse(f"{target}&done={quote_plus(note[:500])}", status_code=303)
+        return redirect_with_flash(user, target, "error", str(exc))
+    return redirect_with_flash(user, target, "done", note)
 
 
 def _accounts(conn: psycopg.Connection, user: ConsoleUser) -> list[dict[str, Any]]:

@@ -1,20 +1,21 @@
 """The console's new-campaign page: upload a CSV, see what the loader detects and the first rows as they
 will be dialed (with the message as each will hear it), pick the settings, create. Every check is the
 domain's, so each error shown beside its field is in the words the CLI prints (campaigns.numbers,
-campaigns.settings_rules, campaigns.schedules, the loader's BadInputFile)."""
+campaigns.settings_rules, campaigns.schedules and campaigns.schedule_store as `dialer campaign schedule`
+reads its options, the loader's BadInputFile)."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 import psycopg
 import typer
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -26,14 +27,14 @@ from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import NumberPolicy, RowLayout, check_region, normalise_caller_id, normalise_row
-from campaigns.schedule_store import set_schedule
-from campaigns.schedules import parse_cron_spec
+from campaigns.schedule_store import parse_until, set_schedule
+from campaigns.schedules import CronSpec, next_firing, parse_cron_spec, parse_duration, parse_outcomes
 from campaigns.settings_rules import CampaignSettings, InvalidSetting
 from campaigns.templates import render, template_variables
 from workers.entrypoints.api.schemas import parse_window
 from workers.entrypoints.cli_campaign_control import _retry as parse_retry_options  # the CLI's own parser
 from workers.entrypoints.console.session import ConsoleUser, check_csrf, require_role
-from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches
+from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, redirect_with_flash
 from workers.metrics.counters import observe_load
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
@@ -41,6 +42,7 @@ PREVIEW_ROWS = 8
 T = TypeVar("T")
 # The form's field for each setting a domain check names (settings_rules' field names).
 FIELD_OF = {"retry_policy": "retries", "timezone": "timezone", "window_days": "days", "days": "days"}
+SCHEDULE_OPTIONS = ("cron_timezone", "until", "only", "run_for")  # `campaign schedule`'s, beside --cron
 
 
 class FormErrors(Exception):
@@ -51,6 +53,16 @@ class FormErrors(Exception):
         self.errors = errors
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The form's schedule, as set_schedule takes it."""
+
+    spec: CronSpec
+    only: list[str] | None
+    until_at: datetime | None
+    run_for: timedelta | None
+
+
 @dataclass
 class NewCampaign:
     """The form, checked: what the loader takes, and what is set on the draft after it."""
@@ -58,7 +70,7 @@ class NewCampaign:
     name: str
     options: LoadOptions
     settings: CampaignSettings
-    cron: str | None
+    schedule: Schedule | None
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,9 +139,7 @@ def _check(conn: psycopg.Connection, user: ConsoleUser, form: FormData) -> NewCa
                                 retry_policy=retry_policy)
     _attempt(errors, "retries", lambda: settings_rules.checked(
         settings, region=region, provider=None, plain_http_urls=get_settings().development))
-    cron = _text(form, "cron") or None
-    if cron:
-        _attempt(errors, "cron", parse_cron_spec, cron)
+    schedule = _schedule(errors, form, datetime.now(UTC))
     if _upload(form) is None:
         errors["file"] = "choose a CSV file"
     if errors:
@@ -137,7 +147,29 @@ def _check(conn: psycopg.Connection, user: ConsoleUser, form: FormData) -> NewCa
     options = LoadOptions(default_region=region, phone_column=_text(form, "phone_column") or None,
                           account_id=account_id, caller_id=caller_id, default_timezone=timezone,
                           message=message)
-    return NewCampaign(name, options, settings, cron)
+    return NewCampaign(name, options, settings, schedule)
+
+
+def _schedule(errors: dict[str, str], form: FormData, now: datetime) -> Schedule | None:
+    """The form's schedule, read by `dialer campaign schedule`'s parsers (--cron with --timezone, --until,
+    --only, --run-for), each refusal beside its field; None without a cron."""
+    cron = _text(form, "cron")
+    if not cron:
+        for name in SCHEDULE_OPTIONS:
+            if _text(form, name):
+                errors.setdefault("cron", "a schedule needs a cron; the other schedule fields go with one")
+        return None
+    spec = _attempt(errors, "cron", parse_cron_spec, cron, _text(form, "cron_timezone") or None)
+    until_at = _attempt(errors, "until", parse_until, _text(form, "until") or None)
+    only = _attempt(errors, "only", parse_outcomes, _text(form, "only") or None)
+    run_for = _attempt(errors, "run_for", parse_duration, _text(form, "run_for") or None)
+    if spec is None or "until" in errors or "only" in errors or "run_for" in errors:
+        return None
+    first = next_firing(spec, now)
+    if until_at is not None and first > until_at:  # set_schedule's refusal, before anything is loaded
+        errors["until"] = f"the schedule's first firing ({first:%Y-%m-%d %H:%M} UTC) is after --until"
+        return None
+    return Schedule(spec, only, until_at, run_for)
 
 
 def preview(source: BinaryIO, options: LoadOptions, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
@@ -173,9 +205,9 @@ def _create(user: ConsoleUser, form: FormData) -> int:
     observe_load(report.rows_total, report.seconds)
     with connect() as conn:
         control.configure(conn, report.campaign_id, new.settings)
-        if new.cron:
-            set_schedule(conn, report.campaign_id, parse_cron_spec(new.cron), only=None, until_at=None,
-                         run_for=None, now=datetime.now(UTC))
+        if new.schedule:
+            set_schedule(conn, report.campaign_id, new.schedule.spec, only=new.schedule.only,
+                         until_at=new.schedule.until_at, run_for=new.schedule.run_for, now=datetime.now(UTC))
         conn.commit()
     return report.campaign_id
 
@@ -201,7 +233,7 @@ async def create(request: Request, user: UserDep) -> Response:
         values = {k: v for k, v in (form.items() if "form" in locals() else []) if isinstance(v, str)}
         return page(request, "new.html", user, 422, accounts=await db(_accounts, user), errors=exc.errors,
                     values=values)
-    return RedirectResponse(f"/ui/campaigns/{campaign_id}?done=created", status_code=303)
+    return redirect_with_flash(user, f"/ui/campaigns/{campaign_id}", "done", "created")
 
 
 @router.post("/campaigns/preview", response_class=HTMLResponse)

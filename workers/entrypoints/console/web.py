@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from fastapi import Depends, Request, Response
@@ -18,7 +18,15 @@ from starlette.concurrency import run_in_threadpool
 
 from campaigns.db import connect
 from campaigns.errors import NotFound
-from workers.entrypoints.console.session import ConsoleUser, Forbidden, SignInRequired, require_user
+from workers.entrypoints.console.session import (
+    FLASH_COOKIE,
+    ConsoleUser,
+    Forbidden,
+    SignInRequired,
+    read_flash,
+    require_user,
+    set_flash,
+)
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
@@ -55,7 +63,23 @@ UserDep = Annotated[ConsoleUser, Depends(require_user)]
 
 def page(request: Request, name: str, user: ConsoleUser | None, status_code: int = 200,
          **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"user": user, **context}, status_code=status_code)
+    """A page or fragment; a whole page also shows (and so ends) the flash an action's redirect left it."""
+    cookie = request.cookies.get(FLASH_COOKIE)
+    whole_page = cookie is not None and not request.headers.get(FRAGMENT_HEADER)
+    flash = read_flash(cookie, user) if whole_page and user is not None else None
+    if flash is not None:
+        context.setdefault(flash[0], flash[1])
+    response = templates.TemplateResponse(request, name, {"user": user, **context}, status_code=status_code)
+    if whole_page:
+        response.delete_cookie(FLASH_COOKIE, path=request.url.path)
+    return response
+
+
+def redirect_with_flash(user: ConsoleUser, target: str, kind: str, text: str) -> RedirectResponse:
+    """303 to `target`, which tells `text` once (as "done" or "error"); the URL carries none of it."""
+    response = RedirectResponse(target, status_code=303)
+    set_flash(response, user, urlsplit(target).path, kind, text)
+    return response
 
 
 def message_page(request: Request, title: str, message: str, status_code: int) -> HTMLResponse:
