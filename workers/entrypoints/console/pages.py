@@ -8,7 +8,6 @@ import io
 import json
 from datetime import date, datetime
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 import psycopg
 from fastapi import APIRouter, Form, Request, Response
@@ -21,6 +20,7 @@ from campaigns.api_keys import verify_api_key_async
 from campaigns.clone import clone_campaign
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.listing import LISTED_STATES
+from campaigns.rejects import reject_page
 from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, write_results_csv
 from campaigns.schedule_store import get_schedule
 from campaigns.schedules import parse_outcomes
@@ -36,7 +36,15 @@ from workers.entrypoints.console.session import (
     session_user,
     set_cookie,
 )
-from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, safe_next
+from workers.entrypoints.console.web import (
+    ConsoleRoute,
+    UserDep,
+    db,
+    page,
+    reaches,
+    redirect_with_flash,
+    safe_next,
+)
 from workers.housekeeping.hangup import hang_up_live_calls
 from workers.providers.http import make_client
 
@@ -122,9 +130,7 @@ def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> 
     row = _campaign_row(conn, user, campaign_id)
     progress = READINGS.read(conn, campaign_id)
     account = next((a for a in list_accounts(conn) if a.id == row["account_id"]), None)
-    rejects = conn.execute(
-        "SELECT line_no, raw_value, reason, detail FROM rejected_row WHERE campaign_id = %s "
-        "ORDER BY line_no, id LIMIT %s", (campaign_id, REJECTS_SHOWN)).fetchall()
+    rejects = reject_page(conn, campaign_id, limit=REJECTS_SHOWN).rows
     return {"campaign": row, "live": progress.rows(), "status": progress.latest.status,
             "account": account, "runs": runs.list_runs(conn, campaign_id),
             "schedule": get_schedule(conn, campaign_id), "rejects": rejects,
@@ -132,10 +138,9 @@ def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> 
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-async def campaign_page(request: Request, user: UserDep, campaign_id: int, error: str | None = None,
-                        done: str | None = None) -> Response:
+async def campaign_page(request: Request, user: UserDep, campaign_id: int) -> Response:
     data = await db(_campaign, user, campaign_id)
-    return page(request, "campaign.html", user, error=error, done=done, **data)
+    return page(request, "campaign.html", user, **data)
 
 
 @router.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse)
@@ -197,12 +202,8 @@ async def campaign_action(request: Request, user: UserDep, campaign_id: int, act
     try:
         note = await db(_act, user, campaign_id, action, form)
     except InvalidRequest as exc:  # the state forbids it now, or a bad argument: the domain's own words
-        return RedirectResponse(f"{target}?error={_q(str(exc))}", status_code=303)
-    return RedirectResponse(f"{target}?done={_q(note)}", status_code=303)
-
-
-def _q(text: str) -> str:
-    return quote_plus(text[:300])
+        return redirect_with_flash(user, target, "error", str(exc))
+    return redirect_with_flash(user, target, "done", note)
 
 
 def _results_rows(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> list[dict[str, Any]]:
