@@ -77,10 +77,10 @@ def db_init() -> None:
 @app.command("simulator")
 def simulator(
     config: str = typer.Option(None, help="JSON file of accounts, limits, outcome mix and faults."),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8765),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8765, help="Port to listen on."),
     speed: float = typer.Option(1.0, help="Time scale: 60 makes a 30 s call take 0.5 s."),
-    seed: int = typer.Option(1),
+    seed: int = typer.Option(1, help="Seed of the outcome and fault draws (the same seed, the same calls)."),
     arrival_jitter_ms: str = typer.Option(
         None, envvar="SIMULATOR_ARRIVAL_JITTER_MS", metavar="MEAN,SPREAD",
         help="Network delay before the carrier's limiter counts an arrival, uniform in mean ± spread ms.",

@@ -22,6 +22,7 @@ from campaigns.accounts import (
 from campaigns.db import connect
 from workers.callbacks.account_setup import account_console_setup
 from workers.entrypoints.account_check import check_account
+from workers.entrypoints.cli_campaign import one_of
 from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
 from workers.providers.console_setup import ConsoleSetup
 from workers.providers.credentials_check import Verdict
@@ -65,7 +66,7 @@ def _print_setup(setup: ConsoleSetup, name: str, *, reveal_secrets: bool) -> Non
 
 @account_app.command("add")
 def add(
-    name: str,
+    name: str = typer.Argument(..., help="A name of your choosing for the account."),
     provider: str = typer.Option(..., help=", ".join(sorted(PROVIDERS))),
     auth_id: str = typer.Option(..., help="Account id (Plivo/Vobiz auth id, Bandwidth account id…)"),
     auth_token: str = typer.Option(
@@ -89,8 +90,10 @@ def add(
     ),
     application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
     time_zone: str = typer.Option(
-        None, help="Plivo/Vobiz: the console's time zone, in which callback times are written (default UTC)"
+        None, "--timezone",
+        help="Plivo/Vobiz: the console's time zone, in which callback times are written (default UTC)"
     ),
+    time_zone_alias: str = typer.Option(None, "--time-zone", hidden=True, help="Old name of --timezone."),
     hangup_on_ring: str = typer.Option(
         None, help="Vobiz: what its hangup_on_ring bounds, 'call' (ringing and talk: the default, safe "
         "either way) or 'ring' (ringing only: then it is sent the ring timeout alone)"
@@ -99,7 +102,8 @@ def add(
 ) -> None:
     """Add a provider account, and print what to set in the provider's console (VoIPbin: the webhook URL
     and secret to paste there; the others: nothing) and what else matters. Then `dialer account test NAME`."""
-    merged = _with_named_options(_options(options), api_username, application_id, time_zone, hangup_on_ring)
+    zone = one_of("--timezone", time_zone, "--time-zone", time_zone_alias)
+    merged = _with_named_options(_options(options), api_username, application_id, zone, hangup_on_ring)
     with connect() as conn:
         account_id = add_account(
             conn,
@@ -122,7 +126,7 @@ def add(
 
 
 @account_app.command("show")
-def show(name: str) -> None:
+def show(name: str = typer.Argument(..., help="Account name or id.")) -> None:
     """Show an account (never its token) and what to set in the provider's console, secret included."""
     with connect() as conn:
         shown_name, account = read_account(conn, name)
@@ -138,7 +142,7 @@ def show(name: str) -> None:
 
 
 @account_app.command("test")
-def test(name: str) -> None:
+def test(name: str = typer.Argument(..., help="Account name or id.")) -> None:
     """Check the account's credentials with one harmless authenticated request (nothing is dialed) and
     DIALER_PUBLIC_URL as far as this host can tell; exit 1 naming what is wrong."""
     with connect() as conn:
@@ -168,15 +172,17 @@ def list_() -> None:
 
 @account_app.command("update")
 def update(
-    name: str,
-    cps: float = typer.Option(None),
-    max_concurrent: int = typer.Option(None),
-    base_url: str = typer.Option(None),
-    auth_token: str = typer.Option(None, envvar="DIALER_PROVIDER_TOKEN"),
+    name: str = typer.Argument(..., help="Account name or id."),
+    cps: float = typer.Option(None, help="Calls per second the carrier allows this account"),
+    max_concurrent: int = typer.Option(None, help="Live calls the carrier allows at once"),
+    base_url: str = typer.Option(None, help="API base URL (the simulator's for dry runs)"),
+    auth_token: str = typer.Option(None, envvar="DIALER_PROVIDER_TOKEN",
+                                   help="A new auth token (or DIALER_PROVIDER_TOKEN)"),
     options: str = typer.Option(None, help="JSON object merged into the account's options"),
     api_username: str = typer.Option(None, help="Bandwidth: the API user"),
     application_id: str = typer.Option(None, help="Bandwidth: the Voice application id"),
-    time_zone: str = typer.Option(None, help="Plivo/Vobiz: the console's time zone"),
+    time_zone: str = typer.Option(None, "--timezone", help="Plivo/Vobiz: the console's time zone"),
+    time_zone_alias: str = typer.Option(None, "--time-zone", hidden=True, help="Old name of --timezone."),
     hangup_on_ring: str = typer.Option(None, help="Vobiz: 'call' or 'ring', what its hangup_on_ring bounds"),
     webhook_secret: str = typer.Option(
         None,
@@ -185,7 +191,8 @@ def update(
     notify_url: str = typer.Option(None, help=NOTIFY_URL_HELP),
 ) -> None:
     """Change an account's limits, URL, token, webhook secret or options."""
-    merged = _with_named_options(_options(options), api_username, application_id, time_zone, hangup_on_ring)
+    zone = one_of("--timezone", time_zone, "--time-zone", time_zone_alias)
+    merged = _with_named_options(_options(options), api_username, application_id, zone, hangup_on_ring)
     with connect() as conn:
         update_account(
             conn,
@@ -203,7 +210,7 @@ def update(
 
 
 @account_app.command("remove")
-def remove(name: str) -> None:
+def remove(name: str = typer.Argument(..., help="Account name or id.")) -> None:
     """Remove an account no campaign uses."""
     with connect() as conn:
         remove_account(conn, name)

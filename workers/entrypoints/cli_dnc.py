@@ -34,7 +34,7 @@ def _which(account: str | None) -> str:
 
 @dnc_app.command("add")
 def add(
-    numbers: list[str],
+    numbers: list[str] = typer.Argument(..., help="Numbers to add, any spelling."),
     account: str = typer.Option(None, help=ACCOUNT_HELP),
     reason: str = typer.Option(None, help="Why (kept with the entry)"),
     region: str = typer.Option("US", help="Region of numbers written without +country code"),
@@ -50,9 +50,9 @@ def add(
 
 @dnc_app.command("remove")
 def remove(
-    numbers: list[str],
+    numbers: list[str] = typer.Argument(..., help="Numbers to remove, any spelling."),
     account: str = typer.Option(None, help=ACCOUNT_HELP),
-    region: str = typer.Option("US"),
+    region: str = typer.Option("US", help="Region of numbers written without +country code"),
 ) -> None:
     """Remove numbers from a list."""
     with connect() as conn:
@@ -65,10 +65,10 @@ def remove(
 
 @dnc_app.command("import")
 def import_(
-    file: Path,
+    file: Path = typer.Argument(..., help="CSV file with a header row and a phone column."),
     account: str = typer.Option(None, help=ACCOUNT_HELP),
-    reason: str = typer.Option(None),
-    region: str = typer.Option("US"),
+    reason: str = typer.Option(None, help="Why (kept with each entry)"),
+    region: str = typer.Option("US", help="Region of numbers written without +country code"),
     phone_column: str = typer.Option(None, help="Default: found by name, as for campaigns"),
 ) -> None:
     """Import a CSV with a phone column, streamed, under the loader's limits; all of it or nothing."""
@@ -116,7 +116,7 @@ def export(
 
 
 def caps(
-    account: str,
+    account: str = typer.Argument(..., help="Account name or id."),
     per_day: int = typer.Option(None, help="Attempts per number per rolling 24 h, across campaigns"),
     per_week: int = typer.Option(None, help="Attempts per number per rolling 7 days, across campaigns"),
 ) -> None:

@@ -108,8 +108,8 @@ def _check_beat() -> None:
 
 
 def api(
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8000, help="Port to listen on"),
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
     """Start the HTTP API and callback receiver (uvicorn)."""
@@ -136,7 +136,7 @@ def api(
 
 
 def flower(
-    port: int = typer.Option(5555),
+    port: int = typer.Option(5555, help="Port of Flower's web UI"),
     address: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 in a container)"),
 ) -> None:
     """Start Flower to watch workers and tasks (basic auth from DIALER_FLOWER_AUTH; required outside

@@ -72,7 +72,7 @@ def worker(
     threads: int = typer.Option(2, min=1, help="Delivery passes at once (each sends at most "
                                 "DIALER_WEBHOOK_CONCURRENCY requests at a time)"),
     name: str = typer.Option(None, help="Celery node name (default: webhooks-<pid>@host)"),
-    loglevel: str = typer.Option("WARNING"),
+    loglevel: str = typer.Option("WARNING", help="Log level: WARNING, INFO or DEBUG"),
 ) -> None:
     """Start the worker that delivers webhooks (the `webhooks` queue only; dial workers never take it)."""
     cli_processes.worker(queues=WEBHOOKS_QUEUE, threads=threads, name=name or f"webhooks-{os.getpid()}@%h",
