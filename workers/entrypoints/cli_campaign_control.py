@@ -1,12 +1,11 @@
-"""`dialer campaign set|start|pause|resume|cancel|status|results`: run a loaded campaign and watch it."""
+"""`dialer campaign set|start|pause|resume|cancel|status`: run a loaded campaign and watch it (`results` is in
+workers.entrypoints.cli_campaign_results)."""
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime, time
-from typing import Any, TextIO
+from typing import Any
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,10 +14,10 @@ from campaigns import control, settings_rules
 from campaigns.accounts import resolve_account_id
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest
-from campaigns.results_export import write_results_csv, write_run_results_csv
-from workers.entrypoints.cli_campaign import campaign_app
+from workers.entrypoints.cli_campaign import campaign_app, one_of
 from workers.entrypoints.cli_campaign_runs import print_runs
 from workers.entrypoints.cli_follow import follow as follow_live
+from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
 from workers.housekeeping.hangup import hang_up_live_calls
 from workers.providers.http import make_client
 
@@ -80,22 +79,25 @@ def _retry(values: list[str] | None) -> dict[str, dict[str, int]] | None:
 
 @campaign_app.command("set")
 def set_(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     account: str = typer.Option(None, help="Provider account name or id"),
     caller_id: str = typer.Option(None, help="Caller id, E.164"),
     answer_url: str = typer.Option(None, help="Your answer URL (we redirect answered calls to it)"),
     cps: float = typer.Option(None, help="The campaign's own CPS cap (under the account's)"),
-    max_concurrent: int = typer.Option(None),
+    max_concurrent: int = typer.Option(None, help="The campaign's cap on live calls, under the account's"),
     weight: int = typer.Option(None, help="Share of the account's budget against its other campaigns"),
     window: str = typer.Option(None, help="Local calling hours, e.g. 09:00-21:00"),
     days: str = typer.Option(None, help="ISO weekdays, e.g. 1-5"),
-    start_at: datetime = typer.Option(None),
-    end_at: datetime = typer.Option(None),
+    start_at: datetime = typer.Option(None, help="No call before this ISO date-time"),
+    end_at: datetime = typer.Option(None, help="No call after this ISO date-time; what is left then expires"),
     timezone: str = typer.Option(None, help="Judge the window in this zone for everyone"),
+    time_zone: str = typer.Option(None, "--time-zone", hidden=True, help="Old name of --timezone."),
     retry: list[str] = typer.Option(None, help="OUTCOME=DELAY_S:MAX_ATTEMPTS, repeatable"),
-    ring_timeout: int = typer.Option(None),
-    time_limit: int = typer.Option(None),
-    machine_detection: str = typer.Option(None, help="true or hangup"),
+    ring_timeout: int = typer.Option(None, help="Seconds a call may ring before it counts as no_answer"),
+    time_limit: int = typer.Option(None, help="Seconds an answered call may last at most"),
+    machine_detection: str = typer.Option(
+        None, help="true (detect and report machines), hangup (detect and hang up on them) or false (off)"
+    ),
     message: str = typer.Option(None, help="What an answered call hears (without --answer-url); "
                                 "{column} is filled from each row"),
     audio_url: str = typer.Option(None, help="Play this audio instead of speaking the message"),
@@ -120,9 +122,16 @@ def set_(
     callback_retries: int = typer.Option(
         None, help="How often the carrier retries a failed callback (Plivo)"
     ),
+    notify_url: str = typer.Option(None, help=NOTIFY_URL_HELP + " Replaces the account's for this campaign."),
 ) -> None:
     """Configure a campaign before (or between) runs."""
 
+    zone = one_of("--timezone", timezone, "--time-zone", time_zone)
+    script = [name for name, value in (("--message", message), ("--audio-url", audio_url), ("--voice", voice),
+                                       ("--language", language)) if value is not None]
+    if answer_url is not None and script:
+        raise typer.BadParameter("--answer-url takes over answered calls; give it without "
+                                 + ", ".join(script))
     window_start, window_end = _window(window)
     options = {
         k: v
@@ -157,18 +166,19 @@ def set_(
             window_days=_days(days),
             start_at=start_at,
             end_at=end_at,
-            timezone_override=timezone,
+            timezone_override=zone,
             retry_policy=_retry(retry),
             provider_options=options or None,
             observe_holidays=holidays,
             blackout_dates=_dates(blackout_dates),
         )
         control.configure(conn, campaign_id, settings)
+        apply_notify_url(conn, notify_url, campaign_id=campaign_id)
     console.print(f"campaign {campaign_id} updated")
 
 
 @campaign_app.command("start")
-def start(campaign_id: int) -> None:
+def start(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Start (or resume) dialing."""
     with connect() as conn:
         control.start(conn, campaign_id)
@@ -176,13 +186,15 @@ def start(campaign_id: int) -> None:
 
 
 @campaign_app.command("resume")
-def resume(campaign_id: int) -> None:
+def resume(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Resume a paused campaign."""
-    start(campaign_id)
+    with connect() as conn:
+        control.resume(conn, campaign_id)
+    console.print(f"campaign {campaign_id} running")
 
 
 @campaign_app.command("pause")
-def pause(campaign_id: int) -> None:
+def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Stop placing new calls; calls in progress finish and are recorded."""
     with connect() as conn:
         control.pause(conn, campaign_id)
@@ -191,7 +203,7 @@ def pause(campaign_id: int) -> None:
 
 @campaign_app.command("cancel")
 def cancel(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     hangup: bool = typer.Option(False, "--hangup", help="Also end live calls through each provider's "
                                 "hang-up API (their final results are still recorded)"),
 ) -> None:
@@ -241,45 +253,30 @@ def status_table(st: control.CampaignStatus) -> Table:
 
 @campaign_app.command("status")
 def status(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Live view (CPS, live calls, outcomes, ETA)"),
     run: int = typer.Option(None, help="One run's outcomes instead (see `dialer campaign runs`)"),
+    as_json: bool = typer.Option(False, "--json", help="Write the counts as JSON (GET /campaigns/{id}'s)."),
 ) -> None:
     """Counts per destination status and outcome (all runs), or one run's; with --follow, a live view until
     it stops running."""
 
+    if follow and (run is not None or as_json):
+        extra = [name for name, given in (("--run", run is not None), ("--json", as_json)) if given]
+        raise typer.BadParameter("--follow shows the live campaign; give it without " + ", ".join(extra))
     if follow:
+        with connect() as conn:
+            control.status(conn, campaign_id)  # a missing campaign is an error, not an empty view
         follow_live(campaign_id, console)
     if run is not None:
-        print_runs(campaign_id, only_run=run)
+        print_runs(campaign_id, only_run=run, as_json=as_json)
         return
     with connect() as conn:
-        console.print(status_table(control.status(conn, campaign_id)))
-
-
-@campaign_app.command("results")
-def results(
-    campaign_id: int,
-    out: str = typer.Option("-", help="CSV file to write; - for standard output"),
-    run: int = typer.Option(None, help="One run's results (see `dialer campaign runs`)"),
-    all_runs: bool = typer.Option(False, "--all-runs", help="A row per destination and run"),
-) -> None:
-    """Every destination with its last attempt's outcome, as CSV."""
-
-    def write(conn: psycopg.Connection, handle: TextIO) -> None:
-        if run is not None or all_runs:
-            write_run_results_csv(conn, campaign_id, handle, run)
-        else:
-            write_results_csv(conn, campaign_id, handle)
-
-    with connect() as conn:
-        if out == "-":
-            write(conn, sys.stdout)
-        else:
-            with open(out, "w", newline="") as handle:
-                write(conn, handle)
-    if out != "-":
-        console.print(f"results written to {out}")
+        report = control.status(conn, campaign_id)
+    if as_json:
+        typer.echo(report.model_dump_json(by_alias=True, indent=2))
+        return
+    console.print(status_table(report))
 
 
 __all__ = ["InvalidRequest", "status_table"]
