@@ -22,6 +22,7 @@ from campaigns.rejects import reject_page
 from tests.engine_harness import load_campaign, numbers
 from workers.entrypoints.api.app import create_app
 from workers.entrypoints.cli import app as cli_app
+from workers.entrypoints.console.chart_data import campaign_charts
 from workers.entrypoints.console.session import FLASH_COOKIE, ConsoleUser, decode, encode
 
 CSV = b"phone,first_name\n+14155550101,Ada\nnot-a-number,Bob\n+14155550102,Cy\n"
@@ -267,3 +268,22 @@ def test_a_session_cookie_is_never_quoted_whatever_its_length() -> None:
         user = ConsoleUser(12, "k" * (5 + extra), "admin", None, 1_900_000_000, "n" * 22)
         value = encode(user)
         assert "=" not in value and '"' not in value and decode(value, now=0) == user
+
+
+def test_the_durations_chart_reads_the_talk_time_campaign_status_sums(database_url, account) -> None:
+    """Both read call_attempt.duration, the hangup callback's Duration. A Plivo hangup in the simulator's
+    seed shape carries none (only StartTime/AnswerTime/EndTime), so there both show nothing (issue 22)."""
+    campaign_id = load_campaign("talked", numbers(3, start=7200), account_id=account)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        destinations = [row[0] for row in conn.execute(
+            "SELECT id FROM destination WHERE campaign_id = %s ORDER BY id", (campaign_id,))]
+        for destination, seconds in zip(destinations, (12, 47, None), strict=True):
+            conn.execute(
+                "INSERT INTO call_attempt (destination_id, campaign_id, account_id, attempt_no, status, "
+                "outcome, sent_at, answer_at, end_at, duration, lease_expires_at) VALUES (%s, %s, %s, 1, "
+                "'completed', 'answered', now(), now(), now(), %s, now())",
+                (destination, campaign_id, account, seconds))
+        durations = campaign_charts(conn, campaign_id, None)["durations"]
+        talk_time = control.status(conn, campaign_id).answered_seconds
+    bars = [int(count) for count in re.findall(r"<title>\d+s: (\d+)</title>", durations)]
+    assert talk_time == 12 + 47 and sum(bars) == 2  # the answer whose hangup carried no duration: not drawn
