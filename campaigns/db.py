@@ -5,6 +5,7 @@ Nothing is built at import time; an engine is made per URL on first use.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,8 +29,21 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+class SchemaMissing(ServiceUnavailable):
+    """Postgres answers but the dialer's database, or its tables, are not (all) there."""
+
+
+# What the server says when it answers but has no such database (libpq gives no SQLSTATE for it).
+_NO_DATABASE = re.compile(r'FATAL:\s+database "[^"]*" does not exist')
+
+
 def unavailable(url: str, exc: BaseException) -> ServiceUnavailable:
+    """The error for a failed connection: the database is missing (the fix is `dialer db init`), or the
+    server cannot be reached (the fix is to start it)."""
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if _NO_DATABASE.search(str(exc)):
+        return SchemaMissing(f"Postgres answers at {_redacted(url)} but that database does not exist; "
+                             "create it with: dialer db init")
     return ServiceUnavailable(
         f"Postgres is not reachable at {_redacted(url)} ({first_line}); start it with: {POSTGRES_START_HINT}"
     )
@@ -68,10 +82,6 @@ REQUIRED_TABLES = ("provider_account", "campaign", "destination", "call_attempt"
                    "rejected_callback")
 SCHEMA_ERRORS = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                  psycopg.errors.UndefinedObject)
-
-
-class SchemaMissing(ServiceUnavailable):
-    """The database is reachable but the dialer's tables are not (all) there."""
 
 
 def schema_missing(url: str, what: str) -> SchemaMissing:
