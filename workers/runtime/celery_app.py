@@ -1,7 +1,8 @@
 """The Celery application: queues, delivery guarantees and the beat schedule, each setting explained.
 
 Queues are named in workers.queues: `dial` (dial-chunk tasks, the hot path), `results` (applying stored
-callbacks), `housekeeping` (dispatcher tick, reaper, scheduled runs).
+callbacks), `housekeeping` (dispatcher tick, reaper, scheduled runs), `webhooks` (outbound webhook delivery,
+consumed by its own worker only).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from campaigns.errors import ServiceUnavailable
 from workers import redis_keys
 from workers.dispatch.refill import start_line_refill, stop_line_refill
 from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
-from workers.queues import ALL_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
+from workers.queues import DECLARED_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE, WEBHOOKS_QUEUE
 from workers.runtime import process_logging  # noqa: F401  (connects after_setup_logger: no line per task)
 from workers.runtime.beat_schedule import redbeat_settings
 from workers.runtime.task_labels import dial_chunk_options
@@ -31,6 +32,7 @@ REAPER_INTERVAL_S = 5.0
 APPLY_EVENTS_INTERVAL_S = 2.0
 RUN_SCHEDULER_INTERVAL_S = 5.0  # scheduled runs start within this of their cron time
 CALL_LIMITS_INTERVAL_S = 1.0  # calls the dialer ends itself (VoIPbin; Vobiz rings) end within this of a limit
+WEBHOOKS_KICK_INTERVAL_S = 1.0  # a due webhook is handed to a delivery pass within this
 PRUNE_INTERVAL_S = 86400.0  # retention, when DIALER_PRUNE_OLDER_THAN is set: daily
 
 
@@ -59,7 +61,7 @@ def make_app() -> Celery:
         # Each queue its own exchange and routing key: a shared default would deliver every task to all three.
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in ALL_QUEUES
+            for name in DECLARED_QUEUES
         ],
         task_routes={
             "workers.tasks.dial_chunk": {"queue": DIAL_QUEUE},
@@ -69,6 +71,8 @@ def make_app() -> Celery:
             "workers.tasks.start_scheduled_runs": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.enforce_call_limits": {"queue": HOUSEKEEPING_QUEUE},
             "workers.tasks.prune_old_rows": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.kick_webhook_deliveries": {"queue": HOUSEKEEPING_QUEUE},
+            "workers.tasks.deliver_webhooks": {"queue": WEBHOOKS_QUEUE},
         },
         # Pacing lives in Postgres (next_attempt_at) and Redis, never in ETAs: a beat tick that is
         # late is simply dropped rather than piling up.
@@ -99,6 +103,11 @@ def make_app() -> Celery:
                 "task": "workers.tasks.enforce_call_limits",
                 "schedule": CALL_LIMITS_INTERVAL_S,
                 "options": {"expires": CALL_LIMITS_INTERVAL_S * 2},
+            },
+            "webhooks": {
+                "task": "workers.tasks.kick_webhook_deliveries",
+                "schedule": WEBHOOKS_KICK_INTERVAL_S,
+                "options": {"expires": WEBHOOKS_KICK_INTERVAL_S * 2},
             },
         },
         # Beat's schedule and its one-beat lock live in Redis under the deployment's prefix (celery-redbeat).

@@ -33,6 +33,7 @@ from campaigns.reports import LoadReport
 from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from campaigns.states import CampaignState
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
+from workers.entrypoints.api.routes_webhooks import store_notify_url
 from workers.entrypoints.api.schemas import (
     CampaignPage,
     CampaignSettingsOut,
@@ -251,7 +252,10 @@ def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdat
         except ValueError as exc:
             raise field_error("caller_id", str(exc)) from None
     control.configure(conn, campaign_id, update.to_settings(account_id=account_id, caller_id=caller_id))
-    return _status_out(conn, campaign_id)
+    if update.notify_url is None:
+        return _status_out(conn, campaign_id)
+    secret = store_notify_url(conn, update.notify_url, campaign_id=campaign_id)
+    return _status_out(conn, campaign_id).model_copy(update={"notify_secret": secret})
 
 
 def _reject_rows(conn: psycopg.Connection, campaign_id: int, reason: str | None, limit: int,
