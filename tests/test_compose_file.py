@@ -87,7 +87,7 @@ def test_every_project_service_runs_a_real_dialer_command(services: dict[str, di
     project = _project_services(services)
     assert {"migrate", "api", "worker", "beat", "flower", "simulator"} <= set(project)
     expected = {"migrate": "db init", "api": "api", "worker": "worker", "beat": "beat", "flower": "flower",
-                "simulator": "simulator"}
+                "simulator": "simulator", "webhooks": "webhooks worker"}
     for name, svc in project.items():
         assert svc.get("image") == PROJECT_IMAGE and svc["build"]["context"] == ".", name
         command = svc.get("command")
