@@ -51,6 +51,9 @@ def test_demo_runs_the_pipeline_end_to_end_and_stops_everything(
                      " ".join(output.split()))
     assert "/metrics" in output and "dialer flower" in output and f"search campaign={campaign_id}" in output
     assert f"campaign {campaign_id} completed: cps " in output and "eta 0m00s" in output
+    # Answered calls talked (issue 22): the status table's talk time is theirs, not 0.
+    talk = re.search(r"talk time, s\s*│\s*(\d+)", output)
+    assert talk and int(talk.group(1)) > 0, output
     # The message template is filled from each row: what the answered calls heard names their person.
     heard = output.split("what answered calls heard", 1)[-1]
     assert "what answered calls heard" in output and "Hello " in heard and "{first_name}" not in heard

@@ -47,6 +47,7 @@ from workers.providers.outcomes import (
     parse_int,
     parse_time,
     plivo_outcome,
+    seconds_between,
 )
 from workers.providers.signatures import (
     any_signature_matches,
@@ -222,6 +223,10 @@ def plivo_event(
         else None
     )
     outcome = normalised.outcome if normalised else (Outcome.MACHINE if kind == EventKind.MACHINE else None)
+    answer_at, end_at = parse_time(params.get("AnswerTime"), zone), parse_time(params.get("EndTime"), zone)
+    duration = parse_int(params.get("Duration"))
+    if duration is None and final:  # the seeds' hangup has no Duration: the talk time is answer to end
+        duration = seconds_between(answer_at, end_at)
     return CallbackEvent(
         provider=provider,
         kind=kind,
@@ -237,9 +242,9 @@ def plivo_event(
         or params.get("HangupCause")
         or (str(cause_code) if cause_code is not None else None),
         ring_at=parse_time(params.get("StartTime"), zone),
-        answer_at=parse_time(params.get("AnswerTime"), zone),
-        end_at=parse_time(params.get("EndTime"), zone),
-        duration=parse_int(params.get("Duration")),
+        answer_at=answer_at,
+        end_at=end_at,
+        duration=duration,
         billed_duration=parse_int(params.get("BillDuration")),
         cost=parse_decimal(params.get("TotalCost")),
         payload=dict(params),
