@@ -252,6 +252,8 @@ ALTER TABLE call_attempt ADD COLUMN IF NOT EXISTS spoken_text TEXT;   -- the mes
 -- Public holidays of each destination's own country, and the campaign's own dates, are not called.
 ALTER TABLE campaign ADD COLUMN IF NOT EXISTS observe_holidays BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE campaign ADD COLUMN IF NOT EXISTS blackout_dates DATE[] NOT NULL DEFAULT '{}';
+-- The uploaded file's columns in its order, so results show each row's own columns first (issue 22).
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS input_columns TEXT[] NOT NULL DEFAULT '{}';
 
 CREATE TABLE IF NOT EXISTS campaign_run (
     id                  BIGSERIAL PRIMARY KEY,

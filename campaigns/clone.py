@@ -9,10 +9,12 @@ from campaigns.errors import NotFound
 from campaigns.states import CampaignState
 from campaigns.store.loading import copy_dialable_destinations
 
-# Everything an operator set, but not its dates (a clone is a new run, not the old schedule) or its state.
+# Everything an operator set, but not its dates (a clone is a new run, not the old schedule) or its state;
+# and the uploaded file's columns, which lead its results.
 COPIED_SETTINGS = (
     "account_id, caller_id, answer_url, provider_options, cps, max_concurrent, weight, default_region, "
-    "window_start, window_end, window_days, timezone_override, retry_policy, observe_holidays, blackout_dates"
+    "window_start, window_end, window_days, timezone_override, retry_policy, observe_holidays, "
+    "blackout_dates, input_columns"
 )
 
 

@@ -164,12 +164,13 @@ def _with_provider(conn: psycopg.Connection, options: LoadOptions, policy: Numbe
 
 
 def _create_campaign(conn: psycopg.Connection, name: str, options: LoadOptions, policy: NumberPolicy,
-                     caller_id: str | None) -> int:
+                     caller_id: str | None, columns: tuple[str, ...]) -> int:
+    """The campaign row, loading; `columns` (the file's, in order) lead each row of its results."""
     row = conn.execute(
-        "INSERT INTO campaign (name, account_id, caller_id, default_region, provider_options, state) "
-        f"VALUES (%s, %s, %s, %s, %s, '{CampaignState.LOADING.value}') RETURNING id",
+        "INSERT INTO campaign (name, account_id, caller_id, default_region, provider_options, input_columns, "
+        f"state) VALUES (%s, %s, %s, %s, %s, %s, '{CampaignState.LOADING.value}') RETURNING id",
         (name, options.account_id, caller_id, policy.default_region,
-         Jsonb({"message": options.message} if options.message else {})),
+         Jsonb({"message": options.message} if options.message else {}), list(columns)),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -215,7 +216,7 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
                                      layout.delimiter)
         conn = stack.enter_context(connect(settings.psycopg_url))
         policy = _with_provider(conn, options, policy)
-        campaign_id = _create_campaign(conn, name, options, policy, caller_id)
+        campaign_id = _create_campaign(conn, name, options, policy, caller_id, layout.header)
         conn.execute(STAGING_DDL)
         rows_total, rejected = _stream_into_staging(conn, csv_stream, row_layout, policy,
                                                     worker_count(options, settings), size, progress)

@@ -153,6 +153,7 @@ class Campaign(CampaignBase, CampaignSettingsBase, CampaignTimestamps, table=Tru
     blackout_dates: list[date] = _column(ARRAY(Date), default="'{}'")
     archived_at: datetime | None = _timestamp()
     archived_account: str | None = _text(nullable=True)
+    input_columns: list[str] = _column(ARRAY(Text), default="'{}'")  # the upload's columns, in order
 
 
 class Destination(SQLModel, table=True):

@@ -13,11 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import PoolTimeout
 
+from campaigns import results_export
 from campaigns.accounts import add_account
 from campaigns.api_keys import create_api_key, revoke_api_key
 from campaigns.db import unavailable
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound, ServiceUnavailable
-from workers.entrypoints.api import deps, routes_campaigns
+from campaigns.results_schema import CALL_FIELDS
+from workers.entrypoints.api import deps
 from workers.entrypoints.api.deps import as_api_error
 
 GOOD_CSV = (b"phone,first_name\n"
@@ -263,7 +265,7 @@ def test_rejects_name_an_unknown_reason(client: TestClient, auth: dict[str, str]
 def test_results_csv_has_every_destination_with_its_last_attempt(
         client: TestClient, auth: dict[str, str], account_name: str, db: psycopg.Connection,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(routes_campaigns, "RESULTS_FETCH_ROWS", 2)  # several chunks from a 3-row campaign
+    monkeypatch.setattr(results_export, "FETCH_ROWS", 2)  # several chunks from a 3-row campaign
     campaign_id = create(client, auth)
     account_id = db.execute("SELECT id FROM provider_account WHERE name = %s", (account_name,)).fetchone()
     first = db.execute("SELECT id FROM destination WHERE campaign_id = %s AND line_no = 2",
@@ -283,7 +285,10 @@ def test_results_csv_has_every_destination_with_its_last_attempt(
     assert response.headers["content-type"].startswith("text/csv")
     assert f"campaign-{campaign_id}-results.csv" in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    assert list(rows[0]) == list(routes_campaigns.RESULT_COLUMNS)
+    # The upload's own columns first (the phone column as dialed), then the call's fields.
+    assert list(rows[0]) == ["phone", "first_name", *CALL_FIELDS]
+    assert [(r["phone"], r["first_name"]) for r in rows] == [
+        ("+14155552671", "Ann"), ("+14155552672", "Cy"), ("+442079460018", "Di")]
     assert [(r["line"], r["number"], r["status"]) for r in rows] == [
         ("2", "+14155552671", "done"), ("4", "+14155552672", "pending"), ("6", "+442079460018", "pending")]
     assert (rows[0]["outcome"], rows[0]["attempts"], rows[0]["request_uuid"], rows[0]["duration"]) == \

@@ -11,13 +11,12 @@ routes (start, pause, resume, cancel: the campaign's state or setup forbids it n
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Annotated, Any, BinaryIO, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
@@ -30,9 +29,14 @@ from campaigns.loader import LoadOptions, load_campaign_csv
 from campaigns.numbers import RejectReason, check_region, normalise_caller_id, valid_timezone
 from campaigns.rejects import reject_page
 from campaigns.reports import LoadReport
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, SafeCsvWriter
 from campaigns.states import CampaignState
 from workers.entrypoints.api.deps import DialerRoute, field_error, require_api_key, run_db
+from workers.entrypoints.api.results_download import (
+    RESULTS_CONTENT,
+    FormatQuery,
+    chosen_format,
+    results_response,
+)
 from workers.entrypoints.api.routes_webhooks import store_notify_url
 from workers.entrypoints.api.schemas import (
     CampaignPage,
@@ -66,7 +70,6 @@ ListedState = Literal[C.DRAFT, C.RUNNING, C.PAUSED, C.COMPLETED, C.CANCELLED]
 BIGINT_MAX = 2**63 - 1  # ids and offsets beyond Postgres' bigint are a 422, not a driver error
 HangupFlag = Annotated[bool, Query(description="Also end live calls through each provider's hang-up API")]
 MessageForm = Annotated[str | None, Form(description="What answered calls hear: {column} from each row")]
-RESULTS_FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chunk sent
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=DialerRoute,
@@ -138,13 +141,12 @@ async def list_rejects(
                        items=[RejectedRowOut(**row) for row in rows])
 
 
-@router.get("/{campaign_id}/results", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per destination"}})
-async def download_results(campaign_id: ViewedCampaign) -> StreamingResponse:
-    """Every destination with its last attempt, as CSV, streamed from a server-side cursor."""
-    return StreamingResponse(_results_csv(campaign_id), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition":
-                                      f'attachment; filename="campaign-{campaign_id}-results.csv"'})
+@router.get("/{campaign_id}/results", response_class=StreamingResponse, responses=RESULTS_CONTENT)
+async def download_results(campaign_id: ViewedCampaign, request: Request,
+                           fmt: FormatQuery = None) -> StreamingResponse:
+    """A row per destination: its row of the uploaded file, then its outcome and last call; CSV or JSON
+    Lines, streamed from a server-side cursor."""
+    return await results_response(campaign_id, chosen_format(fmt, request.headers.get("accept")))
 
 
 @router.post("/{campaign_id}/start", response_model=StateChange, responses=_conflict)
@@ -271,20 +273,3 @@ def _change_state(conn: psycopg.Connection, campaign_id: int,
     assert row is not None
     return StateChange(id=campaign_id, state=row[0], state_reason=row[1],
                        destinations_cancelled=cancelled if action is control.cancel else None)
-
-
-def _results_csv(campaign_id: int) -> Iterator[bytes]:
-    """The results CSV in chunks; a named (server-side) cursor keeps memory flat for any size."""
-    buffer = io.StringIO()
-    writer = SafeCsvWriter(buffer)
-    writer.writerow(RESULT_COLUMNS)
-    with connect() as conn, conn.cursor(name=f"results_{campaign_id}") as cur:
-        cur.itersize = RESULTS_FETCH_ROWS
-        cur.execute(RESULTS_SQL, (campaign_id,))
-        for count, row in enumerate(cur, 1):
-            writer.writerow(row)
-            if count % RESULTS_FETCH_ROWS == 0:
-                yield buffer.getvalue().encode()
-                buffer.seek(0)
-                buffer.truncate()
-    yield buffer.getvalue().encode()

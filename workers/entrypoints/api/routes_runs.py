@@ -5,24 +5,29 @@ operator changes it (workers/entrypoints/api/scopes.py)."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from campaigns import runs
 from campaigns.clone import clone_campaign
 from campaigns.errors import NotFound
 from campaigns.models import CampaignRunBase
-from campaigns.results_export import write_run_results_csv
 from campaigns.schedule_store import StoredSchedule, get_schedule, remove_schedule, set_schedule
 from campaigns.schedules import parse_cron_spec, parse_duration, parse_outcomes
 from campaigns.states import RunTrigger
 from campaigns.templates import list_warnings
 from workers.entrypoints.api.deps import DialerRoute, require_api_key, run_db
+from workers.entrypoints.api.results_download import (
+    RESULTS_CONTENT,
+    FormatQuery,
+    chosen_format,
+    results_response,
+)
 from workers.entrypoints.api.schemas import ErrorBody
 from workers.entrypoints.api.scopes import OperatedCampaign, ViewedCampaign
 
@@ -96,14 +101,6 @@ def _rerun(conn: psycopg.Connection, campaign_id: int, body: RerunIn) -> RunStar
     return RunStartedOut(**started.__dict__)
 
 
-def _run_results(conn: psycopg.Connection, campaign_id: int, run_no: int | None) -> str:
-    if conn.execute("SELECT 1 FROM campaign WHERE id = %s", (campaign_id,)).fetchone() is None:
-        raise NotFound(f"no campaign {campaign_id}")
-    buffer = io.StringIO()
-    write_run_results_csv(conn, campaign_id, buffer, run_no)
-    return buffer.getvalue()
-
-
 @router.put("/{campaign_id}/schedule", response_model=StoredSchedule)
 async def put_schedule(campaign_id: OperatedCampaign, body: ScheduleIn) -> StoredSchedule:
     """Create or replace the campaign's recurring schedule (stored in Postgres; beat starts the runs)."""
@@ -142,15 +139,17 @@ async def clone(campaign_id: OperatedCampaign, body: CloneIn) -> CloneOut:
     return CloneOut(id=new_id, cloned_from=campaign_id)
 
 
-@router.get("/{campaign_id}/runs/results", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}, "description": "A row per destination and run"}})
+@router.get("/{campaign_id}/runs/results", response_class=StreamingResponse, responses=RESULTS_CONTENT)
 async def run_results(
     campaign_id: ViewedCampaign,
-    run: Annotated[int | None, Query(ge=1, description="One run; all if none")] = None,
-) -> Response:
-    """Results per run as CSV: each destination's last attempt in each run, with the text it spoke."""
-    body = await run_db(_run_results, campaign_id, run)
-    return Response(body, media_type="text/csv; charset=utf-8")
+    request: Request,
+    run: Annotated[int | None, Query(ge=1, description="One run (404 if no such run); all if none")] = None,
+    fmt: FormatQuery = None,
+) -> StreamingResponse:
+    """A row per destination and run (the default results' schema): its row of the uploaded file, then
+    its outcome in that run and that run's last call; CSV or JSON Lines, streamed."""
+    return await results_response(campaign_id, chosen_format(fmt, request.headers.get("accept")), run=run,
+                                  all_runs=run is None, name="run-results")
 
 
 class LoadWarningOut(BaseModel):

@@ -4,24 +4,24 @@ runs, schedule, charts, rejects and results). Actions call the functions the HTT
 
 from __future__ import annotations
 
-import io
-import json
-from datetime import date, datetime
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Form, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from psycopg.rows import dict_row
 
 from campaigns import control, runs
 from campaigns.accounts import list_accounts
 from campaigns.api_keys import verify_api_key_async
 from campaigns.clone import clone_campaign
+from campaigns.db import connect
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.listing import LISTED_STATES
 from campaigns.rejects import reject_page
-from campaigns.results_export import RESULT_COLUMNS, RESULTS_SQL, write_results_csv
+from campaigns.results_export import result_chunks
+from campaigns.results_schema import FILE_SUFFIXES, MEDIA_TYPES, ResultFormat
 from campaigns.schedule_store import get_schedule
 from campaigns.schedules import parse_outcomes
 from campaigns.states import CampaignState, RunTrigger
@@ -206,34 +206,26 @@ async def campaign_action(request: Request, user: UserDep, campaign_id: int, act
     return redirect_with_flash(user, target, "done", note)
 
 
-def _results_rows(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> list[dict[str, Any]]:
-    _campaign_row(conn, user, campaign_id)
-    return [dict(zip(RESULT_COLUMNS, row, strict=True))
-            for row in conn.execute(RESULTS_SQL, (campaign_id,)).fetchall()]
+def _result_bytes(campaign_id: int, fmt: ResultFormat) -> Iterator[bytes]:
+    with connect() as conn:
+        for chunk in result_chunks(conn, campaign_id, fmt):
+            yield chunk.encode()
 
 
-def _results_csv(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> str:
-    _campaign_row(conn, user, campaign_id)
-    buffer = io.StringIO()
-    write_results_csv(conn, campaign_id, buffer)
-    return buffer.getvalue()
-
-
-def _json_value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else value
+async def _results_download(user: ConsoleUser, campaign_id: int, fmt: ResultFormat) -> Response:
+    """The results in the one schema of every export (campaigns.results_schema), streamed."""
+    await db(_campaign_row, user, campaign_id)
+    return StreamingResponse(_result_bytes(campaign_id, fmt), media_type=MEDIA_TYPES[fmt], headers={
+        "Content-Disposition":
+            f'attachment; filename="campaign-{campaign_id}-results.{FILE_SUFFIXES[fmt]}"'})
 
 
 @router.get("/campaigns/{campaign_id}/results.csv")
 async def results_csv(user: UserDep, campaign_id: int) -> Response:
-    body = await db(_results_csv, user, campaign_id)
-    return Response(body, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'})
+    return await _results_download(user, campaign_id, ResultFormat.CSV)
 
 
-@router.get("/campaigns/{campaign_id}/results.json")
-async def results_json(user: UserDep, campaign_id: int) -> Response:
-    rows = await db(_results_rows, user, campaign_id)
-    body = json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows])
-    return Response(body, media_type="application/json", headers={
-        "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.json"'})
+@router.get("/campaigns/{campaign_id}/results.jsonl")
+async def results_jsonl(user: UserDep, campaign_id: int) -> Response:
+    return await _results_download(user, campaign_id, ResultFormat.JSONL)
 
