@@ -7,23 +7,30 @@ API and CLI set endpoints with secrets shown once and stored encrypted."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
 from campaigns.accounts import add_account
 from campaigns.api_keys import create_api_key
+from campaigns.config import get_settings
 from campaigns.control import pause
 from campaigns.retention import prune
-from campaigns.secrets_box import decrypt
+from campaigns.secrets_box import decrypt, encrypt
 from campaigns.store.dial_store import pause_account_campaigns
-from campaigns.webhook_endpoints import notify_url_refusal, set_notify_url
-from campaigns.webhook_outbox import TryResult, claim_sends, record_tries, retry_delay_s
+from campaigns.webhook_endpoints import new_secret, notify_url_refusal, set_notify_url
+from campaigns.webhook_outbox import ClaimedSend, TryResult, claim_sends, record_tries, retry_delay_s
 from tests.engine_harness import load_campaign, numbers
+from tests.webhook_receiver import Answer, Receiver
 from workers.entrypoints.cli import app as cli_app
+from workers.housekeeping.webhook_delivery import address_refusal, post_once, webhook_client
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(("tries", "rand", "delay"), [
@@ -220,3 +227,41 @@ def test_the_cli_prints_a_new_secret_once_when_a_notify_url_is_set(conn) -> None
     done = runner.invoke(cli_app, ["account", "update", name, "--notify-url", "https://crm.example.com/a"])
     assert done.exit_code == 0 and "whsec_" in done.output, done.output
     assert "whsec_" not in runner.invoke(cli_app, ["account", "show", name]).output
+
+
+def test_outside_development_a_name_that_resolves_to_this_machine_is_not_sent_to() -> None:
+    """SSRF: a notify URL whose name resolves to loopback (or a private or link-local address) is refused
+    when the POST would be made, not only a literal address when the URL is set."""
+    refusal = address_refusal("https://localhost/hooks") or ""
+    assert "localhost resolves to a non-public address" in refusal, refusal
+
+
+def test_a_redirect_is_a_failed_try_and_is_not_followed() -> None:
+    """The webhook client follows no redirect: a receiver cannot bounce a signed event to another host."""
+    with Receiver(lambda n: Answer(302)) as receiver:
+        send = ClaimedSend(id=1, message_id="msg_test", body='{"type":"x"}', tries=1,
+                           created_at=datetime.now(UTC), url=receiver.url,
+                           secret_encrypted=encrypt(new_secret()))
+        status, error = post_once(webhook_client(get_settings()), send, development=True)
+        assert (status, error) == (302, "answered 302")
+        assert len(receiver.snapshot()) == 1
+
+
+def test_the_readmes_verifying_snippet_accepts_a_signed_event_and_refuses_a_forged_one() -> None:
+    """README "Outbound webhooks": its Python block, run as written against an event we signed."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Outbound webhooks"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    secret = new_secret()
+    handled: list[Any] = []
+    namespace: dict[str, Any] = {"seen_before": lambda _id: False, "handle": lambda *a: handled.append(a)}
+    exec(code.replace('"whsec_…"', repr(secret)), namespace)  # noqa: S102 (the README's own code)
+    body = '{"type": "campaign.completed", "timestamp": "2026-01-01T00:00:00Z", "data": {"campaign_id": 1}}'
+    now = datetime.now(UTC)
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(secret).sign("msg_1", now, body)}
+    assert namespace["receive"](body.encode(), headers) == 204 and handled == [("campaign.completed",
+                                                                                 {"campaign_id": 1})]
+    forged = {**headers, "webhook-signature": Webhook(new_secret()).sign("msg_1", now, body)}
+    assert namespace["receive"](body.encode(), forged) == 400
