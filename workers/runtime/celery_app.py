@@ -21,7 +21,10 @@ from campaigns.db import SchemaMissing, connect, require_schema
 from campaigns.errors import ServiceUnavailable
 from workers import redis_keys
 from workers.dispatch.refill import start_line_refill, stop_line_refill
-from workers.metrics import worker_server  # noqa: F401  (connects the worker_init signal that serves /metrics)
+from workers.metrics import (
+    task_metrics,  # noqa: F401  (connects the signals that count tasks)
+    worker_server,  # noqa: F401  (connects the worker_init signal that serves /metrics)
+)
 from workers.queues import DECLARED_QUEUES, DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE, WEBHOOKS_QUEUE
 from workers.runtime import process_logging  # noqa: F401  (connects after_setup_logger: no line per task)
 from workers.runtime.beat_schedule import redbeat_settings
