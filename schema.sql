@@ -241,6 +241,14 @@ CREATE TABLE IF NOT EXISTS account_budget_state (
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- Every campaign load's rows and time, whichever way it came (CLI, API, console), added in the load's own
+-- transaction; the API's /metrics exports them (dialer_loader_rows_total, dialer_loader_seconds_total).
+CREATE TABLE IF NOT EXISTS loader_tally (
+    singleton           BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+    rows_read           BIGINT NOT NULL DEFAULT 0,
+    seconds             DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+
 -- Runs, schedules, blackouts and spoken text (issue 12). Additive, so an existing database takes them with
 -- `dialer db init`: new tables, and new columns with defaults on the tables above.
 -- A destination belongs to one run's cycle at a time: `run_no` is the run it was last taken into and

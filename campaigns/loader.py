@@ -30,6 +30,7 @@ from campaigns.csv_source import CsvLayout, CsvLimits, CsvStream
 from campaigns.db import connect
 from campaigns.destination_kinds import destination_kinds
 from campaigns.errors import InvalidRequest, NotFound
+from campaigns.load_tally import add_load
 from campaigns.numbers import (
     DEFAULT_BLOCKED_TYPES,
     NumberPolicy,
@@ -224,6 +225,7 @@ def load_campaign_csv(*, name: str, source: BinaryIO | str | os.PathLike[str],
             progress(LoadProgress("finishing", rows_total, rejected, csv_stream.bytes_read, size))
         loaded, by_reason = _finish(conn, campaign_id, rows_total)
         warned = record_missing_variables(conn, campaign_id, options.message)
+        add_load(conn, rows=rows_total, seconds=time.monotonic() - started)
         conn.commit()
     if progress:
         progress(LoadProgress("done", rows_total, sum(by_reason.values()), csv_stream.bytes_read, size))

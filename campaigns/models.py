@@ -329,6 +329,14 @@ class AccountBudgetState(SQLModel, table=True):
     updated_at: datetime = _timestamp(nullable=False, now=True)
 
 
+class LoaderTally(SQLModel, table=True):
+    __tablename__ = "loader_tally"
+
+    singleton: bool = _column(Boolean, primary_key=True, default="true")  # CHECK (singleton): one row
+    rows_read: int = _int(default=0, kind=BigInteger)
+    seconds: float = _column(Double, default="0")
+
+
 class CampaignRunBase(SQLModel):
     """One run of a campaign as `GET /campaigns/{id}/runs` lists it, before its counts."""
 

@@ -336,7 +336,6 @@ def test_grafana_is_provisioned_with_the_dashboard_and_every_panel_queries_a_rea
     metrics.SEND_LATENESS.observe(0.001)  # labelled counters appear once used
     metrics.count_request(1, "throttled")
     metrics.count_request(1, "accepted", 1, sent=1)
-    metrics.observe_load(1, 0.1)
     exported += generate_latest(metrics.registry()).decode()
     suffixes = {"histogram": ("_bucket", "_count", "_sum")}
     types = re.findall(r"^# TYPE (dialer_[a-z_]+) (\w+)", exported, re.MULTILINE)

@@ -4,12 +4,12 @@ outcomes; never a phone number.
 
 Two kinds:
 - In-process counters and histograms, updated where the thing happens (a worker's dial requests, the
-  send lateness, loads through the API). Each process serves its own on /metrics (the API route;
-  workers.metrics.worker_server on each worker). With PROMETHEUS_MULTIPROC_DIR set (prefork or several uvicorn
-  processes) they are summed across the processes of the host (`registry()`).
+  send lateness; Celery's tasks in workers.metrics.task_metrics). Each process serves its own on /metrics
+  (the API route; workers.metrics.worker_server on each worker). With PROMETHEUS_MULTIPROC_DIR set (prefork
+  or several uvicorn processes) they are summed across the processes of the host (`registry()`).
 - State read at scrape time from Postgres and Redis by workers.metrics.state_collector (calls per campaign and
-  outcome, live calls, CPS used, queues, callback lag, attempts past their lease). It is served by the API
-  only, so a state counted once is exported once whatever the number of workers.
+  outcome, live calls, CPS used, queues, callback lag, attempts past their lease, rows of every load). It is
+  served by the API only, so a state counted once is exported once whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ REJECTED_CALLBACKS_UNKEPT = Counter(
     "Callbacks refused as malformed and not kept: their account was past its hourly cap (API process)",
     ["account"],
 )
-LOADER_ROWS = Counter("dialer_loader_rows_total", "CSV rows read by campaign loads in this process")
-LOADER_SECONDS = Counter("dialer_loader_seconds_total", "Time spent loading campaigns in this process")
 
 
 def registry() -> CollectorRegistry:
@@ -79,11 +77,6 @@ def count_request(account_id: int, result: str, campaign_id: int | None = None, 
             CALLS_SENT.labels(str(account_id), str(campaign_id)).inc(sent)
     except Exception:  # pragma: no cover - prometheus_client does not raise here in practice
         pass
-
-
-def observe_load(rows: int, seconds: float) -> None:
-    LOADER_ROWS.inc(rows)
-    LOADER_SECONDS.inc(max(seconds, 0.0))
 
 
 def counted_create_calls(

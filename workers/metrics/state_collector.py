@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from campaigns.db import SESSION_OPTIONS
+from campaigns.load_tally import loads_so_far
 from campaigns.states import OPEN_ATTEMPT, AttemptStatus, CampaignState, Outcome, sql_in
 from workers import redis_keys
 from workers.queues import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
@@ -142,6 +143,10 @@ class DialerStateCollector(Collector):
             "Open attempts past their lease (the reaper's backlog)",
             value=row[0] if row else 0,
         )
+        rows_read, seconds = loads_so_far(conn)
+        yield CounterMetricFamily("dialer_loader_rows", "CSV rows read by campaign loads (CLI, API, console)",
+                                  value=rows_read)
+        yield CounterMetricFamily("dialer_loader_seconds", "Time spent loading campaigns", value=seconds)
 
     def _accounts(self, conn: psycopg.Connection) -> Iterator[Metric]:
         budget = GaugeMetricFamily(

@@ -61,7 +61,6 @@ from workers.entrypoints.api.scopes import (
     scoped_account_id,
 )
 from workers.housekeeping.hangup import hang_up_live_calls
-from workers.metrics.counters import observe_load
 from workers.providers.http import make_client
 
 C = CampaignState
@@ -98,7 +97,6 @@ async def create_campaign(
                                     caller_id=caller_id or None, timezone=timezone), message=message or None)
     report = await run_in_threadpool(_load_upload, file.file, name=name, account=account or None,
                                      options=options, key=key)
-    observe_load(report.rows_total, report.seconds)
     response.headers["Location"] = f"/campaigns/{report.campaign_id}"
     return LoadReportOut.model_validate({**report.model_dump(), "seconds": round(report.seconds, 3)})
 

@@ -35,7 +35,6 @@ from workers.entrypoints.api.schemas import parse_window
 from workers.entrypoints.cli_campaign_control import _retry as parse_retry_options  # the CLI's own parser
 from workers.entrypoints.console.session import ConsoleUser, check_csrf, require_role
 from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, redirect_with_flash
-from workers.metrics.counters import observe_load
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 PREVIEW_ROWS = 8
@@ -202,7 +201,6 @@ def _create(user: ConsoleUser, form: FormData) -> int:
         raise FormErrors({"file": f"refused ({exc.reason}): {exc}; nothing was loaded"}) from None
     except InvalidRequest as exc:
         raise FormErrors({"file": str(exc)}) from None
-    observe_load(report.rows_total, report.seconds)
     with connect() as conn:
         control.configure(conn, report.campaign_id, new.settings)
         if new.schedule:
