@@ -80,7 +80,7 @@ def serve_metrics(port: int, host: str | None = None, token: str | None = None) 
         except OSError:
             continue
         threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
-        log.warning("worker metrics on http://%s:%d/metrics%s", host, candidate,
+        log.info("worker metrics on http://%s:%d/metrics%s", host, candidate,
                     " (bearer token required)" if token else "")
         return MetricsServer(host, candidate, server)
     log.error("no free port in %d-%d for the worker's metrics", port, port + PORTS_TO_TRY - 1)

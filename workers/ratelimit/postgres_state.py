@@ -13,6 +13,8 @@ from workers.ratelimit.recovery import BudgetSnapshot, OpenSlot
 OPEN_ATTEMPT = "('dialing', 'sent', 'ringing', 'answered')"
 # An account that created or sent an attempt this recently may still have a booked send in flight.
 RECENT_S = 10
+NOTHING_EVER_STORED = """SELECT NOT EXISTS (SELECT 1 FROM call_attempt WHERE sent_at IS NOT NULL)
+                          AND NOT EXISTS (SELECT 1 FROM account_budget_state)"""
 STATE_KEEP_S = 600  # as AimdPolicy.keep_s: an older lowered rate has been forgotten by Redis anyway
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -72,4 +74,6 @@ class PostgresBudgetState:
                     snap.rates[account_id] = float(rate)
                 if paused_until is not None:
                     snap.pauses[account_id] = float(paused_until)
+            row = conn.execute(NOTHING_EVER_STORED).fetchone()
+            snap.first_start = bool(row and row[0])
         return snap

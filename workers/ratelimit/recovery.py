@@ -54,6 +54,9 @@ class BudgetSnapshot:
     rates: dict[int, float] = field(default_factory=dict)  # account -> lowered adaptive CPS
     pauses: dict[int, float] = field(default_factory=dict)  # account -> Retry-After pause end, epoch s
     active_accounts: set[int] = field(default_factory=set)  # sent or booked recently: need a quiet period
+    # Postgres holds no call ever sent and no budget state ever saved: Redis is empty because this is the
+    # deployment's first start, not because it lost anything (logged at INFO, not as a loss).
+    first_start: bool = False
 
 
 class BudgetStateStore(Protocol):
@@ -122,6 +125,9 @@ class BudgetRecovery:
             client.zadd(key, members)
             client.pexpireat(key, int((max(members.values()) + 1) * 1000))
         client.set(redis_keys.budgets_epoch(), f"{seconds}.{micros:06d}:{uuid.uuid4().hex}")
+        if snap.first_start:
+            log.info("budgets set up in Redis for the first time (Postgres has no call sent yet)")
+            return
         log.warning(
             "Redis had lost the budgets: rebuilt %d live-call slots, %d lowered rates, %d pauses; "
             "%d accounts quiet for %.1f s",
