@@ -47,6 +47,12 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "aimd_factor": ("0.8", 0.8),
     "aimd_confirm_s": ("2.5", 2.5),
     "sender_nice": ("-10", -10),
+    "webhook_timeout_s": ("2.5", 2.5),
+    "webhook_concurrency": ("4", 4),
+    "webhook_pass_s": ("10", 10.0),
+    "webhook_backoff_base_s": ("0.5", 0.5),
+    "webhook_backoff_max_s": ("60", 60.0),
+    "webhook_retry_for_s": ("3600", 3600.0),
 }
 
 # An out-of-range (or unreadable) value for each checked field.
@@ -81,6 +87,12 @@ OUT_OF_RANGE: list[tuple[str, str]] = [
     ("aimd_confirm_s", "inf"),
     ("sender_nice", "-21"),
     ("sender_nice", "20"),
+    ("webhook_timeout_s", "0"),
+    ("webhook_timeout_s", "61"),
+    ("webhook_concurrency", "0"),
+    ("webhook_pass_s", "inf"),
+    ("webhook_backoff_base_s", "0"),
+    ("webhook_retry_for_s", "-1"),
 ]
 
 
