@@ -31,7 +31,7 @@ def chosen_format(fmt: ResultFormat | None, as_json: bool, run: int | None, all_
 
 @campaign_app.command("results")
 def results(
-    campaign_id: int,
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
     out: str = typer.Option("-", "--out", help="File to write; - for standard output"),
     fmt: ResultFormat = typer.Option(None, "--format", case_sensitive=False,
                                      help="csv (the default) or jsonl: JSON Lines, an object per row"),
