@@ -131,6 +131,8 @@ def test_api_archive_and_delete_need_an_operator_and_a_stopped_campaign(client: 
     assert archived.status_code == 200 and archived.json() == {"id": campaign_id, "archived": True}
     listed = client.get("/campaigns", headers=keys["operator"]).json()["items"]
     assert campaign_id not in [c["id"] for c in listed] and running in [c["id"] for c in listed]
+    everything = client.get("/campaigns?archived=true", headers=keys["operator"]).json()["items"]
+    assert campaign_id in [c["id"] for c in everything]
     deleted = client.delete(f"/campaigns/{campaign_id}", headers=keys["operator"])
     assert deleted.status_code == 200 and deleted.json()["attempts"] == 1
     assert client.delete(f"/campaigns/{campaign_id}", headers=keys["operator"]).status_code == 404

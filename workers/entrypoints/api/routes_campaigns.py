@@ -107,9 +107,10 @@ async def list_campaigns(
     state: Annotated[ListedState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
+    archived: Annotated[bool, Query(description="Archived campaigns too")] = False,
 ) -> CampaignPage:
     """Campaigns of the key's accounts, newest first, with their state and row counts."""
-    rows = await run_db(_campaign_page, state, limit, offset, reachable_accounts(key))
+    rows = await run_db(_campaign_page, state, limit, offset, reachable_accounts(key), archived)
     return CampaignPage(items=[CampaignSummary(**row) for row in rows], limit=limit, offset=offset)
 
 
@@ -218,9 +219,10 @@ def _load_upload(source: BinaryIO, *, name: str, account: str | None, options: L
 
 
 def _campaign_page(conn: psycopg.Connection, state: str | None, limit: int, offset: int,
-                   accounts: list[int] | None) -> list[dict[str, Any]]:
+                   accounts: list[int] | None, archived: bool) -> list[dict[str, Any]]:
     """A page of campaigns; `accounts`: only theirs (None: every campaign, for an admin key)."""
-    return listing.list_campaigns(conn, state=state, within_accounts=accounts, limit=limit, offset=offset)
+    return listing.list_campaigns(conn, state=state, within_accounts=accounts, limit=limit, offset=offset,
+                                  archived=archived)
 
 
 def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut:
