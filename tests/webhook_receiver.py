@@ -31,7 +31,7 @@ class Received:
     body: bytes
     at: float  # monotonic, when read
     answered: int  # the status it was answered (or would have been, had the sender waited)
-    answered_at: float = 0.0
+    answered_at: float = 0.0  # monotonic, just before the answer was written
 
     @property
     def id(self) -> str:
@@ -70,13 +70,13 @@ class Receiver:
                                      answer.status)
                     receiver.received.append(entry)
                 time.sleep(answer.delay_s)
+                entry.answered_at = time.monotonic()  # before the answer leaves: no sender can know it sooner
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:
                     pass  # the sender gave up waiting
-                entry.answered_at = time.monotonic()
 
             def log_message(self, *args: Any) -> None:
                 pass
