@@ -1,10 +1,13 @@
-"""A results export streams (issue 22, "1M rows export in bounded memory"): 200,000 destinations with a
-call each are written as CSV and as JSON Lines while the Python heap's peak stays a few megabytes, far
-under what holding the export (tens of megabytes) would take. Real Postgres; the export every CLI, API
+"""A results export streams (issue 22, "1M rows export in bounded memory"): 60,000 destinations with a
+call each (200,000 under `make soak`) are written as JSON Lines (and CSV under soak) while the Python
+heap's peak stays a few megabytes, far under what holding the export (tens of megabytes) would take. Both
+formats share the one cursor loop; tracemalloc slows the export several times, hence the short default.
+Real Postgres; the export every CLI, API
 and console download uses (campaigns.results_export.write_results)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import tracemalloc
 from collections.abc import Iterator
@@ -17,8 +20,10 @@ from campaigns.db import connect
 from campaigns.results_export import write_results
 from campaigns.results_schema import CALL_FIELDS, ResultFormat
 
-ROWS = 200_000
-PEAK_BOUND = 12 * 2**20  # bytes of Python heap; the CSV alone is about 40 MB
+SOAK = os.environ.get("DIALER_SOAK") == "1"
+ROWS = 200_000 if SOAK else 60_000
+PEAK_BOUND = 8 * 2**20  # bytes of Python heap (5.4-5.8 MiB measured); 60k rows of JSON Lines are about 29 MB
+FORMATS = [ResultFormat.JSONL, ResultFormat.CSV] if SOAK else [ResultFormat.JSONL]
 
 
 class CountingSink:
@@ -65,8 +70,8 @@ def big_campaign(database_url: str) -> Iterator[int]:
         conn.execute("DELETE FROM campaign WHERE id = %s", (campaign_id,))
 
 
-@pytest.mark.parametrize("fmt", [ResultFormat.CSV, ResultFormat.JSONL])
-def test_an_export_of_200k_rows_keeps_the_heap_under_a_bound(big_campaign: int, fmt: ResultFormat) -> None:
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_of_many_rows_keeps_the_heap_under_a_bound(big_campaign: int, fmt: ResultFormat) -> None:
     sink = CountingSink()
     with connect() as conn:
         tracemalloc.start()
