@@ -2,8 +2,7 @@
 call each (200,000 under `make soak`) are written as JSON Lines (and CSV under soak) while the Python
 heap's peak stays a few megabytes, far under what holding the export (tens of megabytes) would take. Both
 formats share the one cursor loop; tracemalloc slows the export several times, hence the short default.
-Real Postgres; the export every CLI, API
-and console download uses (campaigns.results_export.write_results)."""
+Real Postgres; the export every CLI, API and console download uses (results_export.write_results)."""
 
 from __future__ import annotations
 
