@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.secrets_box import decrypt, encrypt
+from campaigns.store.retired import detach_account
 
 # provider kind -> default API base URL, in registration order; filled by register_provider.
 _PROVIDER_BASE_URLS: dict[str, str] = {}
@@ -224,8 +225,7 @@ def remove_account(conn: psycopg.Connection, name_or_id: str | int) -> None:
         raise InvalidRequest(f"account {name_or_id} is used by {in_use[0]} campaign(s); archive or delete "
                              "those first (`dialer campaign archive ID`, `dialer campaign delete ID`)")
     conn.execute("UPDATE campaign SET account_id = NULL WHERE account_id = %s", (account_id,))
-    conn.execute("UPDATE call_attempt SET account_id = NULL WHERE account_id = %s", (account_id,))
-    conn.execute("UPDATE call_event SET account_id = NULL WHERE account_id = %s", (account_id,))
+    detach_account(conn, account_id)
     conn.execute("DELETE FROM provider_account WHERE id = %s", (account_id,))
 
 

@@ -9,6 +9,7 @@ import psycopg
 
 from campaigns.errors import InvalidRequest, NotFound
 from campaigns.states import CampaignState, DestinationStatus, sql_in
+from campaigns.store.retired import delete_campaign_events
 
 C = CampaignState
 D = DestinationStatus
@@ -75,8 +76,7 @@ def delete_campaign(conn: psycopg.Connection, campaign_id: int) -> Deleted:
             "SELECT (SELECT count(*) FROM destination WHERE campaign_id = %(c)s), "
             "(SELECT count(*) FROM call_attempt WHERE campaign_id = %(c)s)", {"c": campaign_id}).fetchone()
         assert counts is not None
-        conn.execute("DELETE FROM call_event WHERE attempt_id IN "
-                     "(SELECT id FROM call_attempt WHERE campaign_id = %s)", (campaign_id,))
+        delete_campaign_events(conn, campaign_id)
         conn.execute("DELETE FROM campaign WHERE id = %s", (campaign_id,))  # the rest cascades
     return Deleted(campaign_id, int(counts[0]), int(counts[1]))
 
