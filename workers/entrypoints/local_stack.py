@@ -79,8 +79,10 @@ class LocalStack:
                 str(threads),
                 "-n",
                 f"w{index}-{os.getpid()}@%h",
+                # INFO is lifecycle lines only (ready, the metrics port, shutdown; per-task lines are DEBUG):
+                # what someone reading a stack's logs needs, and where tests find each worker's metrics port.
                 "-l",
-                "WARNING",
+                "INFO",
                 "--without-mingle",
                 "--without-gossip",
                 "--without-heartbeat",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
@@ -80,15 +80,32 @@ def serve_metrics(port: int, host: str | None = None, token: str | None = None) 
         except OSError:
             continue
         threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
-        log.info("worker metrics on http://%s:%d/metrics%s", host, candidate,
-                    " (bearer token required)" if token else "")
-        return MetricsServer(host, candidate, server)
+        started = MetricsServer(host, candidate, server)
+        announce(started, bool(token))
+        return started
     log.error("no free port in %d-%d for the worker's metrics", port, port + PORTS_TO_TRY - 1)
     return None
 
 
+def announce(server: MetricsServer, token_required: bool) -> None:
+    log.info("worker metrics on http://%s:%d/metrics%s", server.host, server.port,
+             " (bearer token required)" if token_required else "")
+
+
+_started: MetricsServer | None = None
+
+
 @worker_init.connect
 def _start_exporter(**_: Any) -> None:
+    global _started
     port = metrics_port()
     if port:
-        serve_metrics(port)
+        _started = serve_metrics(port)
+
+
+@worker_ready.connect
+def _announce_exporter(**_: Any) -> None:
+    # worker_init comes before Celery sets up logging, so its INFO line went nowhere: said again once the
+    # worker's log is configured (under --loglevel INFO), where operators and the stack tests read the port.
+    if _started is not None:
+        announce(_started, bool(get_settings().metrics_token))
