@@ -20,8 +20,12 @@ services:
 demo: $(STAMP) services
 	$(BIN)/dialer demo
 
+# Two pytest processes, each with its own database and Redis prefix (tests/conftest.py), each taking whole
+# modules (a module's stack, simulator and fixtures stay in one process). Most of the suite waits on real
+# processes and real seconds, so two share the 2 cores well. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) services
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Long fault scenarios (docs/RELIABILITY.md), each bounded by SOAK_SECONDS (default 600) and sized by
 # SOAK_DESTINATIONS (default 20000); figures are appended to bench/out/fault-figures.jsonl. Then the
