@@ -35,10 +35,11 @@ def protected_body_field(name: str) -> bool:
     return key in PROTECTED_BODY_FIELDS or "url" in key or "method" in key
 
 
-# Inside `extra` (VoIPbin's `actions`, seed l.132-150: a `connect` action carries its own source and
-# destinations), no value at any depth may dial or name another party: an action of a type that connects
-# the call on, or an object carrying a number field. Media URLs (`stream_urls`, seed l.76) and flow jump
-# ids (`target_id`, `target_ids`, l.321-374) stay allowed: they move within the call, not out of it.
+# Inside `extra` (VoIPbin's `actions`, page, Simple outbound call with TTS and connect: a `connect` action
+# carries its own source and destinations), no value at any depth may dial or name another party: an action of
+# a type that connects the call on, or an object carrying a number field. Media URLs (`stream_urls`, page,
+# Simple outbound call with media file play) and flow jump ids (`target_id`, `target_ids`, Simple outbound
+# call with Branch) stay allowed: they move within the call, not out of it.
 REDIRECTING_ACTION_TYPES = frozenset({"connect", "transfer"})
 NESTED_NUMBER_FIELDS = frozenset({"destination", "destinations", "number", "numbers", "target", "source",
                                   "to", "from"})
@@ -111,8 +112,8 @@ class ProviderOptions(BaseModel):
     @field_validator("sip_headers")
     @classmethod
     def _sip_headers_letters_and_digits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        # Plivo's page (l.47): keys and values are letters and digits; they are joined as k=v,k=v, so any
-        # other character would change the header list.
+        # Plivo's page (Arguments: `sip_headers`): keys and values are letters and digits; they are joined as
+        # k=v,k=v, so any other character would change the header list.
         for key, header_value in (value or {}).items():
             if not (SIP_HEADER_PART.fullmatch(key) and SIP_HEADER_PART.fullmatch(str(header_value))):
                 raise ValueError(f"sip header {key!r}: keys and values are letters and digits only")

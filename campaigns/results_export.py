@@ -24,9 +24,9 @@ from campaigns.safe_csv import spreadsheet_safe as spreadsheet_safe
 from campaigns.states import FINAL_DESTINATION, sql_in
 
 # Where a stored event (call_event.payload: "raw" as the carrier sent it, "parsed" our reading) names the
-# call's recording: every URL of a list first (TryVox's "recording URLs", seed l.50, in each spelling its
-# adapter reads), else our parsed `recording_url` (the first of them), else one URL as sent (Plivo/Vobiz
-# `RecordUrl`).
+# call's recording: every URL of a list first (TryVox's "recording URLs", page, Webhooks, Hangup URL, in each
+# spelling its adapter reads), else our parsed `recording_url` (the first of them), else one URL as sent
+# (Plivo/Vobiz `RecordUrl`).
 RECORDING_URL_KEYS = (
     ("raw", "recording_urls"), ("raw", "recordingUrls"), ("raw", "RecordUrls"), ("raw", "RecordingUrls"),
     ("parsed", "recording_url"),

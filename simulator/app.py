@@ -142,7 +142,8 @@ def build_app(carrier: Carrier, listener: Listener | None = None) -> web.Applica
         provider = cls(carrier)
         carrier.providers[name] = provider
         app.add_routes(provider.routes())
-        if isinstance(provider, VoipbinProvider):  # its call list (seed l.430-468), in a module of its own
+        # its call list (page, Get call list), in a module of its own
+        if isinstance(provider, VoipbinProvider):
             app.add_routes(call_list_routes(provider))
     app.add_routes([
         web.get("/_sim/health", health), web.get("/_sim/ledger", ledger), web.get("/_sim/stats", stats),

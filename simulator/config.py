@@ -61,10 +61,10 @@ class Account:
     callback_shape: str = "seed"
     # Plivo/Vobiz readings of what their pages leave open (one mode per plausible reading, docs/PROVIDERS.md):
     # `hangup_on_ring` bounds the ringing only ("ring") or ringing and talk ("call", the pages' words);
-    # a Vobiz bulk answer's `request_uuid` is one id of the request ("string", l.51), the first
-    # destination's own id ("first") or a list of per-destination ids ("list", Plivo's shape); Vobiz V3
-    # signs the URL without its query ("path") or with it ("query"); the machine parameter is spelt
-    # `Machine` or `machine`; Plivo callback retries are read from the URL's fragment or its query.
+    # a Vobiz bulk answer's `request_uuid` is one id of the request ("string", Success Response (200 OK)), the
+    # first destination's own id ("first") or a list of per-destination ids ("list", Plivo's shape); Vobiz V3
+    # signs the URL without its query ("path") or with it ("query"); the machine parameter is spelt `Machine`
+    # or `machine`; Plivo callback retries are read from the URL's fragment or its query.
     hangup_on_ring_reading: str = "call"
     bulk_request_uuid: str = "string"
     vobiz_signature_url: str = "path"

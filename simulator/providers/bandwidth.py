@@ -2,11 +2,11 @@
 Location; 429 always with Retry-After; answer and disconnect callbacks as JSON, sent with HTTP Basic
 using the username/password of the create request.
 
-Per its seed (bandwidth-create-call.txt): Basic auth takes "Dashboard API Credentials" (l.9-11), an API
-user distinct from the account id: the account's `api_username` with `auth_token` as its password; the
-account id as the username is refused. The 201 body is the seed example's fields (l.56-70); a
-callback_shape "rich" account also gets accountId, enqueuedTime, callbackTimeout and priority.
-Fields the seed does not name (callbackTimeout, priority, machineDetection) are still accepted.
+Per its seed (Bandwidth's Create Call page): Basic auth takes "Dashboard API Credentials" (Basic
+Authentication), an API user distinct from the account id: the account's `api_username` with `auth_token` as
+its password; the account id as the username is refused. The 201 body is the seed example's fields (Example 1
+of 1, 201 answer); a callback_shape "rich" account also gets accountId, enqueuedTime, callbackTimeout and
+priority. Fields the seed does not name (callbackTimeout, priority, machineDetection) are still accepted.
 
 Where the seed is silent the account picks a reading (simulator.config.Account, bandwidth_*): whether the
 answer to machineDetectionComplete is ignored (Bandwidth's webhook page: change the call through Update
@@ -128,7 +128,8 @@ class BandwidthProvider(Provider):
         for key in ("answerUrl", "disconnectUrl"):
             if body.get(key) is not None and not is_http_url(body[key]):
                 raise ApiError(400, f"Invalid {key}: must be an http(s) URL")
-        for key in ("answerMethod", "disconnectMethod"):  # seed l.21, l.23: GET or POST
+        # page, Supported Parameters: `answerMethod`, `disconnectMethod`: GET or POST
+        for key in ("answerMethod", "disconnectMethod"):
             if body.get(key) is not None and body[key] not in ("GET", "POST"):
                 raise ApiError(400, f"Invalid {key}: must be GET or POST")
         call_timeout = _number(body.get("callTimeout", 30), "callTimeout", 1, 300)
@@ -157,7 +158,7 @@ class BandwidthProvider(Provider):
         call = calls[0]
         call.params["callUrl"] = url = self.call_url(self.carrier.public_url, call)
         p = call.params
-        body = {  # the seed's example answer (l.56-70)
+        body = {  # the seed's example answer (Example 1 of 1, 201 answer)
             "from": call.caller, "to": call.destination, "applicationId": p["applicationId"],
             "callId": call.call_uuid, "callUrl": url, "callTimeout": p["callTimeout"],
             "answerUrl": p["answerUrl"], "answerMethod": p["answerMethod"],

@@ -1,12 +1,12 @@
 """Plivo: POST /v1/Account/{auth_id}/Call/ (HTTP Basic, JSON or form), bulk `to` joined by `<`,
 form-encoded callbacks signed with X-Plivo-Signature-V3. Vobiz subclasses this (providers/vobiz.py).
 
-Seed-shaped by default (/work/shared/seeds/plivo-make-call.txt l.57-99): the hangup_url gets CallStatus
-"completed" always, StartTime/EndTime, AnswerTime only when answered (times in the account's console zone),
-and no HangupCause*/Duration/BillDuration. An account with callback_shape "rich" gets those too (the
-fuller shape Plivo's other docs describe). Validation follows the seed: from/to/answer_url required,
-machine_detection only "true"/"hangup", machine_detection_time 2000-10000, caller_name <= 50, positive
-ring_timeout/time_limit/hangup_on_ring, at most 1000 unique destinations, every one of them valid.
+Seed-shaped by default (Plivo's Make a call page, the parameters sent to ring_url, answer_url and hangup_url):
+the hangup_url gets CallStatus "completed" always, StartTime/EndTime, AnswerTime only when answered (times in
+the account's console zone), and no HangupCause*/Duration/BillDuration. An account with callback_shape "rich"
+gets those too (the fuller shape Plivo's other docs describe). Validation follows the seed: from/to/answer_url
+required, machine_detection only "true"/"hangup", machine_detection_time 2000-10000, caller_name <= 50,
+positive ring_timeout/time_limit/hangup_on_ring, at most 1000 unique destinations, every one of them valid.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ HANGUP_CAUSES: dict[str, tuple[str, str, str, int, str]] = {
     "cancelled": ("cancel", "ORIGINATOR_CANCEL", "Cancelled Call", 1000, "API Request"),
 }
 LIVE_STATUS = {"queued": "queued", "ringing": "ringing", "answered": "in-progress"}
-SEND_DIGITS = re.compile(r"^[0-9*#wW]+(@[0-9]+)?$")  # digits, w (0.5 s), W (1 s), @tone ms (seed l.27-28)
-SIP_HEADER_PART = re.compile(r"^[A-Za-z0-9]+$")  # "integers and uppercase and lowercase letters" (l.47)
+# digits, w (0.5 s), W (1 s), @tone ms (page, Arguments: `send_digits`)
+SEND_DIGITS = re.compile(r"^[0-9*#wW]+(@[0-9]+)?$")
+# "integers and uppercase and lowercase letters" (Arguments: `sip_headers`)
+SIP_HEADER_PART = re.compile(r"^[A-Za-z0-9]+$")
 MAX_RETRY_COUNT = 5  # Plivo's callback configuration: rc 0-5
 
 
@@ -64,9 +66,13 @@ class PlivoProvider(Provider):
     platform = "Plivo"
     created_status = 201
     fired = ("call fired", "calls fired")
-    answer_stir_field = "stir_verification"  # plivo seed l.77; Vobiz's answer says STIRVerification (l.87)
-    unique_destinations_limit = True  # Plivo l.7: at most 1000 *unique* destinations; Vobiz l.12 counts all
-    takes_sip_headers = True  # Plivo l.46-47; Vobiz's page has no sip_headers (an unknown field, ignored)
+    # plivo page, answer_url parameters: `stir_verification`; Vobiz's answer says STIRVerification (Parameters
+    # Sent to answer_url and fallback_url: `STIRVerification`)
+    answer_stir_field = "stir_verification"
+    # Plivo Arguments: `to`: at most 1000 *unique* destinations; Vobiz Required Parameters: `to` counts all
+    unique_destinations_limit = True
+    # Plivo Arguments: `sip_headers`; Vobiz's page has no sip_headers (an unknown field, ignored)
+    takes_sip_headers = True
     retry_configurable = True  # Plivo: "Callback-retry configurable" URLs; Vobiz's page says nothing of it
 
     def routes(self) -> list[web.RouteDef]:
@@ -131,7 +137,7 @@ class PlivoProvider(Provider):
         return {}
 
     def _limits(self, body: dict[str, Any], params: dict[str, Any]) -> None:
-        """Plivo's numeric fields (seed l.31-49); Vobiz overrides with its own."""
+        """Plivo's numeric fields (page, Arguments); Vobiz overrides with its own."""
         params["ring_timeout"] = positive_int(body.get("ring_timeout", 120), "ring_timeout")
         for name, low, high in MACHINE_RANGES:
             if body.get(name) is not None:
@@ -234,7 +240,7 @@ class PlivoProvider(Provider):
 
     # callbacks ---------------------------------------------------------------
     def _base_fields(self, call: CallRecord, event: str, status: str) -> dict[str, str]:
-        """The fields every callback of the seed carries (ring_url: l.59-68)."""
+        """The fields every callback of the seed carries (the ring_url parameters)."""
         fields = {
             "From": call.caller, "To": call.destination, "RequestUUID": call.request_uuid,
             "ALegRequestUUID": call.request_uuid, "CallUUID": call.call_uuid,
@@ -242,16 +248,17 @@ class PlivoProvider(Provider):
             "SessionStart": _session_start(call.ringing_at or call.placed_at),
             "STIRAttestation": "Not Applicable",
         }
-        if call.machine:  # seed l.39: every URL the call invokes gets the machine parameter
+        # page, Arguments: `machine_detection`: every URL the call invokes gets the machine parameter
+        if call.machine:
             fields[self.machine_field(call)] = "true"
-        # sip_headers (l.47): prefixed X-PH- and "present for all the HTTP requests" of the call: sent as
-        # parameters, as Plivo's callbacks carry them.
+        # sip_headers (Arguments: `sip_headers`): prefixed X-PH- and "present for all the HTTP requests" of
+        # the call: sent as parameters, as Plivo's callbacks carry them.
         for key, value in (call.params.get("sip_headers") or {}).items():
             fields[f"X-PH-{key}"] = value
         return fields
 
     def machine_field(self, call: CallRecord) -> str:
-        """The "machine parameter" (seed l.39) as this account spells it: `Machine` or `machine`."""
+        """The "machine parameter" (page, Arguments) as this account spells it: `Machine` or `machine`."""
         account = self.accounts.get(call.account)
         return account.machine_field if account is not None else "Machine"
 
@@ -290,7 +297,7 @@ class PlivoProvider(Provider):
         return self._form_callback("ring", call, account, self._base_fields(call, "Ring", "ringing"))
 
     def answer_callbacks(self, call: CallRecord, account: Account) -> list[Callback]:
-        fields = self._base_fields(call, "StartApp", "in-progress")  # seed l.69-82
+        fields = self._base_fields(call, "StartApp", "in-progress")  # page, answer_url parameters
         fields.update({"ALegUUID": call.call_uuid, self.answer_stir_field: "Not Applicable"})
         callbacks = self._form_callback("answer", call, account, fields)
         for cb in callbacks:
@@ -316,14 +323,16 @@ class PlivoProvider(Provider):
         if account.callback_shape == "rich":
             status, cause, name, code, source = HANGUP_CAUSES[call.outcome or "failed"]
         else:
-            status = "completed"  # seed l.94: "This will have the value 'completed'"
-        fields = self._base_fields(call, "Hangup", status)  # seed l.83-99
+            # page, hangup_url parameters: `CallStatus`: "This will have the value 'completed'"
+            status = "completed"
+        fields = self._base_fields(call, "Hangup", status)  # page, hangup_url parameters
         fields.update(ALegUUID=call.call_uuid, stir_verification="Not Applicable",
                       StartTime=ts_plain(call.placed_at, zone), EndTime=ts_plain(call.hangup_at, zone))
         if call.answered_at is not None:
             fields["AnswerTime"] = ts_plain(call.answered_at, zone)
         if call.machine and call.params.get("machine_hangup"):
-            fields[self.machine_field(call)] = "machine_detection"  # seed l.39, machine_detection=hangup
+            # page, Arguments: `machine_detection`, machine_detection=hangup
+            fields[self.machine_field(call)] = "machine_detection"
         if account.callback_shape == "rich":
             fields.update(
                 HangupCause=cause, HangupCauseName=name, HangupCauseCode=str(code),
@@ -334,7 +343,8 @@ class PlivoProvider(Provider):
 
 
 def parse_sip_headers(value: Any) -> dict[str, str]:
-    """`head1=val1,head2=val2` (seed l.47): keys and values letters and digits only, else a 400."""
+    """`head1=val1,head2=val2` (page, Arguments, `sip_headers`): keys and values letters and digits only, else
+    400."""
     if value is None or value == "":
         return {}
     headers: dict[str, str] = {}
@@ -347,7 +357,7 @@ def parse_sip_headers(value: Any) -> dict[str, str]:
 
 
 def _session_start(epoch: float | None) -> str:
-    """YYYY-MM-DD HH:mm:ss.sssss in UTC (seed l.67), whatever the console zone."""
+    """YYYY-MM-DD HH:mm:ss.sssss in UTC (page, the callbacks' `SessionStart`), whatever the console zone."""
     return ts_plain(epoch) + f".{int((epoch or 0) % 1 * 100000):05d}"
 
 

@@ -1,6 +1,6 @@
 """TryVox: POST /v1/voice/accounts/{auth_id}/calls with a Bearer key, one E.164 destination, webhooks to
 ring_url / answer_url / hangup_url (no signature: TryVox publishes none). The seed
-(tryvox-make-call.txt) gives the request fields, their defaults and enums, and the create answer; of the
+(TryVox's Make a Call page) gives the request fields, their defaults and enums, and the create answer; of the
 webhooks it says only what each is for, so their seed shape here is the create answer's fields plus the
 hangup's "duration, end reason" (see TryVoxProvider._event).
 
@@ -143,8 +143,8 @@ class TryVoxProvider(Provider):
 
     async def handle_get(self, request: web.Request) -> web.Response:
         """The assumed call lookup (not on the page): the record by call_uuid, the id "for subsequent
-        operations" (l.43); a request_uuid names the API request, not the call, and is not found. Reading
-        "missing": the carrier has no such endpoint (404 before anything is checked)."""
+        operations" (Response Fields); a request_uuid names the API request, not the call, and is not found.
+        Reading "missing": the carrier has no such endpoint (404 before anything is checked)."""
         known = self.account_for(request.match_info["auth_id"])
         if known is not None and known.tryvox_lookup == "missing":
             return web.Response(status=404, text="404: Not Found")
@@ -159,9 +159,10 @@ class TryVoxProvider(Provider):
 
     def _event(self, kind: str, call: CallRecord, account: Account, status: str, at: float | None,
                **more: Any) -> list[Callback]:
-        """Seed shape: the create answer's fields (seed l.34-42) with the event's status, plus what the
-        seed says a hangup carries ("duration, end reason", l.50). Rich adds the times of PROVIDERS.md;
-        form sends the seed shape form-encoded. The account's readings name the fields and the event, and
+        """Seed shape: the create answer's fields (page, Response) with the event's status, plus what the seed
+        says a hangup carries ("duration, end reason", Webhooks, Hangup URL). Rich adds the times of
+        PROVIDERS.md; form sends the seed shape form-encoded. The account's readings name the fields and the
+        event, and
         add a machine result and recording URLs where the page leaves them open."""
         url = call.params.get(f"{kind}_url")
         if not url:
@@ -197,7 +198,7 @@ class TryVoxProvider(Provider):
             body["end_reason"] = MACHINE_END_REASON
 
     def _recordings(self, call: CallRecord, account: Account, body: dict[str, Any]) -> None:
-        """"recording URLs if applicable" (l.50), in this account's reading."""
+        """"recording URLs if applicable" (Webhooks, Hangup URL), in this account's reading."""
         url = f"{self.carrier.public_url}/recordings/{call.call_uuid}.mp3"
         if account.tryvox_recordings == "url":
             body["recording_url"] = url

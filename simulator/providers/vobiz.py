@@ -1,13 +1,15 @@
 """Vobiz: Plivo-compatible API at /api/v1/Account/{auth_id}/Call/ with X-Auth-ID/X-Auth-Token headers.
 A lowercase path answers 401 and a missing trailing slash or unknown auth id 404 (its seed).
 Callbacks carry X-Vobiz-Signature-V3 over the URL without query + "." + nonce (params not signed).
-Its seed (vobiz-make-call.txt) has no ring_timeout: a ring_timeout in the body is ignored, as a field the
-API does not know, and only `hangup_on_ring` (l.43) bounds a call from the start of ringing through the
-conversation (or, in the account's other reading `hangup_on_ring_reading: ring`, the ringing only). Its
-machine-detection fields have the ranges of l.29-35. Its 1,000 destinations (l.12) are counted as given,
-repeats included. A bulk answer's request_uuid is one string (l.51, "each destination is delivered its own
-UUID via the callback URLs"): by default an id of the request that names no call; `bulk_request_uuid`
-"first" makes it the first destination's own id, "list" answers Plivo's list. No sip_headers (not on the
+Its seed (Vobiz's Make an Outbound Call page) has no ring_timeout: a ring_timeout in the body is ignored, as a
+field the API does not know, and only `hangup_on_ring` (Advanced Parameters: `hangup_on_ring`) bounds a call
+from the start of ringing through the conversation (or, in the account's other reading
+`hangup_on_ring_reading: ring`, the ringing only). Its machine-detection fields have the ranges of Machine
+Detection Parameters. Its 1,000 destinations (Required Parameters: `to`) are counted as given, repeats
+included. A bulk answer's request_uuid is one string (Success Response (200 OK), "each destination is
+delivered its own UUID via the callback URLs"): by default an id of the request that names no call;
+`bulk_request_uuid` "first" makes it the first destination's own id, "list" answers Plivo's list. No
+sip_headers (not on the
 page: an unknown field, ignored) and no configurable callback retries."""
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class VobizProvider(PlivoProvider):
         return {"same_ids": True}  # its seed: request_uuid is equivalent to call_uuid
 
     def bulk_request_uuid(self, calls: list[CallRecord], account: Account) -> str | list[str]:
-        """One string (l.51) unless the account reads it as Plivo's list."""
+        """One string (Success Response (200 OK)) unless the account reads it as Plivo's list."""
         mode = account.bulk_request_uuid
         if mode == "list":
             return super().bulk_request_uuid(calls, account)

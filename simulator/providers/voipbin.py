@@ -3,9 +3,10 @@ call objects; every call event goes to the customer's webhook_uri as {"type", "d
 X-VoIPBIN-Signature: sha256=<hex HMAC(webhook_secret, raw body)> when a secret is set.
 
 The actions the seed shows are checked as strictly as their shape there: `talk` needs `option.text`
-(voipbin-calls-tutorial.txt l.29-33), `play` needs `option.stream_urls`, a non-empty list of URLs (l.75-79);
-`amd` (not on the seed) takes `option.machine_handle` hangup|continue. Nothing in a creation request
-bounds the ring or the call: where the seed is silent the account's readings (config.Account.voipbin_*)
+(VoIPbin's Call tutorial, Simple outbound call with TTS), `play` needs `option.stream_urls`, a non-empty list
+of URLs (Simple outbound call with media file play); `amd` (not on the seed) takes `option.machine_handle`
+hangup|continue. Nothing in a creation request bounds the ring or the call: where the seed is silent the
+account's readings (config.Account.voipbin_*)
 say how an unanswered call ends and how its end is reported, and how the webhooks are named and signed."""
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class VoipbinProvider(Provider):
                                   "source": source, "flow_id": flow_id or new_id(),
                                   "addresses": {d["target"]: d for d in destinations}}
         if actions is not None and (not actions or actions[0].get("type") != "answer"):
-            # Seed troubleshooting (l.587-590): with no answer action first, the call immediately hangs up.
+            # The seed's Troubleshooting section: with no answer action first, the call immediately hangs up.
             params["forced_outcome"] = "failed"
         return CreateRequest(destinations=list(dict.fromkeys(d["target"] for d in destinations)),
                              caller=source["target"], params=params, batch=new_id() if group else None,

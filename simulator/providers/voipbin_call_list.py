@@ -1,4 +1,4 @@
-"""VoIPbin's call list, `GET /v1.0/calls?token=…` (voipbin-calls-tutorial.txt l.430-468): the customer's
+"""VoIPbin's call list, `GET /v1.0/calls?token=…` (VoIPbin's Call tutorial, Get call list): the customer's
 calls, newest first, as `{"result": [call objects], "next_page_token": tm_create of the last one}`. A wrong
 or missing token is a 401, as on every VoIPbin route; the dialer's `account test` relies on that.
 

@@ -2,7 +2,7 @@
 asynchronous machineDetectionComplete) and the campaign's machine_detection is "hangup": nothing else ends
 such a call, and the machine would hear the whole message.
 
-How that callback can end the call is not on the seed (bandwidth-create-call.txt has no machine detection).
+How that callback can end the call is not on the seed (Bandwidth's Create Call page has no machine detection).
 Bandwidth's webhook page says to send Update Call; its voicemail-detection guide says the application "can
 respond with instructions". Both readings are followed, and the simulator has a mode for each
 (docs/PROVIDERS.md, Bandwidth): the callback is answered with <Hangup/>, and once that answer has gone the

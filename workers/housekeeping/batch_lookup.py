@@ -2,16 +2,16 @@
 reaper's look-up of each one, mapped back to its destination through the number in the carrier's record.
 
 A Plivo bulk answer lists request ids with no order (`to` joined by '<' in, a list of ids out); a Vobiz one
-gives one string, "each destination is delivered its own UUID via the callback URLs" (vobiz l.51). Either
-way only a callback ties an id to a destination, and an attempt learns its own id from its first callback
-(then the reaper asks about it by that id). When every callback of a bulk destination is lost its attempt
-knows no id at all. Where the provider's status API answers for a bare request id
+gives one string, "each destination is delivered its own UUID via the callback URLs" (vobiz Success Response
+(200 OK)). Either way only a callback ties an id to a destination, and an attempt learns its own id from its
+first callback (then the reaper asks about it by that id). When every callback of a bulk destination is lost
+its attempt knows no id at all. Where the provider's status API answers for a bare request id
 (traits.api.request_ids_lookup; Vobiz, whose page makes request_uuid and call_uuid interchangeable), the
 reaper asks once about every id the answer gave, stores each final record as an event of the batch with its
 destination, and lets the applier match it by (batch, number), exactly as it matches a callback. What that
-finds depends on the reading (simulator `bulk_request_uuid`): every destination when the answer is a list;
-the one whose id the string is, if any ("first"); none when the string names only the request (the page's
-reading, a 404). An attempt nothing settles ends `unknown` after its lease (the reaper), never redialed.
+finds depends on the reading (simulator `bulk_request_uuid`): every destination when the answer is a list; the
+one whose id the string is, if any ("first"); none when the string names only the request (the page's reading,
+a 404). An attempt nothing settles ends `unknown` after its lease (the reaper), never redialed.
 """
 
 from __future__ import annotations

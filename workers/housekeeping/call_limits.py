@@ -4,9 +4,10 @@ the carrier's hang-up API. One mechanism for every provider, one owner, one sche
 Which limits: `adapter.limits_the_dialer_enforces(account)`, a subset of {"ring", "time"} (the provider's
 `traits.api.dialer_enforces`, narrowed where an account option says how the carrier reads its page).
 VoIPbin takes neither at creation: ring and time. Vobiz's one bound, `hangup_on_ring`, is "from start of
-ringing to hangup" (l.43); under the account reading "call" (the default) the request carries ring timeout +
-time limit, so the carrier ends an answered call at its time limit and the dialer ends the ringing: ring
-only. Under "ring" the carrier is told the ring timeout: none. Every other provider: none.
+ringing to hangup" (Advanced Parameters: `hangup_on_ring`); under the account reading "call" (the default) the
+request carries ring timeout + time limit, so the carrier ends an answered call at its time limit and the
+dialer ends the ringing: ring only. Under "ring" the carrier is told the ring timeout: none. Every other
+provider: none.
 
 Owner and deadline: a Redis sorted set holds one member per provider request (its batch id), scored by the
 next moment one of its open calls reaches a limit the dialer enforces. The dial chunk puts a request there

@@ -1,10 +1,12 @@
 """The provider-specific options an account must or may carry, checked when it is added or updated (pure).
 
 Each adapter declares them in its traits (`accounts`): Bandwidth authenticates API calls with an API user's
-username and password ("Dashboard API Credentials", bandwidth-create-call.txt l.9-11), never the account id,
-so it requires `api_username` (the token is that user's password) and its Voice `application_id` (l.19).
-Plivo and Vobiz write callback times in the console's local time zone (plivo-make-call.txt l.95-98,
-vobiz-make-call.txt l.104-107): their accounts may say which (`time_zone`, an IANA name; UTC when absent).
+username and password ("Dashboard API Credentials", Bandwidth's Create Call page, Basic Authentication), never
+the account id, so it requires `api_username` (the token is that user's password) and its Voice
+`application_id` (Supported Parameters: `applicationId`). Plivo and Vobiz write callback times in the
+console's local time zone (Plivo's Make a call page, hangup_url parameters, Vobiz's Make an Outbound Call
+page, Parameters Sent to hangup_url): their accounts may say which (`time_zone`, an IANA name; UTC when
+absent).
 """
 
 from __future__ import annotations

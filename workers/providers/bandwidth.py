@@ -1,14 +1,16 @@
 """Bandwidth Voice API v2: one call per POST, camelCase JSON, 201 + callId; callbacks carry HTTP Basic.
 
-Checked against /work/shared/seeds/bandwidth-create-call.txt (docs/PROVIDERS.md has the table):
-- API calls authenticate with Basic "Dashboard API Credentials" (seed l.9-11): an API user's username and
-  password, never the account id. The account id (auth_id) goes in the path only; the API username is
-  options['api_username'] (required) and the password is auth_token. options['application_id'] is required.
-- Body fields are the seed's (l.17-33): callTimeout 1-300 (decimals allowed), tag at most 256 characters.
-  `machineDetection` is not in the seed (Bandwidth documents it elsewhere): sent only when the campaign
-  asks for machine detection, and its result arrives in its own callback, before the disconnect; the
+Checked against Bandwidth's Create Call page (docs/PROVIDERS.md has the table):
+- API calls authenticate with Basic "Dashboard API Credentials" (page, Basic Authentication): an API user's
+  username and password, never the account id. The account id (auth_id) goes in the path only; the API
+  username is options['api_username'] (required) and the password is auth_token. options['application_id'] is
+  required.
+- Body fields are the seed's (Supported Parameters): callTimeout 1-300 (decimals allowed), tag at most 256
+  characters. `machineDetection` is not in the seed (Bandwidth documents it elsewhere): sent only when the
+  campaign asks for machine detection, and its result arrives in its own callback, before the disconnect; the
   dialer keeps a machine result through the final disconnect (a disconnect says only "hangup").
-- `from`/`to` are E.164 only (l.17-18): a SIP URI is refused before sending (and at load).
+- `from`/`to` are E.164 only (Supported Parameters: `from`, `to`): a SIP URI is refused before sending (and at
+  load).
 - "hangup" on a machine: the seed has no machine detection. Bandwidth's machineDetectionComplete page says
   to end the call through Update Call (POST …/calls/{callId} {"state": "completed"}), its guide that the
   callback may be answered with instructions; both are done (workers.callbacks.machine_hangup).
@@ -72,7 +74,7 @@ from workers.providers.traits import (
 
 EVENT_KINDS = {"answer": EventKind.ANSWER, "disconnect": EventKind.HANGUP}
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 1, 300
-MAX_TAG = 256  # seed l.27
+MAX_TAG = 256  # page, Supported Parameters: `tag`
 
 
 # Fields read as single values: a list or object in one is refused at the boundary.
@@ -83,8 +85,8 @@ def bandwidth_call_body(call: OutboundCall, application_id: str) -> dict[str, An
     """The camelCase JSON body of a Bandwidth create-call request."""
     urls = call.callbacks
     body: dict[str, Any] = {
-        "from": tel_number("bandwidth", call.caller_id, "page l.17"),
-        "to": tel_number("bandwidth", call.destinations[0], "page l.18"),
+        "from": tel_number("bandwidth", call.caller_id, "page, Supported Parameters: `from`"),
+        "to": tel_number("bandwidth", call.destinations[0], "page, Supported Parameters: `to`"),
         "applicationId": application_id,
         "answerUrl": urls.answer_url,
         "answerMethod": "POST",
@@ -192,12 +194,13 @@ class BandwidthAdapter(ProviderAdapter):
                 "application_id": "the Voice application id (--application-id)",
             }
         ),
-        # The page (l.14-32) has no caller name, SIP headers, fallback URL, digits to send, detection time or
-        # callback retries: a campaign using one is refused at start. audio_url plays through the BXML.
+        # The page (Supported Parameters) has no caller name, SIP headers, fallback URL, digits to send,
+        # detection time or callback retries: a campaign using one is refused at start. audio_url plays
+        # through the BXML.
         options=CallOptionSupport(
             supported=frozenset({"audio_url"}),
             machine_detection_modes=frozenset({"true", "hangup"}),  # hangup: machine_hangup
-            destination_kinds=frozenset({"tel"}),  # l.17-18: E.164
+            destination_kinds=frozenset({"tel"}),  # Supported Parameters: `from`, `to`: E.164
         ),
     )
 

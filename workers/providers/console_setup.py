@@ -3,7 +3,7 @@ even where nothing must be set: one place the CLI (`dialer account add|show`), t
 
 Pure: the callback URL and secret are handed in (workers.callbacks.account_setup builds them). VoIPbin
 sends every call event of a customer to one webhook configured per customer (`webhook_uri`,
-`webhook_method`); its page (voipbin-calls-tutorial.txt) documents no API that sets it, so we print it for
+`webhook_method`); its page (VoIPbin's Call tutorial) documents no API that sets it, so we print it for
 the operator to paste rather than register it. Every other provider takes its callback URLs with each call.
 """
 
@@ -21,11 +21,15 @@ HIDDEN = "[hidden: `dialer account show NAME` prints it]"
 CALLER_ID_RULES: Mapping[str, str] = {
     "plivo": "the caller id (`dialer campaign set --caller-id`) must be a number on your Plivo account or a "
              "caller id Plivo has verified",
-    "vobiz": "the caller id must be a number on your Vobiz account (its page: `from`, the caller ID, l.11)",
-    "tryvox": "the caller id must be a number you own or have verified in TryVox (its page, l.9 and l.54)",
-    "voipbin": "the caller id must be a number you own in VoIPbin (its page, l.6: see GET /numbers)",
-    "bandwidth": "the caller id must be a Bandwidth number on the account (its page, l.17); --application-id "
-                 "must be the Voice application's id (l.19) and --api-username an API user with Voice access",
+    "vobiz": "the caller id must be a number on your Vobiz account (its page, Required Parameters: `from`, "
+             "the caller ID)",
+    "tryvox": "the caller id must be a number you own or have verified in TryVox (its page, Request "
+              "Parameters: `from`, and Notes)",
+    "voipbin": "the caller id must be a number you own in VoIPbin (its Call tutorial, Prerequisites: see "
+               "GET /numbers)",
+    "bandwidth": "the caller id must be a Bandwidth number on the account (its page, Supported Parameters: "
+                 "`from`); --application-id must be the Voice application's id (`applicationId`) and "
+                 "--api-username an API user with Voice access",
 }
 
 

@@ -3,7 +3,7 @@ is dialed), and what its answer means, named exactly (`dialer account test`, `PO
 
 Each provider's request and where it comes from (docs/PROVIDERS.md, "Credentials check"):
 
-    voipbin    GET /v1.0/calls?token=…  (the call list)          page l.430-468
+    voipbin    GET /v1.0/calls?token=…  (the call list)          page, Get call list
     plivo      GET /v1/Account/{auth_id}/Call/  (the call list)  assumed: the page documents only the create
     vobiz      GET /api/v1/Account/{auth_id}/Call/               assumed, as Plivo (the API is Plivo's)
     tryvox     GET …/calls/{made-up id}: 404 means authenticated assumed: the page documents only the create
@@ -59,20 +59,20 @@ class ProbeRule:
     """Which request tests a provider's credentials, and where that choice comes from."""
 
     kind: ProbeKind  # list: a 2xx means accepted; lookup of a made-up call: a (confirmed) 404 does
-    source: str  # "page l.N" or "assumed: why"
+    source: str  # "page, <its section>" or "assumed: why"
 
 
 PROBE_RULES: Mapping[str, ProbeRule] = {
-    "voipbin": ProbeRule("list", "page l.430-468 (GET /v1.0/calls, the call list)"),
+    "voipbin": ProbeRule("list", "page, Get call list (GET /v1.0/calls, the call list)"),
     "plivo": ProbeRule("list", "assumed: the page documents only the create call; Plivo's call list "
                                "(GET …/Call/) is the collection the create POSTs to"),
     "vobiz": ProbeRule("list", "assumed: the page documents only the create call; its API is Plivo's, "
                                "whose call list is GET …/Call/ (401 bad token, 404 unknown auth id: "
-                               "l.57-59)"),
+                               "its page's status codes table)"),
     "tryvox": ProbeRule("lookup", "assumed: the page documents only the create call; call_uuid is 'for "
-                                  "subsequent operations' (l.43), so GET …/calls/{id} names one"),
+                                  "subsequent operations' (Response Fields), so GET …/calls/{id} names one"),
     "bandwidth": ProbeRule("lookup", "assumed: the page documents only the create call; each call has a "
-                                     "callUrl (l.54, l.61), so GET …/calls/{id} names one"),
+                                     "callUrl (Example 1 of 1, 201 answer), so GET …/calls/{id} names one"),
 }
 
 # What the provider calls the credentials a 401 refuses.

@@ -53,10 +53,11 @@ def plivo_outcome(
 ) -> Normalised:
     """Plivo/Vobiz hangup: Machine first, then HangupCauseCode, then CallStatus.
 
-    Both seeds (plivo-make-call.txt l.94-98, vobiz-make-call.txt l.103-107) give the hangup_url only
-    `CallStatus` "completed" (always), `AnswerTime` and no HangupCause/Duration. So a "completed" hangup
-    is answered when it carries an answer time (or a positive Duration, where a richer shape sends one)
-    and otherwise *not answered* (no_answer, which the retry policy can retry); the finer causes are used
+    Both seeds (Plivo's Make a call page, hangup_url parameters, Vobiz's Make an Outbound Call page,
+    Parameters Sent to hangup_url) give the hangup_url only `CallStatus` "completed" (always), `AnswerTime`
+    and no HangupCause/Duration. So a "completed" hangup is answered when it carries an answer time (or a
+    positive Duration, where a richer shape sends one) and otherwise *not answered* (no_answer, which the
+    retry policy can retry); the finer causes are used
     only when present."""
     if (machine or "").strip().lower() in PLIVO_MACHINE_VALUES:
         return Normalised(Outcome.MACHINE)
@@ -74,11 +75,11 @@ def plivo_outcome(
 
 
 # --- TryVox ----------------------------------------------------------------------------------------
-# The seed (tryvox-make-call.txt l.43, l.50) names the statuses (ringing, in-progress, completed, failed,
-# "etc.") and says the hangup carries "duration, end reason": not their values. "completed" therefore
-# means answered only with evidence of an answer (answer_time, or duration > 0); a completed hangup
-# that shows duration 0 and no answer time was not answered. With no duration field at all the status is
-# all we have, and "completed" is taken as the call having been connected and finished.
+# The seed (TryVox's Make a Call page, Response Fields; Webhooks, Hangup URL) names the statuses (ringing,
+# in-progress, completed, failed, "etc.") and says the hangup carries "duration, end reason": not their
+# values. "completed" therefore means answered only with evidence of an answer (answer_time, or duration > 0);
+# a completed hangup that shows duration 0 and no answer time was not answered. With no duration field at all
+# the status is all we have, and "completed" is taken as the call having been connected and finished.
 TRYVOX_STATUS_OUTCOMES: dict[str, Outcome] = {
     "completed": Outcome.ANSWERED,
     "busy": Outcome.BUSY,
@@ -134,13 +135,13 @@ def tryvox_outcome(
 # --- VoIPbin ---------------------------------------------------------------------------------------
 # `hangup_reason` of a hung-up call (brief table: normal|failed|busy|cancel|timeout|noanswer|dialout|amd).
 # "normal" is not proof of an answer: the seed shows it on calls with tm_ringing and without
-# (voipbin-calls-tutorial.txt l.458-463, l.497-501), and VoIPbin's call manager (assumed: its source,
-# CalculateHangupReason) also reports a call cleared while still ringing as "normal". So "normal", and
-# "timeout" (VoIPbin's maximum call duration after an answer), are answered only when tm_progressing
-# shows the answer; without it the callee never picked up: no_answer, which the retry policy can retry.
-# "cancel" is "cancelled by the originator before it was answered": the originator is the dialer, which
-# ends an unanswered call only at its ring timeout (workers.housekeeping.call_limits) or when the campaign
-# is cancelled (where the applier turns a retry into cancelled), so it is no_answer too.
+# (VoIPbin's Call tutorial, Get call list; Get specific call), and VoIPbin's call manager (assumed: its
+# source, CalculateHangupReason) also reports a call cleared while still ringing as "normal". So "normal", and
+# "timeout" (VoIPbin's maximum call duration after an answer), are answered only when tm_progressing shows the
+# answer; without it the callee never picked up: no_answer, which the retry policy can retry. "cancel" is
+# "cancelled by the originator before it was answered": the originator is the dialer, which ends an unanswered
+# call only at its ring timeout (workers.housekeeping.call_limits) or when the campaign is cancelled (where
+# the applier turns a retry into cancelled), so it is no_answer too.
 VOIPBIN_REASON_OUTCOMES: dict[str, Outcome] = {
     "busy": Outcome.BUSY,
     "noanswer": Outcome.NO_ANSWER,

@@ -1,18 +1,21 @@
 """Plivo: bulk call creation (`to` joined by '<'), form-encoded callbacks, V3 signatures.
 
 Vobiz is Plivo-compatible and subclasses this adapter, overriding the path, auth headers and signature.
-Checked against /work/shared/seeds/plivo-make-call.txt (docs/PROVIDERS.md has the field-by-field table):
-- StartTime/AnswerTime/EndTime are 'yyyy-MM-dd HH:mm:ss' in the console's local time zone (seed l.95-98):
-  read in the account option `time_zone` (IANA name, default UTC). SessionStart is UTC (l.97).
-- machine_detection takes only "true" or "hangup" (l.39); detection is synchronous: the result comes as
-  `Machine` on the answer/hangup callbacks. machine_detection_url (l.42) would switch to asynchronous
-  detection whose parameters the seed does not give, so we never send it.
+Checked against Plivo's Make a call page (docs/PROVIDERS.md has the field-by-field table):
+- StartTime/AnswerTime/EndTime are 'yyyy-MM-dd HH:mm:ss' in the console's local time zone (page, hangup_url
+  parameters): read in the account option `time_zone` (IANA name, default UTC). SessionStart is UTC
+  (hangup_url parameters: `SessionStart`).
+- machine_detection takes only "true" or "hangup" (Arguments: `machine_detection`); detection is synchronous:
+  the result comes as `Machine` on the answer/hangup callbacks. machine_detection_url (Arguments:
+  `machine_detection_url`) would switch to asynchronous detection whose parameters the seed does not give, so
+  we never send it.
 - The seed shows no response body and no key for refused bulk destinations: a bulk answer's
   request_uuid is read as a string or a list, and nothing else is read from it.
-- Options (seed lines in docs/PROVIDERS.md): caller_name (l.25-26), send_digits (l.27-28),
-  machine_detection_time (l.40-41), fallback_url + POST (l.21-24), sip_headers as k=v,k=v (l.46-47), and
-  callback retries as Plivo's URL fragment `#rc=N&rp=…` (its callback-configuration page; the seed only
-  says "Callback-retry configurable"), with `rc` in the query too for a carrier that reads it there.
+- Options (docs/PROVIDERS.md cites each): caller_name (Arguments: `caller_name`), send_digits (Arguments:
+  `send_digits`), machine_detection_time (Arguments: `machine_detection_time`), fallback_url + POST
+  (Arguments: `fallback_url`, `fallback_method`), sip_headers as k=v,k=v (Arguments: `sip_headers`), and
+  callback retries as Plivo's URL fragment `#rc=N&rp=…` (its callback-configuration page; the seed only says
+  "Callback-retry configurable"), with `rc` in the query too for a carrier that reads it there.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ FINAL_STATUSES = frozenset(
     {"completed", "busy", "failed", "timeout", "no-answer", "cancel", "canceled", "cancelled"}
 )
 MACHINE_VALUES = frozenset({"true", "machine_detection"})
-MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})  # the seed's only values (l.39)
+# the seed's only values (Arguments: `machine_detection`)
+MACHINE_DETECTION_MODES = frozenset({"true", "hangup"})
 # The optional campaign options Plivo's page offers (traits.options.supported).
 # audio_url is played by the answer document's <Play> (workers.callbacks.answer_documents), not sent.
 PLIVO_OPTIONS = frozenset({"caller_name", "sip_headers", "fallback_url", "send_digits",
@@ -133,7 +137,8 @@ def plivo_call_body(
     supported: frozenset[str] = PLIVO_OPTIONS,
 ) -> dict[str, Any]:
     """The JSON body of a Plivo/Vobiz Call create request. `ring_fields` bound the ringing: Plivo's
-    `ring_timeout` (seed l.48) by default; Vobiz, which has none, gives its `hangup_on_ring` (vobiz.py)."""
+    `ring_timeout` (page, Arguments) by default; Vobiz, which has none, gives its `hangup_on_ring`
+    (vobiz.py)."""
     urls = call.callbacks
     retries = call.callback_retries
 
@@ -183,7 +188,7 @@ def form_params(body: bytes) -> dict[str, list[str]]:
 
 
 def machine_value(params: Mapping[str, Any]) -> str:
-    """The seed's "machine parameter" (l.39) under either spelling: Plivo's docs say `Machine`."""
+    """The seed's "machine parameter" (Arguments) in either spelling: Plivo's docs say `Machine`."""
     return str(params.get("Machine") or params.get("machine") or "")
 
 
@@ -287,8 +292,9 @@ class PlivoAdapter(ProviderAdapter):
         accounts=AccountRules(local_callback_times=True),  # StartTime/AnswerTime/EndTime: the console's zone
         options=CallOptionSupport(
             supported=PLIVO_OPTIONS,
-            machine_detection_modes=MACHINE_DETECTION_MODES,  # l.39: "hangup" hangs up (synchronous)
-            destination_kinds=frozenset({"tel", "sip"}),  # l.7: numbers and SIP URIs
+            # Arguments: `machine_detection`: "hangup" hangs up (synchronous)
+            machine_detection_modes=MACHINE_DETECTION_MODES,
+            destination_kinds=frozenset({"tel", "sip"}),  # Arguments: `to`: numbers and SIP URIs
         ),
     )
     # How Vobiz, Plivo-compatible, differs in code: the path, the ring bound, and the signature headers.
@@ -317,11 +323,11 @@ class PlivoAdapter(ProviderAdapter):
         return client.build_request("POST", self.calls_url(account), json=body, headers=headers)
 
     def check_destination_count(self, call: OutboundCall) -> None:
-        """Plivo counts unique destinations (seed l.7: "maximum number of unique destinations")."""
+        """Plivo counts unique destinations (Arguments, `to`: "maximum number of unique destinations")."""
         check_destinations(call.destinations, self.traits.limits.max_destinations)
 
     def ring_fields(self, account: AccountCredentials, call: OutboundCall) -> dict[str, int] | None:
-        """The fields bounding the ringing; None: Plivo's `ring_timeout` (l.48-49)."""
+        """The fields bounding the ringing; None: Plivo's `ring_timeout` (Arguments: `ring_timeout`)."""
         return None
 
     def read_create_answer(

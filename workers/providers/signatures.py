@@ -80,7 +80,7 @@ def plivo_v2_signature(auth_token: str, url: str, nonce: str) -> str:
 
 def vobiz_v3_signature(auth_token: str, url: str, nonce: str, *, with_query: bool = False) -> str:
     """Vobiz V3: base64(HMAC-SHA256(token, url-without-query + '.' + nonce)); params are not signed.
-    Its page does not say whether the query is left out (PROVIDERS.md beside the seeds says so):
+    Its page does not say whether the query is left out (the project brief's provider reference says so):
     `with_query` computes the other reading, the URL with its query (never its fragment)."""
     signed = url.split("#", 1)[0] if with_query else base_url(url)
     return _b64(_hmac_sha256(auth_token, f"{signed}.{nonce}"))

@@ -5,12 +5,12 @@ accept a body only when it is the one reading of its text.
 
 A reading splits the text into (key, value) pairs with the keys in strictly increasing order (how the
 string is built; a repeated key is refused outright) and no value containing a parameter name. The names
-are the parameters Plivo documents for its callbacks (seed plivo-make-call.txt l.59-98; `Digits` for
-GetDigits; the fields we read) and the body's own keys. A body is accepted when it is a reading and the
-text has no other: folding `Duration30` into the call uuid leaves a value holding `Duration` (not a
-reading), and a body that could be read two ways is refused whichever way it was sent. A carrier's own
-body fails only if one of its values holds a parameter name; it is then refused (403, counted) and its
-call is settled by the reaper's status lookup, not guessed. Pure.
+are the parameters Plivo documents for its callbacks (Plivo's Make a call page, ring_url, answer_url,
+hangup_url parameters; `Digits` for GetDigits; the fields we read) and the body's own keys. A body is accepted
+when it is a reading and the text has no other: folding `Duration30` into the call uuid leaves a value holding
+`Duration` (not a reading), and a body that could be read two ways is refused whichever way it was sent. A
+carrier's own body fails only if one of its values holds a parameter name; it is then refused (403, counted)
+and its call is settled by the reaper's status lookup, not guessed. Pure.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 
-# Every parameter Plivo's callback pages name (seed l.59-98), the hang-up fields we read, and GetDigits'.
+# Every parameter Plivo's callback pages name (page, ring_url, answer_url, hangup_url parameters), the hang-up
+# fields we read, and GetDigits'.
 PLIVO_CALLBACK_FIELDS = frozenset({
     "From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "ALegUUID", "Direction", "Event",
     "CallStatus", "SessionStart", "STIRAttestation", "STIRVerification", "stir_verification", "StartTime",

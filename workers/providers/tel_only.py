@@ -1,7 +1,7 @@
-"""Numbers for carriers whose pages allow E.164 only (TryVox l.10, l.52; Bandwidth l.17-18; VoIPbin, whose
-page gives SIP addresses no type): a SIP URI that reaches such an adapter is refused before anything is sent.
-The loader refuses them first, by each provider's `traits.options.destination_kinds`; this is the last
-guard, with the page's reason."""
+"""Numbers for carriers whose pages allow E.164 only (TryVox: Request Parameters `to`, and Notes; Bandwidth:
+Supported Parameters `from`, `to`; VoIPbin, whose page gives SIP addresses no type): a SIP URI that reaches
+such an adapter is refused before anything is sent. The loader refuses them first, by each provider's
+`traits.options.destination_kinds`; this is the last guard, with the page's reason."""
 
 from __future__ import annotations
 

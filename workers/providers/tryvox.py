@@ -1,14 +1,14 @@
 """TryVox: one destination per request, Bearer auth, webhooks authenticated by a URL secret.
 
-Its seed (/work/shared/seeds/tryvox-make-call.txt) gives the request and the create answer in full:
-- numbers are E.164 (l.9-10, l.52): a SIP URI is refused here, before anything is sent (and at load,
-  by `traits.options.destination_kinds`);
-- `machine_detection` is Enable/Disable only (l.18) and the page publishes no machine result and no way to
-  hang up on one: "true" (detect, and report where a webhook says) is taken, "hangup" is not (refused at
-  campaign start by `traits.options`, and here if it ever reaches a request);
-- `fallback_url` (l.15) is the campaign's own;
-- `call_uuid` is the id "for subsequent operations" (l.43): the status lookup asks by it and never by
-  request_uuid. The lookup endpoint itself (GET …/calls/{call_uuid}) is not on the page: assumed, and a
+Its seed (TryVox's Make a Call page) gives the request and the create answer in full:
+- numbers are E.164 (Request Parameters: `from`, `to`, and Notes): a SIP URI is refused here, before
+  anything is sent (and at load, by `traits.options.destination_kinds`);
+- `machine_detection` is Enable/Disable only (Request Parameters: `machine_detection`) and the page publishes
+  no machine result and no way to hang up on one: "true" (detect, and report where a webhook says) is taken,
+  "hangup" is not (refused at campaign start by `traits.options`, and here if it ever reaches a request);
+- `fallback_url` (Request Parameters: `fallback_url`) is the campaign's own;
+- `call_uuid` is the id "for subsequent operations" (Response Fields): the status lookup asks by it and never
+  by request_uuid. The lookup endpoint itself (GET …/calls/{call_uuid}) is not on the page: assumed, and a
   carrier without it (404/405) leaves the attempt to its callbacks and evidence window. No hang-up endpoint is
   assumed at all.
 The webhooks' bodies are not on the page: workers.providers.tryvox_webhooks reads every plausible shape.
@@ -47,11 +47,12 @@ def tryvox_call_body(call: OutboundCall) -> dict[str, Any]:
     """The JSON body of a TryVox call create request."""
     if call.machine_detection == "hangup":
         raise Rejected("tryvox cannot hang up on a machine: its page offers machine_detection Enable/Disable "
-                       "only (l.18) and no machine result; use machine_detection true or false")
+                       "only (Request Parameters: `machine_detection`) and no machine result; use "
+                       "machine_detection true or false")
     urls = call.callbacks
     body: dict[str, Any] = {
-        "from": tel_number("tryvox", call.caller_id, "page l.9"),
-        "to": tel_number("tryvox", call.destinations[0], "page l.10, l.52"),
+        "from": tel_number("tryvox", call.caller_id, "page, Request Parameters: `from`"),
+        "to": tel_number("tryvox", call.destinations[0], "page, Request Parameters: `to`, and Notes"),
         "answer_url": urls.answer_url,
         "answer_method": "POST",
         "hangup_url": urls.hangup_url,
@@ -75,9 +76,11 @@ class TryVoxAdapter(ProviderAdapter):
         default_base_url="https://api.tryvox.io",
         api=CallApi(has_call_status=True),  # GET …/calls/{call_uuid}: assumed (module docstring)
         options=CallOptionSupport(
-            supported=frozenset({"audio_url", "fallback_url"}),  # fallback_url: page l.15
-            machine_detection_modes=frozenset({"true"}),  # l.18: Enable/Disable, no result, no hang-up
-            destination_kinds=frozenset({"tel"}),  # l.10, l.52: E.164
+            # fallback_url: page, Request Parameters: `fallback_url`
+            supported=frozenset({"audio_url", "fallback_url"}),
+            # Request Parameters: `machine_detection`: Enable/Disable, no result, no hang-up
+            machine_detection_modes=frozenset({"true"}),
+            destination_kinds=frozenset({"tel"}),  # Request Parameters: `to`, and Notes: E.164
         ),
     )
 
@@ -128,8 +131,8 @@ class TryVoxAdapter(ProviderAdapter):
         return tryvox_event(payload, callback.kind_hint)
 
     def status_lookup_id(self, request_uuid: str | None, call_uuid: str | None) -> str | None:
-        """TryVox looks calls up by call_uuid only (l.43): a request_uuid names the API request, not the call,
-        so an attempt known only by it is not looked up."""
+        """TryVox looks calls up by call_uuid only (Response Fields): a request_uuid names the API request,
+        not the call, so an attempt known only by it is not looked up."""
         return call_uuid
 
     def event_from_record(self, record: dict[str, Any], looked_up: LookedUp) -> CallbackEvent | None:

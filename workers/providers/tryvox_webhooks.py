@@ -1,17 +1,18 @@
 """TryVox webhooks (and call records) read into our words: pure, no I/O.
 
-The seed (tryvox-make-call.txt) names three webhook URLs and when each is called (l.45-50) but publishes no
-body: not its encoding, field names, event names or machine result. Each silent point has more than one
-plausible reading, and the simulator has a mode for each (docs/PROVIDERS.md, TryVox); this reader takes all
-of them rather than sharing one guess with the simulator:
-- field names: the create answer's snake_case keys (seed l.34-43), camelCase, or Plivo's PascalCase form
-  fields (TryVox's request mirrors Plivo's: answer_url, ring_url, hangup_url, time_limit…);
-- the event: from which of our URLs was called (the page's own division, l.45-50); `event` ("call.hangup",
-  "hangup", Plivo's "StartApp") and `status` only decide for a call record, which comes from no URL;
+The seed (TryVox's Make a Call page) names three webhook URLs and when each is called (Webhooks, Answer URL;
+Webhooks, Ring URL; Webhooks, Hangup URL) but publishes no body: not its encoding, field names, event names or
+machine result. Each silent point has more than one plausible reading, and the simulator has a mode for each
+(docs/PROVIDERS.md, TryVox); this reader takes all of them rather than sharing one guess with the simulator:
+- field names: the create answer's snake_case keys (page, Response; Response Fields), camelCase, or Plivo's
+  PascalCase form fields (TryVox's request mirrors Plivo's: answer_url, ring_url, hangup_url, time_limit…);
+- the event: from which of our URLs was called (the page's own division, Webhooks, Answer URL; Webhooks, Ring
+  URL; Webhooks, Hangup URL); `event` ("call.hangup", "hangup", Plivo's "StartApp") and `status` only decide
+  for a call record, which comes from no URL;
 - a machine result: a `machine_detected`/`Machine` flag, an `end_reason` naming a machine, or none at all
   (then a machine that answered reads as answered: nothing else can be known);
-- recording URLs ("recording URLs if applicable", l.50): one URL or a list, under `recording_url(s)`; the
-  first is `CallbackEvent.recording_url`, every one stays in the stored raw payload.
+- recording URLs ("recording URLs if applicable", Webhooks, Hangup URL): one URL or a list, under
+  `recording_url(s)`; the first is `CallbackEvent.recording_url`, every one stays in the stored raw payload.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
 }
 RECORDING_SPELLINGS = ("recording_url", "recordingUrl", "RecordUrl", "RecordingUrl", "recording_urls",
                        "recordingUrls", "RecordUrls", "RecordingUrls")
-# A webhook's kind by the URL it came to (l.45-50); event words only for a record, which came to none.
+# A webhook's kind by the URL it came to (Webhooks, Answer URL; Webhooks, Ring URL; Webhooks, Hangup URL);
+# event words only for a record, which came to none.
 URL_KINDS = frozenset({EventKind.RING, EventKind.ANSWER, EventKind.HANGUP})
 # "call.ringing" -> "ringing": the word after the last dot names the event.
 EVENT_KINDS = {

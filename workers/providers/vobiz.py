@@ -1,20 +1,23 @@
 """Vobiz: Plivo-compatible calls and callbacks; X-Auth-ID/X-Auth-Token headers; V3 signs the URL only.
 
-Differences from Plivo that its seed (/work/shared/seeds/vobiz-make-call.txt) makes, and the readings taken
+Differences from Plivo that its seed (Vobiz's Make an Outbound Call page) makes, and the readings taken
 where it is silent (docs/PROVIDERS.md, each tested against a simulator mode):
 - No `ring_timeout`; `hangup_on_ring` is the "max duration (in seconds) from start of ringing to hangup"
-  (l.43). Read literally it bounds ringing *and* talk; it may bound the ringing only. The account option
-  `hangup_on_ring` says which: "ring" sends the campaign's ring timeout; "call" (the default, safe under
-  both) sends ring timeout + time limit, so no answered call is cut short of its time limit, and the
-  dialer ends a call still unanswered at its ring timeout through the hang-up API (its "ring" limit:
-  traits.api.dialer_enforces, narrowed per account by limits_the_dialer_enforces;
+  (Advanced Parameters: `hangup_on_ring`). Read literally it bounds ringing *and* talk; it may bound the
+  ringing only. The account option `hangup_on_ring` says which: "ring" sends the campaign's ring timeout;
+  "call" (the default, safe under both) sends ring timeout + time limit, so no answered call is cut short of
+  its time limit, and the dialer ends a call still unanswered at its ring timeout through the hang-up API (its
+  "ring" limit: traits.api.dialer_enforces, narrowed per account by limits_the_dialer_enforces;
   workers.housekeeping.call_limits).
-- 200 OK on success (l.46); request_uuid is "equivalent to call_uuid" (l.51-53): lookups take either.
+- 200 OK on success (Success Response (200 OK)); request_uuid is "equivalent to call_uuid" (Success Response
+  (200 OK)): lookups take either.
 - A bulk answer's request_uuid is a string; "each destination is delivered its own UUID via the callback
-  URLs" (l.51): bulk callbacks are matched by (batch, To) and give each attempt its own id.
-- At most 1000 destinations (l.12), counted as given: Plivo's limit is on unique ones (plivo l.7).
+  URLs" (Success Response (200 OK)): bulk callbacks are matched by (batch, To) and give each attempt its own
+  id.
+- At most 1000 destinations (Required Parameters: `to`), counted as given: Plivo's limit is on unique ones
+  (plivo Arguments: `to`).
 - No sip_headers and no callback-retry settings on the page: refused (traits.options).
-- V3 signs the callback URL without its query (PROVIDERS.md beside the seeds; the page is silent): a
+- V3 signs the callback URL without its query (the project brief's provider reference; the page is silent): a
   signature over the URL with its query is accepted too, as neither covers the parameters.
 """
 
@@ -65,8 +68,9 @@ class VobizAdapter(PlivoAdapter):
         accounts=AccountRules(local_callback_times=True, choices={"hangup_on_ring": HANGUP_ON_RING_READINGS}),
         options=CallOptionSupport(
             supported=VOBIZ_OPTIONS,
-            machine_detection_modes=MACHINE_DETECTION_MODES,  # l.28: true, hangup
-            destination_kinds=frozenset({"tel", "sip"}),  # l.12: numbers and SIP URIs
+            # Machine Detection Parameters: `machine_detection`: true, hangup
+            machine_detection_modes=MACHINE_DETECTION_MODES,
+            destination_kinds=frozenset({"tel", "sip"}),  # Required Parameters: `to`: numbers and SIP URIs
         ),
     )
     api_prefix: ClassVar[str] = "/api/v1"
@@ -81,7 +85,7 @@ class VobizAdapter(PlivoAdapter):
         return {"X-Auth-ID": account.auth_id, "X-Auth-Token": account.auth_token}
 
     def check_destination_count(self, call: OutboundCall) -> None:
-        """At most 1000 destinations as given, repeats included (l.12)."""
+        """At most 1000 destinations as given, repeats included (Required Parameters: `to`)."""
         limit = self.traits.limits.max_destinations
         if not call.destinations:
             raise ValueError("OutboundCall.destinations is empty")

@@ -6,26 +6,27 @@ The batch size is ours (VoIPbin documents none): 100 destinations keeps a reques
 ambiguous timeout can leave unknown, while the answer still maps every call to its destination.
 
 What an answered call does is given at creation as `actions` (or a `flow_id`), never by a document fetched
-at answer time: the seed's troubleshooting (voipbin-calls-tutorial.txt l.587-590) requires outbound actions
-to start with {"type": "answer"}, so ours do (and a customer's own `actions` get one prepended). The
-campaign's audio plays through a `play` action with `option.stream_urls` (l.58-83); otherwise its message
-is the `talk` text (l.27-35). The seed names no action that fetches call control from a URL, so a campaign
-answer URL cannot be honoured: the request is refused with that reason rather than silently playing
-something else.
+at answer time: the seed's troubleshooting (VoIPbin's Call tutorial, Troubleshooting) requires outbound
+actions to start with {"type": "answer"}, so ours do (and a customer's own `actions` get one prepended). The
+campaign's audio plays through a `play` action with `option.stream_urls` (Simple outbound call with media file
+play); otherwise its message is the `talk` text (Simple outbound call with TTS). The seed names no action that
+fetches call control from a URL, so a campaign answer URL cannot be honoured: the request is refused with that
+reason rather than silently playing something else.
 
 Not on the seed, decided here (docs/PROVIDERS.md, VoIPbin, says what each rests on):
 - Machine detection is an `amd` action after the answer with `machine_handle: "hangup"` and `async: false`
   (assumed: VoIPbin's flow-action reference). Only "hangup" is offered: its result is the call's
   hangup_reason `amd`; with "continue" the result stays in the flow and no call event carries it, so
   "true" (detect and report) is refused rather than silently reporting nothing.
-- Destinations are `tel` numbers in E.164 only: the seed's address types are `tel` (l.17-26) and, for
-  registered endpoints, `endpoint` (l.514-517); a SIP URI is refused here (and at load, by
-  traits.options.destination_kinds) instead of being sent as a guessed `{"type": "sip"}`.
+- Destinations are `tel` numbers in E.164 only: the seed's address types are `tel` (Simple outbound call with
+  TTS) and, for registered endpoints, `endpoint` (Make a groupcall); a SIP URI is refused here (and at load,
+  by traits.options.destination_kinds) instead of being sent as a guessed `{"type": "sip"}`.
 - No call-creation field takes a ring timeout or a time limit (the seed shows none; assumed: VoIPbin's
   OpenAPI for POST /calls has none either, and its own limits are a 60 s dial and a 1 h call). The dialer
   ends the call itself at the campaign's limits through POST /v1.0/calls/{id}/hangup
   (workers.housekeeping.call_limits, by traits.api.dialer_enforces); rings longer than 60 s are refused.
-Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (l.109, "ISO 8601"): read as UTC.
+Times are "YYYY-MM-DD hh:mm:ss.ffffff" with no zone (Simple outbound call with media file play, "ISO 8601"):
+read as UTC.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class AccountCheckOut(BaseModel):
     account: str
     provider: str
     ok: bool  # no finding is a problem
-    probe_source: str  # where the credentials request comes from: "page l.N" or "assumed: why"
+    probe_source: str  # where the credentials request comes from: "page, <its section>" or "assumed: why"
     findings: list[FindingOut]
     console_setup: ConsoleSetupOut
 
