@@ -69,7 +69,7 @@ def _refused_url() -> str:
 def test_every_provider_has_a_credentials_request_and_says_where_it_comes_from() -> None:
     assert set(PROBE_RULES) == set(PROVIDERS)
     for rule in PROBE_RULES.values():
-        assert rule.source.startswith(("page l.", "assumed: "))
+        assert rule.source.startswith(("page, ", "assumed: "))
 
 
 @pytest.mark.parametrize("provider", sorted(GOOD))
@@ -90,7 +90,7 @@ def test_a_bad_token_is_named(sim: RunningSimulator, provider: str) -> None:
 
 @pytest.mark.parametrize(("provider", "named"), [
     ("plivo", "bad auth id"),  # Basic auth: an unknown auth id is refused as credentials (401)
-    ("vobiz", "unknown account id"),  # its page l.59: 404 for an auth_id that does not exist
+    ("vobiz", "unknown account id"),  # page, status codes table: 404 for an auth_id that does not exist
     ("tryvox", "bad API key (the token) or account id"),
     ("bandwidth", "unknown account id"),  # 403: the API user may not use that account
 ])
@@ -210,7 +210,7 @@ def test_dialer_account_test_names_a_bad_token_and_an_unreachable_public_url(
     finally:
         get_settings.cache_clear()
     assert "OK       credentials: credentials accepted" in passed.output, passed.output
-    assert "page l.430-468" in passed.output
+    assert "page, Get call list" in passed.output
     assert "public URL not reachable from here" in passed.output and passed.exit_code == 1
     assert "bad API user (--api-username) or its password (the token)" in failed.output, failed.output
     assert failed.exit_code == 1 and "wrong-password" not in failed.output

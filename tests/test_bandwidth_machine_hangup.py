@@ -157,8 +157,8 @@ URLS = CallbackUrls(answer_url="https://cb.test/answer", hangup_url="https://cb.
 
 
 @pytest.mark.parametrize(("caller", "destination", "line"), [
-    ("+14155550100", "sip:alice@example.com", "page l.18"),
-    ("sip:us@example.com", "+14155550001", "page l.17"),
+    ("+14155550100", "sip:alice@example.com", "page, Supported Parameters: `to`"),
+    ("sip:us@example.com", "+14155550001", "page, Supported Parameters: `from`"),
 ])
 def test_bandwidth_refuses_a_sip_uri_before_sending(caller: str, destination: str, line: str) -> None:
     sent: list[httpx.Request] = []

@@ -194,7 +194,7 @@ class Campaign:
                             ring_timeout=self.options["ring_timeout"], time_limit=self.options["time_limit"])
         with make_client() as http:
             accepted = adapter_for(self.creds.provider).create_calls(http, self.creds, call)
-        # VoIPbin names each call; a Vobiz request id is its call's id too (l.51-53).
+        # VoIPbin names each call; a Vobiz request id is its call's id too (Success Response (200 OK)).
         call_id = accepted.calls[0].call_uuid if accepted.calls else None
         return call_id or accepted.request_uuids[0]
 

@@ -60,9 +60,10 @@ def test_vobiz_hangup_on_ring_read_as_the_whole_call_keeps_the_time_limit_and_is
 def test_vobiz_counts_every_destination_plivo_counts_unique_ones() -> None:
     repeated = [f"+1212555{i % 500:04d}" for i in range(1001)]  # 500 unique, 1001 given
     bulk = OutboundCall(caller_id="+14155550100", destinations=repeated, callbacks=URLS)
-    assert body_of(PLIVO, bulk)["to"].count("<") == 1000  # Plivo l.7: 500 unique destinations pass
+    # Plivo Arguments: `to`: 500 unique destinations pass
+    assert body_of(PLIVO, bulk)["to"].count("<") == 1000
     with pytest.raises(ValueError, match="1001 destinations"):
-        body_of(VOBIZ, bulk)  # Vobiz l.12: "max 1000" destinations
+        body_of(VOBIZ, bulk)  # Vobiz Required Parameters: `to`: "max 1000" destinations
 
 
 def vobiz_callback(url: str, signed: str) -> IncomingCallback:
@@ -86,10 +87,11 @@ def test_plivo_sends_every_option_its_page_offers_in_its_fields() -> None:
                     fallback_url="https://customer.test/fallback", send_digits="1w2W3",
                     machine_detection_time_ms=3000, callback_retries=3)
     body = body_of(PLIVO, call)
-    assert body["caller_name"] == "Clinic"  # l.25-26
-    assert body["sip_headers"] == "Campaign=42,Site=A1"  # l.46-47
+    assert body["caller_name"] == "Clinic"  # Arguments: `caller_name`
+    assert body["sip_headers"] == "Campaign=42,Site=A1"  # Arguments: `sip_headers`
     assert (body["fallback_url"], body["fallback_method"]) == ("https://customer.test/fallback", "POST")
-    assert body["send_digits"] == "1w2W3" and body["machine_detection_time"] == 3000  # l.27-28, l.40-41
+    # Arguments: `send_digits`, `machine_detection_time`
+    assert body["send_digits"] == "1w2W3" and body["machine_detection_time"] == 3000
     for field in ("answer_url", "hangup_url", "ring_url"):  # "Callback-retry configurable" URLs
         url = body[field]
         assert url.endswith("#rc=3&rp=5xx,ct,rt") and "?rc=3#" in url, url

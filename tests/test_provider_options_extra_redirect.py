@@ -1,6 +1,6 @@
-"""`extra` can never connect the call on: VoIPbin's `extra.actions` (seed l.132-150) may talk, play and
-branch, but an action of type connect or transfer, or any nested object naming a destination, number or
-target, is refused with the path of the value (pure)."""
+"""`extra` can never connect the call on: VoIPbin's `extra.actions` (its Call tutorial, "Simple outbound call
+with TTS and connect") may talk, play and branch, but an action of type connect or transfer, or any nested
+object naming a destination, number or target, is refused with the path of the value (pure)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ def test_extra_refuses_a_connect_or_a_number_at_any_depth_naming_its_path(
 
 
 def test_extra_still_takes_the_seed_actions_that_stay_within_the_call() -> None:
-    play = {"type": "play", "option": {"stream_urls": ["https://example.test/a.wav"]}}  # seed l.73-82
-    branch = {"type": "branch", "option": {"default_target_id": "b", "target_ids": {"1": "c"}}}  # l.321
-    goto = {"type": "goto", "option": {"target_id": "a", "loop_count": 2}}  # l.373
+    # page, Simple outbound call with media file play
+    play = {"type": "play", "option": {"stream_urls": ["https://example.test/a.wav"]}}
+    # Simple outbound call with Branch
+    branch = {"type": "branch", "option": {"default_target_id": "b", "target_ids": {"1": "c"}}}
+    goto = {"type": "goto", "option": {"target_id": "a", "loop_count": 2}}  # Simple outbound call with Branch
     options = {"extra": {"actions": [TALK, play, branch, goto, {"type": "hangup"}]}}
     assert validate_provider_options("voipbin", options) == options
     with pytest.raises(InvalidOption, match=r"extra\.actions\[5\]\.type"):

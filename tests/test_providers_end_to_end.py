@@ -158,9 +158,10 @@ def test_every_provider_dials_a_small_campaign_end_to_end_and_matches_the_ledger
 @pytest.mark.parametrize("mode", ["string", "first", "list"])
 def test_a_vobiz_bulk_whose_callbacks_are_all_lost_ends_final_and_is_never_dialed_twice(
         env: Any, mode: str) -> None:
-    """Each reading of a bulk answer's request_uuid (vobiz l.51; simulator `bulk_request_uuid`): with every
-    callback lost, the reaper asks with the ids the answer gave. A record found settles its destination by
-    number; the rest end `unknown` (owned by the reaper past their lease). None is dialed again."""
+    """Each reading of a bulk answer's request_uuid (Vobiz's page, Success Response (200 OK); simulator
+    `bulk_request_uuid`): with every callback lost, the reaper asks with the ids the answer gave. A record
+    found settles its destination by number; the rest end `unknown` (owned by the reaper past their lease).
+    None is dialed again."""
     sim, _ = env
     from campaigns.config import get_settings
 

@@ -1,6 +1,9 @@
-"""Every adapter against its provider's seed (/work/shared/seeds/): payloads copied from the seeds' own
-examples where they have them, else built from exactly the fields the seed names. docs/PROVIDERS.md cites
-these tests row by row; a row's seed line is given beside each case."""
+"""Every adapter against its provider's own API reference page (its *seed*: Plivo's Make a call, Vobiz's Make
+an Outbound Call, TryVox's Make a Call, VoIPbin's Call tutorial, Bandwidth's Create Call): payloads copied
+from the pages' own examples where they have them, else built from exactly the fields the page names.
+docs/PROVIDERS.md cites these tests row by row; each case names the page's section (and parameter) it follows.
+The hangup_url cases above: AnswerTime, CallStatus and the machine parameter as both pages' hangup_url
+parameters and Plivo's `machine_detection` argument give them."""
 
 from __future__ import annotations
 
@@ -66,7 +69,8 @@ def form(params: dict[str, str], hint: EventKind, zone: str | None = None) -> In
 
 
 # --- Plivo and Vobiz --------------------------------------------------------------------------------
-# The hangup_url parameters exactly as both seeds list them (plivo l.83-99, vobiz l.91-108).
+# The hangup_url parameters exactly as both pages list them (Plivo: hangup_url parameters; Vobiz: Parameters
+# Sent to hangup_url).
 SEED_HANGUP = {
     "From": "14157654321", "To": "14153464321", "RequestUUID": "req-1", "ALegRequestUUID": "req-1",
     "CallUUID": "call-1", "Direction": "outbound", "ALegUUID": "call-1", "Event": "Hangup",
@@ -81,10 +85,10 @@ SEED_RING = {k: SEED_HANGUP[k] for k in ("From", "To", "RequestUUID", "ALegReque
 
 @pytest.mark.parametrize("provider", ["plivo", "vobiz"])
 @pytest.mark.parametrize(("params", "outcome"), [
-    (ANSWERED, Outcome.ANSWERED),                                  # AnswerTime only when answered (l.96/105)
-    (SEED_HANGUP, Outcome.NO_ANSWER),                              # CallStatus always "completed" (l.94/103)
-    ({**ANSWERED, "Machine": "true"}, Outcome.MACHINE),            # machine_detection=true (plivo l.39)
-    ({**ANSWERED, "machine": "machine_detection"}, Outcome.MACHINE),  # machine_detection=hangup (l.39)
+    (ANSWERED, Outcome.ANSWERED),                                  # AnswerTime only when answered
+    (SEED_HANGUP, Outcome.NO_ANSWER),                              # CallStatus always "completed"
+    ({**ANSWERED, "Machine": "true"}, Outcome.MACHINE),            # machine_detection=true
+    ({**ANSWERED, "machine": "machine_detection"}, Outcome.MACHINE),  # machine_detection=hangup
     ({**SEED_HANGUP, "HangupCauseCode": "3010"}, Outcome.BUSY),   # a finer cause, used when present
 ])
 def test_plivo_and_vobiz_seed_hangups_end_as_answered_or_not_answered(
@@ -109,7 +113,8 @@ def test_plivo_and_vobiz_ring_and_answer_as_in_the_seed(provider: str) -> None:
 @pytest.mark.parametrize("provider", ["plivo", "vobiz"])
 @pytest.mark.parametrize(("zone", "answered_utc"), [
     (None, datetime(2026, 4, 9, 16, 0, 5, tzinfo=UTC)),             # default: the console zone is UTC
-    ("Asia/Kolkata", datetime(2026, 4, 9, 10, 30, 5, tzinfo=UTC)),  # "local time" (plivo l.95-98)
+    # "local time" (plivo hangup_url parameters)
+    ("Asia/Kolkata", datetime(2026, 4, 9, 10, 30, 5, tzinfo=UTC)),
     ("America/New_York", datetime(2026, 4, 9, 20, 0, 5, tzinfo=UTC)),
 ])
 def test_plivo_and_vobiz_times_are_read_in_the_accounts_console_zone(
@@ -123,10 +128,12 @@ def test_plivo_and_vobiz_times_are_read_in_the_accounts_console_zone(
 def test_plivo_body_has_the_seeds_fields_and_synchronous_machine_detection() -> None:
     body, accepted = sent_body("plivo", (201, {"api_id": "a", "message": "call fired", "request_uuid": "r1"}),
                                call_to("+14157654321", machine_detection="hangup", ring_timeout=30))
-    assert body["from"] == "14155551234" and body["to"] == "14157654321"  # country code + number (l.4-7)
+    # country code + number (Arguments: `from`, `to`)
+    assert body["from"] == "14155551234" and body["to"] == "14157654321"
     assert body["answer_url"] == URLS.answer_url and body["answer_method"] == "POST"
-    assert body["ring_timeout"] == 30 and body["machine_detection"] == "hangup"  # l.48, l.39
-    assert "machine_detection_url" not in body, "it would switch Plivo to asynchronous detection (l.42)"
+    # Arguments: `ring_timeout`, `machine_detection`
+    assert body["ring_timeout"] == 30 and body["machine_detection"] == "hangup"
+    assert "machine_detection_url" not in body, "it would switch Plivo to asynchronous detection (Arguments)"
     assert accepted.calls == [PlacedCall(to="+14157654321", request_uuid="r1")]
 
 
@@ -138,11 +145,12 @@ def test_plivo_and_vobiz_machine_detection_takes_only_the_seeds_values(provider:
 
 
 def test_vobiz_has_no_ring_timeout_and_bounds_the_call_with_hangup_on_ring() -> None:
-    # The seed's answer (l.46-51): 200 OK, "Call fired", request_uuid.
+    # The seed's answer (Success Response (200 OK)): 200 OK, "Call fired", request_uuid.
     answer = (200, {"api_id": "b6b9-…", "message": "Call fired", "request_uuid": "9834029e-58b6"})
     body, accepted = sent_body("vobiz", answer, call_to("+14157654321", ring_timeout=30, time_limit=120))
     assert "ring_timeout" not in body, "not a Vobiz field"
-    assert body["hangup_on_ring"] == 150 and body["time_limit"] == 120  # l.43: from the start of ringing
+    # Advanced Parameters: `hangup_on_ring`: from the start of ringing
+    assert body["hangup_on_ring"] == 150 and body["time_limit"] == 120
     assert accepted.request_uuids == ["9834029e-58b6"]
 
 
@@ -156,9 +164,10 @@ def test_a_bulk_answer_is_read_for_request_ids_only() -> None:
 @pytest.mark.parametrize(("provider", "request_uuid", "call_uuid", "asked"), [
     ("plivo", "req", "call", "call"),
     ("plivo", "req", None, None),      # Plivo's Call retrieve takes a call uuid; a request uuid differs
-    ("vobiz", "req", None, "req"),     # vobiz l.51-53: request_uuid is equivalent to call_uuid
+    # vobiz Success Response (200 OK): request_uuid is equivalent to call_uuid
+    ("vobiz", "req", None, "req"),
     ("vobiz", "req", "call", "call"),
-    ("tryvox", "req", "call", "call"),  # tryvox l.43: call_uuid "for subsequent operations"
+    ("tryvox", "req", "call", "call"),  # tryvox Response Fields: call_uuid "for subsequent operations"
     ("tryvox", "req", None, None),
     ("voipbin", "id", "id", "id"),
     ("bandwidth", "c-1", "c-1", "c-1"),
@@ -179,10 +188,10 @@ def test_tryvox_request_and_answer_as_in_the_seed_example() -> None:
     answer = (201, {"request_uuid": "550e8400-e29b-41d4-a716-446655440000",
                     "call_uuid": "650e8400-e29b-41d4-a716-446655440000", "from": "+14155551234",
                     "to": "+14155556789", "direction": "outbound", "status": "ringing",
-                    "created_at": "2026-04-09T10:30:00Z"})  # seed l.34-42
+                    "created_at": "2026-04-09T10:30:00Z"})  # page, Response; Response Fields
     body, accepted = sent_body("tryvox", answer, call_to("+14155556789", machine_detection="true"))
     seed_fields = {"from", "to", "answer_url", "answer_method", "ring_url", "hangup_url", "fallback_url",
-                   "ring_timeout", "time_limit", "machine_detection"}  # l.8-18
+                   "ring_timeout", "time_limit", "machine_detection"}  # Request Parameters
     assert set(body) <= seed_fields and body["machine_detection"] == "Enable"
     assert accepted.calls[0].call_uuid == "650e8400-e29b-41d4-a716-446655440000"
 
@@ -208,7 +217,7 @@ def test_tryvox_hangups_in_json_or_form_end_by_status_and_answer_evidence(
 
 
 # --- VoIPbin ----------------------------------------------------------------------------------------
-# The seed's answer to its first example (l.84-115), its comments removed.
+# The seed's answer to its first example (Simple outbound call with media file play), its comments removed.
 VOIPBIN_ANSWER = [{
     "id": "a023bfa8-1091-4e94-8eaa-7f01fbecc71a", "user_id": 1,
     "flow_id": "f089791a-ac78-4ea0-be88-8a8e131f9fc5",
@@ -229,7 +238,7 @@ def test_voipbin_actions_start_with_answer_and_speak_the_campaigns_message(
     body, accepted = sent_body("voipbin", (200, VOIPBIN_ANSWER),
                                call_to("+15559876543", message="Your appointment is at 10",
                                        machine_detection=machine))
-    assert [a["type"] for a in body["actions"]] == types  # seed l.587-590
+    assert [a["type"] for a in body["actions"]] == types  # page, Troubleshooting
     talk = next(a for a in body["actions"] if a["type"] == "talk")
     assert talk["option"] == {"text": "Your appointment is at 10", "language": "en-US"}
     assert accepted.calls == [PlacedCall(to="+15559876543", request_uuid=VOIPBIN_ANSWER[0]["id"],
@@ -249,7 +258,7 @@ def test_voipbin_refuses_an_answer_url_it_cannot_fetch() -> None:
 
 
 def test_voipbin_record_from_the_seeds_get_call_example() -> None:
-    record = {  # seed l.472-503
+    record = {  # page, Get specific call
         "id": "f457951b-9918-44af-a834-2216b1cc31bc", "type": "flow",
         "source": {"type": "tel", "target": "+15551234567", "name": ""},
         "destination": {"type": "tel", "target": "+15559876543", "name": ""}, "status": "hangup",
@@ -272,10 +281,13 @@ def _voipbin_hangup(reason: str, progressing: str, ringing: str = "2021-01-29 03
 
 
 @pytest.mark.parametrize(("reason", "progressing", "ringing", "outcome"), [
-    ("normal", "2021-01-29 03:18:07.810000", "2021-01-29 03:17:55.392000", Outcome.ANSWERED),  # l.497-501
-    ("normal", "2021-02-06 09:47:10.626000", "", Outcome.ANSWERED),  # l.458-463: answered, no tm_ringing
-    ("normal", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),  # l.424-427
-    ("normal", "", "", Outcome.NO_ANSWER),  # l.111: "" before any progress
+    # Get specific call
+    ("normal", "2021-01-29 03:18:07.810000", "2021-01-29 03:17:55.392000", Outcome.ANSWERED),
+    ("normal", "2021-02-06 09:47:10.626000", "", Outcome.ANSWERED),  # Get call list: answered, no tm_ringing
+    # Simple outbound call with Branch
+    ("normal", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),
+    # Simple outbound call with media file play: "" before any progress
+    ("normal", "", "", Outcome.NO_ANSWER),
     ("timeout", "2021-01-29 03:18:07.810000", "", Outcome.ANSWERED),  # its maximum call time, after answer
     ("timeout", "9999-01-01 00:00:00.000000", "", Outcome.NO_ANSWER),
     ("cancel", "9999-01-01 00:00:00.000000", "2021-01-29 03:17:55.392000", Outcome.NO_ANSWER),
@@ -294,7 +306,8 @@ def test_voipbin_plays_the_campaigns_audio_through_a_play_action() -> None:
     audio = "https://media.example/reminder.wav"
     body, _ = sent_body("voipbin", (200, VOIPBIN_ANSWER),
                         call_to("+15559876543", message="spoken only without audio", audio_url=audio))
-    assert body["actions"] == [  # seed l.73-82: play with option.stream_urls
+    # page, Simple outbound call with media file play: play with option.stream_urls
+    assert body["actions"] == [
         {"type": "answer"}, {"type": "play", "option": {"stream_urls": [audio]}}, {"type": "hangup"}]
 
 
@@ -348,7 +361,7 @@ def test_voipbin_hangup_is_read_under_each_event_name(event_type: str) -> None:
 
 # --- Bandwidth --------------------------------------------------------------------------------------
 def test_bandwidth_request_and_answer_as_in_the_seed_example() -> None:
-    answer = (201, {  # seed l.56-70
+    answer = (201, {  # page, Example 1 of 1, 201 answer
         "from": "+19195551212", "to": "+19195551313", "applicationId": "7fc9698a-b04a-468b-9e8f-91238c0d0086",
         "callId": "c-95ac8d6e-1a31c52e-b38f-4198-93c1-51633ec68f8d",
         "callUrl": "https://voice.bandwidth.com/api/v2/accounts/55555555/calls/c-95ac8d6e",
@@ -357,9 +370,9 @@ def test_bandwidth_request_and_answer_as_in_the_seed_example() -> None:
     })
     body, accepted = sent_body("bandwidth", answer, call_to("+19195551313", tag="batch-1", ring_timeout=500))
     seed_fields = {"from", "to", "applicationId", "answerUrl", "answerMethod", "disconnectUrl",
-                   "disconnectMethod", "username", "password", "callTimeout", "tag"}  # l.17-33
+                   "disconnectMethod", "username", "password", "callTimeout", "tag"}  # Supported Parameters
     assert set(body) == seed_fields
-    assert body["callTimeout"] == 300  # l.26: between 1 and 300
+    assert body["callTimeout"] == 300  # Supported Parameters: `callTimeout`: between 1 and 300
     assert accepted.request_uuids == ["c-95ac8d6e-1a31c52e-b38f-4198-93c1-51633ec68f8d"]
 
 

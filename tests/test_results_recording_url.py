@@ -1,5 +1,6 @@
 """Results carry the call's recording URL where the carrier's callback gave one (TryVox hangups carry
-"recording URLs if applicable", seed l.50; Plivo/Vobiz a RecordUrl), in both results CSVs and the API's,
+"recording URLs if applicable", page, Webhooks, Hangup URL; Plivo/Vobiz a RecordUrl), in both results CSVs and
+the API's,
 read from the attempt's stored events; both CSVs are safe to open in a spreadsheet."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_bandwidth_call_as_in_seed_and_its_callbacks(sim: RunningSimulator, sink
     assert resp.status_code == 201
     data = resp.json()
     assert resp.headers["location"] == data["callUrl"] and data["callId"].startswith("c-")
-    # The seed's example answer, key for key (bandwidth-create-call.txt l.56-70).
+    # The seed's example answer, key for key (Bandwidth's Create Call page, Example 1 of 1, 201 answer).
     assert set(data) == {"from", "to", "applicationId", "callId", "callUrl", "callTimeout", "answerUrl",
                          "answerMethod", "disconnectUrl", "disconnectMethod", "username", "password", "tag"}
     assert data["tag"] == "batch-42" and data["callTimeout"] == 30
@@ -69,7 +69,7 @@ def test_bandwidth_errors_and_429_with_retry_after(sim: RunningSimulator, sink: 
     assert create(sim, ok, password="wrong").status_code == 401
     assert create(sim, {**ok, "tag": "x" * 257}).status_code == 400  # seed: tag at most 256 characters
     assert create(sim, {**ok, "answerMethod": "PUT"}).status_code == 400  # seed: GET or POST
-    # Bandwidth authenticates with an API user, never the account id (seed l.9-11).
+    # Bandwidth authenticates with an API user, never the account id (page, Basic Authentication).
     as_account = create(sim, ok, user=ACCOUNT)
     assert as_account.status_code == 401 and "account id" in as_account.json()["description"]
     codes = []

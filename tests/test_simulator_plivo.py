@@ -20,7 +20,8 @@ from tests.sim_helpers import CallbackSink, ReceivedCallback, RunningSimulator, 
 PLIVO_ID, PLIVO_TOKEN = "MAPLIVOSIM0000000001", "plivo-secret"
 VOBIZ_ID, VOBIZ_TOKEN = "MA_VOBIZSIM1", "vobiz-secret"
 PLIVO_RICH_ID = "MAPLIVORICH000000001"
-# The seed's hangup_url parameters (plivo-make-call.txt l.83-99), plus Machine when detection is on.
+# The seed's hangup_url parameters (Plivo's Make a call page, hangup_url parameters), plus Machine when
+# detection is on.
 SEED_HANGUP_FIELDS = {"From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "Direction", "ALegUUID",
                       "Event", "stir_verification", "CallStatus", "StartTime", "AnswerTime", "SessionStart",
                       "EndTime", "STIRAttestation"}
@@ -233,12 +234,14 @@ def test_vobiz_paths_auth_and_signed_callbacks(sim: RunningSimulator, sink: Call
         sim.configure({"outcomes": FAST})
     hangup = next(r for r in got if r.path == "/v-hangup")
     form = hangup.form()
-    # Vobiz seed l.103: CallStatus is always "completed"; unanswered shows as no AnswerTime.
+    # Vobiz page, Parameters Sent to hangup_url: CallStatus is always "completed"; unanswered shows as no
+    # AnswerTime.
     assert form["CallStatus"] == "completed" and "AnswerTime" not in form and "HangupCause" not in form
     assert set(form) == SEED_HANGUP_FIELDS - {"AnswerTime"}
     ring = next(r.form() for r in got if r.path == "/v-ring")
+    # Vobiz page, Parameters Sent to ring_url
     assert set(ring) == {"From", "To", "RequestUUID", "ALegRequestUUID", "CallUUID", "Direction", "Event",
-                         "CallStatus", "SessionStart", "STIRAttestation"}  # seed l.63-74
+                         "CallStatus", "SessionStart", "STIRAttestation"}
     assert form["CallUUID"] == form["RequestUUID"] == resp.json()["request_uuid"]
     for cb in got:
         nonce = cb.headers["x-vobiz-signature-v3-nonce"]

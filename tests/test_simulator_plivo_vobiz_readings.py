@@ -168,7 +168,7 @@ def test_a_vobiz_bulk_answer_names_the_destinations_ids_only_in_the_list_reading
     elif auth_id == "VZFIRST":
         assert isinstance(answer, str) and answer in own
         assert httpx.get(f"{base}{answer}/", headers=headers).json()["to_number"] in numbers
-    else:  # the page's l.51: one string, per-destination ids only in the callbacks
+    else:  # page, Success Response (200 OK): one string, per-destination ids only in the callbacks
         assert isinstance(answer, str) and answer not in own
         assert httpx.get(f"{base}{answer}/", headers=headers).status_code == 404
 

@@ -48,7 +48,7 @@ def test_tryvox_call_as_in_seed_rings_answers_and_hangs_up(sim: RunningSimulator
     assert events["/ringing"]["event"] == "call.ringing" and events["/answer"]["status"] == "in-progress"
     hangup = events["/hangup"]
     assert hangup["event"] == "call.hangup" and hangup["status"] == "completed"
-    # Seed l.50: the hangup carries "duration, end reason"; nothing more is promised.
+    # Seed Webhooks, Hangup URL: the hangup carries "duration, end reason"; nothing more is promised.
     assert set(hangup) == {"event", "request_uuid", "call_uuid", "from", "to", "direction", "status",
                            "duration", "end_reason"}
     assert hangup["request_uuid"] == data["request_uuid"]

@@ -26,8 +26,8 @@ from workers.providers.http import make_client
 from workers.providers.registry import adapter_for
 
 TOKEN, SECRET = "vb-token", "vb-webhook-secret"
-# The seed's first example (voipbin-calls-tutorial.txt l.14-36) with the answer action its troubleshooting
-# section (l.587-590) requires at the start of outbound actions.
+# The seed's first example (VoIPbin's Call tutorial, Simple outbound call with TTS) with the answer action its
+# troubleshooting section (Troubleshooting) requires at the start of outbound actions.
 SEED_BODY = {
     "source": {"type": "tel", "target": "+15551234567"},
     "destinations": [{"type": "tel", "target": "+15559876543"}],
@@ -204,7 +204,8 @@ def test_voipbin_unanswered_calls_in_each_reading_end_as_no_answer(
 
 
 @pytest.mark.parametrize(("action", "status"), [
-    ({"type": "play", "option": {"stream_urls": ["https://media.example/a.wav"]}}, 200),  # seed l.73-82
+    # page, Simple outbound call with media file play
+    ({"type": "play", "option": {"stream_urls": ["https://media.example/a.wav"]}}, 200),
     ({"type": "play", "option": {"stream_urls": []}}, 400),
     ({"type": "play", "option": {"stream_url": "https://media.example/a.wav"}}, 400),
     ({"type": "play"}, 400),

@@ -12,7 +12,7 @@ from campaigns.states import Outcome
 from workers.providers.calls import EventKind, IncomingCallback
 from workers.providers.registry import adapter_for
 
-SEED_HANGUP = {  # plivo-make-call.txt's hangup fields, nothing more
+SEED_HANGUP = {  # Plivo's Make a call page's hangup_url parameters, nothing more
     "Event": "Hangup", "CallStatus": "completed", "RequestUUID": "req-1", "ALegRequestUUID": "req-1",
     "CallUUID": "call-1", "To": "14155550001", "From": "14155550000", "Direction": "outbound",
     "StartTime": "2024-05-01 10:00:00", "AnswerTime": "2024-05-01 10:00:05", "EndTime": "2024-05-01 10:00:17",

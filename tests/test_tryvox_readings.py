@@ -1,7 +1,8 @@
 """TryVox where its page is silent: the simulator speaks every plausible reading (webhook field names, event
 names, machine result, recording URLs, whether the call lookup exists), and the adapter reads each one right.
 Also what the page does say: E.164 only, fallback_url, machine detection Enable/Disable with no hang-up, and
-call_uuid as the id of every later operation (tryvox-make-call.txt l.10, l.15, l.18, l.43, l.52)."""
+call_uuid as the id of every later operation (TryVox's Make a Call page: Request Parameters, Response Fields,
+Notes)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def place(sim: RunningSimulator, sink: CallbackSink, auth_id: str, count: int) -
                                 machine_detection="true")
             accepted = adapter.create_calls(client, creds(sim, auth_id), call)
             (one,) = accepted.calls
-            assert one.call_uuid and one.call_uuid != one.request_uuid  # l.43: both kept, distinct
+            assert one.call_uuid and one.call_uuid != one.request_uuid  # Response Fields: both kept, distinct
             placed.append(one.call_uuid)
     return placed
 
@@ -143,7 +144,8 @@ def test_the_lookup_asks_by_call_uuid_in_every_field_reading_and_never_by_reques
         with make_client() as client:
             event = adapter.fetch_call_status(client, creds(sim, auth_id), call["request_uuid"], call_uuid)
             assert event is not None and event.is_final and event.call_uuid == call_uuid, auth_id
-            # l.43: the request uuid is not the call's id for later operations; the carrier does not know it.
+            # Response Fields: the request uuid is not the call's id for later operations; the carrier does
+            # not know it.
             calls = f"{sim.base_url}/v1/voice/accounts/{auth_id}/calls"
             bearer = {"Authorization": f"Bearer {KEY}"}
             by_request = client.get(f"{calls}/{call['request_uuid']}", headers=bearer)
@@ -197,12 +199,12 @@ def sent(call: OutboundCall) -> list[dict[str, Any]]:
 def test_tryvox_sends_the_campaigns_fallback_url() -> None:
     (body,) = sent(OutboundCall("+14155551234", ["+14155550001"], URLS,
                                 fallback_url="https://customer.example/fallback"))
-    assert body["fallback_url"] == "https://customer.example/fallback"  # l.15
+    assert body["fallback_url"] == "https://customer.example/fallback"  # Request Parameters: `fallback_url`
 
 
 @pytest.mark.parametrize("destination", ["sip:alice@example.com", "SIPS:bob@example.com"])
 def test_tryvox_refuses_a_sip_uri_before_sending(destination: str) -> None:
-    with pytest.raises(Rejected, match=r"E\.164 numbers only \(page l\.10, l\.52\)"):
+    with pytest.raises(Rejected, match=r"E\.164 numbers only \(page, Request Parameters: `to`, and Notes\)"):
         sent(OutboundCall("+14155551234", [destination], URLS))
 
 
@@ -210,9 +212,10 @@ def test_tryvox_refuses_hang_up_on_machine_and_declares_what_its_page_offers() -
     with pytest.raises(Rejected, match="Enable/Disable"):
         sent(OutboundCall("+14155551234", ["+14155550001"], URLS, machine_detection="hangup"))
     support = adapter_for("tryvox").traits.options
-    assert support.machine_detection_modes == {"true"}  # l.18: no result, no hang-up on the page
-    assert support.destination_kinds == {"tel"}  # l.10, l.52
-    assert "fallback_url" in support.supported  # l.15
+    # Request Parameters: `machine_detection`: no result, no hang-up on the page
+    assert support.machine_detection_modes == {"true"}
+    assert support.destination_kinds == {"tel"}  # Request Parameters: `to`, and Notes
+    assert "fallback_url" in support.supported  # Request Parameters: `fallback_url`
     assert not {"caller_name", "sip_headers", "send_digits", "machine_detection_time",
                 "callback_retries"} & support.supported
 
