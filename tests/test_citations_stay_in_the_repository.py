@@ -42,6 +42,8 @@ def test_the_pattern_finds_what_it_must() -> None:
 def test_no_tracked_file_cites_a_path_outside_the_repository_or_a_line_of_a_seed_file() -> None:
     found = []
     for path in tracked_text_files():
+        if path == Path(__file__).resolve():  # its docstring, comments and samples show what it refuses
+            continue
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if OUTSIDE.search(line):
                 found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:120]}")

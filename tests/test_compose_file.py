@@ -265,7 +265,8 @@ def test_worker_and_beat_have_health_checks_that_match_their_commands(
     assert f"inspect ping -d {node} --timeout" in check, "the check pings this container's own worker"
     beat_check = " ".join(services["beat"]["healthcheck"]["test"])
     assert beat_check == "CMD dialer beat --check", "beat's check reads its lock and last run in Redis"
-    assert app.conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    # redbeat's scheduler, made to survive Redis losing its state (workers/runtime/beat_schedule.py)
+    assert app.conf.beat_scheduler == "workers.runtime.beat_schedule:DialerBeatScheduler"
 
 
 def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
