@@ -109,7 +109,9 @@ def test_an_operator_runs_a_campaign_from_the_browser(env, browser, database_url
     page.locator("#message").dispatch_event("change")
     page.wait_for_selector("#preview-panel")
     assert page.inner_text("#phone-column") == "phone"
-    assert "Hello person0, this is a test." in page.inner_text("#preview-panel")
+    # The file and the message each ask for a preview: wait for the one that has the message in it.
+    page.wait_for_function("document.querySelector('#preview-panel')"
+                           ".innerText.includes('Hello person0, this is a test.')", timeout=10_000)
     page.select_option("#account", str(account_id))
     page.fill("#caller_id", "+14155550100")
     page.fill("#window", "00:00-00:00")
