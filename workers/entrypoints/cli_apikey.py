@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from campaigns.api_keys import Role, create_api_key, list_api_keys, revoke_api_key
 from campaigns.db import connect
@@ -48,10 +48,12 @@ def list_() -> None:
     if not keys:
         console.print("no API keys (create one with `dialer apikey create NAME --role ROLE`)")
         return
-    table = Table("id", "name", "role", "accounts", "created", "revoked")
+    # Names and accounts are identifiers: a narrow terminal wraps them, never cuts them to "scope-a-d2…".
+    table = Table("id", Column("name", overflow="fold"), "role", Column("accounts", overflow="fold"),
+                  "created", "revoked")
     for key in keys:
         table.add_row(str(key.id), escape(key.name), key.role.value,
-                      escape(", ".join(key.accounts)) if key.role is not Role.ADMIN else "all",
+                      escape("\n".join(key.accounts)) if key.role is not Role.ADMIN else "all",
                       f"{key.created_at:%Y-%m-%d %H:%M:%S %Z}",
                       f"{key.revoked_at:%Y-%m-%d %H:%M:%S %Z}" if key.revoked_at else "-")
     console.print(table)
