@@ -8,7 +8,6 @@ against account A's objects, so a route added later without a scope check fails 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import secrets
 from collections.abc import Iterator
@@ -130,12 +129,18 @@ def test_cli_create_takes_a_role_and_accounts_and_list_shows_them(db: psycopg.Co
     assert holder is not None and holder.role is Role.OPERATOR
     assert holder.account_ids == frozenset({world["a"], world["b"]})
     listed = runner.invoke(cli, ["apikey", "list"], env={"COLUMNS": "300"})
-    lines = listed.stdout.splitlines()
-    first = next(i for i, line in enumerate(lines) if name in line)
-    # The key's row, with the lines its cells wrap onto (their id cell is blank): the table's width is the
-    # console's, fixed when the CLI module was first imported in this process.
-    row = [lines[first]] + list(itertools.takewhile(lambda line: re.match(r"│\s+│", line), lines[first + 1:]))
-    cells = " ".join(row)
+    # Each key's row, with the lines its cells wrap onto (their id cell is blank), read column by column: the
+    # table's width is the console's, fixed when the CLI module was first imported in this process, and a
+    # narrow one folds names across lines.
+    rows: list[list[str]] = []
+    for line in listed.stdout.splitlines():
+        if re.match(r"│\s*\d+\s*│", line):
+            rows.append([line])
+        elif rows and re.match(r"│\s+│", line):
+            rows[-1].append(line)
+    read = [["".join(part.strip() for part in column)
+             for column in zip(*(line.split("│")[1:-1] for line in row), strict=True)] for row in rows]
+    cells = " ".join(next(row for row in read if row[1] == name))
     assert "operator" in cells and world["a_name"] in cells and world["b_name"] in cells
 
 
