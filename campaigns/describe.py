@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 
 from campaigns.retirement import no_such_campaign
 from campaigns.schedule_store import StoredSchedule, get_schedule
+from campaigns.webhook_endpoints import notify_url
 
 
 def local_time(value: datetime | None, zone: str) -> str | None:
@@ -57,6 +58,9 @@ def describe_campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, A
                            "GROUP BY reason ORDER BY reason", (campaign_id,)).fetchall()
     schedule = get_schedule(conn, campaign_id)
     options = dict(row["provider_options"] or {})
+    # Where events go: the campaign's own endpoint replaces its account's (never the secret).
+    own = notify_url(conn, campaign_id=campaign_id)
+    inherited = notify_url(conn, account_id=row["account_id"]) if own is None and row["account_id"] else None
     settings = {
         "account": row["account"], "account_id": row["account_id"], "caller_id": row["caller_id"],
         "answer_url": row["answer_url"], "message": options.pop("message", None),
@@ -67,6 +71,8 @@ def describe_campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, A
         "start_at": _jsonable(row["start_at"]), "end_at": _jsonable(row["end_at"]),
         "cps": row["cps"], "max_concurrent": row["max_concurrent"], "weight": row["weight"],
         "retry_policy": row["retry_policy"] or {}, "provider_options": options,
+        "notify_url": own or inherited,
+        "notify_url_from": "campaign" if own else "account" if inherited else None,
     }
     return {
         "id": row["id"], "name": row["name"], "state": row["state"], "state_reason": row["state_reason"],

@@ -9,7 +9,8 @@ import secrets
 import psycopg
 from typer.testing import CliRunner
 
-from campaigns.accounts import add_account
+from campaigns.accounts import add_account, resolve_account_id
+from campaigns.webhook_endpoints import set_notify_url
 from workers.entrypoints.cli import app
 
 runner = CliRunner()
@@ -41,8 +42,26 @@ def test_show_prints_every_setting(db: psycopg.Connection) -> None:
                      "window 10:00-18:30 (in Europe/Paris)", "days 1,2,3,4,5", "CPS 2.5", "max concurrent 7",
                      "weight 3", "retry policy busy: every 300 s, at most 3 attempts",
                      "provider options ring_timeout=25", "blackout dates 2026-12-24", "answer URL -",
-                     "schedule -"):
+                     "schedule -", "notify URL none"):
         assert expected in text, expected
+
+
+def test_show_names_where_events_go_the_campaigns_endpoint_replacing_the_accounts(
+    db: psycopg.Connection,
+) -> None:
+    campaign_id, account = _configured(db)
+    account_id = resolve_account_id(db, account)
+    set_notify_url(db, url="https://crm.example/account-hook", development=True, account_id=account_id)
+    db.commit()
+    inherited = json.loads(runner.invoke(app, ["campaign", "show", str(campaign_id), "--json"]).stdout)
+    assert inherited["settings"]["notify_url"] == "https://crm.example/account-hook"
+    assert inherited["settings"]["notify_url_from"] == "account"
+    set_notify_url(db, url="https://crm.example/campaign-hook", development=True, campaign_id=campaign_id)
+    db.commit()
+    shown = runner.invoke(app, ["campaign", "show", str(campaign_id)], terminal_width=200)
+    text = " ".join(shown.stdout.split())
+    assert "notify URL https://crm.example/campaign-hook (the campaign's)" in text
+    assert "whsec_" not in shown.stdout  # the URL, never its secret
 
 
 def test_show_list_and_status_write_json(db: psycopg.Connection) -> None:

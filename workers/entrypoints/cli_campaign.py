@@ -171,6 +171,8 @@ def _setting_lines(settings: dict[str, Any]) -> list[tuple[str, str]]:
         ("retry policy", ", ".join(f"{o}: every {r['delay_s']} s, at most {r['max_attempts']} attempts"
                                    for o, r in sorted(retry.items())) or "no retries"),
         ("provider options", shown(settings["provider_options"])),
+        ("notify URL", f"{settings['notify_url']} (the {settings['notify_url_from']}'s)"
+                       if settings["notify_url"] else "none (no outbound events)"),
     ]
 
 
