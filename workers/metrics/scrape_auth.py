@@ -1,5 +1,6 @@
-"""The bearer credential a scraper sends, and the constant-time check of DIALER_METRICS_TOKEN, shared by the
-API's /metrics (workers.entrypoints.api.metrics_auth) and each worker's exporter (worker_server)."""
+"""The bearer credential of an `Authorization` header (read by the API's request guard, its /metrics and each
+worker's exporter), and the constant-time check of DIALER_METRICS_TOKEN shared by the last two
+(workers.entrypoints.api.metrics_auth, worker_server)."""
 
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from campaigns.api_keys import verify_api_key_async
 from campaigns.config import get_settings
 from workers.entrypoints.api.deps import ApiError, error_response
-from workers.entrypoints.api.request_rules import BodyRule, bearer_key, declared_over, read_deadline, rule_for
+from workers.entrypoints.api.request_rules import BodyRule, declared_over, read_deadline, rule_for
 from workers.entrypoints.api.scopes import require_role
+from workers.metrics.scrape_auth import bearer_credential
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -54,7 +55,7 @@ class RequestGuard:
         await BodyWatch(rule).run(self.app, scope, receive, send)
 
     async def _authorisation_refusal(self, scope: Scope, headers: Headers, rule: BodyRule) -> ApiError | None:
-        key = bearer_key(headers.get("authorization"))
+        key = bearer_credential(headers.get("authorization"))
         if key is None:
             return ApiError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>",
                             headers=CHALLENGE)

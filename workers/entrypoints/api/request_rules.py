@@ -72,12 +72,6 @@ def rule_for(method: str, path: str, settings: Settings) -> BodyRule:
                     cap_setting="DIALER_MAX_JSON_BYTES", min_bytes_per_s=None)
 
 
-def bearer_key(authorization: str | None) -> str | None:
-    """The key of an `Authorization: Bearer KEY` header, or None."""
-    scheme, _, key = (authorization or "").partition(" ")
-    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
-
-
 def declared_over(content_length: str | None, cap: int | None) -> bool:
     """Whether a declared Content-Length is over the cap (one that is not a number counts as over)."""
     if cap is None or content_length is None:
