@@ -14,15 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from campaigns import dnc
-from campaigns.accounts import list_accounts
 from campaigns.config import get_settings
 from campaigns.csv_source import CsvLimits
 from campaigns.db import connect
 from campaigns.errors import BadInputFile, InvalidRequest, NotFound
 from campaigns.frequency_caps import account_caps
 from workers.entrypoints.account_check import check_account
+from workers.entrypoints.api.deps import run_db
 from workers.entrypoints.console.session import ConsoleUser, Forbidden, check_csrf, require_role
-from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, redirect_with_flash
+from workers.entrypoints.console.web import ConsoleRoute, UserDep, page, reached_accounts, redirect_with_flash
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 SHOWN = 100
@@ -31,13 +31,13 @@ SHOWN = 100
 def _list_id(user: ConsoleUser, account: str | None) -> int | None:
     """The list chosen (None: the global list, which only an admin key reaches)."""
     account_id = int(account) if account and account.isdigit() else None
-    if not reaches(user, account_id):
+    if not user.reaches(account_id):
         raise NotFound("no such do-not-call list for this key")
     return account_id
 
 
 def _entries(conn: psycopg.Connection, user: ConsoleUser, account_id: int | None, q: str) -> dict[str, Any]:
-    accounts = [a for a in list_accounts(conn) if reaches(user, a.id)]
+    accounts = reached_accounts(conn, user)
     return {"entries": dnc.search_entries(conn, q, account_id=account_id, limit=SHOWN), "accounts": accounts}
 
 
@@ -46,7 +46,7 @@ async def dnc_page(request: Request, user: UserDep, account: str | None = None, 
     if account is None and user.accounts is not None:
         account = str(user.accounts[0]) if user.accounts else None
     account_id = _list_id(user, account)
-    data = await db(_entries, user, account_id, q)
+    data = await run_db(_entries, user, account_id, q)
     return page(request, "dnc.html", user, account_id=account_id, q=q, **data)
 
 
@@ -97,7 +97,7 @@ async def dnc_change(request: Request, user: UserDep, action: str) -> Response:
         if action == "import":
             note = await run_in_threadpool(_import, form, account_id)
         else:
-            note = await db(_change, action, form, account_id)
+            note = await run_db(_change, action, form, account_id)
     except (InvalidRequest, ValueError) as exc:
         return redirect_with_flash(user, target, "error", str(exc))
     return redirect_with_flash(user, target, "done", note)
@@ -105,12 +105,12 @@ async def dnc_change(request: Request, user: UserDep, action: str) -> Response:
 
 def _accounts(conn: psycopg.Connection, user: ConsoleUser) -> list[dict[str, Any]]:
     return [{"account": a, "caps": account_caps(conn, a.id)}
-            for a in list_accounts(conn) if reaches(user, a.id)]
+            for a in reached_accounts(conn, user)]
 
 
 @router.get("/accounts", response_class=HTMLResponse)
 async def accounts_page(request: Request, user: UserDep) -> Response:
-    return page(request, "accounts.html", user, rows=await db(_accounts, user), check=None)
+    return page(request, "accounts.html", user, rows=await run_db(_accounts, user), check=None)
 
 
 @router.post("/accounts/{account_id}/test", response_class=HTMLResponse)
@@ -118,7 +118,7 @@ async def test_account(request: Request, user: UserDep, account_id: int) -> Resp
     form = await request.form(max_files=0, max_fields=5)
     check_csrf(user, form.get("csrf"))
     require_role(user, "operator")
-    if not reaches(user, account_id):
+    if not user.reaches(account_id):
         raise NotFound(f"no provider account {account_id}")
-    check = await db(check_account, account_id)
-    return page(request, "accounts.html", user, rows=await db(_accounts, user), check=check.as_dict())
+    check = await run_db(check_account, account_id)
+    return page(request, "accounts.html", user, rows=await run_db(_accounts, user), check=check.as_dict())

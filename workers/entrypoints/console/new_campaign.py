@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from campaigns import control, settings_rules
-from campaigns.accounts import list_accounts, resolve_account_id
+from campaigns.accounts import resolve_account_id
 from campaigns.config import get_settings
 from campaigns.csv_source import CsvLimits, CsvStream
 from campaigns.db import connect
@@ -31,10 +31,11 @@ from campaigns.schedule_store import parse_until, set_schedule
 from campaigns.schedules import CronSpec, next_firing, parse_cron_spec, parse_duration, parse_outcomes
 from campaigns.settings_rules import CampaignSettings, InvalidSetting
 from campaigns.templates import render, template_variables
+from workers.entrypoints.api.deps import run_db
 from workers.entrypoints.api.schemas import parse_window
 from workers.entrypoints.cli_campaign_control import _retry as parse_retry_options  # the CLI's own parser
 from workers.entrypoints.console.session import ConsoleUser, check_csrf, require_role
-from workers.entrypoints.console.web import ConsoleRoute, UserDep, db, page, reaches, redirect_with_flash
+from workers.entrypoints.console.web import ConsoleRoute, UserDep, page, reached_accounts, redirect_with_flash
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 PREVIEW_ROWS = 8
@@ -106,7 +107,7 @@ def _attempt(errors: dict[str, str], name: str, check: Callable[..., T], *args: 
 
 def _account_in_scope(conn: psycopg.Connection, user: ConsoleUser, account: str) -> int:
     account_id = resolve_account_id(conn, account)
-    if not reaches(user, account_id):
+    if not user.reaches(account_id):
         raise NotFound(f"no provider account {account!r}")
     return account_id
 
@@ -211,13 +212,13 @@ def _create(user: ConsoleUser, form: FormData) -> int:
 
 
 def _accounts(conn: psycopg.Connection, user: ConsoleUser) -> list[Any]:
-    return [a for a in list_accounts(conn) if reaches(user, a.id)]
+    return reached_accounts(conn, user)
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
 async def new_form(request: Request, user: UserDep) -> Response:
     require_role(user, "operator")
-    return page(request, "new.html", user, accounts=await db(_accounts, user), errors={}, values={})
+    return page(request, "new.html", user, accounts=await run_db(_accounts, user), errors={}, values={})
 
 
 @router.post("/campaigns/new")
@@ -229,7 +230,7 @@ async def create(request: Request, user: UserDep) -> Response:
         campaign_id = await run_in_threadpool(_create, user, form)
     except FormErrors as exc:
         values = {k: v for k, v in (form.items() if "form" in locals() else []) if isinstance(v, str)}
-        return page(request, "new.html", user, 422, accounts=await db(_accounts, user), errors=exc.errors,
+        return page(request, "new.html", user, 422, accounts=await run_db(_accounts, user), errors=exc.errors,
                     values=values)
     return redirect_with_flash(user, f"/ui/campaigns/{campaign_id}", "done", "created")
 

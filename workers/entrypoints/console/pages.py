@@ -25,6 +25,7 @@ from campaigns.results_schema import FILE_SUFFIXES, MEDIA_TYPES, ResultFormat
 from campaigns.schedule_store import get_schedule
 from campaigns.schedules import parse_outcomes
 from campaigns.states import CampaignState, RunTrigger
+from workers.entrypoints.api.deps import run_db
 from workers.entrypoints.console.chart_data import campaign_charts
 from workers.entrypoints.console.figures import READINGS, campaign_lines
 from workers.entrypoints.console.session import (
@@ -39,9 +40,8 @@ from workers.entrypoints.console.session import (
 from workers.entrypoints.console.web import (
     ConsoleRoute,
     UserDep,
-    db,
     page,
-    reaches,
+    reached_accounts,
     redirect_with_flash,
     safe_next,
 )
@@ -94,7 +94,7 @@ def _filters(state: str | None, account: str | None) -> tuple[str | None, int | 
 
 def _campaigns(conn: psycopg.Connection, user: ConsoleUser, state: str | None,
                account_id: int | None) -> dict[str, Any]:
-    accounts = [a for a in list_accounts(conn) if reaches(user, a.id)]
+    accounts = reached_accounts(conn, user)
     return {"lines": campaign_lines(conn, state=state, account_id=account_id, within_accounts=user.accounts),
             "accounts": {a.id: a.name for a in accounts}}
 
@@ -103,7 +103,7 @@ def _campaigns(conn: psycopg.Connection, user: ConsoleUser, state: str | None,
 async def campaigns_page(request: Request, user: UserDep, state: str | None = None,
                          account: str | None = None) -> Response:
     chosen_state, account_id = _filters(state, account)
-    data = await db(_campaigns, user, chosen_state, account_id)
+    data = await run_db(_campaigns, user, chosen_state, account_id)
     return page(request, "campaigns.html", user, states=LISTED_STATES, state=chosen_state,
                 account_id=account_id, **data)
 
@@ -113,7 +113,7 @@ async def campaigns_rows(request: Request, user: UserDep, state: str | None = No
                          account: str | None = None) -> Response:
     """The campaigns table's body, refreshed by console.js every second or two."""
     chosen_state, account_id = _filters(state, account)
-    data = await db(_campaigns, user, chosen_state, account_id)
+    data = await run_db(_campaigns, user, chosen_state, account_id)
     return page(request, "_campaign_rows.html", user, **data)
 
 
@@ -121,7 +121,7 @@ def _campaign_row(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT * FROM campaign WHERE id = %s AND state <> %s",
                           (campaign_id, C.LOADING.value)).fetchone()
-    if row is None or not reaches(user, row["account_id"]):
+    if row is None or not user.reaches(row["account_id"]):
         raise NotFound(f"no campaign {campaign_id}")  # one outside the key's accounts is not shown to exist
     return row
 
@@ -139,7 +139,7 @@ def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
 async def campaign_page(request: Request, user: UserDep, campaign_id: int) -> Response:
-    data = await db(_campaign, user, campaign_id)
+    data = await run_db(_campaign, user, campaign_id)
     return page(request, "campaign.html", user, **data)
 
 
@@ -150,7 +150,7 @@ async def campaign_live(request: Request, user: UserDep, campaign_id: int) -> Re
         progress = READINGS.read(conn, campaign_id)
         return {"campaign": row, "live": progress.rows(), "status": progress.latest.status}
 
-    return page(request, "_live.html", user, **await db(read))
+    return page(request, "_live.html", user, **await run_db(read))
 
 
 @router.get("/campaigns/{campaign_id}/charts", response_class=HTMLResponse)
@@ -159,7 +159,7 @@ async def campaign_charts_fragment(request: Request, user: UserDep, campaign_id:
         _campaign_row(conn, user, campaign_id)
         return campaign_charts(conn, campaign_id, READINGS.read(conn, campaign_id).latest.cps_budget)
 
-    return page(request, "_charts.html", user, charts=await db(read))
+    return page(request, "_charts.html", user, charts=await run_db(read))
 
 
 def _act(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int, action: str,
@@ -200,7 +200,7 @@ async def campaign_action(request: Request, user: UserDep, campaign_id: int, act
     require_role(user, "operator")
     target = f"/ui/campaigns/{campaign_id}"
     try:
-        note = await db(_act, user, campaign_id, action, form)
+        note = await run_db(_act, user, campaign_id, action, form)
     except InvalidRequest as exc:  # the state forbids it now, or a bad argument: the domain's own words
         return redirect_with_flash(user, target, "error", str(exc))
     return redirect_with_flash(user, target, "done", note)
@@ -214,7 +214,7 @@ def _result_bytes(campaign_id: int, fmt: ResultFormat) -> Iterator[bytes]:
 
 async def _results_download(user: ConsoleUser, campaign_id: int, fmt: ResultFormat) -> Response:
     """The results in the one schema of every export (campaigns.results_schema), streamed."""
-    await db(_campaign_row, user, campaign_id)
+    await run_db(_campaign_row, user, campaign_id)
     return StreamingResponse(_result_bytes(campaign_id, fmt), media_type=MEDIA_TYPES[fmt], headers={
         "Content-Disposition":
             f'attachment; filename="campaign-{campaign_id}-results.{FILE_SUFFIXES[fmt]}"'})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -14,9 +14,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from psycopg_pool import PoolTimeout
-from starlette.concurrency import run_in_threadpool
 
-from campaigns.db import connect
+from campaigns.accounts import AccountSummary, list_accounts
 from campaigns.errors import NotFound
 from workers.entrypoints.console.session import (
     FLASH_COOKIE,
@@ -28,7 +27,6 @@ from workers.entrypoints.console.session import (
     set_flash,
 )
 
-T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 FRAGMENT_HEADER = "x-console-fragment"  # set by console.js on its refreshes: a 401 there, not a redirect
@@ -87,9 +85,9 @@ def message_page(request: Request, title: str, message: str, status_code: int) -
     return page(request, "message.html", user, status_code, title=title, message=message)
 
 
-def reaches(user: ConsoleUser, account_id: int | None) -> bool:
-    """Whether the key sees what belongs to the account (ApiKeyIdentity.reaches, the API's own rule)."""
-    return user.reaches(account_id)
+def reached_accounts(conn: psycopg.Connection, user: ConsoleUser) -> list[AccountSummary]:
+    """The accounts the signed-in key reaches (ApiKeyIdentity.reaches, the API's own rule), in id order."""
+    return [account for account in list_accounts(conn) if user.reaches(account.id)]
 
 
 def safe_next(target: str | None) -> str:
@@ -97,14 +95,3 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/ui/campaigns"
-
-
-async def db(fn: Callable[..., T], *args: Any) -> T:
-    """`fn(conn, *args)` on its own connection in the threadpool, committed if it returns."""
-    def call() -> T:
-        with connect() as conn:
-            result = fn(conn, *args)
-            conn.commit()
-            return result
-
-    return await run_in_threadpool(call)
