@@ -449,3 +449,58 @@ CREATE OR REPLACE TRIGGER webhook_campaign_changed AFTER UPDATE OF state ON camp
     WHEN (NEW.state IS DISTINCT FROM OLD.state AND (NEW.state = 'completed'
           OR (NEW.state = 'paused' AND NEW.state_reason IS DISTINCT FROM 'paused by operator')))
     EXECUTE FUNCTION webhook_campaign_changed();
+
+-- Issue 23: failover and pooling. A campaign's primary account stays campaign.account_id; its fallbacks follow
+-- in order here, each with its own caller id or the campaign's (NULL). `routing` says how attempts spread:
+-- 'failover' (the first account whose circuit is closed) or 'split' (every closed account, each at its CPS).
+ALTER TABLE campaign ADD COLUMN IF NOT EXISTS routing TEXT NOT NULL DEFAULT 'failover'
+    CHECK (routing IN ('failover', 'split'));
+CREATE TABLE IF NOT EXISTS campaign_fallback_account (
+    campaign_id         BIGINT NOT NULL REFERENCES campaign (id) ON DELETE CASCADE,
+    position            SMALLINT NOT NULL CHECK (position > 0),   -- 1 is the first fallback
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id),
+    caller_id           TEXT,                                     -- NULL: the campaign's caller_id
+    CONSTRAINT campaign_fallback_account_pkey PRIMARY KEY (campaign_id, position),
+    CONSTRAINT campaign_fallback_account_account_key UNIQUE (campaign_id, account_id)
+);
+CREATE INDEX IF NOT EXISTS campaign_fallback_account_account_idx ON campaign_fallback_account (account_id);
+-- The account a destination's current claim is for (the dispatcher sets it with the claim), so each account's
+-- back-pressure counts only its own queued work when several accounts dial one campaign.
+ALTER TABLE destination ADD COLUMN IF NOT EXISTS claim_account_id BIGINT;
+
+-- Each account's circuit breaker (campaigns.circuits). No row: closed. `retry_at`: open, when it goes
+-- half-open (NULL: only an operator's `dialer account enable`); half-open, when unanswered probes are issued
+-- again. The truth lives here, not in Redis: a Redis that loses its state closes no open circuit.
+CREATE TABLE IF NOT EXISTS account_circuit (
+    account_id          BIGINT PRIMARY KEY REFERENCES provider_account (id) ON DELETE CASCADE,
+    state               TEXT NOT NULL DEFAULT 'closed' CHECK (state IN ('closed', 'open', 'half_open')),
+    cause               TEXT,                                 -- campaigns.circuit_rules.Cause
+    reason              TEXT,                                 -- what the carrier said, for operators
+    changed_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    retry_at            TIMESTAMPTZ,
+    opened_in_a_row     INTEGER NOT NULL DEFAULT 0,           -- opens since it last closed: the cool-down grows
+    probes_claimed      INTEGER NOT NULL DEFAULT 0,           -- half-open: destinations sent to probe it
+    probes_passed       INTEGER NOT NULL DEFAULT 0
+);
+-- Every change of a circuit's state, written by the trigger below in the change's own transaction.
+CREATE TABLE IF NOT EXISTS account_circuit_change (
+    id                  BIGSERIAL PRIMARY KEY,
+    account_id          BIGINT NOT NULL REFERENCES provider_account (id) ON DELETE CASCADE,
+    state               TEXT NOT NULL,
+    cause               TEXT,
+    reason              TEXT,
+    changed_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS account_circuit_change_account_idx ON account_circuit_change (account_id, id);
+
+CREATE OR REPLACE FUNCTION account_circuit_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO account_circuit_change (account_id, state, cause, reason, changed_at)
+    VALUES (NEW.account_id, NEW.state, NEW.cause, NEW.reason, NEW.changed_at);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER account_circuit_inserted AFTER INSERT ON account_circuit FOR EACH ROW
+    EXECUTE FUNCTION account_circuit_changed();
+CREATE OR REPLACE TRIGGER account_circuit_changed AFTER UPDATE OF state ON account_circuit FOR EACH ROW
+    WHEN (NEW.state IS DISTINCT FROM OLD.state)
+    EXECUTE FUNCTION account_circuit_changed();

@@ -124,6 +124,22 @@ class Settings(BaseSettings):
     # in the log. The range is the OS's own.
     sender_nice: int = Field(default=0, ge=-20, le=19)
 
+    # Each account's circuit breaker (campaigns.circuit_rules, docs/DESIGN.md "Failover and pooling"): it opens
+    # when, within the last CIRCUIT_WINDOW_S, at least CIRCUIT_MIN_FAILURES requests failed (5xx, timeouts,
+    # refused connections) and they were at least CIRCUIT_FAILURE_RATIO of its requests; at once on 401/403/
+    # 404 or 402. Open, it takes no new attempts for its cool-down (CIRCUIT_COOLDOWN_S; CIRCUIT_AUTH_COOLDOWN_S
+    # after credentials or balance were refused), doubled on each reopening up to CIRCUIT_COOLDOWN_MAX_S; then
+    # CIRCUIT_PROBES attempts probe it (half-open) and it closes when they all succeed. A probe left without a
+    # result for CIRCUIT_PROBE_DEADLINE_S is sent again.
+    circuit_window_s: PositiveSeconds = 10.0
+    circuit_min_failures: PositiveInt = 5
+    circuit_failure_ratio: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    circuit_cooldown_s: PositiveSeconds = 30.0
+    circuit_auth_cooldown_s: PositiveSeconds = 300.0
+    circuit_cooldown_max_s: PositiveSeconds = 600.0
+    circuit_probes: PositiveInt = 3
+    circuit_probe_deadline_s: PositiveSeconds = 60.0
+
     @field_validator("prune_older_than")
     @classmethod
     def _a_duration(cls, value: str | None) -> str | None:

@@ -154,6 +154,7 @@ class Campaign(CampaignBase, CampaignSettingsBase, CampaignTimestamps, table=Tru
     archived_at: datetime | None = _timestamp()
     archived_account: str | None = _text(nullable=True)
     input_columns: list[str] = _column(ARRAY(Text), default="'{}'")  # the upload's columns, in order
+    routing: str = _text(default="failover")  # 'failover' | 'split' (campaigns.account_routing)
 
 
 class Destination(SQLModel, table=True):
@@ -173,6 +174,7 @@ class Destination(SQLModel, table=True):
     updated_at: datetime = _timestamp(nullable=False, now=True)
     run_no: int = _int(default=1)
     attempts_before_run: int = _int(default=0)
+    claim_account_id: int | None = _int(nullable=True, kind=BigInteger)  # the account its claim is for
 
 
 class CallAttempt(SQLModel, table=True):
@@ -327,6 +329,42 @@ class AccountBudgetState(SQLModel, table=True):
     adaptive_cps: float | None = _double(nullable=True)
     paused_until: datetime | None = _timestamp()
     updated_at: datetime = _timestamp(nullable=False, now=True)
+
+
+class CampaignFallbackAccount(SQLModel, table=True):
+    __tablename__ = "campaign_fallback_account"
+    __table_args__ = (UniqueConstraint("campaign_id", "account_id", name="campaign_fallback_account_account_key"),)
+
+    campaign_id: int = _column(BigInteger, ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    position: int = _column(SmallInteger, primary_key=True)
+    account_id: int = _fk("provider_account.id")
+    caller_id: str | None = _text(nullable=True)
+
+
+class AccountCircuit(SQLModel, table=True):
+    __tablename__ = "account_circuit"
+
+    account_id: int = _column(BigInteger, ForeignKey("provider_account.id", ondelete="CASCADE"),
+                              primary_key=True)
+    state: str = _text(default="closed")
+    cause: str | None = _text(nullable=True)
+    reason: str | None = _text(nullable=True)
+    changed_at: datetime = _timestamp(nullable=False, now=True)
+    retry_at: datetime | None = _timestamp()
+    opened_in_a_row: int = _int(default=0)
+    probes_claimed: int = _int(default=0)
+    probes_passed: int = _int(default=0)
+
+
+class AccountCircuitChange(SQLModel, table=True):
+    __tablename__ = "account_circuit_change"
+
+    id: int = _pk()
+    account_id: int = _fk("provider_account.id", ondelete="CASCADE")
+    state: str = _text()
+    cause: str | None = _text(nullable=True)
+    reason: str | None = _text(nullable=True)
+    changed_at: datetime = _timestamp(nullable=False, now=True)
 
 
 class LoaderTally(SQLModel, table=True):

@@ -79,6 +79,24 @@ class RunTrigger(StrEnum):
     RERUN = "rerun"  # an operator asked for a new run (`dialer campaign rerun`, POST .../rerun)
 
 
+class CircuitState(StrEnum):
+    """An account's circuit breaker (the `account_circuit.state` column; no row is closed). The dial chunk's
+    results open it; the dispatcher moves it open -> half-open at its cool-down and sends it probes; the
+    probes' results close it or open it again; an operator opens it (`dialer account disable`) and closes it
+    (`enable`). campaigns.circuits writes it."""
+
+    CLOSED = "closed"  # takes attempts
+    OPEN = "open"  # takes no new attempts until `retry_at` (never, when an operator disabled it)
+    HALF_OPEN = "half_open"  # takes a few probe attempts; closes when they succeed
+
+
+class Routing(StrEnum):
+    """How a campaign with several accounts spreads its attempts (the `campaign.routing` column)."""
+
+    FAILOVER = "failover"  # the first account in its order whose circuit is closed
+    SPLIT = "split"  # every closed account, each as fast as its own budget allows
+
+
 D = DestinationStatus
 A = AttemptStatus
 C = CampaignState

@@ -19,8 +19,10 @@ from campaigns.states import (
     RUN_RESETTABLE,
     AttemptStatus,
     CampaignState,
+    CircuitState,
     DestinationStatus,
     Outcome,
+    Routing,
     RunTrigger,
     attempt_can_move,
     can_move,
@@ -113,6 +115,8 @@ SCHEMA_ENUMS: list[tuple[str, str, type[StrEnum]]] = [
     ("call_attempt", "status", AttemptStatus),
     ("call_attempt", "outcome", Outcome),
     ("campaign_run", "trigger", RunTrigger),
+    ("account_circuit", "state", CircuitState),
+    ("campaign", "routing", Routing),
 ]
 STATUS_WORDS = {member.value for _, _, enum in SCHEMA_ENUMS for member in enum}
 # A SQL list of quoted words (`IN ('a', 'b')`, `ARRAY['a', 'b']`), across line breaks.
@@ -125,7 +129,9 @@ def check_constraint_values(schema: str, table: str, column: str) -> list[str]:
     """The values schema.sql's CHECK (column IN (...)) allows in `table`, in its order."""
     body = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \((.*?)\n\);", schema, re.DOTALL)
     assert body is not None, f"schema.sql has no table {table}"
-    check = re.search(rf"CHECK \({column} IN \(([^)]*)\)\)", body.group(1))
+    # A column added later is its own ALTER TABLE … ADD COLUMN statement, CHECK included.
+    added = re.search(rf"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} ([^;]*);", schema)
+    check = re.search(rf"CHECK \({column} IN \(([^)]*)\)\)", added.group(1) if added else body.group(1))
     assert check is not None, f"schema.sql has no CHECK on {table}.{column}"
     return re.findall(r"'([^']*)'", check.group(1))
 

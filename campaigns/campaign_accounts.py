@@ -1,0 +1,61 @@
+"""A campaign's accounts in order: its primary (`campaign.account_id`) first, then its fallbacks
+(`campaign_fallback_account`, by position), each with the caller id it dials with (its own, or the
+campaign's). The dispatcher routes by this order (campaigns.account_routing); the dial chunk dials with the
+caller id of the account its chunk is for; DNC screening reads every account's list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Fallback:
+    account_id: int
+    caller_id: str | None = None  # None: the campaign's caller_id
+
+
+def fallbacks_of(conn: psycopg.Connection, campaign_ids: Iterable[int]) -> dict[int, list[Fallback]]:
+    """Each campaign's fallbacks in order (campaigns without any are absent)."""
+    ids = sorted(set(campaign_ids))
+    found: dict[int, list[Fallback]] = {}
+    if not ids:
+        return found
+    rows = conn.execute(
+        "SELECT campaign_id, account_id, caller_id FROM campaign_fallback_account "
+        "WHERE campaign_id = ANY(%s) ORDER BY campaign_id, position", (ids,)).fetchall()
+    for campaign_id, account_id, caller_id in rows:
+        found.setdefault(campaign_id, []).append(Fallback(account_id, caller_id))
+    return found
+
+
+def account_order(primary: int | None, fallbacks: Sequence[Fallback]) -> list[int]:
+    """The campaign's accounts, primary first."""
+    return ([primary] if primary is not None else []) + [f.account_id for f in fallbacks]
+
+
+def accounts_of(conn: psycopg.Connection, campaign_id: int) -> list[int]:
+    """One campaign's accounts, primary first (empty if it has none yet)."""
+    row = conn.execute("SELECT account_id FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+    primary = row[0] if row else None
+    return account_order(primary, fallbacks_of(conn, [campaign_id]).get(campaign_id, []))
+
+
+def replace_fallbacks(conn: psycopg.Connection, campaign_id: int, fallbacks: Sequence[Fallback]) -> None:
+    """Make these the campaign's fallbacks, in this order (none: it has only its primary). The caller checks
+    them (campaigns.control) and holds the transaction."""
+    conn.execute("DELETE FROM campaign_fallback_account WHERE campaign_id = %s", (campaign_id,))
+    for position, fallback in enumerate(fallbacks, start=1):
+        conn.execute(
+            "INSERT INTO campaign_fallback_account (campaign_id, position, account_id, caller_id) "
+            "VALUES (%s, %s, %s, %s)", (campaign_id, position, fallback.account_id, fallback.caller_id))
+
+
+def campaigns_using(conn: psycopg.Connection, account_id: int) -> list[int]:
+    """Campaigns that have the account as a fallback."""
+    rows = conn.execute("SELECT campaign_id FROM campaign_fallback_account WHERE account_id = %s "
+                        "ORDER BY campaign_id", (account_id,)).fetchall()
+    return [r[0] for r in rows]
