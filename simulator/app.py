@@ -8,6 +8,7 @@ import contextlib
 import gc
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from simulator import stamping
 from simulator.carrier import Carrier
-from simulator.config import ConfigError, SimConfig, apply_patch
+from simulator.config import ConfigError, FaultSpec, SimConfig, apply_patch, parse_scheduled_faults
 from simulator.providers import PROVIDER_CLASSES
 from simulator.providers.base import json_response
 from simulator.providers.voipbin import VoipbinProvider
@@ -39,6 +40,7 @@ class Listener:
         self.site: web.SockSite | None = None
         self.refusing_until = 0.0
         self.outage: asyncio.Task[None] | None = None
+        self.timers: list[asyncio.TimerHandle] = []  # scheduled refusals not begun yet
 
     async def start(self, runner: web.AppRunner) -> None:
         self.runner = runner
@@ -51,6 +53,27 @@ class Listener:
         self.refusing_until = loop.time() + seconds
         if self.outage is None or self.outage.done():
             self.outage = asyncio.ensure_future(self._outage())
+
+    def refuse_at(self, start: float, seconds: float) -> None:
+        """Refuse connections from `start` (time.monotonic) for `seconds`; an outage already running then
+        is lengthened, never shortened."""
+        loop = asyncio.get_running_loop()
+        # (uvloop's loop.time() need not be time.monotonic(): wait a delay, not an instant of its clock)
+        self.timers = [t for t in self.timers if not t.cancelled() and t.when() > loop.time()]
+        delay = max(0.0, start - time.monotonic())
+        self.timers.append(loop.call_later(delay, self._scheduled_refusal, seconds))
+
+    def _scheduled_refusal(self, seconds: float) -> None:
+        running = self.outage is not None and not self.outage.done()
+        previous = self.refusing_until if running else 0.0
+        self.refuse_for(seconds)
+        self.refusing_until = max(self.refusing_until, previous)
+
+    def cancel_scheduled(self) -> None:
+        """Drop the refusals not begun yet (one under way runs its course)."""
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
 
     async def _outage(self) -> None:
         assert self.runner is not None and self.site is not None
@@ -127,6 +150,44 @@ async def outage(request: web.Request) -> web.Response:
     return json_response({"status": "refusing connections", "seconds": seconds})
 
 
+def arm_faults(app: web.Application, specs: list[FaultSpec]) -> None:
+    """Arm scheduled faults from now: the create template asks the carrier's schedule; "refused" closes the
+    whole listener at its start (one socket serves every account of this process)."""
+    now = time.monotonic()
+    for fault in app[CARRIER_KEY].schedule.add(specs, now):
+        if fault.fault == "refused" and LISTENER_KEY in app:
+            app[LISTENER_KEY].refuse_at(fault.start, fault.end - fault.start)
+
+
+async def schedule_faults(request: web.Request) -> web.Response:
+    """Add timed per-account faults: a JSON list of {"account", "fault", "start_in", "seconds"}, `fault` one
+    of "401", "402", "5xx", "placed_5xx", "refused". `start_in` counts from this request and both are real
+    seconds on the simulator's monotonic clock, not scaled by --speed. While a window is active, that
+    account's create requests get the fault (other accounts are untouched; its status and hang-up API
+    answer as usual); "refused" refuses the whole listener, as an account that must fail alone runs on a
+    simulator of its own. 400 with the field at fault; the answer is the listing of GET."""
+    carrier = _carrier(request)
+    try:
+        specs = parse_scheduled_faults(orjson.loads(await request.read()), carrier.config.accounts)
+    except (ConfigError, orjson.JSONDecodeError) as exc:
+        return json_response({"error": str(exc)}, 400)
+    arm_faults(request.app, specs)
+    return json_response(carrier.schedule.listing())
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    """Every scheduled window: monotonic `start`/`end`, the same as epoch `start_wall`/`end_wall`, `state`."""
+    return json_response(_carrier(request).schedule.listing())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    """Forget every scheduled fault; a refusal already under way runs its course (nothing could ask)."""
+    _carrier(request).schedule.clear()
+    if LISTENER_KEY in request.app:
+        request.app[LISTENER_KEY].cancel_scheduled()
+    return json_response(_carrier(request).schedule.listing())
+
+
 async def not_found(request: web.Request) -> web.Response:
     if request.path.startswith("/v1/Account"):
         return PROVIDER_CLASSES["plivo"](_carrier(request)).error(404, "Not found")
@@ -149,6 +210,8 @@ def build_app(carrier: Carrier, listener: Listener | None = None) -> web.Applica
         web.get("/_sim/health", health), web.get("/_sim/ledger", ledger), web.get("/_sim/stats", stats),
         web.get("/_sim/config", get_config), web.post("/_sim/config", patch_config),
         web.post("/_sim/reset", reset), web.post("/_sim/outage", outage),
+        web.post("/_sim/faults/schedule", schedule_faults), web.get("/_sim/faults/schedule", list_faults),
+        web.delete("/_sim/faults/schedule", clear_faults),
         web.route("*", "/{tail:.*}", not_found),
     ])
     return app
@@ -185,6 +248,7 @@ async def serve(config: SimConfig, *, host: str, port: int, speed: float, seed: 
                            shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     await listener.start(runner)
+    arm_faults(runner.app, config.scheduled_faults)  # the config's times count from now
     print(f"simulator listening on {carrier.public_url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -194,6 +258,7 @@ async def serve(config: SimConfig, *, host: str, port: int, speed: float, seed: 
     try:
         await stop.wait()
     finally:
+        listener.cancel_scheduled()
         if listener.outage is not None:
             listener.outage.cancel()
         if ledger_out:

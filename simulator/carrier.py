@@ -18,6 +18,7 @@ from simulator.callbacks import Callback, CallbackSender
 from simulator.config import OUTCOMES, Account, SimConfig
 from simulator.ledger import CallRecord, Ledger
 from simulator.limits import CpsLimit, Pacer, arrival_delay, make_cps_limit
+from simulator.schedule import FaultSchedule
 
 # How long a call asked for with no ring limit rings unanswered before the network gives up (carrier s).
 NETWORK_RING_LIMIT_S = 3600.0
@@ -67,6 +68,7 @@ class Carrier:
         self.hangups: dict[str, asyncio.Event] = {}  # call_uuid -> set when the API asks to hang it up
         self.public_url = ""  # http://host:port, for URLs the API hands out (Bandwidth callUrl)
         self.arrival_stamp = "handler"  # "kernel": create requests counted at their bytes' receive time
+        self.schedule = FaultSchedule()  # timed per-account faults of the create requests
 
     async def start(self) -> None:
         await self.sender.start()

@@ -6,6 +6,8 @@ Loaded from a JSON file or a dict; `apply_patch` changes it at runtime (`POST /_
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -122,7 +124,8 @@ class Faults:
     exactly at budget does now and then;
     `api_slow` holds the request `api_slow_seconds` before anything (past a read timeout: nothing placed);
     `api_no_answer` places the calls and holds the answer `api_no_answer_seconds` (placed, never answered).
-    Refusing connections for N seconds is `POST /_sim/outage {"seconds": N}`."""
+    Refusing connections for N seconds is `POST /_sim/outage {"seconds": N}`; one account failing in a
+    given window is a scheduled fault (FaultSpec, simulator/schedule.py)."""
 
     drop: float = 0.0
     duplicate: float = 0.0
@@ -138,6 +141,25 @@ class Faults:
     api_slow_seconds: float = 0.0   # real time
     api_no_answer: float = 0.0
     api_no_answer_seconds: float = 600.0  # real time
+
+
+# Timed per-account faults (simulator/schedule.py): "401" credentials refused, as the provider answers bad
+# credentials; "402" credit exhausted, as it answers an account out of credit; "5xx" 503 without Retry-After,
+# nothing placed; "placed_5xx" the calls placed (their callbacks follow) but answered 502; "refused" the
+# whole listener refuses connections (one process serves all its accounts from one socket).
+FAULT_KINDS = ("401", "402", "5xx", "placed_5xx", "refused")
+FAULT_KEYS = ("account", "fault", "start_in", "seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """One scheduled fault as given: `account` fails with `fault` from `start_in` real seconds after the
+    schedule is armed, for `seconds` (real time, not scaled by --speed)."""
+
+    account: str
+    fault: str
+    start_in: float
+    seconds: float
 
 
 LIMITER_KINDS = ("sliding_window", "token_bucket")
@@ -173,6 +195,8 @@ class SimConfig:
     limiter: Limiter = field(default_factory=Limiter)
     # Destination number -> the keys its callee presses when an answer document gathers digits.
     keypresses: dict[str, str] = field(default_factory=dict)
+    # Armed when the simulator starts (times from then); at runtime POST /_sim/faults/schedule adds more.
+    scheduled_faults: list[FaultSpec] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         limiter = self.limiter
@@ -286,6 +310,45 @@ def _patch_accounts(config: SimConfig, patch: Any) -> None:
             config.accounts[account.auth_id] = account
 
 
+def _seconds(entry: dict[str, Any], key: str, where: str) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}: expected a number of seconds")
+    return float(value)
+
+
+def parse_scheduled_faults(raw: Any, accounts: Collection[str],
+                           where: str = "scheduled_faults") -> list[FaultSpec]:
+    """[{"account", "fault", "start_in" (default 0), "seconds"}] as FaultSpecs; ConfigError names the field.
+    Every entry must name an account of this simulator, "refused" too although it refuses every account."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of {{account, fault, start_in, seconds}}")
+    specs = []
+    for i, entry in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected an object {{account, fault, start_in, seconds}}")
+        unknown = sorted(set(entry) - set(FAULT_KEYS))
+        if unknown:
+            raise ConfigError(f"{at}: unknown key {unknown[0]!r}")
+        account = entry.get("account")
+        if not isinstance(account, str) or account not in accounts:
+            raise ConfigError(f"{at}.account: unknown account {account!r}")
+        fault = entry.get("fault")
+        if isinstance(fault, int) and not isinstance(fault, bool):
+            fault = str(fault)  # {"fault": 401} reads as well as "401"
+        if fault not in FAULT_KINDS:
+            raise ConfigError(f"{at}.fault: {fault!r} is not one of {', '.join(FAULT_KINDS)}")
+        start_in = _seconds(entry, "start_in", at) if "start_in" in entry else 0.0
+        if start_in < 0:
+            raise ConfigError(f"{at}.start_in: must be >= 0")
+        seconds = _seconds(entry, "seconds", at)
+        if seconds <= 0:
+            raise ConfigError(f"{at}.seconds: must be > 0")
+        specs.append(FaultSpec(account, fault, start_in, seconds))
+    return specs
+
+
 def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
     """Change `config` in place; raise ConfigError (nothing half-applied is guaranteed only per key)."""
     for key, value in patch.items():
@@ -305,6 +368,9 @@ def apply_patch(config: SimConfig, patch: dict[str, Any]) -> None:
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ConfigError("keypresses: expected {number: digits}")
             config.keypresses.update(value)
+        elif key == "scheduled_faults":
+            # Times count from when a schedule is armed: at runtime that is its own route's job.
+            raise ConfigError("scheduled_faults: at runtime use POST /_sim/faults/schedule")
         else:
             raise ConfigError(f"unknown config section {key!r}")
 
@@ -322,7 +388,9 @@ def load_config(source: str | Path | dict[str, Any] | None,
     config = SimConfig()
     if limiter_default:
         _patch_limiter(config.limiter, limiter_default)
-    apply_patch(config, {"accounts": [], **raw})
+    scheduled = raw.get("scheduled_faults", [])
+    apply_patch(config, {"accounts": [], **{k: v for k, v in raw.items() if k != "scheduled_faults"}})
+    config.scheduled_faults = parse_scheduled_faults(scheduled, config.accounts)
     return config
 
 

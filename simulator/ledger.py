@@ -69,6 +69,7 @@ class AccountStats:
     window: WindowMax = field(default_factory=WindowMax)
     destinations: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
+    scheduled_faults: Counter[str] = field(default_factory=Counter)  # create requests answered by each kind
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +79,7 @@ class AccountStats:
             "max_in_1s_window": self.window.max, "max_concurrent_observed": self.max_concurrent_observed,
             "live": self.live,
             "duplicate_dials": sum(c - 1 for c in self.destinations.values() if c > 1),
-            "outcomes": dict(self.outcomes),
+            "outcomes": dict(self.outcomes), "scheduled_faults": dict(self.scheduled_faults),
         }
 
 
@@ -164,11 +165,17 @@ class Ledger:
                                 "provider": provider, "status": 429, "reason": reason,
                                 "destinations": n, "retry_after": retry_after})
 
-    def api_error(self, auth_id: str | None, provider: str, status: int, error: str, path: str) -> None:
+    def api_error(self, auth_id: str | None, provider: str, status: int, error: str, path: str,
+                  fault: str | None = None) -> None:
+        """An error answer; `fault` names the scheduled fault that caused it (None: any other cause)."""
         if auth_id is not None:
-            self.account(auth_id, provider).api_errors += 1
+            stats = self.account(auth_id, provider)
+            stats.api_errors += 1
+            if fault is not None:
+                stats.scheduled_faults[fault] += 1
         self.api_errors.append({"seq": self._next(), "time": time.time(), "account": auth_id,
-                                "provider": provider, "status": status, "error": error, "path": path})
+                                "provider": provider, "status": status, "error": error, "path": path,
+                                "fault": fault})
 
     def placed_but_errored(self, request_uuids: list[str], status: int) -> None:
         """These calls were placed, but the create request was answered `status` (the placed-5xx fault)."""

@@ -53,6 +53,25 @@ class RunningSimulator:
         """The carrier becomes unreachable (ECONNREFUSED) for `seconds`, then listens again."""
         self.client.post("/_sim/outage", json={"seconds": seconds}).raise_for_status()
 
+    def schedule_faults(self, faults: list[dict[str, Any]]) -> dict[str, Any]:
+        """Add timed per-account faults, e.g. [{"account": auth_id, "fault": "401", "start_in": 2,
+        "seconds": 5}]; fault is one of "401", "402", "5xx", "placed_5xx", "refused" ("refused" closes
+        this whole simulator's listener). Times are real seconds from now, not scaled by --speed. Returns
+        the schedule: {"now", "faults": [{account, fault, start, end, start_wall, end_wall, state}]}.
+        An invalid entry raises httpx.HTTPStatusError (400, the field at fault in its body)."""
+        response = self.client.post("/_sim/faults/schedule", json=faults).raise_for_status()
+        listing: dict[str, Any] = response.json()
+        return listing
+
+    def scheduled_faults(self) -> dict[str, Any]:
+        """The schedule as schedule_faults returns it."""
+        listing: dict[str, Any] = self.client.get("/_sim/faults/schedule").raise_for_status().json()
+        return listing
+
+    def clear_faults(self) -> None:
+        """Forget every scheduled fault (a refusal already under way runs its course)."""
+        self.client.delete("/_sim/faults/schedule").raise_for_status()
+
     def wait_idle(self, timeout: float = 20.0) -> dict[str, Any]:
         """Wait until no call is live and no callback is pending; return the stats then."""
         deadline = time.monotonic() + timeout

@@ -55,6 +55,7 @@ ERROR_TYPES = {400: "validation", 401: "authentication-error", 403: "forbidden",
 class BandwidthProvider(Provider):
     name = "bandwidth"
     created_status = 201
+    auth_failed = "Authentication failed"
 
     def routes(self) -> list[web.RouteDef]:
         base = "/api/v2/accounts/{auth_id}/calls"
@@ -102,7 +103,7 @@ class BandwidthProvider(Provider):
         try:
             user, _, password = base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise ApiError(401, "Authentication failed") from None
+            raise ApiError(401, self.auth_failed) from None
         account = self.account_for(request.match_info["auth_id"])
         if account is None:
             raise ApiError(403, "Access to this account is forbidden")
@@ -112,7 +113,7 @@ class BandwidthProvider(Provider):
         if not header.startswith("Basic ") or not api_user or user != api_user or not hmac.compare_digest(
             password.encode(), account.auth_token.encode()
         ):
-            raise ApiError(401, "Authentication failed")
+            raise ApiError(401, self.auth_failed)
         return account
 
     async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:

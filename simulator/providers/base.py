@@ -23,6 +23,7 @@ from simulator.config import Account
 from simulator.ledger import CallRecord
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+NO_CREDIT = "Insufficient balance to place the call"  # the 402 of every provider (Account.credit)
 PLAIN_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
 
 
@@ -97,6 +98,7 @@ class Provider:
 
     name: ClassVar[str]
     created_status: ClassVar[int] = 201
+    auth_failed: ClassVar[str]  # the message of its 401 to bad credentials (a scheduled "401" answers it too)
 
     def __init__(self, carrier: Carrier) -> None:
         self.carrier = carrier
@@ -139,9 +141,11 @@ class Provider:
         return []
 
     # template ------------------------------------------------------------
-    def fail(self, request: web.Request, account: Account | None, status: int, message: str) -> web.Response:
+    def fail(self, request: web.Request, account: Account | None, status: int, message: str,
+             fault: str | None = None) -> web.Response:
+        """The error answer, recorded in the ledger (`fault`: the scheduled fault that caused it)."""
         self.carrier.ledger.api_error(account.auth_id if account else None, self.name, status, message,
-                                      request.path)
+                                      request.path, fault)
         return self.error(status, message)
 
     async def handle_create(self, request: web.Request) -> web.StreamResponse:
@@ -149,12 +153,21 @@ class Provider:
         faults = carrier.config.faults
         rng = carrier.fault_rng
         account: Account | None = None
+        scheduled: str | None = None
         delay = carrier.arrival_delay()  # the network in front of the carrier's limiter
         kernel = carrier.arrival_stamp == "kernel"
         if delay > 0 and not kernel:
             await asyncio.sleep(delay)  # the limiter counts the request when it arrives: after the delay
         try:
             account = await self.authenticate(request)
+            # A timed fault of this account (simulator/schedule.py), decided as the request arrives.
+            scheduled = carrier.schedule.active(account.auth_id)
+            if scheduled == "401":
+                # Credentials revoked: the very answer this provider gives bad credentials.
+                return self.fail(request, account, 401, self.auth_failed, scheduled)
+            if scheduled == "5xx":
+                # An outage, not the limiter: no Retry-After, nothing placed.
+                return self.fail(request, account, 503, "Service unavailable (scheduled outage)", scheduled)
             if faults.api_slow and rng.random() < faults.api_slow:
                 await asyncio.sleep(faults.api_slow_seconds)
             if faults.api_5xx and rng.random() < faults.api_5xx:
@@ -163,8 +176,10 @@ class Provider:
             if faults.api_503 and rng.random() < faults.api_503:
                 return self.unavailable(request, account, faults.api_503_retry_after)
             req = await self.parse_create(request, account)
+            if scheduled == "402":  # where the credit check answers: a malformed request still gets its 400
+                return self.fail(request, account, 402, NO_CREDIT, scheduled)
             if not carrier.has_credit(account, len(req.destinations)):
-                raise ApiError(402, "Insufficient balance to place the call")
+                raise ApiError(402, NO_CREDIT)
         except ApiError as exc:
             return self.fail(request, account, exc.status, exc.message)
         if faults.api_429 and rng.random() < faults.api_429:
@@ -179,12 +194,22 @@ class Provider:
                                tag=req.tag, **req.extra.get("accept", {}))
         if faults.api_no_answer and rng.random() < faults.api_no_answer:
             await asyncio.sleep(faults.api_no_answer_seconds)  # placed, but the client never hears back
-        if faults.api_placed_5xx and rng.random() < faults.api_placed_5xx:
-            # Placed (the calls run and send their real callbacks), yet the answer is a gateway error.
-            status = rng.choice((502, 504))
-            carrier.ledger.placed_but_errored([c.request_uuid for c in calls], status)
-            return self.fail(request, account, status, "Bad gateway (simulated; the calls were placed)")
-        return self.created(calls, req, account)
+        placed_error = self.placed_but_errored(request, account, calls, scheduled)
+        return placed_error if placed_error is not None else self.created(calls, req, account)
+
+    def placed_but_errored(self, request: web.Request, account: Account, calls: list[CallRecord],
+                           scheduled: str | None) -> web.Response | None:
+        """Placed (the calls run and send their real callbacks), yet the answer is a gateway error: 502 in a
+        scheduled placed_5xx window, 502 or 504 for the api_placed_5xx fraction; None: answer as usual."""
+        faults, rng = self.carrier.config.faults, self.carrier.fault_rng
+        if scheduled == "placed_5xx":
+            status, why = 502, "scheduled"
+        elif faults.api_placed_5xx and rng.random() < faults.api_placed_5xx:
+            status, why, scheduled = rng.choice((502, 504)), "simulated", None
+        else:
+            return None
+        self.carrier.ledger.placed_but_errored([c.request_uuid for c in calls], status)
+        return self.fail(request, account, status, f"Bad gateway ({why}; the calls were placed)", scheduled)
 
     async def _arrival(self, request: web.Request, delay: float, kernel: bool) -> tuple[float, str]:
         """The monotonic instant the limiter counts this request at, and where it came from: the kernel's

@@ -65,6 +65,7 @@ class PlivoProvider(Provider):
     prefix = "/v1"
     platform = "Plivo"
     created_status = 201
+    auth_failed = "Authentication credentials invalid"
     fired = ("call fired", "calls fired")
     # plivo page, answer_url parameters: `stir_verification`; Vobiz's answer says STIRVerification (Parameters
     # Sent to answer_url and fallback_url: `STIRVerification`)
@@ -96,10 +97,10 @@ class PlivoProvider(Provider):
             decoded = base64.b64decode(header.removeprefix("Basic "), validate=True).decode()
             user, _, token = decoded.partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise ApiError(401, "Authentication credentials invalid") from None
+            raise ApiError(401, self.auth_failed) from None
         account = self.account_for(user)
         if not header.startswith("Basic ") or account is None or account.auth_token != token:
-            raise ApiError(401, "Authentication credentials invalid")
+            raise ApiError(401, self.auth_failed)
         if request.match_info["auth_id"] != user:
             raise ApiError(404, "Account not found")
         return account

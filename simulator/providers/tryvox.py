@@ -63,6 +63,7 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 402: "payment_requir
 class TryVoxProvider(Provider):
     name = "tryvox"
     created_status = 201
+    auth_failed = "Invalid API key or account"
 
     @staticmethod
     def renamed(body: dict[str, Any], account: Account) -> dict[str, Any]:
@@ -88,7 +89,7 @@ class TryVoxProvider(Provider):
         account = self.account_for(request.match_info["auth_id"])
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if account is None or not hmac.compare_digest(token.encode(), account.auth_token.encode()):
-            raise ApiError(401, "Invalid API key or account")
+            raise ApiError(401, self.auth_failed)
         return account
 
     async def parse_create(self, request: web.Request, account: Account) -> CreateRequest:

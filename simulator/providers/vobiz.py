@@ -64,7 +64,7 @@ class VobizProvider(PlivoProvider):
         header_id = request.headers.get("X-Auth-ID", "")
         token = request.headers.get("X-Auth-Token", "")
         if header_id != path_id or not hmac.compare_digest(token.encode(), account.auth_token.encode()):
-            raise ApiError(401, "Authentication credentials invalid")
+            raise ApiError(401, self.auth_failed)
         return account
 
     def _limits(self, body: dict[str, Any], params: dict[str, Any]) -> None:

@@ -90,6 +90,7 @@ def ring_params(account: Account) -> dict[str, Any]:
 class VoipbinProvider(Provider):
     name = "voipbin"
     created_status = 200
+    auth_failed = "Unauthorized"
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -118,7 +119,7 @@ class VoipbinProvider(Provider):
         for account in self.accounts.values():
             if account.provider == self.name and token and account.auth_token == token:
                 return account
-        raise ApiError(401, "Unauthorized")
+        raise ApiError(401, self.auth_failed)
 
     @staticmethod
     def _address(raw: Any, what: str) -> dict[str, str]:
