@@ -331,7 +331,7 @@ CREATE TABLE IF NOT EXISTS webhook_delivery (
     message_id          TEXT NOT NULL,                        -- the webhook-id header: the idempotency key
     event_type          TEXT NOT NULL,
     campaign_id         BIGINT,                               -- no foreign key: the outbox never locks a campaign
-    order_key           TEXT NOT NULL,                        -- 'd<destination id>' or 'c<campaign id>'
+    order_key           TEXT NOT NULL,                        -- 'd<destination id>', 'c<campaign id>', 'a<account id>'
     payload             JSONB NOT NULL,
     state               TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts            INTEGER NOT NULL DEFAULT 0,
@@ -504,3 +504,39 @@ CREATE OR REPLACE TRIGGER account_circuit_inserted AFTER INSERT ON account_circu
 CREATE OR REPLACE TRIGGER account_circuit_changed AFTER UPDATE OF state ON account_circuit FOR EACH ROW
     WHEN (NEW.state IS DISTINCT FROM OLD.state)
     EXECUTE FUNCTION account_circuit_changed();
+
+-- Issue 23's event `account.circuit_changed` (docs/DESIGN.md, "Outbound webhooks"): each change of an
+-- account's circuit goes to the account's endpoint and to the own endpoints of the campaigns not yet final
+-- that dial with it (primary or fallback), each endpoint once, in order per account ('a<id>'). A row names
+-- a campaign only when one is meant: a campaign's endpoint its own; the account's, the one campaign using the
+-- account if there is exactly one, else none. `retry_at` is read from account_circuit: an operator's disable
+-- has none (its first insert sets one that circuits.disable clears in the same transaction).
+CREATE OR REPLACE FUNCTION webhook_circuit_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    users BIGINT[];
+    target RECORD;
+    data JSONB;
+BEGIN
+    SELECT array_agg(c.id ORDER BY c.id) INTO users FROM campaign c
+    WHERE c.state IN ('draft', 'running', 'paused')
+      AND (c.account_id = NEW.account_id
+           OR EXISTS (SELECT 1 FROM campaign_fallback_account f
+                      WHERE f.campaign_id = c.id AND f.account_id = NEW.account_id));
+    FOR target IN SELECT e.id, e.campaign_id FROM webhook_endpoint e
+                  WHERE e.account_id = NEW.account_id OR e.campaign_id = ANY(users) ORDER BY e.id LOOP
+        IF data IS NULL THEN
+            data := jsonb_build_object(
+                'account_id', NEW.account_id,
+                'account', (SELECT a.name FROM provider_account a WHERE a.id = NEW.account_id),
+                'state', NEW.state, 'cause', NEW.cause, 'reason', NEW.reason, 'changed_at', NEW.changed_at,
+                'retry_at', CASE WHEN NEW.state <> 'closed' AND NEW.cause IS DISTINCT FROM 'operator' THEN
+                    (SELECT ac.retry_at FROM account_circuit ac WHERE ac.account_id = NEW.account_id) END);
+        END IF;
+        PERFORM webhook_record(target.id,
+            coalesce(target.campaign_id, CASE WHEN cardinality(users) = 1 THEN users[1] END),
+            'account.circuit_changed', 'a' || NEW.account_id, data);
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER webhook_circuit_changed AFTER INSERT ON account_circuit_change FOR EACH ROW
+    EXECUTE FUNCTION webhook_circuit_changed();
