@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from campaigns import control
+from campaigns.account_health import describe_circuit
 
 RATE_WINDOW_S = 5.0  # "CPS now" counts the requests sent in this many seconds
 ETA_WINDOW_S = 30.0  # the ETA extrapolates from how fast destinations finished over this long
@@ -123,6 +124,11 @@ class Progress:
                  ("429s met", str(st.throttled)), ("ETA", format_duration(self.eta()))]
         return rows
 
+    def account_rows(self) -> list[tuple[str, str]]:
+        """Each account's circuit (issue 23), for the CLI's live view: which carrier takes the attempts, and
+        why another does not. Apart from rows() because the console shows only the accounts a key reaches."""
+        return [(f"account {a.name} ({a.role})", describe_circuit(a)) for a in self.latest.status.accounts]
+
     def line(self) -> str:
         """One plain line per refresh (for logs and pipes)."""
         f = self.latest
@@ -136,4 +142,5 @@ class Progress:
             f"live {f.live}/{limit} · done {f.status.finished}/{f.total} · outcomes {outcomes} · "
             f"429s {f.status.throttled} · "
             f"eta {format_duration(self.eta())}"
+            + "".join(f" · {a.name} {a.state.value}" for a in f.status.accounts)
         )

@@ -11,12 +11,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlmodel import Field
 
+from campaigns.account_health import AccountHealth
 from campaigns.models import CampaignBase
 from campaigns.states import FINAL_DESTINATION
 
 
 class CampaignStatus(CampaignBase):
-    """Where a campaign stands: its columns, destinations per status, attempts per outcome, talk time."""
+    """Where a campaign stands: its columns, destinations per status, attempts per outcome, talk time, and
+    its accounts' health."""
 
     by_status: dict[str, int] = Field(serialization_alias="destinations_by_status")
     attempts: int
@@ -24,6 +26,8 @@ class CampaignStatus(CampaignBase):
     throttled: int  # 429s met while dialing (not attempts): the campaign's throttled_count
     answered_seconds: int
     mean_duration_s: float | None = Field(serialization_alias="mean_answered_duration_s")
+    # Its accounts in order (primary first), each with its circuit breaker and latest changes (issue 23).
+    accounts: list[AccountHealth] = Field(default_factory=list)
 
     @computed_field(alias="destinations_finished")  # type: ignore[prop-decorator]
     @property
