@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from campaigns import circuits
+from campaigns.account_health import circuit_views
 from campaigns.accounts import (
     add_account,
     list_accounts,
@@ -23,6 +25,7 @@ from campaigns.db import connect
 from workers.callbacks.account_setup import account_console_setup
 from workers.entrypoints.account_check import check_account
 from workers.entrypoints.cli_campaign import one_of
+from workers.entrypoints.cli_circuits import retry_text, when, why
 from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
 from workers.providers.console_setup import ConsoleSetup
 from workers.providers.credentials_check import Verdict
@@ -159,15 +162,44 @@ def test(name: str = typer.Argument(..., help="Account name or id.")) -> None:
 
 @account_app.command("list")
 def list_() -> None:
-    """List accounts (without their tokens)."""
+    """List accounts (without their tokens), each with its circuit breaker: closed (takes attempts), open
+    (takes none: why, since when, until when) or half_open (being probed)."""
     with connect() as conn:
         accounts = list_accounts(conn)
-    table = Table("id", "name", "provider", "auth id", "base url", "cps", "max concurrent")
+        views = circuit_views(conn, [a.id for a in accounts])
+    table = Table("id", "name", "provider", "auth id", "base url", "cps", "max concurrent", "circuit", "why",
+                  "since", "retry at")
     for a in accounts:
+        c = views[a.id]
         table.add_row(
-            str(a.id), a.name, a.provider, a.auth_id, a.base_url, f"{a.cps:g}", str(a.max_concurrent)
+            str(a.id), a.name, a.provider, a.auth_id, a.base_url, f"{a.cps:g}", str(a.max_concurrent),
+            c.state.value, why(c), when(c.since), retry_text(c),
         )
     console.print(table)
+
+
+@account_app.command("disable")
+def disable(
+    name: str = typer.Argument(..., help="Account name or id."),
+    reason: str = typer.Option("disabled by operator", help="Why, shown with the account's circuit."),
+) -> None:
+    """Open the account's circuit: it takes no new attempts (its campaigns fail over to their next account,
+    or wait) until `dialer account enable`. Calls in progress finish."""
+    with connect() as conn:
+        account_id = resolve_account_id(conn, name)
+        changed = circuits.disable(conn, account_id, reason.strip() or "disabled by operator")
+        conn.commit()
+    console.print(f"account {name} disabled" if changed else f"account {name} was already disabled")
+
+
+@account_app.command("enable")
+def enable(name: str = typer.Argument(..., help="Account name or id.")) -> None:
+    """Close the account's circuit, whatever opened it: it takes attempts again at once."""
+    with connect() as conn:
+        account_id = resolve_account_id(conn, name)
+        changed = circuits.enable(conn, account_id)
+        conn.commit()
+    console.print(f"account {name} enabled" if changed else f"account {name} was not disabled (closed)")
 
 
 @account_app.command("update")

@@ -27,7 +27,7 @@ def live_table(progress: Progress) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("what")
     table.add_column("now", justify="right")
-    for what, now in progress.rows():
+    for what, now in progress.rows() + progress.account_rows():
         table.add_row(what, now)
     return table
 
