@@ -316,7 +316,7 @@ OPEN_ROUTES = {
     "/metrics": "another account's key reads only its own series (tests/test_metrics_scrape.py)",
 }
 # Routes that name no object: they answer 2xx with what the key reaches, or 403 if the role is too low.
-LISTINGS = {("GET", "/campaigns"), ("GET", "/dnc")}
+LISTINGS = {("GET", "/campaigns"), ("GET", "/dnc"), ("GET", "/accounts")}
 # Routes for admin keys only: 403 to any other key, whatever object they name.
 ADMIN_ONLY = re.compile(r"^/api-keys(/|$)")
 CSV_FILE = ("a.csv", b"phone\n+12125550188\n", "text/csv")
