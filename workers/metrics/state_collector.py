@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from campaigns.db import SESSION_OPTIONS
 from campaigns.load_tally import loads_so_far
-from campaigns.states import OPEN_ATTEMPT, AttemptStatus, CampaignState, Outcome, sql_in
+from campaigns.states import OPEN_ATTEMPT, AttemptStatus, CampaignState, CircuitState, Outcome, sql_in
 from workers import redis_keys
 from workers.queues import DIAL_QUEUE, HOUSEKEEPING_QUEUE, RESULTS_QUEUE
 from workers.ratelimit import Budgets
@@ -44,6 +44,11 @@ SELECT campaign_id, account_id, count(*) FILTER (WHERE sent_at IS NOT NULL),
 FROM call_attempt WHERE campaign_id = ANY(%s) GROUP BY 1, 2
 """
 ACCOUNTS = "SELECT id, cps, max_concurrent FROM provider_account"
+# Every account's circuit breaker (campaigns.circuits; no row is closed).
+CIRCUITS = """
+SELECT a.id, coalesce(c.state, 'closed') FROM provider_account a
+LEFT JOIN account_circuit c ON c.account_id = a.id ORDER BY a.id
+"""
 CALLBACK_BACKLOG = """
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(received_at)), 0) FROM call_event
 WHERE applied_at IS NULL AND received_at > now() - interval '1 hour'
@@ -130,6 +135,7 @@ class DialerStateCollector(Collector):
             unknown.add_metric(key, n_unknown)
         yield from (placed, answered, failed, unknown, throttled)
         yield from self._accounts(conn)
+        yield self._circuits(conn)
         count, oldest = conn.execute(CALLBACK_BACKLOG).fetchone() or (0, 0)
         yield GaugeMetricFamily("dialer_callbacks_unapplied", "Stored callbacks not yet applied", value=count)
         yield GaugeMetricFamily(
@@ -175,6 +181,18 @@ class DialerStateCollector(Collector):
         except redis.RedisError as exc:
             log.warning("metrics: Redis unreadable for the budgets: %s", exc)
         yield from (budget, effective, used, live, limit)
+
+    def _circuits(self, conn: psycopg.Connection) -> Metric:
+        """One series per account and state, 1 for its state now: Postgres alone, so Redis being down
+        leaves it right (the breaker lives in Postgres)."""
+        gauge = GaugeMetricFamily(
+            "dialer_account_circuit_state",
+            "1 for the account's circuit breaker state now (closed takes attempts, open takes none, "
+            "half_open is being probed), 0 for the others", labels=["account", "state"])
+        for account_id, state in conn.execute(CIRCUITS).fetchall():
+            for candidate in CircuitState:
+                gauge.add_metric([str(account_id), candidate.value], 1 if candidate.value == state else 0)
+        return gauge
 
     def _booked_last_second(self, account_id: int, now_us: int) -> int:
         """Tokens of the sends booked in the last second (members "send_us:n:seq")."""
