@@ -1,6 +1,7 @@
 """The console's do-not-call and accounts pages: search, add, remove and import numbers for the global
 list or an account's (campaigns.dnc, as `dialer dnc` and /dnc), and the accounts with their CPS, lines,
-frequency caps and a credentials test (workers.entrypoints.account_check, as `dialer account test`).
+frequency caps, circuit breaker (disable and enable, as `dialer account disable|enable`) and a credentials
+test (workers.entrypoints.account_check, as `dialer account test`).
 Secrets are never shown: the accounts' summaries carry none, and the test hides its console setup's."""
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from campaigns import dnc
+from campaigns import circuits, dnc
+from campaigns.account_health import circuit_views
+from campaigns.accounts import resolve_account_id
 from campaigns.config import get_settings
 from campaigns.csv_source import CsvLimits
 from campaigns.db import connect
@@ -104,8 +107,9 @@ async def dnc_change(request: Request, user: UserDep, action: str) -> Response:
 
 
 def _accounts(conn: psycopg.Connection, user: ConsoleUser) -> list[dict[str, Any]]:
-    return [{"account": a, "caps": account_caps(conn, a.id)}
-            for a in reached_accounts(conn, user)]
+    accounts = reached_accounts(conn, user)
+    views = circuit_views(conn, [a.id for a in accounts])
+    return [{"account": a, "caps": account_caps(conn, a.id), "circuit": views[a.id]} for a in accounts]
 
 
 @router.get("/accounts", response_class=HTMLResponse)
@@ -122,3 +126,27 @@ async def test_account(request: Request, user: UserDep, account_id: int) -> Resp
         raise NotFound(f"no provider account {account_id}")
     check = await run_db(check_account, account_id)
     return page(request, "accounts.html", user, rows=await run_db(_accounts, user), check=check.as_dict())
+
+
+def _switch(conn: psycopg.Connection, account_id: int, action: str, reason: str) -> str:
+    resolve_account_id(conn, account_id)  # an admin reaches every id, even one that is not there: NotFound
+    if action == "disable":
+        changed = circuits.disable(conn, account_id, reason or "disabled by operator")
+        return "disabled: it takes no new attempts until enabled" if changed else "already disabled"
+    changed = circuits.enable(conn, account_id)
+    return "enabled: it takes attempts again" if changed else "was not disabled"
+
+
+@router.post("/accounts/{account_id}/{action}")
+async def switch_account(request: Request, user: UserDep, account_id: int, action: str) -> Response:
+    """Disable (open its circuit until enabled) or enable an account, as `dialer account disable|enable`."""
+    if action not in ("disable", "enable"):
+        raise NotFound(f"no action {action!r}")
+    form = await request.form(max_files=0, max_fields=5)
+    check_csrf(user, form.get("csrf"))
+    if not user.reaches(account_id):
+        raise NotFound(f"no provider account {account_id}")
+    require_role(user, "operator")
+    reason = str(form.get("reason") or "").strip()[:500]
+    note = await run_db(_switch, account_id, action, reason)
+    return redirect_with_flash(user, "/ui/accounts", "done", f"account {account_id} {note}")

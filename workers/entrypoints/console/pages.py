@@ -131,7 +131,9 @@ def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> 
     progress = READINGS.read(conn, campaign_id)
     account = next((a for a in list_accounts(conn) if a.id == row["account_id"]), None)
     rejects = reject_page(conn, campaign_id, limit=REJECTS_SHOWN).rows
-    return {"campaign": row, "live": progress.rows(), "status": progress.latest.status,
+    # Its accounts' circuits, without any the key does not reach (a fallback an admin set): the API's rule.
+    health = [h for h in progress.latest.status.accounts if user.reaches(h.account_id)]
+    return {"campaign": row, "live": progress.rows(), "status": progress.latest.status, "accounts": health,
             "account": account, "runs": runs.list_runs(conn, campaign_id),
             "schedule": get_schedule(conn, campaign_id), "rejects": rejects,
             "charts": campaign_charts(conn, campaign_id, progress.latest.cps_budget)}
