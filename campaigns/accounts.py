@@ -224,6 +224,17 @@ def remove_account(conn: psycopg.Connection, name_or_id: str | int) -> None:
     if in_use and in_use[0]:
         raise InvalidRequest(f"account {name_or_id} is used by {in_use[0]} campaign(s); archive or delete "
                              "those first (`dialer campaign archive ID`, `dialer campaign delete ID`)")
+    # A fallback of a campaign that may still dial is refused by name; an archived one never dials again
+    # and simply loses it.
+    backing = [r[0] for r in conn.execute(
+        "SELECT f.campaign_id FROM campaign_fallback_account f JOIN campaign c ON c.id = f.campaign_id "
+        "WHERE f.account_id = %s AND c.archived_at IS NULL ORDER BY 1", (account_id,)).fetchall()]
+    if backing:
+        listed = ", ".join(str(c) for c in backing)
+        raise InvalidRequest(f"account {name_or_id} is a fallback account of campaign(s) {listed}; drop it "
+                             "from them first (`dialer campaign set ID --fallback-account …` without it, or "
+                             "--no-fallbacks), or archive them")
+    conn.execute("DELETE FROM campaign_fallback_account WHERE account_id = %s", (account_id,))
     conn.execute("UPDATE campaign SET account_id = NULL WHERE account_id = %s", (account_id,))
     detach_account(conn, account_id)
     conn.execute("DELETE FROM provider_account WHERE id = %s", (account_id,))

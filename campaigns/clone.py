@@ -14,7 +14,7 @@ from campaigns.store.loading import copy_dialable_destinations
 COPIED_SETTINGS = (
     "account_id, caller_id, answer_url, provider_options, cps, max_concurrent, weight, default_region, "
     "window_start, window_end, window_days, timezone_override, retry_policy, observe_holidays, "
-    "blackout_dates, input_columns"
+    "blackout_dates, input_columns, routing"
 )
 
 
@@ -31,6 +31,13 @@ def clone_campaign(conn: psycopg.Connection, campaign_id: int, name: str | None 
         if row is None:
             raise NotFound(f"no campaign {campaign_id} (see `dialer campaign list`)")
         new_id = int(row[0])
+        # Its fallbacks too, in their order with their caller ids: a clone dials through the same carriers.
+        conn.execute(
+            "INSERT INTO campaign_fallback_account (campaign_id, position, account_id, caller_id) "
+            "SELECT %s, position, account_id, caller_id FROM campaign_fallback_account "
+            "WHERE campaign_id = %s",
+            (new_id, campaign_id),
+        )
         copied = copy_dialable_destinations(conn, from_campaign_id=campaign_id, to_campaign_id=new_id)
         conn.execute(
             "UPDATE campaign SET rows_total = %s, rows_loaded = %s WHERE id = %s", (copied, copied, new_id)

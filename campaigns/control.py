@@ -10,6 +10,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from campaigns import settings_rules
+from campaigns.account_changes import plan_accounts, require_fallbacks_suit, write_fallbacks
+from campaigns.account_list_rules import AccountsChange
 from campaigns.call_options import machine_detection_mode
 from campaigns.config import get_settings
 from campaigns.dnc import check_opt_out_digit
@@ -38,10 +40,14 @@ def _campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
     return row
 
 
-def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSettings) -> None:
-    """Apply the given settings, each checked by the rules every way in shares (settings_rules)."""
+def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSettings,
+              accounts: AccountsChange | None = None) -> None:
+    """Apply the given settings, each checked by the rules every way in shares (settings_rules), and the
+    change of the campaign's accounts, its primary and fallbacks (campaigns.account_changes)."""
     row = _campaign(conn, campaign_id)
     require_not_archived(row)
+    plan = plan_accounts(conn, row, settings, accounts)
+    settings = plan.settings
     account_id = settings.account_id or row["account_id"]
     provider = None
     if account_id is not None:
@@ -56,6 +62,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
             raise InvalidRequest(f"{refusal.field}: {refusal.message}, and this campaign sets it")
     if provider is not None and settings.account_id not in (None, row["account_id"]):
         _require_dialable_on(conn, campaign_id, provider)
+    require_fallbacks_suit(conn, row, plan, settings.provider_options,
+                           plain_http_urls=get_settings().development)
     values: dict[str, Any] = {k: v for k, v in settings.__dict__.items() if v is not None}
     if "retry_policy" in values:
         values["retry_policy"] = Jsonb(values["retry_policy"])
@@ -69,6 +77,8 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         check_script_options(values["provider_options"])
         values["provider_options"] = Jsonb(values["provider_options"])
     if not values:
+        if write_fallbacks(conn, campaign_id, plan):
+            conn.commit()
         return
     assignments = ", ".join(f"{name} = %({name})s" for name in values)
     if "provider_options" in values:
@@ -80,6 +90,7 @@ def configure(conn: psycopg.Connection, campaign_id: int, settings: CampaignSett
         f"UPDATE campaign SET {assignments}, updated_at = now() WHERE id = %(id)s",
         {**values, "id": campaign_id},
     )
+    write_fallbacks(conn, campaign_id, plan)
     if script_changed:  # rows lacking one of the template's variables get a warning each
         record_missing_variables(conn, campaign_id, (settings.provider_options or {}).get("message"))
     conn.commit()

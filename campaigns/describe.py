@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from campaigns.account_listing import listed_accounts
 from campaigns.retirement import no_such_campaign
 from campaigns.schedule_store import StoredSchedule, get_schedule
 from campaigns.webhook_endpoints import notify_url
@@ -71,6 +72,8 @@ def describe_campaign(conn: psycopg.Connection, campaign_id: int) -> dict[str, A
         "start_at": _jsonable(row["start_at"]), "end_at": _jsonable(row["end_at"]),
         "cps": row["cps"], "max_concurrent": row["max_concurrent"], "weight": row["weight"],
         "retry_policy": row["retry_policy"] or {}, "provider_options": options,
+        "accounts": [a.as_dict() for a in listed_accounts(conn, campaign_id)],
+        "routing": row["routing"],
         "notify_url": own or inherited,
         "notify_url_from": "campaign" if own else "account" if inherited else None,
     }

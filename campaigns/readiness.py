@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from campaigns.accounts import provider_takes_answer_url
+from campaigns.campaign_accounts import fallbacks_of
 from campaigns.destination_kinds import KIND_SQL, cannot_dial, destination_kind, destination_kinds
 from campaigns.errors import InvalidRequest
 from campaigns.provider_options import unsupported_option
@@ -55,7 +56,8 @@ def undialable_destinations(conn: psycopg.Connection, campaign_id: int, provider
 
 def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None:
     """A campaign row has what dialing needs (an account, a caller id, a script its provider can use, and
-    only destinations its provider can dial), or InvalidRequest says how."""
+    only destinations its provider can dial), or InvalidRequest says how. Its fallbacks each need the same
+    of their own provider, and the error names the fallback."""
     campaign_id = row["id"]
     require_not_archived(row)
     if row["account_id"] is None:
@@ -70,27 +72,46 @@ def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None
     provider = conn.execute(
         "SELECT provider FROM provider_account WHERE id = %s", (row["account_id"],)
     ).fetchone()
-    if provider and row["answer_url"] and not provider_takes_answer_url(provider[0]):
+    if provider:
+        _require_account_suits(conn, row, provider[0], f"campaign {campaign_id}")
+    for position, fallback in enumerate(fallbacks_of(conn, [campaign_id]).get(campaign_id, []), start=1):
+        found = conn.execute("SELECT name, provider FROM provider_account WHERE id = %s",
+                             (fallback.account_id,)).fetchone()
+        if found is None:
+            continue
+        name, kind = found
+        # A fallback without its own caller id dials with the campaign's, required above.
+        _require_account_suits(conn, row, kind, f"campaign {campaign_id}'s fallback {position}, account "
+                               f"{name!r} ({kind})", fallback=name)
+
+
+def _require_account_suits(conn: psycopg.Connection, row: dict[str, Any], provider: str, who: str,
+                           fallback: str | None = None) -> None:
+    """`provider` (the primary's, or a fallback's: `who` names it) can use the campaign's script and options
+    and dial its destinations."""
+    campaign_id = row["id"]
+    if row["answer_url"] and not provider_takes_answer_url(provider):
         # VoIPbin takes a call's actions at creation; its API names no way to fetch them from a URL.
         raise InvalidRequest(
-            f"campaign {campaign_id} has an answer URL, which a {provider[0]} account cannot use: give it a "
+            f"{who} has an answer URL, which a {provider} account cannot use: give it a "
             f"message instead (`dialer campaign set {campaign_id} --message …`)"
         )
-    if provider:
-        refusal = unsupported_option(provider[0], row.get("provider_options") or {})
-        if refusal is not None:
-            raise InvalidRequest(
-                f"campaign {campaign_id}: {refusal.field}: {refusal.message} "
-                f"(`dialer campaign set {campaign_id}` can change it)"
-            )
-        _require_dialable_destinations(conn, campaign_id, provider[0])
-
-
-def _require_dialable_destinations(conn: psycopg.Connection, campaign_id: int, provider: str) -> None:
-    undialable = undialable_destinations(conn, campaign_id, provider)
-    if undialable is not None:
+    refusal = unsupported_option(provider, row.get("provider_options") or {})
+    if refusal is not None:
         raise InvalidRequest(
-            f"{undialable.describe(campaign_id, provider)}: give it an account whose provider dials them "
-            f"(`dialer campaign set {campaign_id} --account NAME`), or load the list again with this "
-            "account, which rejects each of them with its line"
+            f"{who}: {refusal.field}: {refusal.message} "
+            f"(`dialer campaign set {campaign_id}` can change it)"
         )
+    undialable = undialable_destinations(conn, campaign_id, provider)
+    if undialable is None:
+        return
+    if fallback is not None:
+        raise InvalidRequest(
+            f"{who}: {undialable.describe(campaign_id, provider)}: give it fallbacks whose providers dial "
+            f"them (`dialer campaign set {campaign_id} --fallback-account NAME`, or --no-fallbacks)"
+        )
+    raise InvalidRequest(
+        f"{undialable.describe(campaign_id, provider)}: give it an account whose provider dials them "
+        f"(`dialer campaign set {campaign_id} --account NAME`), or load the list again with this "
+        "account, which rejects each of them with its line"
+    )

@@ -54,11 +54,12 @@ FETCH_ROWS = 2000  # rows per round trip of the server-side cursor, and per chun
 # dialed; its text as uploaded is not kept.
 _INPUT_CELLS = """ARRAY(SELECT CASE WHEN d.variables ? col THEN d.variables ->> col ELSE d.number END
              FROM unnest(%(cols)s::text[]) WITH ORDINALITY AS u(col, i) ORDER BY i)"""
-# campaigns.results_schema.CALL_FIELDS from `d` (the destination), `a` (the call described) and the
-# row's run and its attempts in it.
+# campaigns.results_schema.CALL_FIELDS from `d` (the destination), `a` (the call described, with the name
+# of the account that placed it) and the row's run and its attempts in it.
 _CALL_CELLS = f"""d.line_no, d.number, d.status, {{run}}, {{outcome}}, d.attempts_made, {{run_attempts}},
-       a.run_no, a.outcome, a.request_uuid, a.call_uuid, a.provider_status, a.hangup_cause, a.duration,
-       a.billed_duration, a.answer_at, a.end_at, a.spoken_text, {RECORDING_URL_SQL.format(attempt="a")}"""
+       a.run_no, a.outcome, (SELECT name FROM provider_account WHERE id = a.account_id),
+       a.request_uuid, a.call_uuid, a.provider_status, a.hangup_cause, a.duration, a.billed_duration,
+       a.answer_at, a.end_at, a.spoken_text, {RECORDING_URL_SQL.format(attempt="a")}"""
 _LAST_ATTEMPT = "SELECT * FROM call_attempt WHERE destination_id = d.id ORDER BY attempt_no DESC LIMIT 1"
 _ATTEMPTS_IN_LATEST_RUN = ("(SELECT count(*) FROM call_attempt r "
                            "WHERE r.destination_id = d.id AND r.run_no = d.run_no)")

@@ -32,6 +32,7 @@ CALL_FIELDS = (
     "run_attempts",    # attempts made at it in this row's run
     "call_run",        # the run of the call described by the fields below (empty: never called)
     "call_outcome",    # that call's outcome
+    "call_account",    # the name of the account that placed it (a campaign with fallbacks uses several)
     "request_uuid", "call_uuid", "provider_status", "hangup_cause", "duration", "billed_duration",
     "answer_at", "end_at",
     "spoken_text",     # the message as rendered for that call

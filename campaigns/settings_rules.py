@@ -13,6 +13,7 @@ from campaigns.errors import InvalidRequest
 from campaigns.numbers import normalise_caller_id, valid_timezone
 from campaigns.provider_options import InvalidOption, https_refusal, validate_provider_options
 from campaigns.retry_policy import InvalidPolicy, validate_policy
+from campaigns.states import Routing
 
 MAX_CPS = 10_000.0
 MAX_COUNT = 1_000_000  # max_concurrent and weight: far above any carrier's limit, inside INTEGER
@@ -38,6 +39,7 @@ class CampaignSettings:
     provider_options: dict[str, Any] | None = None
     observe_holidays: bool | None = None  # skip each destination's national public holidays
     blackout_dates: list[date] | None = None  # the campaign's own days off (replaces the list)
+    routing: str | None = None  # how attempts spread over its accounts: failover | split (states.Routing)
 
 
 class InvalidSetting(InvalidRequest):
@@ -101,6 +103,12 @@ def check_caller_id(value: str, region: str) -> str:
         raise InvalidSetting("caller_id", str(exc)) from None
 
 
+def check_routing(value: str) -> str:
+    if value not in {r.value for r in Routing}:
+        raise InvalidSetting("routing", f"failover or split, not {value!r}")
+    return value
+
+
 def check_answer_url(value: str, *, plain_http: bool = False) -> str:
     if not value.startswith(("https://", "http://")) or any(c in value for c in " \t\r\n"):
         raise InvalidSetting("answer_url", f"an http(s) URL, not {value[:80]!r}")
@@ -127,6 +135,8 @@ def checked(
             check_positive(field, getattr(settings, field))
     if settings.window_days is not None:
         changes["window_days"] = check_days(settings.window_days)
+    if settings.routing is not None:
+        check_routing(settings.routing)
     if settings.answer_url is not None:
         check_answer_url(settings.answer_url, plain_http=plain_http_urls)
     if settings.start_at and settings.end_at and settings.end_at <= settings.start_at:
