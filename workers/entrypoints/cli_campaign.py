@@ -28,7 +28,7 @@ from campaigns.templates import list_warnings
 
 campaign_app = typer.Typer(
     help="Campaigns: create (load a CSV), list, show, warnings, rejects; set, start, pause, resume, cancel, "
-         "status, results; schedule, runs, rerun, clone; archive, delete.",
+         "status, results, attempts; schedule, runs, rerun, clone; archive, delete.",
     no_args_is_help=True)
 
 out = Console()
@@ -156,8 +156,12 @@ def _setting_lines(settings: dict[str, Any]) -> list[tuple[str, str]]:
         return str(value)
 
     retry = settings["retry_policy"]
+    fallbacks = [a for a in settings["accounts"] if a["role"] == "fallback"]
     return [
         ("account", shown(settings["account"])), ("caller ID", shown(settings["caller_id"])),
+        ("fallback accounts", "; ".join(f"{n}. {a['account']} (caller ID {a['caller_id'] or '-'})"
+                                        for n, a in enumerate(fallbacks, start=1)) or "-"),
+        ("routing", settings["routing"]),
         ("answer URL", shown(settings["answer_url"])), ("message", shown(settings["message"])),
         ("default region", settings["default_region"]),
         ("window", f"{settings['window']} "

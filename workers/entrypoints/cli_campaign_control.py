@@ -15,6 +15,7 @@ from campaigns.accounts import resolve_account_id
 from campaigns.db import connect
 from campaigns.errors import InvalidRequest
 from workers.entrypoints.cli_campaign import campaign_app, one_of
+from workers.entrypoints.cli_campaign_accounts import accounts_change
 from workers.entrypoints.cli_campaign_runs import print_runs
 from workers.entrypoints.cli_follow import follow as follow_live
 from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
@@ -80,7 +81,15 @@ def _retry(values: list[str] | None) -> dict[str, dict[str, int]] | None:
 @campaign_app.command("set")
 def set_(
     campaign_id: int = typer.Argument(..., help="Campaign id."),
-    account: str = typer.Option(None, help="Provider account name or id"),
+    account: str = typer.Option(None, help="Provider account name or id (the primary if it has fallbacks)"),
+    fallback_account: list[str] = typer.Option(
+        None, help="An account that takes over when the ones before it fail, repeatable, in order "
+        "(replaces the fallbacks)"),
+    no_fallbacks: bool = typer.Option(False, "--no-fallbacks", help="Drop every fallback account"),
+    account_caller_id: list[str] = typer.Option(
+        None, help="ACCOUNT=CALLER_ID: the caller id one account dials with (else --caller-id), repeatable"),
+    routing: str = typer.Option(None, help="failover (the first healthy account) or split (every healthy "
+                                "account, each at its CPS)"),
     caller_id: str = typer.Option(None, help="Caller id, E.164"),
     answer_url: str = typer.Option(None, help="Your answer URL (we redirect answered calls to it)"),
     cps: float = typer.Option(None, help="The campaign's own CPS cap (under the account's)"),
@@ -154,6 +163,8 @@ def set_(
         if v is not None
     }
     with connect() as conn:
+        accounts = accounts_change(conn, account=account, fallbacks=fallback_account,
+                                   caller_ids=account_caller_id, no_fallbacks=no_fallbacks)
         settings = control.CampaignSettings(
             account_id=resolve_account_id(conn, account) if account else None,
             caller_id=caller_id,
@@ -171,8 +182,9 @@ def set_(
             provider_options=options or None,
             observe_holidays=holidays,
             blackout_dates=_dates(blackout_dates),
+            routing=routing,
         )
-        control.configure(conn, campaign_id, settings)
+        control.configure(conn, campaign_id, settings, accounts)
         apply_notify_url(conn, notify_url, campaign_id=campaign_id)
     console.print(f"campaign {campaign_id} updated")
 
