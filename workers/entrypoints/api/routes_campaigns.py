@@ -22,7 +22,10 @@ from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import control, listing
+from campaigns.account_list_rules import AccountsChange, CallerIdChoice, NamedAccount
+from campaigns.account_listing import listed_accounts
 from campaigns.api_keys import ApiKeyIdentity, Role
+from campaigns.attempt_history import destination_attempts
 from campaigns.db import connect
 from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
@@ -39,6 +42,9 @@ from workers.entrypoints.api.results_download import (
 )
 from workers.entrypoints.api.routes_webhooks import store_notify_url
 from workers.entrypoints.api.schemas import (
+    AccountEntry,
+    AttemptOut,
+    CampaignAccountOut,
     CampaignPage,
     CampaignSettingsOut,
     CampaignStatusOut,
@@ -115,9 +121,9 @@ async def list_campaigns(
 
 
 @router.get("/{campaign_id}", response_model=CampaignStatusOut)
-async def get_campaign(campaign_id: ViewedCampaign) -> CampaignStatusOut:
+async def get_campaign(campaign_id: ViewedCampaign, key: ApiKeyDep) -> CampaignStatusOut:
     """Where a campaign stands: destinations per status, attempts per outcome, 429s met, settings."""
-    return await run_db(_status_out, campaign_id)
+    return await run_db(_status_out, campaign_id, key)
 
 
 @router.patch("/{campaign_id}", response_model=CampaignStatusOut)
@@ -138,6 +144,17 @@ async def list_rejects(
     total, rows = await run_db(_reject_rows, campaign_id, reason, limit, offset)
     return RejectsPage(campaign_id=campaign_id, total=total, limit=limit, offset=offset,
                        items=[RejectedRowOut(**row) for row in rows])
+
+
+@router.get("/{campaign_id}/attempts", response_model=list[AttemptOut])
+async def list_attempts(
+    campaign_id: ViewedCampaign,
+    number: Annotated[str, Query(min_length=1, max_length=300,
+                                 description="The number as dialed (E.164 or sip:), or its line")],
+) -> list[AttemptOut]:
+    """One destination's attempts over every run, each with the account that placed it."""
+    found = await run_db(destination_attempts, campaign_id, number)
+    return [AttemptOut(**a.as_dict()) for a in found]
 
 
 @router.get("/{campaign_id}/results", response_class=StreamingResponse, responses=RESULTS_CONTENT)
@@ -225,14 +242,19 @@ def _campaign_page(conn: psycopg.Connection, state: str | None, limit: int, offs
                                   archived=archived)
 
 
-def _status_out(conn: psycopg.Connection, campaign_id: int) -> CampaignStatusOut:
+def _status_out(conn: psycopg.Connection, campaign_id: int,
+                key: ApiKeyIdentity | None = None) -> CampaignStatusOut:
+    """The campaign's status and settings; its accounts only those `key` reaches (a fallback an admin set
+    outside the key's accounts does not exist for it)."""
     st = control.status(conn, campaign_id)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     assert row is not None
+    accounts = [CampaignAccountOut(account=a.account, caller_id=a.caller_id, role=a.role)
+                for a in listed_accounts(conn, campaign_id) if key is None or key.reaches(a.account_id)]
     settings = CampaignSettingsOut.model_validate(row, update={
         "window": format_window(row["window_start"], row["window_end"]), "days": sorted(row["window_days"]),
-        "timezone": row["timezone_override"]})
+        "timezone": row["timezone_override"], "accounts": accounts})
     return CampaignStatusOut.model_validate(st, update={"settings": settings})
 
 
@@ -248,16 +270,37 @@ def _configure(conn: psycopg.Connection, campaign_id: int, update: CampaignUpdat
             account_id = scoped_account_id(conn, key, update.account)
         except NotFound as exc:
             raise field_error("account", str(exc)) from None
+    accounts = _accounts_change(conn, key, update.accounts) if update.accounts is not None else None
     if update.caller_id is not None:
         try:
             caller_id = normalise_caller_id(update.caller_id, row["default_region"])
         except ValueError as exc:
             raise field_error("caller_id", str(exc)) from None
-    control.configure(conn, campaign_id, update.to_settings(account_id=account_id, caller_id=caller_id))
+    control.configure(conn, campaign_id, update.to_settings(account_id=account_id, caller_id=caller_id),
+                      accounts)
     if update.notify_url is None:
-        return _status_out(conn, campaign_id)
+        return _status_out(conn, campaign_id, key)
     secret = store_notify_url(conn, update.notify_url, campaign_id=campaign_id)
-    return _status_out(conn, campaign_id).model_copy(update={"notify_secret": secret})
+    return _status_out(conn, campaign_id, key).model_copy(update={"notify_secret": secret})
+
+
+def _accounts_change(conn: psycopg.Connection, key: ApiKeyIdentity,
+                     entries: list[str | int | AccountEntry]) -> AccountsChange:
+    """`accounts` as the change of the campaign's list: the first its primary, the others its fallbacks.
+    The key must reach each of them; one it does not reach is answered as an unknown one, the same 422."""
+    named: list[NamedAccount] = []
+    caller_ids: list[CallerIdChoice] = []
+    for i, entry in enumerate(entries):
+        given = entry.account if isinstance(entry, AccountEntry) else entry
+        try:
+            account_id = scoped_account_id(conn, key, given)
+        except NotFound as exc:
+            raise field_error(f"accounts.{i}", str(exc)) from None
+        named.append(NamedAccount(account_id, str(given), f"accounts.{i}"))
+        if isinstance(entry, AccountEntry) and entry.caller_id is not None:
+            caller_ids.append(CallerIdChoice(account_id, str(given), entry.caller_id,
+                                             f"accounts.{i}.caller_id"))
+    return AccountsChange(primary=named[0], fallbacks=named[1:], caller_ids=caller_ids)
 
 
 def _reject_rows(conn: psycopg.Connection, campaign_id: int, reason: str | None, limit: int,

@@ -8,8 +8,8 @@ Subclasses carry comments, not docstrings: a docstring would become the schema's
 
 from __future__ import annotations
 
-from datetime import date, time
-from typing import Annotated, Any
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,7 @@ from campaigns.numbers import valid_timezone
 from campaigns.provider_options import ProviderOptions
 from campaigns.reports import CampaignStatus, LoadReport
 from campaigns.retry_policy import InvalidPolicy, validate_policy
+from campaigns.states import Routing
 
 
 class FieldError(BaseModel):
@@ -50,13 +51,36 @@ class CampaignPage(BaseModel):
     offset: int
 
 
+class CampaignAccountOut(BaseModel):
+    """One of a campaign's accounts, in its order: the primary first, then its fallbacks."""
+
+    account: str  # the account's name
+    caller_id: str | None  # the caller id it dials with: its own, or the campaign's
+    role: Literal["primary", "fallback"]
+
+
+class AttemptOut(BaseModel):
+    """One attempt at a destination: which account placed it and how it went."""
+
+    run_no: int
+    attempt_no: int
+    account: str | None  # the name of the account that placed it (none: an account since removed)
+    status: str
+    outcome: str | None
+    sent_at: datetime | None
+    error: str | None
+
+
 class CampaignSettingsOut(CampaignSettingsBase):
     # The settings shown otherwise than stored: the account's id (a column of CampaignBase), the window's two
-    # columns as one string, the days sorted, and timezone_override under the name PATCH takes.
+    # columns as one string, the days sorted, and timezone_override under the name PATCH takes; and the
+    # campaign's accounts in order with how its attempts spread over them.
     account_id: int | None
     window: str  # "HH:MM-HH:MM", local time of each destination (or of `timezone`)
     days: list[int]
     timezone: str | None
+    accounts: list[CampaignAccountOut] = []
+    routing: str = Routing.FAILOVER.value  # failover | split (campaigns.states.Routing)
 
 
 class CampaignStatusOut(CampaignStatus):
@@ -94,12 +118,28 @@ PositiveInt = Annotated[int, Field(gt=0)]
 IsoWeekday = Annotated[int, Field(ge=1, le=7)]
 
 
+class AccountEntry(BaseModel):
+    """One account of a campaign's list, with the caller id it dials with (none: the campaign's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str | int = Field(description="Provider account, by name or id")
+    caller_id: str | None = Field(None, min_length=1, description="E.164, or national in the default region")
+
+
 class CampaignUpdate(BaseModel):
     """PATCH body: only the fields given change; null or absent leaves a field as it is."""
 
     model_config = ConfigDict(extra="forbid")
 
     account: str | int | None = Field(None, description="Provider account, by name or id")
+    accounts: list[str | int | AccountEntry] | None = Field(
+        None, min_length=1, max_length=32,
+        description="The campaign's accounts in order: the first is its primary (as `account`), the others "
+                    "its fallbacks, which replace the ones it had. Each by name or id, or as {\"account\", "
+                    "\"caller_id\"} with the caller id it dials with (the primary's is the campaign's own)")
+    routing: Routing | None = Field(None, description="failover: the first healthy account takes new "
+                                    "attempts; split: every healthy account, each at its own CPS")
     caller_id: str | None = Field(None, min_length=1, description="E.164, or national in the default region")
     answer_url: str | None = Field(None, pattern=r"^https?://")
     cps: float | None = Field(None, gt=0, description="The campaign's own cap, under the account's")
@@ -149,6 +189,8 @@ class CampaignUpdate(BaseModel):
     def _end_after_start(self) -> CampaignUpdate:
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             raise ValueError("end_at must be after start_at")
+        if self.account is not None and self.accounts is not None:
+            raise ValueError("give account (the primary alone) or accounts (the whole list), not both")
         return self
 
     def to_settings(self, *, account_id: int | None, caller_id: str | None) -> control.CampaignSettings:
@@ -163,7 +205,8 @@ class CampaignUpdate(BaseModel):
             provider_options=(
                 self.provider_options.model_dump(exclude_unset=True) if self.provider_options else None
             ),
-            observe_holidays=self.observe_holidays, blackout_dates=self.blackout_dates)
+            observe_holidays=self.observe_holidays, blackout_dates=self.blackout_dates,
+            routing=self.routing.value if self.routing else None)
 
 
 def parse_window(value: str) -> tuple[time, time]:
