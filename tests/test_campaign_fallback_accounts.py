@@ -72,8 +72,8 @@ def test_cli_sets_the_primary_fallbacks_their_caller_ids_and_routing(db: psycopg
                                                                      three: dict[str, Any]) -> None:
     c = three["campaign"]
     done = _set(c, "--account", three["p_name"], "--fallback-account", three["b_name"],
-                "--fallback-account", str(three["t"]), "--account-caller-id", f"{three['b_name']}=+1 415 555 0101",
-                "--routing", "split")
+                "--fallback-account", str(three["t"]),
+                "--account-caller-id", f"{three['b_name']}=+1 415 555 0101", "--routing", "split")
     assert done.exit_code == 0, done.output
     assert _fallbacks(db, c) == [(1, three["b"], "+14155550101"), (2, three["t"], None)]
     assert db.execute("SELECT account_id, caller_id, routing FROM campaign WHERE id = %s",
@@ -85,7 +85,8 @@ def test_cli_sets_the_primary_fallbacks_their_caller_ids_and_routing(db: psycopg
         (three["p_name"], "primary", CALLER), (three["b_name"], "fallback", "+14155550101"),
         (three["t_name"], "fallback", CALLER)]
     table = " ".join(runner.invoke(app, ["campaign", "show", str(c)], env={"COLUMNS": "250"}).stdout.split())
-    assert f"1. {three['b_name']} (caller ID +14155550101); 2. {three['t_name']} (caller ID {CALLER})" in table
+    assert (f"1. {three['b_name']} (caller ID +14155550101); "
+            f"2. {three['t_name']} (caller ID {CALLER})") in table
     assert "routing split" in table
     # The primary's own caller id is the campaign's; a caller id alone changes a kept fallback's.
     again = _set(c, "--account-caller-id", f"{three['p_name']}=+14155550102",
@@ -99,12 +100,14 @@ def test_cli_sets_the_primary_fallbacks_their_caller_ids_and_routing(db: psycopg
 
 
 @pytest.mark.parametrize(("args", "field", "says"), [
-    (["--fallback-account", "{b}", "--fallback-account", "{b}"], "--fallback-account", "'{b}' is named twice"),
+    (["--fallback-account", "{b}", "--fallback-account", "{b}"], "--fallback-account",
+     "'{b}' is named twice"),
     (["--fallback-account", "{b}", "--fallback-account", "{b_id}"], "--fallback-account",
      "'{b_id}' is named twice (as '{b}' before)"),
     (["--account", "{p}", "--fallback-account", "{p}"], "--fallback-account", "'{p}' is the primary account"),
     (["--fallback-account", "{p}"], "--fallback-account", "'{p}' is the primary account ('{p}')"),
-    (["--fallback-account", "no-such-account"], "--fallback-account", "no provider account 'no-such-account'"),
+    (["--fallback-account", "no-such-account"], "--fallback-account",
+     "no provider account 'no-such-account'"),
     (["--account", "no-such-account"], "--account", "no provider account 'no-such-account'"),
     (["--fallback-account", "{b}", "--account-caller-id", "{t}=+14155550101"], "--account-caller-id",
      "'{t}' is not one of this campaign's accounts ({p}, {b})"),
@@ -176,7 +179,8 @@ def test_a_fallback_lacking_an_option_the_campaign_sets_is_refused_naming_it(
     assert f"fallback account '{three['b_name']}'" in later.exception.message
 
 
-def test_readiness_names_a_fallback_that_lacks_an_option(db: psycopg.Connection, three: dict[str, Any]) -> None:
+def test_readiness_names_a_fallback_that_lacks_an_option(db: psycopg.Connection,
+                                                         three: dict[str, Any]) -> None:
     c = three["campaign"]
     assert _set(c, "--fallback-account", three["b_name"]).exit_code == 0
     # As a campaign changed before these checks: the option written directly.
@@ -205,7 +209,8 @@ def test_a_fallback_that_cannot_dial_a_sip_destination_is_refused_and_not_ready(
     refused = _set(c, "--fallback-account", three["t_name"], "--fallback-account", three["b_name"])
     assert isinstance(refused.exception, InvalidSetting) and refused.exception.field == "--fallback-account"
     assert (f"'{three['b_name']}': campaign {c} holds a destination tryvox cannot dial "
-            f"(tryvox dials only E.164 numbers, not SIP URIs), e.g. line 3: {SIP}") in refused.exception.message
+            f"(tryvox dials only E.164 numbers, not SIP URIs), e.g. line 3: {SIP}") in \
+        refused.exception.message
     assert _fallbacks(db, c) == []
     # Written directly (as before this check), start names the fallback.
     db.execute("INSERT INTO campaign_fallback_account (campaign_id, position, account_id) VALUES (%s, 1, %s)",
@@ -277,7 +282,8 @@ def test_a_key_naming_a_fallback_outside_its_reach_gets_the_unknown_account_422(
                                                        role=Role.OPERATOR, accounts=[three["p"]]).key}
     db.commit()
     c = three["campaign"]
-    theirs = client.patch(f"/campaigns/{c}", headers=key, json={"accounts": [three["p_name"], three["b_name"]]})
+    theirs = client.patch(f"/campaigns/{c}", headers=key,
+                          json={"accounts": [three["p_name"], three["b_name"]]})
     missing_name = f"no-such-{secrets.token_hex(3)}"
     missing = client.patch(f"/campaigns/{c}", headers=key, json={"accounts": [three["p_name"], missing_name]})
     assert theirs.status_code == missing.status_code == 422
