@@ -361,3 +361,23 @@ def test_results_and_the_attempt_history_name_the_account_of_each_attempt(
     assert [a["account"] for a in api.json()] == [three["p_name"], three["b_name"]]
     unknown = client.get(f"/campaigns/{c}/attempts", headers=auth, params={"number": "+19999999999"})
     assert unknown.status_code == 404
+
+
+def test_the_console_campaign_page_shows_each_accounts_caller_id_and_the_routing(
+        db: psycopg.Connection, three: dict[str, Any]) -> None:
+    from workers.entrypoints.api.app import create_app
+
+    c = three["campaign"]
+    assert _set(c, "--fallback-account", three["b_name"], "--account-caller-id",
+                f"{three['b_name']}=+14155550106", "--routing", "split").exit_code == 0
+    key = create_api_key(db, name=f"fb-console-{secrets.token_hex(3)}", role=Role.ADMIN).key
+    db.commit()
+    with TestClient(create_app(apply_events=False), base_url="http://127.0.0.1") as console:
+        signed = console.post("/ui/login", data={"key": key, "next": "/ui/campaigns"}, follow_redirects=False)
+        assert signed.status_code == 303
+        page = console.get(f"/ui/campaigns/{c}").text
+    rows = re.search(r'<table id="campaign-accounts">(.*?)</table>', page, re.DOTALL)
+    assert rows is not None
+    cells = re.findall(r'<td class="caller-id">([^<]*)</td>', rows.group(1))
+    assert cells == [CALLER, "+14155550106"]
+    assert re.search(r'id="routing">Routing: <b>split</b>', page)

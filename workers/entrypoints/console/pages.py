@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from psycopg.rows import dict_row
 
 from campaigns import control, runs
+from campaigns.account_listing import listed_accounts
 from campaigns.accounts import list_accounts
 from campaigns.api_keys import verify_api_key_async
 from campaigns.clone import clone_campaign
@@ -134,6 +135,7 @@ def _campaign(conn: psycopg.Connection, user: ConsoleUser, campaign_id: int) -> 
     # Its accounts' circuits, without any the key does not reach (a fallback an admin set): the API's rule.
     health = [h for h in progress.latest.status.accounts if user.reaches(h.account_id)]
     return {"campaign": row, "live": progress.rows(), "status": progress.latest.status, "accounts": health,
+            "caller_ids": {a.account_id: a.caller_id for a in listed_accounts(conn, campaign_id)},
             "account": account, "runs": runs.list_runs(conn, campaign_id),
             "schedule": get_schedule(conn, campaign_id), "rejects": rejects,
             "charts": campaign_charts(conn, campaign_id, progress.latest.cps_budget)}
