@@ -8,7 +8,8 @@ as is decided here too, so the dial chunk, the tests and docs/DESIGN.md read one
   opens when the window holds at least `min_failures` of them and they are at least `failure_ratio` of its
   requests: one 5xx in a healthy stream changes nothing, a carrier that is down opens within a fraction of
   a second at tens of CPS;
-- a 429, a 400 or a request our own guard refused says nothing of the carrier's health.
+- a 429 (or a 503 with Retry-After, the carrier's limiter) is the budget's business, and a 400 says the
+  carrier read the request: neither counts against its health.
 """
 
 from __future__ import annotations

@@ -89,7 +89,10 @@ def test_the_mark_before_each_request_refuses_a_paused_campaign_and_a_number_now
     try:
         result = mark_sending(db, [listed])
         assert (result.marked, result.on_dnc) == (set(), {listed.attempt_id}), "on the list now: no call"
-        assert dnc_numbers(db, ["+12125550100", "+12125550199"]) == {"+12125550100"}
+        campaign = db.execute("SELECT campaign_id FROM call_attempt WHERE id = %s",
+                              (listed.attempt_id,)).fetchone()
+        assert campaign is not None
+        assert dnc_numbers(db, ["+12125550100", "+12125550199"], campaign[0]) == {"+12125550100"}
     finally:
         db.execute("DELETE FROM dnc_number WHERE number = '+12125550100'")
 

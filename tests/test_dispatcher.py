@@ -50,7 +50,8 @@ def test_an_unusable_account_pauses_its_campaigns_and_the_others_are_dispatched(
         prepare_and_start(conn, healthy_campaign, healthy)
         enqueued: list[tuple[int, list[int]]] = []
         try:
-            report = dispatch_tick(conn, get_budgets(), lambda cid, ids: enqueued.append((cid, ids)))
+            report = dispatch_tick(conn, get_budgets(),
+                                   lambda cid, ids, _account: enqueued.append((cid, ids)))
             state = conn.execute(
                 "SELECT state, state_reason FROM campaign WHERE id = %s", (broken_campaign,)
             ).fetchone()

@@ -32,6 +32,13 @@ def test_numbers_are_stored_in_e164_whatever_their_spelling(db: psycopg.Connecti
         dnc.add_number(db, "call me maybe", account_id=account)
 
 
+def _campaign_on(db: psycopg.Connection, account_id: int) -> int:
+    row = db.execute("INSERT INTO campaign (name, account_id, state) VALUES ('dnc lists', %s, 'draft') "
+                     "RETURNING id", (account_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_an_accounts_list_applies_to_that_account_only_and_the_global_list_to_all(
     db: psycopg.Connection,
 ) -> None:
@@ -39,10 +46,15 @@ def test_an_accounts_list_applies_to_that_account_only_and_the_global_list_to_al
     dnc.add_number(db, "+16465550111", account_id=mine, reason="asked")
     dnc.add_number(db, "+16465550112")
     asked = ["+16465550111", "+16465550112", "+16465550113"]
-    assert dnc_numbers(db, asked, mine) == {"+16465550111", "+16465550112"}
-    assert dnc_numbers(db, asked, other) == {"+16465550112"}
+    assert dnc_numbers(db, asked, _campaign_on(db, mine)) == {"+16465550111", "+16465550112"}
+    assert dnc_numbers(db, asked, _campaign_on(db, other)) == {"+16465550112"}
+    # A campaign with both accounts (one its fallback) screens by the union of their lists.
+    both = _campaign_on(db, other)
+    db.execute("INSERT INTO campaign_fallback_account (campaign_id, position, account_id) VALUES (%s, 1, %s)",
+               (both, mine))
+    assert dnc_numbers(db, asked, both) == {"+16465550111", "+16465550112"}
     assert dnc.remove_number(db, "646-555-0111", account_id=mine)
-    assert dnc_numbers(db, asked, mine) == {"+16465550112"}
+    assert dnc_numbers(db, asked, _campaign_on(db, mine)) == {"+16465550112"}
     dnc.remove_number(db, "+16465550112")
 
 
@@ -67,7 +79,7 @@ def test_a_refused_import_file_adds_nothing(db: psycopg.Connection) -> None:
     account = _account(db)
     with pytest.raises(BadInputFile):
         dnc.import_file(db, io.BytesIO(b"name,city\nann,paris\n"), account_id=account)
-    assert dnc_numbers(db, ["+16465550131"], account) == set()
+    assert dnc_numbers(db, ["+16465550131"], _campaign_on(db, account)) == set()
     assert db.execute(
         "SELECT count(*) FROM account_dnc_number WHERE account_id = %s", (account,)
     ).fetchone() == (0,)

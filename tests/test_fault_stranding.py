@@ -29,7 +29,7 @@ def test_expired_queued_leases_are_reclaimed_when_nothing_else_is_due(database_u
         conn.commit()
         enqueued: list[int] = []
         conn.autocommit = True
-        dispatch_tick(conn, Budgets(redis_client), lambda _cid, ids: enqueued.extend(ids))
+        dispatch_tick(conn, Budgets(redis_client), lambda _cid, ids, _account: enqueued.extend(ids))
         stranded = conn.execute("SELECT id FROM destination WHERE campaign_id = %s AND status = 'queued'",
                                 (campaign_id,)).fetchall()
         conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))

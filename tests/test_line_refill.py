@@ -196,7 +196,8 @@ def test_the_dispatcher_flags_an_account_line_bound_only_where_lines_hold_it_bac
             campaign_id = load_campaign(f"refill-flag-{name}", numbers(10, start=500 + 100 * cps, area="718"))
             prepare_and_start(conn, campaign_id, account_id)
             try:
-                report = dispatch_account(conn, budgets, lambda cid, ids: enqueued.append((cid, ids)),
+                report = dispatch_account(conn, budgets,
+                                          lambda cid, ids, _account: enqueued.append((cid, ids)),
                                           account_id, wait_s=1.0)
             finally:
                 conn.execute("UPDATE campaign SET state = 'paused' WHERE id = %s", (campaign_id,))

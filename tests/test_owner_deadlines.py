@@ -76,7 +76,7 @@ class Lone:
 
     def dispatch(self) -> list[int]:
         enqueued: list[int] = []
-        dispatch_tick(self.conn, self.budgets, lambda _cid, ids: enqueued.extend(ids))
+        dispatch_tick(self.conn, self.budgets, lambda _cid, ids, _account: enqueued.extend(ids))
         return enqueued
 
     def reap(self) -> Any:

@@ -206,7 +206,7 @@ def test_a_destination_screened_by_dnc_shows_its_earlier_call_apart_from_todays_
     add_number(db, "+14155552672", account_id=account_id, reason="asked to stop")
     claimed = [row[0] for row in db.execute(
         "UPDATE destination SET status = 'queued' WHERE campaign_id = %s RETURNING id", (campaign_id,))]
-    assert len(screen_claimed(db, account_id, claimed)) == 2  # the dispatcher's DNC check at claim time
+    assert len(screen_claimed(db, campaign_id, claimed)) == 2  # the dispatcher's DNC check at claim time
 
     default = {r["customer_id"]: r for r in _csv_rows(
         runner.invoke(app, ["campaign", "results", str(campaign_id)]).stdout)[1]}

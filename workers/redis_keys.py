@@ -33,6 +33,11 @@ def account_pause(account_id: int) -> str:
     return f"{_prefix()}:pause:account:{account_id}"
 
 
+def account_health(account_id: int) -> str:
+    """Hash of the account's request results by second: the circuit breaker's window (workers.ratelimit.health)."""
+    return f"{_prefix()}:health:account:{account_id}"
+
+
 def account_slots(account_id: int) -> str:
     """Sorted set of live calls: member attempt id, score lease expiry (Redis TIME seconds)."""
     return f"{_prefix()}:slots:account:{account_id}"

@@ -79,7 +79,7 @@ def lock_in_id_order(conn: psycopg.Connection, attempt_ids: list[int]) -> None:
 _MARK_SENDING = f"""
 WITH candidate AS (
     SELECT a.id, c.state = '{CampaignState.RUNNING.value}' AS running,
-           {on_dnc_sql("d.number", "a.account_id")} AS on_dnc
+           {on_dnc_sql("d.number", "a.campaign_id")} AS on_dnc
     FROM call_attempt a JOIN destination d ON d.id = a.destination_id JOIN campaign c ON c.id = a.campaign_id
     WHERE a.id = ANY(%s) AND a.status = 'dialing' AND a.sent_at IS NULL
     ORDER BY a.id FOR UPDATE OF a

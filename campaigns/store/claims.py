@@ -26,7 +26,7 @@ WITH due AS (
       AND timezone = ANY(%s)
     ORDER BY next_attempt_at NULLS FIRST, id
     LIMIT %s FOR UPDATE SKIP LOCKED)
-UPDATE destination d SET status = 'queued', updated_at = now(),
+UPDATE destination d SET status = 'queued', updated_at = now(), claim_account_id = %s,
     next_attempt_at = now() + make_interval(secs => %s)
 FROM due WHERE d.id = due.id RETURNING d.id
 """
@@ -37,11 +37,13 @@ FROM campaign c WHERE d.campaign_id = c.id AND c.state = '{CampaignState.RUNNING
 
 
 def claim_due_destinations(
-    conn: psycopg.Connection, *, campaign_id: int, timezones: list[str], limit: int
+    conn: psycopg.Connection, *, campaign_id: int, timezones: list[str], limit: int,
+    account_id: int | None = None,
 ) -> list[int]:
     """Claim up to `limit` due destinations of the campaign in these zones, oldest due first, skipping rows
-    another dispatcher holds: each becomes `queued` for QUEUED_LEASE_S. Returns their ids, sorted."""
-    rows = conn.execute(_CLAIM_DUE, (campaign_id, timezones, limit, QUEUED_LEASE_S)).fetchall()
+    another dispatcher holds: each becomes `queued` for QUEUED_LEASE_S, for the account that will dial it (its
+    back-pressure counts it). Returns their ids, sorted."""
+    rows = conn.execute(_CLAIM_DUE, (campaign_id, timezones, limit, account_id, QUEUED_LEASE_S)).fetchall()
     return sorted(r[0] for r in rows)
 
 

@@ -91,6 +91,12 @@ class CampaignForDial:
     timezone_override: str | None
     end_at: datetime | None
     blackouts: Blackouts = Blackouts()  # public holidays observed, and the campaign's own dates
+    # The account this chunk dials on (account_id above; the primary unless the chunk names another), and
+    # what the chunk needs to know of it: whether it is still one of the campaign's accounts, its circuit
+    # (campaigns.circuits), and whether the campaign has another account to fail over to.
+    in_campaign: bool = True
+    circuit: str = "closed"
+    has_fallbacks: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,16 +134,32 @@ class StartedAttempt:
     batch_id: uuid.UUID | None = None  # the request's (None where a caller does not need it)
 
 
-def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial | None:
+_LOAD_CAMPAIGN = """
+SELECT c.*, coalesce(%(account)s, c.account_id) AS dial_account_id,
+       (coalesce(%(account)s, c.account_id) = c.account_id OR f.account_id IS NOT NULL) AS in_campaign,
+       f.caller_id AS account_caller_id, coalesce(ac.state, 'closed') AS circuit,
+       EXISTS (SELECT 1 FROM campaign_fallback_account x WHERE x.campaign_id = c.id) AS has_fallbacks
+FROM campaign c
+LEFT JOIN campaign_fallback_account f ON f.campaign_id = c.id AND f.account_id = %(account)s
+LEFT JOIN account_circuit ac ON ac.account_id = coalesce(%(account)s, c.account_id)
+WHERE c.id = %(campaign)s
+"""
+
+
+def load_campaign(
+    conn: psycopg.Connection, campaign_id: int, account_id: int | None = None
+) -> CampaignForDial | None:
+    """The campaign as a chunk dials it on `account_id` (its primary when None): that account's caller id
+    (its own, else the campaign's) and circuit."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
-    if row is None or row["account_id"] is None:
+        row = cur.execute(_LOAD_CAMPAIGN, {"campaign": campaign_id, "account": account_id}).fetchone()
+    if row is None or row["dial_account_id"] is None:
         return None
     return CampaignForDial(
         id=row["id"],
         state=row["state"],
-        account_id=row["account_id"],
-        caller_id=row["caller_id"] or "",
+        account_id=row["dial_account_id"],
+        caller_id=row["account_caller_id"] or row["caller_id"] or "",
         answer_url=row["answer_url"],
         provider_options=row["provider_options"] or {},
         cps=row["cps"],
@@ -149,6 +171,9 @@ def load_campaign(conn: psycopg.Connection, campaign_id: int) -> CampaignForDial
         timezone_override=row["timezone_override"],
         end_at=row["end_at"],
         blackouts=blackouts_of(row),
+        in_campaign=bool(row["in_campaign"]),
+        circuit=row["circuit"],
+        has_fallbacks=bool(row["has_fallbacks"]),
     )
 
 
@@ -165,21 +190,27 @@ def queued_destinations(conn: psycopg.Connection, ids: list[int]) -> list[Queued
     return [QueuedDestination(*row) for row in rows]
 
 
-def on_dnc_sql(number_sql: str, account_sql: str) -> str:
-    """The dial-time do-not-call lookup as an SQL condition on a number and an account expression: the
-    global list (dnc_number) or the account's own (account_dnc_number, campaigns.dnc). The one definition
-    both the chunk's screen (`dnc_numbers`) and the per-request check (`mark_sending`) use."""
+def on_dnc_sql(number_sql: str, campaign_sql: str) -> str:
+    """The dial-time do-not-call lookup as an SQL condition on a number and a campaign expression: the global
+    list (dnc_number) or the list of any of the campaign's accounts (account_dnc_number, campaigns.dnc), its
+    primary and its fallbacks, whichever account dials it now: a number that opted out on one carrier has
+    opted out of the campaign. The one definition both the chunk's screen (`dnc_numbers`) and the
+    per-request check (`mark_sending`) use."""
     return (
         f"(EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql}) OR EXISTS (SELECT 1 FROM "
-        f"account_dnc_number y WHERE y.account_id = {account_sql} AND y.number = {number_sql}))"
+        f"account_dnc_number y WHERE y.number = {number_sql} AND y.account_id IN ("
+        f"SELECT cc.account_id FROM campaign cc WHERE cc.id = {campaign_sql} "
+        f"UNION ALL SELECT cf.account_id FROM campaign_fallback_account cf "
+        f"WHERE cf.campaign_id = {campaign_sql})))"
     )
 
 
-def dnc_numbers(conn: psycopg.Connection, numbers: list[str], account_id: int | None = None) -> set[str]:
-    """Which of these numbers may not be called by `account_id`'s campaigns (through `on_dnc_sql`): at
-    claim (workers.dispatch.dnc_screen) and in the chunk's screen."""
+def dnc_numbers(conn: psycopg.Connection, numbers: list[str], campaign_id: int) -> set[str]:
+    """Which of these numbers the campaign may not call (through `on_dnc_sql`): at claim
+    (workers.dispatch.dnc_screen) and in the chunk's screen."""
     rows = conn.execute(
-        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n', '%s::bigint')}", (numbers, account_id)
+        f"SELECT n FROM unnest(%s::text[]) AS n WHERE {on_dnc_sql('n', '%s::bigint')}",
+        (numbers, campaign_id, campaign_id),
     ).fetchall()
     return {row[0] for row in rows}
 
@@ -292,10 +323,13 @@ def has_unapplied_events(conn: psycopg.Connection, ids: list[str]) -> bool:
 
 
 def pause_account_campaigns(conn: psycopg.Connection, account_id: int, reason: str) -> int:
-    """Credentials or balance are wrong: every running campaign of the account stops until a person acts."""
+    """Credentials or balance are wrong: every running campaign of the account that has no other account to
+    fail over to stops until a person acts. Campaigns with fallbacks go on: the account's circuit is open
+    (campaigns.circuits) and the dispatcher routes around it."""
     cur = conn.execute(
         f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', state_reason = %s, updated_at = now() "
-        f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}'",
+        f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}' "
+        "AND NOT EXISTS (SELECT 1 FROM campaign_fallback_account f WHERE f.campaign_id = campaign.id)",
         (reason[:500], account_id),
     )
     return cur.rowcount

@@ -5,6 +5,10 @@ For each provider request (one destination, or a bulk of several for Plivo/Vobiz
   workers.dialing.send_booking) -> HTTP request -> ids recorded (workers.dialing.accepted_calls), or the
   error handled as docs/DESIGN.md's table says. Anything this task cannot dial now is handed back to Postgres
   with a `next_attempt_at`; no long waits here.
+
+A chunk dials on the account the dispatcher named (the campaign's primary when none). Each request's answer
+is told to that account's circuit breaker (workers.dialing.circuit_breaker); when the account opens, the
+chunk hands the rest back due now, for the campaign's next account.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from campaigns.blackouts import country_of, next_open, open_for
 from campaigns.call_options import dial_lease_s
 from campaigns.destination_kinds import CANNOT_DIAL, destination_kind
 from campaigns.retry_policy import TRANSIENT_BACKOFF_BASE_S, TRANSIENT_BACKOFF_CAP_S, after_transient_error
-from campaigns.states import CampaignState, DestinationStatus
+from campaigns.states import CampaignState, CircuitState, DestinationStatus
 from campaigns.store import attempt_marks as marks
 from campaigns.store import dial_store as store
 from workers.dialing import chunk_rows as rows
+from workers.dialing.circuit_breaker import AccountBreaker
 from workers.dialing.context import GO_ON, ChunkDial, ChunkReport, DialContext, RequestResult
 from workers.dialing.limit_checks import schedule_first_check
 from workers.dialing.outbound_request import outbound_call
@@ -40,6 +45,7 @@ from workers.providers.errors import (
     Ambiguous,
     AuthFailed,
     PaymentRequired,
+    ProviderError,
     Refused,
     Rejected,
     Throttled,
@@ -78,7 +84,7 @@ def _screen(
     """Dial-time checks (invariant 5): DNC, and the destination's local calling window on a day that is not
     a blackout (its country's public holiday, or one of the campaign's own dates)."""
     now = ctx.now()
-    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued], campaign.account_id)
+    on_dnc = store.dnc_numbers(ctx.conn, [d.number for d in queued], campaign.id)
     if on_dnc:
         report.dnc += store.mark_queued_as(
             ctx.conn, [d.id for d in queued if d.number in on_dnc], DestinationStatus.DNC, "dnc"
@@ -117,12 +123,20 @@ def _end_undialable(
     return [d for d in queued if d.id not in undialable]
 
 
-def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -> ChunkReport:
-    """Dial the still-queued destinations among `destination_ids`; never one already sent."""
+def dial_chunk(
+    ctx: DialContext, campaign_id: int, destination_ids: list[int], account_id: int | None = None
+) -> ChunkReport:
+    """Dial the still-queued destinations among `destination_ids` on `account_id` (the campaign's primary when
+    None); never one already sent."""
     report = ChunkReport()
     conn = ctx.conn
-    campaign = store.load_campaign(conn, campaign_id)
+    campaign = store.load_campaign(conn, campaign_id, account_id)
     if campaign is None or campaign.state != CampaignState.RUNNING:
+        report.handed_back += store.hand_back(conn, destination_ids, None)
+        return report
+    if not campaign.in_campaign or campaign.circuit == CircuitState.OPEN:
+        # The account opened (or left the campaign's list) while this chunk waited in the queue: its
+        # destinations go back due now, for the account the dispatcher routes them to next.
         report.handed_back += store.hand_back(conn, destination_ids, None)
         return report
     queued = store.queued_destinations(conn, destination_ids)
@@ -135,7 +149,8 @@ def dial_chunk(ctx: DialContext, campaign_id: int, destination_ids: list[int]) -
     queued = _end_undialable(ctx, adapter, queued, report)
     if not queued:
         return report
-    chunk = ChunkDial(ctx, campaign, creds, limits, adapter, report)
+    breaker = AccountBreaker(conn, ctx.budgets.client, creds.account_id, creds.provider, campaign.circuit)
+    chunk = ChunkDial(ctx, campaign, creds, limits, adapter, report, breaker)
     size = _request_size(chunk)
     groups = [queued[i : i + size] for i in range(0, len(queued), size)]
     if size == 1 and len(queued) > 1:
@@ -219,29 +234,66 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         )
     except NotRebooked:
         return _hand_back_unbooked(chunk, started, booked.grant)
-    except Throttled as exc:
-        _give_back(chunk, started, booked.grant, back_to="queued")
+    except ProviderError as exc:
+        return _carrier_error(chunk, started, booked.grant, exc, batch_id)
+    rows.record_accepted(chunk, started, accepted, batch_id)
+    _schedule_call_limits(chunk, batch_id)
+    throttle.recover_rate(budgets, creds.account_id, limits.cps)
+    report.sent += len(started)
+    chunk.breaker.note(None, len(started))
+    return GO_ON
+
+
+def _carrier_error(
+    chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, exc: ProviderError,
+    batch_id: uuid.UUID,
+) -> RequestResult:
+    """The carrier's answer was an error (docs/DESIGN.md's table): act on it, and tell the account's breaker.
+    When the account opens, the rest of the chunk goes back due now, for the campaign's next account."""
+    result = _act_on_error(chunk, started, grant, exc, batch_id)
+    if chunk.breaker.note(exc, len(started)):
+        return result
+    chunk.report.errors.append(f"account {chunk.creds.account_id}'s circuit is open: the rest handed back")
+    return RequestResult(stop_until=chunk.ctx.now())
+
+
+def _act_on_error(
+    chunk: ChunkDial, started: list[store.StartedAttempt], grant: Reservation, exc: ProviderError,
+    batch_id: uuid.UUID,
+) -> RequestResult:
+    ctx, campaign, creds, limits, report = chunk.ctx, chunk.campaign, chunk.creds, chunk.limits, chunk.report
+    conn, budgets = ctx.conn, ctx.budgets
+    if isinstance(exc, Throttled):
+        _give_back(chunk, started, grant, back_to="queued")
         throttle.slow_account_down(budgets, creds.account_id, limits.cps, exc)
         store.count_throttle(conn, campaign.id)
         report.throttled += len(started)
         return RequestResult(throttled=exc)
-    except Rejected as exc:
+    if isinstance(exc, Rejected):
         if len(started) > 1:  # one bad destination refuses a whole bulk: dial them one by one
             _dial_singly(chunk, started)
         else:
             _fail_rejected(chunk, started, exc)
         return GO_ON
-    except (AuthFailed, PaymentRequired) as exc:
-        _give_back(chunk, started, booked.grant, back_to="pending")
+    if isinstance(exc, AuthFailed | PaymentRequired):
+        _give_back(chunk, started, grant, back_to="pending")
         what = "balance too low" if isinstance(exc, PaymentRequired) else "credentials or account rejected"
+        # Campaigns with no other account stop until a person acts; the others fail over (the breaker opens).
         store.pause_account_campaigns(
             conn, creds.account_id, f"{creds.provider} {what} (HTTP {exc.status}): {exc.message}"
         )
         report.errors.append(exc.message)
         return RequestResult(stop_until=ctx.now() + timedelta(seconds=5))
-    except Transient as exc:
-        return RequestResult(stop_until=_retry_transient(chunk, started, booked.grant, exc))
-    except Ambiguous as exc:
+    if isinstance(exc, Transient):
+        if chunk.campaign.has_fallbacks or chunk.breaker.probing:
+            # Nothing was placed, and the fault is the carrier's, not the destination's: with another account
+            # to go to (or as a probe of a recovering one), the destination goes back undone, due now, and
+            # spends none of its retries; the breaker decides where it is dialed next.
+            _give_back(chunk, started, grant, back_to="pending")
+            report.errors.append(f"transient: {exc.message}")
+            return RequestResult(stop_until=ctx.now())
+        return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
+    if isinstance(exc, Ambiguous):
         # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the carrier
         # may have counted it). Callbacks, a status lookup or the evidence window settle it
         # (workers.housekeeping.send_evidence); a callback that came first has already moved it on, and is
@@ -250,11 +302,7 @@ def _try_once(chunk: ChunkDial, group: list[store.QueuedDestination]) -> Request
         report.ambiguous += len(started)
         _schedule_call_limits(chunk, batch_id)  # the calls may exist: their ids may still come
         return GO_ON
-    rows.record_accepted(chunk, started, accepted, batch_id)
-    _schedule_call_limits(chunk, batch_id)
-    throttle.recover_rate(budgets, creds.account_id, limits.cps)
-    report.sent += len(started)
-    return GO_ON
+    raise exc  # an error the table does not name: the task's own handling
 
 
 def _schedule_call_limits(chunk: ChunkDial, batch_id: uuid.UUID) -> None:

@@ -16,6 +16,7 @@ import psycopg
 from campaigns.accounts import AccountLimits
 from campaigns.store import dial_store as store
 from workers.dialing.accepted_calls import SentIds
+from workers.dialing.circuit_breaker import AccountBreaker
 from workers.providers.base import ProviderAdapter
 from workers.providers.calls import AccountCredentials
 from workers.providers.errors import Throttled
@@ -58,6 +59,7 @@ class ChunkDial:
     limits: AccountLimits
     adapter: ProviderAdapter
     report: ChunkReport
+    breaker: AccountBreaker  # the account's circuit breaker, told each request's answer
     # One-destination requests whose attempts this chunk started together, by destination id, and the text
     # each call will speak (by attempt id).
     ahead: dict[int, store.StartedAttempt] = field(default_factory=dict)

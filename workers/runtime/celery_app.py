@@ -148,11 +148,11 @@ def _refuse_a_database_without_the_schema(**_: Any) -> None:
 
 
 
-def _enqueue_refill_chunk(campaign_id: int, destination_ids: list[int]) -> None:
+def _enqueue_refill_chunk(campaign_id: int, destination_ids: list[int], account_id: int) -> None:
     """A refill's chunk, sent by name as workers.runtime.tasks.enqueue_chunk sends it (that module imports
     this one)."""
-    app.send_task("workers.tasks.dial_chunk", args=(campaign_id, destination_ids), queue=DIAL_QUEUE,
-                  **dial_chunk_options(campaign_id, destination_ids))
+    app.send_task("workers.tasks.dial_chunk", args=(campaign_id, destination_ids, account_id),
+                  queue=DIAL_QUEUE, **dial_chunk_options(campaign_id, destination_ids, account_id))
 
 
 @worker_process_init.connect

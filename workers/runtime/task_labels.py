@@ -11,8 +11,11 @@ from typing import Any
 SHOWN_IDS = 3  # destination ids shown at each end of a chunk's list
 
 
-def dial_chunk_options(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
-    """apply_async options naming a dial chunk: `dial_chunk campaign=12 destinations=40`."""
+def dial_chunk_options(
+    campaign_id: int, destination_ids: list[int], account_id: int | None = None
+) -> dict[str, Any]:
+    """apply_async options naming a dial chunk: `dial_chunk campaign=12 destinations=40` (and `account=3`
+    on `argsrepr` when the dispatcher named the account)."""
     count = len(destination_ids)
     ids = destination_ids
     shown = (
@@ -22,5 +25,6 @@ def dial_chunk_options(campaign_id: int, destination_ids: list[int]) -> dict[str
     )
     return {
         "shadow": f"dial_chunk campaign={campaign_id} destinations={count}",
-        "argsrepr": f"campaign={campaign_id} destinations={count} ids=[{shown}]",
+        "argsrepr": f"campaign={campaign_id} destinations={count} ids=[{shown}]"
+                    + (f" account={account_id}" if account_id is not None else ""),
     }

@@ -80,12 +80,14 @@ DATABASE_AWAY = (psycopg.OperationalError, ServiceUnavailable)
 
 
 @app.task(name="workers.tasks.dial_chunk", acks_late=True)
-def dial_chunk(campaign_id: int, destination_ids: list[int]) -> dict[str, Any]:
-    """Dial the still-queued destinations of one chunk (safe to run twice: see campaigns.store.dial_store)."""
+def dial_chunk(campaign_id: int, destination_ids: list[int], account_id: int | None = None) -> dict[str, Any]:
+    """Dial the still-queued destinations of one chunk on the account the dispatcher named (a message from
+    before accounts were named has none: the campaign's primary). Safe to run twice: see
+    campaigns.store.dial_store."""
     try:
         with get_pool().connection() as conn:
             ctx = DialContext(conn=conn, client=dial_client(), budgets=get_budgets())
-            report = dial_claimed_chunk(ctx, campaign_id, destination_ids)
+            report = dial_claimed_chunk(ctx, campaign_id, destination_ids, account_id)
     except DATABASE_AWAY as exc:
         report = hand_back_claims(campaign_id, destination_ids, exc)
     return report.__dict__
@@ -120,9 +122,9 @@ def hand_back_claims(campaign_id: int, destination_ids: list[int], exc: Exceptio
 
 
 
-def enqueue_chunk(campaign_id: int, destination_ids: list[int]) -> None:
-    labels = dial_chunk_options(campaign_id, destination_ids)  # how Flower shows and finds it
-    dial_chunk.apply_async(args=(campaign_id, destination_ids), queue=DIAL_QUEUE, **labels)
+def enqueue_chunk(campaign_id: int, destination_ids: list[int], account_id: int) -> None:
+    labels = dial_chunk_options(campaign_id, destination_ids, account_id)  # how Flower shows and finds it
+    dial_chunk.apply_async(args=(campaign_id, destination_ids, account_id), queue=DIAL_QUEUE, **labels)
 
 
 @app.task(name="workers.tasks.dispatch_tick", ignore_result=True)
