@@ -34,7 +34,8 @@ def account_pause(account_id: int) -> str:
 
 
 def account_health(account_id: int) -> str:
-    """Hash of the account's request results by second: the circuit breaker's window (workers.ratelimit.health)."""
+    """Hash of the account's request results by second: the circuit breaker's window
+    (workers.ratelimit.health)."""
     return f"{_prefix()}:health:account:{account_id}"
 
 

@@ -291,7 +291,7 @@ def _act_on_error(
             # spends none of its retries; the breaker decides where it is dialed next.
             _give_back(chunk, started, grant, back_to="pending")
             report.errors.append(f"transient: {exc.message}")
-            return RequestResult(stop_until=ctx.now())
+            return GO_ON  # the breaker stops the chunk once the account opens
         return RequestResult(stop_until=_retry_transient(chunk, started, grant, exc))
     if isinstance(exc, Ambiguous):
         # The call may exist: the attempt stays open with its slot and its tokens (never refunded: the carrier

@@ -90,8 +90,8 @@ class AccountBreaker:
         return self.state != CircuitState.OPEN
 
     def note(self, error: BaseException | None, requests: int = 1) -> bool:
-        """Record one request's answer (covering `requests` destinations for a probe count). Returns False
-        when the account must take no more of this chunk's destinations."""
+        """Record one request's answer, for the `requests` destinations it carried (a bulk counts each).
+        Returns False when the account must take no more of this chunk's destinations."""
         verdict, cause = verdict_of(error)
         if verdict == Verdict.NEUTRAL:
             return self.usable
@@ -105,11 +105,16 @@ class AccountBreaker:
         elif cause in (Cause.AUTH, Cause.PAYMENT):
             self._open(cause, message)
         else:
-            failures, successes = self.window.add_failure(self.account_id, self.policy.window_s)
-            if trips(failures, successes, self.policy):
-                total = failures + successes
-                self._open(cause, f"{failures} of {total} requests failed in {self.policy.window_s:g} s; "
+            # Counted per destination, as successes are: a refused bulk of 10 is 10 dials that failed.
+            counts = self.window.add_failure(self.account_id, self.policy.window_s, requests)
+            if trips(counts.recent_failures, counts.recent_successes, self.policy):
+                total = counts.recent_failures + counts.recent_successes
+                self._open(cause, f"{counts.recent_failures} of the last {total} dials failed; "
                                   f"last: {message}")
+            elif trips(counts.failures, counts.successes, self.policy):
+                total = counts.failures + counts.successes
+                self._open(cause, f"{counts.failures} of {total} dials failed in "
+                                  f"{self.policy.window_s:g} s; last: {message}")
         return self.usable
 
     def _healthy(self, requests: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -19,6 +20,19 @@ from workers.ratelimit.errors import redis_errors_translated
 from workers.ratelimit.scripts import script
 
 SUCCESS_FLUSH_S = 1.0
+# The recent window: the current second and the one before it. Successes reach Redis within SUCCESS_FLUSH_S,
+# so a healthy stream's recent successes are in it; a carrier that just went down fails all of it.
+RECENT_S = 2
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """An account's results over the whole window and over its most recent seconds."""
+
+    failures: int
+    successes: int
+    recent_failures: int
+    recent_successes: int
 
 
 class HealthWindow:
@@ -41,8 +55,8 @@ class HealthWindow:
             ok = self._unwritten_ok.pop(account_id, 0)
         self._add(account_id, ok, 0, window_s)
 
-    def add_failure(self, account_id: int, window_s: float, count: int = 1) -> tuple[int, int]:
-        """Failures, with this process's unwritten successes: the window's (failures, successes) now."""
+    def add_failure(self, account_id: int, window_s: float, count: int = 1) -> WindowCounts:
+        """Failures, with this process's unwritten successes: the window's counts now."""
         with self._lock:
             ok = self._unwritten_ok.pop(account_id, 0)
         return self._add(account_id, ok, count, window_s)
@@ -54,8 +68,9 @@ class HealthWindow:
         with redis_errors_translated(self._client):
             self._client.delete(redis_keys.account_health(account_id))
 
-    def _add(self, account_id: int, ok: int, failed: int, window_s: float) -> tuple[int, int]:
+    def _add(self, account_id: int, ok: int, failed: int, window_s: float) -> WindowCounts:
         with redis_errors_translated(self._client):
-            failures, successes = script(self._client, "health_window")(
-                keys=[redis_keys.account_health(account_id)], args=[ok, failed, max(1, math.ceil(window_s))])
-        return int(failures), int(successes)
+            counts = script(self._client, "health_window")(
+                keys=[redis_keys.account_health(account_id)],
+                args=[ok, failed, max(1, math.ceil(window_s)), RECENT_S])
+        return WindowCounts(*(int(n) for n in counts))
