@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns import settings_rules
 from campaigns.account_changes import plan_accounts, require_fallbacks_suit, write_fallbacks
+from campaigns.account_health import campaign_accounts_health
 from campaigns.account_list_rules import AccountsChange
 from campaigns.call_options import machine_detection_mode
 from campaigns.config import get_settings
@@ -198,4 +199,5 @@ def status(conn: psycopg.Connection, campaign_id: int) -> CampaignStatus:
         attempts=int(totals[0]),
         answered_seconds=int(totals[1]),
         mean_duration_s=float(totals[2]) if totals[2] is not None else None,
+        accounts=campaign_accounts_health(conn, campaign_id),
     )

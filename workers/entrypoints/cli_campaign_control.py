@@ -17,6 +17,7 @@ from campaigns.errors import InvalidRequest
 from workers.entrypoints.cli_campaign import campaign_app, one_of
 from workers.entrypoints.cli_campaign_accounts import accounts_change
 from workers.entrypoints.cli_campaign_runs import print_runs
+from workers.entrypoints.cli_circuits import accounts_table, changes_table
 from workers.entrypoints.cli_follow import follow as follow_live
 from workers.entrypoints.cli_webhooks import NOTIFY_URL_HELP, apply_notify_url
 from workers.housekeeping.hangup import hang_up_live_calls
@@ -289,6 +290,11 @@ def status(
         typer.echo(report.model_dump_json(by_alias=True, indent=2))
         return
     console.print(status_table(report))
+    if report.accounts:
+        console.print(accounts_table(report.accounts))
+        changes = changes_table(report.accounts)
+        if changes is not None:
+            console.print(changes)
 
 
 __all__ = ["InvalidRequest", "status_table"]

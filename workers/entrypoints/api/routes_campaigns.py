@@ -122,15 +122,23 @@ async def list_campaigns(
 
 @router.get("/{campaign_id}", response_model=CampaignStatusOut)
 async def get_campaign(campaign_id: ViewedCampaign, key: ApiKeyDep) -> CampaignStatusOut:
-    """Where a campaign stands: destinations per status, attempts per outcome, 429s met, settings."""
-    return await run_db(_status_out, campaign_id, key)
+    """Where a campaign stands: destinations per status, attempts per outcome, 429s met, its accounts'
+    circuit breakers, settings."""
+    return _within_reach(await run_db(_status_out, campaign_id, key), key)
+
+
+def _within_reach(out: CampaignStatusOut, key: ApiKeyIdentity) -> CampaignStatusOut:
+    """The status without the accounts the key does not reach (a fallback an admin set): to this key they
+    do not exist, their names and circuits included."""
+    shown = [a for a in out.accounts if key.reaches(a.account_id)]
+    return out if len(shown) == len(out.accounts) else out.model_copy(update={"accounts": shown})
 
 
 @router.patch("/{campaign_id}", response_model=CampaignStatusOut)
 async def update_campaign(campaign_id: OperatedCampaign, update: CampaignUpdate,
                           key: ApiKeyDep) -> CampaignStatusOut:
     """Change settings; fields absent or null stay as they are. 422 names the field at fault."""
-    return await run_db(_configure, campaign_id, update, key)
+    return _within_reach(await run_db(_configure, campaign_id, update, key), key)
 
 
 @router.get("/{campaign_id}/rejects", response_model=RejectsPage)
