@@ -31,6 +31,7 @@ from workers.entrypoints.cli_prune import prune_command
 from workers.entrypoints.cli_secrets import secrets_app
 from workers.entrypoints.cli_webhooks import webhooks_app
 from workers.entrypoints.demo import DemoSettings, demo_auth_id, run_demo
+from workers.entrypoints.demo_failover import FailoverSettings, run_failover_demo
 
 app = typer.Typer(help="Bulk-dialing campaign worker.", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The Postgres database.", no_args_is_help=True)
@@ -94,17 +95,27 @@ def simulator(
 
 @app.command("demo")
 def demo(
-    cps: int = typer.Option(100, help="Calls per second of the simulated carrier account"),
-    rows: int = typer.Option(None, help="Dial only the first N rows of the sample"),
+    cps: int = typer.Option(
+        None, help="Calls per second of the simulated carrier account (100; with --failover, 20 each)"
+    ),
+    rows: int = typer.Option(None, help="Dial only the first N rows of the sample (with --failover, 500)"),
     workers: int = typer.Option(2, help="Celery worker processes"),
     results: str = typer.Option("demo-results.csv", help="Where to write the results CSV"),
     provider: str = typer.Option(
         None, help="Simulated carrier: plivo (default), vobiz, tryvox, voipbin or bandwidth"
     ),
+    failover: bool = typer.Option(
+        False, "--failover", help="Two carriers: the primary (plivo) fails mid-campaign, the backup (tryvox) "
+        "takes over, the primary takes the campaign back once it recovers"
+    ),
 ) -> None:
     """Run the whole pipeline against the simulator with the shipped 10,000-row sample, then stop it all."""
 
-    settings = DemoSettings(cps=cps, rows=rows, workers=workers, results_csv=Path(results))
+    if failover:
+        _failover_demo(cps, rows, workers, provider)
+        return
+    settings = DemoSettings(cps=100 if cps is None else cps, rows=rows, workers=workers,
+                            results_csv=Path(results))
     if provider is not None:
         try:
             demo_auth_id(provider)
@@ -112,6 +123,23 @@ def demo(
             raise typer.BadParameter(str(exc)) from exc
         settings = replace(settings, provider=provider)
     run_demo(settings)
+
+
+def _failover_demo(cps: int | None, rows: int | None, workers: int, provider: str | None) -> None:
+    """`dialer demo --failover`; exits 1 when the backup did not take over, someone was dialed twice or a
+    carrier answered 429."""
+    if provider is not None:
+        raise typer.BadParameter("--failover dials plivo, then tryvox: it takes no --provider")
+    settings = FailoverSettings(workers=workers)
+    if cps is not None:
+        settings = replace(settings, cps=cps)
+    if rows is not None:
+        settings = replace(settings, rows=rows)
+    summary = run_failover_demo(settings).summary
+    if summary is None or not summary.backup_took_over or summary.dialed_twice or any(
+        summary.throttled.values()
+    ):
+        raise typer.Exit(1)
 
 
 def main() -> None:

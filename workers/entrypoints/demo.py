@@ -5,7 +5,8 @@ pointing at the simulator (`--provider`: plivo by default, or any of the five, e
 shapes); prints what a user would set in that provider's console (workers.providers.console_setup: for
 VoIPbin the webhook URL, which the demo then sets in the simulator as a user would in VoIPbin's console);
 loads the 10,000-row sample CSV shipped in campaigns/data; runs the campaign at 100 CPS with a progress bar;
-prints the results table and where the results are.
+prints the results table and where the results are. `dialer demo --failover`
+(workers.entrypoints.demo_failover) builds on the helpers here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from campaigns.config import DEVELOPMENT, get_settings
 from campaigns.db import connect, init_database
 from campaigns.errors import NotFound
 from campaigns.loader import LoadOptions, load_campaign_csv
+from campaigns.reports import LoadReport
 from campaigns.results_export import write_results_csv
 from campaigns.states import CampaignState, DestinationStatus
 from simulator.process import start_simulator
@@ -101,23 +103,84 @@ def simulator_config(cps: int, provider: str = "plivo") -> dict[str, Any]:
     }
 
 
-def _demo_csv(settings: DemoSettings, workdir: Path) -> Path:
-    if settings.rows is None:
-        return settings.csv
-    lines = settings.csv.read_text().splitlines()[: settings.rows + 1]
+def _demo_csv(csv: Path, rows: int | None, workdir: Path) -> Path:
+    if rows is None:
+        return csv
+    lines = csv.read_text().splitlines()[: rows + 1]
     path = workdir / "demo-sample.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def load_sample(csv: Path, rows: int | None, workdir: Path, console: Console) -> LoadReport:
+    """The sample (its first `rows` rows) loaded as a new draft campaign, and what the load reported."""
+    report = load_campaign_csv(
+        name=f"demo {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        source=_demo_csv(csv, rows, workdir),
+        options=LoadOptions(default_region="US", message=DEMO_MESSAGE),
+    )
+    console.print(
+        f"loaded {report.rows_loaded} of {report.rows_total} rows in {report.seconds:.1f}s; "
+        f"rejected {report.rows_rejected} {report.rejects_by_reason}; message {DEMO_MESSAGE!r} "
+        f"({report.rows_with_warnings} rows lack one of its variables)"
+    )
+    return report
+
+
+def prepare_environment() -> None:
+    """A demo is development by its nature (the simulator, the sample list, plain http), and says so itself
+    for this process and every one it starts, as the default is production; an environment the caller
+    named is kept, with the key that one needs."""
+    os.environ.setdefault("DIALER_ENVIRONMENT", DEVELOPMENT)
+    get_settings.cache_clear()
+    init_database()
+
+
+def supersede_earlier_runs(conn: psycopg.Connection, account_id: int) -> None:
+    """An earlier demo stopped halfway must not share this run's budget: its campaign is paused."""
+    conn.execute(
+        f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', "
+        "state_reason = 'superseded by a newer demo run' "
+        f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}'",
+        (account_id,),
+    )
+    conn.commit()
+
+
+def all_day_settings(account_id: int, retry_policy: dict[str, Any],
+                     provider_options: dict[str, Any]) -> control.CampaignSettings:
+    """The demo campaign's settings: its account and caller id, and a window of all day, so the demo runs
+    whenever it is started."""
+    return control.CampaignSettings(
+        account_id=account_id,
+        caller_id="+14155550100",
+        window_start=clock_time(0),
+        window_end=clock_time(0),  # equal ends: all day
+        retry_policy=retry_policy,
+        provider_options=provider_options,
+    )
+
+
+def print_console_link(api_url: str, campaign_id: int, console: Console) -> None:
+    """A key for the console, and where to open it (the demo's API, and so the console, ends with it)."""
+    with connect() as conn:
+        console_key = create_api_key(conn, name=f"demo console {time.strftime('%H:%M:%S')}",
+                                     role=Role.ADMIN).key
+        conn.commit()
+    console.print(f"console: {api_url}/ui/campaigns/{campaign_id} (sign in with the API key "
+                  f"{console_key}; open while the demo runs)", soft_wrap=True, highlight=False)
 
 
 def demo_account_name(provider: str) -> str:
     return "demo-simulator" if provider == "plivo" else f"demo-simulator-{provider}"
 
 
-def demo_account(conn: psycopg.Connection, base_url: str, cps: int, provider: str = "plivo") -> int:
-    """The simulator account the demo dials through: updated if an earlier run made it, else added.
-    Only "no such account" means a first run; any other error is the operator's to see."""
-    name = demo_account_name(provider)
+def demo_account(conn: psycopg.Connection, base_url: str, cps: int, provider: str = "plivo",
+                 name: str | None = None) -> int:
+    """The simulator account the demo dials through (`name`, by default the provider's demo account):
+    updated if an earlier run made it, else added. Only "no such account" means a first run; any other error
+    is the operator's to see."""
+    name = name or demo_account_name(provider)
     auth_id, options = DEMO_ACCOUNTS[provider]
     try:
         account_id = resolve_account_id(conn, name)
@@ -159,12 +222,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     """Run the demo; returns the campaign id. Stops every process it started, whatever happens."""
     console = console or Console()
     auth_id = demo_auth_id(settings.provider)
-    # A demo is development by its nature (the simulator, the sample list, plain http), and says so itself
-    # for this process and every one it starts, as the default is production; an environment the caller
-    # named is kept, with the key that one needs.
-    os.environ.setdefault("DIALER_ENVIRONMENT", DEVELOPMENT)
-    get_settings.cache_clear()
-    init_database()
+    prepare_environment()
     config = simulator_config(settings.cps, settings.provider)
     with (
         start_simulator(config, speed=settings.speed, seed=7) as sim,
@@ -182,34 +240,15 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         console_values = {field.name: field.value for field in setup.fields}
         if "webhook_uri" in console_values:  # pasted into the simulated customer, as into VoIPbin's console
             sim.configure({"accounts": {auth_id: {"webhook_uri": console_values["webhook_uri"]}}})
-        with connect() as conn:  # an earlier demo stopped halfway must not share this run's budget
-            conn.execute(
-                f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', "
-                "state_reason = 'superseded by a newer demo run' "
-                f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}'",
-                (account_id,),
-            )
-            conn.commit()
-        csv_path = _demo_csv(settings, stack.workdir)
-        report = load_campaign_csv(
-            name=f"demo {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            source=csv_path,
-            options=LoadOptions(default_region="US", message=DEMO_MESSAGE),
-        )
-        console.print(
-            f"loaded {report.rows_loaded} of {report.rows_total} rows in {report.seconds:.1f}s; "
-            f"rejected {report.rows_rejected} {report.rejects_by_reason}; message {DEMO_MESSAGE!r} "
-            f"({report.rows_with_warnings} rows lack one of its variables)"
-        )
+        with connect() as conn:
+            supersede_earlier_runs(conn, account_id)
+        report = load_sample(settings.csv, settings.rows, stack.workdir, console)
         with connect() as conn:
             control.configure(
                 conn,
                 report.campaign_id,
-                control.CampaignSettings(
-                    account_id=account_id,
-                    caller_id="+14155550100",
-                    window_start=clock_time(0),
-                    window_end=clock_time(0),  # equal ends: all day, so the demo runs whenever it is started
+                all_day_settings(
+                    account_id,
                     # Short retries so the demo ends in minutes; a real campaign waits minutes to hours.
                     retry_policy={
                         outcome: {"delay_s": settings.retry_delay_s, "max_attempts": 2}
@@ -219,12 +258,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 ),
             )
             control.start(conn, report.campaign_id)
-        with connect() as conn:  # a key for the console; the demo's API (and so the console) ends with it
-            console_key = create_api_key(conn, name=f"demo console {time.strftime('%H:%M:%S')}",
-                                         role=Role.ADMIN).key
-            conn.commit()
-        console.print(f"console: {stack.api_url}/ui/campaigns/{report.campaign_id} (sign in with the API key "
-                      f"{console_key}; open while the demo runs)", soft_wrap=True, highlight=False)
+        print_console_link(stack.api_url, report.campaign_id, console)
         started = time.monotonic()
         console.print(
             f"watch it: metrics {stack.api_url}/metrics (Authorization: Bearer <the key above>) · "
