@@ -48,7 +48,7 @@ class CircuitPolicy:
     auth_cooldown_s: float = 300.0
     cooldown_max_s: float = 600.0
     probes: int = 3
-    probe_deadline_s: float = 60.0
+    probe_deadline_s: float = 20.0
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> CircuitPolicy:

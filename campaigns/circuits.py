@@ -84,7 +84,7 @@ def changes_of(conn: psycopg.Connection, account_id: int, limit: int = 20) -> li
 _OPEN = """
 INSERT INTO account_circuit AS c (account_id, state, cause, reason, changed_at, retry_at, opened_in_a_row)
 VALUES (%(account)s, 'open', %(cause)s, %(reason)s, now(),
-        now() + make_interval(secs => %(first_cooldown)s), 1)
+        CASE WHEN %(operator)s THEN NULL ELSE now() + make_interval(secs => %(first_cooldown)s) END, 1)
 ON CONFLICT (account_id) DO UPDATE SET
     state = 'open', cause = %(cause)s, reason = %(reason)s, changed_at = now(),
     opened_in_a_row = c.opened_in_a_row + 1, probes_claimed = 0, probes_passed = 0,
@@ -110,8 +110,6 @@ def open_circuit(conn: psycopg.Connection, account_id: int, cause: Cause, reason
         "first_cooldown": first if first is not None else 0.0, "operator": operator,
         "max_cooldown": policy.cooldown_max_s, "base": base, "from_states": [s.value for s in from_states],
     }).fetchone()
-    if row is not None and operator:  # a first disable inserts with a retry time: an operator's has none
-        conn.execute("UPDATE account_circuit SET retry_at = NULL WHERE account_id = %s", (account_id,))
     return row is not None
 
 
@@ -166,6 +164,14 @@ def note_probes_claimed(conn: psycopg.Connection, account_id: int, count: int) -
                      "WHERE account_id = %s AND state = 'half_open'", (count, account_id))
 
 
+def probe_inconclusive(conn: psycopg.Connection, account_id: int, count: int) -> None:
+    """`count` probes of a half-open account ended without a verdict (a 429, the carrier's limiter, a send
+    given back before it left): they are not spent, and the dispatcher sends others at once rather than at
+    the probe deadline."""
+    conn.execute("UPDATE account_circuit SET probes_claimed = greatest(probes_passed, probes_claimed - %s) "
+                 "WHERE account_id = %s AND state = 'half_open'", (count, account_id))
+
+
 def probe_passed(conn: psycopg.Connection, account_id: int, count: int, policy: CircuitPolicy) -> bool:
     """`count` probes of a half-open account succeeded; it closes once enough have. True if this closed it."""
     row = conn.execute(
@@ -178,4 +184,4 @@ def probe_passed(conn: psycopg.Connection, account_id: int, count: int, policy: 
 
 
 __all__ = ["Cause", "Circuit", "CircuitChange", "circuit_of", "circuits_of", "changes_of", "open_circuit",
-           "enable", "disable", "move_due", "note_probes_claimed", "probe_passed"]
+           "enable", "disable", "move_due", "note_probes_claimed", "probe_inconclusive", "probe_passed"]

@@ -124,13 +124,13 @@ class Settings(BaseSettings):
     # in the log. The range is the OS's own.
     sender_nice: int = Field(default=0, ge=-20, le=19)
 
-    # Each account's circuit breaker (campaigns.circuit_rules, docs/DESIGN.md "Failover and pooling"): it opens
-    # when, within the last CIRCUIT_WINDOW_S, at least CIRCUIT_MIN_FAILURES requests failed (5xx, timeouts,
-    # refused connections) and they were at least CIRCUIT_FAILURE_RATIO of its requests; at once on 401/403/
-    # 404 or 402. Open, it takes no new attempts for its cool-down (CIRCUIT_COOLDOWN_S; CIRCUIT_AUTH_COOLDOWN_S
-    # after credentials or balance were refused), doubled on each reopening up to CIRCUIT_COOLDOWN_MAX_S; then
-    # CIRCUIT_PROBES attempts probe it (half-open) and it closes when they all succeed. A probe left without a
-    # result for CIRCUIT_PROBE_DEADLINE_S is sent again.
+    # Each account's circuit breaker (campaigns.circuit_rules, docs/DESIGN.md "Failover and pooling"): it
+    # opens when, within the last CIRCUIT_WINDOW_S (or its last two seconds), at least CIRCUIT_MIN_FAILURES
+    # dials failed (5xx, timeouts, refused connections) and they were at least CIRCUIT_FAILURE_RATIO of its
+    # dials; at once on 401/403/404 or 402. Open, it takes no new attempts for its cool-down
+    # (CIRCUIT_COOLDOWN_S; CIRCUIT_AUTH_COOLDOWN_S after credentials or balance were refused), doubled on each
+    # reopening up to CIRCUIT_COOLDOWN_MAX_S; then CIRCUIT_PROBES attempts probe it (half-open) and it closes
+    # when they all succeed. A probe left without a result for CIRCUIT_PROBE_DEADLINE_S is sent again.
     circuit_window_s: PositiveSeconds = 10.0
     circuit_min_failures: PositiveInt = 5
     circuit_failure_ratio: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     circuit_auth_cooldown_s: PositiveSeconds = 300.0
     circuit_cooldown_max_s: PositiveSeconds = 600.0
     circuit_probes: PositiveInt = 3
-    circuit_probe_deadline_s: PositiveSeconds = 60.0
+    circuit_probe_deadline_s: PositiveSeconds = 20.0
 
     @field_validator("prune_older_than")
     @classmethod

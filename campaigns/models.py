@@ -333,7 +333,9 @@ class AccountBudgetState(SQLModel, table=True):
 
 class CampaignFallbackAccount(SQLModel, table=True):
     __tablename__ = "campaign_fallback_account"
-    __table_args__ = (UniqueConstraint("campaign_id", "account_id", name="campaign_fallback_account_account_key"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "account_id", name="campaign_fallback_account_account_key"),
+    )
 
     campaign_id: int = _column(BigInteger, ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
     position: int = _column(SmallInteger, primary_key=True)

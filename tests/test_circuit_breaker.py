@@ -106,6 +106,9 @@ def test_a_circuit_opens_once_goes_half_open_at_its_cool_down_and_closes_when_it
     assert (half.state, half.probes_left(POLICY)) == (S.HALF_OPEN, 3)
     circuits.note_probes_claimed(db, account, 3)
     assert circuits.circuit_of(db, account).probes_left(POLICY) == 0, "no more than its probes"
+    circuits.probe_inconclusive(db, account, 1)  # a 429 or the carrier's limiter: no verdict, not spent
+    assert circuits.circuit_of(db, account).probes_left(POLICY) == 1
+    circuits.note_probes_claimed(db, account, 1)
     assert not circuits.probe_passed(db, account, 2, POLICY)
     assert circuits.probe_passed(db, account, 1, POLICY), "the third probe closes it"
     closed = circuits.circuit_of(db, account)

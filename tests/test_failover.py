@@ -8,6 +8,7 @@ still due, so nothing but failover can finish it. The short versions run in `mak
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -50,18 +51,10 @@ SOAK = os.environ.get("DIALER_SOAK") == "1"
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, redis_client: Any) -> Iterator[Stack]:
-    # The worker processes read the breaker's settings at start; this module's processes only.
-    saved = os.environ.get("DIALER_CIRCUIT_COOLDOWN_S")
-    if not SOAK:
-        os.environ["DIALER_CIRCUIT_COOLDOWN_S"] = str(COOLDOWN_S)
-    try:
-        with running_stack(workers=2, threads=8) as stack:
-            yield stack
-    finally:
-        if saved is None:
-            os.environ.pop("DIALER_CIRCUIT_COOLDOWN_S", None)
-        else:
-            os.environ["DIALER_CIRCUIT_COOLDOWN_S"] = saved
+    # The worker processes read the breaker's settings at start: this module's processes only.
+    extra_env = {} if SOAK else {"DIALER_CIRCUIT_COOLDOWN_S": str(COOLDOWN_S)}
+    with running_stack(workers=2, threads=8, extra_env=extra_env) as stack:
+        yield stack
 
 
 @pytest.fixture()
@@ -166,6 +159,30 @@ def _fail_once_dialing(primary: Carrier, fault: str, seconds: float) -> dict[str
     return window
 
 
+def _record(scenario: str, **figures: Any) -> None:
+    """Print the scenario's figures (docs/RELIABILITY.md, "Failover") and append them to
+    DIALER_FAULT_FIGURES when set (make soak)."""
+    line = json.dumps({"scenario": scenario, "soak": SOAK, **figures})
+    print(line)
+    path = os.environ.get("DIALER_FAULT_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+def _settled_then_redialed_s(conn: psycopg.Connection, campaign_id: int, account_id: int) -> list[float]:
+    """For each destination whose send on `account_id` was left ambiguous: seconds from the end of its
+    evidence window (sent_at + ring timeout + margin) to its next attempt's send."""
+    window_s = OPTIONS["ring_timeout"] + OPTIONS["evidence_margin_s"]
+    rows = conn.execute(
+        "SELECT extract(epoch FROM (n.sent_at - (a.sent_at + make_interval(secs => %s)))) "
+        "FROM call_attempt a JOIN call_attempt n ON n.destination_id = a.destination_id "
+        "AND n.attempt_no = a.attempt_no + 1 WHERE a.campaign_id = %s AND a.account_id = %s "
+        "AND a.status <> 'completed' AND a.sent_at IS NOT NULL",
+        (window_s, campaign_id, account_id)).fetchall()
+    return sorted(float(r[0]) for r in rows)
+
+
 def _scenario_size(short: int, soak: int) -> int:
     return soak if SOAK else short
 
@@ -199,6 +216,11 @@ def test_primary_refusing_connections_fails_over_to_a_backup_of_another_provider
         # The attempt history names the account that placed each call.
         by_account = _accounts_of_attempts(conn, campaign_id)
         assert by_account == {primary.account_id: len(on_primary), backup.account_id: len(on_backup)}
+        redialed = _settled_then_redialed_s(conn, campaign_id, primary.account_id)
+        _record("refused", calls=count, on_primary=len(on_primary), on_backup=len(on_backup),
+                opened_after_s=round(opened[0].changed_at.timestamp() - fault["start_wall"], 2),
+                backup_took_over_after_s=round(took_over_s, 2), ambiguous=len(redialed),
+                redialed_after_evidence_window_s=[round(x, 1) for x in redialed[:1] + redialed[-1:]])
 
 
 def test_primary_answering_401_fails_over_without_pausing_the_campaign(stack, conn) -> None:
@@ -208,13 +230,19 @@ def test_primary_answering_401_fails_over_without_pausing_the_campaign(stack, co
         backup = _carrier(carriers, conn, "tryvox", 50, seed=32)
         campaign_id = _campaign(conn, "revoked", count, 3000, primary, backup)
         _start(conn, campaign_id)
-        _fail_once_dialing(primary, "401", 3600)
+        fault = _fail_once_dialing(primary, "401", 3600)
         _wait_completed(conn, campaign_id, soak_seconds(300) if SOAK else 90)
         _assert_each_dialed_once(conn, campaign_id, count, primary, backup)
         assert _calls(primary) and _calls(backup)
+        took_over_s = min(c["received_at"] for c in _calls(backup)) - fault["start_wall"]
+        assert took_over_s <= 5.0, f"the backup took over {took_over_s:.1f} s after the 401s began"
         circuit = circuits.circuit_of(conn, primary.account_id)
         assert (circuit.state, circuit.cause) == (CircuitState.OPEN, "auth"), circuit
         assert "401" in (circuit.reason or "") or "auth" in (circuit.reason or "").lower(), circuit.reason
+        assert circuit.changed_at is not None
+        _record("401", calls=count, on_primary=len(_calls(primary)), on_backup=len(_calls(backup)),
+                opened_after_s=round(circuit.changed_at.timestamp() - fault["start_wall"], 2),
+                backup_took_over_after_s=round(took_over_s, 2))
 
 
 def test_primary_answering_5xx_then_recovering_takes_the_campaign_back(stack, conn) -> None:
@@ -224,7 +252,7 @@ def test_primary_answering_5xx_then_recovering_takes_the_campaign_back(stack, co
     outage = 60.0 if SOAK else 4.0
     with ExitStack() as carriers:
         primary = _carrier(carriers, conn, "plivo", 50, seed=41)
-        backup = _carrier(carriers, conn, "vobiz", 20, seed=42)
+        backup = _carrier(carriers, conn, "vobiz", 10 if SOAK else 20, seed=42)
         campaign_id = _campaign(conn, "outage", count, 5000, primary, backup)
         _start(conn, campaign_id)
         fault = _fail_once_dialing(primary, "5xx", outage)
@@ -241,6 +269,14 @@ def test_primary_answering_5xx_then_recovering_takes_the_campaign_back(stack, co
         states = [c.state for c in reversed(circuits.changes_of(conn, primary.account_id, limit=50))]
         assert states[0] == CircuitState.OPEN and states[-1] == CircuitState.CLOSED, states
         assert CircuitState.HALF_OPEN in states
+        changes = list(reversed(circuits.changes_of(conn, primary.account_id, limit=50)))
+        closed_at = changes[-1].changed_at.timestamp()
+        _record("5xx then recovered", calls=count, outage_s=outage, on_backup=len(on_backup),
+                on_primary=len(_calls(primary)), returned_to_primary=len(later_on_primary),
+                opened_after_s=round(changes[0].changed_at.timestamp() - fault["start_wall"], 2),
+                closed_after_recovery_s=round(closed_at - fault["end_wall"], 2),
+                changes=[c.state.value for c in changes],
+                ambiguous=len(_settled_then_redialed_s(conn, campaign_id, primary.account_id)))
 
 
 def test_split_routing_dials_over_both_accounts_each_within_its_own_budget(stack, conn) -> None:
@@ -254,3 +290,6 @@ def test_split_routing_dials_over_both_accounts_each_within_its_own_budget(stack
         _assert_each_dialed_once(conn, campaign_id, count, first, second)
         shares = sorted(len(_calls(c)) for c in (first, second))
         assert shares[0] >= 0.35 * count, f"both accounts dialed in proportion to their CPS: {shares}"
+        _record("split", calls=count, per_account=shares,
+                max_per_second=[max_in_window([c["received_at"] for c in _calls(carrier)])
+                                for carrier in (first, second)])

@@ -53,7 +53,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "circuit_auth_cooldown_s": ("60", 60.0),
     "circuit_cooldown_max_s": ("120", 120.0),
     "circuit_probes": ("2", 2),
-    "circuit_probe_deadline_s": ("20", 20.0),
+    "circuit_probe_deadline_s": ("45", 45.0),
     "sender_nice": ("-10", -10),
     "webhook_timeout_s": ("2.5", 2.5),
     "webhook_concurrency": ("4", 4),

@@ -367,6 +367,7 @@ def _hand_back_unbooked(
     chunk: ChunkDial, attempts: list[store.StartedAttempt], grant: Reservation
 ) -> RequestResult:
     """No send time could be booked (or kept): nothing left; the attempts go back to pending for later."""
+    chunk.breaker.given_back(len(attempts))
     not_before = chunk.ctx.now() + timedelta(seconds=max(grant.retry_after_s, 0.05))
     chunk.report.handed_back += store.undo_unsent_attempts(
         chunk.ctx.conn, attempts, not_before, back_to="pending"

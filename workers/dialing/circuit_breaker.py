@@ -94,6 +94,8 @@ class AccountBreaker:
         Returns False when the account must take no more of this chunk's destinations."""
         verdict, cause = verdict_of(error)
         if verdict == Verdict.NEUTRAL:
+            if self.state == CircuitState.HALF_OPEN:
+                circuits.probe_inconclusive(self.conn, self.account_id, requests)
             return self.usable
         if verdict == Verdict.HEALTHY:
             self._healthy(requests)
@@ -116,6 +118,12 @@ class AccountBreaker:
                 self._open(cause, f"{counts.failures} of {total} dials failed in "
                                   f"{self.policy.window_s:g} s; last: {message}")
         return self.usable
+
+    def given_back(self, requests: int) -> None:
+        """Destinations of this chunk given back before any answer (no send time could be kept): as probes of
+        a half-open account they are not spent."""
+        if self.state == CircuitState.HALF_OPEN:
+            circuits.probe_inconclusive(self.conn, self.account_id, requests)
 
     def _healthy(self, requests: int) -> None:
         if self.state == CircuitState.HALF_OPEN:

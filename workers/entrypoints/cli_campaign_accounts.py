@@ -10,7 +10,7 @@ import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from campaigns.account_list_rules import AccountsChange, CallerIdChoice, NamedAccount
 from campaigns.accounts import resolve_account_id
@@ -65,7 +65,10 @@ def attempts(
     if as_json:
         typer.echo(json.dumps([a.as_dict() for a in found], default=str, indent=2))
         return
-    table = Table("run", "attempt", "account", "status", "outcome", "sent", "error",
+    # An account's name is never cut, whatever the terminal's width: it is what this command is asked for.
+    longest = max((len(a.account or "-") for a in found), default=7)
+    table = Table("run", "attempt", Column("account", no_wrap=True, min_width=longest), "status", "outcome",
+                  "sent", Column("error", overflow="fold"),
                   title=f"campaign {campaign_id} · {escape(number)}")
     for a in found:
         table.add_row(str(a.run_no), str(a.attempt_no), escape(a.account or "-"), a.status, a.outcome or "-",

@@ -14,10 +14,7 @@ calls after it recovered. Everything started is stopped again, whatever happens.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,20 +96,6 @@ class DemoCarrier:
         return int(self.sim.stats()["accounts"].get(self.auth_id, {}).get("rejected_429", 0))
 
 
-@contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """`name` set for the processes started inside (the workers read it at start), then as it was."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
-
-
 @dataclass(frozen=True)
 class FailoverRun:
     campaign_id: int
@@ -124,12 +107,12 @@ def run_failover_demo(settings: FailoverSettings, console: Console | None = None
     console = console or Console()
     prepare_environment()
     with (
-        _environment(COOLDOWN_ENV, f"{settings.cooldown_s:g}"),
         start_simulator(simulator_config(settings.cps, settings.primary), speed=settings.speed,
                         seed=7) as primary_sim,
         start_simulator(simulator_config(settings.cps, settings.backup), speed=settings.speed,
                         seed=8) as backup_sim,
-        local_stack(workers=settings.workers, threads=8) as stack,
+        local_stack(workers=settings.workers, threads=8,
+                    extra_env={COOLDOWN_ENV: f"{settings.cooldown_s:g}"}) as stack,
     ):
         with connect() as conn:
             primary = _carrier(conn, primary_sim, settings.primary, "primary", settings.cps)

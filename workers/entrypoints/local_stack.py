@@ -144,15 +144,17 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 @contextmanager
 def local_stack(
-    *, workers: int = 4, threads: int = 8, beat: bool = True, api: bool = True, api_port: int | None = None
+    *, workers: int = 4, threads: int = 8, beat: bool = True, api: bool = True, api_port: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalStack]:
-    """Start the processes; on exit stop them all, whatever happened."""
+    """Start the processes; on exit stop them all, whatever happened. `extra_env`: settings for the stack's
+    processes only (a demo's short circuit cool-down), never this process's."""
     port = api_port or free_port()
     public_url = f"http://127.0.0.1:{port}"
     # This process builds callback URLs too (tests, demo): it must agree with the workers.
     os.environ["DIALER_PUBLIC_URL"] = public_url
     get_settings.cache_clear()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     stack = LocalStack(api_url=public_url, workdir=Path(tempfile.mkdtemp(prefix="dialer-stack-")), env=env)
     try:
         if api:
