@@ -15,6 +15,8 @@ The benchmarks of issue 18's targets, each with its options:
     python -m bench scale --rate 1000          # 100,000 through Plivo bulk
     python -m bench callbacks
     python -m bench console                    # the console's campaigns page: 200 campaigns, one at 100 CPS
+    python -m bench split --repeat 3           # split routing over two 50 CPS carriers (issue 23)
+    python -m bench split --busy-core          # the same with one core kept busy beside the stack
 
 Figures and the commands that produced them are recorded in bench/RESULTS.md.
 """
@@ -36,6 +38,7 @@ BENCHES: dict[str, list[str]] = {
     "postgres-restart": ["-m", "bench.postgres_restart_bench"],
     "http-client": ["-m", "bench.http_client_bench"],
     "console": ["-m", "bench.console_bench"],
+    "split": ["-m", "bench.split_bench"],
 }
 DATABASES = {
     "loader": "dialer_bench_loader",
@@ -46,6 +49,7 @@ DATABASES = {
     "occupancy": "dialer_bench_occupancy",
     "postgres-restart": "dialer_bench_pgrestart",
     "console": "dialer_bench_console",
+    "split": "dialer_bench_split",
 }
 
 
