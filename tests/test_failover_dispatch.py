@@ -128,3 +128,17 @@ def test_the_window_counts_failed_dials_and_judges_the_last_seconds(redis_client
     window.forget(account)
     counts = window.add_failure(account, 10.0)
     assert (counts.failures, counts.successes) == (1, 0), "forgotten: a fresh window"
+
+
+def test_a_tick_publishes_its_accounts_chunks_in_the_order_their_first_sends_fall_due() -> None:
+    from workers.dispatch.dispatcher import InterleavedChunks
+
+    chunks = InterleavedChunks()
+    for i in range(3):
+        chunks.add(1, [10 + i] * 3, 7)  # the first account's pass: its whole horizon first
+    for i in range(3):
+        chunks.add(1, [20 + i] * 3, 8)
+    chunks.add(2, [30] * 2, 9)  # a slow account: its first chunk is due at once all the same
+    published: list[tuple[int, int]] = []
+    chunks.publish(lambda _cid, ids, account: published.append((account, ids[0])), {7: 50.0, 8: 50.0, 9: 5.0})
+    assert published == [(7, 10), (8, 20), (9, 30), (7, 11), (8, 21), (7, 12), (8, 22)]
