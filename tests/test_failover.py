@@ -183,6 +183,14 @@ def _settled_then_redialed_s(conn: psycopg.Connection, campaign_id: int, account
     return sorted(float(r[0]) for r in rows)
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    """Least, median and most of sorted values (empty: none)."""
+    if not values:
+        return {}
+    middle = values[len(values) // 2]
+    return {"min": round(values[0], 1), "p50": round(middle, 1), "max": round(values[-1], 1)}
+
+
 def _scenario_size(short: int, soak: int) -> int:
     return soak if SOAK else short
 
@@ -220,7 +228,7 @@ def test_primary_refusing_connections_fails_over_to_a_backup_of_another_provider
         _record("refused", calls=count, on_primary=len(on_primary), on_backup=len(on_backup),
                 opened_after_s=round(opened[0].changed_at.timestamp() - fault["start_wall"], 2),
                 backup_took_over_after_s=round(took_over_s, 2), ambiguous=len(redialed),
-                redialed_after_evidence_window_s=[round(x, 1) for x in redialed[:1] + redialed[-1:]])
+                redialed_after_evidence_window_s=_spread(redialed))
 
 
 def test_primary_answering_401_fails_over_without_pausing_the_campaign(stack, conn) -> None:
@@ -270,13 +278,14 @@ def test_primary_answering_5xx_then_recovering_takes_the_campaign_back(stack, co
         assert states[0] == CircuitState.OPEN and states[-1] == CircuitState.CLOSED, states
         assert CircuitState.HALF_OPEN in states
         changes = list(reversed(circuits.changes_of(conn, primary.account_id, limit=50)))
+        redialed = _settled_then_redialed_s(conn, campaign_id, primary.account_id)
         closed_at = changes[-1].changed_at.timestamp()
         _record("5xx then recovered", calls=count, outage_s=outage, on_backup=len(on_backup),
                 on_primary=len(_calls(primary)), returned_to_primary=len(later_on_primary),
                 opened_after_s=round(changes[0].changed_at.timestamp() - fault["start_wall"], 2),
                 closed_after_recovery_s=round(closed_at - fault["end_wall"], 2),
                 changes=[c.state.value for c in changes],
-                ambiguous=len(_settled_then_redialed_s(conn, campaign_id, primary.account_id)))
+                ambiguous=len(redialed), redialed_after_evidence_window_s=_spread(redialed))
 
 
 def test_split_routing_dials_over_both_accounts_each_within_its_own_budget(stack, conn) -> None:

@@ -55,6 +55,10 @@ DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, str]]] = {
     "bandwidth": ("9900000", {"api_username": DEMO_API_USER, "application_id": DEMO_APPLICATION_ID}),
 }
 DEMO_AUTH_ID = DEMO_ACCOUNTS["plivo"][0]
+# `dialer demo --failover`'s two carriers (workers.entrypoints.demo_failover): the primary and its backup,
+# of different providers. Named here, the one demo module that may name a provider.
+FAILOVER_PRIMARY = "plivo"
+FAILOVER_BACKUP = "tryvox"
 # Destinations the carrier never saw a call for (the demo compares the rest with the carrier's count).
 NOT_DIALED = frozenset({DestinationStatus.PENDING, DestinationStatus.CANCELLED, DestinationStatus.DNC})
 

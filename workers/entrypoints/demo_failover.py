@@ -32,6 +32,8 @@ from campaigns.states import CampaignState, CircuitState
 from simulator.process import RunningSimulator, start_simulator
 from workers.entrypoints.demo import (
     DEMO_ACCOUNTS,
+    FAILOVER_BACKUP,
+    FAILOVER_PRIMARY,
     SAMPLE_CSV,
     all_day_settings,
     demo_account,
@@ -66,8 +68,8 @@ class FailoverSettings:
     refused_s: float = 6.0  # how long it refuses connections
     cooldown_s: float = 8.0  # the circuit cool-down of this demo's workers (the default is 30 s)
     timeout_s: float = 300.0
-    primary: str = "plivo"
-    backup: str = "tryvox"
+    primary: str = FAILOVER_PRIMARY
+    backup: str = FAILOVER_BACKUP
 
 
 @dataclass

@@ -60,6 +60,8 @@ SHOWN_BY_THE_CARRIER = frozenset(
 _EVIDENCE = f"""
 SELECT a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no, c.provider_options,
        c.retry_policy, c.end_at,
+       EXISTS (SELECT 1 FROM campaign_fallback_account f
+               WHERE f.campaign_id = a.campaign_id) AS has_fallbacks,
        (a.request_uuid IS NOT NULL OR a.call_uuid IS NOT NULL
         OR EXISTS (SELECT 1 FROM call_event e WHERE e.attempt_id = a.id)) AS placed,
        EXISTS (SELECT 1 FROM call_attempt b WHERE b.batch_id = a.batch_id AND b.id <> a.id
@@ -120,8 +122,10 @@ def settle_unanswered_sends(conn: psycopg.Connection, budgets: Budgets, now: dat
     for row in rows:
         if row["placed"] or row["request_accepted"]:
             continue
-        backoff = full_jitter_backoff(row["attempt_no"], base=TRANSIENT_BACKOFF_BASE_S,
-                                      cap=TRANSIENT_BACKOFF_CAP_S, rng=rng)
+        # With another account to go to, the retry needs no backoff: the dispatcher sends it to an account
+        # whose circuit is closed, and the failing carrier's own breaker keeps it away from that one.
+        backoff = 0.0 if row["has_fallbacks"] else full_jitter_backoff(
+            row["attempt_no"], base=TRANSIENT_BACKOFF_BASE_S, cap=TRANSIENT_BACKOFF_CAP_S, rng=rng)
         step = never_placed_step(row["attempt_no"], row["provider_options"] or {}, row["retry_policy"] or {},
                                  now, row["end_at"], backoff)
         if settlements.settle_as_never_placed(conn, attempt_id=row["id"], note=NEVER_PLACED_NOTE, step=step):
