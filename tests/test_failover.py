@@ -197,7 +197,7 @@ def _scenario_size(short: int, soak: int) -> int:
 
 def test_primary_refusing_connections_fails_over_to_a_backup_of_another_provider(stack, conn) -> None:
     count = _scenario_size(400, 2000)
-    refused_s = 120.0 if SOAK else 30.0
+    refused_s = 120.0 if SOAK else 10.0
     with ExitStack() as carriers:
         primary = _carrier(carriers, conn, "plivo", 50, seed=21)
         backup = _carrier(carriers, conn, "tryvox", 50, seed=22)
