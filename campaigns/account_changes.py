@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from campaigns.account_list_rules import AccountList, AccountsChange, NamedAccount, checked_list
-from campaigns.campaign_accounts import Fallback, fallbacks_of, replace_fallbacks
+from campaigns.campaign_accounts import Fallback, campaign_fallbacks, replace_fallbacks
 from campaigns.provider_options import InvalidOption, unsupported_option, validate_provider_options
 from campaigns.readiness import undialable_destinations
 from campaigns.settings_rules import CampaignSettings, InvalidSetting, check_caller_id
@@ -46,7 +46,7 @@ def plan_accounts(conn: psycopg.Connection, row: Mapping[str, Any], settings: Ca
                                                           "account"))
     if change is None or not change.changes_anything():
         return AccountsPlan(settings, None, ())
-    current = fallbacks_of(conn, [row["id"]]).get(row["id"], [])
+    current = campaign_fallbacks(conn, row["id"])
     named = [*([change.primary] if change.primary else []), *(change.fallbacks or [])]
     known = _names_and_providers(conn, [row["account_id"] or 0, *(f.account_id for f in current),
                                         *(n.account_id for n in named)])
@@ -71,7 +71,7 @@ def require_fallbacks_suit(conn: psycopg.Connection, row: Mapping[str, Any], pla
     """Every fallback of the list takes the campaign's provider options, and one new to the list dials every
     destination the campaign may still dial; else InvalidSetting naming the account (nothing is written)."""
     fallbacks = plan.fallbacks if plan.fallbacks is not None else tuple(
-        fallbacks_of(conn, [row["id"]]).get(row["id"], []))
+        campaign_fallbacks(conn, row["id"]))
     if not fallbacks:
         return
     known = _names_and_providers(conn, (f.account_id for f in fallbacks))

@@ -18,6 +18,18 @@ class Fallback:
     caller_id: str | None = None  # None: the campaign's caller_id
 
 
+def has_fallbacks_sql(campaign_sql: str) -> str:
+    """SQL: whether the campaign `campaign_sql` names has another account to fail over to. The one condition
+    the chunk's campaign read, the pause on 401/402 and the send evidence's retry share."""
+    return f"EXISTS (SELECT 1 FROM campaign_fallback_account hf WHERE hf.campaign_id = {campaign_sql})"
+
+
+def accounts_sql(campaign_sql: str) -> str:
+    """SQL: the ids of the campaign's accounts, its primary and its fallbacks (for `IN (...)`)."""
+    return (f"SELECT ca.account_id FROM campaign ca WHERE ca.id = {campaign_sql} UNION ALL "
+            f"SELECT cf.account_id FROM campaign_fallback_account cf WHERE cf.campaign_id = {campaign_sql}")
+
+
 def fallbacks_of(conn: psycopg.Connection, campaign_ids: Iterable[int]) -> dict[int, list[Fallback]]:
     """Each campaign's fallbacks in order (campaigns without any are absent)."""
     ids = sorted(set(campaign_ids))
@@ -37,11 +49,16 @@ def account_order(primary: int | None, fallbacks: Sequence[Fallback]) -> list[in
     return ([primary] if primary is not None else []) + [f.account_id for f in fallbacks]
 
 
+def campaign_fallbacks(conn: psycopg.Connection, campaign_id: int) -> list[Fallback]:
+    """One campaign's fallbacks in order."""
+    return fallbacks_of(conn, [campaign_id]).get(campaign_id, [])
+
+
 def accounts_of(conn: psycopg.Connection, campaign_id: int) -> list[int]:
     """One campaign's accounts, primary first (empty if it has none yet)."""
     row = conn.execute("SELECT account_id FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
     primary = row[0] if row else None
-    return account_order(primary, fallbacks_of(conn, [campaign_id]).get(campaign_id, []))
+    return account_order(primary, campaign_fallbacks(conn, campaign_id))
 
 
 def replace_fallbacks(conn: psycopg.Connection, campaign_id: int, fallbacks: Sequence[Fallback]) -> None:
@@ -52,10 +69,3 @@ def replace_fallbacks(conn: psycopg.Connection, campaign_id: int, fallbacks: Seq
         conn.execute(
             "INSERT INTO campaign_fallback_account (campaign_id, position, account_id, caller_id) "
             "VALUES (%s, %s, %s, %s)", (campaign_id, position, fallback.account_id, fallback.caller_id))
-
-
-def campaigns_using(conn: psycopg.Connection, account_id: int) -> list[int]:
-    """Campaigns that have the account as a fallback."""
-    rows = conn.execute("SELECT campaign_id FROM campaign_fallback_account WHERE account_id = %s "
-                        "ORDER BY campaign_id", (account_id,)).fetchall()
-    return [r[0] for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from campaigns.accounts import provider_takes_answer_url
-from campaigns.campaign_accounts import fallbacks_of
+from campaigns.campaign_accounts import campaign_fallbacks
 from campaigns.destination_kinds import KIND_SQL, cannot_dial, destination_kind, destination_kinds
 from campaigns.errors import InvalidRequest
 from campaigns.provider_options import unsupported_option
@@ -74,7 +74,7 @@ def require_ready_to_dial(conn: psycopg.Connection, row: dict[str, Any]) -> None
     ).fetchone()
     if provider:
         _require_account_suits(conn, row, provider[0], f"campaign {campaign_id}")
-    for position, fallback in enumerate(fallbacks_of(conn, [campaign_id]).get(campaign_id, []), start=1):
+    for position, fallback in enumerate(campaign_fallbacks(conn, campaign_id), start=1):
         found = conn.execute("SELECT name, provider FROM provider_account WHERE id = %s",
                              (fallback.account_id,)).fetchone()
         if found is None:

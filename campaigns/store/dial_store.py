@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.blackouts import Blackouts, blackouts_of
+from campaigns.campaign_accounts import accounts_sql, has_fallbacks_sql
 from campaigns.states import CampaignState, DestinationStatus, allowed_sources, slot_member, sql_in
 from campaigns.store.frequency_guard import cap_waits
 from campaigns.windows import CallingWindow, window_of
@@ -134,11 +135,11 @@ class StartedAttempt:
     batch_id: uuid.UUID | None = None  # the request's (None where a caller does not need it)
 
 
-_LOAD_CAMPAIGN = """
+_LOAD_CAMPAIGN = f"""
 SELECT c.*, coalesce(%(account)s, c.account_id) AS dial_account_id,
        (coalesce(%(account)s, c.account_id) = c.account_id OR f.account_id IS NOT NULL) AS in_campaign,
        f.caller_id AS account_caller_id, coalesce(ac.state, 'closed') AS circuit,
-       EXISTS (SELECT 1 FROM campaign_fallback_account x WHERE x.campaign_id = c.id) AS has_fallbacks
+       {has_fallbacks_sql("c.id")} AS has_fallbacks
 FROM campaign c
 LEFT JOIN campaign_fallback_account f ON f.campaign_id = c.id AND f.account_id = %(account)s
 LEFT JOIN account_circuit ac ON ac.account_id = coalesce(%(account)s, c.account_id)
@@ -198,10 +199,8 @@ def on_dnc_sql(number_sql: str, campaign_sql: str) -> str:
     per-request check (`mark_sending`) use."""
     return (
         f"(EXISTS (SELECT 1 FROM dnc_number x WHERE x.number = {number_sql}) OR EXISTS (SELECT 1 FROM "
-        f"account_dnc_number y WHERE y.number = {number_sql} AND y.account_id IN ("
-        f"SELECT cc.account_id FROM campaign cc WHERE cc.id = {campaign_sql} "
-        f"UNION ALL SELECT cf.account_id FROM campaign_fallback_account cf "
-        f"WHERE cf.campaign_id = {campaign_sql})))"
+        f"account_dnc_number y WHERE y.number = {number_sql} "
+        f"AND y.account_id IN ({accounts_sql(campaign_sql)})))"
     )
 
 
@@ -329,7 +328,7 @@ def pause_account_campaigns(conn: psycopg.Connection, account_id: int, reason: s
     cur = conn.execute(
         f"UPDATE campaign SET state = '{CampaignState.PAUSED.value}', state_reason = %s, updated_at = now() "
         f"WHERE account_id = %s AND state = '{CampaignState.RUNNING.value}' "
-        "AND NOT EXISTS (SELECT 1 FROM campaign_fallback_account f WHERE f.campaign_id = campaign.id)",
+        f"AND NOT {has_fallbacks_sql('campaign.id')}",
         (reason[:500], account_id),
     )
     return cur.rowcount

@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from campaigns.call_options import evidence_window_s, unsettled_send_ends_unknown
+from campaigns.campaign_accounts import has_fallbacks_sql
 from campaigns.retry_policy import (
     TRANSIENT_BACKOFF_BASE_S,
     TRANSIENT_BACKOFF_CAP_S,
@@ -60,8 +61,7 @@ SHOWN_BY_THE_CARRIER = frozenset(
 _EVIDENCE = f"""
 SELECT a.id, a.account_id, a.campaign_id, a.destination_id, a.attempt_no, c.provider_options,
        c.retry_policy, c.end_at,
-       EXISTS (SELECT 1 FROM campaign_fallback_account f
-               WHERE f.campaign_id = a.campaign_id) AS has_fallbacks,
+       {has_fallbacks_sql("a.campaign_id")} AS has_fallbacks,
        (a.request_uuid IS NOT NULL OR a.call_uuid IS NOT NULL
         OR EXISTS (SELECT 1 FROM call_event e WHERE e.attempt_id = a.id)) AS placed,
        EXISTS (SELECT 1 FROM call_attempt b WHERE b.batch_id = a.batch_id AND b.id <> a.id
