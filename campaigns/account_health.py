@@ -14,7 +14,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field
 
 from campaigns.campaign_accounts import accounts_of
-from campaigns.circuits import Circuit, circuits_of
+from campaigns.circuits import Circuit, changes_by_account, circuits_of
 from campaigns.states import CircuitState
 
 CHANGES_SHOWN = 5  # the latest changes of each account a campaign's status carries
@@ -70,23 +70,11 @@ def circuit_views(conn: psycopg.Connection, account_ids: Iterable[int]) -> dict[
     return {account_id: circuit_view(c) for account_id, c in circuits_of(conn, account_ids).items()}
 
 
-# The latest changes of each account, newest first: one probe of (account_id, id) per account.
-_CHANGES = """
-SELECT a.id, ch.changed_at, ch.state, ch.cause, ch.reason
-FROM unnest(%s::bigint[]) AS a(id)
-CROSS JOIN LATERAL (SELECT changed_at, state, cause, reason FROM account_circuit_change
-                    WHERE account_id = a.id ORDER BY id DESC LIMIT %s) ch
-"""
-
-
 def latest_changes(conn: psycopg.Connection, account_ids: Iterable[int],
                    limit: int = CHANGES_SHOWN) -> dict[int, list[CircuitChangeView]]:
-    ids = sorted(set(account_ids))
-    found: dict[int, list[CircuitChangeView]] = {a: [] for a in ids}
-    if ids:
-        for account_id, at, state, cause, reason in conn.execute(_CHANGES, (ids, limit)).fetchall():
-            found[account_id].append(CircuitChangeView(at=at, state=state, cause=cause, reason=reason))
-    return found
+    return {account_id: [CircuitChangeView(at=c.changed_at, state=c.state, cause=c.cause, reason=c.reason)
+                         for c in changes]
+            for account_id, changes in changes_by_account(conn, account_ids, limit).items()}
 
 
 def campaign_accounts_health(conn: psycopg.Connection, campaign_id: int,

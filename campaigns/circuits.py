@@ -71,12 +71,30 @@ def circuit_of(conn: psycopg.Connection, account_id: int) -> Circuit:
     return circuits_of(conn, [account_id])[account_id]
 
 
+# The latest changes of each account, newest first: one probe of (account_id, id) per account.
+_CHANGES = """
+SELECT a.id, ch.state, ch.cause, ch.reason, ch.changed_at
+FROM unnest(%s::bigint[]) AS a(id)
+CROSS JOIN LATERAL (SELECT id, state, cause, reason, changed_at FROM account_circuit_change
+                    WHERE account_id = a.id ORDER BY id DESC LIMIT %s) ch
+ORDER BY a.id, ch.id DESC
+"""
+
+
+def changes_by_account(conn: psycopg.Connection, account_ids: Iterable[int],
+                       limit: int = 20) -> dict[int, list[CircuitChange]]:
+    """Each account's latest changes of state, newest first (an account without any: an empty list)."""
+    ids = sorted(set(account_ids))
+    found: dict[int, list[CircuitChange]] = {a: [] for a in ids}
+    if ids:
+        for account_id, state, cause, reason, at in conn.execute(_CHANGES, (ids, limit)).fetchall():
+            found[account_id].append(CircuitChange(account_id, CircuitState(state), cause, reason, at))
+    return found
+
+
 def changes_of(conn: psycopg.Connection, account_id: int, limit: int = 20) -> list[CircuitChange]:
     """The account's latest changes of state, newest first."""
-    rows = conn.execute(
-        "SELECT account_id, state, cause, reason, changed_at FROM account_circuit_change "
-        "WHERE account_id = %s ORDER BY id DESC LIMIT %s", (account_id, limit)).fetchall()
-    return [CircuitChange(r[0], CircuitState(r[1]), r[2], r[3], r[4]) for r in rows]
+    return changes_by_account(conn, [account_id], limit)[account_id]
 
 
 # Opening: from closed (the window tripped, or a refusal), from half-open (a probe failed: the cool-down
@@ -183,5 +201,6 @@ def probe_passed(conn: psycopg.Connection, account_id: int, count: int, policy: 
     return closed.rowcount > 0
 
 
-__all__ = ["Cause", "Circuit", "CircuitChange", "circuit_of", "circuits_of", "changes_of", "open_circuit",
-           "enable", "disable", "move_due", "note_probes_claimed", "probe_inconclusive", "probe_passed"]
+__all__ = ["Cause", "Circuit", "CircuitChange", "changes_by_account", "changes_of", "circuit_of",
+           "circuits_of", "disable", "enable", "move_due", "note_probes_claimed", "open_circuit",
+           "probe_inconclusive", "probe_passed"]
