@@ -65,13 +65,19 @@ def trips(failures: int, successes: int, policy: CircuitPolicy) -> bool:
     return failures >= policy.min_failures and total > 0 and failures >= policy.failure_ratio * total
 
 
+def cooldown_base_s(cause: Cause, policy: CircuitPolicy) -> float:
+    """The first cool-down of an opening for `cause` (each reopening doubles it, up to the cap)."""
+    return policy.auth_cooldown_s if cause in (Cause.AUTH, Cause.PAYMENT) else policy.cooldown_s
+
+
 def cooldown_s(cause: Cause, opened_in_a_row: int, policy: CircuitPolicy) -> float | None:
     """How long an opening for `cause` stays open before its probes, the `opened_in_a_row`-th since the
-    circuit last closed (1 for the first): doubled each time, capped. None: until an operator enables it."""
+    circuit last closed (1 for the first): doubled each time, capped. None: until an operator enables it.
+    (campaigns.circuits.open_circuit computes the same in its statement, from the row's own count.)"""
     if cause == Cause.OPERATOR:
         return None
-    base = policy.auth_cooldown_s if cause in (Cause.AUTH, Cause.PAYMENT) else policy.cooldown_s
-    return float(min(policy.cooldown_max_s, base * 2.0 ** max(0, opened_in_a_row - 1)))
+    doubled = cooldown_base_s(cause, policy) * 2.0 ** max(0, opened_in_a_row - 1)
+    return float(min(policy.cooldown_max_s, doubled))
 
 
 def probes_left(probes_claimed: int, policy: CircuitPolicy) -> int:

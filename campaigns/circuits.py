@@ -17,7 +17,7 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from campaigns.circuit_rules import Cause, CircuitPolicy, closes_after, cooldown_s, probes_left
+from campaigns.circuit_rules import Cause, CircuitPolicy, closes_after, cooldown_base_s, probes_left
 from campaigns.states import CircuitState
 
 
@@ -102,7 +102,8 @@ def changes_of(conn: psycopg.Connection, account_id: int, limit: int = 20) -> li
 _OPEN = """
 INSERT INTO account_circuit AS c (account_id, state, cause, reason, changed_at, retry_at, opened_in_a_row)
 VALUES (%(account)s, 'open', %(cause)s, %(reason)s, now(),
-        CASE WHEN %(operator)s THEN NULL ELSE now() + make_interval(secs => %(first_cooldown)s) END, 1)
+        CASE WHEN %(operator)s THEN NULL
+        ELSE now() + make_interval(secs => least(%(max_cooldown)s, %(base)s)) END, 1)
 ON CONFLICT (account_id) DO UPDATE SET
     state = 'open', cause = %(cause)s, reason = %(reason)s, changed_at = now(),
     opened_in_a_row = c.opened_in_a_row + 1, probes_claimed = 0, probes_passed = 0,
@@ -120,13 +121,12 @@ def open_circuit(conn: psycopg.Connection, account_id: int, cause: Cause, reason
     """Open the account's circuit for `cause`, if it is closed or half-open (an operator's disable opens it
     from any state). True if this call opened it; committed by the caller's transaction or autocommit."""
     operator = cause == Cause.OPERATOR
-    first = cooldown_s(cause, 1, policy)
     from_states = list(CircuitState) if operator else [CircuitState.CLOSED, CircuitState.HALF_OPEN]
-    base = policy.auth_cooldown_s if cause in (Cause.AUTH, Cause.PAYMENT) else policy.cooldown_s
+    # The cool-down is circuit_rules.cooldown_s, computed here from the row's own count of openings.
     row = conn.execute(_OPEN, {
-        "account": account_id, "cause": cause.value, "reason": reason[:500],
-        "first_cooldown": first if first is not None else 0.0, "operator": operator,
-        "max_cooldown": policy.cooldown_max_s, "base": base, "from_states": [s.value for s in from_states],
+        "account": account_id, "cause": cause.value, "reason": reason[:500], "operator": operator,
+        "max_cooldown": policy.cooldown_max_s, "base": cooldown_base_s(cause, policy),
+        "from_states": [s.value for s in from_states],
     }).fetchone()
     return row is not None
 
